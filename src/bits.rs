@@ -1,0 +1,125 @@
+//! Packed bit sets and bit matrices: activity records are one bit per
+//! (unit, sample), and module masks are bit sets over units.
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct BitSet {
+    len: usize,
+    words: Vec<u64>,
+}
+
+impl BitSet {
+    pub fn new(len: usize) -> Self {
+        BitSet { len, words: vec![0; len.div_ceil(64)] }
+    }
+    pub fn full(len: usize) -> Self {
+        let mut s = Self::new(len);
+        (0..len).for_each(|i| s.insert(i));
+        s
+    }
+    pub fn from_indices(len: usize, idx: impl IntoIterator<Item = usize>) -> Self {
+        let mut s = Self::new(len);
+        idx.into_iter().for_each(|i| s.insert(i));
+        s
+    }
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    #[inline]
+    pub fn insert(&mut self, i: usize) {
+        self.words[i / 64] |= 1 << (i % 64);
+    }
+    #[inline]
+    pub fn remove(&mut self, i: usize) {
+        self.words[i / 64] &= !(1 << (i % 64));
+    }
+    #[inline]
+    pub fn contains(&self, i: usize) -> bool {
+        self.words[i / 64] >> (i % 64) & 1 == 1
+    }
+    pub fn count(&self) -> usize {
+        self.words.iter().map(|w| w.count_ones() as usize).sum()
+    }
+    pub fn words(&self) -> &[u64] {
+        &self.words
+    }
+    pub fn iter(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.len).filter(|&i| self.contains(i))
+    }
+    pub fn union_with(&mut self, o: &BitSet) {
+        self.words.iter_mut().zip(&o.words).for_each(|(a, b)| *a |= b);
+    }
+    pub fn intersect_with(&mut self, o: &BitSet) {
+        self.words.iter_mut().zip(&o.words).for_each(|(a, b)| *a &= b);
+    }
+    /// |self ∩ o|
+    pub fn and_count(&self, o: &BitSet) -> usize {
+        self.words.iter().zip(&o.words).map(|(a, b)| (a & b).count_ones() as usize).sum()
+    }
+}
+
+/// `rows × cols` bits, row-major, each row padded to whole words so a row can
+/// be combined with a `BitSet` of length `cols` word by word.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BitMatrix {
+    rows: usize,
+    cols: usize,
+    wpr: usize,
+    data: Vec<u64>,
+}
+
+impl BitMatrix {
+    pub fn new(rows: usize, cols: usize) -> Self {
+        let wpr = cols.div_ceil(64);
+        BitMatrix { rows, cols, wpr, data: vec![0; rows * wpr] }
+    }
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+    #[inline]
+    pub fn set(&mut self, r: usize, c: usize) {
+        self.data[r * self.wpr + c / 64] |= 1 << (c % 64);
+    }
+    #[inline]
+    pub fn get(&self, r: usize, c: usize) -> bool {
+        self.data[r * self.wpr + c / 64] >> (c % 64) & 1 == 1
+    }
+    pub fn row(&self, r: usize) -> &[u64] {
+        &self.data[r * self.wpr..(r + 1) * self.wpr]
+    }
+    /// Does row `r` have a bit in common with `set`? ("active for any sample of the set")
+    pub fn row_meets(&self, r: usize, set: &BitSet) -> bool {
+        self.row(r).iter().zip(set.words()).any(|(a, b)| a & b != 0)
+    }
+    /// Does row `r` contain all of `set`? ("active for every sample of the set")
+    pub fn row_covers(&self, r: usize, set: &BitSet) -> bool {
+        self.row(r).iter().zip(set.words()).all(|(a, b)| a & b == *b)
+    }
+    pub fn bytes(&self) -> usize {
+        self.data.len() * 8
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_meet_and_cover() {
+        let mut m = BitMatrix::new(2, 130);
+        m.set(0, 3);
+        m.set(0, 129);
+        m.set(1, 3);
+        let s = BitSet::from_indices(130, [3, 129]);
+        assert!(m.row_meets(0, &s) && m.row_covers(0, &s));
+        assert!(m.row_meets(1, &s) && !m.row_covers(1, &s));
+        assert!(!m.row_meets(1, &BitSet::from_indices(130, [64])));
+        assert_eq!(s.count(), 2);
+        assert_eq!(s.iter().collect::<Vec<_>>(), [3, 129]);
+    }
+}

@@ -1,0 +1,73 @@
+//! One error type for the whole engine. Every fallible engine call returns
+//! `Result<T>`; messages are written for the person who supplied the input
+//! (they are shown verbatim on the page and by the CLI).
+
+use thiserror::Error;
+
+#[derive(Debug, Error, Clone, PartialEq)]
+pub enum Error {
+    /// A tensor or layer does not have the shape the graph needs.
+    #[error("shape mismatch in {context}: expected {expected}, got {got}")]
+    Shape { context: String, expected: String, got: String },
+
+    /// Weights contain NaN or ±Inf; such a model computes nothing meaningful.
+    #[error("layer '{layer}': {what} contains NaN or infinite values")]
+    NonFinite { layer: String, what: String },
+
+    /// A layer, op or option this engine does not implement.
+    #[error("unsupported {what} '{name}'; supported: {supported}")]
+    Unsupported { what: String, name: String, supported: String },
+
+    /// A dimension or count beyond what the engine accepts (protects memory).
+    #[error("{what} is too large: {value} (limit {limit})")]
+    TooLarge { what: String, value: u64, limit: u64 },
+
+    /// A file that is not what it claims to be (truncated, wrong magic, bad JSON, ...).
+    #[error("invalid {format} file: {reason}")]
+    Format { format: &'static str, reason: String },
+
+    /// A version written by a newer Remodule.
+    #[error("{format} version {found} is newer than this build supports (max {supported})")]
+    Version { format: &'static str, found: u32, supported: u32 },
+
+    /// A request that contradicts itself or the model (unknown class, empty set, ...).
+    #[error("{0}")]
+    Invalid(String),
+
+    /// The caller's progress callback asked to stop.
+    #[error("cancelled")]
+    Cancelled,
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    pub fn shape(context: impl Into<String>, expected: impl ToString, got: impl ToString) -> Self {
+        Error::Shape { context: context.into(), expected: expected.to_string(), got: got.to_string() }
+    }
+    pub fn format(format: &'static str, reason: impl Into<String>) -> Self {
+        Error::Format { format, reason: reason.into() }
+    }
+    pub fn invalid(msg: impl Into<String>) -> Self {
+        Error::Invalid(msg.into())
+    }
+    pub fn too_large(what: impl Into<String>, value: u64, limit: u64) -> Self {
+        Error::TooLarge { what: what.into(), value, limit }
+    }
+}
+
+/// Upper bound on the number of f32 elements any single tensor may hold
+/// (256 Mi elements = 1 GiB). Loaders check declared sizes against this and
+/// against the file length before allocating.
+pub const MAX_TENSOR_ELEMS: u64 = 1 << 28;
+
+/// Multiply dimensions without overflow, failing with `TooLarge` past `MAX_TENSOR_ELEMS`.
+pub fn checked_elems(what: &str, dims: &[usize]) -> Result<usize> {
+    let mut n: u64 = 1;
+    for &d in dims {
+        n = n.checked_mul(d as u64).filter(|&n| n <= MAX_TENSOR_ELEMS).ok_or_else(|| {
+            Error::too_large(format!("{what} {dims:?}"), n.saturating_mul(d as u64), MAX_TENSOR_ELEMS)
+        })?;
+    }
+    Ok(n as usize)
+}

@@ -1,0 +1,19 @@
+//! Remodule engine: load a trained classifier, decompose it into one module
+//! per class, and recompose modules into new classifiers.
+//!
+//! Everything here is pure Rust (no wasm or DOM types); `wasm` is the thin
+//! browser binding, compiled only for `wasm32`, and `src/bin/remodule.rs` is
+//! the native CLI over the same engine.
+
+pub mod bits;
+pub mod error;
+pub mod kernels;
+pub mod model;
+
+#[cfg(target_arch = "wasm32")]
+pub mod wasm;
+
+pub use error::{Error, Result};
+
+/// Engine version shown by the page and the CLI.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

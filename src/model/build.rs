@@ -1,0 +1,180 @@
+//! Validated construction: each `add` infers the output shape from the inputs
+//! and checks weights (shapes, finiteness) before the node exists.
+
+use super::*;
+use crate::error::{checked_elems, Error, Result};
+use crate::kernels::Conv2dGeom;
+
+/// Largest per-sample activation the engine accepts (16 Mi floats).
+const MAX_ACTIVATION: u64 = 1 << 24;
+
+pub struct ModelBuilder {
+    name: String,
+    nodes: Vec<Node>,
+    input: InputSpec,
+}
+
+impl ModelBuilder {
+    pub fn new(name: impl Into<String>, input: InputSpec) -> Result<Self> {
+        if input.shape.is_empty() || input.shape.contains(&0) {
+            return Err(Error::shape("model input", "non-empty shape without zeros", format!("{:?}", input.shape)));
+        }
+        let len = checked_elems("input shape", &input.shape)?;
+        if len as u64 > MAX_ACTIVATION {
+            return Err(Error::too_large("input size", len as u64, MAX_ACTIVATION));
+        }
+        if !(input.scale.is_finite() && input.offset.is_finite()) {
+            return Err(Error::invalid("input scale/offset must be finite"));
+        }
+        let node = Node { name: "input".into(), op: Op::Input, inputs: vec![], shape: input.shape.clone() };
+        Ok(ModelBuilder { name: name.into(), nodes: vec![node], input })
+    }
+
+    /// The most recently added node (the input right after `new`).
+    pub fn last(&self) -> NodeId {
+        self.nodes.len() - 1
+    }
+
+    pub fn shape(&self, id: NodeId) -> &[usize] {
+        &self.nodes[id].shape
+    }
+
+    /// Adds `op` reading `inputs` (ids of earlier nodes) and returns its id.
+    pub fn add(&mut self, name: impl Into<String>, op: Op, inputs: &[NodeId]) -> Result<NodeId> {
+        let name = name.into();
+        if let Some(&bad) = inputs.iter().find(|&&i| i >= self.nodes.len()) {
+            return Err(Error::invalid(format!("layer '{name}' reads node {bad}, which is not defined before it (graphs must be acyclic)")));
+        }
+        let ins: Vec<&[usize]> = inputs.iter().map(|&i| self.nodes[i].shape.as_slice()).collect();
+        let shape = infer(&name, &op, &ins)?;
+        let len = checked_elems(&format!("output of layer '{name}'"), &shape)?;
+        if len == 0 {
+            return Err(Error::shape(format!("layer '{name}'"), "a non-empty output", format!("{shape:?}")));
+        }
+        if len as u64 > MAX_ACTIVATION {
+            return Err(Error::too_large(format!("output of layer '{name}'"), len as u64, MAX_ACTIVATION));
+        }
+        check_finite(&name, &op)?;
+        self.nodes.push(Node { name, op, inputs: inputs.to_vec(), shape });
+        Ok(self.nodes.len() - 1)
+    }
+
+    /// Adds `op` reading the last node.
+    pub fn push(&mut self, name: impl Into<String>, op: Op) -> Result<NodeId> {
+        let last = self.last();
+        self.add(name, op, &[last])
+    }
+
+    /// Finishes the model: the last node must produce one value per class, and
+    /// its logits must come from a Dense layer (possibly followed by a separate
+    /// softmax/linear Activation), which the channeled module head needs.
+    pub fn finish(self, class_names: Vec<String>) -> Result<Model> {
+        let out = self.nodes.len() - 1;
+        let shape = &self.nodes[out].shape;
+        if shape.len() != 1 {
+            return Err(Error::shape("model output", "one value per class (a vector)", format!("{shape:?}")));
+        }
+        if shape[0] < 2 {
+            return Err(Error::invalid(format!("a classifier needs at least 2 classes; the output has {}", shape[0])));
+        }
+        if class_names.len() != shape[0] {
+            return Err(Error::shape("class names", shape[0], class_names.len()));
+        }
+        let head = match &self.nodes[out].op {
+            Op::Dense { .. } => out,
+            Op::Activation(Activation::Softmax | Activation::Linear) if matches!(self.nodes[out - 1].op, Op::Dense { .. }) && self.nodes[out].inputs == [out - 1] => out - 1,
+            other => {
+                return Err(Error::Unsupported {
+                    what: "output layer".into(),
+                    name: format!("{} ({})", self.nodes[out].name, other.kind()),
+                    supported: "a Dense layer with softmax or linear activation, optionally followed by a Softmax activation".into(),
+                })
+            }
+        };
+        Ok(Model { name: self.name, nodes: self.nodes, input: self.input, class_names, head })
+    }
+}
+
+fn infer(name: &str, op: &Op, ins: &[&[usize]]) -> Result<Vec<usize>> {
+    let ctx = || format!("layer '{name}' ({})", op.kind());
+    let want = match op {
+        Op::Input => 0,
+        Op::Add { .. } => ins.len().max(2),
+        _ => 1,
+    };
+    if ins.len() != want {
+        return Err(Error::shape(ctx(), format!("{want} input(s)"), ins.len()));
+    }
+    let image = |s: &[usize]| -> Result<(usize, usize, usize)> {
+        match s {
+            [h, w, c] => Ok((*h, *w, *c)),
+            _ => Err(Error::shape(ctx(), "an image input [H, W, C]", format!("{s:?}"))),
+        }
+    };
+    Ok(match op {
+        Op::Input => return Err(Error::invalid(format!("layer '{name}': only the model has an Input"))),
+        Op::Dense { kernel, bias, .. } => {
+            let s = ins[0];
+            let f = *s.last().unwrap_or(&0);
+            if kernel.nrows() != f {
+                return Err(Error::shape(format!("{} kernel rows", ctx()), f, kernel.nrows()));
+            }
+            if bias.len() != kernel.ncols() {
+                return Err(Error::shape(format!("{} bias", ctx()), kernel.ncols(), bias.len()));
+            }
+            let mut o = s.to_vec();
+            *o.last_mut().unwrap() = kernel.ncols();
+            o
+        }
+        Op::Conv2D { kernel, bias, strides, padding, .. } => {
+            let (h, w, c) = image(ins[0])?;
+            let [kh, kw, kin, kout] = *kernel.shape() else { unreachable!() };
+            if kin != c {
+                return Err(Error::shape(format!("{} kernel input channels", ctx()), c, kin));
+            }
+            if bias.len() != kout {
+                return Err(Error::shape(format!("{} bias", ctx()), kout, bias.len()));
+            }
+            let g = Conv2dGeom::new(h, w, c, kh, kw, strides[0], strides[1], *padding == Padding::Same)
+                .ok_or_else(|| Error::shape(ctx(), format!("a {kh}×{kw} window with strides {strides:?} that fits"), format!("input {h}×{w}")))?;
+            vec![g.oh, g.ow, kout]
+        }
+        Op::Pool2D { size, strides, padding, .. } => {
+            let (h, w, c) = image(ins[0])?;
+            let g = Conv2dGeom::new(h, w, c, size[0], size[1], strides[0], strides[1], *padding == Padding::Same)
+                .ok_or_else(|| Error::shape(ctx(), format!("a {size:?} window with strides {strides:?} that fits"), format!("input {h}×{w}")))?;
+            vec![g.oh, g.ow, c]
+        }
+        Op::GlobalAvgPool => vec![image(ins[0])?.2],
+        Op::Flatten => vec![ins[0].iter().product()],
+        Op::Add { .. } => {
+            if let Some(s) = ins.iter().find(|s| *s != &ins[0]) {
+                return Err(Error::shape(ctx(), format!("{:?} (all inputs alike)", ins[0]), format!("{s:?}")));
+            }
+            ins[0].to_vec()
+        }
+        Op::BatchNorm { scale, shift } => {
+            let c = *ins[0].last().unwrap_or(&0);
+            if scale.len() != c || shift.len() != c {
+                return Err(Error::shape(format!("{} parameters", ctx()), c, scale.len().max(shift.len())));
+            }
+            ins[0].to_vec()
+        }
+        Op::Activation(_) | Op::Dropout => ins[0].to_vec(),
+    })
+}
+
+fn check_finite(name: &str, op: &Op) -> Result<()> {
+    fn finite<'a>(layer: &str, what: &str, mut v: impl Iterator<Item = &'a f32>) -> Result<()> {
+        match v.all(|x| x.is_finite()) {
+            true => Ok(()),
+            false => Err(Error::NonFinite { layer: layer.into(), what: what.into() }),
+        }
+    }
+    match op {
+        Op::Dense { kernel, bias, .. } => finite(name, "kernel", kernel.iter()).and(finite(name, "bias", bias.iter())),
+        Op::Conv2D { kernel, bias, .. } => finite(name, "kernel", kernel.iter()).and(finite(name, "bias", bias.iter())),
+        Op::BatchNorm { scale, shift } => finite(name, "scale", scale.iter()).and(finite(name, "shift", shift.iter())),
+        _ => Ok(()),
+    }
+}

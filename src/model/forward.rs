@@ -1,0 +1,221 @@
+//! Batched forward pass, optionally with module masks applied and with an
+//! activity record of every tracked unit.
+//!
+//! Memory per call: `batch × Σ_nodes len(node) × 4` bytes of activations, plus
+//! one im2col buffer (`OH·OW·KH·KW·Cin × 4` bytes for the largest conv), plus,
+//! when recording, `Σ_tracked units × ⌈N/64⌉ × 8` bytes of bits. `N × classes`
+//! logits and probabilities are returned.
+
+use std::collections::BTreeMap;
+
+use super::*;
+use crate::bits::{BitMatrix, BitSet};
+use crate::error::{Error, Result};
+use crate::kernels::{conv2d, global_avg_pool, matmul, pool2d, Conv2dGeom};
+
+pub const DEFAULT_BATCH: usize = 128;
+
+/// Which units of one tracked node a module keeps.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnitMask {
+    /// Units (flat index within the node's per-sample output) that stay; the
+    /// others are forced to 0 after the activation.
+    pub keep: BitSet,
+    /// `reference` dense mode: kept units whose negative incoming weights are
+    /// zeroed (the Dense layer computes them with `max(W, 0)`).
+    pub clip_negative: Option<BitSet>,
+}
+
+/// A module's masks, keyed by node id. Nodes without an entry run unchanged.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Masks {
+    pub nodes: BTreeMap<NodeId, UnitMask>,
+}
+
+/// One bit per (unit, sample): did the unit's output exceed 0?
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recording {
+    /// Tracked node ids, in model order (see [`Model::tracked`]).
+    pub nodes: Vec<NodeId>,
+    /// `bits[k]` is `units(nodes[k]) × samples`.
+    pub bits: Vec<BitMatrix>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ForwardOutput {
+    /// Head pre-activations, `samples × classes`.
+    pub logits: Vec<f32>,
+    /// The model's outputs (softmax of the logits for softmax heads).
+    pub probs: Vec<f32>,
+    pub recording: Option<Recording>,
+}
+
+/// Runs `model` over `n` samples in `x` (`n × input_len`, already scaled).
+/// `progress(done, total)` is called after each batch; returning `false`
+/// cancels with [`Error::Cancelled`].
+pub fn forward(
+    model: &Model,
+    x: &[f32],
+    n: usize,
+    masks: Option<&Masks>,
+    record: bool,
+    progress: &mut dyn FnMut(usize, usize) -> bool,
+) -> Result<ForwardOutput> {
+    let in_len = model.input_len();
+    if x.len() != n * in_len {
+        return Err(Error::shape("model input", format!("{n} × {in_len} = {} values", n * in_len), x.len()));
+    }
+    let c = model.classes();
+    let tracked = if record { model.tracked() } else { vec![] };
+    let mut bits: Vec<BitMatrix> = tracked.iter().map(|&t| BitMatrix::new(model.nodes[t].len(), n)).collect();
+    let positive_kernels = positive_kernels(model, masks);
+    let mut logits = vec![0f32; n * c];
+    let mut probs = vec![0f32; n * c];
+    let mut bufs: Vec<Vec<f32>> = vec![Vec::new(); model.nodes.len()];
+    let mut scratch = Vec::new();
+
+    let mut start = 0;
+    while start < n {
+        let b = DEFAULT_BATCH.min(n - start);
+        bufs[0].clear();
+        bufs[0].extend_from_slice(&x[start * in_len..(start + b) * in_len]);
+        for id in 1..model.nodes.len() {
+            let mut out = std::mem::take(&mut bufs[id]);
+            let node = &model.nodes[id];
+            out.clear();
+            out.resize(b * node.len(), 0.0);
+            run_node(model, id, &bufs, b, &mut out, &mut scratch, masks, &positive_kernels);
+            if id == model.head {
+                logits[start * c..(start + b) * c].copy_from_slice(&out);
+            }
+            if let Some(a) = node.op.activation() {
+                a.apply(&mut out, *node.shape.last().unwrap());
+            }
+            if let Some(m) = masks.and_then(|m| m.nodes.get(&id)) {
+                apply_keep(&mut out, node.len(), &m.keep);
+            }
+            if let Some(k) = tracked.iter().position(|&t| t == id) {
+                let len = node.len();
+                for (s, row) in out.chunks_exact(len).enumerate() {
+                    for (u, &v) in row.iter().enumerate() {
+                        if v > 0.0 {
+                            bits[k].set(u, start + s);
+                        }
+                    }
+                }
+            }
+            bufs[id] = out;
+        }
+        probs[start * c..(start + b) * c].copy_from_slice(&bufs[model.nodes.len() - 1]);
+        start += b;
+        if !progress(start, n) {
+            return Err(Error::Cancelled);
+        }
+    }
+    let recording = record.then(|| Recording { nodes: tracked, bits });
+    Ok(ForwardOutput { logits, probs, recording })
+}
+
+fn apply_keep(out: &mut [f32], len: usize, keep: &BitSet) {
+    for row in out.chunks_exact_mut(len) {
+        for (u, v) in row.iter_mut().enumerate() {
+            if !keep.contains(u) {
+                *v = 0.0;
+            }
+        }
+    }
+}
+
+/// `max(W, 0)` for every Dense node a mask asks to clip (computed once per call).
+fn positive_kernels(model: &Model, masks: Option<&Masks>) -> BTreeMap<NodeId, Array2<f32>> {
+    let mut out = BTreeMap::new();
+    for (&id, m) in masks.map(|m| &m.nodes).into_iter().flatten() {
+        if let (Some(_), Op::Dense { kernel, .. }) = (&m.clip_negative, &model.nodes[id].op) {
+            out.insert(id, kernel.mapv(|w| w.max(0.0)));
+        }
+    }
+    out
+}
+
+/// Computes node `id`'s pre-activation output for a batch of `b` samples.
+#[allow(clippy::too_many_arguments)]
+fn run_node(
+    model: &Model,
+    id: NodeId,
+    bufs: &[Vec<f32>],
+    b: usize,
+    out: &mut [f32],
+    scratch: &mut Vec<f32>,
+    masks: Option<&Masks>,
+    positive: &BTreeMap<NodeId, Array2<f32>>,
+) {
+    let node = &model.nodes[id];
+    let input = |k: usize| bufs[node.inputs[k]].as_slice();
+    let in_shape = |k: usize| model.nodes[node.inputs[k]].shape.as_slice();
+    match &node.op {
+        Op::Input => unreachable!("input is node 0"),
+        Op::Dense { kernel, bias, .. } => {
+            let (fin, fout) = kernel.dim();
+            let rows = b * model.nodes[node.inputs[0]].len() / fin;
+            let w = kernel.as_standard_layout();
+            matmul(input(0), w.as_slice().unwrap(), out, rows, fin, fout);
+            if let (Some(wp), Some(clip)) = (positive.get(&id), masks.and_then(|m| m.nodes.get(&id)).and_then(|m| m.clip_negative.as_ref())) {
+                let mut alt = vec![0f32; rows * fout];
+                matmul(input(0), wp.as_standard_layout().as_slice().unwrap(), &mut alt, rows, fin, fout);
+                for (o, a) in out.chunks_exact_mut(fout).zip(alt.chunks_exact(fout)) {
+                    for u in clip.iter() {
+                        o[u] = a[u];
+                    }
+                }
+            }
+            add_bias(out, bias.as_slice().unwrap());
+        }
+        Op::Conv2D { kernel, bias, strides, padding, .. } => {
+            let [h, w, cin] = in_shape(0) else { unreachable!() };
+            let [kh, kw, _, _] = *kernel.shape() else { unreachable!() };
+            let g = Conv2dGeom::new(*h, *w, *cin, kh, kw, strides[0], strides[1], *padding == Padding::Same).unwrap();
+            let k = kernel.as_standard_layout();
+            let (il, ol) = (h * w * cin, node.len());
+            for s in 0..b {
+                conv2d(&g, &input(0)[s * il..][..il], k.as_slice().unwrap(), bias.as_slice().unwrap(), &mut out[s * ol..][..ol], scratch);
+            }
+        }
+        Op::Pool2D { kind, size, strides, padding } => {
+            let [h, w, c] = in_shape(0) else { unreachable!() };
+            let g = Conv2dGeom::new(*h, *w, *c, size[0], size[1], strides[0], strides[1], *padding == Padding::Same).unwrap();
+            let (il, ol) = (h * w * c, node.len());
+            for s in 0..b {
+                pool2d(*kind, &g, &input(0)[s * il..][..il], &mut out[s * ol..][..ol]);
+            }
+        }
+        Op::GlobalAvgPool => {
+            let il = model.nodes[node.inputs[0]].len();
+            let c = node.len();
+            for s in 0..b {
+                global_avg_pool(&input(0)[s * il..][..il], c, &mut out[s * c..][..c]);
+            }
+        }
+        Op::Flatten | Op::Dropout | Op::Activation(_) => out.copy_from_slice(input(0)),
+        Op::Add { .. } => {
+            out.copy_from_slice(input(0));
+            for k in 1..node.inputs.len() {
+                out.iter_mut().zip(input(k)).for_each(|(o, v)| *o += v);
+            }
+        }
+        Op::BatchNorm { scale, shift } => {
+            let c = scale.len();
+            out.copy_from_slice(input(0));
+            for px in out.chunks_exact_mut(c) {
+                for ((v, s), t) in px.iter_mut().zip(scale).zip(shift) {
+                    *v = *v * s + t;
+                }
+            }
+        }
+    }
+}
+
+fn add_bias(out: &mut [f32], bias: &[f32]) {
+    for row in out.chunks_exact_mut(bias.len()) {
+        row.iter_mut().zip(bias).for_each(|(v, b)| *v += b);
+    }
+}

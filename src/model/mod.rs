@@ -1,0 +1,209 @@
+//! The model IR: a DAG of layers in topological order (a node only reads
+//! earlier nodes, so a cycle cannot be expressed). Every format loads into
+//! this; decomposition and composition work on it. Shapes are per sample
+//! (the batch axis is implicit): images `[H, W, C]` (NHWC), vectors `[F]`.
+
+mod build;
+mod forward;
+
+pub use build::ModelBuilder;
+pub use forward::{ForwardOutput, Masks, Recording, UnitMask, forward, DEFAULT_BATCH};
+
+use ndarray::{Array1, Array2, Array4};
+use serde::{Deserialize, Serialize};
+
+use crate::kernels::PoolKind;
+
+pub type NodeId = usize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    Linear,
+    Relu,
+    Tanh,
+    Sigmoid,
+    Softmax,
+}
+
+impl Activation {
+    pub const SUPPORTED: &'static str = "linear, relu, tanh, sigmoid, softmax";
+
+    pub fn parse(name: &str) -> crate::Result<Self> {
+        Ok(match name {
+            "linear" | "identity" | "none" => Activation::Linear,
+            "relu" => Activation::Relu,
+            "tanh" => Activation::Tanh,
+            "sigmoid" => Activation::Sigmoid,
+            "softmax" => Activation::Softmax,
+            other => {
+                return Err(crate::Error::Unsupported {
+                    what: "activation".into(),
+                    name: other.into(),
+                    supported: Self::SUPPORTED.into(),
+                })
+            }
+        })
+    }
+
+    /// Applies in place to rows of length `width` (softmax is per row).
+    pub fn apply(self, v: &mut [f32], width: usize) {
+        match self {
+            Activation::Linear => {}
+            Activation::Relu => v.iter_mut().for_each(|x| *x = x.max(0.0)),
+            Activation::Tanh => v.iter_mut().for_each(|x| *x = x.tanh()),
+            Activation::Sigmoid => v.iter_mut().for_each(|x| *x = 1.0 / (1.0 + (-*x).exp())),
+            Activation::Softmax => v.chunks_exact_mut(width).for_each(softmax_row),
+        }
+    }
+}
+
+pub fn softmax_row(row: &mut [f32]) {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0.0;
+    for x in row.iter_mut() {
+        *x = (*x - max).exp();
+        sum += *x;
+    }
+    row.iter_mut().for_each(|x| *x /= sum);
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Padding {
+    Valid,
+    Same,
+}
+
+/// One layer. Weights use Keras layouts: Dense kernel (in, out), Conv2D kernel
+/// (kh, kw, in, out). BatchNorm is stored folded for inference.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Op {
+    Input,
+    /// Applies to the last axis (so on `[T, F]` it is a TimeDistributed Dense).
+    Dense { kernel: Array2<f32>, bias: Array1<f32>, activation: Activation },
+    Conv2D { kernel: Array4<f32>, bias: Array1<f32>, strides: [usize; 2], padding: Padding, activation: Activation },
+    Pool2D { kind: PoolKind, size: [usize; 2], strides: [usize; 2], padding: Padding },
+    GlobalAvgPool,
+    Flatten,
+    /// Element-wise sum of its inputs (residual connections), then an activation.
+    Add { activation: Activation },
+    /// `y = x * scale + shift` per channel (last axis): inference BatchNorm folded.
+    BatchNorm { scale: Array1<f32>, shift: Array1<f32> },
+    Activation(Activation),
+    /// Identity at inference; kept so the diagram matches the source model.
+    Dropout,
+}
+
+impl Op {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Op::Input => "Input",
+            Op::Dense { .. } => "Dense",
+            Op::Conv2D { .. } => "Conv2D",
+            Op::Pool2D { kind: PoolKind::Max, .. } => "MaxPool2D",
+            Op::Pool2D { kind: PoolKind::Avg, .. } => "AvgPool2D",
+            Op::GlobalAvgPool => "GlobalAveragePooling2D",
+            Op::Flatten => "Flatten",
+            Op::Add { .. } => "Add",
+            Op::BatchNorm { .. } => "BatchNormalization",
+            Op::Activation(_) => "Activation",
+            Op::Dropout => "Dropout",
+        }
+    }
+
+    /// The activation applied at the end of this op, if it has one.
+    pub fn activation(&self) -> Option<Activation> {
+        match self {
+            Op::Dense { activation, .. } | Op::Conv2D { activation, .. } | Op::Add { activation } => Some(*activation),
+            Op::Activation(a) => Some(*a),
+            _ => None,
+        }
+    }
+
+    pub fn params(&self) -> usize {
+        match self {
+            Op::Dense { kernel, bias, .. } => kernel.len() + bias.len(),
+            Op::Conv2D { kernel, bias, .. } => kernel.len() + bias.len(),
+            Op::BatchNorm { scale, shift } => scale.len() + shift.len(),
+            _ => 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    pub name: String,
+    pub op: Op,
+    pub inputs: Vec<NodeId>,
+    /// Output shape per sample.
+    pub shape: Vec<usize>,
+}
+
+impl Node {
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InputKind {
+    Image,
+    Tokens,
+    Vectors,
+}
+
+/// What the model expects: per-sample shape, what the values mean, and the
+/// affine map from stored data (u8 pixels, token ids) to model input.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InputSpec {
+    pub shape: Vec<usize>,
+    pub kind: InputKind,
+    /// Model input = raw * scale + offset (e.g. pixels 0..255 with scale 1/255).
+    #[serde(default = "one")]
+    pub scale: f32,
+    #[serde(default)]
+    pub offset: f32,
+}
+
+fn one() -> f32 {
+    1.0
+}
+
+/// A validated model. Build one with [`ModelBuilder`]; fields are read-only by
+/// convention (mutating them bypasses validation).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Model {
+    pub name: String,
+    pub nodes: Vec<Node>,
+    pub input: InputSpec,
+    pub class_names: Vec<String>,
+    /// The node whose pre-activation outputs are the class logits.
+    pub head: NodeId,
+}
+
+impl Model {
+    pub fn classes(&self) -> usize {
+        self.class_names.len()
+    }
+    pub fn input_len(&self) -> usize {
+        self.input.shape.iter().product()
+    }
+    pub fn params(&self) -> usize {
+        self.nodes.iter().map(|n| n.op.params()).sum()
+    }
+
+    /// Nodes whose units decomposition tracks: hidden ReLU outputs (Dense and
+    /// Conv2D units, Add outputs, standalone ReLU activations). A unit's
+    /// activity bit is "output > 0", i.e. pre-activation > 0, as in the papers;
+    /// removing a unit forces its output to 0. The head is never tracked.
+    pub fn tracked(&self) -> Vec<NodeId> {
+        (0..self.head)
+            .filter(|&i| self.nodes[i].op.activation() == Some(Activation::Relu))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests;
