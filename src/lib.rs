@@ -6,6 +6,7 @@
 //! the native CLI over the same engine.
 
 pub mod bits;
+pub mod formats;
 pub mod error;
 pub mod kernels;
 pub mod model;

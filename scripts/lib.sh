@@ -1,0 +1,60 @@
+# Shared by scripts/serve and scripts/test: idempotent set-up and the wasm build.
+# Each step checks first and installs only what is missing, so a second run is quick.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+WASM_BINDGEN_VERSION=0.2.130
+# A RUSTFLAGS variable would silently replace .cargo/config.toml's +simd128.
+unset RUSTFLAGS
+export PATH="$HOME/.cargo/bin:$PATH"
+
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+ensure_wasm_toolchain() {
+  if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+    step "installing the wasm32 target"
+    rustup target add wasm32-unknown-unknown
+  fi
+  if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$WASM_BINDGEN_VERSION" ]; then
+    step "installing wasm-bindgen-cli $WASM_BINDGEN_VERSION (about 4 minutes, once)"
+    # No --locked: its lock file pins a crate version this registry mirror lacks.
+    cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION"
+  fi
+}
+
+ensure_browser() {
+  local missing=()
+  command -v chromium >/dev/null || missing+=(chromium)
+  command -v chromedriver >/dev/null || missing+=(chromium-driver)
+  command -v wasm-objdump >/dev/null || missing+=(wabt)
+  if [ ${#missing[@]} -gt 0 ]; then
+    step "installing ${missing[*]} from Debian"
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+}
+
+ensure_npm() {
+  local dir="$ROOT/tests/e2e"
+  if [ ! -d "$dir/node_modules/playwright-core" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
+    step "installing npm packages for the page tests"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+}
+
+# Builds the wasm engine into www/pkg and copies the bundled models and data
+# into www/bundled (both git-ignored) so www/ alone is the static site.
+build_site() {
+  step "building the wasm engine (release, simd128)"
+  cargo build --lib --release --target wasm32-unknown-unknown
+  local wasm="target/wasm32-unknown-unknown/release/remodule.wasm"
+  if [ ! -f www/pkg/remodule_bg.wasm ] || [ "$wasm" -nt www/pkg/remodule_bg.wasm ]; then
+    wasm-bindgen --target web --no-typescript --out-dir www/pkg "$wasm"
+  fi
+  mkdir -p www/bundled
+  for f in models/*.keras models/*.remodule data/*.npz models/catalog.json; do
+    [ -f "$f" ] && cp -u "$f" www/bundled/
+  done
+  return 0
+}

@@ -1,0 +1,39 @@
+//! File formats: model loaders (Keras, ONNX, native) and data (`.npz`).
+//! Every loader takes bytes (no file system: the browser has none) and
+//! returns a validated `Model` or a typed error; nothing here panics on input.
+
+pub mod keras;
+pub mod npz;
+
+use crate::error::{Error, Result};
+use crate::model::Model;
+
+/// What a file is, by its magic bytes first and its extension second (as Netron does).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelFormat {
+    Keras,
+    KerasH5,
+}
+
+pub const SUPPORTED_MODEL_FORMATS: &str = "Keras 3 .keras, Keras .h5";
+
+pub fn sniff(bytes: &[u8], file_name: &str) -> Result<ModelFormat> {
+    let ext = file_name.rsplit('.').next().unwrap_or("").to_ascii_lowercase();
+    if bytes.starts_with(b"\x89HDF\r\n\x1a\n") {
+        Ok(ModelFormat::KerasH5)
+    } else if bytes.starts_with(b"PK\x03\x04") {
+        Ok(ModelFormat::Keras)
+    } else {
+        Err(Error::Unsupported { what: "model file".into(), name: format!("{file_name} (.{ext}, unrecognised contents)"), supported: SUPPORTED_MODEL_FORMATS.into() })
+    }
+}
+
+/// Loads any supported model file. `file_name` names the model and breaks ties.
+pub fn load_model(bytes: &[u8], file_name: &str) -> Result<Model> {
+    let stem = file_name.rsplit('/').next().unwrap_or(file_name);
+    let stem = stem.split('.').next().unwrap_or(stem);
+    match sniff(bytes, file_name)? {
+        ModelFormat::Keras => keras::load_keras_zip(bytes, stem),
+        ModelFormat::KerasH5 => keras::load_keras_h5(bytes, stem),
+    }
+}
