@@ -6,10 +6,14 @@
 //! the native CLI over the same engine.
 
 pub mod bits;
+pub mod compose;
+pub mod data;
+pub mod decompose;
 pub mod formats;
 pub mod error;
 pub mod kernels;
 pub mod model;
+pub mod workbench;
 
 #[cfg(target_arch = "wasm32")]
 pub mod wasm;

@@ -1,8 +1,11 @@
 //! Browser binding: a thin layer that turns engine calls into JS values.
-//! No engine logic lives here; every function forwards to the engine and
-//! converts `Error` into a JS `Error` with the engine's message.
+//! No engine logic lives here; every method forwards to `Workbench` and turns
+//! `Error` into a JS `Error` carrying the engine's message.
 
 use wasm_bindgen::prelude::*;
+
+use crate::decompose::Settings;
+use crate::workbench::{Pick, Workbench};
 
 #[wasm_bindgen(start)]
 pub fn start() {
@@ -23,4 +26,52 @@ pub fn engine_info() -> Result<JsValue, JsError> {
 
 fn to_js<T: serde::Serialize>(v: &T) -> Result<JsValue, JsError> {
     v.serialize(&serde_wasm_bindgen::Serializer::json_compatible()).map_err(|e| JsError::new(&e.to_string()))
+}
+
+fn from_js<T: serde::de::DeserializeOwned>(v: JsValue, what: &str) -> Result<T, JsError> {
+    serde_wasm_bindgen::from_value(v).map_err(|e| JsError::new(&format!("invalid {what}: {e}")))
+}
+
+fn engine<T: serde::Serialize>(r: crate::Result<T>) -> Result<JsValue, JsError> {
+    to_js(&r.map_err(|e| JsError::new(&e.to_string()))?)
+}
+
+#[wasm_bindgen]
+#[derive(Default)]
+pub struct Session {
+    wb: Workbench,
+}
+
+#[wasm_bindgen]
+impl Session {
+    #[wasm_bindgen(constructor)]
+    pub fn new() -> Session {
+        Session::default()
+    }
+
+    #[wasm_bindgen(js_name = addDataset)]
+    pub fn add_dataset(&mut self, bytes: &[u8], name: &str) -> Result<JsValue, JsError> {
+        engine(self.wb.add_dataset(bytes, name))
+    }
+
+    #[wasm_bindgen(js_name = addModel)]
+    pub fn add_model(&mut self, bytes: &[u8], file_name: &str, dataset: usize) -> Result<JsValue, JsError> {
+        engine(self.wb.add_model(bytes, file_name, dataset, None))
+    }
+
+    /// `progress(fraction)` is called as work advances.
+    pub fn decompose(&mut self, model: usize, settings: JsValue, progress: &js_sys::Function) -> Result<JsValue, JsError> {
+        let settings: Settings = if settings.is_undefined() || settings.is_null() { Settings::default() } else { from_js(settings, "settings")? };
+        let mut report = |f: f32| {
+            let _ = progress.call1(&JsValue::NULL, &JsValue::from_f64(f as f64));
+            true
+        };
+        engine(self.wb.decompose(model, &settings, &mut report))
+    }
+
+    /// `picks`: `[{model, class}, ...]`.
+    pub fn compose(&mut self, picks: JsValue) -> Result<JsValue, JsError> {
+        let picks: Vec<Pick> = from_js(picks, "module selection")?;
+        engine(self.wb.compose(&picks))
+    }
 }

@@ -7,7 +7,7 @@ export class Engine {
     this.worker.onmessage = ({ data }) => {
       const p = this.pending.get(data.id);
       if (!p) return;
-      if (data.progress) return p.onProgress?.(...data.progress);
+      if (data.progress !== undefined) return p.onProgress?.(data.progress);
       this.pending.delete(data.id);
       data.ok ? p.resolve(data.result) : p.reject(new Error(data.error));
     };

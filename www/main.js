@@ -1,4 +1,6 @@
+// UI thread: state, rendering and user input. The engine runs in worker.js.
 import { Engine } from './engine.js';
+import { el, pct, signedPct, renderLayers, renderMatrix } from './view.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -12,11 +14,174 @@ window.addEventListener('unhandledrejection', (e) => showError(e.reason));
 const engine = new Engine();
 engine.onFatal = showError;
 
+const state = {
+  catalog: null,
+  datasets: new Map(),   // data set key -> DatasetInfo
+  models: new Map(),     // model key (file name) -> {info, modules, title}
+  current: null,         // key of the model whose classes are being composed
+  slots: [],             // per class: {class, source (model key), on}
+};
+
+async function fetchBytes(path) {
+  const r = await fetch(path);
+  if (!r.ok) throw new Error(`could not load ${path}: HTTP ${r.status}`);
+  return r.arrayBuffer();
+}
+
+function progress(label) {
+  $('progress-wrap').hidden = false;
+  $('progress-text').textContent = label;
+  $('progress').value = 0;
+  return (f) => { $('progress').value = f; };
+}
+function progressDone() { $('progress-wrap').hidden = true; }
+
+async function ensureDataset(key) {
+  if (state.datasets.has(key)) return state.datasets.get(key);
+  const spec = state.catalog.datasets[key];
+  const bytes = await fetchBytes(`bundled/${spec.file}`);
+  const info = await engine.call('addDataset', { bytes, name: key }, null, [bytes]);
+  state.datasets.set(key, info);
+  return info;
+}
+
+/** Loads (and decomposes) a model; `bytes` for uploads, else from the bundle. */
+async function ensureModel(key, { title, dataset, bytes } = {}) {
+  if (state.models.has(key)) return state.models.get(key);
+  const entry = state.catalog.models.find((m) => m.file === key);
+  const ds = await ensureDataset(dataset ?? entry.dataset);
+  bytes ??= await fetchBytes(`bundled/${key}`);
+  const info = await engine.call('addModel', { bytes, fileName: key, dataset: ds.id }, null, [bytes]);
+  const onProgress = progress(`Decomposing ${title ?? entry?.title ?? key}…`);
+  try {
+    const dec = await engine.call('decompose', { model: info.id }, onProgress);
+    const m = { key, info, modules: dec.modules, title: title ?? entry?.title ?? key, dataset: ds };
+    state.models.set(key, m);
+    return m;
+  } finally {
+    progressDone();
+  }
+}
+
+function picks() {
+  return state.slots.filter((s) => s.on).map((s) => ({ model: state.models.get(s.source).info.id, class: s.class }));
+}
+
+async function recompose() {
+  const chosen = picks();
+  if (chosen.length === 0) {
+    renderScores(null);
+    return;
+  }
+  performance.mark('compose-start');
+  const result = await engine.call('compose', { picks: chosen });
+  renderScores(result);
+  performance.mark('compose-end');
+  const ms = performance.measure('compose', 'compose-start', 'compose-end').duration;
+  document.body.dataset.lastComposeMs = ms.toFixed(2);
+}
+
+function renderScores(result) {
+  const base = state.models.get(state.current).info;
+  $('model-acc').textContent = pct(base.accuracy);
+  const app = $('app');
+  if (!result) {
+    for (const id of ['composed-acc', 'delta', 'composed-top5']) $(id).textContent = '–';
+    $('matrix').replaceChildren(el('p', { class: 'muted' }, 'No modules selected.'));
+    app.dataset.composed = 'none';
+    return;
+  }
+  $('composed-acc').textContent = pct(result.top1);
+  const d = result.top1 - base.accuracy;
+  $('delta').textContent = signedPct(d);
+  $('delta').className = `big ${d > 0.0005 ? 'up' : d < -0.0005 ? 'down' : ''}`;
+  $('composed-top5').textContent = result.top5 == null ? '–' : pct(result.top5);
+  $('matrix').replaceChildren(renderMatrix(result));
+  app.dataset.composed = String(result.top1);
+}
+
+function moduleCard(slot) {
+  const source = state.models.get(slot.source);
+  const mod = source.modules[slot.class];
+  const toggle = el('button', { type: 'button', class: 'toggle', 'aria-pressed': String(slot.on),
+    title: slot.on ? 'Remove this module from the composition' : 'Put this module back' }, slot.on ? 'in' : 'out');
+  toggle.addEventListener('click', () => { slot.on = !slot.on; renderModules(); recompose().catch(showError); });
+  const sameData = [...state.catalog.models.filter((m) => m.dataset === source.dataset.name).map((m) => [m.file, m.title]),
+    ...[...state.models.values()].filter((m) => m.upload && m.dataset.name === source.dataset.name).map((m) => [m.key, m.title])];
+  const picker = el('select', { 'aria-label': `Source model for class ${mod.class_name}`, class: 'source' },
+    ...sameData.map(([k, t]) => el('option', { value: k, selected: k === slot.source ? '' : null }, t)));
+  picker.addEventListener('change', async () => {
+    try {
+      await ensureModel(picker.value);
+      slot.source = picker.value;
+    } catch (e) { showError(e); }
+    renderModules();
+    recompose().catch(showError);
+  });
+  return el('article', { class: `module${slot.on ? '' : ' off'}`, 'data-class': mod.class_name },
+    el('header', {}, el('span', { class: 'cls' }, mod.class_name), toggle),
+    el('dl', {},
+      el('dt', {}, 'module acc.'), el('dd', {}, pct(mod.accuracy)),
+      el('dt', {}, 'kept weights'), el('dd', {}, pct(mod.kept_weights)),
+      el('dt', {}, 'Jaccard (units)'), el('dd', {}, mod.jaccard_units.toFixed(2))),
+    picker);
+}
+
+function renderModules() {
+  $('modules').replaceChildren(...state.slots.map(moduleCard));
+}
+
+function renderModel() {
+  const m = state.models.get(state.current);
+  const ds = m.dataset;
+  $('model-info').replaceChildren(
+    el('strong', {}, m.title), ' · ', `${m.info.params.toLocaleString('en')} parameters · ${m.info.class_names.length} classes · `,
+    `data: ${state.catalog.datasets[ds.name]?.title ?? ds.name} (${ds.train} train / ${ds.test} test)`);
+  renderLayers($('layers'), m.info.layers);
+  $('model-picker').value = m.key;
+}
+
+async function select(key, opts) {
+  const m = await ensureModel(key, opts);
+  state.current = key;
+  state.slots = m.modules.map((mod) => ({ class: mod.class, source: key, on: true }));
+  renderModel();
+  renderModules();
+  await recompose();
+}
+
+async function upload(file) {
+  const key = `upload:${file.name}`;
+  const bytes = await file.arrayBuffer();
+  const dataset = state.models.get(state.current)?.dataset.name ?? 'digits';
+  state.models.delete(key);
+  await ensureModel(key, { title: `${file.name} (uploaded)`, dataset, bytes });
+  state.models.get(key).upload = true;
+  const picker = $('model-picker');
+  if (![...picker.options].some((o) => o.value === key)) picker.append(el('option', { value: key }, `${file.name} (uploaded)`));
+  await select(key);
+}
+
 async function boot() {
   const info = await engine.call('info');
   const status = $('engine-status');
   status.textContent = `Engine ${info.version} ready · SIMD ${info.simd ? 'on' : 'off'}`;
   status.dataset.ready = 'true';
+
+  state.catalog = await (await fetch('bundled/catalog.json')).json();
+  const picker = $('model-picker');
+  picker.replaceChildren(...state.catalog.models.map((m) => el('option', { value: m.file }, m.title)));
+  picker.disabled = false;
+  picker.addEventListener('change', () => select(picker.value).catch(showError));
+  $('upload').addEventListener('change', (e) => {
+    const f = e.target.files?.[0];
+    e.target.value = '';
+    if (f) upload(f).catch(showError);
+  });
+  const first = state.catalog.models.find((m) => m.default) ?? state.catalog.models[0];
+  const t0 = performance.now();
+  await select(first.file);
+  document.body.dataset.firstViewMs = (performance.now() - t0).toFixed(0);
 }
 
 boot().catch(showError);

@@ -1,11 +1,16 @@
 // The only thread that runs the engine. Messages in: {id, op, args};
-// out: {id, ok: true, result} | {id, ok: false, error} | {id, progress: [done, total]}.
+// out: {id, ok: true, result} | {id, ok: false, error} | {id, progress: fraction}.
 import init, * as engine from './pkg/remodule.js';
 
-const ready = init().then(() => engine.engineInfo());
+let session;
+const ready = init().then(() => { session = new engine.Session(); return engine.engineInfo(); });
 
 const ops = {
   info: () => ready,
+  addDataset: ({ bytes, name }) => session.addDataset(new Uint8Array(bytes), name),
+  addModel: ({ bytes, fileName, dataset }) => session.addModel(new Uint8Array(bytes), fileName, dataset),
+  decompose: ({ model, settings }, progress) => session.decompose(model, settings ?? null, progress),
+  compose: ({ picks }) => session.compose(picks),
 };
 
 self.onmessage = async ({ data: { id, op, args } }) => {
@@ -13,7 +18,7 @@ self.onmessage = async ({ data: { id, op, args } }) => {
     await ready;
     const fn = ops[op];
     if (!fn) throw new Error(`unknown operation ${op}`);
-    const result = await fn(args ?? {}, (done, total) => self.postMessage({ id, progress: [done, total] }));
+    const result = await fn(args ?? {}, (fraction) => self.postMessage({ id, progress: fraction }));
     self.postMessage({ id, ok: true, result });
   } catch (e) {
     self.postMessage({ id, ok: false, error: String(e?.message ?? e) });

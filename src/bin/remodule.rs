@@ -1,1 +1,164 @@
-fn main() {}
+//! `remodule`: the engine from the command line (same code as the page).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::{Parser, Subcommand};
+use remodule::decompose::{Mode, Settings};
+use remodule::workbench::{Pick, Workbench};
+
+#[derive(Parser)]
+#[command(name = "remodule", version, about = "Decompose a trained classifier into per-class modules and recompose them")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(clap::Args)]
+struct ModelData {
+    /// Model file (.keras, .h5)
+    model: PathBuf,
+    /// Data set (.npz with x_train, y_train, x_test, y_test)
+    #[arg(long)]
+    data: PathBuf,
+}
+
+#[derive(clap::Args)]
+struct DecomposeOpts {
+    /// Which reading of the papers: paper (union of activity) or reference (the authors' code)
+    #[arg(long, default_value = "paper", value_parser = ["paper", "reference"])]
+    mode: String,
+    /// Concerned samples per module
+    #[arg(long, default_value_t = Settings::default().samples_per_class)]
+    samples: usize,
+    /// Unconcerned : concerned samples
+    #[arg(long, default_value_t = Settings::default().tangling_ratio)]
+    tangling_ratio: f32,
+}
+
+impl DecomposeOpts {
+    fn settings(&self) -> Settings {
+        let mode = if self.mode == "reference" { Mode::Reference } else { Mode::Paper };
+        Settings { mode, samples_per_class: self.samples, tangling_ratio: self.tangling_ratio, ..Settings::default() }
+    }
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Architecture, shapes, parameters and classes of a model (and its accuracy with --data)
+    Info {
+        #[command(flatten)]
+        md: ModelData,
+    },
+    /// Test accuracy of the model on the data set
+    Eval {
+        #[command(flatten)]
+        md: ModelData,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Decompose and compose all modules; print model vs composed accuracy and per-module metrics
+    Report {
+        #[command(flatten)]
+        md: ModelData,
+        #[command(flatten)]
+        opts: DecomposeOpts,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Decompose, then compose only the given classes (e.g. --classes 0,1,7)
+    Compose {
+        #[command(flatten)]
+        md: ModelData,
+        #[command(flatten)]
+        opts: DecomposeOpts,
+        #[arg(long, value_delimiter = ',')]
+        classes: Vec<usize>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn load(md: &ModelData) -> Result<(Workbench, usize), String> {
+    let mut wb = Workbench::new();
+    let name = md.data.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let ds = wb.add_dataset(&read(&md.data)?, &name).map_err(|e| e.to_string())?;
+    let file = md.model.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let m = wb.add_model(&read(&md.model)?, &file, ds.id, None).map_err(|e| e.to_string())?;
+    Ok((wb, m.id))
+}
+
+fn run(cli: Cli) -> Result<(), String> {
+    match cli.cmd {
+        Cmd::Info { md } => {
+            let (wb, id) = load(&md)?;
+            let m = wb.model_info(id);
+            println!("{}: {} parameters, {} classes, test accuracy {:.4}", m.name, m.params, m.class_names.len(), m.accuracy);
+            for l in &m.layers {
+                println!("  {:<24} {:<24} {:>14} {:>9}", l.name, l.kind, format!("{:?}", l.shape), l.params);
+            }
+        }
+        Cmd::Eval { md, json } => {
+            let (wb, id) = load(&md)?;
+            let acc = wb.model_info(id).accuracy;
+            if json {
+                println!("{}", serde_json::json!({ "accuracy": acc }));
+            } else {
+                println!("accuracy {acc:.4}");
+            }
+        }
+        Cmd::Report { md, opts, json } => {
+            let (mut wb, id) = load(&md)?;
+            let t = Instant::now();
+            let dec = wb.decompose(id, &opts.settings(), &mut |_| true).map_err(|e| e.to_string())?;
+            let picks: Vec<Pick> = dec.modules.iter().map(|m| Pick { model: id, class: m.class }).collect();
+            let c = wb.compose(&picks).map_err(|e| e.to_string())?;
+            let seconds = t.elapsed().as_secs_f64();
+            let model_acc = wb.model_info(id).accuracy;
+            if json {
+                let modules: Vec<_> = dec
+                    .modules
+                    .iter()
+                    .map(|m| serde_json::json!({"class": m.class_name, "accuracy": m.accuracy, "jaccard": m.jaccard_units, "kept_weights": m.kept_weights}))
+                    .collect();
+                println!(
+                    "{}",
+                    serde_json::json!({"model_accuracy": model_acc, "composed_accuracy": c.composition.top1, "composed_top5": c.composition.top5,
+                        "technique": format!("ci+ti+mc ({})", opts.mode), "modules": modules, "seconds": seconds})
+                );
+            } else {
+                println!("model accuracy {model_acc:.4}  composed {:.4}  top-5 {:?}  ({seconds:.2} s, mode {})", c.composition.top1, c.composition.top5, opts.mode);
+                for m in &dec.modules {
+                    println!("  {:<12} acc {:.4}  jaccard {:.3}  kept weights {:.3}", m.class_name, m.accuracy, m.jaccard_units, m.kept_weights);
+                }
+            }
+        }
+        Cmd::Compose { md, opts, classes, json } => {
+            let (mut wb, id) = load(&md)?;
+            wb.decompose(id, &opts.settings(), &mut |_| true).map_err(|e| e.to_string())?;
+            let picks: Vec<Pick> = classes.iter().map(|&class| Pick { model: id, class }).collect();
+            let c = wb.compose(&picks).map_err(|e| e.to_string())?;
+            if json {
+                println!("{}", serde_json::to_string(&c).map_err(|e| e.to_string())?);
+            } else {
+                println!("composed accuracy {:.4} over {} samples of classes {:?}", c.composition.top1, c.composition.evaluated, c.class_names);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

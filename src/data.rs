@@ -1,0 +1,98 @@
+//! Labelled data sets in memory: raw values (u8 pixels or token ids kept as
+//! f32) plus labels. A model's `InputSpec` maps raw values to model input.
+
+use crate::error::{Error, Result};
+use crate::formats::npz::read_npz;
+use crate::model::Model;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Split {
+    /// `len × sample_len` raw values, row-major.
+    pub x: Vec<f32>,
+    pub y: Vec<u32>,
+}
+
+impl Split {
+    pub fn len(&self) -> usize {
+        self.y.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.y.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dataset {
+    pub name: String,
+    /// Per-sample shape as stored (e.g. `[28, 28]`); models may add a channel axis.
+    pub sample_shape: Vec<usize>,
+    pub class_names: Vec<String>,
+    pub train: Split,
+    pub test: Split,
+}
+
+impl Dataset {
+    pub fn sample_len(&self) -> usize {
+        self.sample_shape.iter().product()
+    }
+
+    /// Reads the `keras.datasets` `.npz` convention (`x_train`, `y_train`,
+    /// `x_test`, `y_test`; optional `class_names` as UTF-8 JSON bytes).
+    pub fn from_npz(bytes: &[u8], name: &str) -> Result<Self> {
+        let arrays = read_npz(bytes)?;
+        let get = |k: &str| arrays.get(k).ok_or_else(|| Error::format("npz", format!("missing array '{k}' (expected x_train, y_train, x_test, y_test)")));
+        let split = |xk: &str, yk: &str| -> Result<(Vec<usize>, Split)> {
+            let (x, y) = (get(xk)?, get(yk)?);
+            let n = *x.shape.first().ok_or_else(|| Error::format("npz", format!("'{xk}' is a scalar")))?;
+            let y = y.to_labels()?;
+            if y.len() != n {
+                return Err(Error::shape(format!("'{yk}'"), format!("{n} labels (one per row of '{xk}')"), y.len()));
+            }
+            Ok((x.shape[1..].to_vec(), Split { x: x.to_f32(), y }))
+        };
+        let (shape, train) = split("x_train", "y_train")?;
+        let (test_shape, test) = split("x_test", "y_test")?;
+        if shape != test_shape {
+            return Err(Error::shape("x_test samples", format!("{shape:?} like x_train"), format!("{test_shape:?}")));
+        }
+        let classes = train.y.iter().chain(&test.y).max().map_or(0, |m| *m as usize + 1);
+        let class_names = match arrays.get("class_names") {
+            Some(a) => {
+                let bytes: Vec<u8> = a.to_f32().iter().map(|&b| b as u8).collect();
+                let names: Vec<String> = serde_json::from_slice(&bytes).map_err(|e| Error::format("npz", format!("class_names is not a JSON list of strings: {e}")))?;
+                if names.len() < classes {
+                    return Err(Error::shape("class_names", format!("at least {classes} names"), names.len()));
+                }
+                names
+            }
+            None => (0..classes).map(|c| c.to_string()).collect(),
+        };
+        Ok(Dataset { name: name.into(), sample_shape: shape, class_names, train, test })
+    }
+
+    /// Checks that `model` can read this data set's samples.
+    pub fn check_fits(&self, model: &Model) -> Result<()> {
+        if self.sample_len() != model.input_len() {
+            return Err(Error::shape(
+                format!("data set '{}' for model '{}'", self.name, model.name),
+                format!("samples of shape {:?}", model.input.shape),
+                format!("{:?}", self.sample_shape),
+            ));
+        }
+        if self.class_names.len() > model.classes() {
+            return Err(Error::shape(format!("classes of data set '{}' for model '{}'", self.name, model.name), model.classes(), self.class_names.len()));
+        }
+        Ok(())
+    }
+
+    /// Model input for the given rows of a split: `raw × scale + offset`.
+    pub fn inputs(&self, model: &Model, split: &Split, rows: &[usize]) -> Vec<f32> {
+        let len = self.sample_len();
+        let (s, o) = (model.input.scale, model.input.offset);
+        let mut out = Vec::with_capacity(rows.len() * len);
+        for &r in rows {
+            out.extend(split.x[r * len..(r + 1) * len].iter().map(|v| v * s + o));
+        }
+        out
+    }
+}

@@ -1,0 +1,252 @@
+//! Decomposition into per-class modules (ALGORITHMS.md §1–3): concern
+//! identification (CI), tangling identification (TI) and channeling to a
+//! 2-unit head — for every class from ONE recorded forward pass.
+//!
+//! The pass records one activity bit per (tracked unit, sample) over the
+//! decomposition samples (the first `samples_per_class` training samples of
+//! every class). Each module's masks are then bit-row operations against its
+//! own concerned / unconcerned sample sets; the model is never re-run.
+
+use crate::bits::BitSet;
+use crate::data::Dataset;
+use crate::error::{Error, Result};
+use crate::model::{forward, Masks, Model, NodeId, Op, Recording, UnitMask};
+
+/// Which reading of the papers to follow (ALGORITHMS.md §0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// The authors' dense code: a unit must be active for EVERY concerned
+    /// sample (intersection) and, if kept, its negative incoming weights are
+    /// clipped to 0; TI restores the original column of any unit active for an
+    /// unconcerned sample. Conv positions use the ICSE'22 rule (no public code).
+    Reference,
+    /// The papers' prose: a unit is kept when active for ANY concerned or
+    /// tangling sample (union); weights are never changed.
+    Paper,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    pub mode: Mode,
+    /// `E`: concerned samples per module (taken from the first training
+    /// samples of the class, in file order).
+    pub samples_per_class: usize,
+    /// Unconcerned : concerned samples (1.0 = the papers' 1:1), spread evenly
+    /// over the other classes, at least one per class.
+    pub tangling_ratio: f32,
+    /// `reference` mode only: a concerned sample must be classified as its
+    /// class with at least this probability (the authors' code uses 0.9).
+    pub confidence: f32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings { mode: Mode::Paper, samples_per_class: 1000, tangling_ratio: 1.0, confidence: 0.9 }
+    }
+}
+
+impl Settings {
+    pub fn validate(&self) -> Result<()> {
+        if self.samples_per_class == 0 || self.samples_per_class > 100_000 {
+            return Err(Error::invalid(format!("samples per class must be between 1 and 100000, not {}", self.samples_per_class)));
+        }
+        if !(self.tangling_ratio > 0.0 && self.tangling_ratio <= 10.0) {
+            return Err(Error::invalid(format!("tangling ratio must be in (0, 10], not {}", self.tangling_ratio)));
+        }
+        if !(0.0..1.0).contains(&self.confidence) {
+            return Err(Error::invalid(format!("confidence must be in [0, 1), not {}", self.confidence)));
+        }
+        Ok(())
+    }
+}
+
+/// One module: the source model plus masks; its head is the channeled pair
+/// (`V_c`, mean of the other outputs), applied when scoring.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Module {
+    pub class: usize,
+    pub masks: Masks,
+    pub concerned: usize,
+    pub unconcerned: usize,
+    pub kept_units: usize,
+    pub total_units: usize,
+}
+
+impl Module {
+    /// `jaccard_units`: kept units (dense units and conv positions) ∩ the
+    /// model's ÷ their union — the model has every unit, so kept ÷ total.
+    pub fn jaccard_units(&self) -> f32 {
+        self.kept_units as f32 / self.total_units.max(1) as f32
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decomposition {
+    pub settings: Settings,
+    pub modules: Vec<Module>,
+    /// Samples in the one recorded pass.
+    pub recorded_samples: usize,
+}
+
+/// Decomposes `model` into one module per class of `data`, from one recorded
+/// forward pass over the decomposition samples. `progress(fraction)` returns
+/// `false` to cancel.
+pub fn decompose(model: &Model, data: &Dataset, settings: &Settings, progress: &mut dyn FnMut(f32) -> bool) -> Result<Decomposition> {
+    settings.validate()?;
+    data.check_fits(model)?;
+    let classes = data.class_names.len();
+    let e = settings.samples_per_class;
+    // Rows recorded: the first E training samples of every class.
+    let mut rows = Vec::new();
+    let mut taken = vec![0usize; classes];
+    for (i, &y) in data.train.y.iter().enumerate() {
+        if taken[y as usize] < e {
+            taken[y as usize] += 1;
+            rows.push(i);
+        }
+    }
+    if let Some(c) = taken.iter().position(|&t| t == 0) {
+        return Err(Error::invalid(format!("data set '{}' has no training samples of class '{}'", data.name, data.class_names[c])));
+    }
+    let x = data.inputs(model, &data.train, &rows);
+    let n = rows.len();
+    let out = forward(model, &x, n, None, true, &mut |done, total| progress(0.9 * done as f32 / total as f32))?;
+    let rec = out.recording.expect("recording was requested");
+    let labels: Vec<usize> = rows.iter().map(|&r| data.train.y[r] as usize).collect();
+
+    let mut modules = Vec::with_capacity(classes);
+    for c in 0..classes {
+        let (concerned, unconcerned) = sample_sets(c, &labels, &out.probs, model.classes(), settings)?;
+        let masks = module_masks(model, &rec, &concerned, &unconcerned, settings.mode);
+        let (kept_units, total_units) = masks.nodes.values().fold((0, 0), |(k, t), m| (k + m.keep.count(), t + m.keep.len()));
+        modules.push(Module { class: c, masks, concerned: concerned.count(), unconcerned: unconcerned.count(), kept_units, total_units });
+        if !progress(0.9 + 0.1 * (c + 1) as f32 / classes as f32) {
+            return Err(Error::Cancelled);
+        }
+    }
+    Ok(Decomposition { settings: settings.clone(), modules, recorded_samples: n })
+}
+
+/// Concerned and unconcerned sample sets (over the recorded rows) of class `c`.
+fn sample_sets(c: usize, labels: &[usize], probs: &[f32], width: usize, s: &Settings) -> Result<(BitSet, BitSet)> {
+    let n = labels.len();
+    let classes = labels.iter().max().map_or(0, |m| m + 1);
+    let concerned = BitSet::from_indices(
+        n,
+        (0..n).filter(|&i| labels[i] == c && (s.mode == Mode::Paper || probs[i * width + c] > s.confidence)).take(s.samples_per_class),
+    );
+    if concerned.count() == 0 {
+        return Err(Error::invalid(format!(
+            "class {c}: no training sample qualifies as concerned (reference mode needs the model to classify some with probability > {})",
+            s.confidence
+        )));
+    }
+    let per_class = ((concerned.count() as f32 * s.tangling_ratio / (classes.max(2) - 1) as f32).floor() as usize).max(1);
+    let mut taken = vec![0usize; classes];
+    let unconcerned = BitSet::from_indices(
+        n,
+        (0..n).filter(|&i| {
+            let y = labels[i];
+            y != c && taken[y] < per_class && {
+                taken[y] += 1;
+                true
+            }
+        }),
+    );
+    Ok((concerned, unconcerned))
+}
+
+/// CI + TI for one module, as bit-row operations on the recording.
+pub fn module_masks(model: &Model, rec: &Recording, concerned: &BitSet, unconcerned: &BitSet, mode: Mode) -> Masks {
+    let mut both = concerned.clone();
+    both.union_with(unconcerned);
+    let mut masks = Masks::default();
+    for (&node, bits) in rec.nodes.iter().zip(&rec.bits) {
+        let units = bits.rows();
+        let dense = clippable_dense(model, node);
+        let mask = match (mode, dense) {
+            (Mode::Reference, true) => {
+                let mut keep = BitSet::new(units);
+                let mut clip = BitSet::new(units);
+                for u in 0..units {
+                    let ci = bits.row_covers(u, concerned);
+                    let ti = bits.row_meets(u, unconcerned);
+                    if ci || ti {
+                        keep.insert(u);
+                    }
+                    // Clipping starts with the second concerned sample; TI restores the original column.
+                    if ci && !ti && concerned.count() >= 2 {
+                        clip.insert(u);
+                    }
+                }
+                UnitMask { keep, clip_negative: Some(clip) }
+            }
+            _ => UnitMask { keep: BitSet::from_indices(units, (0..units).filter(|&u| bits.row_meets(u, &both))), clip_negative: None },
+        };
+        masks.nodes.insert(node, mask);
+    }
+    masks
+}
+
+/// Is `node` a Dense layer whose own weights the reference mode may clip?
+fn clippable_dense(model: &Model, node: NodeId) -> bool {
+    matches!(model.nodes[node].op, Op::Dense { .. })
+}
+
+/// The module's concerned probability for each sample: the channeled head
+/// `p_c = softmax([z_uc, z_c])[1] = σ(z_c − z_uc)`, where `z_uc` is the logit
+/// of the unconcerned node, whose weights and bias are the means of the other
+/// outputs' — by linearity, the mean of the other logits.
+pub fn concerned_scores(model: &Model, module: &Module, x: &[f32], n: usize, progress: &mut dyn FnMut(usize, usize) -> bool) -> Result<Vec<f32>> {
+    let out = forward(model, x, n, Some(&module.masks), false, progress)?;
+    let c = model.classes();
+    let k = module.class;
+    Ok(out
+        .logits
+        .chunks_exact(c)
+        .map(|z| {
+            let others = (z.iter().sum::<f32>() - z[k]) / (c - 1) as f32;
+            1.0 / (1.0 + (others - z[k]).exp())
+        })
+        .collect())
+}
+
+/// Share of the model's kernel weights a module keeps effective (non-zero):
+/// a Dense weight survives when its input unit and output unit are kept and it
+/// is not a clipped negative; a Conv2D weight when its output channel keeps a
+/// position. The head counts its two channeled columns over kept inputs.
+pub fn kept_weights(model: &Model, module: &Module) -> f32 {
+    let (mut kept, mut total) = (0usize, 0usize);
+    for (id, node) in model.nodes.iter().enumerate() {
+        let unit_kept = |u: usize| module.masks.nodes.get(&id).is_none_or(|m| m.keep.contains(u));
+        match &node.op {
+            Op::Dense { kernel, .. } => {
+                let (fin, fout) = kernel.dim();
+                total += kernel.len();
+                let src = node.inputs[0];
+                let in_kept = |i: usize| module.masks.nodes.get(&src).is_none_or(|m| m.keep.contains(i));
+                let live_in = (0..fin).filter(|&i| in_kept(i)).count();
+                if id == model.head {
+                    kept += live_in * 2;
+                    continue;
+                }
+                let clip = module.masks.nodes.get(&id).and_then(|m| m.clip_negative.as_ref());
+                for j in (0..fout).filter(|&j| unit_kept(j)) {
+                    let clipped = clip.is_some_and(|c| c.contains(j));
+                    kept += (0..fin).filter(|&i| in_kept(i) && !(clipped && kernel[[i, j]] < 0.0) && kernel[[i, j]] != 0.0).count();
+                }
+            }
+            Op::Conv2D { kernel, .. } => {
+                total += kernel.len();
+                let cout = kernel.shape()[3];
+                let per_channel = kernel.len() / cout;
+                let live = (0..cout).filter(|&ch| (0..node.len() / cout).any(|p| unit_kept(p * cout + ch))).count();
+                kept += live * per_channel;
+            }
+            _ => {}
+        }
+    }
+    kept as f32 / total.max(1) as f32
+}

@@ -1,0 +1,263 @@
+//! The engine API the page (through `wasm.rs`) and the CLI call: loaded data
+//! sets and models, their decompositions, and the score cache that makes
+//! recomposition an argmax over cached rows.
+//!
+//! Classes get global ids (`ClassId`): data set d's class c is
+//! `class_offset[d] + c`, so modules of models trained on different data sets
+//! (digits and clothing) compose into one classifier.
+
+use serde::Serialize;
+
+use crate::compose::{binary_accuracy, compose, ClassId, Composition};
+use crate::data::Dataset;
+use crate::decompose::{concerned_scores, decompose, kept_weights, Decomposition, Settings};
+use crate::error::{Error, Result};
+use crate::formats::load_model;
+use crate::model::{forward, Model, Op};
+
+pub type DatasetId = usize;
+pub type ModelId = usize;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DatasetInfo {
+    pub id: DatasetId,
+    pub name: String,
+    pub sample_shape: Vec<usize>,
+    pub class_names: Vec<String>,
+    pub train: usize,
+    pub test: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LayerInfo {
+    pub name: String,
+    pub kind: String,
+    pub shape: Vec<usize>,
+    pub params: usize,
+    pub activation: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelInfo {
+    pub id: ModelId,
+    pub name: String,
+    pub dataset: DatasetId,
+    pub params: usize,
+    pub layers: Vec<LayerInfo>,
+    pub class_names: Vec<String>,
+    /// Test accuracy on its data set, computed by this engine.
+    pub accuracy: f32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ModuleInfo {
+    pub model: ModelId,
+    pub class: usize,
+    pub class_id: ClassId,
+    pub class_name: String,
+    pub concerned: usize,
+    pub unconcerned: usize,
+    pub kept_units: usize,
+    pub total_units: usize,
+    pub jaccard_units: f32,
+    pub kept_weights: f32,
+    /// Balanced accuracy as a binary classifier on its data set's test split.
+    pub accuracy: f32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DecompositionInfo {
+    pub model: ModelId,
+    pub settings: Settings,
+    pub recorded_samples: usize,
+    pub modules: Vec<ModuleInfo>,
+}
+
+/// Which module to use for a class: module `class` of model `model`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Serialize)]
+pub struct Pick {
+    pub model: ModelId,
+    pub class: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ComposeResult {
+    #[serde(flatten)]
+    pub composition: Composition,
+    pub class_names: Vec<String>,
+}
+
+struct ModelEntry {
+    model: Model,
+    dataset: DatasetId,
+    accuracy: f32,
+    decomposition: Option<Decomposition>,
+    /// `scores[module][dataset]`: the module's concerned probability on that
+    /// data set's test split, computed once (lazily for other data sets).
+    scores: Vec<Vec<Option<Vec<f32>>>>,
+    infos: Vec<ModuleInfo>,
+}
+
+#[derive(Default)]
+pub struct Workbench {
+    datasets: Vec<Dataset>,
+    class_offset: Vec<ClassId>,
+    models: Vec<ModelEntry>,
+}
+
+impl Workbench {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn add_dataset(&mut self, bytes: &[u8], name: &str) -> Result<DatasetInfo> {
+        let d = Dataset::from_npz(bytes, name)?;
+        let offset = self.class_offset.last().copied().unwrap_or(0) + self.datasets.last().map_or(0, |d| d.class_names.len() as ClassId);
+        self.class_offset.push(offset);
+        self.datasets.push(d);
+        Ok(self.dataset_info(self.datasets.len() - 1))
+    }
+
+    pub fn dataset_info(&self, id: DatasetId) -> DatasetInfo {
+        let d = &self.datasets[id];
+        DatasetInfo { id, name: d.name.clone(), sample_shape: d.sample_shape.clone(), class_names: d.class_names.clone(), train: d.train.len(), test: d.test.len() }
+    }
+
+    /// Loads a model file and evaluates it on `dataset`'s test split. u8-range
+    /// image data is scaled to [0, 1] (the bundled models' convention) unless
+    /// `input_scale` says otherwise.
+    pub fn add_model(&mut self, bytes: &[u8], file_name: &str, dataset: DatasetId, input_scale: Option<f32>) -> Result<ModelInfo> {
+        let d = self.datasets.get(dataset).ok_or_else(|| Error::invalid(format!("no data set {dataset}")))?;
+        let mut model = load_model(bytes, file_name)?;
+        d.check_fits(&model)?;
+        model.input.scale = input_scale.unwrap_or(1.0 / 255.0);
+        model.class_names = (0..model.classes()).map(|c| d.class_names.get(c).cloned().unwrap_or_else(|| c.to_string())).collect();
+        let rows: Vec<usize> = (0..d.test.len()).collect();
+        let out = forward(&model, &d.inputs(&model, &d.test, &rows), rows.len(), None, false, &mut |_, _| true)?;
+        let c = model.classes();
+        let correct = out.probs.chunks_exact(c).zip(&d.test.y).filter(|(p, y)| argmax(p) == **y as usize).count();
+        let accuracy = correct as f32 / rows.len().max(1) as f32;
+        self.models.push(ModelEntry { model, dataset, accuracy, decomposition: None, scores: vec![], infos: vec![] });
+        Ok(self.model_info(self.models.len() - 1))
+    }
+
+    pub fn model_info(&self, id: ModelId) -> ModelInfo {
+        let e = &self.models[id];
+        let layers = e
+            .model
+            .nodes
+            .iter()
+            .map(|n| LayerInfo {
+                name: n.name.clone(),
+                kind: n.op.kind().into(),
+                shape: n.shape.clone(),
+                params: n.op.params(),
+                activation: n.op.activation().filter(|_| !matches!(n.op, Op::Activation(_))).map(|a| format!("{a:?}").to_lowercase()),
+            })
+            .collect();
+        ModelInfo { id, name: e.model.name.clone(), dataset: e.dataset, params: e.model.params(), layers, class_names: e.model.class_names.clone(), accuracy: e.accuracy }
+    }
+
+    fn entry(&self, id: ModelId) -> Result<&ModelEntry> {
+        self.models.get(id).ok_or_else(|| Error::invalid(format!("no model {id}")))
+    }
+
+    /// Decomposes model `id` into one module per class of its data set and
+    /// fills the score cache for its data set. `progress(fraction)` may cancel.
+    pub fn decompose(&mut self, id: ModelId, settings: &Settings, progress: &mut dyn FnMut(f32) -> bool) -> Result<DecompositionInfo> {
+        let e = self.entry(id)?;
+        let d = &self.datasets[e.dataset];
+        let dec = decompose(&e.model, d, settings, &mut |f| progress(0.5 * f))?;
+        let mut scores = Vec::with_capacity(dec.modules.len());
+        let mut infos = Vec::with_capacity(dec.modules.len());
+        let rows: Vec<usize> = (0..d.test.len()).collect();
+        let x = d.inputs(&e.model, &d.test, &rows);
+        let total = dec.modules.len();
+        for (i, m) in dec.modules.iter().enumerate() {
+            let row = concerned_scores(&e.model, m, &x, rows.len(), &mut |_, _| true)?;
+            let class_id = self.class_offset[e.dataset] + m.class as ClassId;
+            let labels = self.global_labels(e.dataset);
+            infos.push(ModuleInfo {
+                model: id,
+                class: m.class,
+                class_id,
+                class_name: d.class_names[m.class].clone(),
+                concerned: m.concerned,
+                unconcerned: m.unconcerned,
+                kept_units: m.kept_units,
+                total_units: m.total_units,
+                jaccard_units: m.jaccard_units(),
+                kept_weights: kept_weights(&e.model, m),
+                accuracy: binary_accuracy(&row, class_id, &labels),
+            });
+            let mut per_dataset = vec![None; self.datasets.len()];
+            per_dataset[e.dataset] = Some(row);
+            scores.push(per_dataset);
+            if !progress(0.5 + 0.5 * (i + 1) as f32 / total as f32) {
+                return Err(Error::Cancelled);
+            }
+        }
+        let info = DecompositionInfo { model: id, settings: dec.settings.clone(), recorded_samples: dec.recorded_samples, modules: infos.clone() };
+        let e = &mut self.models[id];
+        e.decomposition = Some(dec);
+        e.scores = scores;
+        e.infos = infos;
+        Ok(info)
+    }
+
+    fn global_labels(&self, d: DatasetId) -> Vec<ClassId> {
+        self.datasets[d].test.y.iter().map(|&y| self.class_offset[d] + y).collect()
+    }
+
+    /// Makes sure module `p`'s scores on data set `d` are cached.
+    fn ensure_scores(&mut self, p: Pick, d: DatasetId) -> Result<()> {
+        let e = self.entry(p.model)?;
+        let dec = e.decomposition.as_ref().ok_or_else(|| Error::invalid(format!("model '{}' is not decomposed yet", e.model.name)))?;
+        let m = dec.modules.get(p.class).ok_or_else(|| Error::invalid(format!("model '{}' has no module {}", e.model.name, p.class)))?;
+        if e.scores[p.class].get(d).is_some_and(Option::is_some) {
+            return Ok(());
+        }
+        let data = &self.datasets[d];
+        data.check_fits(&e.model).map_err(|_| Error::invalid(format!("module '{}' of model '{}' cannot read data set '{}' (input shapes differ)", e.infos[p.class].class_name, e.model.name, data.name)))?;
+        let rows: Vec<usize> = (0..data.test.len()).collect();
+        let row = concerned_scores(&e.model, m, &data.inputs(&e.model, &data.test, &rows), rows.len(), &mut |_, _| true)?;
+        let slot = &mut self.models[p.model].scores[p.class];
+        slot.resize(self.datasets.len(), None);
+        slot[d] = Some(row);
+        Ok(())
+    }
+
+    /// Composes the picked modules and evaluates them on the test splits of
+    /// every data set their classes come from. Cached rows make this an
+    /// argmax; a module new to a data set is scored once first.
+    pub fn compose(&mut self, picks: &[Pick]) -> Result<ComposeResult> {
+        let mut datasets: Vec<DatasetId> = picks.iter().map(|p| self.entry(p.model).map(|e| e.dataset)).collect::<Result<_>>()?;
+        datasets.sort_unstable();
+        datasets.dedup();
+        for p in picks {
+            for &d in &datasets {
+                self.ensure_scores(*p, d)?;
+            }
+        }
+        let labels: Vec<ClassId> = datasets.iter().flat_map(|&d| self.global_labels(d)).collect();
+        let rows: Vec<Vec<f32>> = picks
+            .iter()
+            .map(|p| datasets.iter().flat_map(|&d| self.models[p.model].scores[p.class][d].as_deref().unwrap().iter().copied()).collect())
+            .collect();
+        let refs: Vec<&[f32]> = rows.iter().map(Vec::as_slice).collect();
+        let row_class: Vec<ClassId> = picks.iter().map(|p| self.class_offset[self.models[p.model].dataset] + p.class as ClassId).collect();
+        let composition = compose(&refs, &row_class, &labels)?;
+        let class_names = composition.classes.iter().map(|&c| self.class_name(c)).collect();
+        Ok(ComposeResult { composition, class_names })
+    }
+
+    fn class_name(&self, c: ClassId) -> String {
+        let d = self.class_offset.iter().rposition(|&o| o <= c).unwrap_or(0);
+        let name = &self.datasets[d].class_names[(c - self.class_offset[d]) as usize];
+        if self.datasets.len() > 1 { format!("{}:{}", self.datasets[d].name, name) } else { name.clone() }
+    }
+}
+
+pub fn argmax(v: &[f32]) -> usize {
+    (1..v.len()).fold(0, |b, i| if v[i] > v[b] { i } else { b })
+}

@@ -1,0 +1,35 @@
+// Small DOM helpers. Untrusted strings (layer and class names from files) only
+// ever become text nodes, never HTML.
+export function el(tag, attrs = {}, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) if (v !== null && v !== undefined) e.setAttribute(k, v);
+  e.append(...children.map((c) => (c instanceof Node ? c : document.createTextNode(String(c)))));
+  return e;
+}
+
+export const pct = (x) => `${(100 * x).toFixed(1)}%`;
+export const signedPct = (x) => `${x >= 0 ? '+' : '−'}${(100 * Math.abs(x)).toFixed(1)}`;
+
+export function renderLayers(list, layers) {
+  list.replaceChildren(...layers.map((l) => el('li', {},
+    el('span', { class: 'name' }, `${l.kind}${l.activation && l.activation !== 'linear' ? ` (${l.activation})` : ''}`),
+    el('span', { class: 'shape' }, l.shape.join('×')),
+    el('span', { class: 'params' }, l.params ? l.params.toLocaleString('en') : ''))));
+}
+
+/** Confusion matrix as a table; cell shade = share of the row. */
+export function renderMatrix({ confusion, class_names: names }) {
+  const head = el('tr', {}, el('th', {}, ''), ...names.map((n) => el('th', { class: 'cls', title: n, scope: 'col' }, n)));
+  const rows = confusion.map((row, t) => {
+    const total = row.reduce((a, b) => a + b, 0) || 1;
+    return el('tr', { 'data-class': names[t] }, el('th', { class: 'cls', title: names[t], scope: 'row' }, names[t]),
+      ...row.map((v, p) => {
+        const share = v / total;
+        const hue = p === t ? '140 55%' : '4 70%';
+        const cell = el('td', { title: `${names[t]} → ${names[p]}: ${v}` }, v || '');
+        cell.style.background = v ? `hsl(${hue} ${Math.round(97 - 45 * share)}%)` : '';
+        return cell;
+      }));
+  });
+  return el('table', {}, el('thead', {}, head), el('tbody', {}, ...rows));
+}
