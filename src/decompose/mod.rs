@@ -250,3 +250,6 @@ pub fn kept_weights(model: &Model, module: &Module) -> f32 {
     }
     kept as f32 / total.max(1) as f32
 }
+
+#[cfg(test)]
+mod tests;

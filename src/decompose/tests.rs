@@ -1,0 +1,146 @@
+//! Decomposition on hand-computed and random small models.
+
+use ndarray::{arr1, arr2, Array1, Array2};
+use proptest::prelude::*;
+
+use super::*;
+use crate::data::Split;
+use crate::model::{Activation, InputKind, InputSpec, ModelBuilder};
+
+fn dataset(x: Vec<f32>, y: Vec<u32>, features: usize, classes: usize) -> Dataset {
+    let split = Split { x, y };
+    Dataset { name: "t".into(), sample_shape: vec![features], class_names: (0..classes).map(|c| c.to_string()).collect(), train: split.clone(), test: split }
+}
+
+fn mlp(w1: Array2<f32>, b1: Array1<f32>, w2: Array2<f32>, b2: Array1<f32>) -> Model {
+    let spec = InputSpec { shape: vec![w1.nrows()], kind: InputKind::Vectors, scale: 1.0, offset: 0.0 };
+    let mut b = ModelBuilder::new("m", spec).unwrap();
+    b.push("h", Op::Dense { kernel: w1, bias: b1, activation: Activation::Relu }).unwrap();
+    let c = w2.ncols();
+    b.push("out", Op::Dense { kernel: w2, bias: b2, activation: Activation::Softmax }).unwrap();
+    b.finish((0..c).map(|i| i.to_string()).collect()).unwrap()
+}
+
+/// Hidden units: u0 = x0, u1 = x1, u2 = x0 + x1 - 1.5 (only when both are on).
+/// Class 0 samples light x0, class 1 samples light x1.
+fn two_class() -> (Model, Dataset) {
+    let m = mlp(
+        arr2(&[[1.0, 0.0, 1.0], [0.0, 1.0, 1.0]]),
+        arr1(&[0.0, 0.0, -1.5]),
+        arr2(&[[1.0, -1.0], [-1.0, 1.0], [0.0, 0.0]]),
+        arr1(&[0.0, 0.0]),
+    );
+    let x = vec![1.0, 0.0, 1.0, 0.0, 0.0, 1.0, 0.0, 1.0];
+    (m, dataset(x, vec![0, 0, 1, 1], 2, 2))
+}
+
+#[test]
+fn paper_masks_by_hand() {
+    let (m, d) = two_class();
+    let s = Settings { mode: Mode::Paper, samples_per_class: 2, ..Settings::default() };
+    let dec = decompose(&m, &d, &s, &mut |_| true).unwrap();
+    assert_eq!(dec.recorded_samples, 4);
+    // Class 0 module: concerned {0,1} light u0; one tangling sample of class 1 lights u1; u2 never.
+    let keep0: Vec<usize> = dec.modules[0].masks.nodes[&1].keep.iter().collect();
+    assert_eq!(keep0, vec![0, 1]);
+    assert_eq!((dec.modules[0].concerned, dec.modules[0].unconcerned), (2, 2));
+    assert_eq!(dec.modules[0].jaccard_units(), 2.0 / 3.0);
+}
+
+#[test]
+fn reference_masks_intersect_clip_and_restore() {
+    let (m, d) = two_class();
+    // With a tiny tangling ratio, each module sees 1 unconcerned sample.
+    let s = Settings { mode: Mode::Reference, samples_per_class: 2, tangling_ratio: 0.5, confidence: 0.5 };
+    let dec = decompose(&m, &d, &s, &mut |_| true).unwrap();
+    let m0 = &dec.modules[0].masks.nodes[&1];
+    // u0: active for every concerned sample -> kept and clipped; u1: restored by TI (not clipped).
+    assert_eq!(m0.keep.iter().collect::<Vec<_>>(), vec![0, 1]);
+    assert_eq!(m0.clip_negative.as_ref().unwrap().iter().collect::<Vec<_>>(), vec![0]);
+}
+
+#[test]
+fn channeled_head_scores_by_hand() {
+    let (m, d) = two_class();
+    let dec = decompose(&m, &d, &Settings { samples_per_class: 2, ..Settings::default() }, &mut |_| true).unwrap();
+    // Sample (1, 0): logits (1, -1); module 0: p = σ(1 - (-1)) = σ(2).
+    let p = concerned_scores(&m, &dec.modules[0], &[1.0, 0.0], 1, &mut |_, _| true).unwrap();
+    assert!((p[0] - 1.0 / (1.0 + (-2.0f32).exp())).abs() < 1e-6);
+}
+
+#[test]
+fn bad_settings_and_missing_classes_are_errors() {
+    let (m, d) = two_class();
+    assert!(decompose(&m, &d, &Settings { samples_per_class: 0, ..Settings::default() }, &mut |_| true).is_err());
+    assert!(decompose(&m, &d, &Settings { tangling_ratio: f32::NAN, ..Settings::default() }, &mut |_| true).is_err());
+    let mut d1 = d.clone();
+    d1.train.y = vec![0, 0, 0, 0];
+    let e = decompose(&m, &d1, &Settings::default(), &mut |_| true).unwrap_err();
+    assert!(e.to_string().contains("no training samples of class '1'"), "{e}");
+    assert_eq!(decompose(&m, &d, &Settings::default(), &mut |_| false).unwrap_err(), Error::Cancelled);
+}
+
+fn random_case() -> impl Strategy<Value = (Model, Dataset)> {
+    (2usize..5, 2usize..7, 2usize..4, 4usize..30, any::<u32>()).prop_map(|(f, h, c, n, seed)| {
+        let mut s = seed as u64 | 1;
+        let mut r = move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s % 2001) as f32 / 1000.0 - 1.0
+        };
+        let m = mlp(
+            Array2::from_shape_fn((f, h), |_| r()),
+            Array1::from_shape_fn(h, |_| r()),
+            Array2::from_shape_fn((h, c), |_| r()),
+            Array1::from_shape_fn(c, |_| r()),
+        );
+        let x = (0..n * f).map(|_| r()).collect();
+        let y = (0..n).map(|i| (i % c) as u32).collect();
+        (m, dataset(x, y, f, c))
+    })
+}
+
+proptest! {
+    /// Paper mode keeps exactly the units some sample of the module's set activated.
+    #[test]
+    fn paper_module_keeps_only_units_its_samples_activated((m, d) in random_case(), e in 1usize..6) {
+        let s = Settings { mode: Mode::Paper, samples_per_class: e, ..Settings::default() };
+        let dec = decompose(&m, &d, &s, &mut |_| true).unwrap();
+        let out = forward(&m, &d.train.x, d.train.len(), None, true, &mut |_, _| true).unwrap();
+        let bits = &out.recording.unwrap().bits[0];
+        let classes = d.class_names.len();
+        for module in &dec.modules {
+            let keep = &module.masks.nodes[&1].keep;
+            // The decomposition samples are the first `e` of each class; all of them are in the set
+            // of some module (as concerned or unconcerned); a kept unit must be active for at
+            // least one of the recorded samples.
+            for u in keep.iter() {
+                let recorded = (0..d.train.len()).filter(|&i| (d.train.y[..=i].iter().filter(|&&y| y == d.train.y[i]).count()) <= e);
+                prop_assert!(recorded.clone().any(|i| bits.get(u, i)), "unit {u} kept but never active");
+            }
+            prop_assert!(module.class < classes);
+        }
+    }
+
+    /// With every unit kept (union over all samples), each module's score ranks
+    /// like the model's own logit margin, so composing all modules reproduces the model.
+    #[test]
+    fn composing_full_modules_reproduces_the_model((m, d) in random_case()) {
+        let n = d.train.len();
+        let out = forward(&m, &d.train.x, n, None, false, &mut |_, _| true).unwrap();
+        let c = m.classes();
+        let full = Masks::default();
+        let rows: Vec<Vec<f32>> = (0..c).map(|k| {
+            let module = Module { class: k, masks: full.clone(), concerned: 1, unconcerned: 1, kept_units: 0, total_units: 0 };
+            concerned_scores(&m, &module, &d.train.x, n, &mut |_, _| true).unwrap()
+        }).collect();
+        for s in 0..n {
+            let z = &out.logits[s * c..(s + 1) * c];
+            let model_answer = crate::workbench::argmax(z);
+            let module_answer = crate::workbench::argmax(&rows.iter().map(|r| r[s]).collect::<Vec<_>>());
+            // z_c - mean(others) = (C z_c - Σz)/(C-1): monotone in z_c, so the argmax agrees.
+            prop_assert_eq!(model_answer, module_answer);
+        }
+    }
+}

@@ -1,0 +1,81 @@
+// The page's core loop, end to end in Chromium, checked against the CLI.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { join } from 'node:path';
+import { ROOT, start, shot } from './harness.mjs';
+
+let env;
+before(async () => { env = await start(); });
+after(async () => { await env?.close(); });
+
+const CLI = join(ROOT, 'target', 'release', 'remodule');
+function cli(...args) {
+  return JSON.parse(execFileSync(CLI, args, { cwd: ROOT, encoding: 'utf8' }));
+}
+const pctText = (x) => `${(100 * x).toFixed(1)}%`;
+
+async function openDefault(page) {
+  await page.goto(env.url);
+  await page.locator('#app[data-composed]').waitFor({ timeout: 60000 });
+}
+
+test('first visit shows the default model decomposed, with composed accuracy from the engine', async () => {
+  const page = await env.newPage();
+  await openDefault(page);
+  const report = cli('report', 'models/digits_mlp.keras', '--data', 'data/digits.npz', '--json');
+  assert.equal(await page.locator('#model-acc').textContent(), pctText(report.model_accuracy));
+  assert.equal(await page.locator('#composed-acc').textContent(), pctText(report.composed_accuracy));
+  assert.equal(await page.locator('.module').count(), 10);
+  assert.equal(await page.locator('#matrix tbody tr').count(), 10);
+  console.log(`# time to first decomposed view: ${await page.evaluate(() => document.body.dataset.firstViewMs)} ms`);
+  await shot(page, 'first-visit');
+  assert.deepEqual(env.errors, []);
+});
+
+test('removing modules gives the composed accuracy the CLI computes for that set', async () => {
+  const page = await env.newPage();
+  await openDefault(page);
+  const before = await page.locator('#app').getAttribute('data-composed');
+  for (const cls of ['3', '5', '8']) {
+    await page.locator(`.module[data-class="${cls}"] .toggle`).click();
+  }
+  await page.waitForFunction((b) => document.getElementById('app').dataset.composed !== b, before);
+  await page.waitForFunction(() => document.querySelectorAll('#matrix tbody tr').length === 7);
+  const expected = cli('compose', 'models/digits_mlp.keras', '--data', 'data/digits.npz', '--classes', '0,1,2,4,6,7,9', '--json');
+  assert.equal(await page.locator('#composed-acc').textContent(), pctText(expected.top1));
+  assert.equal(await page.locator('.module.off').count(), 3);
+  console.log(`# click-to-update (compose call): ${await page.evaluate(() => document.body.dataset.lastComposeMs)} ms`);
+  await shot(page, 'three-removed');
+});
+
+test("replacing the faulty model's 7-module raises the 7 row of the confusion matrix", async () => {
+  const page = await env.newPage();
+  await openDefault(page);
+  await page.locator('#model-picker').selectOption('digits_mlp_faulty.keras');
+  await page.waitForFunction(() => document.querySelector('#model-info strong')?.textContent.includes('faulty'));
+  await page.locator('#app[data-composed]').waitFor();
+  const sevenCorrect = () => page.locator('#matrix tbody tr[data-class="7"] td').nth(7).textContent().then((t) => Number(t || 0));
+  const before = await sevenCorrect();
+  await page.locator('.module[data-class="7"] select.source').selectOption('digits_mlp.keras');
+  await page.waitForFunction(() => document.querySelector('.module[data-class="7"] select.source').value === 'digits_mlp.keras');
+  await page.waitForFunction((b) => Number(document.querySelector('#matrix tbody tr[data-class="7"] td:nth-of-type(8)').textContent || 0) !== b, before);
+  const after = await sevenCorrect();
+  assert.ok(after > before + 20, `7s recognised: ${before} before, ${after} after the replacement`);
+  await shot(page, 'faulty-7-replaced');
+});
+
+test('a hostile upload shows an error and the page keeps working', async () => {
+  const page = await env.newPage();
+  await openDefault(page);
+  const composed = await page.locator('#composed-acc').textContent();
+  await page.locator('#upload').setInputFiles({ name: '<img src=x onerror=alert(1)>.keras', mimeType: 'application/octet-stream', buffer: Buffer.from('PK\x03\x04 this is not a real archive') });
+  await page.locator('#error-banner:not([hidden])').waitFor();
+  const msg = await page.locator('#error-text').textContent();
+  assert.match(msg, /invalid|zip|archive/i);
+  assert.equal(await page.locator('#error-text img').count(), 0);
+  assert.equal(await page.locator('#composed-acc').textContent(), composed);
+  await page.locator('.module[data-class="0"] .toggle').click();
+  await page.waitForFunction((c) => document.getElementById('composed-acc').textContent !== c, composed);
+  await shot(page, 'hostile-upload');
+});
