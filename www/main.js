@@ -106,8 +106,9 @@ function moduleCard(slot) {
   const toggle = el('button', { type: 'button', class: 'toggle', 'aria-pressed': String(slot.on),
     title: slot.on ? 'Remove this module from the composition' : 'Put this module back' }, slot.on ? 'in' : 'out');
   toggle.addEventListener('click', () => { slot.on = !slot.on; renderModules(); recompose().catch(showError); });
-  const sameData = [...state.catalog.models.filter((m) => m.dataset === source.dataset.name).map((m) => [m.file, m.title]),
+  const sameData = [...state.catalog.models.filter((m) => m.dataset === source.dataset.name).map((m) => [m.file, m.short ?? m.title]),
     ...[...state.models.values()].filter((m) => m.upload && m.dataset.name === source.dataset.name).map((m) => [m.key, m.title])];
+  const replaced = slot.source !== state.current;
   const picker = el('select', { 'aria-label': `Source model for class ${mod.class_name}`, class: 'source' },
     ...sameData.map(([k, t]) => el('option', { value: k, selected: k === slot.source ? '' : null }, t)));
   picker.addEventListener('change', async () => {
@@ -118,13 +119,13 @@ function moduleCard(slot) {
     renderModules();
     recompose().catch(showError);
   });
-  return el('article', { class: `module${slot.on ? '' : ' off'}`, 'data-class': mod.class_name },
-    el('header', {}, el('span', { class: 'cls' }, mod.class_name), toggle),
+  return el('article', { class: `module${slot.on ? '' : ' off'}${replaced ? ' replaced' : ''}`, 'data-class': mod.class_name },
+    el('header', {}, el('span', { class: 'cls', title: mod.class_name }, mod.class_name), toggle),
     el('dl', {},
-      el('dt', {}, 'module acc.'), el('dd', {}, pct(mod.accuracy)),
-      el('dt', {}, 'kept weights'), el('dd', {}, pct(mod.kept_weights)),
-      el('dt', {}, 'Jaccard (units)'), el('dd', {}, mod.jaccard_units.toFixed(2))),
-    picker);
+      el('dt', { title: 'Module accuracy as a binary classifier (balanced)' }, 'accuracy'), el('dd', {}, pct(mod.accuracy)),
+      el('dt', { title: "Share of the model's kernel weights the module keeps" }, 'weights'), el('dd', {}, pct(mod.kept_weights)),
+      el('dt', { title: "Jaccard index of the module's units against the model's" }, 'Jaccard'), el('dd', {}, mod.jaccard_units.toFixed(2))),
+    el('label', { class: 'from' }, replaced ? 'replaced from' : 'from', picker));
 }
 
 function renderModules() {
