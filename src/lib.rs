@@ -5,6 +5,7 @@
 //! browser binding, compiled only for `wasm32`, and `src/bin/remodule.rs` is
 //! the native CLI over the same engine.
 
+pub mod bench;
 pub mod bits;
 pub mod compose;
 pub mod data;

@@ -258,6 +258,14 @@ impl Workbench {
     }
 }
 
+impl Workbench {
+    /// Benchmark figures for model `id` on its data set (see `bench`).
+    pub fn bench(&self, id: ModelId, clock: &dyn Fn() -> f64) -> Result<crate::bench::ModelBench> {
+        let e = self.entry(id)?;
+        crate::bench::bench_model(&e.model, &self.datasets[e.dataset], clock)
+    }
+}
+
 pub fn argmax(v: &[f32]) -> usize {
     (1..v.len()).fold(0, |b, i| if v[i] > v[b] { i } else { b })
 }

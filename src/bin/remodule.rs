@@ -67,6 +67,13 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Print benchmark figures: forward throughput, decompose-all ÷ one recorded pass, recompose time
+    Bench {
+        /// Model files (each with --data)
+        models: Vec<PathBuf>,
+        #[arg(long)]
+        data: PathBuf,
+    },
     /// Decompose, then compose only the given classes (e.g. --classes 0,1,7)
     Compose {
         #[command(flatten)]
@@ -136,6 +143,22 @@ fn run(cli: Cli) -> Result<(), String> {
                 for m in &dec.modules {
                     println!("  {:<12} acc {:.4}  jaccard {:.3}  kept weights {:.3}", m.class_name, m.accuracy, m.jaccard_units, m.kept_weights);
                 }
+            }
+        }
+        Cmd::Bench { models, data } => {
+            let t0 = Instant::now();
+            let clock = move || t0.elapsed().as_secs_f64();
+            println!("| model | samples/s | GFLOP/s | decompose all (s) | decompose ÷ one recorded pass |");
+            println!("|---|---:|---:|---:|---:|");
+            for model in &models {
+                let (wb, id) = load(&ModelData { model: model.clone(), data: data.clone() })?;
+                let b = wb.bench(id, &clock).map_err(|e| e.to_string())?;
+                println!("| {} | {:.0} | {:.2} | {:.3} | {:.2} |", b.model, b.samples_per_s, b.gflops, b.decompose_s, b.decompose_ratio);
+            }
+            println!("\n| modules × samples | recompose (ms) |\n|---|---:|");
+            for (m, s) in [(10, 1_000), (10, 10_000), (100, 10_000), (10, 100_000)] {
+                let t = remodule::bench::bench_recompose(m, s, &clock).map_err(|e| e.to_string())?;
+                println!("| {m} × {s} | {:.3} |", t * 1e3);
             }
         }
         Cmd::Compose { md, opts, classes, json } => {

@@ -36,26 +36,54 @@ pub fn compose(rows: &[&[f32]], row_class: &[ClassId], labels: &[ClassId]) -> Re
     let mut classes: Vec<ClassId> = row_class.to_vec();
     classes.sort_unstable();
     classes.dedup();
-    let index = |c: ClassId| classes.binary_search(&c).ok();
     let k = classes.len();
-    let mut confusion = vec![vec![0u32; k]; k];
-    let (mut evaluated, mut top5_hits) = (0usize, 0usize);
-    let mut order: Vec<usize> = Vec::with_capacity(rows.len());
-    for (s, &label) in labels.iter().enumerate() {
-        let Some(t) = index(label) else { continue };
-        evaluated += 1;
-        let mut best = 0;
-        for m in 1..rows.len() {
-            if rows[m][s] > rows[best][s] {
-                best = m;
+    // Class id -> matrix index, as a table (ids are small and dense).
+    let top_id = classes.iter().chain(labels).copied().max().unwrap_or(0) as usize;
+    let mut lut = vec![u32::MAX; top_id + 1];
+    classes.iter().enumerate().for_each(|(i, &c)| lut[c as usize] = i as u32);
+    let row_t: Vec<u32> = row_class.iter().map(|&c| lut[c as usize]).collect();
+    let n = labels.len();
+
+    // Module-major streaming passes (contiguous rows, vectorisable):
+    // 1) argmax over modules, ties to the first;
+    let mut best_v = rows[0].to_vec();
+    let mut best_m = vec![0u32; n];
+    for (m, row) in rows.iter().enumerate().skip(1) {
+        for ((bv, bm), &v) in best_v.iter_mut().zip(best_m.iter_mut()).zip(row.iter()) {
+            if v > *bv {
+                *bv = v;
+                *bm = m as u32;
             }
         }
-        confusion[t][index(row_class[best]).unwrap()] += 1;
-        if rows.len() >= 5 {
-            order.clear();
-            order.extend(0..rows.len());
-            order.select_nth_unstable_by(4, |&a, &b| rows[b][s].total_cmp(&rows[a][s]));
-            top5_hits += order[..5].iter().any(|&m| row_class[m] == label) as usize;
+    }
+    // 2) top-5: the true class is among the 5 best modules when fewer than 5
+    //    modules score strictly above its best module.
+    let top5 = rows.len() >= 5;
+    let mut hits5 = 0usize;
+    if top5 {
+        let mut true_v = vec![f32::NEG_INFINITY; n];
+        for (row, &t) in rows.iter().zip(&row_t) {
+            for ((tv, &v), &y) in true_v.iter_mut().zip(row.iter()).zip(labels) {
+                if lut[y as usize] == t && v > *tv {
+                    *tv = v;
+                }
+            }
+        }
+        let mut above = vec![0u32; n];
+        for row in rows {
+            for ((a, &v), &tv) in above.iter_mut().zip(row.iter()).zip(&true_v) {
+                *a += (v > tv) as u32;
+            }
+        }
+        hits5 = (0..n).filter(|&s| lut[labels[s] as usize] != u32::MAX && above[s] < 5).count();
+    }
+    let mut confusion = vec![vec![0u32; k]; k];
+    let mut evaluated = 0usize;
+    for (s, &y) in labels.iter().enumerate() {
+        let t = lut[y as usize];
+        if t != u32::MAX {
+            evaluated += 1;
+            confusion[t as usize][row_t[best_m[s] as usize] as usize] += 1;
         }
     }
     let correct: u32 = (0..k).map(|i| confusion[i][i]).sum();
@@ -65,7 +93,7 @@ pub fn compose(rows: &[&[f32]], row_class: &[ClassId], labels: &[ClassId]) -> Re
         classes,
         evaluated,
         top1: frac(correct as usize),
-        top5: (rows.len() >= 5).then(|| frac(top5_hits)),
+        top5: top5.then(|| frac(hits5)),
         confusion,
         per_class,
     })
