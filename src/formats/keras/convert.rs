@@ -1,0 +1,388 @@
+//! Layer graph + stored weights → validated IR, through [`ModelBuilder`].
+//! Each layer's parameters are read here, with the shapes of its inputs known,
+//! so every weight array is checked against exactly what the config implies
+//! before it is read.
+
+use ndarray::{Array1, Array2, Array4};
+use serde_json::Value;
+
+use super::config::{bad, short, Class, Graph, Layer};
+use super::h5::{StoredArray, H5};
+use crate::error::{Error, Result};
+use crate::kernels::PoolKind;
+use crate::model::{Activation, InputKind, InputSpec, Model, ModelBuilder, NodeId, Op, Padding};
+
+/// Largest kernel, pool window, stride or dilation accepted from a config.
+const MAX_WINDOW: usize = 1 << 16;
+/// Largest number of classes (one name string each).
+const MAX_CLASSES: usize = 1 << 20;
+
+/// Where a layer's weight arrays are stored.
+pub trait WeightSource {
+    fn h5(&self) -> &H5;
+    /// The arrays stored for `layer`, in storage order (Keras: trainable then
+    /// non-trainable, each in creation order).
+    fn arrays(&self, layer: &Layer) -> Result<Vec<StoredArray>>;
+}
+
+pub fn build(graph: &Graph, src: &dyn WeightSource, name: &str) -> Result<Model> {
+    let layers = &graph.layers;
+    let (&first, rest) = graph.order.split_first().ok_or_else(|| bad("the model has no layers"))?;
+    let input = layers.get(first).ok_or_else(|| bad("bad build order"))?;
+    let shape = input_shape(input)?;
+    let kind = if shape.len() == 3 { InputKind::Image } else { InputKind::Vectors };
+    let mut b = ModelBuilder::new(name, InputSpec { shape, kind, scale: 1.0, offset: 0.0 })?;
+    let mut node_of: Vec<Option<NodeId>> = vec![None; layers.len()];
+    if let Some(slot) = node_of.get_mut(first) {
+        *slot = Some(b.last());
+    }
+    for &i in rest {
+        let l = layers.get(i).ok_or_else(|| bad("bad build order"))?;
+        let ins = l
+            .inputs
+            .iter()
+            .map(|&j| node_of.get(j).copied().flatten().ok_or_else(|| bad(format!("{} reads a layer that is not built before it", l.label()))))
+            .collect::<Result<Vec<_>>>()?;
+        let op = op_for(l, &b, &ins, src)?;
+        let id = b.add(l.name.clone(), op, &ins)?;
+        if let Some(slot) = node_of.get_mut(i) {
+            *slot = Some(id);
+        }
+    }
+    let classes = b.shape(b.last()).last().copied().unwrap_or(0);
+    if classes > MAX_CLASSES {
+        return Err(Error::too_large("number of classes (model outputs)", classes as u64, MAX_CLASSES as u64));
+    }
+    b.finish((0..classes).map(|i| i.to_string()).collect())
+}
+
+fn input_shape(l: &Layer) -> Result<Vec<usize>> {
+    let p = Params(l);
+    let (v, batch) = match (p.get("batch_shape").or_else(|| p.get("batch_input_shape")), p.get("shape")) {
+        (Some(v), _) => (v, true),
+        (None, Some(v)) => (v, false),
+        (None, None) => return Err(bad(format!("{} has no input shape ('batch_shape' or 'batch_input_shape')", l.label()))),
+    };
+    let dims = v.as_array().ok_or_else(|| p.err("batch_shape", "a list of dimensions", v))?;
+    let dims = if batch { dims.get(1..).unwrap_or(&[]) } else { dims.as_slice() };
+    if dims.is_empty() {
+        return Err(bad(format!("{}: the input shape {} has no dimensions besides the batch", l.label(), short(v))));
+    }
+    dims.iter()
+        .map(|d| match d {
+            Value::Null => Err(Error::Unsupported {
+                what: "input shape".into(),
+                name: format!("{} of {}", short(v), l.label()),
+                supported: "fixed sizes (no None dimension besides the batch)".into(),
+            }),
+            d => d.as_u64().and_then(|x| usize::try_from(x).ok()).ok_or_else(|| p.err("batch_shape", "non-negative integers", v)),
+        })
+        .collect()
+}
+
+fn op_for(l: &Layer, b: &ModelBuilder, ins: &[NodeId], src: &dyn WeightSource) -> Result<Op> {
+    let p = Params(l);
+    let one = || one_input(l, b, ins);
+    let image = || -> Result<[usize; 3]> {
+        match *one_input(l, b, ins)? {
+            [h, w, c] => Ok([h, w, c]),
+            ref s => Err(Error::shape(l.label(), "an image input [H, W, C]", format!("{s:?}"))),
+        }
+    };
+    Ok(match l.class {
+        Class::Input => return Err(bad(format!("{} is a second input", l.label()))),
+        Class::Dense => {
+            let fin = one()?.last().copied().unwrap_or(0);
+            let units = p.count("units")?;
+            let activation = p.activation("activation")?;
+            let use_bias = p.flag("use_bias", true)?;
+            let mut want = vec![("kernel", vec![fin, units])];
+            if use_bias {
+                want.push(("bias", vec![units]));
+            }
+            let mut w = weights(src, l, &want)?.into_iter();
+            let kernel = Array2::from_shape_vec((fin, units), w.next().unwrap_or_default()).map_err(|e| Error::invalid(format!("{}: {e}", l.label())))?;
+            let bias = bias(w.next(), units);
+            Op::Dense { kernel, bias, activation }
+        }
+        Class::Conv2D => {
+            let [_, _, c] = image()?;
+            p.channels_last()?;
+            let dilation = p.pair("dilation_rate", Some([1, 1]))?;
+            if dilation != [1, 1] {
+                return Err(p.unsupported_option(format!("dilation_rate={dilation:?}"), "dilation_rate=1"));
+            }
+            let groups = p.count_or("groups", 1)?;
+            if groups != 1 {
+                return Err(p.unsupported_option(format!("groups={groups}"), "groups=1"));
+            }
+            let filters = p.count("filters")?;
+            let [kh, kw] = p.pair("kernel_size", None)?;
+            let strides = p.pair("strides", Some([1, 1]))?;
+            let padding = p.padding()?;
+            let activation = p.activation("activation")?;
+            let use_bias = p.flag("use_bias", true)?;
+            let mut want = vec![("kernel", vec![kh, kw, c, filters])];
+            if use_bias {
+                want.push(("bias", vec![filters]));
+            }
+            let mut w = weights(src, l, &want)?.into_iter();
+            let kernel = Array4::from_shape_vec((kh, kw, c, filters), w.next().unwrap_or_default()).map_err(|e| Error::invalid(format!("{}: {e}", l.label())))?;
+            let bias = bias(w.next(), filters);
+            Op::Conv2D { kernel, bias, strides, padding, activation }
+        }
+        Class::MaxPool | Class::AvgPool => {
+            image()?;
+            p.channels_last()?;
+            let size = p.pair("pool_size", Some([2, 2]))?;
+            let strides = p.pair("strides", Some(size))?;
+            let padding = p.padding()?;
+            let kind = if l.class == Class::MaxPool { PoolKind::Max } else { PoolKind::Avg };
+            Op::Pool2D { kind, size, strides, padding }
+        }
+        Class::GlobalAvgPool => {
+            image()?;
+            p.channels_last()?;
+            if p.flag("keepdims", false)? {
+                return Err(p.unsupported_option("keepdims=true".into(), "keepdims=false"));
+            }
+            Op::GlobalAvgPool
+        }
+        Class::Flatten => {
+            if one()?.len() > 1 {
+                p.channels_last()?;
+            }
+            Op::Flatten
+        }
+        Class::Dropout => Op::Dropout,
+        Class::Activation => Op::Activation(p.activation("activation")?),
+        Class::ReLU => {
+            if let Some(v) = p.get("max_value") {
+                return Err(p.unsupported_option(format!("max_value={}", short(v)), "a plain ReLU (max_value=null, negative_slope=0, threshold=0)"));
+            }
+            for key in ["negative_slope", "threshold"] {
+                if p.float(key, 0.0)? != 0.0 {
+                    return Err(p.unsupported_option(format!("{key}={}", p.float(key, 0.0)?), "a plain ReLU (max_value=null, negative_slope=0, threshold=0)"));
+                }
+            }
+            Op::Activation(Activation::Relu)
+        }
+        Class::Softmax => {
+            p.last_axis(one()?.len())?;
+            Op::Activation(Activation::Softmax)
+        }
+        Class::Add => Op::Add { activation: Activation::Linear },
+        Class::BatchNorm => batch_norm(&p, one()?, src)?,
+    })
+}
+
+/// The shape of the only input of a single-input layer.
+fn one_input<'a>(l: &Layer, b: &'a ModelBuilder, ins: &[NodeId]) -> Result<&'a [usize]> {
+    match ins {
+        [i] => Ok(b.shape(*i)),
+        _ => Err(Error::shape(l.label(), "1 input", ins.len())),
+    }
+}
+
+fn bias(w: Option<Vec<f32>>, n: usize) -> Array1<f32> {
+    match w {
+        Some(v) => Array1::from_vec(v),
+        None => Array1::zeros(n),
+    }
+}
+
+/// Inference BatchNormalization folded into `y = x * scale + shift`.
+fn batch_norm(p: &Params, input: &[usize], src: &dyn WeightSource) -> Result<Op> {
+    let l = p.0;
+    p.last_axis(input.len())?;
+    if p.flag("renorm", false)? {
+        return Err(p.unsupported_option("renorm=true".into(), "renorm=false"));
+    }
+    let c = input.last().copied().unwrap_or(0);
+    let (center, scale) = (p.flag("center", true)?, p.flag("scale", true)?);
+    let eps = p.float("epsilon", 1e-3)?;
+    if !(eps.is_finite() && eps >= 0.0) {
+        return Err(p.err("epsilon", "a non-negative number", &Value::from(eps)));
+    }
+    let mut want = vec![];
+    if scale {
+        want.push(("gamma", vec![c]));
+    }
+    if center {
+        want.push(("beta", vec![c]));
+    }
+    want.push(("moving_mean", vec![c]));
+    want.push(("moving_variance", vec![c]));
+    let w = weights(src, l, &want)?;
+    for ((what, _), v) in want.iter().zip(&w) {
+        if !v.iter().all(|x| x.is_finite()) {
+            return Err(Error::NonFinite { layer: l.name.clone(), what: (*what).into() });
+        }
+    }
+    let mut w = w.into_iter();
+    let ones = || vec![1f32; c];
+    let gamma = if scale { w.next().unwrap_or_else(ones) } else { ones() };
+    let beta = if center { w.next().unwrap_or_default() } else { vec![0.0; c] };
+    let (mean, var) = (w.next().unwrap_or_default(), w.next().unwrap_or_default());
+    let mut s = Vec::with_capacity(c);
+    let mut t = Vec::with_capacity(c);
+    for k in 0..c {
+        let g = gamma.get(k).copied().unwrap_or(1.0) as f64;
+        let bt = beta.get(k).copied().unwrap_or(0.0) as f64;
+        let m = mean.get(k).copied().unwrap_or(0.0) as f64;
+        let v = var.get(k).copied().unwrap_or(1.0) as f64 + eps;
+        if v <= 0.0 {
+            return Err(Error::invalid(format!("{}: moving_variance + epsilon must be positive (channel {k} has {v})", l.label())));
+        }
+        let sc = g / v.sqrt();
+        s.push(sc as f32);
+        t.push((bt - m * sc) as f32);
+    }
+    Ok(Op::BatchNorm { scale: Array1::from_vec(s), shift: Array1::from_vec(t) })
+}
+
+/// Reads the layer's arrays, matched to `want` (name, shape) by the names the
+/// file gives them when it names them all, by position otherwise.
+fn weights(src: &dyn WeightSource, l: &Layer, want: &[(&'static str, Vec<usize>)]) -> Result<Vec<Vec<f32>>> {
+    let arrays = src.arrays(l)?;
+    let names = want.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ");
+    if arrays.len() != want.len() {
+        let found = arrays.iter().map(|a| a.path.as_str()).collect::<Vec<_>>();
+        return Err(Error::format(
+            "Keras",
+            format!("{}: the config needs {} weight array(s) ({names}), the weights file has {}: {found:?}", l.label(), want.len(), arrays.len()),
+        ));
+    }
+    let role_of = |name: &str| arrays.iter().position(|a| a.role.as_deref() == Some(name));
+    let by_role = want.iter().all(|(n, _)| role_of(n).is_some())
+        && want.iter().enumerate().all(|(k, (n, _))| want.iter().skip(k + 1).all(|(m, _)| m != n));
+    want.iter()
+        .enumerate()
+        .map(|(k, (what, shape))| {
+            let at = if by_role { role_of(what).unwrap_or(k) } else { k };
+            let a = arrays.get(at).ok_or_else(|| bad(format!("{}: no array for {what}", l.label())))?;
+            src.h5().read(a, shape, &format!("layer '{}' {what}", l.name))
+        })
+        .collect()
+}
+
+/// Typed access to a layer's `config` object.
+struct Params<'a>(&'a Layer);
+
+impl Params<'_> {
+    /// The value at `key`, treating JSON null as absent.
+    fn get(&self, key: &str) -> Option<&Value> {
+        self.0.config.get(key).filter(|v| !v.is_null())
+    }
+
+    fn err(&self, key: &str, want: &str, got: &Value) -> Error {
+        bad(format!("{}: '{key}' must be {want}, got {}", self.0.label(), short(got)))
+    }
+
+    fn unsupported_option(&self, option: String, supported: &str) -> Error {
+        Error::Unsupported { what: format!("option of {}", self.0.label()), name: option, supported: supported.into() }
+    }
+
+    fn positive(&self, key: &str, v: &Value, max: usize) -> Result<usize> {
+        v.as_u64()
+            .and_then(|x| usize::try_from(x).ok())
+            .filter(|&x| x >= 1 && x <= max)
+            .ok_or_else(|| self.err(key, &format!("an integer from 1 to {max}"), v))
+    }
+
+    fn count(&self, key: &str) -> Result<usize> {
+        let v = self.get(key).ok_or_else(|| bad(format!("{} has no '{key}'", self.0.label())))?;
+        self.positive(key, v, crate::error::MAX_TENSOR_ELEMS as usize)
+    }
+
+    fn count_or(&self, key: &str, default: usize) -> Result<usize> {
+        match self.get(key) {
+            None => Ok(default),
+            Some(_) => self.count(key),
+        }
+    }
+
+    /// An int or a list of two ints (kernel sizes, strides, …).
+    fn pair(&self, key: &str, default: Option<[usize; 2]>) -> Result<[usize; 2]> {
+        let Some(v) = self.get(key) else {
+            return default.ok_or_else(|| bad(format!("{} has no '{key}'", self.0.label())));
+        };
+        match v {
+            Value::Array(a) => match a.as_slice() {
+                [x, y] => Ok([self.positive(key, x, MAX_WINDOW)?, self.positive(key, y, MAX_WINDOW)?]),
+                _ => Err(self.err(key, "two integers", v)),
+            },
+            _ => {
+                let x = self.positive(key, v, MAX_WINDOW)?;
+                Ok([x, x])
+            }
+        }
+    }
+
+    fn flag(&self, key: &str, default: bool) -> Result<bool> {
+        match self.get(key) {
+            None => Ok(default),
+            Some(v) => v.as_bool().ok_or_else(|| self.err(key, "true or false", v)),
+        }
+    }
+
+    fn float(&self, key: &str, default: f64) -> Result<f64> {
+        match self.get(key) {
+            None => Ok(default),
+            Some(v) => v.as_f64().ok_or_else(|| self.err(key, "a number", v)),
+        }
+    }
+
+    fn text(&self, key: &str) -> Result<Option<String>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(v) => v.as_str().map(|s| Some(s.to_ascii_lowercase())).ok_or_else(|| self.err(key, "a string", v)),
+        }
+    }
+
+    fn padding(&self) -> Result<Padding> {
+        match self.text("padding")?.as_deref() {
+            None | Some("valid") => Ok(Padding::Valid),
+            Some("same") => Ok(Padding::Same),
+            Some(other) => Err(self.unsupported_option(format!("padding={other}"), "padding=valid or padding=same")),
+        }
+    }
+
+    fn channels_last(&self) -> Result<()> {
+        match self.text("data_format")?.as_deref() {
+            None | Some("channels_last") => Ok(()),
+            Some(other) => Err(self.unsupported_option(format!("data_format={other}"), "data_format=channels_last (NHWC)")),
+        }
+    }
+
+    /// `axis` (an int or a one-element list; Keras counts the batch axis as 0)
+    /// must name the last axis of a per-sample shape of `rank` dimensions.
+    fn last_axis(&self, rank: usize) -> Result<()> {
+        let v = self.get("axis");
+        let axis = match v {
+            None => -1,
+            Some(Value::Array(a)) if a.len() == 1 => a.first().and_then(Value::as_i64).ok_or_else(|| self.err("axis", "an integer", v.unwrap_or(&Value::Null)))?,
+            Some(x) => x.as_i64().ok_or_else(|| self.err("axis", "an integer", x))?,
+        };
+        if axis == -1 || axis == rank as i64 {
+            Ok(())
+        } else {
+            Err(self.unsupported_option(format!("axis={axis}"), "axis=-1 (the last, channel axis)"))
+        }
+    }
+
+    fn activation(&self, key: &str) -> Result<Activation> {
+        let name = match self.get(key) {
+            None => return Ok(Activation::Linear),
+            Some(Value::String(s)) => s.clone(),
+            // Keras 3 may serialise a built-in activation as an object whose
+            // `config` is its name.
+            Some(Value::Object(o)) if o.get("config").is_some_and(Value::is_string) => o.get("config").and_then(Value::as_str).unwrap_or("").into(),
+            Some(v) => short(v),
+        };
+        Activation::parse(&name).map_err(|e| match e {
+            Error::Unsupported { name, supported, .. } => Error::Unsupported { what: format!("activation in {}", self.0.label()), name, supported },
+            other => other,
+        })
+    }
+}
