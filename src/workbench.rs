@@ -71,6 +71,8 @@ pub struct DecompositionInfo {
     pub settings: Settings,
     pub recorded_samples: usize,
     pub modules: Vec<ModuleInfo>,
+    /// Digest of all masks (see `Decomposition::digest`).
+    pub mask_digest: String,
 }
 
 /// Which module to use for a class: module `class` of model `model`.
@@ -197,7 +199,7 @@ impl Workbench {
                 return Err(Error::Cancelled);
             }
         }
-        let info = DecompositionInfo { model: id, settings: dec.settings.clone(), recorded_samples: dec.recorded_samples, modules: infos.clone() };
+        let info = DecompositionInfo { model: id, settings: dec.settings.clone(), recorded_samples: dec.recorded_samples, modules: infos.clone(), mask_digest: dec.digest() };
         let e = &mut self.models[id];
         e.decomposition = Some(dec);
         e.scores = scores;

@@ -26,3 +26,37 @@ fn simd_matmul_matches_portable() {
         }
     }
 }
+
+use remodule::formats::{load_model, npz::read_npz};
+use remodule::model::forward;
+
+/// Every bundled Keras model loads in wasm and matches Keras's own outputs.
+#[wasm_bindgen_test]
+fn keras_fixtures_match_keras_in_wasm() {
+    let cases: [(&str, &[u8], &[u8]); 6] = [
+        ("digits_mlp.keras", include_bytes!("../models/digits_mlp.keras"), include_bytes!("../models/digits_mlp.expected.npz")),
+        ("digits_mlp.h5", include_bytes!("../models/digits_mlp.h5"), include_bytes!("../models/digits_mlp.expected.npz")),
+        ("digits_mlp_b.keras", include_bytes!("../models/digits_mlp_b.keras"), include_bytes!("../models/digits_mlp_b.expected.npz")),
+        ("digits_mlp_faulty.keras", include_bytes!("../models/digits_mlp_faulty.keras"), include_bytes!("../models/digits_mlp_faulty.expected.npz")),
+        ("digits_cnn.keras", include_bytes!("../models/digits_cnn.keras"), include_bytes!("../models/digits_cnn.expected.npz")),
+        ("clothing_mlp.keras", include_bytes!("../models/clothing_mlp.keras"), include_bytes!("../models/clothing_mlp.expected.npz")),
+    ];
+    for (file, model, expected) in cases {
+        let m = load_model(model, file).unwrap();
+        let exp = read_npz(expected).unwrap();
+        let n = exp["x"].shape[0];
+        let out = forward(&m, &exp["x"].to_f32(), n, None, false, &mut |_, _| true).unwrap();
+        let worst = out.probs.iter().zip(exp["probs"].to_f32()).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        assert!(worst < 1e-4, "{file}: max |Δ| {worst}");
+    }
+}
+
+#[wasm_bindgen_test]
+fn hostile_model_bytes_are_errors_in_wasm() {
+    let good: &[u8] = include_bytes!("../models/digits_cnn.keras");
+    for cut in [0, 3, 100, good.len() / 2, good.len() - 1] {
+        assert!(load_model(&good[..cut], "digits_cnn.keras").is_err(), "truncated at {cut}");
+    }
+    let e = load_model(b"\x89HDF\r\n\x1a\n garbage", "x.h5").unwrap_err();
+    assert!(!e.to_string().is_empty());
+}

@@ -55,7 +55,7 @@ async function ensureModel(key, { title, dataset, bytes } = {}) {
   const onProgress = progress(`Decomposing ${title ?? entry?.title ?? key}…`);
   try {
     const dec = await engine.call('decompose', { model: info.id }, onProgress);
-    const m = { key, info, modules: dec.modules, title: title ?? entry?.title ?? key, dataset: ds };
+    const m = { key, info, modules: dec.modules, digest: dec.mask_digest, title: title ?? entry?.title ?? key, dataset: ds };
     state.models.set(key, m);
     return m;
   } finally {
@@ -139,6 +139,7 @@ function renderModel() {
     el('strong', {}, m.title), ' · ', `${m.info.params.toLocaleString('en')} parameters · ${m.info.class_names.length} classes · `,
     `data: ${state.catalog.datasets[ds.name]?.title ?? ds.name} (${ds.train} train / ${ds.test} test)`);
   renderLayers($('layers'), m.info.layers);
+  $('app').dataset.maskDigest = m.digest;
   $('model-picker').value = m.key;
 }
 

@@ -90,6 +90,28 @@ pub struct Decomposition {
     pub recorded_samples: usize,
 }
 
+impl Decomposition {
+    /// FNV-1a over every module's masks: equal digests mean identical masks
+    /// (the page shows it so tests can compare wasm against native).
+    pub fn digest(&self) -> String {
+        let mut h: u64 = 0xcbf29ce484222325;
+        let mut eat = |w: u64| {
+            for b in w.to_le_bytes() {
+                h = (h ^ b as u64).wrapping_mul(0x100000001b3);
+            }
+        };
+        for m in &self.modules {
+            eat(m.class as u64);
+            for (&node, mask) in &m.masks.nodes {
+                eat(node as u64);
+                mask.keep.words().iter().for_each(|&w| eat(w));
+                mask.clip_negative.iter().flat_map(|c| c.words()).for_each(|&w| eat(w));
+            }
+        }
+        format!("{h:016x}")
+    }
+}
+
 /// Decomposes `model` into one module per class of `data`, from one recorded
 /// forward pass over the decomposition samples. `progress(fraction)` returns
 /// `false` to cancel.

@@ -27,6 +27,8 @@ test('first visit shows the default model decomposed, with composed accuracy fro
   assert.equal(await page.locator('#model-acc').textContent(), pctText(report.model_accuracy));
   assert.equal(await page.locator('#composed-acc').textContent(), pctText(report.composed_accuracy));
   assert.equal(await page.locator('.module').count(), 10);
+  // The masks computed in wasm are bit-identical to the native CLI's.
+  assert.equal(await page.locator('#app').getAttribute('data-mask-digest'), report.mask_digest);
   assert.equal(await page.locator('#matrix tbody tr').count(), 10);
   console.log(`# time to first decomposed view: ${await page.evaluate(() => document.body.dataset.firstViewMs)} ms`);
   await shot(page, 'first-visit');
@@ -78,4 +80,16 @@ test('a hostile upload shows an error and the page keeps working', async () => {
   await page.locator('.module[data-class="0"] .toggle').click();
   await page.waitForFunction((c) => document.getElementById('composed-acc').textContent !== c, composed);
   await shot(page, 'hostile-upload');
+});
+
+test('the CNN decomposes in the page into the same masks and accuracy as natively', async () => {
+  const page = await env.newPage();
+  await openDefault(page);
+  await page.locator('#model-picker').selectOption('digits_cnn.keras');
+  await page.waitForFunction(() => document.querySelector('#model-info strong')?.textContent.includes('CNN'));
+  await page.locator('#app[data-composed]').waitFor();
+  const report = cli('report', 'models/digits_cnn.keras', '--data', 'data/digits.npz', '--json');
+  assert.equal(await page.locator('#app').getAttribute('data-mask-digest'), report.mask_digest);
+  assert.equal(await page.locator('#composed-acc').textContent(), pctText(report.composed_accuracy));
+  await shot(page, 'cnn');
 });
