@@ -69,9 +69,9 @@ impl Session {
         engine(self.wb.decompose(model, &settings, &mut report))
     }
 
-    /// `picks`: `[{model, class}, ...]`.
-    pub fn compose(&mut self, picks: JsValue) -> Result<JsValue, JsError> {
+    /// `picks`: `[{model, class}, ...]`; `base`: the model to compare with.
+    pub fn compose(&mut self, picks: JsValue, base: Option<usize>) -> Result<JsValue, JsError> {
         let picks: Vec<Pick> = from_js(picks, "module selection")?;
-        engine(self.wb.compose(&picks))
+        engine(self.wb.compose(&picks, base))
     }
 }

@@ -87,12 +87,18 @@ pub struct ComposeResult {
     #[serde(flatten)]
     pub composition: Composition,
     pub class_names: Vec<String>,
+    /// The base model restricted to the composition's classes of its own data
+    /// set (argmax over those outputs, on those classes' test samples): the
+    /// fair baseline for the composed accuracy (ALGORITHMS.md §7).
+    pub model_accuracy: Option<f32>,
 }
 
 struct ModelEntry {
     model: Model,
     dataset: DatasetId,
     accuracy: f32,
+    /// Model outputs on its data set's test split (`samples × classes`).
+    test_probs: Vec<f32>,
     decomposition: Option<Decomposition>,
     /// `scores[module][dataset]`: the module's concerned probability on that
     /// data set's test split, computed once (lazily for other data sets).
@@ -139,7 +145,7 @@ impl Workbench {
         let c = model.classes();
         let correct = out.probs.chunks_exact(c).zip(&d.test.y).filter(|(p, y)| argmax(p) == **y as usize).count();
         let accuracy = correct as f32 / rows.len().max(1) as f32;
-        self.models.push(ModelEntry { model, dataset, accuracy, decomposition: None, scores: vec![], infos: vec![] });
+        self.models.push(ModelEntry { model, dataset, accuracy, test_probs: out.probs, decomposition: None, scores: vec![], infos: vec![] });
         Ok(self.model_info(self.models.len() - 1))
     }
 
@@ -231,8 +237,9 @@ impl Workbench {
 
     /// Composes the picked modules and evaluates them on the test splits of
     /// every data set their classes come from. Cached rows make this an
-    /// argmax; a module new to a data set is scored once first.
-    pub fn compose(&mut self, picks: &[Pick]) -> Result<ComposeResult> {
+    /// argmax; a module new to a data set is scored once first. `base` names
+    /// the model to compare with (see `ComposeResult::model_accuracy`).
+    pub fn compose(&mut self, picks: &[Pick], base: Option<ModelId>) -> Result<ComposeResult> {
         let mut datasets: Vec<DatasetId> = picks.iter().map(|p| self.entry(p.model).map(|e| e.dataset)).collect::<Result<_>>()?;
         datasets.sort_unstable();
         datasets.dedup();
@@ -250,7 +257,29 @@ impl Workbench {
         let row_class: Vec<ClassId> = picks.iter().map(|p| self.class_offset[self.models[p.model].dataset] + p.class as ClassId).collect();
         let composition = compose(&refs, &row_class, &labels)?;
         let class_names = composition.classes.iter().map(|&c| self.class_name(c)).collect();
-        Ok(ComposeResult { composition, class_names })
+        let model_accuracy = base.map(|b| self.restricted_accuracy(b, &composition.classes)).transpose()?.flatten();
+        Ok(ComposeResult { composition, class_names, model_accuracy })
+    }
+
+    /// Accuracy of model `id` when it may only answer `classes` (global ids),
+    /// on its test samples of those classes; `None` if none are its own.
+    fn restricted_accuracy(&self, id: ModelId, classes: &[ClassId]) -> Result<Option<f32>> {
+        let e = self.entry(id)?;
+        let off = self.class_offset[e.dataset];
+        let own: Vec<usize> = classes.iter().filter_map(|&c| c.checked_sub(off)).map(|c| c as usize).filter(|&c| c < e.model.classes()).collect();
+        if own.is_empty() {
+            return Ok(None);
+        }
+        let c = e.model.classes();
+        let (mut n, mut correct) = (0usize, 0usize);
+        for (p, &y) in e.test_probs.chunks_exact(c).zip(&self.datasets[e.dataset].test.y) {
+            if own.contains(&(y as usize)) {
+                n += 1;
+                let best = own.iter().copied().fold(own[0], |b, k| if p[k] > p[b] { k } else { b });
+                correct += (best == y as usize) as usize;
+            }
+        }
+        Ok(Some(correct as f32 / n.max(1) as f32))
     }
 
     fn class_name(&self, c: ClassId) -> String {

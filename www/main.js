@@ -74,7 +74,7 @@ async function recompose() {
     return;
   }
   performance.mark('compose-start');
-  const result = await engine.call('compose', { picks: chosen });
+  const result = await engine.call('compose', { picks: chosen, base: state.models.get(state.current).info.id });
   renderScores(result);
   performance.mark('compose-end');
   const ms = performance.measure('compose', 'compose-start', 'compose-end').duration;
@@ -83,7 +83,10 @@ async function recompose() {
 
 function renderScores(result) {
   const base = state.models.get(state.current).info;
-  $('model-acc').textContent = pct(base.accuracy);
+  const baseline = result?.model_accuracy ?? base.accuracy;
+  $('model-acc').textContent = pct(baseline);
+  $('model-acc-label').textContent = result && result.classes.length < base.class_names.length
+    ? `Model accuracy (same ${result.classes.length} classes)` : 'Model accuracy';
   const app = $('app');
   if (!result) {
     for (const id of ['composed-acc', 'delta', 'composed-top5']) $(id).textContent = '–';
@@ -92,7 +95,7 @@ function renderScores(result) {
     return;
   }
   $('composed-acc').textContent = pct(result.top1);
-  const d = result.top1 - base.accuracy;
+  const d = result.top1 - baseline;
   $('delta').textContent = signedPct(d);
   $('delta').className = `big ${d > 0.0005 ? 'up' : d < -0.0005 ? 'down' : ''}`;
   $('composed-top5').textContent = result.top5 == null ? '–' : pct(result.top5);

@@ -10,7 +10,7 @@ const ops = {
   addDataset: ({ bytes, name }) => session.addDataset(new Uint8Array(bytes), name),
   addModel: ({ bytes, fileName, dataset }) => session.addModel(new Uint8Array(bytes), fileName, dataset),
   decompose: ({ model, settings }, progress) => session.decompose(model, settings ?? null, progress),
-  compose: ({ picks }) => session.compose(picks),
+  compose: ({ picks, base }) => session.compose(picks, base),
 };
 
 self.onmessage = async ({ data: { id, op, args } }) => {

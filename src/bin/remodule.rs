@@ -124,7 +124,7 @@ fn run(cli: Cli) -> Result<(), String> {
             let t = Instant::now();
             let dec = wb.decompose(id, &opts.settings(), &mut |_| true).map_err(|e| e.to_string())?;
             let picks: Vec<Pick> = dec.modules.iter().map(|m| Pick { model: id, class: m.class }).collect();
-            let c = wb.compose(&picks).map_err(|e| e.to_string())?;
+            let c = wb.compose(&picks, Some(id)).map_err(|e| e.to_string())?;
             let seconds = t.elapsed().as_secs_f64();
             let model_acc = wb.model_info(id).accuracy;
             if json {
@@ -165,7 +165,7 @@ fn run(cli: Cli) -> Result<(), String> {
             let (mut wb, id) = load(&md)?;
             wb.decompose(id, &opts.settings(), &mut |_| true).map_err(|e| e.to_string())?;
             let picks: Vec<Pick> = classes.iter().map(|&class| Pick { model: id, class }).collect();
-            let c = wb.compose(&picks).map_err(|e| e.to_string())?;
+            let c = wb.compose(&picks, Some(id)).map_err(|e| e.to_string())?;
             if json {
                 println!("{}", serde_json::to_string(&c).map_err(|e| e.to_string())?);
             } else {

@@ -20,6 +20,13 @@ async function openDefault(page) {
   await page.locator('#app[data-composed]').waitFor({ timeout: 60000 });
 }
 
+/** Picks a bundled model and waits until it is shown decomposed and composed. */
+async function selectModel(page, file, titlePart) {
+  await page.locator('#model-picker').selectOption(file);
+  await page.waitForFunction((t) => document.querySelector('#model-info strong')?.textContent.includes(t), titlePart);
+  await page.locator('#app[data-composed]').waitFor();
+}
+
 test('first visit shows the default model decomposed, with composed accuracy from the engine', async () => {
   const page = await env.newPage();
   await openDefault(page);
@@ -46,6 +53,8 @@ test('removing modules gives the composed accuracy the CLI computes for that set
   await page.waitForFunction(() => document.querySelectorAll('#matrix tbody tr').length === 7);
   const expected = cli('compose', 'models/digits_mlp.keras', '--data', 'data/digits.npz', '--classes', '0,1,2,4,6,7,9', '--json');
   assert.equal(await page.locator('#composed-acc').textContent(), pctText(expected.top1));
+  assert.equal(await page.locator('#model-acc').textContent(), pctText(expected.model_accuracy));
+  assert.equal(await page.locator('#model-acc-label').textContent(), 'Model accuracy (same 7 classes)');
   assert.equal(await page.locator('.module.off').count(), 3);
   console.log(`# click-to-update (compose call): ${await page.evaluate(() => document.body.dataset.lastComposeMs)} ms`);
   await shot(page, 'three-removed');
@@ -54,9 +63,7 @@ test('removing modules gives the composed accuracy the CLI computes for that set
 test("replacing the faulty model's 7-module raises the 7 row of the confusion matrix", async () => {
   const page = await env.newPage();
   await openDefault(page);
-  await page.locator('#model-picker').selectOption('digits_mlp_faulty.keras');
-  await page.waitForFunction(() => document.querySelector('#model-info strong')?.textContent.includes('faulty'));
-  await page.locator('#app[data-composed]').waitFor();
+  await selectModel(page, 'digits_mlp_faulty.keras', 'faulty');
   const sevenCorrect = () => page.locator('#matrix tbody tr[data-class="7"] td').nth(7).textContent().then((t) => Number(t || 0));
   const before = await sevenCorrect();
   await page.locator('.module[data-class="7"] select.source').selectOption('digits_mlp.keras');
@@ -85,9 +92,7 @@ test('a hostile upload shows an error and the page keeps working', async () => {
 test('the CNN decomposes in the page into the same masks and accuracy as natively', async () => {
   const page = await env.newPage();
   await openDefault(page);
-  await page.locator('#model-picker').selectOption('digits_cnn.keras');
-  await page.waitForFunction(() => document.querySelector('#model-info strong')?.textContent.includes('CNN'));
-  await page.locator('#app[data-composed]').waitFor();
+  await selectModel(page, 'digits_cnn.keras', 'CNN');
   const report = cli('report', 'models/digits_cnn.keras', '--data', 'data/digits.npz', '--json');
   assert.equal(await page.locator('#app').getAttribute('data-mask-digest'), report.mask_digest);
   assert.equal(await page.locator('#composed-acc').textContent(), pctText(report.composed_accuracy));

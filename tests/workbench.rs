@@ -1,0 +1,87 @@
+//! The engine API the page calls, on the bundled models and data: reuse,
+//! replacement and removal scenarios end to end (natively).
+
+use remodule::decompose::Settings;
+use remodule::workbench::{Pick, Workbench};
+
+fn read(p: &str) -> Vec<u8> {
+    std::fs::read(format!("{}/{p}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+}
+
+fn bench_with(models: &[(&str, usize)]) -> Workbench {
+    let mut wb = Workbench::new();
+    wb.add_dataset(&read("data/digits.npz"), "digits").unwrap();
+    wb.add_dataset(&read("data/clothing.npz"), "clothing").unwrap();
+    for (file, ds) in models {
+        let id = wb.add_model(&read(&format!("models/{file}")), file, *ds, None).unwrap().id;
+        wb.decompose(id, &Settings::default(), &mut |_| true).unwrap();
+    }
+    wb
+}
+
+fn all(model: usize) -> Vec<Pick> {
+    (0..10).map(|class| Pick { model, class }).collect()
+}
+
+#[test]
+fn composing_every_module_is_evaluated_on_every_test_sample() {
+    let mut wb = bench_with(&[("digits_mlp.keras", 0)]);
+    let r = wb.compose(&all(0), Some(0)).unwrap();
+    assert_eq!((r.composition.classes.len(), r.composition.evaluated), (10, 1000));
+    assert_eq!(r.model_accuracy, Some(wb.model_info(0).accuracy));
+    let total: u32 = r.composition.confusion.iter().flatten().sum();
+    assert_eq!(total, 1000);
+    // Within 2 points of the model (ALGORITHMS.md §8 goal).
+    assert!((r.composition.top1 - wb.model_info(0).accuracy).abs() <= 0.02, "{}", r.composition.top1);
+}
+
+#[test]
+fn intra_dataset_reuse_restricts_the_baseline_to_the_same_classes() {
+    let mut wb = bench_with(&[("digits_mlp.keras", 0)]);
+    let picks = [Pick { model: 0, class: 4 }, Pick { model: 0, class: 9 }];
+    let r = wb.compose(&picks, Some(0)).unwrap();
+    assert_eq!((r.class_names.clone(), r.composition.evaluated), (vec!["digits:4".to_string(), "digits:9".to_string()], 200));
+    let restricted = r.model_accuracy.unwrap();
+    // A 2-class choice is easier than the 10-class one, for the model and for the modules.
+    assert!(restricted > wb.model_info(0).accuracy, "{restricted}");
+    assert!(r.composition.top1 > 0.9, "{}", r.composition.top1);
+}
+
+#[test]
+fn replacing_the_faulty_seven_fixes_sevens() {
+    let mut wb = bench_with(&[("digits_mlp_faulty.keras", 0), ("digits_mlp.keras", 0)]);
+    let faulty = wb.compose(&all(0), Some(0)).unwrap();
+    let mut picks = all(0);
+    picks[7] = Pick { model: 1, class: 7 };
+    let fixed = wb.compose(&picks, Some(0)).unwrap();
+    let (before, after) = (faulty.composition.per_class[7], fixed.composition.per_class[7]);
+    assert!(before < 0.3 && after > 0.7, "class 7 accuracy {before} -> {after}");
+    assert!(fixed.composition.top1 > faulty.composition.top1 + 0.03);
+    // Removing the faulty 7 instead: 7 can no longer be predicted, 7s are not evaluated.
+    let mut removed = all(0);
+    removed.remove(7);
+    let r = wb.compose(&removed, Some(0)).unwrap();
+    assert_eq!((r.composition.classes.len(), r.composition.evaluated), (9, 900));
+}
+
+#[test]
+fn inter_dataset_reuse_composes_digits_and_clothing() {
+    let mut wb = bench_with(&[("digits_mlp.keras", 0), ("clothing_mlp.keras", 1)]);
+    let picks = [Pick { model: 0, class: 0 }, Pick { model: 0, class: 1 }, Pick { model: 1, class: 7 }, Pick { model: 1, class: 8 }];
+    let r = wb.compose(&picks, None).unwrap();
+    assert_eq!(r.class_names, ["digits:0", "digits:1", "clothing:Sneaker", "clothing:Bag"]);
+    assert_eq!(r.composition.evaluated, 400);
+    // Digits and clothing look nothing alike: the composition must beat chance (25%) by far.
+    assert!(r.composition.top1 > 0.6, "{}", r.composition.top1);
+}
+
+#[test]
+fn bad_requests_are_errors() {
+    let mut wb = bench_with(&[("digits_mlp.keras", 0)]);
+    assert!(wb.compose(&[], Some(0)).is_err());
+    assert!(wb.compose(&[Pick { model: 5, class: 0 }], None).unwrap_err().to_string().contains("no model 5"));
+    assert!(wb.compose(&[Pick { model: 0, class: 12 }], None).unwrap_err().to_string().contains("no module 12"));
+    let e = wb.add_model(b"PK\x03\x04 junk", "x.keras", 0, None).unwrap_err();
+    assert!(e.to_string().contains("zip"), "{e}");
+    assert!(wb.add_dataset(b"not an npz", "bad").is_err());
+}
