@@ -67,18 +67,24 @@ function picks() {
   return state.slots.filter((s) => s.on).map((s) => ({ model: state.models.get(s.source).info.id, class: s.class }));
 }
 
-async function recompose() {
+/** Recomposes the selected modules; `beforeRender` runs in the same task as the new numbers. */
+async function recompose(beforeRender = () => {}) {
   const chosen = picks();
   if (chosen.length === 0) {
+    beforeRender();
     renderScores(null);
     return;
   }
   performance.mark('compose-start');
   const result = await engine.call('compose', { picks: chosen, base: state.models.get(state.current).info.id });
+  performance.mark('compose-reply');
+  beforeRender();
   renderScores(result);
   performance.mark('compose-end');
   const ms = performance.measure('compose', 'compose-start', 'compose-end').duration;
+  const renderMs = performance.measure('compose-render', 'compose-reply', 'compose-end').duration;
   document.body.dataset.lastComposeMs = ms.toFixed(2);
+  document.body.dataset.lastRenderMs = renderMs.toFixed(2);
 }
 
 function renderScores(result) {
@@ -108,7 +114,17 @@ function moduleCard(slot) {
   const mod = source.modules[slot.class];
   const toggle = el('button', { type: 'button', class: 'toggle', 'aria-pressed': String(slot.on),
     title: slot.on ? 'Remove this module from the composition' : 'Put this module back' }, slot.on ? 'in' : 'out');
-  toggle.addEventListener('click', () => { slot.on = !slot.on; renderModules(); recompose().catch(showError); });
+  toggle.addEventListener('click', () => {
+    slot.on = !slot.on;
+    // The card and the numbers change in the same task, so one frame shows
+    // both; the card is updated in place (rebuilding the grid costs a relayout).
+    recompose(() => {
+      card.classList.toggle('off', !slot.on);
+      toggle.setAttribute('aria-pressed', String(slot.on));
+      toggle.textContent = slot.on ? 'in' : 'out';
+      toggle.title = slot.on ? 'Remove this module from the composition' : 'Put this module back';
+    }).catch(showError);
+  });
   const sameData = [...state.catalog.models.filter((m) => m.dataset === source.dataset.name).map((m) => [m.file, m.short ?? m.title]),
     ...[...state.models.values()].filter((m) => m.upload && m.dataset.name === source.dataset.name).map((m) => [m.key, m.title])];
   const replaced = slot.source !== state.current;
@@ -122,13 +138,14 @@ function moduleCard(slot) {
     renderModules();
     recompose().catch(showError);
   });
-  return el('article', { class: `module${slot.on ? '' : ' off'}${replaced ? ' replaced' : ''}`, 'data-class': mod.class_name },
+  const card = el('article', { class: `module${slot.on ? '' : ' off'}${replaced ? ' replaced' : ''}`, 'data-class': mod.class_name },
     el('header', {}, el('span', { class: 'cls', title: mod.class_name }, mod.class_name), toggle),
     el('dl', {},
       el('dt', { title: 'Module accuracy as a binary classifier (balanced)' }, 'accuracy'), el('dd', {}, pct(mod.accuracy)),
       el('dt', { title: "Share of the model's kernel weights the module keeps" }, 'weights'), el('dd', {}, pct(mod.kept_weights)),
       el('dt', { title: "Jaccard index of the module's units against the model's" }, 'Jaccard'), el('dd', {}, mod.jaccard_units.toFixed(2))),
     el('label', { class: 'from' }, replaced ? 'replaced from' : 'from', picker));
+  return card;
 }
 
 function renderModules() {
