@@ -213,6 +213,11 @@ impl Workbench {
         Ok(info)
     }
 
+    /// The global class id of class `class` of model `model`'s data set.
+    pub fn class_id(&self, model: ModelId, class: usize) -> Result<ClassId> {
+        Ok(self.class_offset[self.entry(model)?.dataset] + class as ClassId)
+    }
+
     fn global_labels(&self, d: DatasetId) -> Vec<ClassId> {
         self.datasets[d].test.y.iter().map(|&y| self.class_offset[d] + y).collect()
     }

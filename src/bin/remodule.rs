@@ -74,6 +74,15 @@ enum Cmd {
         #[arg(long)]
         data: PathBuf,
     },
+    /// Regenerate the fidelity / reuse / replacement tables for every bundled model (docs/FIDELITY.md)
+    Table {
+        /// Repository root (holds models/catalog.json, models/, data/)
+        #[arg(long, default_value = ".")]
+        root: PathBuf,
+        /// Where to write the Markdown (stdout when omitted)
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Decompose, then compose only the given classes (e.g. --classes 0,1,7)
     Compose {
         #[command(flatten)]
@@ -159,6 +168,16 @@ fn run(cli: Cli) -> Result<(), String> {
             for (m, s) in [(10, 1_000), (10, 10_000), (100, 10_000), (10, 100_000)] {
                 let t = remodule::bench::bench_recompose(m, s, &clock).map_err(|e| e.to_string())?;
                 println!("| {m} × {s} | {:.3} |", t * 1e3);
+            }
+        }
+        Cmd::Table { root, out } => {
+            let t0 = Instant::now();
+            let catalog = remodule::tables::Catalog::parse(&read(&root.join("models/catalog.json"))?).map_err(|e| e.to_string())?;
+            let reader = |p: &str| std::fs::read(root.join(p)).map_err(|e| remodule::Error::invalid(format!("{p}: {e}")));
+            let md = remodule::tables::fidelity_markdown(&catalog, &reader, &move || t0.elapsed().as_secs_f64()).map_err(|e| e.to_string())?;
+            match out {
+                Some(p) => std::fs::write(&p, md).map_err(|e| format!("{}: {e}", p.display()))?,
+                None => print!("{md}"),
             }
         }
         Cmd::Compose { md, opts, classes, json } => {
