@@ -1,6 +1,9 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { start, shot } from './harness.mjs';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
+import { ROOT, start, shot } from './harness.mjs';
 
 let env;
 before(async () => { env = await start(); });
@@ -14,4 +17,10 @@ test('the worker reports the engine ready with its version and SIMD on', async (
   const text = await status.textContent();
   assert.match(text, /^Engine \d+\.\d+\.\d+ ready · SIMD on$/);
   await shot(page, 'engine-ready');
+});
+
+test('wasm bundle size (printed)', () => {
+  const wasm = readFileSync(join(ROOT, 'www', 'pkg', 'remodule_bg.wasm'));
+  assert.ok(wasm.length > 0);
+  console.log(`# wasm bundle: ${(wasm.length / 1024).toFixed(0)} KiB raw, ${(gzipSync(wasm, { level: 9 }).length / 1024).toFixed(0)} KiB gzipped`);
 });
