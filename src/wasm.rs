@@ -69,6 +69,24 @@ impl Session {
         engine(self.wb.decompose(model, &settings, &mut report))
     }
 
+    /// `{pixels, label}`: raw values of a test sample.
+    #[wasm_bindgen(js_name = testSample)]
+    pub fn test_sample(&self, dataset: usize, index: usize) -> Result<JsValue, JsError> {
+        #[derive(serde::Serialize)]
+        struct Sample {
+            pixels: Vec<f32>,
+            label: u32,
+        }
+        engine(self.wb.test_sample(dataset, index).map(|(pixels, label)| Sample { pixels, label }))
+    }
+
+    /// Scores one raw input with the picked modules: `{scores, answer}`.
+    #[wasm_bindgen(js_name = tryInput)]
+    pub fn try_input(&self, picks: JsValue, raw: &[f32]) -> Result<JsValue, JsError> {
+        let picks: Vec<Pick> = from_js(picks, "module selection")?;
+        engine(self.wb.try_input(&picks, raw))
+    }
+
     /// `picks`: `[{model, class}, ...]`; `base`: the model to compare with.
     pub fn compose(&mut self, picks: JsValue, base: Option<usize>) -> Result<JsValue, JsError> {
         let picks: Vec<Pick> = from_js(picks, "module selection")?;

@@ -75,6 +75,14 @@ pub struct DecompositionInfo {
     pub mask_digest: String,
 }
 
+/// Every picked module's concerned probability for one input, and the
+/// composed answer (index into `picks`).
+#[derive(Debug, Clone, Serialize)]
+pub struct TryResult {
+    pub scores: Vec<f32>,
+    pub answer: usize,
+}
+
 /// Which module to use for a class: module `class` of model `model`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Serialize)]
 pub struct Pick {
@@ -211,6 +219,40 @@ impl Workbench {
         e.scores = scores;
         e.infos = infos;
         Ok(info)
+    }
+
+    /// Raw values of test sample `index` of data set `d` (for the page's sample strip).
+    pub fn test_sample(&self, d: DatasetId, index: usize) -> Result<(Vec<f32>, u32)> {
+        let data = self.datasets.get(d).ok_or_else(|| Error::invalid(format!("no data set {d}")))?;
+        if index >= data.test.len() {
+            return Err(Error::invalid(format!("data set '{}' has {} test samples, not {}", data.name, data.test.len(), index + 1)));
+        }
+        let len = data.sample_len();
+        Ok((data.test.x[index * len..(index + 1) * len].to_vec(), data.test.y[index]))
+    }
+
+    /// Scores one raw input (same range as the data, e.g. pixels 0–255) with
+    /// every picked module and composes them: the "try it" panel.
+    pub fn try_input(&self, picks: &[Pick], raw: &[f32]) -> Result<TryResult> {
+        if picks.is_empty() {
+            return Err(Error::invalid("select at least one module to compose"));
+        }
+        let mut scores = Vec::with_capacity(picks.len());
+        for p in picks {
+            let e = self.entry(p.model)?;
+            let dec = e.decomposition.as_ref().ok_or_else(|| Error::invalid(format!("model '{}' is not decomposed yet", e.model.name)))?;
+            let m = dec.modules.get(p.class).ok_or_else(|| Error::invalid(format!("model '{}' has no module {}", e.model.name, p.class)))?;
+            if raw.len() != e.model.input_len() {
+                return Err(Error::shape(format!("input for model '{}'", e.model.name), e.model.input_len(), raw.len()));
+            }
+            if raw.iter().any(|v| !v.is_finite()) {
+                return Err(Error::invalid("the input contains NaN or infinite values"));
+            }
+            let x: Vec<f32> = raw.iter().map(|v| v * e.model.input.scale + e.model.input.offset).collect();
+            scores.push(concerned_scores(&e.model, m, &x, 1, &mut |_, _| true)?[0]);
+        }
+        let answer = argmax(&scores);
+        Ok(TryResult { scores, answer })
     }
 
     /// The global class id of class `class` of model `model`'s data set.

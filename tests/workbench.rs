@@ -85,3 +85,22 @@ fn bad_requests_are_errors() {
     assert!(e.to_string().contains("zip"), "{e}");
     assert!(wb.add_dataset(b"not an npz", "bad").is_err());
 }
+
+#[test]
+fn try_input_scores_one_sample_like_the_composition() {
+    let mut wb = bench_with(&[("digits_mlp.keras", 0)]);
+    let picks = all(0);
+    let r = wb.compose(&picks, None).unwrap();
+    // Per-sample answers from try_input reproduce the composition's confusion matrix.
+    let mut confusion = vec![vec![0u32; 10]; 10];
+    for i in 0..1000 {
+        let (x, y) = wb.test_sample(0, i).unwrap();
+        let t = wb.try_input(&picks, &x).unwrap();
+        assert_eq!(t.scores.len(), 10);
+        confusion[y as usize][t.answer] += 1;
+    }
+    assert_eq!(confusion, r.composition.confusion);
+    assert!(wb.try_input(&picks, &[0.0; 10]).is_err());
+    assert!(wb.try_input(&picks, &vec![f32::NAN; 784]).is_err());
+    assert!(wb.test_sample(0, 5000).is_err());
+}

@@ -1,6 +1,7 @@
 // UI thread: state, rendering and user input. The engine runs in worker.js.
 import { Engine } from './engine.js';
 import { el, pct, signedPct, renderLayers, renderMatrix } from './view.js';
+import { TryIt } from './tryit.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -81,6 +82,7 @@ async function recompose(beforeRender = () => {}) {
   beforeRender();
   renderScores(result);
   performance.mark('compose-end');
+  tryIt?.update();
   const ms = performance.measure('compose', 'compose-start', 'compose-end').duration;
   const renderMs = performance.measure('compose-render', 'compose-reply', 'compose-end').duration;
   document.body.dataset.lastComposeMs = ms.toFixed(2);
@@ -163,12 +165,37 @@ function renderModel() {
   $('model-picker').value = m.key;
 }
 
+let tryIt;
+
+/** Module scores for one input, with the class names of the picks. */
+async function scoreInput(pixels) {
+  const on = state.slots.filter((s) => s.on);
+  if (on.length === 0) return null;
+  const r = await engine.call('tryInput', { picks: picks(), pixels });
+  return { ...r, names: on.map((s) => state.models.get(s.source).modules[s.class].class_name) };
+}
+
+async function loadSamples(ds) {
+  const list = [];
+  for (let i = 0; i < Math.min(12, ds.test); i++) {
+    const { pixels, label } = await engine.call('testSample', { dataset: ds.id, index: i });
+    list.push({ pixels, label, name: ds.class_names[label] });
+  }
+  tryIt.setSamples(list);
+}
+
 async function select(key, opts) {
   const m = await ensureModel(key, opts);
   state.current = key;
   state.slots = m.modules.map((mod) => ({ class: mod.class, source: key, on: true }));
   renderModel();
   renderModules();
+  const image = m.dataset.sample_shape.join('×') === '28×28';
+  $('try-panel').hidden = !image;
+  if (image && tryIt.dataset !== m.dataset.name) {
+    tryIt.dataset = m.dataset.name;
+    await loadSamples(m.dataset);
+  }
   await recompose();
 }
 
@@ -200,6 +227,8 @@ async function boot() {
     e.target.value = '';
     if (f) upload(f).catch(showError);
   });
+  tryIt = new TryIt({ pad: $('pad'), clear: $('clear'), samples: $('samples'), answer: $('answer'), bars: $('try-scores') },
+    scoreInput, showError);
   const first = state.catalog.models.find((m) => m.default) ?? state.catalog.models[0];
   const t0 = performance.now();
   await select(first.file);

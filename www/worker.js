@@ -11,6 +11,8 @@ const ops = {
   addModel: ({ bytes, fileName, dataset }) => session.addModel(new Uint8Array(bytes), fileName, dataset),
   decompose: ({ model, settings }, progress) => session.decompose(model, settings ?? null, progress),
   compose: ({ picks, base }) => session.compose(picks, base),
+  testSample: ({ dataset, index }) => session.testSample(dataset, index),
+  tryInput: ({ picks, pixels }) => session.tryInput(picks, new Float32Array(pixels)),
 };
 
 self.onmessage = async ({ data: { id, op, args } }) => {

@@ -98,3 +98,38 @@ test('the CNN decomposes in the page into the same masks and accuracy as nativel
   assert.equal(await page.locator('#composed-acc').textContent(), pctText(report.composed_accuracy));
   await shot(page, 'cnn');
 });
+
+test('try it: test images and a drawn digit are scored live by every module', async () => {
+  const page = await env.newPage();
+  await openDefault(page);
+  const strip = page.locator('#samples button');
+  await strip.first().waitFor();
+  const n = await strip.count();
+  assert.equal(n, 12);
+  let right = 0;
+  for (let i = 0; i < n; i++) {
+    const label = await strip.nth(i).getAttribute('data-label');
+    await strip.nth(i).click();
+    await page.waitForFunction((k) => document.querySelectorAll('#samples button')[k].getAttribute('aria-pressed') === 'true'
+      && document.querySelectorAll('#try-scores li').length === 10, i);
+    await page.waitForTimeout(50);
+    const answer = await page.locator('#answer').textContent();
+    // The answer is the module with the highest score shown.
+    const win = await page.locator('#try-scores li.win .name').textContent();
+    assert.equal(answer, win);
+    right += answer === label;
+  }
+  // The composition is ~92% accurate; wrong scaling or layout would give chance (~10%).
+  assert.ok(right >= 9, `${right}/${n} test images answered correctly`);
+  // Draw a vertical stroke: a "1".
+  await page.locator('#clear').click();
+  const box = await page.locator('#pad').boundingBox();
+  await page.mouse.move(box.x + box.width * 0.5, box.y + box.height * 0.15);
+  await page.mouse.down();
+  for (let k = 1; k <= 10; k++) await page.mouse.move(box.x + box.width * 0.5, box.y + box.height * (0.15 + 0.07 * k));
+  await page.mouse.up();
+  await page.waitForFunction(() => document.querySelectorAll('#try-scores li').length === 10);
+  await page.waitForTimeout(100);
+  assert.equal(await page.locator('#answer').textContent(), '1');
+  await shot(page, 'try-it');
+});
