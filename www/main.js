@@ -2,6 +2,7 @@
 import { Engine } from './engine.js';
 import { el, pct, signedPct, renderLayers, renderMatrix } from './view.js';
 import { TryIt } from './tryit.js';
+import * as store from './store.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -83,6 +84,7 @@ async function recompose(beforeRender = () => {}) {
   renderScores(result);
   performance.mark('compose-end');
   tryIt?.update();
+  persist();
   const ms = performance.measure('compose', 'compose-start', 'compose-end').duration;
   const renderMs = performance.measure('compose-render', 'compose-reply', 'compose-end').duration;
   document.body.dataset.lastComposeMs = ms.toFixed(2);
@@ -167,6 +169,28 @@ function renderModel() {
 
 let tryIt;
 
+/** Saves what the user built: the current model, the composition, uploaded files. */
+function persist() {
+  const uploads = [...state.models.values()].filter((m) => m.upload)
+    .map((m) => ({ key: m.key, title: m.title, dataset: m.dataset.name, bytes: m.bytes }));
+  store.save('state', { version: 1, current: state.current, slots: state.slots, uploads })
+    .catch((e) => console.warn('could not save the playground state', e));
+}
+
+/** Restores a saved state; false when there is none (or it no longer applies). */
+async function restore() {
+  const saved = await store.load('state').catch(() => null);
+  if (saved?.version !== 1 || !saved.current) return false;
+  for (const u of saved.uploads ?? []) {
+    await addUpload(u.key, u.title, u.dataset, u.bytes);
+  }
+  const known = (k) => state.models.has(k) || state.catalog.models.some((m) => m.file === k);
+  if (!known(saved.current) || !saved.slots.every((s) => known(s.source))) return false;
+  for (const k of new Set(saved.slots.map((s) => s.source))) await ensureModel(k);
+  await select(saved.current, { slots: saved.slots });
+  return true;
+}
+
 /** Module scores for one input, with the class names of the picks. */
 async function scoreInput(pixels) {
   const on = state.slots.filter((s) => s.on);
@@ -184,10 +208,11 @@ async function loadSamples(ds) {
   tryIt.setSamples(list);
 }
 
-async function select(key, opts) {
-  const m = await ensureModel(key, opts);
+async function select(key, { slots } = {}) {
+  const m = await ensureModel(key);
   state.current = key;
-  state.slots = m.modules.map((mod) => ({ class: mod.class, source: key, on: true }));
+  state.slots = slots?.length === m.modules.length ? slots.map((s) => ({ ...s }))
+    : m.modules.map((mod) => ({ class: mod.class, source: key, on: true }));
   renderModel();
   renderModules();
   const image = m.dataset.sample_shape.join('×') === '28×28';
@@ -199,15 +224,21 @@ async function select(key, opts) {
   await recompose();
 }
 
+/** Loads uploaded model bytes under `key` and lists it in the picker. */
+async function addUpload(key, title, dataset, bytes) {
+  state.models.delete(key);
+  // The worker takes a transferred copy; keep the original for persistence.
+  const m = await ensureModel(key, { title, dataset, bytes: bytes.slice(0) });
+  Object.assign(m, { upload: true, bytes });
+  const picker = $('model-picker');
+  if (![...picker.options].some((o) => o.value === key)) picker.append(el('option', { value: key }, title));
+}
+
 async function upload(file) {
-  const key = `upload:${file.name}`;
   const bytes = await file.arrayBuffer();
   const dataset = state.models.get(state.current)?.dataset.name ?? 'digits';
-  state.models.delete(key);
-  await ensureModel(key, { title: `${file.name} (uploaded)`, dataset, bytes });
-  state.models.get(key).upload = true;
-  const picker = $('model-picker');
-  if (![...picker.options].some((o) => o.value === key)) picker.append(el('option', { value: key }, `${file.name} (uploaded)`));
+  const key = `upload:${file.name}`;
+  await addUpload(key, `${file.name} (uploaded)`, dataset, bytes);
   await select(key);
 }
 
@@ -231,7 +262,14 @@ async function boot() {
     scoreInput, showError);
   const first = state.catalog.models.find((m) => m.default) ?? state.catalog.models[0];
   const t0 = performance.now();
-  await select(first.file);
+  let restored = false;
+  try {
+    restored = await restore();
+  } catch (e) {
+    showError(`Could not restore your last session (${e.message}); starting fresh.`);
+  }
+  if (!restored) await select(first.file);
+  document.body.dataset.restored = String(restored);
   document.body.dataset.firstViewMs = (performance.now() - t0).toFixed(0);
 }
 

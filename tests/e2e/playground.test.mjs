@@ -133,3 +133,35 @@ test('try it: test images and a drawn digit are scored live by every module', as
   assert.equal(await page.locator('#answer').textContent(), '1');
   await shot(page, 'try-it');
 });
+
+test('uploading .keras and .h5 models works, and a reload restores the exact state', async () => {
+  const page = await env.newPage();
+  await openDefault(page);
+  for (const file of ['digits_mlp.h5', 'digits_mlp_b.keras']) {
+    await page.locator('#upload').setInputFiles(join(ROOT, 'models', file));
+    await page.waitForFunction((f) => document.querySelector('#model-info strong')?.textContent.includes(f), file);
+    await page.locator('#app[data-composed]').waitFor();
+    const report = cli('report', `models/${file}`, '--data', 'data/digits.npz', '--json');
+    assert.equal(await page.locator('#model-acc').textContent(), pctText(report.model_accuracy));
+    assert.equal(await page.locator('#app').getAttribute('data-mask-digest'), report.mask_digest);
+  }
+  // Build a state: faulty model, 7 replaced from the uploaded B model, 3 removed.
+  await selectModel(page, 'digits_mlp_faulty.keras', 'faulty');
+  await page.locator('.module[data-class="7"] select.source').selectOption('upload:digits_mlp_b.keras');
+  await page.waitForFunction(() => document.querySelector('.module[data-class="7"]').classList.contains('replaced'));
+  const beforeToggle = await page.locator('#app').getAttribute('data-composed');
+  await page.locator('.module[data-class="3"] .toggle').click();
+  await page.waitForFunction((b) => document.getElementById('app').dataset.composed !== b, beforeToggle);
+  const composed = await page.locator('#composed-acc').textContent();
+  await page.waitForTimeout(300); // let the IndexedDB write finish
+
+  await page.reload();
+  await page.locator('body[data-restored="true"]').waitFor({ timeout: 60000 });
+  assert.equal(await page.locator('#composed-acc').textContent(), composed);
+  assert.equal(await page.locator('#model-picker').inputValue(), 'digits_mlp_faulty.keras');
+  assert.equal(await page.locator('.module[data-class="7"] select.source').inputValue(), 'upload:digits_mlp_b.keras');
+  assert.equal(await page.locator('.module.off').count(), 1);
+  assert.equal(await page.locator('.module.off').getAttribute('data-class'), '3');
+  assert.ok(await page.locator('#model-picker option[value="upload:digits_mlp.h5"]').count() === 1);
+  await shot(page, 'restored');
+});
