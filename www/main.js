@@ -96,7 +96,7 @@ function renderScores(result) {
   const baseline = result?.model_accuracy ?? base.accuracy;
   $('model-acc').textContent = pct(baseline);
   $('model-acc-label').textContent = result && result.classes.length < base.class_names.length
-    ? `Model accuracy (same ${result.classes.length} classes)` : 'Model accuracy';
+    ? `Model · same ${result.classes.length} classes` : 'Model accuracy';
   const app = $('app');
   if (!result) {
     for (const id of ['composed-acc', 'delta', 'composed-top5']) $(id).textContent = '–';

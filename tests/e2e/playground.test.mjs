@@ -54,7 +54,7 @@ test('removing modules gives the composed accuracy the CLI computes for that set
   const expected = cli('compose', 'models/digits_mlp.keras', '--data', 'data/digits.npz', '--classes', '0,1,2,4,6,7,9', '--json');
   assert.equal(await page.locator('#composed-acc').textContent(), pctText(expected.top1));
   assert.equal(await page.locator('#model-acc').textContent(), pctText(expected.model_accuracy));
-  assert.equal(await page.locator('#model-acc-label').textContent(), 'Model accuracy (same 7 classes)');
+  assert.equal(await page.locator('#model-acc-label').textContent(), 'Model · same 7 classes');
   assert.equal(await page.locator('.module.off').count(), 3);
   console.log(`# click-to-update: ${await page.evaluate(() => document.body.dataset.lastComposeMs)} ms (of which rendering ${await page.evaluate(() => document.body.dataset.lastRenderMs)} ms)`);
   await shot(page, 'three-removed');
