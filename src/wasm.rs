@@ -87,6 +87,17 @@ impl Session {
         engine(self.wb.try_input(&picks, raw))
     }
 
+    /// Benchmark figures for a loaded model (see `bench::bench_model`), timed with `Date.now()`.
+    pub fn bench(&self, model: usize) -> Result<JsValue, JsError> {
+        engine(self.wb.bench(model, &|| js_sys::Date::now() / 1000.0))
+    }
+
+    /// Seconds per recomposition of `modules` rows × `samples` (see `bench::bench_recompose`).
+    #[wasm_bindgen(js_name = benchRecompose)]
+    pub fn bench_recompose(modules: usize, samples: usize) -> Result<f64, JsError> {
+        crate::bench::bench_recompose(modules, samples, &|| js_sys::Date::now() / 1000.0).map_err(|e| JsError::new(&e.to_string()))
+    }
+
     /// `picks`: `[{model, class}, ...]`; `base`: the model to compare with.
     pub fn compose(&mut self, picks: JsValue, base: Option<usize>) -> Result<JsValue, JsError> {
         let picks: Vec<Pick> = from_js(picks, "module selection")?;

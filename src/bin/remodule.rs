@@ -73,6 +73,9 @@ enum Cmd {
         models: Vec<PathBuf>,
         #[arg(long)]
         data: PathBuf,
+        /// Machine-readable output
+        #[arg(long)]
+        json: bool,
     },
     /// Regenerate the fidelity / reuse / replacement tables for every bundled model (docs/FIDELITY.md)
     Table {
@@ -154,20 +157,31 @@ fn run(cli: Cli) -> Result<(), String> {
                 }
             }
         }
-        Cmd::Bench { models, data } => {
+        Cmd::Bench { models, data, json } => {
             let t0 = Instant::now();
             let clock = move || t0.elapsed().as_secs_f64();
-            println!("| model | samples/s | GFLOP/s | decompose all (s) | decompose ÷ one recorded pass |");
-            println!("|---|---:|---:|---:|---:|");
+            let mut rows = vec![];
             for model in &models {
                 let (wb, id) = load(&ModelData { model: model.clone(), data: data.clone() })?;
-                let b = wb.bench(id, &clock).map_err(|e| e.to_string())?;
+                rows.push(wb.bench(id, &clock).map_err(|e| e.to_string())?);
+            }
+            let mut recompose = vec![];
+            for (m, s) in [(10, 1_000), (10, 10_000), (100, 10_000), (10, 100_000)] {
+                let t = remodule::bench::bench_recompose(m, s, &clock).map_err(|e| e.to_string())?;
+                recompose.push(serde_json::json!({"modules": m, "samples": s, "ms": t * 1e3}));
+            }
+            if json {
+                println!("{}", serde_json::json!({"rows": rows, "recompose": recompose}));
+                return Ok(());
+            }
+            println!("| model | samples/s | GFLOP/s | decompose all (s) | decompose ÷ one recorded pass |");
+            println!("|---|---:|---:|---:|---:|");
+            for b in &rows {
                 println!("| {} | {:.0} | {:.2} | {:.3} | {:.2} |", b.model, b.samples_per_s, b.gflops, b.decompose_s, b.decompose_ratio);
             }
             println!("\n| modules × samples | recompose (ms) |\n|---|---:|");
-            for (m, s) in [(10, 1_000), (10, 10_000), (100, 10_000), (10, 100_000)] {
-                let t = remodule::bench::bench_recompose(m, s, &clock).map_err(|e| e.to_string())?;
-                println!("| {m} × {s} | {:.3} |", t * 1e3);
+            for r in &recompose {
+                println!("| {} × {} | {:.3} |", r["modules"], r["samples"], r["ms"].as_f64().unwrap_or(f64::NAN));
             }
         }
         Cmd::Table { root, out } => {
