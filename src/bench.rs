@@ -3,7 +3,7 @@
 
 use crate::compose::compose;
 use crate::data::Dataset;
-use crate::decompose::{decompose, Settings};
+use crate::decompose::{decompose, decomposition_rows, Settings};
 use crate::error::Result;
 use crate::model::{forward, Model, Op};
 
@@ -50,7 +50,7 @@ pub fn bench_model(model: &Model, data: &Dataset, clock: &dyn Fn() -> f64) -> Re
     let dec_s = time(clock, 0.5, &mut || decompose(model, data, &settings, &mut |_| true).map(drop))?;
     // One recorded pass over exactly the decomposition samples.
     let d = decompose(model, data, &settings, &mut |_| true)?;
-    let train_rows: Vec<usize> = first_per_class(data, settings.samples_per_class);
+    let train_rows = decomposition_rows(data, settings.samples_per_class);
     debug_assert_eq!(train_rows.len(), d.recorded_samples);
     let xt = data.inputs(model, &data.train, &train_rows);
     let rec_s = time(clock, 0.5, &mut || forward(model, &xt, train_rows.len(), None, true, &mut |_, _| true).map(drop))?;
@@ -61,19 +61,6 @@ pub fn bench_model(model: &Model, data: &Dataset, clock: &dyn Fn() -> f64) -> Re
         decompose_ratio: dec_s / rec_s,
         decompose_s: dec_s,
     })
-}
-
-fn first_per_class(data: &Dataset, e: usize) -> Vec<usize> {
-    let mut taken = vec![0usize; data.class_names.len()];
-    (0..data.train.len())
-        .filter(|&i| {
-            let y = data.train.y[i] as usize;
-            taken[y] < e && {
-                taken[y] += 1;
-                true
-            }
-        })
-        .collect()
 }
 
 /// Seconds to recompose `modules` cached rows over `samples` (one toggle = one compose).

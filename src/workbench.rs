@@ -148,11 +148,10 @@ impl Workbench {
         d.check_fits(&model)?;
         model.input.scale = input_scale.unwrap_or(1.0 / 255.0);
         model.class_names = (0..model.classes()).map(|c| d.class_names.get(c).cloned().unwrap_or_else(|| c.to_string())).collect();
-        let rows: Vec<usize> = (0..d.test.len()).collect();
-        let out = forward(&model, &d.inputs(&model, &d.test, &rows), rows.len(), None, false, &mut |_, _| true)?;
+        let out = forward(&model, &test_inputs(&model, d), d.test.len(), None, false, &mut |_, _| true)?;
         let c = model.classes();
         let correct = out.probs.chunks_exact(c).zip(&d.test.y).filter(|(p, y)| argmax(p) == **y as usize).count();
-        let accuracy = correct as f32 / rows.len().max(1) as f32;
+        let accuracy = correct as f32 / d.test.len().max(1) as f32;
         self.models.push(ModelEntry { model, dataset, accuracy, test_probs: out.probs, decomposition: None, scores: vec![], infos: vec![] });
         Ok(self.model_info(self.models.len() - 1))
     }
@@ -186,13 +185,12 @@ impl Workbench {
         let dec = decompose(&e.model, d, settings, &mut |f| progress(0.5 * f))?;
         let mut scores = Vec::with_capacity(dec.modules.len());
         let mut infos = Vec::with_capacity(dec.modules.len());
-        let rows: Vec<usize> = (0..d.test.len()).collect();
-        let x = d.inputs(&e.model, &d.test, &rows);
+        let x = test_inputs(&e.model, d);
+        let labels = self.global_labels(e.dataset);
         let total = dec.modules.len();
         for (i, m) in dec.modules.iter().enumerate() {
-            let row = concerned_scores(&e.model, m, &x, rows.len(), &mut |_, _| true)?;
+            let row = concerned_scores(&e.model, m, &x, d.test.len(), &mut |_, _| true)?;
             let class_id = self.class_offset[e.dataset] + m.class as ClassId;
-            let labels = self.global_labels(e.dataset);
             infos.push(ModuleInfo {
                 model: id,
                 class: m.class,
@@ -274,8 +272,7 @@ impl Workbench {
         }
         let data = &self.datasets[d];
         data.check_fits(&e.model).map_err(|_| Error::invalid(format!("module '{}' of model '{}' cannot read data set '{}' (input shapes differ)", e.infos[p.class].class_name, e.model.name, data.name)))?;
-        let rows: Vec<usize> = (0..data.test.len()).collect();
-        let row = concerned_scores(&e.model, m, &data.inputs(&e.model, &data.test, &rows), rows.len(), &mut |_, _| true)?;
+        let row = concerned_scores(&e.model, m, &test_inputs(&e.model, data), data.test.len(), &mut |_, _| true)?;
         let slot = &mut self.models[p.model].scores[p.class];
         slot.resize(self.datasets.len(), None);
         slot[d] = Some(row);
@@ -342,6 +339,12 @@ impl Workbench {
         let e = self.entry(id)?;
         crate::bench::bench_model(&e.model, &self.datasets[e.dataset], clock)
     }
+}
+
+/// Model input for a data set's whole test split.
+fn test_inputs(model: &Model, d: &Dataset) -> Vec<f32> {
+    let rows: Vec<usize> = (0..d.test.len()).collect();
+    d.inputs(model, &d.test, &rows)
 }
 
 pub fn argmax(v: &[f32]) -> usize {

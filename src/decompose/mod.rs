@@ -119,18 +119,9 @@ pub fn decompose(model: &Model, data: &Dataset, settings: &Settings, progress: &
     settings.validate()?;
     data.check_fits(model)?;
     let classes = data.class_names.len();
-    let e = settings.samples_per_class;
-    // Rows recorded: the first E training samples of every class.
-    let mut rows = Vec::new();
-    let mut taken = vec![0usize; classes];
-    for (i, &y) in data.train.y.iter().enumerate() {
-        if taken[y as usize] < e {
-            taken[y as usize] += 1;
-            rows.push(i);
-        }
-    }
-    if let Some(c) = taken.iter().position(|&t| t == 0) {
-        return Err(Error::invalid(format!("data set '{}' has no training samples of class '{}'", data.name, data.class_names[c])));
+    let rows = decomposition_rows(data, settings.samples_per_class);
+    if let Some(c) = (0..classes as u32).find(|c| !data.train.y.contains(c)) {
+        return Err(Error::invalid(format!("data set '{}' has no training samples of class '{}'", data.name, data.class_names[c as usize])));
     }
     let x = data.inputs(model, &data.train, &rows);
     let n = rows.len();
@@ -151,6 +142,26 @@ pub fn decompose(model: &Model, data: &Dataset, settings: &Settings, progress: &
     Ok(Decomposition { settings: settings.clone(), modules, recorded_samples: n })
 }
 
+/// The rows of the one recorded pass: the first `e` training samples of every class.
+pub fn decomposition_rows(data: &Dataset, e: usize) -> Vec<usize> {
+    first_per_class(data.train.y.iter().map(|&y| y as usize), data.class_names.len(), e, |_| true)
+}
+
+/// Indices of the first `per_class` items of each class (in order) that pass `keep`.
+fn first_per_class(labels: impl Iterator<Item = usize>, classes: usize, per_class: usize, keep: impl Fn(usize) -> bool) -> Vec<usize> {
+    let mut taken = vec![0usize; classes];
+    labels
+        .enumerate()
+        .filter(|&(i, y)| {
+            y < classes && taken[y] < per_class && keep(i) && {
+                taken[y] += 1;
+                true
+            }
+        })
+        .map(|(i, _)| i)
+        .collect()
+}
+
 /// Concerned and unconcerned sample sets (over the recorded rows) of class `c`.
 fn sample_sets(c: usize, labels: &[usize], probs: &[f32], width: usize, s: &Settings) -> Result<(BitSet, BitSet)> {
     let n = labels.len();
@@ -166,17 +177,7 @@ fn sample_sets(c: usize, labels: &[usize], probs: &[f32], width: usize, s: &Sett
         )));
     }
     let per_class = ((concerned.count() as f32 * s.tangling_ratio / (classes.max(2) - 1) as f32).floor() as usize).max(1);
-    let mut taken = vec![0usize; classes];
-    let unconcerned = BitSet::from_indices(
-        n,
-        (0..n).filter(|&i| {
-            let y = labels[i];
-            y != c && taken[y] < per_class && {
-                taken[y] += 1;
-                true
-            }
-        }),
-    );
+    let unconcerned = BitSet::from_indices(n, first_per_class(labels.iter().copied(), classes, per_class, |i| labels[i] != c));
     Ok((concerned, unconcerned))
 }
 
