@@ -104,3 +104,22 @@ fn try_input_scores_one_sample_like_the_composition() {
     assert!(wb.try_input(&picks, &vec![f32::NAN; 784]).is_err());
     assert!(wb.test_sample(0, 5000).is_err());
 }
+
+/// The engine's accuracy and parameter count for every bundled model equal
+/// what Keras measured when it trained them (tools/train_models.py).
+#[test]
+fn bundled_models_match_the_keras_training_report() {
+    let report: serde_json::Value = serde_json::from_slice(&read("models/train_report.json")).unwrap();
+    let mut checked = 0;
+    for (file, entry) in report.as_object().unwrap().iter().filter(|(k, _)| !k.starts_with('_')) {
+        let mut wb = Workbench::new();
+        let data = entry["dataset"].as_str().unwrap();
+        wb.add_dataset(&read(&format!("data/{data}.npz")), data).unwrap();
+        let info = wb.add_model(&read(&format!("models/{file}")), file, 0, None).unwrap();
+        let keras = entry["test_accuracy"].as_f64().unwrap() as f32;
+        assert!((info.accuracy - keras).abs() < 1e-6, "{file}: engine {} vs Keras {keras}", info.accuracy);
+        assert_eq!(info.params as u64, entry["params"].as_u64().unwrap(), "{file}");
+        checked += 1;
+    }
+    assert!(checked >= 6);
+}
