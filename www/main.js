@@ -253,6 +253,15 @@ async function boot() {
   picker.replaceChildren(...state.catalog.models.map((m) => el('option', { value: m.file }, m.title)));
   picker.disabled = false;
   picker.addEventListener('change', () => select(picker.value).catch(showError));
+  // Drag and drop a model file anywhere on the page.
+  document.addEventListener('dragover', (e) => { e.preventDefault(); document.body.classList.add('dropping'); });
+  document.addEventListener('dragleave', (e) => { if (!e.relatedTarget) document.body.classList.remove('dropping'); });
+  document.addEventListener('drop', (e) => {
+    e.preventDefault();
+    document.body.classList.remove('dropping');
+    const f = e.dataTransfer?.files?.[0];
+    if (f) upload(f).catch(showError);
+  });
   $('upload').addEventListener('change', (e) => {
     const f = e.target.files?.[0];
     e.target.value = '';

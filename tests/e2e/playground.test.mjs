@@ -2,6 +2,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ROOT, start, shot } from './harness.mjs';
 
@@ -164,4 +165,21 @@ test('uploading .keras and .h5 models works, and a reload restores the exact sta
   assert.equal(await page.locator('.module.off').getAttribute('data-class'), '3');
   assert.ok(await page.locator('#model-picker option[value="upload:digits_mlp.h5"]').count() === 1);
   await shot(page, 'restored');
+});
+
+test('dropping a model file on the page loads it', async () => {
+  const page = await env.newPage();
+  await openDefault(page);
+  const bytes = [...readFileSync(join(ROOT, 'models', 'digits_cnn.keras'))];
+  const dt = await page.evaluateHandle((b) => {
+    const d = new DataTransfer();
+    d.items.add(new File([new Uint8Array(b)], 'dropped_cnn.keras'));
+    return d;
+  }, bytes);
+  await page.dispatchEvent('main', 'drop', { dataTransfer: dt });
+  await page.waitForFunction(() => document.querySelector('#model-info strong')?.textContent.includes('dropped_cnn.keras'));
+  await page.locator('#app[data-composed]').waitFor();
+  const report = cli('report', 'models/digits_cnn.keras', '--data', 'data/digits.npz', '--json');
+  assert.equal(await page.locator('#model-acc').textContent(), pctText(report.model_accuracy));
+  assert.equal(await page.locator('#app').getAttribute('data-mask-digest'), report.mask_digest);
 });
