@@ -18,8 +18,9 @@ export function renderLayers(list, layers) {
 }
 
 /** Confusion matrix as a table; cell shade = share of the row. */
-export function renderMatrix({ confusion, class_names: names }) {
-  const head = el('tr', {}, el('th', {}, ''), ...names.map((n) => el('th', { class: 'cls', title: n, scope: 'col' }, n)));
+export function renderMatrix({ confusion, class_names: names, per_class: perClass }) {
+  const head = el('tr', {}, el('th', {}, ''), ...names.map((n) => el('th', { class: 'cls', title: n, scope: 'col' }, n)),
+    el('th', { scope: 'col', class: 'acc' }, 'accuracy'));
   const rows = confusion.map((row, t) => {
     const total = row.reduce((a, b) => a + b, 0) || 1;
     return el('tr', { 'data-class': names[t] }, el('th', { class: 'cls', title: names[t], scope: 'row' }, names[t]),
@@ -29,7 +30,14 @@ export function renderMatrix({ confusion, class_names: names }) {
         const cell = el('td', { title: `${names[t]} → ${names[p]}: ${v}` }, v || '');
         cell.style.background = v ? `hsl(${hue} ${Math.round(97 - 45 * share)}%)` : '';
         return cell;
-      }));
+      }),
+      accuracyCell(perClass[t]));
   });
   return el('table', {}, el('thead', {}, head), el('tbody', {}, ...rows));
+}
+
+function accuracyCell(acc) {
+  const fill = el('span');
+  fill.style.width = `${(100 * acc).toFixed(1)}%`;
+  return el('td', { class: 'acc' }, el('span', { class: 'accbar' }, fill), pct(acc));
 }
