@@ -51,13 +51,6 @@ impl BitSet {
     pub fn union_with(&mut self, o: &BitSet) {
         self.words.iter_mut().zip(&o.words).for_each(|(a, b)| *a |= b);
     }
-    pub fn intersect_with(&mut self, o: &BitSet) {
-        self.words.iter_mut().zip(&o.words).for_each(|(a, b)| *a &= b);
-    }
-    /// |self ∩ o|
-    pub fn and_count(&self, o: &BitSet) -> usize {
-        self.words.iter().zip(&o.words).map(|(a, b)| (a & b).count_ones() as usize).sum()
-    }
 }
 
 /// `rows × cols` bits, row-major, each row padded to whole words so a row can
@@ -99,9 +92,6 @@ impl BitMatrix {
     /// Does row `r` contain all of `set`? ("active for every sample of the set")
     pub fn row_covers(&self, r: usize, set: &BitSet) -> bool {
         self.row(r).iter().zip(set.words()).all(|(a, b)| a & b == *b)
-    }
-    pub fn bytes(&self) -> usize {
-        self.data.len() * 8
     }
 }
 
