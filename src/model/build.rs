@@ -161,6 +161,48 @@ fn infer(name: &str, op: &Op, ins: &[&[usize]]) -> Result<Vec<usize>> {
             ins[0].to_vec()
         }
         Op::Activation(_) | Op::Dropout => ins[0].to_vec(),
+        Op::Embedding { table } => {
+            if table.nrows() == 0 || table.ncols() == 0 {
+                return Err(Error::shape(format!("{} table", ctx()), "a non-empty vocab × dim table", format!("{:?}", table.dim())));
+            }
+            [ins[0], &[table.ncols()]].concat()
+        }
+        Op::Recurrent(r) => {
+            let (t, f) = match ins[0] {
+                [t, f] => (*t, *f),
+                s => return Err(Error::shape(ctx(), "a sequence input [T, F]", format!("{s:?}"))),
+            };
+            let gu = r.cell.gates() * r.units;
+            if r.units == 0 {
+                return Err(Error::shape(ctx(), "at least one unit", 0));
+            }
+            if r.kernel.dim() != (f, gu) {
+                return Err(Error::shape(format!("{} kernel", ctx()), format!("({f}, {gu})"), format!("{:?}", r.kernel.dim())));
+            }
+            if r.recurrent.dim() != (r.units, gu) {
+                return Err(Error::shape(format!("{} recurrent kernel", ctx()), format!("({}, {gu})", r.units), format!("{:?}", r.recurrent.dim())));
+            }
+            if r.bias.len() != gu {
+                return Err(Error::shape(format!("{} bias", ctx()), gu, r.bias.len()));
+            }
+            let wants_rb = matches!(r.cell, Cell::Gru { reset_after: true });
+            match &r.recurrent_bias {
+                Some(rb) if !wants_rb => return Err(Error::invalid(format!("{}: only a GRU with reset_after has a recurrent bias ({} values given)", ctx(), rb.len()))),
+                Some(rb) if rb.len() != gu => return Err(Error::shape(format!("{} recurrent bias", ctx()), gu, rb.len())),
+                None if wants_rb => return Err(Error::invalid(format!("{}: a GRU with reset_after needs a recurrent bias", ctx()))),
+                _ => {}
+            }
+            for a in [r.activation, r.recurrent_activation] {
+                if a == Activation::Softmax {
+                    return Err(Error::Unsupported {
+                        what: format!("activation in {}", ctx()),
+                        name: "softmax".into(),
+                        supported: "an elementwise activation (linear, relu, tanh, sigmoid)".into(),
+                    });
+                }
+            }
+            if r.return_sequences { vec![t, r.units] } else { vec![r.units] }
+        }
     })
 }
 
@@ -175,6 +217,10 @@ fn check_finite(name: &str, op: &Op) -> Result<()> {
         Op::Dense { kernel, bias, .. } => finite(name, "kernel", kernel.iter()).and(finite(name, "bias", bias.iter())),
         Op::Conv2D { kernel, bias, .. } => finite(name, "kernel", kernel.iter()).and(finite(name, "bias", bias.iter())),
         Op::BatchNorm { scale, shift } => finite(name, "scale", scale.iter()).and(finite(name, "shift", shift.iter())),
+        Op::Embedding { table } => finite(name, "embeddings", table.iter()),
+        Op::Recurrent(r) => finite(name, "kernel", r.kernel.iter())
+            .and(finite(name, "recurrent kernel", r.recurrent.iter()))
+            .and(finite(name, "bias", r.bias.iter().chain(r.recurrent_bias.iter().flatten()))),
         _ => Ok(()),
     }
 }

@@ -2,8 +2,10 @@
 //! activity record of every tracked unit.
 //!
 //! Memory per call: `batch × Σ_nodes len(node) × 4` bytes of activations, plus
-//! one im2col buffer (`OH·OW·KH·KW·Cin × 4` bytes for the largest conv), plus,
-//! when recording, `Σ_tracked units × ⌈N/64⌉ × 8` bytes of bits. `N × classes`
+//! one im2col buffer (`OH·OW·KH·KW·Cin × 4` bytes for the largest conv), plus
+//! for recurrent layers `batch × T × (G+2)·U × 4` bytes of gate and state
+//! buffers, plus, when recording, `Σ_tracked units × ⌈N/64⌉ × 8` bytes of bits
+//! and `N × Σ_recurrent T·U × 4` bytes of recurrent states. `N × classes`
 //! logits and probabilities are returned.
 
 use std::collections::BTreeMap;
@@ -11,6 +13,7 @@ use std::collections::BTreeMap;
 use super::*;
 use crate::bits::{BitMatrix, BitSet};
 use crate::error::{Error, Result};
+use super::recurrent::Scratch as CellScratch;
 use crate::kernels::{conv2d, global_avg_pool, matmul, pool2d, Conv2dGeom};
 
 pub const DEFAULT_BATCH: usize = 128;
@@ -32,13 +35,16 @@ pub struct Masks {
     pub nodes: BTreeMap<NodeId, UnitMask>,
 }
 
-/// One bit per (unit, sample): did the unit's output exceed 0?
+/// One bit per (unit, sample): did the unit's output exceed 0? Recurrent
+/// layers also keep their hidden states, which their statistics need.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Recording {
     /// Tracked node ids, in model order (see [`Model::tracked`]).
     pub nodes: Vec<NodeId>,
-    /// `bits[k]` is `units(nodes[k]) × samples`.
+    /// `bits[k]` is `units(nodes[k]) × samples` (see [`Model::units`]).
     pub bits: Vec<BitMatrix>,
+    /// Recurrent node → hidden states `h`, `samples × T × U`.
+    pub states: BTreeMap<NodeId, Vec<f32>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -67,12 +73,14 @@ pub fn forward(
     }
     let c = model.classes();
     let tracked = if record { model.tracked() } else { vec![] };
-    let mut bits: Vec<BitMatrix> = tracked.iter().map(|&t| BitMatrix::new(model.nodes[t].len(), n)).collect();
+    let mut bits: Vec<BitMatrix> = tracked.iter().map(|&t| BitMatrix::new(model.units(t), n)).collect();
+    let mut states: BTreeMap<NodeId, Vec<f32>> =
+        tracked.iter().filter(|&&t| matches!(model.nodes[t].op, Op::Recurrent(_))).map(|&t| (t, Vec::with_capacity(n * model.units(t)))).collect();
     let positive_kernels = positive_kernels(model, masks);
     let mut logits = vec![0f32; n * c];
     let mut probs = vec![0f32; n * c];
     let mut bufs: Vec<Vec<f32>> = vec![Vec::new(); model.nodes.len()];
-    let mut scratch = Vec::new();
+    let mut scratch = Scratch::default();
 
     let mut start = 0;
     while start < n {
@@ -84,24 +92,29 @@ pub fn forward(
             let node = &model.nodes[id];
             out.clear();
             out.resize(b * node.len(), 0.0);
-            run_node(model, id, &bufs, b, &mut out, &mut scratch, masks, &positive_kernels);
+            let seq = run_node(model, id, &bufs, b, &mut out, &mut scratch, masks, &positive_kernels)?;
             if id == model.head {
                 logits[start * c..(start + b) * c].copy_from_slice(&out);
             }
             if let Some(a) = node.op.activation() {
                 a.apply(&mut out, *node.shape.last().unwrap());
             }
-            if let Some(m) = masks.and_then(|m| m.nodes.get(&id)) {
+            if let (Some(m), None) = (masks.and_then(|m| m.nodes.get(&id)), seq) {
                 apply_keep(&mut out, node.len(), &m.keep);
             }
             if let Some(k) = tracked.iter().position(|&t| t == id) {
-                let len = node.len();
-                for (s, row) in out.chunks_exact(len).enumerate() {
+                // A recurrent layer's units are its states at every step.
+                let units = seq.unwrap_or(&out);
+                let len = model.units(id);
+                for (s, row) in units.chunks_exact(len).enumerate() {
                     for (u, &v) in row.iter().enumerate() {
                         if v > 0.0 {
                             bits[k].set(u, start + s);
                         }
                     }
+                }
+                if let Some(st) = states.get_mut(&id) {
+                    st.extend_from_slice(units);
                 }
             }
             bufs[id] = out;
@@ -112,7 +125,7 @@ pub fn forward(
             return Err(Error::Cancelled);
         }
     }
-    let recording = record.then(|| Recording { nodes: tracked, bits });
+    let recording = record.then(|| Recording { nodes: tracked, bits, states });
     Ok(ForwardOutput { logits, probs, recording })
 }
 
@@ -138,17 +151,19 @@ fn positive_kernels(model: &Model, masks: Option<&Masks>) -> BTreeMap<NodeId, Ar
 }
 
 /// Computes node `id`'s pre-activation output for a batch of `b` samples.
+/// A recurrent node applies its mask itself and returns its states at every
+/// step (`b × T × U`, in `scratch`).
 #[allow(clippy::too_many_arguments)]
-fn run_node(
+fn run_node<'s>(
     model: &Model,
     id: NodeId,
     bufs: &[Vec<f32>],
     b: usize,
     out: &mut [f32],
-    scratch: &mut Vec<f32>,
+    scratch: &'s mut Scratch,
     masks: Option<&Masks>,
     positive: &BTreeMap<NodeId, Array2<f32>>,
-) {
+) -> Result<Option<&'s [f32]>> {
     let node = &model.nodes[id];
     let input = |k: usize| bufs[node.inputs[k]].as_slice();
     let in_shape = |k: usize| model.nodes[node.inputs[k]].shape.as_slice();
@@ -177,7 +192,7 @@ fn run_node(
             let k = kernel.as_standard_layout();
             let (il, ol) = (h * w * cin, node.len());
             for s in 0..b {
-                conv2d(&g, &input(0)[s * il..][..il], k.as_slice().unwrap(), bias.as_slice().unwrap(), &mut out[s * ol..][..ol], scratch);
+                conv2d(&g, &input(0)[s * il..][..il], k.as_slice().unwrap(), bias.as_slice().unwrap(), &mut out[s * ol..][..ol], &mut scratch.im2col);
             }
         }
         Op::Pool2D { kind, size, strides, padding } => {
@@ -211,7 +226,48 @@ fn run_node(
                 }
             }
         }
+        Op::Embedding { table } => {
+            let (vocab, d) = table.dim();
+            for (&tok, row) in input(0).iter().zip(out.chunks_exact_mut(d)) {
+                // Token ids arrive as floats; anything but an integer in range is an error, not a clamp.
+                if !(tok >= 0.0 && tok < vocab as f32 && tok.fract() == 0.0) {
+                    return Err(Error::invalid(format!(
+                        "layer '{}' (Embedding) got token id {tok}; ids must be integers from 0 to {} (its vocabulary has {vocab} entries)",
+                        node.name,
+                        vocab - 1
+                    )));
+                }
+                row.iter_mut().zip(table.row(tok as usize)).for_each(|(o, v)| *o = *v);
+            }
+        }
+        Op::Recurrent(r) => {
+            let steps = model.steps(id);
+            let mut seq = std::mem::take(&mut scratch.seq);
+            seq.clear();
+            seq.resize(b * steps * r.units, 0.0);
+            let keep = masks.and_then(|m| m.nodes.get(&id)).map(|m| &m.keep);
+            r.run(input(0), b, steps, keep, &mut seq, &mut scratch.cell);
+            let u = r.units;
+            if r.return_sequences {
+                out.copy_from_slice(&seq);
+            } else {
+                for (o, s) in out.chunks_exact_mut(u).zip(seq.chunks_exact(steps * u)) {
+                    o.copy_from_slice(&s[(steps - 1) * u..]);
+                }
+            }
+            scratch.seq = seq;
+            return Ok(Some(&scratch.seq));
+        }
     }
+    Ok(None)
+}
+
+/// Reusable buffers of one forward call.
+#[derive(Debug, Default)]
+struct Scratch {
+    im2col: Vec<f32>,
+    seq: Vec<f32>,
+    cell: CellScratch,
 }
 
 fn add_bias(out: &mut [f32], bias: &[f32]) {

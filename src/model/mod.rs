@@ -5,9 +5,11 @@
 
 mod build;
 mod forward;
+mod recurrent;
 
 pub use build::ModelBuilder;
 pub use forward::{ForwardOutput, Masks, Recording, UnitMask, forward, DEFAULT_BATCH};
+pub use recurrent::{Cell, Recurrent};
 
 use ndarray::{Array1, Array2, Array4};
 use serde::{Deserialize, Serialize};
@@ -46,14 +48,24 @@ impl Activation {
         })
     }
 
+    /// One value through an elementwise activation. Softmax is not
+    /// elementwise: it passes values through, and layers that call this
+    /// (recurrent cells) refuse it at construction.
+    pub fn at(self, x: f32) -> f32 {
+        match self {
+            Activation::Linear | Activation::Softmax => x,
+            Activation::Relu => x.max(0.0),
+            Activation::Tanh => x.tanh(),
+            Activation::Sigmoid => 1.0 / (1.0 + (-x).exp()),
+        }
+    }
+
     /// Applies in place to rows of length `width` (softmax is per row).
     pub fn apply(self, v: &mut [f32], width: usize) {
         match self {
             Activation::Linear => {}
-            Activation::Relu => v.iter_mut().for_each(|x| *x = x.max(0.0)),
-            Activation::Tanh => v.iter_mut().for_each(|x| *x = x.tanh()),
-            Activation::Sigmoid => v.iter_mut().for_each(|x| *x = 1.0 / (1.0 + (-*x).exp())),
             Activation::Softmax => v.chunks_exact_mut(width).for_each(softmax_row),
+            a => v.iter_mut().for_each(|x| *x = a.at(*x)),
         }
     }
 }
@@ -93,6 +105,11 @@ pub enum Op {
     Activation(Activation),
     /// Identity at inference; kept so the diagram matches the source model.
     Dropout,
+    /// Token ids `[T]` → vectors `[T, D]`: row `id` of `table` (vocab × D).
+    Embedding { table: Array2<f32> },
+    /// SimpleRNN / LSTM / GRU over `[T, F]`: `[T, U]` with `return_sequences`,
+    /// else the last state `[U]`. Boxed: it is much larger than the other ops.
+    Recurrent(Box<Recurrent>),
 }
 
 impl Op {
@@ -109,6 +126,8 @@ impl Op {
             Op::BatchNorm { .. } => "BatchNormalization",
             Op::Activation(_) => "Activation",
             Op::Dropout => "Dropout",
+            Op::Embedding { .. } => "Embedding",
+            Op::Recurrent(r) => r.cell.kind(),
         }
     }
 
@@ -126,6 +145,8 @@ impl Op {
             Op::Dense { kernel, bias, .. } => kernel.len() + bias.len(),
             Op::Conv2D { kernel, bias, .. } => kernel.len() + bias.len(),
             Op::BatchNorm { scale, shift } => scale.len() + shift.len(),
+            Op::Embedding { table } => table.len(),
+            Op::Recurrent(r) => r.params(),
             _ => 0,
         }
     }
@@ -195,13 +216,34 @@ impl Model {
     }
 
     /// Nodes whose units decomposition tracks: hidden ReLU outputs (Dense and
-    /// Conv2D units, Add outputs, standalone ReLU activations). A unit's
-    /// activity bit is "output > 0", i.e. pre-activation > 0, as in the papers;
-    /// removing a unit forces its output to 0. The head is never tracked.
+    /// Conv2D units, Add outputs, standalone ReLU activations) and recurrent
+    /// layers. A unit's activity bit is "output > 0", i.e. pre-activation > 0,
+    /// as in the papers; removing a unit forces its output to 0. The head is
+    /// never tracked.
     pub fn tracked(&self) -> Vec<NodeId> {
         (0..self.head)
-            .filter(|&i| self.nodes[i].op.activation() == Some(Activation::Relu))
+            .filter(|&i| self.nodes[i].op.activation() == Some(Activation::Relu) || matches!(self.nodes[i].op, Op::Recurrent(_)))
             .collect()
+    }
+
+    /// Units a tracked node has per sample (its mask and activity-record
+    /// width): its output, except that a recurrent layer has one unit per
+    /// hidden unit and time step (`T × U`, step-major) even when it returns
+    /// only the last state.
+    pub fn units(&self, id: NodeId) -> usize {
+        match &self.nodes[id].op {
+            Op::Recurrent(r) => self.steps(id) * r.units,
+            _ => self.nodes[id].len(),
+        }
+    }
+
+    /// Time steps of a recurrent node (the length of its input sequence).
+    pub fn steps(&self, id: NodeId) -> usize {
+        self.nodes[id].inputs.first().map_or(1, |&i| self.nodes[i].shape[0])
+    }
+
+    pub fn is_recurrent(&self) -> bool {
+        self.nodes.iter().any(|n| matches!(n.op, Op::Recurrent(_)))
     }
 }
 

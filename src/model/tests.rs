@@ -110,3 +110,189 @@ fn forward_rejects_wrong_input_size_and_cancels() {
     let r = forward(&m, &[1.0; 4], 2, None, false, &mut |_, _| false);
     assert_eq!(r.unwrap_err(), crate::Error::Cancelled);
 }
+
+// ---- recurrent layers: against a naive f64 reading of Keras's formulas ----
+
+fn sig(x: f64) -> f64 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+/// Deterministic weights in [-0.8, 0.8].
+fn weights(rows: usize, cols: usize, seed: u64) -> Array2<f32> {
+    let mut s = seed.wrapping_mul(0x9E3779B97F4A7C15) | 1;
+    Array2::from_shape_fn((rows, cols), |_| {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 1.6
+    })
+}
+
+fn recurrent(cell: Cell, f: usize, u: usize, return_sequences: bool) -> Recurrent {
+    let gu = cell.gates() * u;
+    Recurrent {
+        cell,
+        units: u,
+        kernel: weights(f, gu, 1),
+        recurrent: weights(u, gu, 2),
+        bias: weights(1, gu, 3).row(0).to_owned(),
+        recurrent_bias: matches!(cell, Cell::Gru { reset_after: true }).then(|| weights(1, gu, 4).row(0).to_owned()),
+        activation: Activation::Tanh,
+        recurrent_activation: Activation::Sigmoid,
+        return_sequences,
+    }
+}
+
+/// The layer's states at every step for one sequence `x` (`T × F`), with
+/// `removed(t, n)` pruning unit n's weights at step t as ALGORITHMS.md §6 says.
+fn naive_states(r: &Recurrent, x: &[f32], steps: usize, removed: &dyn Fn(usize, usize) -> bool) -> Vec<Vec<f64>> {
+    let (f, u) = (r.kernel.nrows(), r.units);
+    let w = |i: usize, j: usize, t: usize| if removed(t, j % u) { 0.0 } else { r.kernel[[i, j]] as f64 };
+    let uu = |i: usize, j: usize, t: usize| if removed(t, j % u) || removed(t, i) { 0.0 } else { r.recurrent[[i, j]] as f64 };
+    let b = |j: usize, t: usize| if removed(t, j % u) { 0.0 } else { r.bias[j] as f64 };
+    let rb = |j: usize, t: usize| if removed(t, j % u) { 0.0 } else { r.recurrent_bias.as_ref().map_or(0.0, |v| v[j] as f64) };
+    let (mut h, mut c) = (vec![0f64; u], vec![0f64; u]);
+    let mut out = vec![];
+    for t in 0..steps {
+        let xt = &x[t * f..(t + 1) * f];
+        let xw = |j: usize| (0..f).map(|i| xt[i] as f64 * w(i, j, t)).sum::<f64>() + b(j, t);
+        let hu = |hv: &[f64], j: usize| (0..u).map(|i| hv[i] * uu(i, j, t)).sum::<f64>();
+        let mut nh = vec![0f64; u];
+        for n in 0..u {
+            nh[n] = match r.cell {
+                Cell::SimpleRnn => (xw(n) + hu(&h, n)).tanh(),
+                Cell::Lstm => {
+                    let i = sig(xw(n) + hu(&h, n));
+                    let fg = sig(xw(u + n) + hu(&h, u + n));
+                    let g = (xw(2 * u + n) + hu(&h, 2 * u + n)).tanh();
+                    let o = sig(xw(3 * u + n) + hu(&h, 3 * u + n));
+                    c[n] = fg * c[n] + i * g;
+                    o * c[n].tanh()
+                }
+                Cell::Gru { reset_after } => {
+                    let z = sig(xw(n) + hu(&h, n) + rb(n, t));
+                    let rr = |k: usize| sig(xw(u + k) + hu(&h, u + k) + rb(u + k, t));
+                    let cand = if reset_after {
+                        (xw(2 * u + n) + rr(n) * (hu(&h, 2 * u + n) + rb(2 * u + n, t))).tanh()
+                    } else {
+                        let rh: Vec<f64> = (0..u).map(|k| rr(k) * h[k]).collect();
+                        (xw(2 * u + n) + hu(&rh, 2 * u + n)).tanh()
+                    };
+                    z * h[n] + (1.0 - z) * cand
+                }
+            };
+        }
+        h = nh;
+        // What the next layer sees at step t: its input row for a removed unit is zero.
+        out.push((0..u).map(|n| if removed(t, n) { 0.0 } else { h[n] }).collect());
+    }
+    out
+}
+
+const CELLS: [Cell; 4] = [Cell::SimpleRnn, Cell::Lstm, Cell::Gru { reset_after: true }, Cell::Gru { reset_after: false }];
+
+fn seq_model(r: Recurrent, steps: usize, f: usize) -> Model {
+    let mut b = ModelBuilder::new("seq", spec(&[steps, f])).unwrap();
+    b.push("rnn", Op::Recurrent(Box::new(r))).unwrap();
+    let width = *b.shape(b.last()).last().unwrap();
+    b.push("out", Op::Dense { kernel: weights(width, 3, 9), bias: arr1(&[0.1, 0.0, -0.1]), activation: Activation::Softmax }).unwrap();
+    b.finish(names(3)).unwrap()
+}
+
+#[test]
+fn recurrent_cells_match_keras_formulas_and_record_every_step() {
+    let (steps, f, u, n) = (5, 3, 4, 3);
+    let x: Vec<f32> = weights(n * steps, f, 7).iter().copied().collect();
+    for cell in CELLS {
+        let m = seq_model(recurrent(cell, f, u, false), steps, f);
+        assert_eq!(m.units(1), steps * u);
+        let out = forward(&m, &x, n, None, true, &mut no_progress()).unwrap();
+        let rec = out.recording.unwrap();
+        assert_eq!(rec.nodes, vec![1]);
+        let states = &rec.states[&1];
+        for s in 0..n {
+            let want = naive_states(m_rec(&m), &x[s * steps * f..][..steps * f], steps, &|_, _| false);
+            for t in 0..steps {
+                for k in 0..u {
+                    let got = states[(s * steps + t) * u + k];
+                    assert!((got as f64 - want[t][k]).abs() < 1e-5, "{cell:?} sample {s} step {t} unit {k}: {got} vs {}", want[t][k]);
+                    assert_eq!(rec.bits[0].get(t * u + k, s), got > 0.0);
+                }
+            }
+        }
+    }
+}
+
+fn m_rec(m: &Model) -> &Recurrent {
+    match &m.nodes[1].op {
+        Op::Recurrent(r) => r,
+        _ => unreachable!(),
+    }
+}
+
+#[test]
+fn recurrent_masks_prune_like_zeroed_weights_per_step() {
+    let (steps, f, u, n) = (4, 2, 5, 2);
+    let x: Vec<f32> = weights(n * steps, f, 11).iter().copied().collect();
+    // Unit 1 removed at every step (rolled), unit 3 only at steps 1 and 2 (unrolled).
+    let removed = |t: usize, k: usize| k == 1 || (k == 3 && (1..3).contains(&t));
+    for cell in CELLS {
+        let r = recurrent(cell, f, u, true);
+        let keep = crate::bits::BitSet::from_indices(steps * u, (0..steps * u).filter(|&i| !removed(i / u, i % u)));
+        let mut masks = Masks::default();
+        masks.nodes.insert(1, UnitMask { keep, clip_negative: None });
+        let mut probe = ModelBuilder::new("probe", spec(&[steps, f])).unwrap();
+        probe.push("rnn", Op::Recurrent(Box::new(r.clone()))).unwrap();
+        probe.push("flat", Op::Flatten).unwrap();
+        probe.push("id", Op::Dense { kernel: Array2::eye(steps * u), bias: Array1::zeros(steps * u), activation: Activation::Linear }).unwrap();
+        let probe = probe.finish(names(steps * u)).unwrap();
+        let out = forward(&probe, &x, n, Some(&masks), false, &mut no_progress()).unwrap();
+        for s in 0..n {
+            let want = naive_states(&r, &x[s * steps * f..][..steps * f], steps, &removed);
+            for t in 0..steps {
+                for k in 0..u {
+                    let got = out.logits[s * steps * u + t * u + k];
+                    assert!((got as f64 - want[t][k]).abs() < 1e-5, "{cell:?} s{s} t{t} u{k}: {got} vs {}", want[t][k]);
+                }
+            }
+            // Rolled removal silences the unit's state itself (zero pre-activations from a zero start).
+            assert!((0..steps).all(|t| out.logits[s * steps * u + t * u + 1] == 0.0));
+        }
+    }
+}
+
+#[test]
+fn embedding_looks_up_rows_and_refuses_bad_ids() {
+    let mut b = ModelBuilder::new("emb", InputSpec { shape: vec![3], kind: InputKind::Tokens, scale: 1.0, offset: 0.0 }).unwrap();
+    b.push("emb", Op::Embedding { table: arr2(&[[0.0, 1.0], [2.0, 3.0], [4.0, 5.0]]) }).unwrap();
+    b.push("flat", Op::Flatten).unwrap();
+    b.push("id", Op::Dense { kernel: Array2::eye(6), bias: Array1::zeros(6), activation: Activation::Linear }).unwrap();
+    let m = b.finish(names(6)).unwrap();
+    let out = forward(&m, &[2.0, 0.0, 1.0], 1, None, false, &mut no_progress()).unwrap();
+    assert_eq!(out.logits, vec![4.0, 5.0, 0.0, 1.0, 2.0, 3.0]);
+    for bad in [3.0, -1.0, 0.5, f32::NAN] {
+        let e = forward(&m, &[0.0, bad, 1.0], 1, None, false, &mut no_progress()).unwrap_err();
+        assert!(e.to_string().contains("token id"), "{e}");
+    }
+}
+
+#[test]
+fn recurrent_constructor_checks_shapes_and_values() {
+    let mut r = recurrent(Cell::Lstm, 3, 4, false);
+    let mk = |r: Recurrent| ModelBuilder::new("x", spec(&[5, 3])).unwrap().push("rnn", Op::Recurrent(Box::new(r)));
+    assert!(mk(r.clone()).is_ok());
+    r.kernel = weights(3, 15, 1);
+    assert!(matches!(mk(r.clone()), Err(crate::Error::Shape { .. })));
+    let mut g = recurrent(Cell::Gru { reset_after: true }, 3, 4, false);
+    g.recurrent_bias = None;
+    assert!(mk(g).is_err());
+    let mut n = recurrent(Cell::SimpleRnn, 3, 4, false);
+    n.recurrent[[0, 0]] = f32::NAN;
+    assert!(matches!(mk(n), Err(crate::Error::NonFinite { .. })));
+    let mut s = recurrent(Cell::SimpleRnn, 3, 4, false);
+    s.activation = Activation::Softmax;
+    assert!(matches!(mk(s), Err(crate::Error::Unsupported { .. })));
+    // A vector input is not a sequence.
+    let e = ModelBuilder::new("x", spec(&[3])).unwrap().push("rnn", Op::Recurrent(Box::new(recurrent(Cell::Lstm, 3, 4, false))));
+    assert!(matches!(e, Err(crate::Error::Shape { .. })));
+}

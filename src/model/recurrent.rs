@@ -1,0 +1,201 @@
+//! Recurrent layers with Keras semantics: SimpleRNN, LSTM (gates i, f, c, o)
+//! and GRU (gates z, r, h; both `reset_after` variants, computed exactly as
+//! Keras does). Other frameworks' gate orders are converted at load time.
+//!
+//! Module masks (ALGORITHMS.md §6): removing hidden unit `n` at step `t`
+//! means what the authors' weight pruning means for that step's weight set —
+//! the unit's columns of `W`, `U` and the biases are zero for every gate (its
+//! gate pre-activations are 0), its row of `U` is zero (the other units do
+//! not see its previous state), and the next layer's input row is zero (the
+//! consumer sees 0 at step `t`). Masks are applied on the fly; no weights are
+//! copied. A rolled module removes the same units at every step; an
+//! unrolled one may remove different units per step.
+
+use ndarray::{Array1, Array2};
+
+use super::Activation;
+use crate::bits::BitSet;
+use crate::kernels::matmul;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cell {
+    SimpleRnn,
+    Lstm,
+    /// `reset_after = true` (Keras 3 default, CuDNN-compatible): the reset
+    /// gate multiplies `h·U_h + b_rh`; `false`: it multiplies `h` before `U_h`.
+    Gru { reset_after: bool },
+}
+
+impl Cell {
+    /// Gate blocks in the kernels' columns.
+    pub fn gates(self) -> usize {
+        match self {
+            Cell::SimpleRnn => 1,
+            Cell::Lstm => 4,
+            Cell::Gru { .. } => 3,
+        }
+    }
+
+    pub fn kind(self) -> &'static str {
+        match self {
+            Cell::SimpleRnn => "SimpleRNN",
+            Cell::Lstm => "LSTM",
+            Cell::Gru { .. } => "GRU",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recurrent {
+    pub cell: Cell,
+    pub units: usize,
+    /// Input kernel `(F, G·U)`, gate blocks side by side in Keras order.
+    pub kernel: Array2<f32>,
+    /// Recurrent kernel `(U, G·U)`.
+    pub recurrent: Array2<f32>,
+    /// `(G·U)`, added to the input part.
+    pub bias: Array1<f32>,
+    /// GRU with `reset_after = true` only: `(G·U)`, added to `h·U`.
+    pub recurrent_bias: Option<Array1<f32>>,
+    /// The candidate / output nonlinearity (tanh by default).
+    pub activation: Activation,
+    /// The gates' nonlinearity (sigmoid by default); unused by SimpleRNN.
+    pub recurrent_activation: Activation,
+    pub return_sequences: bool,
+}
+
+/// Reusable buffers for [`Recurrent::run`].
+#[derive(Debug, Default)]
+pub struct Scratch {
+    pre: Vec<f32>,
+    rec: Vec<f32>,
+    h: Vec<f32>,
+    hm: Vec<f32>,
+    c: Vec<f32>,
+    uh: Vec<f32>,
+    z: Vec<f32>,
+    r: Vec<f32>,
+    z2: Vec<f32>,
+    rh: Vec<f32>,
+}
+
+impl Recurrent {
+    pub fn params(&self) -> usize {
+        self.kernel.len() + self.recurrent.len() + self.bias.len() + self.recurrent_bias.as_ref().map_or(0, |b| b.len())
+    }
+
+    /// Runs `b` sequences `x` (`b × T × F`), writing every step's hidden state
+    /// to `seq` (`b × T × U`). `keep` (`T × U`, step-major) is a module's mask;
+    /// `seq` then holds what consumers see (removed units read 0).
+    pub fn run(&self, x: &[f32], b: usize, steps: usize, keep: Option<&BitSet>, seq: &mut [f32], s: &mut Scratch) {
+        let (f, u) = (self.kernel.nrows(), self.units);
+        let gu = self.cell.gates() * u;
+        let (kernel, recurrent) = (self.kernel.as_standard_layout(), self.recurrent.as_standard_layout());
+        let (kernel, recurrent) = (kernel.as_slice().unwrap_or_default(), recurrent.as_slice().unwrap_or_default());
+        let bias = self.bias.as_slice().unwrap_or_default();
+
+        // All steps' input parts in one matmul: pre = x·W + b, `(b·T) × G·U`.
+        resize(&mut s.pre, b * steps * gu);
+        matmul(x, kernel, &mut s.pre, b * steps, f, gu);
+        s.pre.chunks_exact_mut(gu).for_each(|row| row.iter_mut().zip(bias).for_each(|(v, bb)| *v += bb));
+
+        resize(&mut s.rec, b * gu);
+        resize(&mut s.h, b * u);
+        resize(&mut s.hm, b * u);
+        resize(&mut s.c, b * u);
+        if let Cell::Gru { .. } = self.cell {
+            for v in [&mut s.z, &mut s.r, &mut s.z2, &mut s.rh] {
+                resize(v, b * u);
+            }
+        }
+        let reset_before = matches!(self.cell, Cell::Gru { reset_after: false });
+        if reset_before {
+            // `U_h`, the candidate block of the recurrent kernel, contiguous.
+            s.uh.clear();
+            s.uh.extend(recurrent.chunks_exact(gu).flat_map(|row| &row[2 * u..]));
+        }
+        let (act, gate) = (self.activation, self.recurrent_activation);
+        let removed = |t: usize, n: usize| keep.is_some_and(|k| !k.contains(t * u + n));
+
+        for t in 0..steps {
+            // The previous state as the recurrent kernel sees it (rows of removed units are zero).
+            s.hm.copy_from_slice(&s.h);
+            if keep.is_some() {
+                for row in s.hm.chunks_exact_mut(u) {
+                    row.iter_mut().enumerate().filter(|(n, _)| removed(t, *n)).for_each(|(_, v)| *v = 0.0);
+                }
+            }
+            matmul(&s.hm, recurrent, &mut s.rec, b, u, gu);
+            if let Some(rb) = &self.recurrent_bias {
+                s.rec.chunks_exact_mut(gu).for_each(|row| row.iter_mut().zip(rb).for_each(|(v, bb)| *v += bb));
+            }
+            for i in 0..b {
+                let pre = &mut s.pre[(i * steps + t) * gu..][..gu];
+                let rec = &mut s.rec[i * gu..][..gu];
+                for n in (0..u).filter(|&n| removed(t, n)) {
+                    for g in 0..self.cell.gates() {
+                        pre[g * u + n] = 0.0;
+                        rec[g * u + n] = 0.0;
+                    }
+                }
+                let h = &mut s.h[i * u..][..u];
+                let c = &mut s.c[i * u..][..u];
+                match self.cell {
+                    Cell::SimpleRnn => (0..u).for_each(|n| h[n] = act.at(pre[n] + rec[n])),
+                    Cell::Lstm => {
+                        for n in 0..u {
+                            let ig = gate.at(pre[n] + rec[n]);
+                            let fg = gate.at(pre[u + n] + rec[u + n]);
+                            let cand = act.at(pre[2 * u + n] + rec[2 * u + n]);
+                            let og = gate.at(pre[3 * u + n] + rec[3 * u + n]);
+                            c[n] = fg * c[n] + ig * cand;
+                            h[n] = og * act.at(c[n]);
+                        }
+                    }
+                    Cell::Gru { .. } => {
+                        // z and r now; the candidate needs every sample's r first (below).
+                        for n in 0..u {
+                            s.z[i * u + n] = gate.at(pre[n] + rec[n]);
+                            s.r[i * u + n] = gate.at(pre[u + n] + rec[u + n]);
+                        }
+                    }
+                }
+            }
+            if let Cell::Gru { reset_after } = self.cell {
+                if !reset_after {
+                    // (r ⊙ h)·U_h for the whole batch; removed units' columns are zero.
+                    s.z2.iter_mut().zip(&s.r).zip(&s.hm).for_each(|((o, r), h)| *o = r * h);
+                    matmul(&s.z2, &s.uh, &mut s.rh, b, u, u);
+                }
+                for i in 0..b {
+                    let pre = &s.pre[(i * steps + t) * gu..][..gu];
+                    let rec = &s.rec[i * gu..][..gu];
+                    let h = &mut s.h[i * u..][..u];
+                    for n in 0..u {
+                        let (z, r) = (s.z[i * u + n], s.r[i * u + n]);
+                        let inner = match (reset_after, removed(t, n)) {
+                            (_, true) => 0.0,
+                            (true, false) => r * rec[2 * u + n],
+                            (false, false) => s.rh[i * u + n],
+                        };
+                        let cand = act.at(pre[2 * u + n] + inner);
+                        h[n] = z * h[n] + (1.0 - z) * cand;
+                    }
+                }
+            }
+            for i in 0..b {
+                let h = &s.h[i * u..][..u];
+                let out = &mut seq[(i * steps + t) * u..][..u];
+                out.copy_from_slice(h);
+                if keep.is_some() {
+                    out.iter_mut().enumerate().filter(|(n, _)| removed(t, *n)).for_each(|(_, v)| *v = 0.0);
+                }
+            }
+        }
+    }
+}
+
+fn resize(v: &mut Vec<f32>, len: usize) {
+    v.clear();
+    v.resize(len, 0.0);
+}
