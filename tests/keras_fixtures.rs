@@ -271,17 +271,30 @@ fn json_that_is_not_a_model_is_an_error() {
 }
 
 #[test]
-fn unknown_and_recurrent_layers_are_unsupported() {
+fn unknown_and_sequence_layers_are_unsupported() {
     let e = with_config("digits_mlp", |c| layer_mut(c, "dense_2")["class_name"] = json!("FancyLayer")).unwrap_err();
     let msg = e.to_string();
     assert!(matches!(e, Error::Unsupported { .. }), "{e:?}");
     assert!(msg.contains("dense_2") && msg.contains("FancyLayer"), "{msg}");
     assert!(msg.contains("Dense") && msg.contains("Conv2D") && msg.contains("BatchNormalization"), "{msg}");
-    for class in ["LSTM", "GRU", "SimpleRNN", "Embedding", "TimeDistributed"] {
+    for class in ["Bidirectional", "ConvLSTM2D", "Conv1D", "RNN"] {
         let e = with_config("digits_mlp", |c| layer_mut(c, "dense_2")["class_name"] = json!(class)).unwrap_err();
         let msg = e.to_string();
-        assert!(msg.contains("dense_2") && msg.contains(class) && msg.contains("recurrent") && msg.contains("Dense"), "{msg}");
+        assert!(msg.contains("dense_2") && msg.contains(class) && msg.contains("sequence layer") && msg.contains("LSTM"), "{msg}");
     }
+    // A recurrent layer where the model has no sequence: a shape error naming the layer.
+    for class in ["LSTM", "GRU", "SimpleRNN"] {
+        let e = with_config("digits_mlp", |c| layer_mut(c, "dense_2")["class_name"] = json!(class)).unwrap_err();
+        assert!(matches!(e, Error::Shape { .. }) && e.to_string().contains("dense_2") && e.to_string().contains("[T, F]"), "{e}");
+    }
+    let e = with_config("digits_mlp", |c| {
+        let l = layer_mut(c, "dense_2");
+        let inner = l.clone();
+        l["class_name"] = json!("TimeDistributed");
+        l["config"] = json!({"name": "dense_2", "layer": {"class_name": "Conv2D", "config": inner["config"]}});
+    })
+    .unwrap_err();
+    assert!(matches!(e, Error::Unsupported { .. }) && e.to_string().contains("TimeDistributed(Conv2D)"), "{e}");
     let e = with_config("digits_mlp", |c| layer_mut(c, "dense_2")["config"]["activation"] = json!("gelu")).unwrap_err();
     assert!(matches!(&e, Error::Unsupported { name, .. } if name == "gelu"), "{e:?}");
     assert!(e.to_string().contains("dense_2"), "{e}");

@@ -122,9 +122,21 @@ impl WeightSource for Keras3Weights {
                 ),
             ));
         }
-        let mut names = self
-            .h5
-            .dataset_names(&group, &path)?
+        let mut names = self.h5.dataset_names(&group, &path)?;
+        let mut path = path;
+        if names.is_empty() {
+            // Recurrent layers keep their weights in their cell, wrappers
+            // (TimeDistributed) in the wrapped layer.
+            for sub in ["cell", "layer"] {
+                let p = format!("layers/{key}/{sub}/vars");
+                if let Ok(g) = self.h5.group(&p) {
+                    names = self.h5.dataset_names(&g, &p)?;
+                    path = p;
+                    break;
+                }
+            }
+        }
+        let mut names = names
             .into_iter()
             .map(|n| n.parse::<usize>().map(|i| (i, n.clone())).map_err(|_| self.h5.err(format!("'{path}' holds an array named '{n}'; expected 0, 1, …"))))
             .collect::<Result<Vec<_>>>()?;

@@ -13,11 +13,12 @@ use crate::error::{Error, Result};
 /// What `Unsupported` errors list as loadable.
 pub const SUPPORTED_LAYERS: &str = "InputLayer, Dense, Conv2D, MaxPooling2D, AveragePooling2D, \
     GlobalAveragePooling2D, Flatten, Dropout (and SpatialDropout2D, GaussianNoise, GaussianDropout, \
-    AlphaDropout: identities at inference), Activation, ReLU, Softmax, Add, BatchNormalization";
+    AlphaDropout: identities at inference), Activation, ReLU, Softmax, Add, BatchNormalization, \
+    Embedding, SimpleRNN, LSTM, GRU, TimeDistributed(Dense)";
 
-/// Recurrent and sequence layers: not in the IR yet, named as such in errors.
+/// Sequence layers the IR does not have, named as such in errors.
 const SEQUENCE_LAYERS: &[&str] = &[
-    "SimpleRNN", "LSTM", "GRU", "RNN", "Embedding", "TimeDistributed", "Bidirectional", "ConvLSTM1D",
+    "RNN", "Bidirectional", "ConvLSTM1D",
     "ConvLSTM2D", "ConvLSTM3D", "CuDNNLSTM", "CuDNNGRU", "SimpleRNNCell", "LSTMCell", "GRUCell",
     "StackedRNNCells", "Conv1D", "MaxPooling1D", "AveragePooling1D", "GlobalAveragePooling1D",
     "GlobalMaxPooling1D",
@@ -45,6 +46,10 @@ pub enum Class {
     Softmax,
     Add,
     BatchNorm,
+    Embedding,
+    SimpleRnn,
+    Lstm,
+    Gru,
 }
 
 impl Class {
@@ -64,9 +69,13 @@ impl Class {
             "Softmax" => Softmax,
             "Add" => Add,
             "BatchNormalization" => BatchNorm,
+            "Embedding" => Embedding,
+            "SimpleRNN" => SimpleRnn,
+            "LSTM" => Lstm,
+            "GRU" => Gru,
             other => {
                 let what = if SEQUENCE_LAYERS.contains(&other) {
-                    "recurrent/sequence layer (not in the model IR yet)"
+                    "sequence layer (not in the model IR)"
                 } else if MODEL_CLASSES.contains(&other) {
                     "nested model"
                 } else {
@@ -161,8 +170,27 @@ fn entry(v: &Value, i: usize) -> Result<Layer> {
         .or_else(|| obj.get("name"))
         .and_then(Value::as_str)
         .ok_or_else(|| bad(format!("layer #{i} ({class_name}) has no name")))?;
+    if class_name == "TimeDistributed" {
+        return time_distributed(config, name);
+    }
     let class = Class::of(class_name, name)?;
     Ok(Layer { name: name.into(), class_name: class_name.into(), class, config: config.clone(), inputs: vec![], weights_key: None })
+}
+
+/// `TimeDistributed(Dense)` is a Dense on the last axis, which is what the IR's
+/// Dense does; the wrapped layer's config is the one that matters.
+fn time_distributed(config: &Map<String, Value>, name: &str) -> Result<Layer> {
+    let inner = config.get("layer").and_then(Value::as_object).ok_or_else(|| bad(format!("layer '{name}' (TimeDistributed) has no wrapped 'layer'")))?;
+    let inner_class = inner.get("class_name").and_then(Value::as_str).unwrap_or("?");
+    let inner_config = inner.get("config").and_then(Value::as_object).ok_or_else(|| bad(format!("layer '{name}' (TimeDistributed) wraps a layer with no 'config'")))?;
+    if inner_class != "Dense" {
+        return Err(Error::Unsupported {
+            what: "layer wrapped in TimeDistributed".into(),
+            name: format!("{name} (TimeDistributed({inner_class}))"),
+            supported: "TimeDistributed(Dense)".into(),
+        });
+    }
+    Ok(Layer { name: name.into(), class_name: "TimeDistributed".into(), class: Class::Dense, config: inner_config.clone(), inputs: vec![], weights_key: None })
 }
 
 fn sequential(cfg: &Map<String, Value>, entries: Vec<Layer>) -> Result<Graph> {

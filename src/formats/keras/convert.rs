@@ -10,7 +10,7 @@ use super::config::{bad, short, Class, Graph, Layer};
 use super::h5::{StoredArray, H5};
 use crate::error::{Error, Result};
 use crate::kernels::PoolKind;
-use crate::model::{Activation, InputKind, InputSpec, Model, ModelBuilder, NodeId, Op, Padding};
+use crate::model::{Activation, Cell, InputKind, InputSpec, Model, ModelBuilder, NodeId, Op, Padding, Recurrent};
 
 /// Largest kernel, pool window, stride or dilation accepted from a config.
 const MAX_WINDOW: usize = 1 << 16;
@@ -30,7 +30,12 @@ pub fn build(graph: &Graph, src: &dyn WeightSource, name: &str) -> Result<Model>
     let (&first, rest) = graph.order.split_first().ok_or_else(|| bad("the model has no layers"))?;
     let input = layers.get(first).ok_or_else(|| bad("bad build order"))?;
     let shape = input_shape(input)?;
-    let kind = if shape.len() == 3 { InputKind::Image } else { InputKind::Vectors };
+    let reads_tokens = layers.iter().any(|l| l.class == Class::Embedding && l.inputs == [first]);
+    let kind = match shape.len() {
+        3 => InputKind::Image,
+        _ if reads_tokens => InputKind::Tokens,
+        _ => InputKind::Vectors,
+    };
     let mut b = ModelBuilder::new(name, InputSpec { shape, kind, scale: 1.0, offset: 0.0 })?;
     let mut node_of: Vec<Option<NodeId>> = vec![None; layers.len()];
     if let Some(slot) = node_of.get_mut(first) {
@@ -173,7 +178,69 @@ fn op_for(l: &Layer, b: &ModelBuilder, ins: &[NodeId], src: &dyn WeightSource) -
         }
         Class::Add => Op::Add { activation: Activation::Linear },
         Class::BatchNorm => batch_norm(&p, one()?, src)?,
+        Class::Embedding => {
+            one()?;
+            if p.flag("mask_zero", false)? {
+                return Err(p.unsupported_option("mask_zero=true".into(), "mask_zero=false (every step of a sequence is used)"));
+            }
+            let (vocab, dim) = (p.count("input_dim")?, p.count("output_dim")?);
+            let mut w = weights(src, l, &[("embeddings", vec![vocab, dim])])?.into_iter();
+            Op::Embedding { table: Array2::from_shape_vec((vocab, dim), w.next().unwrap_or_default()).map_err(|e| Error::invalid(format!("{}: {e}", l.label())))? }
+        }
+        Class::SimpleRnn | Class::Lstm | Class::Gru => recurrent(&p, one()?, src)?,
     })
+}
+
+/// SimpleRNN / LSTM / GRU with Keras weights: kernel (F, G·U), recurrent
+/// kernel (U, G·U), bias (G·U) — or (2, G·U) for a GRU with `reset_after`
+/// (input bias, then recurrent bias).
+fn recurrent(p: &Params, input: &[usize], src: &dyn WeightSource) -> Result<Op> {
+    let l = p.0;
+    let f = match input {
+        [_, f] => *f,
+        s => return Err(Error::shape(l.label(), "a sequence input [T, F]", format!("{s:?}"))),
+    };
+    for (key, why) in [
+        ("return_state", "return_state=false (the IR has one output per layer)"),
+        ("go_backwards", "go_backwards=false"),
+        ("stateful", "stateful=false (every sequence starts from a zero state)"),
+    ] {
+        if p.flag(key, false)? {
+            return Err(p.unsupported_option(format!("{key}=true"), why));
+        }
+    }
+    let cell = match l.class {
+        Class::SimpleRnn => Cell::SimpleRnn,
+        Class::Lstm => Cell::Lstm,
+        _ => Cell::Gru { reset_after: p.flag("reset_after", true)? },
+    };
+    let units = p.count("units")?;
+    let gu = units.checked_mul(cell.gates()).ok_or_else(|| Error::too_large(format!("units of {}", l.label()), units as u64, u32::MAX as u64))?;
+    let activation = p.activation("activation")?;
+    let recurrent_activation = if cell == Cell::SimpleRnn { Activation::Sigmoid } else { p.activation("recurrent_activation")? };
+    let use_bias = p.flag("use_bias", true)?;
+    let two_biases = cell == Cell::Gru { reset_after: true };
+    let mut want = vec![("kernel", vec![f, gu]), ("recurrent_kernel", vec![units, gu])];
+    if use_bias {
+        want.push(("bias", if two_biases { vec![2, gu] } else { vec![gu] }));
+    }
+    let mut w = weights(src, l, &want)?.into_iter();
+    let shape_err = |e: ndarray::ShapeError| Error::invalid(format!("{}: {e}", l.label()));
+    let kernel = Array2::from_shape_vec((f, gu), w.next().unwrap_or_default()).map_err(shape_err)?;
+    let recurrent = Array2::from_shape_vec((units, gu), w.next().unwrap_or_default()).map_err(shape_err)?;
+    let mut b = w.next().unwrap_or_else(|| vec![0.0; if two_biases { 2 * gu } else { gu }]);
+    let recurrent_bias = two_biases.then(|| Array1::from_vec(b.split_off(gu)));
+    Ok(Op::Recurrent(Box::new(Recurrent {
+        cell,
+        units,
+        kernel,
+        recurrent,
+        bias: Array1::from_vec(b),
+        recurrent_bias,
+        activation,
+        recurrent_activation,
+        return_sequences: p.flag("return_sequences", false)?,
+    })))
 }
 
 /// The shape of the only input of a single-input layer.
