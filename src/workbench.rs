@@ -2,9 +2,11 @@
 //! sets and models, their decompositions, and the score cache that makes
 //! recomposition an argmax over cached rows.
 //!
-//! Classes get global ids (`ClassId`): data set d's class c is
-//! `class_offset[d] + c`, so modules of models trained on different data sets
-//! (digits and clothing) compose into one classifier.
+//! Classes get global ids (`ClassId`) so modules of models trained on
+//! different data sets (digits and clothing) compose into one classifier.
+//! Two data sets with the same sample shape share a class when they give it
+//! the same name (English in language set A and in set B), so a module from
+//! one can stand in for, or add to, the other's.
 
 use serde::Serialize;
 
@@ -13,7 +15,7 @@ use crate::data::Dataset;
 use crate::decompose::{concerned_scores, decompose, kept_weights, Decomposition, Settings};
 use crate::error::{Error, Result};
 use crate::formats::load_model;
-use crate::model::{forward, Model, Op};
+use crate::model::{forward, InputKind, Model, Op};
 
 pub type DatasetId = usize;
 pub type ModelId = usize;
@@ -117,7 +119,10 @@ struct ModelEntry {
 #[derive(Default)]
 pub struct Workbench {
     datasets: Vec<Dataset>,
-    class_offset: Vec<ClassId>,
+    /// `class_ids[d][c]`: the global id of data set d's class c.
+    class_ids: Vec<Vec<ClassId>>,
+    /// Per global id: (sample shape, name) and the data sets that have it.
+    classes: Vec<(Vec<usize>, String, Vec<DatasetId>)>,
     models: Vec<ModelEntry>,
 }
 
@@ -128,8 +133,21 @@ impl Workbench {
 
     pub fn add_dataset(&mut self, bytes: &[u8], name: &str) -> Result<DatasetInfo> {
         let d = Dataset::from_npz(bytes, name)?;
-        let offset = self.class_offset.last().copied().unwrap_or(0) + self.datasets.last().map_or(0, |d| d.class_names.len() as ClassId);
-        self.class_offset.push(offset);
+        let id = self.datasets.len();
+        let ids = d
+            .class_names
+            .iter()
+            .map(|n| {
+                let known = self.classes.iter().position(|(shape, name, _)| *shape == d.sample_shape && name == n);
+                let c = known.unwrap_or_else(|| {
+                    self.classes.push((d.sample_shape.clone(), n.clone(), vec![]));
+                    self.classes.len() - 1
+                });
+                self.classes[c].2.push(id);
+                c as ClassId
+            })
+            .collect();
+        self.class_ids.push(ids);
         self.datasets.push(d);
         Ok(self.dataset_info(self.datasets.len() - 1))
     }
@@ -146,7 +164,9 @@ impl Workbench {
         let d = self.datasets.get(dataset).ok_or_else(|| Error::invalid(format!("no data set {dataset}")))?;
         let mut model = load_model(bytes, file_name)?;
         d.check_fits(&model)?;
-        model.input.scale = input_scale.unwrap_or(1.0 / 255.0);
+        // Token ids and vector sequences are used as stored.
+        let default_scale = if model.input.kind == InputKind::Image { 1.0 / 255.0 } else { 1.0 };
+        model.input.scale = input_scale.unwrap_or(default_scale);
         model.class_names = (0..model.classes()).map(|c| d.class_names.get(c).cloned().unwrap_or_else(|| c.to_string())).collect();
         let out = forward(&model, &test_inputs(&model, d), d.test.len(), None, false, &mut |_, _| true)?;
         let c = model.classes();
@@ -190,7 +210,7 @@ impl Workbench {
         let total = dec.modules.len();
         for (i, m) in dec.modules.iter().enumerate() {
             let row = concerned_scores(&e.model, m, &x, d.test.len(), &mut |_, _| true)?;
-            let class_id = self.class_offset[e.dataset] + m.class as ClassId;
+            let class_id = self.class_ids[e.dataset][m.class];
             infos.push(ModuleInfo {
                 model: id,
                 class: m.class,
@@ -255,11 +275,12 @@ impl Workbench {
 
     /// The global class id of class `class` of model `model`'s data set.
     pub fn class_id(&self, model: ModelId, class: usize) -> Result<ClassId> {
-        Ok(self.class_offset[self.entry(model)?.dataset] + class as ClassId)
+        let ids = &self.class_ids[self.entry(model)?.dataset];
+        ids.get(class).copied().ok_or_else(|| Error::invalid(format!("model {model} has no class {class}")))
     }
 
     fn global_labels(&self, d: DatasetId) -> Vec<ClassId> {
-        self.datasets[d].test.y.iter().map(|&y| self.class_offset[d] + y).collect()
+        self.datasets[d].test.y.iter().map(|&y| self.class_ids[d][y as usize]).collect()
     }
 
     /// Makes sure module `p`'s scores on data set `d` are cached.
@@ -298,7 +319,7 @@ impl Workbench {
             .map(|p| datasets.iter().flat_map(|&d| self.models[p.model].scores[p.class][d].as_deref().unwrap().iter().copied()).collect())
             .collect();
         let refs: Vec<&[f32]> = rows.iter().map(Vec::as_slice).collect();
-        let row_class: Vec<ClassId> = picks.iter().map(|p| self.class_offset[self.models[p.model].dataset] + p.class as ClassId).collect();
+        let row_class: Vec<ClassId> = picks.iter().map(|p| self.class_ids[self.models[p.model].dataset][p.class]).collect();
         let composition = compose(&refs, &row_class, &labels)?;
         let class_names = composition.classes.iter().map(|&c| self.class_name(c)).collect();
         let model_accuracy = base.map(|b| self.restricted_accuracy(b, &composition.classes)).transpose()?.flatten();
@@ -309,8 +330,8 @@ impl Workbench {
     /// on its test samples of those classes; `None` if none are its own.
     fn restricted_accuracy(&self, id: ModelId, classes: &[ClassId]) -> Result<Option<f32>> {
         let e = self.entry(id)?;
-        let off = self.class_offset[e.dataset];
-        let own: Vec<usize> = classes.iter().filter_map(|&c| c.checked_sub(off)).map(|c| c as usize).filter(|&c| c < e.model.classes()).collect();
+        let ids = &self.class_ids[e.dataset];
+        let own: Vec<usize> = (0..ids.len().min(e.model.classes())).filter(|&c| classes.contains(&ids[c])).collect();
         if own.is_empty() {
             return Ok(None);
         }
@@ -326,10 +347,14 @@ impl Workbench {
         Ok(Some(correct as f32 / n.max(1) as f32))
     }
 
+    /// A class's name; prefixed with its data set when several are loaded
+    /// and the class belongs to only one of them.
     fn class_name(&self, c: ClassId) -> String {
-        let d = self.class_offset.iter().rposition(|&o| o <= c).unwrap_or(0);
-        let name = &self.datasets[d].class_names[(c - self.class_offset[d]) as usize];
-        if self.datasets.len() > 1 { format!("{}:{}", self.datasets[d].name, name) } else { name.clone() }
+        let (_, name, sets) = &self.classes[c as usize];
+        match sets.as_slice() {
+            [d] if self.datasets.len() > 1 => format!("{}:{}", self.datasets[*d].name, name),
+            _ => name.clone(),
+        }
     }
 }
 

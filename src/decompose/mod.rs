@@ -7,6 +7,10 @@
 //! every class). Each module's masks are then bit-row operations against its
 //! own concerned / unconcerned sample sets; the model is never re-run.
 
+mod recurrent;
+
+pub use recurrent::{removal, robust_mean};
+
 use crate::bits::BitSet;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
@@ -29,7 +33,17 @@ pub enum Mode {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
 pub struct Settings {
+    /// Technique for dense and convolutional layers.
     pub mode: Mode,
+    /// Technique for recurrent layers (§6; `reference` by default — see
+    /// docs/ALGORITHMS.md for why the families differ).
+    pub recurrent_mode: Mode,
+    /// Recurrent layers: a separately pruned unit set per time step
+    /// (unrolled) instead of one set for all steps (rolled).
+    pub unrolled: bool,
+    /// Recurrent `reference` mode: the largest share of a layer's units a
+    /// module removes (the authors' `maxRemove`).
+    pub max_remove: f32,
     /// `E`: concerned samples per module (taken from the first training
     /// samples of the class, in file order).
     pub samples_per_class: usize,
@@ -43,7 +57,15 @@ pub struct Settings {
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings { mode: Mode::Paper, samples_per_class: 1000, tangling_ratio: 1.0, confidence: 0.9 }
+        Settings {
+            mode: Mode::Paper,
+            recurrent_mode: Mode::Reference,
+            unrolled: false,
+            max_remove: 0.05,
+            samples_per_class: 1000,
+            tangling_ratio: 1.0,
+            confidence: 0.9,
+        }
     }
 }
 
@@ -54,6 +76,9 @@ impl Settings {
         }
         if !(self.tangling_ratio > 0.0 && self.tangling_ratio <= 10.0) {
             return Err(Error::invalid(format!("tangling ratio must be in (0, 10], not {}", self.tangling_ratio)));
+        }
+        if !(0.0..=1.0).contains(&self.max_remove) {
+            return Err(Error::invalid(format!("max_remove must be in [0, 1], not {}", self.max_remove)));
         }
         if !(0.0..1.0).contains(&self.confidence) {
             return Err(Error::invalid(format!("confidence must be in [0, 1), not {}", self.confidence)));
@@ -131,8 +156,12 @@ pub fn decompose(model: &Model, data: &Dataset, settings: &Settings, progress: &
 
     let mut modules = Vec::with_capacity(classes);
     for c in 0..classes {
-        let (concerned, unconcerned) = sample_sets(c, &labels, &out.probs, model.classes(), settings)?;
-        let masks = module_masks(model, &rec, &concerned, &unconcerned, settings.mode);
+        let (concerned, unconcerned) = if model.is_recurrent() && settings.recurrent_mode == Mode::Reference {
+            recurrent_sample_sets(c, &labels, settings.samples_per_class)?
+        } else {
+            sample_sets(c, &labels, &out.probs, model.classes(), settings)?
+        };
+        let masks = module_masks(model, &rec, &concerned, &unconcerned, settings);
         let (kept_units, total_units) = masks.nodes.values().fold((0, 0), |(k, t), m| (k + m.keep.count(), t + m.keep.len()));
         modules.push(Module { class: c, masks, concerned: concerned.count(), unconcerned: unconcerned.count(), kept_units, total_units });
         if !progress(0.9 + 0.1 * (c + 1) as f32 / classes as f32) {
@@ -181,15 +210,35 @@ fn sample_sets(c: usize, labels: &[usize], probs: &[f32], width: usize, s: &Sett
     Ok((concerned, unconcerned))
 }
 
-/// CI + TI for one module, as bit-row operations on the recording.
-pub fn module_masks(model: &Model, rec: &Recording, concerned: &BitSet, unconcerned: &BitSet, mode: Mode) -> Masks {
+/// The ICSE'23 code's samples: the first `e` of class `c` (no confidence
+/// filter) and the first `⌊e / (C − 1)⌋` of the other classes together, in
+/// file order — not balanced per class.
+fn recurrent_sample_sets(c: usize, labels: &[usize], e: usize) -> Result<(BitSet, BitSet)> {
+    let n = labels.len();
+    let classes = labels.iter().max().map_or(0, |m| m + 1);
+    let concerned = BitSet::from_indices(n, (0..n).filter(|&i| labels[i] == c).take(e));
+    if concerned.count() == 0 {
+        return Err(Error::invalid(format!("class {c} has no training samples to decompose with")));
+    }
+    let others = (e / (classes.max(2) - 1)).max(1);
+    let unconcerned = BitSet::from_indices(n, (0..n).filter(|&i| labels[i] != c).take(others));
+    Ok((concerned, unconcerned))
+}
+
+/// CI + TI for one module, as bit-row operations (and, for recurrent layers,
+/// statistics of the recorded states).
+pub fn module_masks(model: &Model, rec: &Recording, concerned: &BitSet, unconcerned: &BitSet, settings: &Settings) -> Masks {
     let mut both = concerned.clone();
     both.union_with(unconcerned);
     let mut masks = Masks::default();
-    for (&node, bits) in rec.nodes.iter().zip(&rec.bits) {
+    for (k, (&node, bits)) in rec.nodes.iter().zip(&rec.bits).enumerate() {
+        if matches!(model.nodes[node].op, Op::Recurrent(_)) {
+            masks.nodes.insert(node, recurrent::recurrent_mask(model, node, rec, k, concerned, unconcerned, settings));
+            continue;
+        }
         let units = bits.rows();
         let dense = clippable_dense(model, node);
-        let mask = match (mode, dense) {
+        let mask = match (settings.mode, dense) {
             (Mode::Reference, true) => {
                 let mut keep = BitSet::new(units);
                 let mut clip = BitSet::new(units);
@@ -239,7 +288,9 @@ pub fn concerned_scores(model: &Model, module: &Module, x: &[f32], n: usize, pro
 /// Share of the model's kernel weights a module keeps effective (non-zero):
 /// a Dense weight survives when its input unit and output unit are kept and it
 /// is not a clipped negative; a Conv2D weight when its output channel keeps a
-/// position. The head counts its two channeled columns over kept inputs.
+/// position; a recurrent weight (input or recurrent kernel, all gates) when
+/// its unit and its input are kept, averaged over the time steps. The head
+/// counts its two channeled columns over kept inputs.
 pub fn kept_weights(model: &Model, module: &Module) -> f32 {
     let (mut kept, mut total) = (0usize, 0usize);
     for (id, node) in model.nodes.iter().enumerate() {
@@ -248,8 +299,7 @@ pub fn kept_weights(model: &Model, module: &Module) -> f32 {
             Op::Dense { kernel, .. } => {
                 let (fin, fout) = kernel.dim();
                 total += kernel.len();
-                let src = node.inputs[0];
-                let in_kept = |i: usize| module.masks.nodes.get(&src).is_none_or(|m| m.keep.contains(i));
+                let in_kept = |i: usize| input_kept(model, module, node.inputs[0], i, None);
                 let live_in = (0..fin).filter(|&i| in_kept(i)).count();
                 if id == model.head {
                     kept += live_in * 2;
@@ -268,10 +318,40 @@ pub fn kept_weights(model: &Model, module: &Module) -> f32 {
                 let live = (0..cout).filter(|&ch| (0..node.len() / cout).any(|p| unit_kept(p * cout + ch))).count();
                 kept += live * per_channel;
             }
+            Op::Recurrent(r) => {
+                let (steps, u, g, f) = (model.steps(id), r.units, r.cell.gates(), r.kernel.nrows());
+                total += r.kernel.len() + r.recurrent.len();
+                let per_step: usize = (0..steps)
+                    .map(|t| {
+                        let units = (0..u).filter(|&n| unit_kept(t * u + n)).count();
+                        let live_in = (0..f).filter(|&i| input_kept(model, module, node.inputs[0], i, Some(t))).count();
+                        units * g * (live_in + units)
+                    })
+                    .sum();
+                kept += per_step / steps;
+            }
             _ => {}
         }
     }
     kept as f32 / total.max(1) as f32
+}
+
+/// Does the module keep feature `i` of node `src`'s per-step (or per-sample)
+/// output? For a recurrent source: at step `t`, or at its last step when it
+/// returns only the last state, or at any step when the reader is not stepped.
+fn input_kept(model: &Model, module: &Module, src: NodeId, i: usize, t: Option<usize>) -> bool {
+    let Some(m) = module.masks.nodes.get(&src) else { return true };
+    match &model.nodes[src].op {
+        Op::Recurrent(r) => {
+            let (steps, u) = (model.steps(src), r.units);
+            match (r.return_sequences, t) {
+                (false, _) => m.keep.contains((steps - 1) * u + i),
+                (true, Some(t)) => m.keep.contains(t * u + i),
+                (true, None) => (0..steps).any(|t| m.keep.contains(t * u + i)),
+            }
+        }
+        _ => m.keep.contains(i),
+    }
 }
 
 #[cfg(test)]

@@ -51,7 +51,7 @@ fn paper_masks_by_hand() {
 fn reference_masks_intersect_clip_and_restore() {
     let (m, d) = two_class();
     // With a tiny tangling ratio, each module sees 1 unconcerned sample.
-    let s = Settings { mode: Mode::Reference, samples_per_class: 2, tangling_ratio: 0.5, confidence: 0.5 };
+    let s = Settings { mode: Mode::Reference, samples_per_class: 2, tangling_ratio: 0.5, confidence: 0.5, ..Settings::default() };
     let dec = decompose(&m, &d, &s, &mut |_| true).unwrap();
     let m0 = &dec.modules[0].masks.nodes[&1];
     // u0: active for every concerned sample -> kept and clipped; u1: restored by TI (not clipped).
@@ -143,4 +143,86 @@ proptest! {
             prop_assert_eq!(model_answer, module_answer);
         }
     }
+}
+
+#[test]
+fn robust_mean_drops_outliers() {
+    // median 2.5, MAD 1 → 100 is dropped.
+    assert_eq!(robust_mean(vec![1.0, 2.0, 3.0, 100.0]), 2.0);
+    // MAD 0: plain mean.
+    assert_eq!(robust_mean(vec![1.0, 1.0, 1.0, 5.0]), 2.0);
+    assert_eq!(robust_mean(vec![]), 0.0);
+}
+
+#[test]
+fn removal_caps_and_keeps_near_worst() {
+    let mut d = vec![0.0f32; 20];
+    d[1] = -0.5;
+    d[3] = -0.46;
+    d[2] = -0.2;
+    d[4] = 0.3;
+    // Cap ⌊0.05 · 20⌋ = 1 removes unit 1; unit 3 is within 10 % of the worst.
+    assert_eq!(removal(&d, 0.0, 0.05, true), vec![1, 3]);
+    assert_eq!(removal(&d, 0.0, 0.05, false), vec![1]);
+    assert_eq!(removal(&d, 0.0, 0.5, false), vec![1, 3, 2]);
+    // ReLU rates: only d ≤ −0.5 qualifies.
+    assert_eq!(removal(&d, -0.5, 1.0, false), vec![1]);
+    assert!(removal(&[0.1, 0.2], 0.0, 1.0, true).is_empty());
+}
+
+/// SimpleRNN (tanh) over 3 steps: unit 0 follows feature 0 (class 0's
+/// input), unit 1 feature 1 (class 1's), unit 2 nothing.
+fn tiny_rnn() -> (Model, Dataset) {
+    use crate::model::{Cell, Recurrent};
+    let spec = InputSpec { shape: vec![3, 2], kind: InputKind::Vectors, scale: 1.0, offset: 0.0 };
+    let mut b = ModelBuilder::new("rnn", spec).unwrap();
+    let r = Recurrent {
+        cell: Cell::SimpleRnn,
+        units: 3,
+        kernel: arr2(&[[2.0, 0.0, 0.0], [0.0, 2.0, 0.0]]),
+        recurrent: Array2::zeros((3, 3)),
+        bias: Array1::zeros(3),
+        recurrent_bias: None,
+        activation: Activation::Tanh,
+        recurrent_activation: Activation::Sigmoid,
+        return_sequences: false,
+    };
+    b.push("rnn", Op::Recurrent(Box::new(r))).unwrap();
+    b.push("out", Op::Dense { kernel: arr2(&[[1.0, -1.0], [-1.0, 1.0], [0.5, 0.5]]), bias: arr1(&[0.0, 0.0]), activation: Activation::Softmax }).unwrap();
+    let m = b.finish(vec!["a".into(), "b".into()]).unwrap();
+    let (c0, c1) = ([1.0, 0.0].repeat(3), [0.0, 1.0].repeat(3));
+    let x = [c0.clone(), c1.clone(), c0, c1].concat();
+    (m, dataset(x, vec![0, 1, 0, 1], 6, 2))
+}
+
+#[test]
+fn recurrent_reference_removes_the_unit_of_the_other_class() {
+    let (m, d) = tiny_rnn();
+    for unrolled in [false, true] {
+        let s = Settings { samples_per_class: 2, unrolled, ..Settings::default() };
+        let dec = decompose(&m, &d, &s, &mut |_| true).unwrap();
+        for (c, other) in [(0, 1), (1, 0)] {
+            let keep = &dec.modules[c].masks.nodes[&1].keep;
+            assert_eq!(keep.len(), 9);
+            let removed: Vec<usize> = (0..9).filter(|&i| !keep.contains(i)).collect();
+            assert_eq!(removed, vec![other, 3 + other, 6 + other], "class {c}, unrolled {unrolled}");
+        }
+        // The module still answers its own class: p_c > 0.5 on its samples.
+        let x = d.inputs(&m, &d.train, &[0, 1]);
+        let p0 = concerned_scores(&m, &dec.modules[0], &x, 2, &mut |_, _| true).unwrap();
+        assert!(p0[0] > 0.5 && p0[1] <= 0.5, "{p0:?}");
+        // Unit 1 gone at every step: 2 units × (2 inputs + 2 recurrent) of the
+        // RNN's 6 + 9 weights, plus the head's 2 channeled columns over 2 live inputs of its 6.
+        assert_eq!(kept_weights(&m, &dec.modules[0]), (8.0 + 4.0) / (15.0 + 6.0));
+    }
+}
+
+#[test]
+fn recurrent_paper_mode_keeps_units_active_for_any_sample() {
+    let (m, d) = tiny_rnn();
+    let s = Settings { samples_per_class: 2, recurrent_mode: Mode::Paper, ..Settings::default() };
+    let dec = decompose(&m, &d, &s, &mut |_| true).unwrap();
+    let keep = &dec.modules[0].masks.nodes[&1].keep;
+    // Units 0 and 1 are positive for some sample at every step; unit 2 never.
+    assert_eq!(keep.iter().collect::<Vec<_>>(), vec![0, 1, 3, 4, 6, 7]);
 }

@@ -1,0 +1,106 @@
+//! Concern and tangling identification for recurrent layers (ALGORITHMS.md
+//! §6), from the hidden states of the one recorded pass.
+//!
+//! `reference` (the ICSE'23 authors' code): per unit, the robust mean of |h|
+//! over the concerned samples minus that over the unconcerned ones; the units
+//! with the most negative difference are removed, at most `max_remove` of the
+//! layer (plus any within 10 % of the worst). ReLU layers compare active rates
+//! instead. `paper`: the sign rule of the dense papers — a unit stays when
+//! h > 0 for any concerned or unconcerned sample.
+//!
+//! Rolled modules take the statistic at the last step and remove the same
+//! units at every step; unrolled modules take each step's statistic and
+//! remove per step.
+
+use super::{Mode, Settings};
+use crate::bits::BitSet;
+use crate::model::{Activation, Model, NodeId, Op, Recording, UnitMask};
+
+/// The mask (`T × U`, step-major) of recurrent node `node` for one module.
+pub fn recurrent_mask(model: &Model, node: NodeId, rec: &Recording, k: usize, concerned: &BitSet, unconcerned: &BitSet, s: &Settings) -> UnitMask {
+    let Op::Recurrent(r) = &model.nodes[node].op else { unreachable!("recurrent_mask on a {}", model.nodes[node].op.kind()) };
+    let (steps, u) = (model.steps(node), r.units);
+    let unrolled = s.unrolled;
+    let mut keep = BitSet::full(steps * u);
+    let step_keep = |t: usize| -> Vec<bool> {
+        match s.recurrent_mode {
+            Mode::Paper => {
+                let mut both = concerned.clone();
+                both.union_with(unconcerned);
+                (0..u).map(|n| rec.bits[k].row_meets(t * u + n, &both)).collect()
+            }
+            Mode::Reference => {
+                let states = &rec.states[&node];
+                let column = |set: &BitSet, n: usize| -> Vec<f32> { set.iter().map(|i| states[(i * steps + t) * u + n]).collect() };
+                let d: Vec<f32> = if r.activation == Activation::Relu {
+                    let rate = |v: Vec<f32>| v.iter().filter(|&&x| x > 0.0).count() as f32 / v.len().max(1) as f32;
+                    (0..u).map(|n| rate(column(concerned, n)) - rate(column(unconcerned, n))).collect()
+                } else {
+                    let mean = |v: Vec<f32>| robust_mean(v.into_iter().map(f32::abs).collect());
+                    (0..u).map(|n| mean(column(concerned, n)) - mean(column(unconcerned, n))).collect()
+                };
+                let threshold = if r.activation == Activation::Relu { -0.5 } else { 0.0 };
+                let removed = removal(&d, threshold, s.max_remove, r.activation != Activation::Relu);
+                (0..u).map(|n| !removed.contains(&n)).collect()
+            }
+        }
+    };
+    if unrolled {
+        for t in 0..steps {
+            for (n, kept) in step_keep(t).into_iter().enumerate() {
+                if !kept {
+                    keep.remove(t * u + n);
+                }
+            }
+        }
+    } else {
+        let last = step_keep(steps - 1);
+        for t in 0..steps {
+            for (n, &kept) in last.iter().enumerate() {
+                if !kept {
+                    keep.remove(t * u + n);
+                }
+            }
+        }
+    }
+    UnitMask { keep, clip_negative: None }
+}
+
+/// Units to remove given each unit's difference `d` (concerned − unconcerned):
+/// those with `d` below `threshold` (`d < 0`; ReLU rates: `d ≤ −0.5`), most
+/// negative first, at most `⌊max_remove · U⌋` of them; with `near_worst`, also
+/// any further unit within 10 % of the worst difference (the authors' code).
+pub fn removal(d: &[f32], threshold: f32, max_remove: f32, near_worst: bool) -> Vec<usize> {
+    let mut cand: Vec<usize> = (0..d.len()).filter(|&n| if threshold < 0.0 { d[n] <= threshold } else { d[n] < threshold }).collect();
+    cand.sort_by(|&a, &b| d[a].total_cmp(&d[b]).then(a.cmp(&b)));
+    let cap = (max_remove * d.len() as f32).floor() as usize;
+    let Some(&worst) = cand.first() else { return vec![] };
+    let worst = d[worst];
+    cand.iter()
+        .enumerate()
+        .filter(|&(i, &n)| i < cap || (near_worst && d[n] <= 0.9 * worst))
+        .map(|(_, &n)| n)
+        .collect()
+}
+
+/// Mean of the values whose |x − median| / MAD < 2 (the authors' robust
+/// mean). With MAD = 0 (at least half the values equal) the plain mean is
+/// used — the code's division would give no finite answer there.
+pub fn robust_mean(mut v: Vec<f32>) -> f32 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    let med = median(&mut v.clone());
+    let mut dev: Vec<f32> = v.iter().map(|x| (x - med).abs()).collect();
+    let mad = median(&mut dev);
+    if mad > 0.0 {
+        v.retain(|x| (x - med).abs() / mad < 2.0);
+    }
+    v.iter().map(|&x| x as f64).sum::<f64>() as f32 / v.len().max(1) as f32
+}
+
+fn median(v: &mut [f32]) -> f32 {
+    v.sort_by(f32::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 { v[n / 2] } else { 0.5 * (v[n / 2 - 1] + v[n / 2]) }
+}
