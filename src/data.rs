@@ -27,6 +27,9 @@ pub struct Dataset {
     /// Per-sample shape as stored (e.g. `[28, 28]`); models may add a channel axis.
     pub sample_shape: Vec<usize>,
     pub class_names: Vec<String>,
+    /// Text data sets: the string of each token id (id 0 padding, id 1
+    /// unknown), from the `.npz` key `vocab` (UTF-8 JSON bytes).
+    pub vocab: Option<Vec<String>>,
     pub train: Split,
     pub test: Split,
 }
@@ -56,18 +59,47 @@ impl Dataset {
             return Err(Error::shape("x_test samples", format!("{shape:?} like x_train"), format!("{test_shape:?}")));
         }
         let classes = train.y.iter().chain(&test.y).max().map_or(0, |m| *m as usize + 1);
-        let class_names = match arrays.get("class_names") {
-            Some(a) => {
-                let bytes: Vec<u8> = a.to_f32().iter().map(|&b| b as u8).collect();
-                let names: Vec<String> = serde_json::from_slice(&bytes).map_err(|e| Error::format("npz", format!("class_names is not a JSON list of strings: {e}")))?;
-                if names.len() < classes {
-                    return Err(Error::shape("class_names", format!("at least {classes} names"), names.len()));
-                }
-                names
-            }
+        let strings = |key: &str| -> Result<Option<Vec<String>>> {
+            let Some(a) = arrays.get(key) else { return Ok(None) };
+            let bytes: Vec<u8> = a.to_f32().iter().map(|&b| b as u8).collect();
+            serde_json::from_slice(&bytes).map(Some).map_err(|e| Error::format("npz", format!("{key} is not a JSON list of strings: {e}")))
+        };
+        let class_names = match strings("class_names")? {
+            Some(names) if names.len() < classes => return Err(Error::shape("class_names", format!("at least {classes} names"), names.len())),
+            Some(names) => names,
             None => (0..classes).map(|c| c.to_string()).collect(),
         };
-        Ok(Dataset { name: name.into(), sample_shape: shape, class_names, train, test })
+        let vocab = strings("vocab")?;
+        if let Some(v) = &vocab {
+            let top = train.x.iter().chain(&test.x).fold(0f32, |m, &x| m.max(x));
+            if v.len() < 2 || top >= v.len() as f32 {
+                return Err(Error::shape("vocab", format!("at least {} entries (the largest token id is {top})", (top as usize + 1).max(2)), v.len()));
+            }
+        }
+        Ok(Dataset { name: name.into(), sample_shape: shape, class_names, vocab, train, test })
+    }
+
+    /// Token ids for `text` as the data set's windows were made: lowercase,
+    /// whitespace collapsed, unknown characters as id 1, repeated (space
+    /// separated) or cut to the sequence length — the training windows are
+    /// cut from running text, so repetition is closer to them than padding.
+    pub fn encode_text(&self, text: &str) -> Result<Vec<f32>> {
+        let vocab = self.vocab.as_ref().ok_or_else(|| Error::invalid(format!("data set '{}' is not text (it has no vocabulary)", self.name)))?;
+        let words: Vec<&str> = text.split_whitespace().collect();
+        if words.is_empty() {
+            return Err(Error::invalid("type some text first"));
+        }
+        let clean = words.join(" ").to_lowercase();
+        let len = self.sample_len();
+        let ids: Vec<f32> = clean
+            .chars()
+            .map(|ch| {
+                let mut buf = [0u8; 4];
+                vocab.iter().skip(2).position(|v| v == ch.encode_utf8(&mut buf)).map_or(1.0, |i| (i + 2) as f32)
+            })
+            .collect();
+        let space = vocab.iter().position(|v| v == " ").map_or(1.0, |i| i as f32);
+        Ok(ids.iter().copied().chain(std::iter::once(space)).cycle().take(len.max(1)).collect())
     }
 
     /// Checks that `model` can read this data set's samples.

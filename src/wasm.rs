@@ -87,6 +87,12 @@ impl Session {
         engine(self.wb.try_input(&picks, raw))
     }
 
+    /// Token ids for typed text in a text data set's vocabulary.
+    #[wasm_bindgen(js_name = encodeText)]
+    pub fn encode_text(&self, dataset: usize, text: &str) -> Result<JsValue, JsError> {
+        engine(self.wb.encode_text(dataset, text))
+    }
+
     /// Benchmark figures for a loaded model (see `bench::bench_model`), timed with `Date.now()`.
     pub fn bench(&self, model: usize) -> Result<JsValue, JsError> {
         engine(self.wb.bench(model, &|| js_sys::Date::now() / 1000.0))

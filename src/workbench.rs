@@ -26,6 +26,8 @@ pub struct DatasetInfo {
     pub name: String,
     pub sample_shape: Vec<usize>,
     pub class_names: Vec<String>,
+    /// Text data sets: the string of each token id.
+    pub vocab: Option<Vec<String>>,
     pub train: usize,
     pub test: usize,
 }
@@ -154,7 +156,15 @@ impl Workbench {
 
     pub fn dataset_info(&self, id: DatasetId) -> DatasetInfo {
         let d = &self.datasets[id];
-        DatasetInfo { id, name: d.name.clone(), sample_shape: d.sample_shape.clone(), class_names: d.class_names.clone(), train: d.train.len(), test: d.test.len() }
+        DatasetInfo {
+            id,
+            name: d.name.clone(),
+            sample_shape: d.sample_shape.clone(),
+            class_names: d.class_names.clone(),
+            vocab: d.vocab.clone(),
+            train: d.train.len(),
+            test: d.test.len(),
+        }
     }
 
     /// Loads a model file and evaluates it on `dataset`'s test split. u8-range
@@ -271,6 +281,12 @@ impl Workbench {
         }
         let answer = argmax(&scores);
         Ok(TryResult { scores, answer })
+    }
+
+    /// Token ids (raw input for [`Self::try_input`]) for typed text, with
+    /// data set `dataset`'s vocabulary.
+    pub fn encode_text(&self, dataset: DatasetId, text: &str) -> Result<Vec<f32>> {
+        self.datasets.get(dataset).ok_or_else(|| Error::invalid(format!("no data set {dataset}")))?.encode_text(text)
     }
 
     /// The global class id of class `class` of model `model`'s data set.

@@ -9,7 +9,7 @@ use crate::model::{Activation, InputKind, InputSpec, ModelBuilder};
 
 fn dataset(x: Vec<f32>, y: Vec<u32>, features: usize, classes: usize) -> Dataset {
     let split = Split { x, y };
-    Dataset { name: "t".into(), sample_shape: vec![features], class_names: (0..classes).map(|c| c.to_string()).collect(), train: split.clone(), test: split }
+    Dataset { name: "t".into(), sample_shape: vec![features], class_names: (0..classes).map(|c| c.to_string()).collect(), vocab: None, train: split.clone(), test: split }
 }
 
 fn mlp(w1: Array2<f32>, b1: Array1<f32>, w2: Array2<f32>, b2: Array1<f32>) -> Model {
