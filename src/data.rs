@@ -9,12 +9,17 @@ use crate::model::Model;
 pub struct Split {
     /// `len × sample_len` raw values, row-major.
     pub x: Vec<f32>,
+    /// `len × steps` labels: one per sample, or one per time step for
+    /// many-to-many tasks. An evaluation *item* is one label.
     pub y: Vec<u32>,
+    /// Labels per sample (1, or the sequence length).
+    pub steps: usize,
 }
 
 impl Split {
+    /// Samples (sequences).
     pub fn len(&self) -> usize {
-        self.y.len()
+        self.y.len() / self.steps.max(1)
     }
     pub fn is_empty(&self) -> bool {
         self.y.is_empty()
@@ -47,16 +52,22 @@ impl Dataset {
         let split = |xk: &str, yk: &str| -> Result<(Vec<usize>, Split)> {
             let (x, y) = (get(xk)?, get(yk)?);
             let n = *x.shape.first().ok_or_else(|| Error::format("npz", format!("'{xk}' is a scalar")))?;
-            let y = y.to_labels()?;
-            if y.len() != n {
-                return Err(Error::shape(format!("'{yk}'"), format!("{n} labels (one per row of '{xk}')"), y.len()));
+            if y.shape.first() != Some(&n) || y.shape.len() > 2 {
+                return Err(Error::shape(format!("'{yk}'"), format!("{n} labels, or {n} rows of per-step labels (one per row of '{xk}')"), format!("{:?}", y.shape)));
             }
-            Ok((x.shape[1..].to_vec(), Split { x: x.to_f32(), y }))
+            let steps = y.shape.get(1).copied().unwrap_or(1);
+            if steps == 0 {
+                return Err(Error::shape(format!("'{yk}'"), "at least one label per sample", format!("{:?}", y.shape)));
+            }
+            Ok((x.shape[1..].to_vec(), Split { x: x.to_f32(), y: y.to_labels()?, steps }))
         };
         let (shape, train) = split("x_train", "y_train")?;
         let (test_shape, test) = split("x_test", "y_test")?;
         if shape != test_shape {
             return Err(Error::shape("x_test samples", format!("{shape:?} like x_train"), format!("{test_shape:?}")));
+        }
+        if train.steps != test.steps {
+            return Err(Error::shape("y_test labels per sample", train.steps, test.steps));
         }
         let classes = train.y.iter().chain(&test.y).max().map_or(0, |m| *m as usize + 1);
         let strings = |key: &str| -> Result<Option<Vec<String>>> {
@@ -109,6 +120,13 @@ impl Dataset {
                 format!("data set '{}' for model '{}'", self.name, model.name),
                 format!("samples of shape {:?}", model.input.shape),
                 format!("{:?}", self.sample_shape),
+            ));
+        }
+        if self.train.steps != model.out_steps() {
+            return Err(Error::shape(
+                format!("labels per sample of data set '{}' for model '{}'", self.name, model.name),
+                format!("{} (the model's outputs per sample)", model.out_steps()),
+                self.train.steps,
             ));
         }
         if self.class_names.len() > model.classes() {

@@ -57,6 +57,20 @@ fn all_picks(wb: &Workbench, id: usize) -> Vec<Pick> {
     (0..wb.model_info(id).class_names.len()).map(|class| Pick { model: id, class }).collect()
 }
 
+/// The techniques compared for a model: both readings for dense/conv layers;
+/// for recurrent layers the authors' statistic rolled and unrolled, and the sign rule.
+fn techniques(recurrent: bool) -> Vec<(String, Settings)> {
+    if recurrent {
+        vec![
+            ("reference, rolled".into(), Settings::default()),
+            ("reference, unrolled".into(), Settings { unrolled: true, ..Settings::default() }),
+            ("paper (sign rule), rolled".into(), Settings { recurrent_mode: Mode::Paper, ..Settings::default() }),
+        ]
+    } else {
+        [Mode::Paper, Mode::Reference].into_iter().map(|mode| (format!("{mode:?}").to_lowercase(), Settings { mode, ..Settings::default() })).collect()
+    }
+}
+
 fn mean(v: impl Iterator<Item = f32>) -> f32 {
     let (s, n) = v.fold((0.0, 0), |(s, n), x| (s + x, n + 1));
     s / n.max(1) as f32
@@ -73,10 +87,9 @@ pub fn fidelity_markdown(cat: &Catalog, read: &dyn Fn(&str) -> Result<Vec<u8>>, 
     writeln!(w, "| model | mode | model acc. | composed top-1 | Δ | composed top-5 | mean module acc. | mean Jaccard | mean kept weights | time (s) |").unwrap();
     writeln!(w, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|").unwrap();
     for (m, &id) in cat.models.iter().zip(&ids) {
-        for mode in [Mode::Paper, Mode::Reference] {
+        for (mode_name, settings) in techniques(wb.model_info(id).recurrent) {
             let t = clock();
-            let mode_name = format!("{mode:?}").to_lowercase();
-            let dec = match wb.decompose(id, &Settings { mode, ..Settings::default() }, &mut |_| true) {
+            let dec = match wb.decompose(id, &settings, &mut |_| true) {
                 Ok(dec) => dec,
                 Err(e) => {
                     writeln!(w, "| {} | {mode_name} | {:.4} | not decomposable: {e} |||||||", m.title, wb.model_info(id).accuracy).unwrap();

@@ -76,8 +76,9 @@ impl Session {
         struct Sample {
             pixels: Vec<f32>,
             label: u32,
+            labels: Vec<u32>,
         }
-        engine(self.wb.test_sample(dataset, index).map(|(pixels, label)| Sample { pixels, label }))
+        engine(self.wb.test_sample(dataset, index).map(|(pixels, labels)| Sample { pixels, label: labels[0], labels }))
     }
 
     /// Scores one raw input with the picked modules: `{scores, answer}`.

@@ -51,6 +51,10 @@ pub struct ModelInfo {
     pub class_names: Vec<String>,
     /// Test accuracy on its data set, computed by this engine.
     pub accuracy: f32,
+    /// What the input is (image, tokens, vectors): the page picks its "try it" panel by it.
+    pub input_kind: InputKind,
+    /// Has recurrent layers (their decomposition settings apply).
+    pub recurrent: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -83,8 +87,12 @@ pub struct DecompositionInfo {
 /// composed answer (index into `picks`).
 #[derive(Debug, Clone, Serialize)]
 pub struct TryResult {
+    /// Each picked module's concerned probability (per-step models: at the last step).
     pub scores: Vec<f32>,
+    /// Index into the picks of the winning module (per-step: at the last step).
     pub answer: usize,
+    /// Per-step models only: the winning pick at every step.
+    pub step_answers: Vec<usize>,
 }
 
 /// Which module to use for a class: module `class` of model `model`.
@@ -181,7 +189,7 @@ impl Workbench {
         let out = forward(&model, &test_inputs(&model, d), d.test.len(), None, false, &mut |_, _| true)?;
         let c = model.classes();
         let correct = out.probs.chunks_exact(c).zip(&d.test.y).filter(|(p, y)| argmax(p) == **y as usize).count();
-        let accuracy = correct as f32 / d.test.len().max(1) as f32;
+        let accuracy = correct as f32 / d.test.y.len().max(1) as f32;
         self.models.push(ModelEntry { model, dataset, accuracy, test_probs: out.probs, decomposition: None, scores: vec![], infos: vec![] });
         Ok(self.model_info(self.models.len() - 1))
     }
@@ -200,7 +208,17 @@ impl Workbench {
                 activation: n.op.activation().filter(|_| !matches!(n.op, Op::Activation(_))).map(|a| format!("{a:?}").to_lowercase()),
             })
             .collect();
-        ModelInfo { id, name: e.model.name.clone(), dataset: e.dataset, params: e.model.params(), layers, class_names: e.model.class_names.clone(), accuracy: e.accuracy }
+        ModelInfo {
+            id,
+            name: e.model.name.clone(),
+            dataset: e.dataset,
+            params: e.model.params(),
+            layers,
+            class_names: e.model.class_names.clone(),
+            accuracy: e.accuracy,
+            input_kind: e.model.input.kind,
+            recurrent: e.model.is_recurrent(),
+        }
     }
 
     fn entry(&self, id: ModelId) -> Result<&ModelEntry> {
@@ -249,14 +267,16 @@ impl Workbench {
         Ok(info)
     }
 
-    /// Raw values of test sample `index` of data set `d` (for the page's sample strip).
-    pub fn test_sample(&self, d: DatasetId, index: usize) -> Result<(Vec<f32>, u32)> {
+    /// Raw values and label(s) of test sample `index` of data set `d` (for
+    /// the page's sample strip): one label, or one per step.
+    pub fn test_sample(&self, d: DatasetId, index: usize) -> Result<(Vec<f32>, Vec<u32>)> {
         let data = self.datasets.get(d).ok_or_else(|| Error::invalid(format!("no data set {d}")))?;
         if index >= data.test.len() {
             return Err(Error::invalid(format!("data set '{}' has {} test samples, not {}", data.name, data.test.len(), index + 1)));
         }
         let len = data.sample_len();
-        Ok((data.test.x[index * len..(index + 1) * len].to_vec(), data.test.y[index]))
+        let steps = data.test.steps;
+        Ok((data.test.x[index * len..(index + 1) * len].to_vec(), data.test.y[index * steps..(index + 1) * steps].to_vec()))
     }
 
     /// Scores one raw input (same range as the data, e.g. pixels 0–255) with
@@ -265,7 +285,7 @@ impl Workbench {
         if picks.is_empty() {
             return Err(Error::invalid("select at least one module to compose"));
         }
-        let mut scores = Vec::with_capacity(picks.len());
+        let mut rows = Vec::with_capacity(picks.len());
         for p in picks {
             let e = self.entry(p.model)?;
             let dec = e.decomposition.as_ref().ok_or_else(|| Error::invalid(format!("model '{}' is not decomposed yet", e.model.name)))?;
@@ -277,10 +297,13 @@ impl Workbench {
                 return Err(Error::invalid("the input contains NaN or infinite values"));
             }
             let x: Vec<f32> = raw.iter().map(|v| v * e.model.input.scale + e.model.input.offset).collect();
-            scores.push(concerned_scores(&e.model, m, &x, 1, &mut |_, _| true)?[0]);
+            rows.push(concerned_scores(&e.model, m, &x, 1, &mut |_, _| true)?);
         }
-        let answer = argmax(&scores);
-        Ok(TryResult { scores, answer })
+        let steps = rows.iter().map(Vec::len).min().unwrap_or(1);
+        let at = |t: usize| rows.iter().map(|r| r[t]).collect::<Vec<f32>>();
+        let step_answers = if steps > 1 { (0..steps).map(|t| argmax(&at(t))).collect() } else { vec![] };
+        let scores = at(steps - 1);
+        Ok(TryResult { answer: argmax(&scores), scores, step_answers })
     }
 
     /// Token ids (raw input for [`Self::try_input`]) for typed text, with

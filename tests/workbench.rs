@@ -97,7 +97,7 @@ fn try_input_scores_one_sample_like_the_composition() {
         let (x, y) = wb.test_sample(0, i).unwrap();
         let t = wb.try_input(&picks, &x).unwrap();
         assert_eq!(t.scores.len(), 10);
-        confusion[y as usize][t.answer] += 1;
+        confusion[y[0] as usize][t.answer] += 1;
     }
     assert_eq!(confusion, r.composition.confusion);
     assert!(wb.try_input(&picks, &[0.0; 10]).is_err());

@@ -26,9 +26,18 @@ struct ModelData {
 
 #[derive(clap::Args)]
 struct DecomposeOpts {
-    /// Which reading of the papers: paper (union of activity) or reference (the authors' code)
+    /// Dense/conv layers: which reading of the papers: paper (union of activity) or reference (the authors' code)
     #[arg(long, default_value = "paper", value_parser = ["paper", "reference"])]
     mode: String,
+    /// Recurrent layers: reference (robust-mean statistic, capped removal) or paper (sign rule)
+    #[arg(long, default_value = "reference", value_parser = ["paper", "reference"])]
+    recurrent_mode: String,
+    /// Recurrent layers: prune each time step separately (unrolled) instead of one set for all steps
+    #[arg(long)]
+    unrolled: bool,
+    /// Recurrent reference mode: largest share of a layer's units a module removes
+    #[arg(long, default_value_t = Settings::default().max_remove)]
+    max_remove: f32,
     /// Concerned samples per module
     #[arg(long, default_value_t = Settings::default().samples_per_class)]
     samples: usize,
@@ -39,8 +48,16 @@ struct DecomposeOpts {
 
 impl DecomposeOpts {
     fn settings(&self) -> Settings {
-        let mode = if self.mode == "reference" { Mode::Reference } else { Mode::Paper };
-        Settings { mode, samples_per_class: self.samples, tangling_ratio: self.tangling_ratio, ..Settings::default() }
+        let mode = |m: &str| if m == "reference" { Mode::Reference } else { Mode::Paper };
+        Settings {
+            mode: mode(&self.mode),
+            recurrent_mode: mode(&self.recurrent_mode),
+            unrolled: self.unrolled,
+            max_remove: self.max_remove,
+            samples_per_class: self.samples,
+            tangling_ratio: self.tangling_ratio,
+            ..Settings::default()
+        }
     }
 }
 

@@ -152,11 +152,15 @@ pub fn decompose(model: &Model, data: &Dataset, settings: &Settings, progress: &
     let n = rows.len();
     let out = forward(model, &x, n, None, true, &mut |done, total| progress(0.9 * done as f32 / total as f32))?;
     let rec = out.recording.expect("recording was requested");
-    let labels: Vec<usize> = rows.iter().map(|&r| data.train.y[r] as usize).collect();
+    // One label per item: a sample, or a (sequence, step) pair for per-step tasks.
+    let steps = data.train.steps;
+    let labels: Vec<usize> = rows.iter().flat_map(|&r| data.train.y[r * steps..(r + 1) * steps].iter().map(|&y| y as usize)).collect();
 
     let mut modules = Vec::with_capacity(classes);
     for c in 0..classes {
-        let (concerned, unconcerned) = if model.is_recurrent() && settings.recurrent_mode == Mode::Reference {
+        let (concerned, unconcerned) = if steps > 1 {
+            step_sample_sets(c, &labels)?
+        } else if model.is_recurrent() && settings.recurrent_mode == Mode::Reference {
             recurrent_sample_sets(c, &labels, settings.samples_per_class)?
         } else {
             sample_sets(c, &labels, &out.probs, model.classes(), settings)?
@@ -171,9 +175,39 @@ pub fn decompose(model: &Model, data: &Dataset, settings: &Settings, progress: &
     Ok(Decomposition { settings: settings.clone(), modules, recorded_samples: n })
 }
 
-/// The rows of the one recorded pass: the first `e` training samples of every class.
+/// The rows of the one recorded pass: the first `e` training samples of
+/// every class; for per-step labels, the first sequences until every class
+/// occurs in `e` of them.
 pub fn decomposition_rows(data: &Dataset, e: usize) -> Vec<usize> {
-    first_per_class(data.train.y.iter().map(|&y| y as usize), data.class_names.len(), e, |_| true)
+    let steps = data.train.steps;
+    if steps == 1 {
+        return first_per_class(data.train.y.iter().map(|&y| y as usize), data.class_names.len(), e, |_| true);
+    }
+    let mut seen = vec![0usize; data.class_names.len()];
+    (0..data.train.len())
+        .filter(|&r| {
+            let mut present: Vec<usize> = data.train.y[r * steps..(r + 1) * steps].iter().map(|&y| y as usize).filter(|&y| y < seen.len()).collect();
+            present.sort_unstable();
+            present.dedup();
+            let wanted = present.iter().any(|&y| seen[y] < e);
+            if wanted {
+                present.iter().for_each(|&y| seen[y] += 1);
+            }
+            wanted
+        })
+        .collect()
+}
+
+/// Per-step tasks: every (sequence, step) item labelled `c` is concerned,
+/// every other item unconcerned — a per-step statistic needs them all (a
+/// deviation from the per-sample caps, documented in docs/ALGORITHMS.md).
+fn step_sample_sets(c: usize, labels: &[usize]) -> Result<(BitSet, BitSet)> {
+    let n = labels.len();
+    let concerned = BitSet::from_indices(n, (0..n).filter(|&i| labels[i] == c));
+    if concerned.count() == 0 {
+        return Err(Error::invalid(format!("class {c} labels no training step to decompose with")));
+    }
+    Ok((concerned, BitSet::from_indices(n, (0..n).filter(|&i| labels[i] != c))))
 }
 
 /// Indices of the first `per_class` items of each class (in order) that pass `keep`.
@@ -228,12 +262,19 @@ fn recurrent_sample_sets(c: usize, labels: &[usize], e: usize) -> Result<(BitSet
 /// CI + TI for one module, as bit-row operations (and, for recurrent layers,
 /// statistics of the recorded states).
 pub fn module_masks(model: &Model, rec: &Recording, concerned: &BitSet, unconcerned: &BitSet, settings: &Settings) -> Masks {
-    let mut both = concerned.clone();
-    both.union_with(unconcerned);
     let mut masks = Masks::default();
-    for (k, (&node, bits)) in rec.nodes.iter().zip(&rec.bits).enumerate() {
+    for (k, &node) in rec.nodes.iter().enumerate() {
         if matches!(model.nodes[node].op, Op::Recurrent(_)) {
             masks.nodes.insert(node, recurrent::recurrent_mask(model, node, rec, k, concerned, unconcerned, settings));
+        }
+    }
+    // Activity bits are per sample; per-step items count for their sequence.
+    let rows = rec.bits.first().map_or(concerned.len(), |b| b.cols());
+    let (concerned, unconcerned) = (&per_row(concerned, rows), &per_row(unconcerned, rows));
+    let mut both = concerned.clone();
+    both.union_with(unconcerned);
+    for (&node, bits) in rec.nodes.iter().zip(&rec.bits) {
+        if matches!(model.nodes[node].op, Op::Recurrent(_)) {
             continue;
         }
         let units = bits.rows();
@@ -260,6 +301,15 @@ pub fn module_masks(model: &Model, rec: &Recording, concerned: &BitSet, unconcer
         masks.nodes.insert(node, mask);
     }
     masks
+}
+
+/// Items (`rows × steps`, step-minor) → the rows holding any of them.
+fn per_row(items: &BitSet, rows: usize) -> BitSet {
+    if items.len() == rows {
+        return items.clone();
+    }
+    let steps = items.len() / rows.max(1);
+    BitSet::from_indices(rows, items.iter().map(|i| i / steps.max(1)))
 }
 
 /// Is `node` a Dense layer whose own weights the reference mode may clip?

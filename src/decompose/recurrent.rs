@@ -17,51 +17,51 @@ use crate::bits::BitSet;
 use crate::model::{Activation, Model, NodeId, Op, Recording, UnitMask};
 
 /// The mask (`T × U`, step-major) of recurrent node `node` for one module.
+/// `concerned` / `unconcerned` are items: samples, or (sequence, step) pairs
+/// (step-minor) for per-step tasks, whose statistic is taken at their step.
 pub fn recurrent_mask(model: &Model, node: NodeId, rec: &Recording, k: usize, concerned: &BitSet, unconcerned: &BitSet, s: &Settings) -> UnitMask {
     let Op::Recurrent(r) = &model.nodes[node].op else { unreachable!("recurrent_mask on a {}", model.nodes[node].op.kind()) };
     let (steps, u) = (model.steps(node), r.units);
-    let unrolled = s.unrolled;
-    let mut keep = BitSet::full(steps * u);
-    let step_keep = |t: usize| -> Vec<bool> {
+    let rows = rec.bits[k].cols();
+    let per_step = concerned.len() > rows;
+    // (row, step) pairs whose state counts: at step `t`, or (rolled) at the
+    // last step for per-sample labels / at each item's own step for per-step labels.
+    let pairs = |set: &BitSet, t: Option<usize>| -> Vec<(usize, usize)> {
+        if per_step {
+            set.iter().map(|i| (i / steps, i % steps)).filter(|&(_, st)| t.is_none_or(|t| t == st)).collect()
+        } else {
+            let st = t.unwrap_or(steps - 1);
+            set.iter().map(|i| (i, st)).collect()
+        }
+    };
+    let keep_at = |t: Option<usize>| -> Vec<bool> {
+        let (pos, neg) = (pairs(concerned, t), pairs(unconcerned, t));
         match s.recurrent_mode {
-            Mode::Paper => {
-                let mut both = concerned.clone();
-                both.union_with(unconcerned);
-                (0..u).map(|n| rec.bits[k].row_meets(t * u + n, &both)).collect()
-            }
+            Mode::Paper => (0..u).map(|n| pos.iter().chain(&neg).any(|&(row, st)| rec.bits[k].get(st * u + n, row))).collect(),
             Mode::Reference => {
                 let states = &rec.states[&node];
-                let column = |set: &BitSet, n: usize| -> Vec<f32> { set.iter().map(|i| states[(i * steps + t) * u + n]).collect() };
-                let d: Vec<f32> = if r.activation == Activation::Relu {
+                let column = |p: &[(usize, usize)], n: usize| -> Vec<f32> { p.iter().map(|&(row, st)| states[(row * steps + st) * u + n]).collect() };
+                let relu = r.activation == Activation::Relu;
+                let d: Vec<f32> = if relu {
                     let rate = |v: Vec<f32>| v.iter().filter(|&&x| x > 0.0).count() as f32 / v.len().max(1) as f32;
-                    (0..u).map(|n| rate(column(concerned, n)) - rate(column(unconcerned, n))).collect()
+                    (0..u).map(|n| rate(column(&pos, n)) - rate(column(&neg, n))).collect()
                 } else {
                     let mean = |v: Vec<f32>| robust_mean(v.into_iter().map(f32::abs).collect());
-                    (0..u).map(|n| mean(column(concerned, n)) - mean(column(unconcerned, n))).collect()
+                    (0..u).map(|n| mean(column(&pos, n)) - mean(column(&neg, n))).collect()
                 };
-                let threshold = if r.activation == Activation::Relu { -0.5 } else { 0.0 };
-                let removed = removal(&d, threshold, s.max_remove, r.activation != Activation::Relu);
+                let removed = removal(&d, if relu { -0.5 } else { 0.0 }, s.max_remove, !relu);
                 (0..u).map(|n| !removed.contains(&n)).collect()
             }
         }
     };
-    if unrolled {
-        for t in 0..steps {
-            for (n, kept) in step_keep(t).into_iter().enumerate() {
-                if !kept {
-                    keep.remove(t * u + n);
-                }
-            }
-        }
-    } else {
-        let last = step_keep(steps - 1);
-        for t in 0..steps {
-            for (n, &kept) in last.iter().enumerate() {
-                if !kept {
-                    keep.remove(t * u + n);
-                }
-            }
-        }
+    let mut keep = BitSet::full(steps * u);
+    let rolled = (!s.unrolled).then(|| keep_at(None));
+    for t in 0..steps {
+        let kept = match &rolled {
+            Some(k) => k.clone(),
+            None => keep_at(Some(t)),
+        };
+        kept.iter().enumerate().filter(|(_, k)| !**k).for_each(|(n, _)| keep.remove(t * u + n));
     }
     UnitMask { keep, clip_negative: None }
 }

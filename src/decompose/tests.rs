@@ -8,7 +8,7 @@ use crate::data::Split;
 use crate::model::{Activation, InputKind, InputSpec, ModelBuilder};
 
 fn dataset(x: Vec<f32>, y: Vec<u32>, features: usize, classes: usize) -> Dataset {
-    let split = Split { x, y };
+    let split = Split { x, y, steps: 1 };
     Dataset { name: "t".into(), sample_shape: vec![features], class_names: (0..classes).map(|c| c.to_string()).collect(), vocab: None, train: split.clone(), test: split }
 }
 

@@ -65,20 +65,22 @@ impl ModelBuilder {
         self.add(name, op, &[last])
     }
 
-    /// Finishes the model: the last node must produce one value per class, and
-    /// its logits must come from a Dense layer (possibly followed by a separate
+    /// Finishes the model: the last node must produce one value per class (or
+    /// per step and class, `[T, C]`, for many-to-many tasks), and its logits
+    /// must come from a Dense layer (possibly followed by a separate
     /// softmax/linear Activation), which the channeled module head needs.
     pub fn finish(self, class_names: Vec<String>) -> Result<Model> {
         let out = self.nodes.len() - 1;
         let shape = &self.nodes[out].shape;
-        if shape.len() != 1 {
-            return Err(Error::shape("model output", "one value per class (a vector)", format!("{shape:?}")));
+        if shape.len() > 2 {
+            return Err(Error::shape("model output", "one value per class, or per time step and class ([T, C])", format!("{shape:?}")));
         }
-        if shape[0] < 2 {
-            return Err(Error::invalid(format!("a classifier needs at least 2 classes; the output has {}", shape[0])));
+        let classes = shape[shape.len() - 1];
+        if classes < 2 {
+            return Err(Error::invalid(format!("a classifier needs at least 2 classes; the output has {classes}")));
         }
-        if class_names.len() != shape[0] {
-            return Err(Error::shape("class names", shape[0], class_names.len()));
+        if class_names.len() != classes {
+            return Err(Error::shape("class names", classes, class_names.len()));
         }
         let head = match &self.nodes[out].op {
             Op::Dense { .. } => out,

@@ -71,7 +71,8 @@ pub fn forward(
     if x.len() != n * in_len {
         return Err(Error::shape("model input", format!("{n} × {in_len} = {} values", n * in_len), x.len()));
     }
-    let c = model.classes();
+    // Outputs per sample: classes, or steps × classes for a per-step head.
+    let c = model.nodes[model.head].len();
     let tracked = if record { model.tracked() } else { vec![] };
     let mut bits: Vec<BitMatrix> = tracked.iter().map(|&t| BitMatrix::new(model.units(t), n)).collect();
     let mut states: BTreeMap<NodeId, Vec<f32>> =

@@ -208,6 +208,10 @@ impl Model {
     pub fn classes(&self) -> usize {
         self.class_names.len()
     }
+    /// Classified items per sample: 1, or T for a per-step (many-to-many) head.
+    pub fn out_steps(&self) -> usize {
+        self.nodes[self.head].len() / self.classes()
+    }
     pub fn input_len(&self) -> usize {
         self.input.shape.iter().product()
     }
