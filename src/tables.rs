@@ -60,15 +60,16 @@ fn all_picks(wb: &Workbench, id: usize) -> Vec<Pick> {
 /// The techniques compared for a model: both readings for dense/conv layers;
 /// for recurrent layers the authors' statistic rolled and unrolled, and the sign rule.
 fn techniques(recurrent: bool) -> Vec<(String, Settings)> {
-    if recurrent {
+    let variants = if recurrent {
         vec![
-            ("reference, rolled".into(), Settings::default()),
-            ("reference, unrolled".into(), Settings { unrolled: true, ..Settings::default() }),
-            ("paper (sign rule), rolled".into(), Settings { recurrent_mode: Mode::Paper, ..Settings::default() }),
+            Settings::default(),
+            Settings { unrolled: true, ..Settings::default() },
+            Settings { recurrent_mode: Mode::Paper, ..Settings::default() },
         ]
     } else {
-        [Mode::Paper, Mode::Reference].into_iter().map(|mode| (format!("{mode:?}").to_lowercase(), Settings { mode, ..Settings::default() })).collect()
-    }
+        [Mode::Paper, Mode::Reference].into_iter().map(|mode| Settings { mode, ..Settings::default() }).collect()
+    };
+    variants.into_iter().map(|s| (s.describe(recurrent), s)).collect()
 }
 
 fn mean(v: impl Iterator<Item = f32>) -> f32 {

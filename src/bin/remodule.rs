@@ -165,7 +165,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 println!(
                     "{}",
                     serde_json::json!({"model_accuracy": model_acc, "composed_accuracy": c.composition.top1, "composed_top5": c.composition.top5,
-                        "technique": format!("ci+ti+mc ({})", opts.mode), "modules": modules, "mask_digest": dec.mask_digest, "seconds": seconds})
+                        "technique": format!("ci+ti+mc ({})", opts.settings().describe(wb.model_info(id).recurrent)), "modules": modules, "mask_digest": dec.mask_digest, "seconds": seconds})
                 );
             } else {
                 println!("model accuracy {model_acc:.4}  composed {:.4}  top-5 {:?}  ({seconds:.2} s, mode {})", c.composition.top1, c.composition.top5, opts.mode);

@@ -70,6 +70,18 @@ impl Default for Settings {
 }
 
 impl Settings {
+    /// The technique as tables and reports name it, for a model with or
+    /// without recurrent layers.
+    pub fn describe(&self, recurrent: bool) -> String {
+        let name = |m: Mode| format!("{m:?}").to_lowercase();
+        if recurrent {
+            let rule = if self.recurrent_mode == Mode::Paper { "paper (sign rule)".into() } else { format!("reference (max remove {})", self.max_remove) };
+            format!("{rule}, {}", if self.unrolled { "unrolled" } else { "rolled" })
+        } else {
+            name(self.mode)
+        }
+    }
+
     pub fn validate(&self) -> Result<()> {
         if self.samples_per_class == 0 || self.samples_per_class > 100_000 {
             return Err(Error::invalid(format!("samples per class must be between 1 and 100000, not {}", self.samples_per_class)));

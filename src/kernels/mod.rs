@@ -2,6 +2,7 @@
 //! vectorise) and, on wasm32 with `simd128`, a hand-written `f32x4` path.
 //! `simd_active()` tells which one this build uses.
 
+pub mod activation;
 pub mod conv;
 pub mod matmul;
 pub mod pool;

@@ -14,7 +14,7 @@ pub use recurrent::{Cell, Recurrent};
 use ndarray::{Array1, Array2, Array4};
 use serde::{Deserialize, Serialize};
 
-use crate::kernels::PoolKind;
+use crate::kernels::{self, PoolKind};
 
 pub type NodeId = usize;
 
@@ -55,17 +55,27 @@ impl Activation {
         match self {
             Activation::Linear | Activation::Softmax => x,
             Activation::Relu => x.max(0.0),
-            Activation::Tanh => x.tanh(),
-            Activation::Sigmoid => 1.0 / (1.0 + (-x).exp()),
+            Activation::Tanh => kernels::activation::tanh(x),
+            Activation::Sigmoid => kernels::activation::sigmoid(x),
+        }
+    }
+
+    /// Applies an elementwise activation in place (softmax passes values
+    /// through, as in [`Self::at`]).
+    pub fn apply_elementwise(self, v: &mut [f32]) {
+        match self {
+            Activation::Linear | Activation::Softmax => {}
+            Activation::Relu => v.iter_mut().for_each(|x| *x = x.max(0.0)),
+            Activation::Tanh => kernels::activation::tanh_slice(v),
+            Activation::Sigmoid => kernels::activation::sigmoid_slice(v),
         }
     }
 
     /// Applies in place to rows of length `width` (softmax is per row).
     pub fn apply(self, v: &mut [f32], width: usize) {
         match self {
-            Activation::Linear => {}
             Activation::Softmax => v.chunks_exact_mut(width).for_each(softmax_row),
-            a => v.iter_mut().for_each(|x| *x = a.at(*x)),
+            a => a.apply_elementwise(v),
         }
     }
 }

@@ -71,12 +71,10 @@ pub struct Scratch {
     rec: Vec<f32>,
     h: Vec<f32>,
     hm: Vec<f32>,
+    /// LSTM cell state; GRU candidate.
     c: Vec<f32>,
     uh: Vec<f32>,
-    z: Vec<f32>,
-    r: Vec<f32>,
-    z2: Vec<f32>,
-    rh: Vec<f32>,
+    tmp: Vec<f32>,
 }
 
 impl Recurrent {
@@ -103,11 +101,7 @@ impl Recurrent {
         resize(&mut s.h, b * u);
         resize(&mut s.hm, b * u);
         resize(&mut s.c, b * u);
-        if let Cell::Gru { .. } = self.cell {
-            for v in [&mut s.z, &mut s.r, &mut s.z2, &mut s.rh] {
-                resize(v, b * u);
-            }
-        }
+        resize(&mut s.tmp, b * u);
         let reset_before = matches!(self.cell, Cell::Gru { reset_after: false });
         if reset_before {
             // `U_h`, the candidate block of the recurrent kernel, contiguous.
@@ -116,7 +110,9 @@ impl Recurrent {
         }
         let (act, gate) = (self.activation, self.recurrent_activation);
         let removed = |t: usize, n: usize| keep.is_some_and(|k| !k.contains(t * u + n));
+        let gates = self.cell.gates();
 
+        // Gate math runs over whole blocks (slices) so it vectorises.
         for t in 0..steps {
             // The previous state as the recurrent kernel sees it (rows of removed units are zero).
             s.hm.copy_from_slice(&s.h);
@@ -132,61 +128,74 @@ impl Recurrent {
             for i in 0..b {
                 let pre = &mut s.pre[(i * steps + t) * gu..][..gu];
                 let rec = &mut s.rec[i * gu..][..gu];
-                for n in (0..u).filter(|&n| removed(t, n)) {
-                    for g in 0..self.cell.gates() {
-                        pre[g * u + n] = 0.0;
-                        rec[g * u + n] = 0.0;
+                if keep.is_some() {
+                    for n in (0..u).filter(|&n| removed(t, n)) {
+                        for g in 0..gates {
+                            pre[g * u + n] = 0.0;
+                            rec[g * u + n] = 0.0;
+                        }
                     }
                 }
+                // GRU keeps the candidate's input and recurrent parts apart (the reset gate sits between).
+                let summed = if matches!(self.cell, Cell::Gru { .. }) { 2 * u } else { gu };
+                rec[..summed].iter_mut().zip(&pre[..summed]).for_each(|(r, p)| *r += p);
                 let h = &mut s.h[i * u..][..u];
-                let c = &mut s.c[i * u..][..u];
                 match self.cell {
-                    Cell::SimpleRnn => (0..u).for_each(|n| h[n] = act.at(pre[n] + rec[n])),
+                    Cell::SimpleRnn => {
+                        act.apply_elementwise(rec);
+                        h.copy_from_slice(rec);
+                    }
                     Cell::Lstm => {
+                        gate.apply_elementwise(&mut rec[..2 * u]);
+                        act.apply_elementwise(&mut rec[2 * u..3 * u]);
+                        gate.apply_elementwise(&mut rec[3 * u..]);
+                        let (ig, rest) = rec.split_at(u);
+                        let (fg, rest) = rest.split_at(u);
+                        let (cand, og) = rest.split_at(u);
+                        let c = &mut s.c[i * u..][..u];
+                        let tc = &mut s.tmp[i * u..][..u];
                         for n in 0..u {
-                            let ig = gate.at(pre[n] + rec[n]);
-                            let fg = gate.at(pre[u + n] + rec[u + n]);
-                            let cand = act.at(pre[2 * u + n] + rec[2 * u + n]);
-                            let og = gate.at(pre[3 * u + n] + rec[3 * u + n]);
-                            c[n] = fg * c[n] + ig * cand;
-                            h[n] = og * act.at(c[n]);
+                            c[n] = fg[n] * c[n] + ig[n] * cand[n];
+                        }
+                        tc.copy_from_slice(c);
+                        act.apply_elementwise(tc);
+                        for n in 0..u {
+                            h[n] = og[n] * tc[n];
                         }
                     }
-                    Cell::Gru { .. } => {
-                        // z and r now; the candidate needs every sample's r first (below).
-                        for n in 0..u {
-                            s.z[i * u + n] = gate.at(pre[n] + rec[n]);
-                            s.r[i * u + n] = gate.at(pre[u + n] + rec[u + n]);
-                        }
-                    }
+                    Cell::Gru { .. } => gate.apply_elementwise(&mut rec[..2 * u]),
                 }
             }
             if let Cell::Gru { reset_after } = self.cell {
                 if !reset_after {
-                    // (r ⊙ h)·U_h for the whole batch; removed units' columns are zero.
-                    s.z2.iter_mut().zip(&s.r).zip(&s.hm).for_each(|((o, r), h)| *o = r * h);
-                    matmul(&s.z2, &s.uh, &mut s.rh, b, u, u);
+                    // (r ⊙ h)·U_h for the whole batch, into tmp; removed units read 0 below.
+                    for i in 0..b {
+                        let r = &s.rec[i * gu + u..][..u];
+                        s.c[i * u..][..u].iter_mut().zip(r).zip(&s.hm[i * u..][..u]).for_each(|((o, r), h)| *o = r * h);
+                    }
+                    matmul(&s.c, &s.uh, &mut s.tmp, b, u, u);
                 }
                 for i in 0..b {
                     let pre = &s.pre[(i * steps + t) * gu..][..gu];
                     let rec = &s.rec[i * gu..][..gu];
-                    let h = &mut s.h[i * u..][..u];
+                    let cand = &mut s.c[i * u..][..u];
+                    let inner = &s.tmp[i * u..][..u];
                     for n in 0..u {
-                        let (z, r) = (s.z[i * u + n], s.r[i * u + n]);
-                        let inner = match (reset_after, removed(t, n)) {
-                            (_, true) => 0.0,
-                            (true, false) => r * rec[2 * u + n],
-                            (false, false) => s.rh[i * u + n],
-                        };
-                        let cand = act.at(pre[2 * u + n] + inner);
-                        h[n] = z * h[n] + (1.0 - z) * cand;
+                        // reset_after: r ⊙ (h·U_h + b_h); before: (r ⊙ h)·U_h. Removed units: 0 (zeroed columns).
+                        let part = if reset_after { rec[u + n] * rec[2 * u + n] } else if removed(t, n) { 0.0 } else { inner[n] };
+                        cand[n] = pre[2 * u + n] + part;
+                    }
+                    act.apply_elementwise(cand);
+                    let h = &mut s.h[i * u..][..u];
+                    let z = &rec[..u];
+                    for n in 0..u {
+                        h[n] = z[n] * h[n] + (1.0 - z[n]) * cand[n];
                     }
                 }
             }
             for i in 0..b {
-                let h = &s.h[i * u..][..u];
                 let out = &mut seq[(i * steps + t) * u..][..u];
-                out.copy_from_slice(h);
+                out.copy_from_slice(&s.h[i * u..][..u]);
                 if keep.is_some() {
                     out.iter_mut().enumerate().filter(|(n, _)| removed(t, *n)).for_each(|(_, v)| *v = 0.0);
                 }
