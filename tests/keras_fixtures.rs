@@ -16,16 +16,19 @@ fn models() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models")
 }
 
-/// (file name, stem of its expected outputs, bytes) for every bundled model.
+/// (file name, stem of its expected outputs, bytes) for every bundled 10-class
+/// image model: the entries of models/train_report.json with `"input": "image"`
+/// and ten `class_names` (the text models and the 2-class digits_1v7 are left out).
 fn fixtures() -> Vec<(String, String, Vec<u8>)> {
+    let report: Value = serde_json::from_slice(&std::fs::read(models().join("train_report.json")).unwrap()).unwrap();
     let mut out = vec![];
-    for e in std::fs::read_dir(models()).unwrap() {
-        let p = e.unwrap().path();
-        let file = p.file_name().unwrap().to_string_lossy().to_string();
-        if file.ends_with(".keras") || file == "digits_mlp.h5" {
-            let stem = file.split('.').next().unwrap().to_string();
-            out.push((file, stem, std::fs::read(&p).unwrap()));
+    for (file, entry) in report.as_object().unwrap() {
+        let classes = entry["class_names"].as_array().map_or(0, |a| a.len());
+        if file.starts_with('_') || entry["input"] != "image" || classes != 10 {
+            continue;
         }
+        let stem = file.split('.').next().unwrap().to_string();
+        out.push((file.clone(), stem, std::fs::read(models().join(file)).unwrap()));
     }
     out.sort();
     assert!(out.len() >= 6, "expected the bundled models in {:?}", models());

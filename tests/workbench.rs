@@ -111,7 +111,10 @@ fn try_input_scores_one_sample_like_the_composition() {
 fn bundled_models_match_the_keras_training_report() {
     let report: serde_json::Value = serde_json::from_slice(&read("models/train_report.json")).unwrap();
     let mut checked = 0;
-    for (file, entry) in report.as_object().unwrap().iter().filter(|(k, _)| !k.starts_with('_')) {
+    // Only the 10-class image models (the text models and the 2-class digits_1v7
+    // are measured by Keras on other inputs or a subset of the classes).
+    let image10 = |e: &serde_json::Value| e["input"] == "image" && e["class_names"].as_array().is_some_and(|a| a.len() == 10);
+    for (file, entry) in report.as_object().unwrap().iter().filter(|(k, e)| !k.starts_with('_') && image10(e)) {
         let mut wb = Workbench::new();
         let data = entry["dataset"].as_str().unwrap();
         wb.add_dataset(&read(&format!("data/{data}.npz")), data).unwrap();

@@ -3,20 +3,30 @@
 
 Run with a Python that has TensorFlow + Keras 3 + h5py (e.g. /opt/mlvenv/bin/python):
 
-    python tools/train_models.py            # all models, ~1 minute on 2 cores
+    python tools/train_models.py                        # all models, ~12 minutes on 2 cores
+    python tools/train_models.py --only lang_a_lstm,digits_resnet
+                                                        # just these; the other entries of
+                                                        # models/train_report.json are kept
 
 Input preprocessing convention (the Rust loader and the web page must match it)
 ------------------------------------------------------------------------------
-* Every digits/clothing model takes ONE input of shape (28, 28, 1), i.e. a batch
-  is N x 28 x 28 x 1 (NHWC, channels last), dtype float32.
+Image models (data sets digits, clothing):
+* ONE input of shape (28, 28, 1), i.e. a batch is N x 28 x 28 x 1 (NHWC,
+  channels last), dtype float32.
 * Pixel values are the raw uint8 values from data/*.npz divided by 255.0, so
   they lie in [0, 1] (0 = background, 1 = full ink).  No mean/std
   normalisation, no inversion, no padding.
 * Dense MLPs start with a Flatten layer (row-major over 28 x 28 x 1, i.e. the
   flattened index is row * 28 + col) so they take the same input shape as the
   CNN.
-* Outputs are softmax probabilities over the 10 classes, in the order of the
-  data set's `class_names`.
+* Outputs are softmax probabilities over the classes, in the order of the
+  data set's `class_names` (digits_1v7: over ["1", "7"], see below).
+Text models (data sets lang_a, lang_b, lang_tags; see data/NOTICE.md):
+* ONE input of shape (T,) (T = 32; 64 for lang_tags): the uint8 token ids of
+  the data set converted to float32 (no scaling); the first layer is an
+  Embedding (which casts to int).  No masking.
+* Output (N, 5) softmax over the set's languages, or (N, T, 5) per character
+  for lang_tags_lstm.
 
 Models written (all with seeded, single-process deterministic training):
 
@@ -27,14 +37,30 @@ Models written (all with seeded, single-process deterministic training):
     clothing_mlp.keras       as digits_mlp, trained on Fashion-MNIST (clothing.npz)          seed 4
     digits_cnn.keras         Conv2D(8,3)->MaxPool(2)->Conv2D(16,3)->MaxPool(2)->Flatten
                              -> Dense(32,relu) -> Dense(10,softmax)                           seed 5
+    digits_cnn_b.keras       as digits_cnn with Conv2D(12) / Conv2D(24)                       seed 6
+    clothing_cnn.keras       as digits_cnn, on clothing, 10 epochs                            seed 7
+    digits_resnet.keras      tiny residual CNN (Conv-BN-ReLU stem, identity block, block with
+                             1x1 projection, GAP, Dense), BN momentum 0.9, 6 epochs           seed 8
+    digits_1v7.keras         Flatten -> Dense(32,relu) -> Dense(32,relu) -> Dense(2,softmax),
+                             trained/tested only on the 1s and 7s (0 = "1", 1 = "7")       seed 9
+    lang_a_rnn.keras         Embedding(62,16) -> SimpleRNN(32) -> Dense(5,softmax)            seed 11
+    lang_a_lstm.keras        Embedding(62,16) -> LSTM(32) -> Dense(5,softmax)                 seed 12
+    lang_a_gru.keras         Embedding(62,16) -> GRU(32, reset_after=True) -> Dense(5,softmax) seed 13
+    lang_b_lstm.keras        as lang_a_lstm, on lang_b                                        seed 14
+    lang_tags_lstm.keras     Embedding(62,16) -> LSTM(32, return_sequences=True)
+                             -> TimeDistributed(Dense(5,softmax))                             seed 15
+  Image models: Adam lr 1e-3, batch 64, 5 epochs unless noted.  Text models:
+  Adam lr 5e-3 (SimpleRNN 2e-3), clipnorm 1.0, batch 32, 15-30 epochs.
 
 For every model also `<name>.expected.npz` (deterministic zip, see
 tools/build_data.py) with
-    x       float32 (16, 28, 28, 1)  first 16 test images, preprocessed as above
-    y       uint8   (16,)            their true labels
-    probs   float32 (16, 10)         the Keras model's output on x
-and models/train_report.json with test accuracy, per-class accuracy and
-parameter count for each model file.
+    x       float32 (16, 28, 28, 1)  first 16 test samples, preprocessed as above
+                    (16, T) token ids for the text models
+    y       uint8   (16,)            their true labels  ((16, 64) for lang_tags_lstm)
+    probs   float32 (16, classes)    the Keras model's output on x ((16, 64, 5) for lang_tags_lstm)
+and models/train_report.json with test accuracy, per-class accuracy,
+parameter count, input kind ("image" | "tokens") and output class names for
+each model file.
 """
 
 import os
@@ -67,13 +93,6 @@ MODELS = os.path.join(ROOT, "models")
 EPOCHS = 5
 BATCH = 64
 N_EXPECTED = 16
-
-
-def load(name):
-    d = np.load(os.path.join(DATA, f"{name}.npz"), allow_pickle=False)
-    names = json.loads(bytes(d["class_names"]).decode("utf-8"))
-    return (d["x_train"], d["y_train"].astype(np.int64),
-            d["x_test"], d["y_test"].astype(np.int64), names)
 
 
 def preprocess(x_uint8):
@@ -112,19 +131,162 @@ def corrupt_sevens(y, fraction, seed):
     return y, len(pick)
 
 
+def cnn_b(name):
+    """A wider CNN variant (12/24 filters, Dense(32))."""
+    inp = keras.Input(shape=(28, 28, 1), name="input")
+    x = layers.Conv2D(12, 3, activation="relu", padding="valid", name="conv2d_1")(inp)
+    x = layers.MaxPooling2D(2, name="max_pooling2d_1")(x)
+    x = layers.Conv2D(24, 3, activation="relu", padding="valid", name="conv2d_2")(x)
+    x = layers.MaxPooling2D(2, name="max_pooling2d_2")(x)
+    x = layers.Flatten(name="flatten")(x)
+    x = layers.Dense(32, activation="relu", name="dense_1")(x)
+    out = layers.Dense(10, activation="softmax", name="dense_2")(x)
+    return keras.Model(inp, out, name=name)
+
+
+def resnet(name):
+    """A tiny residual CNN: stem, an identity block, a projection block, GAP."""
+    inp = keras.Input(shape=(28, 28, 1), name="input")
+    x = layers.Conv2D(16, 3, padding="same", use_bias=False, name="stem_conv")(inp)
+    x = layers.BatchNormalization(momentum=0.9, name="stem_bn")(x)
+    x = layers.ReLU(name="stem_relu")(x)
+    x = layers.MaxPooling2D(2, name="pool_1")(x)                          # 14x14x16
+    # block 1: identity skip
+    y = layers.Conv2D(16, 3, padding="same", use_bias=False, name="b1_conv1")(x)
+    y = layers.BatchNormalization(momentum=0.9, name="b1_bn1")(y)
+    y = layers.ReLU(name="b1_relu1")(y)
+    y = layers.Conv2D(16, 3, padding="same", use_bias=False, name="b1_conv2")(y)
+    y = layers.BatchNormalization(momentum=0.9, name="b1_bn2")(y)
+    x = layers.Add(name="b1_add")([x, y])
+    x = layers.Activation("relu", name="b1_out")(x)
+    x = layers.MaxPooling2D(2, name="pool_2")(x)                          # 7x7x16
+    # block 2: 16 -> 32 channels, 1x1 projection on the skip
+    y = layers.Conv2D(32, 3, padding="same", use_bias=False, name="b2_conv1")(x)
+    y = layers.BatchNormalization(momentum=0.9, name="b2_bn1")(y)
+    y = layers.ReLU(name="b2_relu1")(y)
+    y = layers.Conv2D(32, 3, padding="same", use_bias=False, name="b2_conv2")(y)
+    y = layers.BatchNormalization(momentum=0.9, name="b2_bn2")(y)
+    skip = layers.Conv2D(32, 1, padding="valid", name="b2_proj")(x)
+    x = layers.Add(name="b2_add")([skip, y])
+    x = layers.Activation("relu", name="b2_out")(x)
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    out = layers.Dense(10, activation="softmax", name="dense")(x)
+    return keras.Model(inp, out, name=name)
+
+
+def mlp2(name):
+    """Two-class MLP (for the 1-vs-7 model)."""
+    inp = keras.Input(shape=(28, 28, 1), name="input")
+    x = layers.Flatten(name="flatten")(inp)
+    x = layers.Dense(32, activation="relu", name="dense_1")(x)
+    x = layers.Dense(32, activation="relu", name="dense_2")(x)
+    out = layers.Dense(2, activation="softmax", name="dense_3")(x)
+    return keras.Model(inp, out, name=name)
+
+
+# ------------------------------------------------------------------ text models
+#
+# Input: token ids of data/lang_*.npz (shared vocabulary, see data/NOTICE.md)
+# as float32, shape (N, T); the Embedding layer casts them to int32.  No
+# masking (mask_zero=False): id 0 never occurs in the data.
+
+TEXT_LR = 5e-3
+TEXT_BATCH = 32
+EMBED = 16
+UNITS = 32
+
+
+def text_classifier(name, cell, vocab, t, classes):
+    inp = keras.Input(shape=(t,), name="input")
+    x = layers.Embedding(vocab, EMBED, name="embedding")(inp)
+    if cell == "rnn":
+        x = layers.SimpleRNN(UNITS, name="simple_rnn")(x)
+    elif cell == "lstm":
+        x = layers.LSTM(UNITS, name="lstm")(x)
+    elif cell == "gru":
+        x = layers.GRU(UNITS, name="gru")(x)
+    out = layers.Dense(classes, activation="softmax", name="dense")(x)
+    return keras.Model(inp, out, name=name)
+
+
+def text_tagger(name, vocab, t, classes):
+    inp = keras.Input(shape=(t,), name="input")
+    x = layers.Embedding(vocab, EMBED, name="embedding")(inp)
+    x = layers.LSTM(UNITS, return_sequences=True, name="lstm")(x)
+    out = layers.TimeDistributed(layers.Dense(classes, activation="softmax", name="dense"),
+                                 name="time_distributed")(x)
+    return keras.Model(inp, out, name=name)
+
+
+def only_classes(xtr, ytr, xte, yte, keep):
+    """Keep the samples of classes `keep` and relabel them 0..len(keep)-1."""
+    def sub(x, y):
+        idx = np.flatnonzero(np.isin(y, keep))
+        return x[idx], np.searchsorted(keep, y[idx]).astype(np.int64)
+    return sub(xtr, ytr) + sub(xte, yte)
+
+
+# Every model: file stem, data set, seed, builder(info) -> model, options.
+#   options: corrupt  fraction of training 7s relabelled as 1
+#            classes  train/test only on these classes of the data set (relabelled 0..k-1)
+#            epochs, batch, lr, clipnorm   training settings (defaults EPOCHS, BATCH, 1e-3, none)
+#            h5       also save as legacy .h5 (Keras 3)
+# info = (vocabulary size, sequence length, number of classes) of the data set.
 SPECS = [
-    # file stem, data set, seed, builder, label corruption
-    ("digits_mlp", "digits", 1, lambda: mlp(64, 64, "digits_mlp"), None),
-    ("digits_mlp_b", "digits", 2, lambda: mlp(96, 48, "digits_mlp_b"), None),
-    ("digits_mlp_faulty", "digits", 3, lambda: mlp(64, 64, "digits_mlp_faulty"), 0.6),
-    ("clothing_mlp", "clothing", 4, lambda: mlp(64, 64, "clothing_mlp"), None),
-    ("digits_cnn", "digits", 5, lambda: cnn("digits_cnn"), None),
+    ("digits_mlp", "digits", 1, lambda i: mlp(64, 64, "digits_mlp"), {"h5": True}),
+    ("digits_mlp_b", "digits", 2, lambda i: mlp(96, 48, "digits_mlp_b"), {}),
+    ("digits_mlp_faulty", "digits", 3, lambda i: mlp(64, 64, "digits_mlp_faulty"), {"corrupt": 0.6}),
+    ("clothing_mlp", "clothing", 4, lambda i: mlp(64, 64, "clothing_mlp"), {}),
+    ("digits_cnn", "digits", 5, lambda i: cnn("digits_cnn"), {}),
+    ("digits_cnn_b", "digits", 6, lambda i: cnn_b("digits_cnn_b"), {}),
+    ("clothing_cnn", "clothing", 7, lambda i: cnn("clothing_cnn"), {"epochs": 10}),
+    ("digits_resnet", "digits", 8, lambda i: resnet("digits_resnet"), {"epochs": 6}),
+    ("digits_1v7", "digits", 9, lambda i: mlp2("digits_1v7"), {"classes": [1, 7]}),
+    ("lang_a_rnn", "lang_a", 11, lambda i: text_classifier("lang_a_rnn", "rnn", *i),
+     {"epochs": 30, "lr": 2e-3}),
+    ("lang_a_lstm", "lang_a", 12, lambda i: text_classifier("lang_a_lstm", "lstm", *i),
+     {"epochs": 15}),
+    ("lang_a_gru", "lang_a", 13, lambda i: text_classifier("lang_a_gru", "gru", *i),
+     {"epochs": 15}),
+    ("lang_b_lstm", "lang_b", 14, lambda i: text_classifier("lang_b_lstm", "lstm", *i),
+     {"epochs": 15}),
+    ("lang_tags_lstm", "lang_tags", 15, lambda i: text_tagger("lang_tags_lstm", *i),
+     {"epochs": 20}),
 ]
+TEXT_DEFAULTS = {"batch": TEXT_BATCH, "lr": TEXT_LR, "clipnorm": 1.0}
+IMAGE_SETS = ("digits", "clothing")
+
+
+def load_any(name):
+    """(x_train, y_train, x_test, y_test, class_names, vocab or None) as model inputs."""
+    d = np.load(os.path.join(DATA, f"{name}.npz"), allow_pickle=False)
+    names = json.loads(bytes(d["class_names"]).decode("utf-8"))
+    if name in IMAGE_SETS:
+        xtr, xte, vocab = preprocess(d["x_train"]), preprocess(d["x_test"]), None
+    else:
+        xtr, xte = d["x_train"].astype(np.float32), d["x_test"].astype(np.float32)
+        vocab = json.loads(bytes(d["vocab"]).decode("utf-8"))
+    return (xtr, d["y_train"].astype(np.int64), xte, d["y_test"].astype(np.int64), names, vocab)
 
 
 def main():
+    import argparse
+    ap = argparse.ArgumentParser(description="Train the bundled models.")
+    ap.add_argument("--only", help="comma-separated stems to (re)train; the other entries "
+                    "of models/train_report.json are kept")
+    args = ap.parse_args()
+    stems = [s[0] for s in SPECS]
+    only = set(args.only.split(",")) if args.only else set(stems)
+    unknown = only - set(stems)
+    if unknown:
+        sys.exit(f"unknown model(s) {sorted(unknown)}; known: {stems}")
+
     os.makedirs(MODELS, exist_ok=True)
-    data = {name: load(name) for name in ("digits", "clothing")}
+    report_path = os.path.join(MODELS, "train_report.json")
+    old = {}
+    if args.only and os.path.exists(report_path):
+        with open(report_path) as f:
+            old = json.load(f)
     report = {
         "_meta": {
             "tensorflow": tf.__version__,
@@ -135,30 +297,65 @@ def main():
             "optimizer": "adam (default lr 1e-3)",
             "preprocessing": "x/255 as float32, shape (N,28,28,1)",
             "test_set": "1000 images (100/class) from data/<dataset>.npz",
+            "text_models": (f"input = token ids as float32, shape (N,T); adam lr {TEXT_LR}, "
+                            f"clipnorm 1.0, batch {TEXT_BATCH}; epochs per entry; test set = "
+                            "x_test of data/<dataset>.npz (lang_tags: accuracy per character)"),
+            "entry_fields": ("input: image|tokens; class_names: the model's output classes; "
+                             "classes: indices into the data set's class_names when the model "
+                             "uses only some of them"),
         }
     }
-    for stem, ds, seed, build, corrupt in SPECS:
-        xtr_u8, ytr, xte_u8, yte, _names = data[ds]
-        xtr, xte = preprocess(xtr_u8), preprocess(xte_u8)
+    data = {}
+    for stem, ds, seed, build, opts in SPECS:
+        if ds not in data:
+            data[ds] = load_any(ds)
+        xtr, ytr, xte, yte, names, vocab = data[ds]
+        text = vocab is not None
+        model_names = [names[c] for c in opts["classes"]] if "classes" in opts else names
+        files = [f"{stem}.keras"] + ([f"{stem}.h5"] if opts.get("h5") else [])
+        if stem not in only:
+            for f in files:
+                if f in old:
+                    report[f] = dict(old[f], input="tokens" if text else "image",
+                                     class_names=model_names)
+            continue
+
         notes = None
-        if corrupt is not None:
-            ytr, n = corrupt_sevens(ytr, corrupt, seed)
+        if opts.get("corrupt") is not None:
+            ytr, n = corrupt_sevens(ytr, opts["corrupt"], seed)
             notes = f"{n} of {int((data[ds][1] == 7).sum())} training 7s relabelled as 1"
+        if "classes" in opts:
+            xtr, ytr, xte, yte = only_classes(xtr, ytr, xte, yte, np.array(opts["classes"]))
+            notes = (f"trained and tested only on the classes {model_names} of {ds} "
+                     f"(output 0 = {model_names[0]!r}, 1 = {model_names[1]!r}); "
+                     f"{len(ytr)} train / {len(yte)} test samples")
+        settings = dict(TEXT_DEFAULTS if text else {}, **opts)
+        epochs = settings.get("epochs", EPOCHS)
+        batch = settings.get("batch", BATCH)
+        info = (len(vocab), xtr.shape[1], len(names)) if text else None
+        build_model = (lambda: build(info))
+
         keras.utils.set_random_seed(seed)
-        model = build()
-        model.compile(optimizer=keras.optimizers.Adam(),
+        model = build_model()
+        opt_kwargs = {}
+        if "lr" in settings:
+            opt_kwargs["learning_rate"] = settings["lr"]
+        if "clipnorm" in settings:
+            opt_kwargs["clipnorm"] = settings["clipnorm"]
+        model.compile(optimizer=keras.optimizers.Adam(**opt_kwargs),
                       loss="sparse_categorical_crossentropy",
                       metrics=["accuracy"])
-        model.fit(xtr, ytr, epochs=EPOCHS, batch_size=BATCH, shuffle=True, verbose=0)
-        _, acc = model.evaluate(xte, yte, batch_size=250, verbose=0)
-        pred = np.argmax(model.predict(xte, batch_size=250, verbose=0), axis=1)
-        per_class = [float(np.mean(pred[yte == c] == c)) for c in range(10)]
+        model.fit(xtr, ytr, epochs=epochs, batch_size=batch, shuffle=True, verbose=0)
+        probs_test = model.predict(xte, batch_size=250, verbose=0)
+        pred = np.argmax(probs_test, axis=-1)
+        acc = float(np.mean(pred == yte))
+        per_class = [float(np.mean(pred[yte == c] == c)) for c in range(len(model_names))]
 
         # Save a freshly built, never-compiled copy: no optimizer state (Adam's
         # moments would triple the file size) and no compile config, only
         # architecture + weights.  (keras.models.clone_model keeps the compile
         # state in Keras 3.15, so it is not used here.)
-        clean = build()
+        clean = build_model()
         clean.set_weights(model.get_weights())
         path = os.path.join(MODELS, f"{stem}.keras")
         clean.save(path)
@@ -168,12 +365,12 @@ def main():
                   [("x", x16), ("y", yte[:N_EXPECTED].astype(np.uint8)), ("probs", probs)])
 
         # Round-trip check: the saved file must reproduce the in-memory outputs.
-        files = [path]
-        if stem == "digits_mlp":
+        paths = [path]
+        if opts.get("h5"):
             h5 = os.path.join(MODELS, f"{stem}.h5")
             clean.save(h5)
-            files.append(h5)
-        for f in files:
+            paths.append(h5)
+        for f in paths:
             re = keras.models.load_model(f)
             diff = float(np.max(np.abs(re.predict(x16, verbose=0) - probs)))
             assert diff < 1e-6, (f, diff)
@@ -181,23 +378,31 @@ def main():
         entry = {
             "dataset": ds,
             "seed": seed,
-            "test_accuracy": round(float(acc), 4),
+            "test_accuracy": round(acc, 4),
             "per_class_accuracy": [round(a, 4) for a in per_class],
             "params": int(model.count_params()),
         }
         if notes:
             entry["notes"] = notes
+        entry["input"] = "tokens" if text else "image"
+        entry["class_names"] = model_names
+        if "classes" in opts:
+            entry["classes"] = list(opts["classes"])
+        if text or "epochs" in opts:
+            entry["training"] = {"epochs": epochs, "batch_size": batch,
+                                 "optimizer": f"adam lr {settings.get('lr', 1e-3)}"
+                                 + (f", clipnorm {settings['clipnorm']}" if "clipnorm" in settings else "")}
         report[f"{stem}.keras"] = entry
-        if stem == "digits_mlp":
-            report[f"{stem}.h5"] = dict(entry, notes="same weights as digits_mlp.keras, "
+        if opts.get("h5"):
+            report[f"{stem}.h5"] = dict(entry, notes=f"same weights as {stem}.keras, "
                                         "legacy HDF5 format written by Keras 3")
         print(f"{stem:20s} {ds:9s} params {entry['params']:6d}  test acc {acc:.4f}  "
               f"per-class {' '.join(f'{a:.2f}' for a in per_class)}", flush=True)
 
-    with open(os.path.join(MODELS, "train_report.json"), "w") as f:
+    with open(report_path, "w") as f:
         json.dump(report, f, indent=2)
         f.write("\n")
-    print("wrote", os.path.join(MODELS, "train_report.json"))
+    print("wrote", report_path)
 
 
 if __name__ == "__main__":
