@@ -51,6 +51,37 @@ fn keras_fixtures_match_keras_in_wasm() {
     }
 }
 
+/// Recurrent fixtures (every cell kind, both GRU variants, Keras 3 and Keras 2
+/// files, a per-step head) and the bundled language models, in wasm.
+#[wasm_bindgen_test]
+fn recurrent_models_match_keras_in_wasm() {
+    macro_rules! case {
+        ($dir:literal, $stem:literal, $ext:literal) => {
+            (concat!($stem, $ext), &include_bytes!(concat!("../", $dir, "/", $stem, $ext))[..], &include_bytes!(concat!("../", $dir, "/", $stem, ".expected.npz"))[..])
+        };
+    }
+    let cases: [(&str, &[u8], &[u8]); 10] = [
+        case!("tests/fixtures/keras", "simple_rnn_relu", ".keras"),
+        case!("tests/fixtures/keras", "gru", ".keras"),
+        case!("tests/fixtures/keras", "gru_reset_before", ".keras"),
+        case!("tests/fixtures/keras", "lstm_gru_stacked", ".h5"),
+        case!("tests/fixtures/keras", "lstm_seq2seq", ".keras"),
+        case!("tests/fixtures/keras", "keras2_stacked", ".h5"),
+        case!("tests/fixtures/keras", "lstm_vectors", ".keras"),
+        case!("models", "lang_a_lstm", ".keras"),
+        case!("models", "lang_a_gru", ".keras"),
+        case!("models", "lang_a_rnn", ".keras"),
+    ];
+    for (file, model, expected) in cases {
+        let m = load_model(model, file).unwrap();
+        let exp = read_npz(expected).unwrap();
+        let n = exp["x"].shape[0];
+        let out = forward(&m, &exp["x"].to_f32(), n, None, false, &mut |_, _| true).unwrap();
+        let worst = out.probs.iter().zip(exp["probs"].to_f32()).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        assert!(worst < 1e-5, "{file}: max |Δ| {worst}");
+    }
+}
+
 #[wasm_bindgen_test]
 fn hostile_model_bytes_are_errors_in_wasm() {
     let good: &[u8] = include_bytes!("../models/digits_cnn.keras");
