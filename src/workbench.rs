@@ -204,7 +204,7 @@ impl Workbench {
                 name: n.name.clone(),
                 kind: n.op.kind().into(),
                 shape: n.shape.clone(),
-                params: n.op.params(),
+                params: n.params(),
                 activation: n.op.activation().filter(|_| !matches!(n.op, Op::Activation(_))).map(|a| format!("{a:?}").to_lowercase()),
             })
             .collect();

@@ -48,3 +48,106 @@ fn bundled_language_models_match_keras() {
         assert_eq!(model.input.kind, InputKind::Tokens);
     }
 }
+
+// ---- decomposition and the language scenarios, through the workbench ----
+
+use remodule::decompose::Settings;
+use remodule::workbench::{Pick, Workbench};
+
+fn read(p: &str) -> Vec<u8> {
+    std::fs::read(root().join(p)).unwrap()
+}
+
+/// lang_a (id 0) and lang_b (id 1) data sets; `models` loaded on them and decomposed.
+fn languages(models: &[(&str, usize)], settings: &Settings) -> Workbench {
+    let mut wb = Workbench::new();
+    wb.add_dataset(&read("data/lang_a.npz"), "lang_a").unwrap();
+    wb.add_dataset(&read("data/lang_b.npz"), "lang_b").unwrap();
+    for (file, ds) in models {
+        let id = wb.add_model(&read(&format!("models/{file}")), file, *ds, None).unwrap().id;
+        wb.decompose(id, settings, &mut |_| true).unwrap();
+    }
+    wb
+}
+
+fn picks(model: usize, classes: impl IntoIterator<Item = usize>) -> Vec<Pick> {
+    classes.into_iter().map(|class| Pick { model, class }).collect()
+}
+
+#[test]
+fn language_modules_compose_close_to_their_model() {
+    for file in ["lang_a_rnn.keras", "lang_a_lstm.keras", "lang_a_gru.keras"] {
+        for unrolled in [false, true] {
+            let mut wb = languages(&[(file, 0)], &Settings { unrolled, ..Settings::default() });
+            let r = wb.compose(&picks(0, 0..5), Some(0)).unwrap();
+            let model = wb.model_info(0).accuracy;
+            assert_eq!(r.composition.evaluated, 1000);
+            // The paper reports −0.6 points on average; here LSTM and GRU stay within
+            // a point, the SimpleRNN loses 2 rolled and 3.5 unrolled (docs/FIDELITY.md).
+            let bound = if unrolled { 0.05 } else { 0.03 };
+            assert!((r.composition.top1 - model).abs() < bound, "{file} unrolled={unrolled}: composed {} vs model {model}", r.composition.top1);
+            // The authors' statistic removes a few units per module, never most.
+            let info = wb.decompose(0, &Settings { unrolled, ..Settings::default() }, &mut |_| true).unwrap();
+            for m in &info.modules {
+                assert!(m.jaccard_units < 1.0 && m.jaccard_units > 0.8, "{file} {}: jaccard {}", m.class_name, m.jaccard_units);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_language_only_model_b_knows_is_added_by_reuse() {
+    let mut wb = languages(&[("lang_a_lstm.keras", 0), ("lang_b_lstm.keras", 1)], &Settings::default());
+    let names_b = wb.model_info(1).class_names;
+    let dutch = names_b.iter().position(|n| n == "Dutch").unwrap();
+    let mut chosen = picks(0, 0..5);
+    chosen.push(Pick { model: 1, class: dutch });
+    let r = wb.compose(&chosen, None).unwrap();
+    // English and German are one class in both sets: 6 classes, evaluated on
+    // all of set A's test samples plus set B's English, German and Dutch ones.
+    assert_eq!(r.composition.classes.len(), 6, "{:?}", r.class_names);
+    assert!(r.class_names.contains(&"English".to_string()) && r.class_names.contains(&"lang_b:Dutch".to_string()), "{:?}", r.class_names);
+    let b = wb.dataset_info(1);
+    let b_test = remodule::data::Dataset::from_npz(&read("data/lang_b.npz"), "b").unwrap().test;
+    let shared = b_test.y.iter().filter(|&&y| ["English", "German", "Dutch"].contains(&b.class_names[y as usize].as_str())).count();
+    assert_eq!(r.composition.evaluated, 1000 + shared);
+    let nl = r.class_names.iter().position(|n| n.ends_with("Dutch")).unwrap();
+    println!("add Dutch: top1 {:.4}, Dutch {:.4}, per class {:?}", r.composition.top1, r.composition.per_class[nl], r.composition.per_class);
+    // Set A's modules never saw Dutch and claim much of it; the reused module still wins some.
+    assert!(r.composition.per_class[nl] > 0.1, "{:?}", r.composition.per_class);
+    assert!(r.composition.top1 > 0.7);
+}
+
+#[test]
+fn typed_text_is_classified_by_the_modules() {
+    let wb = languages(&[("lang_a_lstm.keras", 0)], &Settings::default());
+    let ids = wb.encode_text(0, "  This is a simple English sentence about the WEATHER today ").unwrap();
+    assert_eq!(ids.len(), 32);
+    let t = wb.try_input(&picks(0, 0..5), &ids).unwrap();
+    assert_eq!(wb.model_info(0).class_names[t.answer], "English", "{:?}", t.scores);
+    let t = wb.try_input(&picks(0, 0..5), &wb.encode_text(0, "der Hund und die Katze spielen im Garten").unwrap()).unwrap();
+    assert_eq!(wb.model_info(0).class_names[t.answer], "German", "{:?}", t.scores);
+    assert!(wb.encode_text(0, "   ").is_err());
+    // Characters outside the vocabulary become the unknown id 1.
+    assert!(wb.encode_text(0, "日本").unwrap().contains(&1.0));
+}
+
+#[test]
+fn per_step_tagger_decomposes_and_composes_per_step() {
+    let mut wb = Workbench::new();
+    wb.add_dataset(&read("data/lang_tags.npz"), "tags").unwrap();
+    let info = wb.add_model(&read("models/lang_tags_lstm.keras"), "lang_tags_lstm.keras", 0, None).unwrap();
+    let d = wb.dataset_info(0);
+    for unrolled in [true, false] {
+        wb.decompose(info.id, &Settings { unrolled, ..Settings::default() }, &mut |_| true).unwrap();
+        let r = wb.compose(&picks(info.id, 0..5), Some(info.id)).unwrap();
+        let steps = d.sample_shape[0];
+        assert_eq!(r.composition.evaluated, d.test * steps);
+        println!("tagger unrolled={unrolled}: composed per-step {:.4} vs model {:.4}", r.composition.top1, info.accuracy);
+        assert!((r.composition.top1 - info.accuracy).abs() < 0.05, "unrolled={unrolled}: {} vs {}", r.composition.top1, info.accuracy);
+    }
+    let (x, labels) = wb.test_sample(0, 0).unwrap();
+    assert_eq!(labels.len(), x.len());
+    let t = wb.try_input(&picks(info.id, 0..5), &x).unwrap();
+    assert_eq!(t.step_answers.len(), x.len());
+}

@@ -26,7 +26,7 @@ impl ModelBuilder {
         if !(input.scale.is_finite() && input.offset.is_finite()) {
             return Err(Error::invalid("input scale/offset must be finite"));
         }
-        let node = Node { name: "input".into(), op: Op::Input, inputs: vec![], shape: input.shape.clone() };
+        let node = Node { name: "input".into(), op: Op::Input, inputs: vec![], shape: input.shape.clone(), source_params: None };
         Ok(ModelBuilder { name: name.into(), nodes: vec![node], input })
     }
 
@@ -55,8 +55,16 @@ impl ModelBuilder {
             return Err(Error::too_large(format!("output of layer '{name}'"), len as u64, MAX_ACTIVATION));
         }
         check_finite(&name, &op)?;
-        self.nodes.push(Node { name, op, inputs: inputs.to_vec(), shape });
+        self.nodes.push(Node { name, op, inputs: inputs.to_vec(), shape, source_params: None });
         Ok(self.nodes.len() - 1)
+    }
+
+    /// Records how many parameters the source file stores for node `id`
+    /// (shown to users, who compare it with their framework's count).
+    pub fn declare_params(&mut self, id: NodeId, n: usize) {
+        if let Some(node) = self.nodes.get_mut(id) {
+            node.source_params = Some(n);
+        }
     }
 
     /// Adds `op` reading the last node.

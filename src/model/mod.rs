@@ -169,9 +169,17 @@ pub struct Node {
     pub inputs: Vec<NodeId>,
     /// Output shape per sample.
     pub shape: Vec<usize>,
+    /// The parameter count the source file declares, when it differs from
+    /// the IR's (BatchNorm stores 4 numbers per channel where the IR folds
+    /// them into 2; a layer without bias gets a zero bias here).
+    pub source_params: Option<usize>,
 }
 
 impl Node {
+    pub fn params(&self) -> usize {
+        self.source_params.unwrap_or_else(|| self.op.params())
+    }
+
     pub fn len(&self) -> usize {
         self.shape.iter().product()
     }
@@ -226,7 +234,7 @@ impl Model {
         self.input.shape.iter().product()
     }
     pub fn params(&self) -> usize {
-        self.nodes.iter().map(|n| n.op.params()).sum()
+        self.nodes.iter().map(Node::params).sum()
     }
 
     /// Nodes whose units decomposition tracks: hidden ReLU outputs (Dense and

@@ -49,7 +49,11 @@ pub fn build(graph: &Graph, src: &dyn WeightSource, name: &str) -> Result<Model>
             .map(|&j| node_of.get(j).copied().flatten().ok_or_else(|| bad(format!("{} reads a layer that is not built before it", l.label()))))
             .collect::<Result<Vec<_>>>()?;
         let op = op_for(l, &b, &ins, src)?;
+        let stored = stored_params(l, &op)?;
         let id = b.add(l.name.clone(), op, &ins)?;
+        if let Some(n) = stored {
+            b.declare_params(id, n);
+        }
         if let Some(slot) = node_of.get_mut(i) {
             *slot = Some(id);
         }
@@ -241,6 +245,20 @@ fn recurrent(p: &Params, input: &[usize], src: &dyn WeightSource) -> Result<Op> 
         recurrent_activation,
         return_sequences: p.flag("return_sequences", false)?,
     })))
+}
+
+/// What Keras counts as the layer's parameters where the IR holds a
+/// different number: BatchNorm keeps gamma, beta, mean and variance (the IR
+/// folds them to 2 per channel); `use_bias=false` layers have no bias.
+fn stored_params(l: &Layer, op: &Op) -> Result<Option<usize>> {
+    let p = Params(l);
+    Ok(match op {
+        Op::BatchNorm { scale, .. } => Some(scale.len() * (2 + p.flag("center", true)? as usize + p.flag("scale", true)? as usize)),
+        Op::Dense { kernel, .. } if !p.flag("use_bias", true)? => Some(kernel.len()),
+        Op::Conv2D { kernel, .. } if !p.flag("use_bias", true)? => Some(kernel.len()),
+        Op::Recurrent(r) if !p.flag("use_bias", true)? => Some(r.kernel.len() + r.recurrent.len()),
+        _ => None,
+    })
 }
 
 /// The shape of the only input of a single-input layer.
