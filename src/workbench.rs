@@ -360,7 +360,7 @@ impl Workbench {
         let refs: Vec<&[f32]> = rows.iter().map(Vec::as_slice).collect();
         let row_class: Vec<ClassId> = picks.iter().map(|p| self.class_ids[self.models[p.model].dataset][p.class]).collect();
         let composition = compose(&refs, &row_class, &labels)?;
-        let class_names = composition.classes.iter().map(|&c| self.class_name(c)).collect();
+        let class_names = composition.classes.iter().map(|&c| self.class_name(c, &datasets)).collect();
         let model_accuracy = base.map(|b| self.restricted_accuracy(b, &composition.classes)).transpose()?.flatten();
         Ok(ComposeResult { composition, class_names, model_accuracy })
     }
@@ -386,12 +386,13 @@ impl Workbench {
         Ok(Some(correct as f32 / n.max(1) as f32))
     }
 
-    /// A class's name; prefixed with its data set when several are loaded
-    /// and the class belongs to only one of them.
-    fn class_name(&self, c: ClassId) -> String {
+    /// A class's name; prefixed with its data set when the composition spans
+    /// several (`datasets`) and the class belongs to only one of them.
+    fn class_name(&self, c: ClassId, datasets: &[DatasetId]) -> String {
         let (_, name, sets) = &self.classes[c as usize];
-        match sets.as_slice() {
-            [d] if self.datasets.len() > 1 => format!("{}:{}", self.datasets[*d].name, name),
+        let among: Vec<&DatasetId> = sets.iter().filter(|d| datasets.contains(d)).collect();
+        match among.as_slice() {
+            [d] if datasets.len() > 1 => format!("{}:{}", self.datasets[**d].name, name),
             _ => name.clone(),
         }
     }

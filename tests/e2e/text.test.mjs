@@ -1,0 +1,59 @@
+// Character models in the page: decomposed in wasm like the CLI does it,
+// typed text scored live, per-character tags for the tagger.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { join } from 'node:path';
+import { ROOT, start, shot } from './harness.mjs';
+
+let env;
+before(async () => { env = await start(); });
+after(async () => { await env?.close(); });
+
+const CLI = join(ROOT, 'target', 'release', 'remodule');
+const cli = (...args) => JSON.parse(execFileSync(CLI, args, { cwd: ROOT, encoding: 'utf8' }));
+const pctText = (x) => `${(100 * x).toFixed(1)}%`;
+
+async function open(page, file, titlePart) {
+  await page.goto(env.url);
+  await page.locator('#app[data-composed]').waitFor({ timeout: 60000 });
+  await page.locator('#model-picker').selectOption(file);
+  await page.waitForFunction((t) => document.querySelector('#model-info strong')?.textContent.includes(t), titlePart);
+  await page.locator('#type-panel:not([hidden])').waitFor();
+}
+
+test('an LSTM language model decomposes in wasm exactly as the CLI does, and typed text is answered', async () => {
+  const page = await env.newPage();
+  await open(page, 'lang_a_lstm.keras', 'Languages A · LSTM');
+  const report = cli('report', 'models/lang_a_lstm.keras', '--data', 'data/lang_a.npz', '--json');
+  await page.waitForFunction((d) => document.getElementById('app').dataset.maskDigest === d, report.mask_digest);
+  assert.equal(await page.locator('#composed-acc').textContent(), pctText(report.composed_accuracy));
+  assert.equal(await page.locator('.module').count(), 5);
+  assert.equal(await page.locator('#try-panel').isHidden(), true);
+  // Test snippets are shown as text; clicking one scores it.
+  assert.equal(await page.locator('#type-samples button').count(), 12);
+  await page.locator('#type-box').fill('der Hund und die Katze spielen im Garten');
+  await page.waitForFunction(() => document.getElementById('type-answer').textContent === 'German');
+  await page.locator('#type-box').fill('this is a simple sentence about the weather today');
+  await page.waitForFunction(() => document.getElementById('type-answer').textContent === 'English');
+  assert.equal(await page.locator('#type-scores li').count(), 5);
+  // Taking the English module out: the answer can no longer be English.
+  await page.locator('.module[data-class="English"] .toggle').click();
+  await page.waitForFunction(() => document.querySelectorAll('#type-scores li').length === 4);
+  assert.notEqual(await page.locator('#type-answer').textContent(), 'English');
+  await shot(page, 'text-lstm');
+  assert.deepEqual(env.errors, []);
+});
+
+test('the per-character tagger colours every character by the winning module', async () => {
+  const page = await env.newPage();
+  await open(page, 'lang_tags_lstm.keras', 'LSTM tagger');
+  const report = cli('report', 'models/lang_tags_lstm.keras', '--data', 'data/lang_tags.npz', '--json');
+  await page.waitForFunction((d) => document.getElementById('app').dataset.maskDigest === d, report.mask_digest);
+  assert.equal(await page.locator('#composed-acc').textContent(), pctText(report.composed_accuracy));
+  await page.locator('#type-samples button').first().click();
+  await page.waitForFunction(() => document.querySelectorAll('#type-tags .tag').length === 64);
+  assert.equal(await page.locator('#type-tags').isHidden(), false);
+  await shot(page, 'text-tagger');
+  assert.deepEqual(env.errors, []);
+});
