@@ -115,6 +115,12 @@ impl Dataset {
 
     /// Checks that `model` can read this data set's samples.
     pub fn check_fits(&self, model: &Model) -> Result<()> {
+        self.check_fits_input(model)?;
+        self.check_fits_labels(model)
+    }
+
+    /// Only the input shape (a model scoring another data set's samples).
+    pub fn check_fits_input(&self, model: &Model) -> Result<()> {
         if self.sample_len() != model.input_len() {
             return Err(Error::shape(
                 format!("data set '{}' for model '{}'", self.name, model.name),
@@ -122,6 +128,10 @@ impl Dataset {
                 format!("{:?}", self.sample_shape),
             ));
         }
+        Ok(())
+    }
+
+    fn check_fits_labels(&self, model: &Model) -> Result<()> {
         if self.train.steps != model.out_steps() {
             return Err(Error::shape(
                 format!("labels per sample of data set '{}' for model '{}'", self.name, model.name),

@@ -12,7 +12,10 @@ use serde::Serialize;
 
 use crate::compose::{binary_accuracy, compose, ClassId, Composition};
 use crate::data::Dataset;
-use crate::decompose::{concerned_scores, decompose, kept_weights, Decomposition, Settings};
+use std::collections::HashMap;
+
+use crate::bits::BitSet;
+use crate::decompose::{concerned_scores, decompose, kept_weights, module_masks, Decomposition, Module, Settings};
 use crate::error::{Error, Result};
 use crate::formats::load_model;
 use crate::model::{forward, InputKind, Model, Op};
@@ -96,7 +99,7 @@ pub struct TryResult {
 }
 
 /// Which module to use for a class: module `class` of model `model`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize, Serialize)]
 pub struct Pick {
     pub model: ModelId,
     pub class: usize,
@@ -134,6 +137,8 @@ pub struct Workbench {
     /// Per global id: (sample shape, name) and the data sets that have it.
     classes: Vec<(Vec<usize>, String, Vec<DatasetId>)>,
     models: Vec<ModelEntry>,
+    /// Module-update rows per pick list (see [`Self::compose_updated`]).
+    updated: HashMap<Vec<Pick>, Vec<Vec<f32>>>,
 }
 
 impl Workbench {
@@ -260,6 +265,7 @@ impl Workbench {
             }
         }
         let info = DecompositionInfo { model: id, settings: dec.settings.clone(), recorded_samples: dec.recorded_samples, modules: infos.clone(), mask_digest: dec.digest() };
+        self.updated.retain(|picks, _| picks.iter().all(|p| p.model != id));
         let e = &mut self.models[id];
         e.decomposition = Some(dec);
         e.scores = scores;
@@ -344,23 +350,95 @@ impl Workbench {
     /// argmax; a module new to a data set is scored once first. `base` names
     /// the model to compare with (see `ComposeResult::model_accuracy`).
     pub fn compose(&mut self, picks: &[Pick], base: Option<ModelId>) -> Result<ComposeResult> {
-        let mut datasets: Vec<DatasetId> = picks.iter().map(|p| self.entry(p.model).map(|e| e.dataset)).collect::<Result<_>>()?;
-        datasets.sort_unstable();
-        datasets.dedup();
+        let datasets = self.pick_datasets(picks)?;
         for p in picks {
             for &d in &datasets {
                 self.ensure_scores(*p, d)?;
             }
         }
-        let labels: Vec<ClassId> = datasets.iter().flat_map(|&d| self.global_labels(d)).collect();
         let rows: Vec<Vec<f32>> = picks
             .iter()
             .map(|p| datasets.iter().flat_map(|&d| self.models[p.model].scores[p.class][d].as_deref().unwrap().iter().copied()).collect())
             .collect();
+        self.compose_rows(picks, &rows, &datasets, base)
+    }
+
+    /// As [`Self::compose`], after **module update** (ICSE'22 §3.5, for
+    /// reuse across data sets): each picked module's TI is re-run with
+    /// samples of the other picked classes — from their own data sets — as
+    /// its unconcerned inputs, and its row recomputed. One recorded pass per
+    /// picked module over its concerned samples plus the others'; the rows
+    /// are cached per pick list, so toggling back is instant.
+    pub fn compose_updated(&mut self, picks: &[Pick], base: Option<ModelId>) -> Result<ComposeResult> {
+        let datasets = self.pick_datasets(picks)?;
+        let key = picks.to_vec();
+        if !self.updated.contains_key(&key) {
+            let rows = picks.iter().map(|p| self.updated_row(*p, picks, &datasets)).collect::<Result<Vec<_>>>()?;
+            self.updated.insert(key.clone(), rows);
+        }
+        let rows = self.updated[&key].clone();
+        self.compose_rows(picks, &rows, &datasets, base)
+    }
+
+    /// The data sets the picks' classes come from, ascending.
+    fn pick_datasets(&self, picks: &[Pick]) -> Result<Vec<DatasetId>> {
+        let mut datasets: Vec<DatasetId> = picks.iter().map(|p| self.entry(p.model).map(|e| e.dataset)).collect::<Result<_>>()?;
+        datasets.sort_unstable();
+        datasets.dedup();
+        Ok(datasets)
+    }
+
+    /// Pick `p`'s module re-decomposed against the other picks' classes, scored on `datasets`.
+    fn updated_row(&self, p: Pick, picks: &[Pick], datasets: &[DatasetId]) -> Result<Vec<f32>> {
+        let e = self.entry(p.model)?;
+        let dec = e.decomposition.as_ref().ok_or_else(|| Error::invalid(format!("model '{}' is not decomposed yet", e.model.name)))?;
+        let s = &dec.settings;
+        let own = &self.datasets[e.dataset];
+        if own.train.steps > 1 {
+            return Err(Error::invalid("module update works on per-sample tasks, not per-step ones"));
+        }
+        let first = |d: &Dataset, class: usize, k: usize| -> Vec<usize> { (0..d.train.len()).filter(|&r| d.train.y[r] as usize == class).take(k).collect() };
+        let own_id = self.class_ids[e.dataset][p.class];
+        let concerned = first(own, p.class, s.samples_per_class);
+        let mut others: Vec<(DatasetId, usize)> = vec![];
+        for q in picks {
+            let qd = self.entry(q.model)?.dataset;
+            let id = self.class_ids[qd][q.class];
+            if id != own_id && !others.iter().any(|&(d, c)| self.class_ids[d][c] == id) {
+                others.push((qd, q.class));
+            }
+        }
+        let per_class = ((concerned.len() as f32 * s.tangling_ratio / others.len().max(1) as f32).floor() as usize).max(1);
+        let mut x = own.inputs(&e.model, &own.train, &concerned);
+        let mut n_other = 0;
+        for &(d, c) in &others {
+            let data = &self.datasets[d];
+            data.check_fits_input(&e.model)?;
+            let rows = first(data, c, per_class);
+            n_other += rows.len();
+            x.extend(data.inputs(&e.model, &data.train, &rows));
+        }
+        let n = concerned.len() + n_other;
+        let out = forward(&e.model, &x, n, None, true, &mut |_, _| true)?;
+        let rec = out.recording.expect("recording was requested");
+        let c_set = BitSet::from_indices(n, 0..concerned.len());
+        let u_set = BitSet::from_indices(n, concerned.len()..n);
+        let masks = module_masks(&e.model, &rec, &c_set, &u_set, s);
+        let module = Module { class: p.class, masks, concerned: concerned.len(), unconcerned: n_other, kept_units: 0, total_units: 0 };
+        let mut row = vec![];
+        for &d in datasets {
+            let data = &self.datasets[d];
+            row.extend(concerned_scores(&e.model, &module, &test_inputs(&e.model, data), data.test.len(), &mut |_, _| true)?);
+        }
+        Ok(row)
+    }
+
+    fn compose_rows(&self, picks: &[Pick], rows: &[Vec<f32>], datasets: &[DatasetId], base: Option<ModelId>) -> Result<ComposeResult> {
+        let labels: Vec<ClassId> = datasets.iter().flat_map(|&d| self.global_labels(d)).collect();
         let refs: Vec<&[f32]> = rows.iter().map(Vec::as_slice).collect();
         let row_class: Vec<ClassId> = picks.iter().map(|p| self.class_ids[self.models[p.model].dataset][p.class]).collect();
         let composition = compose(&refs, &row_class, &labels)?;
-        let class_names = composition.classes.iter().map(|&c| self.class_name(c, &datasets)).collect();
+        let class_names = composition.classes.iter().map(|&c| self.class_name(c, datasets)).collect();
         let model_accuracy = base.map(|b| self.restricted_accuracy(b, &composition.classes)).transpose()?.flatten();
         Ok(ComposeResult { composition, class_names, model_accuracy })
     }

@@ -117,6 +117,11 @@ fn a_language_only_model_b_knows_is_added_by_reuse() {
     // Set A's modules never saw Dutch and claim much of it; the reused module still wins some.
     assert!(r.composition.per_class[nl] > 0.1, "{:?}", r.composition.per_class);
     assert!(r.composition.top1 > 0.7);
+    // Module update re-runs TI against the other picked classes' samples.
+    let u = wb.compose_updated(&chosen, None).unwrap();
+    assert_eq!((u.composition.classes.clone(), u.composition.evaluated), (r.composition.classes.clone(), r.composition.evaluated));
+    println!("add Dutch, module update: top1 {:.4}, per class {:?}", u.composition.top1, u.composition.per_class);
+    assert_ne!(u.composition.confusion, r.composition.confusion, "the update changes the modules");
 }
 
 #[test]

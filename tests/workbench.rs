@@ -126,3 +126,24 @@ fn bundled_models_match_the_keras_training_report() {
     }
     assert!(checked >= 6);
 }
+
+#[test]
+fn module_update_recomputes_modules_against_the_other_data_set() {
+    // With the default E = 1000, TI's union already keeps nearly every unit of these
+    // MLPs and the update changes nothing (docs/FIDELITY.md); with E = 20 the masks are
+    // sparse and the other data set's samples change them.
+    let mut wb = bench_with(&[("digits_mlp.keras", 0), ("clothing_mlp.keras", 1)]);
+    for id in [0, 1] {
+        wb.decompose(id, &Settings { samples_per_class: 20, ..Settings::default() }, &mut |_| true).unwrap();
+    }
+    let mut picks = all(0);
+    picks.extend([7, 8].map(|class| Pick { model: 1, class }));
+    let before = wb.compose(&picks, None).unwrap();
+    let after = wb.compose_updated(&picks, None).unwrap();
+    println!("digits 0-9 + Sneaker, Bag: top1 {:.4} → {:.4} with module update", before.composition.top1, after.composition.top1);
+    assert_eq!(after.composition.classes, before.composition.classes);
+    assert_eq!(after.composition.evaluated, 1000 + 200);
+    assert_ne!(after.composition.confusion, before.composition.confusion);
+    // Cached: asking again gives the same rows without recomputing.
+    assert_eq!(wb.compose_updated(&picks, None).unwrap().composition.confusion, after.composition.confusion);
+}
