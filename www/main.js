@@ -113,7 +113,9 @@ async function recompose(beforeRender = () => {}) {
   document.body.dataset.lastRenderMs = renderMs.toFixed(2);
 }
 
+let composes = 0;
 function afterCompose() {
+  document.body.dataset.composes = String(++composes); // lets tests wait for "recomposed"
   tryIt?.update();
   renderExercise();
   renderTeacherGoal();
@@ -124,8 +126,9 @@ function renderScores(result) {
   const base = state.models.get(state.current).info;
   const baseline = result?.model_accuracy ?? base.accuracy;
   $('model-acc').textContent = pct(baseline);
-  $('model-acc-label').textContent = result && result.classes.length < base.class_names.length
-    ? `Model · same ${result.classes.length} classes` : 'Model accuracy';
+  // The baseline is the model restricted to its own classes in the composition.
+  const own = state.slots.filter((s) => s.on && !isExtra(s)).length;
+  $('model-acc-label').textContent = result && own < base.class_names.length ? `Model · same ${own} classes` : 'Model accuracy';
   const app = $('app');
   if (!result) {
     for (const id of ['composed-acc', 'delta', 'composed-top5']) $(id).textContent = '–';
@@ -152,7 +155,7 @@ function moduleCard(slot) {
   const source = state.models.get(slot.source);
   const mod = source.modules[slot.class];
   const extra = isExtra(slot);
-  const name = extra ? qualified(slot) : mod.class_name;
+  const name = extra ? qualified(slot) : mod.class_name; // "clothing:Bag" for a module from another data set
   const toggle = el('button', { type: 'button', class: 'toggle', 'aria-pressed': String(slot.on),
     'aria-label': `Module ${name} in the composition`,
     title: slot.on ? 'Remove this module from the composition' : 'Put this module back' }, slot.on ? 'in' : 'out');
@@ -178,7 +181,7 @@ function moduleCard(slot) {
     renderModules();
     recompose().catch(showError);
   });
-  const head = el('header', {}, el('span', { class: 'cls', title: name }, name), toggle);
+  const head = el('header', {}, el('span', { class: 'cls', title: name }, mod.class_name), toggle);
   if (extra) {
     const drop = el('button', { type: 'button', class: 'drop', 'aria-label': `Take the ${name} module off the board`, title: 'Take this module off the board' }, '×');
     drop.addEventListener('click', () => {
@@ -324,7 +327,7 @@ async function applyState(st, files = new Map()) {
   state.linkHide = st.hide ?? [];
   state.exercise = st.exercise;
   await select(st.current, { slots: st.slots });
-  if (st.try) tryIt.restore(st.try);
+  if (st.try && !$('try-panel').hidden) tryIt.restore(st.try);
 }
 
 /** Makes a link of `st`, shows it in the share box and copies it. */
@@ -460,9 +463,16 @@ function renderExerciseList() {
 }
 
 async function startExercise(ex) {
-  state.exercise = ex;
-  for (const k of ex.models) await ensureModel(k);
-  await select(ex.models[0]);
+  const before = state.exercise;
+  try {
+    state.exercise = ex;
+    for (const k of ex.models) await ensureModel(k);
+    await select(ex.models[0]);
+  } catch (e) {
+    state.exercise = before;
+    renderExercise();
+    throw e;
+  }
   $('ex-title').focus();
 }
 
@@ -491,7 +501,7 @@ function renderExercise() {
   $('ex-goal').replaceChildren(...r.checks.map((c) => el('li', { class: c.ok ? 'ok' : 'todo', 'data-check': c.check.check },
     el('span', { class: 'mark', 'aria-hidden': 'true' }, c.ok ? '✓' : '✗'),
     el('span', { class: 'visually-hidden' }, c.ok ? 'Done: ' : 'Not yet: '),
-    el('span', {}, c.text), ' ', el('span', { class: 'now' }, `(${c.now})`))));
+    c.text, ' ', el('span', { class: 'now' }, `(${c.now})`))));
   $('ex-status').textContent = r.solved ? 'Solved ✓' : `${r.checks.filter((c) => c.ok).length} of ${r.checks.length} done`;
   if (r.solved && !state.solved.has(id)) {
     state.solved.add(id);
@@ -580,6 +590,7 @@ async function select(key, { slots } = {}) {
 async function selectDefault() {
   const first = state.catalog.models.find((m) => m.default) ?? state.catalog.models[0];
   state.exercise = null;
+  state.linkHide = [];
   await select(first.file);
 }
 
@@ -638,7 +649,8 @@ function wireControls() {
   $('link-files-cancel').addEventListener('click', () => { $('link-files').hidden = true; document.body.dataset.link = 'cancelled'; });
   $('ex-close').addEventListener('click', () => { state.exercise = null; renderExercise(); persist(); });
   $('ex-restart').addEventListener('click', () => startExercise(state.exercise).catch(showError));
-  $('t-hide').replaceChildren(...HIDEABLE.filter((h) => h !== 'teacher').map((h) => el('label', {}, el('input', { type: 'checkbox', value: h }), ` ${h}`)));
+  const controlNames = { picker: 'model picker', upload: 'upload', layers: 'layer list', addmodule: 'modules from other data sets', tryit: 'try it', matrix: 'confusion matrix' };
+  $('t-hide').replaceChildren(...HIDEABLE.filter((h) => h !== 'teacher').map((h) => el('label', {}, el('input', { type: 'checkbox', value: h }), ` ${controlNames[h] ?? h}`)));
   $('teacher').addEventListener('toggle', renderTeacherGoal);
   for (const id of ['t-title', 't-story', 't-hints']) $(id).addEventListener('input', renderTeacherGoal);
   $('t-make').addEventListener('click', () => makeExerciseLink().catch(showError));
