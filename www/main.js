@@ -420,6 +420,7 @@ function askForFiles(st, missing) {
     });
     return el('li', {}, el('label', {}, el('strong', {}, m.upload.name), ` (SHA-256 ${m.upload.sha256.slice(0, 12)}…) `, input), ' ', status);
   }));
+  $('link-files-h').textContent = missing.length === 1 ? 'This link uses a model that was uploaded' : `This link uses ${missing.length} models that were uploaded`;
   $('link-files').hidden = false;
   document.body.dataset.link = 'waiting-for-files';
 }
