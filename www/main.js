@@ -27,6 +27,7 @@ const state = {
   slots: [],             // {class, source (model key), on}: the current model's classes, then modules added from other data sets
   settings: {},          // decomposition settings; {} = the engine's defaults
   exercise: null,        // the open exercise (validated), or null
+  custom: null,          // the last exercise a link brought (listed after the built-ins)
   linkHide: [],          // controls a link hid with <control>_hide=true
   solved: new Set(),     // ids of solved exercises (kept in IndexedDB)
 };
@@ -116,6 +117,10 @@ async function recompose(beforeRender = () => {}) {
 let composes = 0;
 function afterCompose() {
   document.body.dataset.composes = String(++composes); // lets tests wait for "recomposed"
+  if (!$('share-box').hidden && $('share-box').dataset.ready) {
+    delete $('share-box').dataset.ready;
+    $('share-note').textContent = 'The playground has changed since this link was made: press "Copy link" again for the current state.';
+  }
   tryIt?.update();
   renderExercise();
   renderTeacherGoal();
@@ -286,7 +291,8 @@ function persist() {
     for (const m of st.models) {
       if (m.upload) { files[m.upload.name] = m.upload.bytes.buffer; m.upload = { ...m.upload, bytes: null }; }
     }
-    store.save('state', { version: 2, json: stateToJson(st), hide: st.hide, files })
+    const custom = state.custom && state.custom !== state.exercise ? stateToJson({ ...st, exercise: state.custom }).exercise : null;
+    store.save('state', { version: 2, json: stateToJson(st), hide: st.hide, files, custom })
       .catch((e) => console.warn('could not save the playground state', e));
   }, 50);
 }
@@ -303,6 +309,11 @@ async function restore() {
     throw e;
   }
   st.hide = Array.isArray(saved.hide) ? saved.hide.filter((h) => HIDEABLE.includes(h)) : [];
+  if (saved.custom) {
+    try {
+      state.custom = validateExercise(saved.custom, { catalog: state.catalog, uploads: st.models.filter((m) => m.upload).map((m) => m.key) });
+    } catch { /* an exercise this page can no longer read */ }
+  }
   const files = new Map(Object.entries(saved.files ?? {}).map(([k, v]) => [k, new Uint8Array(v)]));
   await applyState(st, files);
   return true;
@@ -326,6 +337,7 @@ async function applyState(st, files = new Map()) {
   }
   state.linkHide = st.hide ?? [];
   state.exercise = st.exercise;
+  if (st.exercise && !st.exercise.id) state.custom = st.exercise;
   await select(st.current, { slots: st.slots });
   if (st.try && !$('try-panel').hidden) tryIt.restore(st.try);
 }
@@ -451,7 +463,7 @@ function applyHide() {
 
 function renderExerciseList() {
   const items = [...state.builtins];
-  if (state.exercise && !state.exercise.id) items.push(state.exercise);
+  if (state.custom) items.push(state.custom);
   $('ex-list').replaceChildren(...items.map((ex) => {
     const id = exerciseId(ex);
     const open = state.exercise && exerciseId(state.exercise) === id;

@@ -293,7 +293,8 @@ export async function decodeFragment(hash, ctx) {
       throw new ShareLinkError(`the link is damaged: the embedded file ${m.upload.name} does not match its SHA-256`, 'hash');
     }
   }
-  st.hide = [...new Set([...hide, ...(st.exercise?.hide ?? [])])];
+  // Controls the fragment hides; an exercise's own `hide` applies while it is open.
+  st.hide = [...new Set(hide)];
   return st;
 }
 

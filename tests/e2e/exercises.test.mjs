@@ -156,5 +156,16 @@ test("teacher mode: an exercise made from the current state reaches a student's 
   await toggle(student, '5');
   assert.equal(await student.locator('#exercise-panel').getAttribute('data-solved'), 'true');
   await shot(student, 'teacher-exercise-solved');
+  // The link's exercise stays in the list, solved, after closing it and reloading.
+  await student.locator('#ex-close').click();
+  await student.waitForTimeout(300);
+  await student.reload();
+  await student.locator('body[data-restored="true"]').waitFor({ timeout: 90000 });
+  const item = student.locator('.ex-item', { hasText: 'From the link: Fix the 7s, drop the 5s' });
+  assert.equal(await item.locator('.tick').textContent(), '✓');
+  assert.equal(await student.locator('#matrix-panel').isVisible(), true);
+  await composedChange(student, () => item.click());
+  assert.equal(await student.locator('#exercise-panel').getAttribute('data-solved'), 'false');
+  assert.equal(await student.locator('#matrix-panel').isVisible(), false);
   assert.deepEqual(env.errors, []);
 });

@@ -38,6 +38,9 @@ test('a link restores models, composition (with a module from another data set),
   assert.equal(await page.evaluate(() => navigator.clipboard.readText()), link);
   assert.match(await page.locator('#share-note').textContent(), /^Copied to the clipboard\./);
   await shot(page, 'share-sender');
+  // The box says when the state moves on from the link it shows.
+  await toggle(page, '0');
+  assert.match(await page.locator('#share-note').textContent(), /changed since this link was made/);
 
   const fresh = await env.newPage();
   await open(fresh, link);
