@@ -9,7 +9,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { deflateRawSync } from 'node:zlib';
 import {
-  LIMITS, ShareLinkError, VERSION, decodeFragment, encodeState, fromBase64url, inflateRaw, parseFragment, sha256Hex, stateToJson, toBase64url,
+  LIMITS, ShareLinkError, VERSION, decodeFragment, encodeState, fromBase64url, inflateRaw, parseFragment, sha256, sha256Hex, stateToJson, toBase64url,
 } from '../../www/share.js';
 import { HIDEABLE, validateExercise } from '../../www/exercises.js';
 
@@ -147,6 +147,15 @@ test('base64url round trips and rejects other alphabets', () => {
     assert.deepEqual(toBase64url(b), Buffer.from(b).toString('base64url'));
   }
   for (const bad of ['a', 'ab=c', 'ab+c', 'ab/c', 'ab c', 'é', 'abcde']) assert.throws(() => fromBase64url(bad), ShareLinkError);
+});
+
+test('the plain-JS SHA-256 (for pages without Web Crypto) agrees with node', async () => {
+  const { createHash } = await import('node:crypto');
+  const r = rng(5);
+  for (const n of [0, 1, 55, 56, 63, 64, 65, 119, 120, 1000, 100000, ...Array.from({ length: 50 }, () => r.int(5000))]) {
+    const b = new Uint8Array(n).map(() => r.int(256));
+    assert.equal(Buffer.from(sha256(b)).toString('hex'), createHash('sha256').update(b).digest('hex'), `${n} bytes`);
+  }
 });
 
 test('2,000 random valid states survive encode → decode unchanged', async () => {
