@@ -538,7 +538,14 @@ function renderTeacherGoal() {
   try {
     const ex = teacherExercise();
     const r = evaluate(ex, exerciseSnapshot(), { catalog: state.catalog });
-    $('t-goal').replaceChildren(...r.checks.map((c) => el('li', { class: 'ok' }, el('span', { class: 'mark', 'aria-hidden': 'true' }, '✓'), c.text)));
+    const items = r.checks.map((c) => el('li', { class: 'ok' }, el('span', { class: 'mark', 'aria-hidden': 'true' }, '✓'), c.text));
+    // Students start from the current model's own modules, all in: if that is
+    // the state now, they would solve the exercise without a click.
+    if (state.slots.every((s) => s.on && s.source === state.current)) {
+      items.push(el('li', { class: 'todo' }, el('span', { class: 'mark', 'aria-hidden': 'true' }, '!'),
+        'This is the starting state: replace, switch out or add modules first, or students solve it without a click.'));
+    }
+    $('t-goal').replaceChildren(...items);
     $('t-make').disabled = false;
   } catch (e) {
     $('t-goal').replaceChildren(el('li', { class: 'todo' }, `Cannot make an exercise of this state: ${e.message}`));
@@ -662,8 +669,8 @@ function wireControls() {
   $('link-files-cancel').addEventListener('click', () => { $('link-files').hidden = true; document.body.dataset.link = 'cancelled'; });
   $('ex-close').addEventListener('click', () => { state.exercise = null; renderExercise(); persist(); });
   $('ex-restart').addEventListener('click', () => startExercise(state.exercise).catch(showError));
-  const controlNames = { picker: 'model picker', upload: 'upload', layers: 'layer list', addmodule: 'modules from other data sets', tryit: 'try it', matrix: 'confusion matrix' };
-  $('t-hide').replaceChildren(...HIDEABLE.filter((h) => h !== 'teacher').map((h) => el('label', {}, el('input', { type: 'checkbox', value: h }), ` ${controlNames[h] ?? h}`)));
+  const controlNames = { picker: 'model picker', upload: 'upload', layers: 'layer list', addmodule: 'modules from other data sets', tryit: 'try it', matrix: 'confusion matrix', teacher: 'teacher mode' };
+  $('t-hide').replaceChildren(...HIDEABLE.map((h) => el('label', {}, el('input', { type: 'checkbox', value: h }), ` ${controlNames[h] ?? h}`)));
   $('teacher').addEventListener('toggle', renderTeacherGoal);
   for (const id of ['t-title', 't-story', 't-hints']) $(id).addEventListener('input', renderTeacherGoal);
   $('t-make').addEventListener('click', () => makeExerciseLink().catch(showError));

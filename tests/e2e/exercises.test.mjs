@@ -125,6 +125,7 @@ test("teacher mode: an exercise made from the current state reaches a student's 
   await setSource(teacher, '7', 'digits_mlp.keras');
   await toggle(teacher, '5');
   await teacher.locator('#teacher summary').click();
+  assert.equal(await teacher.locator('#t-goal li', { hasText: 'This is the starting state' }).count(), 0);
   await teacher.locator('#t-title').fill('Fix the 7s, drop the 5s');
   await teacher.locator('#t-story').fill('The 5s are not needed.');
   await teacher.locator('#t-hints').fill('Use the good MLP\nSwitch one module out');
