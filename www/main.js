@@ -4,6 +4,8 @@ import { el, pct, signedPct, renderLayers, renderMatrix } from './view.js';
 import { TryIt } from './tryit.js';
 import { TypeIt } from './typeit.js';
 import * as store from './store.js';
+import { LIMITS, ShareLinkError, decodeFragment, encodeState, isShareFragment, sha256Hex, stateToJson, validateState } from './share.js';
+import { HIDEABLE, evaluate, exerciseFromState, exerciseId, validateExercise } from './exercises.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -19,10 +21,16 @@ engine.onFatal = showError;
 
 const state = {
   catalog: null,
+  builtins: [],          // built-in exercises (www/exercises/builtin.json)
   datasets: new Map(),   // data set key -> DatasetInfo
-  models: new Map(),     // model key (file name) -> {info, modules, title}
+  models: new Map(),     // model key (file name, or upload:<name>) -> {info, modules, title, dataset, upload?}; load order
   current: null,         // key of the model whose classes are being composed
-  slots: [],             // per class: {class, source (model key), on}
+  slots: [],             // {class, source (model key), on}: the current model's classes, then modules added from other data sets
+  settings: {},          // decomposition settings; {} = the engine's defaults
+  exercise: null,        // the open exercise (validated), or null
+  custom: null,          // the last exercise a link brought (listed after the built-ins)
+  linkHide: [],          // controls a link hid with <control>_hide=true
+  solved: new Set(),     // ids of solved exercises (kept in IndexedDB)
 };
 
 async function fetchBytes(path) {
@@ -44,6 +52,10 @@ async function ensureDataset(key) {
   const spec = state.catalog.datasets[key];
   const bytes = await fetchBytes(`bundled/${spec.file}`);
   const info = await engine.call('addDataset', { bytes, name: key }, null, [bytes]);
+  // Links and exercises name classes by the catalog; it must agree with the data.
+  if (JSON.stringify(info.class_names) !== JSON.stringify(spec.classes)) {
+    throw new Error(`catalog.json lists other classes for data set ${key} than ${spec.file} holds`);
+  }
   state.datasets.set(key, info);
   return info;
 }
@@ -52,12 +64,14 @@ async function ensureDataset(key) {
 async function ensureModel(key, { title, dataset, bytes } = {}) {
   if (state.models.has(key)) return state.models.get(key);
   const entry = state.catalog.models.find((m) => m.file === key);
+  if (!entry && !bytes) throw new Error(`no model ${key} is loaded`);
   const ds = await ensureDataset(dataset ?? entry.dataset);
   bytes ??= await fetchBytes(`bundled/${key}`);
   const info = await engine.call('addModel', { bytes, fileName: key, dataset: ds.id }, null, [bytes]);
   const onProgress = progress(`Decomposing ${title ?? entry?.title ?? key}…`);
   try {
-    const dec = await engine.call('decompose', { model: info.id }, onProgress);
+    const settings = Object.keys(state.settings).length ? state.settings : null;
+    const dec = await engine.call('decompose', { model: info.id, settings }, onProgress);
     const m = { key, info, modules: dec.modules, digest: dec.mask_digest, title: title ?? entry?.title ?? key, dataset: ds };
     state.models.set(key, m);
     return m;
@@ -66,39 +80,62 @@ async function ensureModel(key, { title, dataset, bytes } = {}) {
   }
 }
 
+const datasetOfSlot = (s) => state.models.get(s.source).dataset.name;
+/** "digits:7": how links and exercises name a class. */
+const qualified = (s) => `${datasetOfSlot(s)}:${state.models.get(s.source).dataset.class_names[s.class]}`;
+const isExtra = (s) => datasetOfSlot(s) !== state.models.get(state.current).dataset.name;
+
 function picks() {
   return state.slots.filter((s) => s.on).map((s) => ({ model: state.models.get(s.source).info.id, class: s.class }));
 }
+
+let lastResult = null;
 
 /** Recomposes the selected modules; `beforeRender` runs in the same task as the new numbers. */
 async function recompose(beforeRender = () => {}) {
   const chosen = picks();
   if (chosen.length === 0) {
     beforeRender();
+    lastResult = null;
     renderScores(null);
+    afterCompose();
     return;
   }
   performance.mark('compose-start');
   const result = await engine.call('compose', { picks: chosen, base: state.models.get(state.current).info.id });
   performance.mark('compose-reply');
   beforeRender();
+  lastResult = result;
   renderScores(result);
   performance.mark('compose-end');
-  tryIt?.update();
-  if (!$('type-panel').hidden) typeIt?.update();
-  persist();
+  afterCompose();
   const ms = performance.measure('compose', 'compose-start', 'compose-end').duration;
   const renderMs = performance.measure('compose-render', 'compose-reply', 'compose-end').duration;
   document.body.dataset.lastComposeMs = ms.toFixed(2);
   document.body.dataset.lastRenderMs = renderMs.toFixed(2);
 }
 
+let composes = 0;
+function afterCompose() {
+  document.body.dataset.composes = String(++composes); // lets tests wait for "recomposed"
+  if (!$('share-box').hidden && $('share-box').dataset.ready) {
+    delete $('share-box').dataset.ready;
+    $('share-note').textContent = 'The playground has changed since this link was made: press "Copy link" again for the current state.';
+  }
+  tryIt?.update();
+  if (!$('type-panel').hidden) typeIt?.update();
+  renderExercise();
+  renderTeacherGoal();
+  persist();
+}
+
 function renderScores(result) {
   const base = state.models.get(state.current).info;
   const baseline = result?.model_accuracy ?? base.accuracy;
   $('model-acc').textContent = pct(baseline);
-  $('model-acc-label').textContent = result && result.classes.length < base.class_names.length
-    ? `Model · same ${result.classes.length} classes` : 'Model accuracy';
+  // The baseline is the model restricted to its own classes in the composition.
+  const own = state.slots.filter((s) => s.on && !isExtra(s)).length;
+  $('model-acc-label').textContent = result && own < base.class_names.length ? `Model · same ${own} classes` : 'Model accuracy';
   const app = $('app');
   if (!result) {
     for (const id of ['composed-acc', 'delta', 'composed-top5']) $(id).textContent = '–';
@@ -115,10 +152,19 @@ function renderScores(result) {
   app.dataset.composed = String(result.top1);
 }
 
+/** Models (catalog and uploaded) trained on data set `ds`: [[key, label]]. */
+function modelsOf(ds) {
+  return [...state.catalog.models.filter((m) => m.dataset === ds).map((m) => [m.file, m.short ?? m.title]),
+    ...[...state.models.values()].filter((m) => m.upload && m.dataset.name === ds).map((m) => [m.key, m.title])];
+}
+
 function moduleCard(slot) {
   const source = state.models.get(slot.source);
   const mod = source.modules[slot.class];
+  const extra = isExtra(slot);
+  const name = extra ? qualified(slot) : mod.class_name; // "clothing:Bag" for a module from another data set
   const toggle = el('button', { type: 'button', class: 'toggle', 'aria-pressed': String(slot.on),
+    'aria-label': `Module ${name} in the composition`,
     title: slot.on ? 'Remove this module from the composition' : 'Put this module back' }, slot.on ? 'in' : 'out');
   toggle.addEventListener('click', () => {
     slot.on = !slot.on;
@@ -131,11 +177,9 @@ function moduleCard(slot) {
       toggle.title = slot.on ? 'Remove this module from the composition' : 'Put this module back';
     }).catch(showError);
   });
-  const sameData = [...state.catalog.models.filter((m) => m.dataset === source.dataset.name).map((m) => [m.file, m.short ?? m.title]),
-    ...[...state.models.values()].filter((m) => m.upload && m.dataset.name === source.dataset.name).map((m) => [m.key, m.title])];
-  const replaced = slot.source !== state.current;
-  const picker = el('select', { 'aria-label': `Source model for class ${mod.class_name}`, class: 'source' },
-    ...sameData.map(([k, t]) => el('option', { value: k, selected: k === slot.source ? '' : null }, t)));
+  const replaced = !extra && slot.source !== state.current;
+  const picker = el('select', { 'aria-label': `Source model for class ${name}`, class: 'source' },
+    ...modelsOf(source.dataset.name).map(([k, t]) => el('option', { value: k, selected: k === slot.source ? '' : null }, t)));
   picker.addEventListener('change', async () => {
     try {
       await ensureModel(picker.value);
@@ -144,18 +188,71 @@ function moduleCard(slot) {
     renderModules();
     recompose().catch(showError);
   });
-  const card = el('article', { class: `module${slot.on ? '' : ' off'}${replaced ? ' replaced' : ''}`, 'data-class': mod.class_name },
-    el('header', {}, el('span', { class: 'cls', title: mod.class_name }, mod.class_name), toggle),
+  const head = el('header', {}, el('span', { class: 'cls', title: name }, mod.class_name), toggle);
+  if (extra) {
+    const drop = el('button', { type: 'button', class: 'drop', 'aria-label': `Take the ${name} module off the board`, title: 'Take this module off the board' }, '×');
+    drop.addEventListener('click', () => {
+      state.slots.splice(state.slots.indexOf(slot), 1);
+      renderModules();
+      recompose().catch(showError);
+      $('add-btn').focus();
+    });
+    head.append(drop);
+  }
+  const card = el('article', { class: `module${slot.on ? '' : ' off'}${replaced ? ' replaced' : ''}${extra ? ' extra' : ''}`, 'data-class': name },
+    head,
     el('dl', {},
       el('dt', { title: 'Module accuracy as a binary classifier (balanced)' }, 'accuracy'), el('dd', {}, pct(mod.accuracy)),
       el('dt', { title: "Share of the model's kernel weights the module keeps" }, 'weights'), el('dd', {}, pct(mod.kept_weights)),
       el('dt', { title: "Jaccard index of the module's units against the model's" }, 'Jaccard'), el('dd', {}, mod.jaccard_units.toFixed(2))),
-    el('label', { class: 'from' }, replaced ? 'replaced from' : 'from', picker));
+    el('label', { class: 'from' }, extra ? `added from ${source.dataset.name}` : replaced ? 'replaced from' : 'from', picker));
   return card;
 }
 
 function renderModules() {
   $('modules').replaceChildren(...state.slots.map(moduleCard));
+  renderAddModule();
+}
+
+// ---- modules from another data set (inter-dataset reuse) -----------------
+
+/** Models on another data set whose inputs have the current model's shape. */
+function otherDatasetModels() {
+  const cur = state.models.get(state.current).dataset;
+  const shape = cur.sample_shape.join('×');
+  const shapeOf = (ds) => (state.datasets.get(ds)?.sample_shape ?? state.catalog.datasets[ds]?.shape ?? []).join('×');
+  return [...state.catalog.models.map((m) => ({ key: m.file, ds: m.dataset, label: m.title })),
+    ...[...state.models.values()].filter((m) => m.upload).map((m) => ({ key: m.key, ds: m.dataset.name, label: m.title }))]
+    .filter((m) => m.ds !== cur.name && shapeOf(m.ds) === shape);
+}
+
+function renderAddModule() {
+  const models = otherDatasetModels();
+  $('add-module').hidden = models.length === 0;
+  const sel = $('add-model');
+  const keep = sel.value;
+  sel.replaceChildren(...models.map((m) => el('option', { value: m.key, 'data-dataset': m.ds }, m.label)));
+  if (models.some((m) => m.key === keep)) sel.value = keep;
+  renderAddClasses();
+}
+
+function renderAddClasses() {
+  const opt = $('add-model').selectedOptions[0];
+  const ds = opt?.dataset.dataset;
+  const taken = new Set(state.slots.filter((s) => datasetOfSlot(s) === ds).map((s) => s.class));
+  const classes = ds ? state.catalog.datasets[ds].classes.map((n, c) => [c, n]).filter(([c]) => !taken.has(c)) : [];
+  $('add-class').replaceChildren(...classes.map(([c, n]) => el('option', { value: String(c) }, n)));
+  $('add-btn').disabled = classes.length === 0;
+}
+
+async function addModule() {
+  const key = $('add-model').value;
+  const cls = Number($('add-class').value);
+  if (!key || !Number.isInteger(cls)) return;
+  await ensureModel(key);
+  state.slots.push({ class: cls, source: key, on: true });
+  renderModules();
+  await recompose();
 }
 
 function renderModel() {
@@ -172,27 +269,302 @@ function renderModel() {
 let tryIt;
 let typeIt;
 
-/** Saves what the user built: the current model, the composition, uploaded files. */
-function persist() {
-  const uploads = [...state.models.values()].filter((m) => m.upload)
-    .map((m) => ({ key: m.key, title: m.title, dataset: m.dataset.name, bytes: m.bytes }));
-  store.save('state', { version: 1, current: state.current, slots: state.slots, uploads })
-    .catch((e) => console.warn('could not save the playground state', e));
+// ---- the state as data: share links and persistence ----------------------
+
+/** The playground state in share.js's form (uploads carry their bytes). */
+function snapshot() {
+  const models = [...state.models.values()].map((m) => (m.upload
+    ? { key: m.key, dataset: m.dataset.name, upload: { name: m.name, sha256: m.sha256, bytes: new Uint8Array(m.bytes) } }
+    : { key: m.key, dataset: m.dataset.name }));
+  return {
+    models, settings: state.settings, current: state.current,
+    slots: state.slots.map((s) => ({ ...s })),
+    try: $('try-panel').hidden ? null : tryIt?.linkState() ?? null,
+    exercise: state.exercise, hide: state.linkHide,
+  };
 }
 
-/** Restores a saved state; false when there is none (or it no longer applies). */
+let persistTimer = 0;
+/** Saves what the user built (uploaded files as bytes, the rest as a link's JSON). */
+function persist() {
+  clearTimeout(persistTimer);
+  persistTimer = setTimeout(() => {
+    const st = snapshot();
+    const files = {};
+    for (const m of st.models) {
+      if (m.upload) { files[m.upload.name] = m.upload.bytes.buffer; m.upload = { ...m.upload, bytes: null }; }
+    }
+    const custom = state.custom && state.custom !== state.exercise ? stateToJson({ ...st, exercise: state.custom }).exercise : null;
+    store.save('state', { version: 2, json: stateToJson(st), hide: st.hide, files, custom })
+      .catch((e) => console.warn('could not save the playground state', e));
+  }, 50);
+}
+
+/** Restores the saved state; false when there is none (or it no longer applies). */
 async function restore() {
   const saved = await store.load('state').catch(() => null);
-  if (saved?.version !== 1 || !saved.current) return false;
-  for (const u of saved.uploads ?? []) {
-    await addUpload(u.key, u.title, u.dataset, u.bytes);
+  if (saved?.version !== 2) return false;
+  let st;
+  try {
+    st = validateState(saved.json, { catalog: state.catalog, exercises: state.builtins });
+  } catch (e) {
+    if (e instanceof ShareLinkError) return false;
+    throw e;
   }
-  const known = (k) => state.models.has(k) || state.catalog.models.some((m) => m.file === k);
-  if (!known(saved.current) || !saved.slots.every((s) => known(s.source))) return false;
-  for (const k of new Set(saved.slots.map((s) => s.source))) await ensureModel(k);
-  await select(saved.current, { slots: saved.slots });
+  st.hide = Array.isArray(saved.hide) ? saved.hide.filter((h) => HIDEABLE.includes(h)) : [];
+  if (saved.custom) {
+    try {
+      state.custom = validateExercise(saved.custom, { catalog: state.catalog, uploads: st.models.filter((m) => m.upload).map((m) => m.key) });
+    } catch { /* an exercise this page can no longer read */ }
+  }
+  const files = new Map(Object.entries(saved.files ?? {}).map(([k, v]) => [k, new Uint8Array(v)]));
+  await applyState(st, files);
   return true;
 }
+
+/** Loads a validated state (from a link or the store); `files`: upload name -> bytes. */
+async function applyState(st, files = new Map()) {
+  if (JSON.stringify(st.settings) !== JSON.stringify(state.settings)) {
+    state.settings = st.settings;
+    state.models.clear(); // decomposed with other settings
+  }
+  for (const m of st.models) {
+    if (m.upload) {
+      const bytes = m.upload.bytes ?? files.get(m.upload.name);
+      if (!bytes) throw new Error(`the file ${m.upload.name} is missing`);
+      if (await sha256Hex(bytes) !== m.upload.sha256) throw new Error(`${m.upload.name} does not match the SHA-256 the link expects`);
+      await addUpload(m.upload.name, m.dataset, bytes.slice().buffer);
+    } else {
+      await ensureModel(m.key);
+    }
+  }
+  state.linkHide = st.hide ?? [];
+  state.exercise = st.exercise;
+  if (st.exercise && !st.exercise.id) state.custom = st.exercise;
+  await select(st.current, { slots: st.slots });
+  if (st.try && !$('try-panel').hidden) tryIt.restore(st.try);
+}
+
+/** Makes a link of `st`, shows it in the share box and copies it. */
+async function shareState(st, label) {
+  const frag = await encodeState(st);
+  const url = `${location.origin}${location.pathname}#${frag}`;
+  $('share-label').textContent = label;
+  $('share-url').value = url;
+  const notes = [`${url.length.toLocaleString('en')} characters.`];
+  for (const m of st.models.filter((x) => x.upload)) {
+    notes.push(m.upload.bytes && m.upload.bytes.length <= LIMITS.embed
+      ? `Your upload ${m.upload.name} (${(m.upload.bytes.length / 1024).toFixed(1)} KB) is inside the link.`
+      : `Your upload ${m.upload.name} is not inside the link (over ${LIMITS.embed / 1024} KB): whoever opens it is asked for the file, checked by its SHA-256.`);
+  }
+  $('share-box').hidden = false;
+  $('share-url').focus();
+  $('share-url').select();
+  let copied = false;
+  try {
+    await navigator.clipboard.writeText(url);
+    copied = true;
+  } catch { /* no clipboard permission: the link is selected in the box */ }
+  $('share-note').textContent = `${copied ? 'Copied to the clipboard. ' : 'Press Ctrl+C (⌘C) to copy. '}${notes.join(' ')}`;
+  $('share-box').dataset.ready = 'true';
+}
+
+// ---- opening a link --------------------------------------------------------
+
+/** Reads the link in the fragment (if any) and opens it; false when there is none. */
+async function openLink() {
+  const hash = location.hash;
+  if (!isShareFragment(hash)) return false;
+  // The link has been read: a reload restores the user's work, not the link.
+  history.replaceState(null, '', location.pathname + location.search);
+  let st;
+  try {
+    st = await decodeFragment(hash, { catalog: state.catalog, exercises: state.builtins });
+  } catch (e) {
+    const why = e instanceof ShareLinkError ? e.message : `unexpected error: ${e.message}`;
+    showError(`This link could not be opened — ${why}. Showing the default playground.`);
+    document.body.dataset.link = 'refused';
+    return false;
+  }
+  const missing = st.models.filter((m) => m.upload && !m.upload.bytes);
+  if (missing.length) {
+    await selectDefault();
+    askForFiles(st, missing);
+    return true;
+  }
+  try {
+    await applyState(st);
+    document.body.dataset.link = 'opened';
+    return true;
+  } catch (e) {
+    showError(`This link could not be opened — ${e.message}. Showing the default playground.`);
+    document.body.dataset.link = 'refused';
+    state.exercise = null;
+    state.linkHide = [];
+    return false;
+  }
+}
+
+/** Asks for uploaded files a link names by SHA-256; opens the link when all match. */
+function askForFiles(st, missing) {
+  const files = new Map();
+  const list = $('link-files-list');
+  list.replaceChildren(...missing.map((m) => {
+    const input = el('input', { type: 'file', accept: '.keras,.h5,.hdf5', 'aria-label': `Choose ${m.upload.name}` });
+    const status = el('span', { class: 'muted' }, 'not chosen yet');
+    input.addEventListener('change', async () => {
+      const f = input.files?.[0];
+      input.value = '';
+      if (!f) return;
+      const bytes = new Uint8Array(await f.arrayBuffer());
+      const hash = await sha256Hex(bytes);
+      if (hash !== m.upload.sha256) {
+        showError(`${f.name} is not the file the link was made with: its SHA-256 is ${hash.slice(0, 12)}…, the link expects ${m.upload.sha256.slice(0, 12)}….`);
+        status.textContent = 'does not match — choose another file';
+        return;
+      }
+      files.set(m.upload.name, bytes);
+      status.textContent = 'matches ✓';
+      if (missing.every((x) => files.has(x.upload.name))) {
+        $('link-files').hidden = true;
+        try {
+          await applyState(st, files);
+          document.body.dataset.link = 'opened';
+        } catch (e) { showError(e); }
+      }
+    });
+    return el('li', {}, el('label', {}, el('strong', {}, m.upload.name), ` (SHA-256 ${m.upload.sha256.slice(0, 12)}…) `, input), ' ', status);
+  }));
+  $('link-files-h').textContent = missing.length === 1 ? 'This link uses a model that was uploaded' : `This link uses ${missing.length} models that were uploaded`;
+  $('link-files').hidden = false;
+  document.body.dataset.link = 'waiting-for-files';
+}
+
+// ---- exercises -------------------------------------------------------------
+
+/** What the checker sees: slots by qualified class and the composition's per-class accuracy. */
+function exerciseSnapshot() {
+  const slots = state.slots.map((s) => ({ cls: qualified(s), model: s.source, on: s.on }));
+  let result = null;
+  if (lastResult) {
+    const perClass = {};
+    for (const s of state.slots.filter((x) => x.on)) {
+      const id = state.models.get(s.source).modules[s.class].class_id;
+      const k = lastResult.classes.indexOf(id);
+      if (k >= 0) perClass[qualified(s)] = lastResult.per_class[k];
+    }
+    result = { top1: lastResult.top1, perClass };
+  }
+  return { slots, result };
+}
+
+function applyHide() {
+  const hide = new Set([...state.linkHide, ...(state.exercise?.hide ?? [])]);
+  for (const e of document.querySelectorAll('[data-control]')) e.classList.toggle('ctl-hidden', hide.has(e.dataset.control));
+  document.body.dataset.hide = [...hide].join(' ');
+}
+
+function renderExerciseList() {
+  const items = [...state.builtins];
+  if (state.custom) items.push(state.custom);
+  $('ex-list').replaceChildren(...items.map((ex) => {
+    const id = exerciseId(ex);
+    const open = state.exercise && exerciseId(state.exercise) === id;
+    const b = el('button', { type: 'button', class: 'ex-item', 'aria-pressed': String(!!open), 'data-exercise': id,
+      title: state.solved.has(id) ? 'Solved' : 'Not solved yet' },
+    el('span', { class: 'tick', 'aria-hidden': 'true' }, state.solved.has(id) ? '✓' : '○'), ex.id ? ex.title : `From the link: ${ex.title}`);
+    b.addEventListener('click', () => startExercise(ex).catch(showError));
+    return el('span', { role: 'listitem' }, b);
+  }));
+}
+
+async function startExercise(ex) {
+  const before = state.exercise;
+  try {
+    state.exercise = ex;
+    for (const k of ex.models) await ensureModel(k);
+    await select(ex.models[0]);
+  } catch (e) {
+    state.exercise = before;
+    renderExercise();
+    throw e;
+  }
+  $('ex-title').focus();
+}
+
+function renderExercise() {
+  const ex = state.exercise;
+  const panel = $('exercise-panel');
+  $('ex-open').hidden = !ex;
+  applyHide();
+  if (!ex) {
+    panel.classList.remove('solved');
+    delete panel.dataset.solved;
+    delete panel.dataset.exercise;
+    renderExerciseList();
+    return;
+  }
+  const r = evaluate(ex, exerciseSnapshot(), { catalog: state.catalog });
+  const id = exerciseId(ex);
+  panel.dataset.exercise = id;
+  panel.dataset.solved = String(r.solved);
+  panel.classList.toggle('solved', r.solved);
+  $('ex-title').textContent = ex.title;
+  $('ex-title').tabIndex = -1;
+  $('ex-story').textContent = ex.story;
+  $('ex-hints').hidden = ex.hints.length === 0;
+  $('ex-hint-list').replaceChildren(...ex.hints.map((h) => el('li', {}, h)));
+  $('ex-goal').replaceChildren(...r.checks.map((c) => el('li', { class: c.ok ? 'ok' : 'todo', 'data-check': c.check.check },
+    el('span', { class: 'mark', 'aria-hidden': 'true' }, c.ok ? '✓' : '✗'),
+    el('span', { class: 'visually-hidden' }, c.ok ? 'Done: ' : 'Not yet: '),
+    c.text, ' ', el('span', { class: 'now' }, `(${c.now})`))));
+  $('ex-status').textContent = r.solved ? 'Solved ✓' : `${r.checks.filter((c) => c.ok).length} of ${r.checks.length} done`;
+  if (r.solved && !state.solved.has(id)) {
+    state.solved.add(id);
+    store.save('solved', [...state.solved]).catch((e) => console.warn('could not save progress', e));
+  }
+  renderExerciseList();
+}
+
+// ---- teacher mode ----------------------------------------------------------
+
+function teacherExercise() {
+  const hints = $('t-hints').value.split('\n').map((h) => h.trim()).filter(Boolean).slice(0, 10);
+  const hide = [...document.querySelectorAll('#t-hide input:checked')].map((i) => i.value);
+  const raw = exerciseFromState(exerciseSnapshot(), { start: state.current, title: $('t-title').value.trim(), story: $('t-story').value.trim(), hints, hide });
+  const uploads = [...state.models.values()].filter((m) => m.upload).map((m) => m.key);
+  return validateExercise(raw, { catalog: state.catalog, uploads });
+}
+
+function renderTeacherGoal() {
+  if (!$('teacher').open) return;
+  try {
+    const ex = teacherExercise();
+    const r = evaluate(ex, exerciseSnapshot(), { catalog: state.catalog });
+    const items = r.checks.map((c) => el('li', { class: 'ok' }, el('span', { class: 'mark', 'aria-hidden': 'true' }, '✓'), c.text));
+    // Students start from the current model's own modules, all in: if that is
+    // the state now, they would solve the exercise without a click.
+    if (state.slots.every((s) => s.on && s.source === state.current)) {
+      items.push(el('li', { class: 'todo' }, el('span', { class: 'mark', 'aria-hidden': 'true' }, '!'),
+        'This is the starting state: replace, switch out or add modules first, or students solve it without a click.'));
+    }
+    $('t-goal').replaceChildren(...items);
+    $('t-make').disabled = false;
+  } catch (e) {
+    $('t-goal').replaceChildren(el('li', { class: 'todo' }, `Cannot make an exercise of this state: ${e.message}`));
+    $('t-make').disabled = true;
+  }
+}
+
+async function makeExerciseLink() {
+  const ex = teacherExercise();
+  const st = snapshot();
+  const models = ex.models.map((k) => st.models.find((m) => m.key === k));
+  await shareState({ models, settings: state.settings, current: ex.models[0], slots: null, try: null, exercise: ex, hide: [] },
+    'Exercise link for your students');
+}
+
+// ---- model selection, uploads ----------------------------------------------
 
 /**
  * Module scores for one input (raw values, or typed text the engine encodes
@@ -205,24 +577,35 @@ async function scoreInput(input) {
   const pixels = typeof input === 'string' ? await engine.call('encodeText', { dataset: ds.id, text: input }) : input;
   const r = await engine.call('tryInput', { picks: picks(), pixels });
   const chars = ds.vocab ? pixels.map((id) => ds.vocab[id] ?? '?') : null;
-  return { ...r, chars, names: on.map((s) => state.models.get(s.source).modules[s.class].class_name) };
+  return { ...r, chars, names: on.map((s) => (isExtra(s) ? qualified(s) : state.models.get(s.source).modules[s.class].class_name)) };
 }
 
 const decode = (ds, ids) => ids.map((id) => (id > 1 ? ds.vocab[id] : '·')).join('');
 
 async function loadSamples(ds, panel) {
   const list = [];
-  for (let i = 0; i < Math.min(12, ds.test); i++) {
+  for (let i = 0; i < Math.min(LIMITS.samples, ds.test); i++) {
     const { pixels, label } = await engine.call('testSample', { dataset: ds.id, index: i });
     list.push({ pixels, ids: pixels, label, name: ds.class_names[label], text: ds.vocab ? decode(ds, pixels) : null });
   }
   panel.setSamples(list);
 }
 
+/** Shows model `key`; `slots` (validated) or its own modules, all in. */
 async function select(key, { slots } = {}) {
   const m = await ensureModel(key);
+  if (slots) {
+    for (const s of slots) {
+      const src = state.models.get(s.source);
+      if (!src || s.class >= src.modules.length) throw new Error(`model ${s.source} has no module ${s.class}`);
+    }
+    if (slots.filter((s) => state.models.get(s.source).dataset.name === m.dataset.name).length !== m.modules.length) {
+      throw new Error(`the composition does not cover the ${m.modules.length} classes of ${m.title}`);
+    }
+  }
   state.current = key;
-  state.slots = slots?.length === m.modules.length ? slots.map((s) => ({ ...s }))
+  state.slots = slots
+    ? [...slots.filter((s) => !isExtra(s)).sort((a, b) => a.class - b.class), ...slots.filter(isExtra)].map((s) => ({ ...s }))
     : m.modules.map((mod) => ({ class: mod.class, source: key, on: true }));
   renderModel();
   renderModules();
@@ -239,22 +622,75 @@ async function select(key, { slots } = {}) {
   if (text) typeIt.update();
 }
 
-/** Loads uploaded model bytes under `key` and lists it in the picker. */
-async function addUpload(key, title, dataset, bytes) {
+async function selectDefault() {
+  const first = state.catalog.models.find((m) => m.default) ?? state.catalog.models[0];
+  state.exercise = null;
+  state.linkHide = [];
+  await select(first.file);
+}
+
+/** Loads uploaded model bytes as `upload:<name>` and lists it in the picker. */
+async function addUpload(name, dataset, bytes) {
+  const key = `upload:${name}`;
+  const title = `${name} (uploaded)`;
+  const sha256 = await sha256Hex(new Uint8Array(bytes));
+  const old = state.models.get(key);
+  if (old?.sha256 === sha256) return old;
   state.models.delete(key);
-  // The worker takes a transferred copy; keep the original for persistence.
+  // The worker takes a transferred copy; keep the original for persistence and links.
   const m = await ensureModel(key, { title, dataset, bytes: bytes.slice(0) });
-  Object.assign(m, { upload: true, bytes });
+  Object.assign(m, { upload: true, name, bytes, sha256 });
   const picker = $('model-picker');
   if (![...picker.options].some((o) => o.value === key)) picker.append(el('option', { value: key }, title));
+  return m;
 }
 
 async function upload(file) {
   const bytes = await file.arrayBuffer();
   const dataset = state.models.get(state.current)?.dataset.name ?? 'digits';
-  const key = `upload:${file.name}`;
-  await addUpload(key, `${file.name} (uploaded)`, dataset, bytes);
-  await select(key);
+  await addUpload(file.name, dataset, bytes);
+  await select(`upload:${file.name}`);
+}
+
+function wireControls() {
+  const picker = $('model-picker');
+  picker.replaceChildren(...state.catalog.models.map((m) => el('option', { value: m.file }, m.title)));
+  picker.disabled = false;
+  picker.addEventListener('change', () => select(picker.value).catch(showError));
+  const hidden = (c) => document.body.dataset.hide?.split(' ').includes(c);
+  // Drag and drop a model file anywhere on the page.
+  document.addEventListener('dragover', (e) => { e.preventDefault(); if (!hidden('upload')) document.body.classList.add('dropping'); });
+  document.addEventListener('dragleave', (e) => { if (!e.relatedTarget) document.body.classList.remove('dropping'); });
+  document.addEventListener('drop', (e) => {
+    e.preventDefault();
+    document.body.classList.remove('dropping');
+    const f = e.dataTransfer?.files?.[0];
+    if (f && !hidden('upload')) upload(f).catch(showError);
+  });
+  $('upload').addEventListener('change', (e) => {
+    const f = e.target.files?.[0];
+    e.target.value = '';
+    if (f) upload(f).catch(showError);
+  });
+  $('add-model').addEventListener('change', renderAddClasses);
+  $('add-btn').addEventListener('click', () => addModule().catch(showError));
+  $('share-btn').addEventListener('click', () => shareState(snapshot(), 'Link to this playground').catch(showError));
+  $('share-copy').addEventListener('click', () => {
+    $('share-url').select();
+    navigator.clipboard.writeText($('share-url').value).then(() => { $('share-note').textContent = 'Copied to the clipboard.'; },
+      () => { $('share-note').textContent = 'Press Ctrl+C (⌘C) to copy.'; });
+  });
+  $('share-close').addEventListener('click', () => { $('share-box').hidden = true; $('share-btn').focus(); });
+  $('link-files-cancel').addEventListener('click', () => { $('link-files').hidden = true; document.body.dataset.link = 'cancelled'; });
+  $('ex-close').addEventListener('click', () => { state.exercise = null; renderExercise(); persist(); });
+  $('ex-restart').addEventListener('click', () => startExercise(state.exercise).catch(showError));
+  const controlNames = { picker: 'model picker', upload: 'upload', layers: 'layer list', addmodule: 'modules from other data sets', tryit: 'try it', matrix: 'confusion matrix', teacher: 'teacher mode' };
+  $('t-hide').replaceChildren(...HIDEABLE.map((h) => el('label', {}, el('input', { type: 'checkbox', value: h }), ` ${controlNames[h] ?? h}`)));
+  $('teacher').addEventListener('toggle', renderTeacherGoal);
+  for (const id of ['t-title', 't-story', 't-hints']) $(id).addEventListener('input', renderTeacherGoal);
+  $('t-make').addEventListener('click', () => makeExerciseLink().catch(showError));
+  // A link pasted into this tab: open it as a fresh page would.
+  window.addEventListener('hashchange', () => { if (isShareFragment(location.hash)) location.reload(); });
 }
 
 async function boot() {
@@ -264,37 +700,31 @@ async function boot() {
   status.dataset.ready = 'true';
 
   state.catalog = await (await fetch('bundled/catalog.json')).json();
-  const picker = $('model-picker');
-  picker.replaceChildren(...state.catalog.models.map((m) => el('option', { value: m.file }, m.title)));
-  picker.disabled = false;
-  picker.addEventListener('change', () => select(picker.value).catch(showError));
-  // Drag and drop a model file anywhere on the page.
-  document.addEventListener('dragover', (e) => { e.preventDefault(); document.body.classList.add('dropping'); });
-  document.addEventListener('dragleave', (e) => { if (!e.relatedTarget) document.body.classList.remove('dropping'); });
-  document.addEventListener('drop', (e) => {
-    e.preventDefault();
-    document.body.classList.remove('dropping');
-    const f = e.dataTransfer?.files?.[0];
-    if (f) upload(f).catch(showError);
-  });
-  $('upload').addEventListener('change', (e) => {
-    const f = e.target.files?.[0];
-    e.target.value = '';
-    if (f) upload(f).catch(showError);
-  });
+  const builtins = await (await fetch('exercises/builtin.json')).json();
+  state.builtins = builtins.map((ex, k) => validateExercise(ex, { catalog: state.catalog }, { builtin: true, path: `builtin.json[${k}]` }));
+  state.solved = new Set(await store.load('solved').catch(() => []) ?? []);
+  wireControls();
   tryIt = new TryIt({ pad: $('pad'), clear: $('clear'), samples: $('samples'), answer: $('answer'), bars: $('try-scores') },
     scoreInput, showError);
   typeIt = new TypeIt({ box: $('type-box'), samples: $('type-samples'), answer: $('type-answer'), bars: $('type-scores'), tags: $('type-tags') },
     scoreInput, showError);
-  const first = state.catalog.models.find((m) => m.default) ?? state.catalog.models[0];
+  renderExerciseList();
   const t0 = performance.now();
   let restored = false;
+  let linked = false;
   try {
-    restored = await restore();
-  } catch (e) {
-    showError(`Could not restore your last session (${e.message}); starting fresh.`);
+    linked = await openLink();
+  } catch (e) { showError(e); }
+  if (!linked) {
+    try {
+      // A refused link shows the default state, not the last session.
+      if (document.body.dataset.link !== 'refused') restored = await restore();
+    } catch (e) {
+      showError(`Could not restore your last session (${e.message}); starting fresh.`);
+    }
+    if (!restored) await selectDefault();
   }
-  if (!restored) await select(first.file);
+  $('share-btn').disabled = false;
   document.body.dataset.restored = String(restored);
   document.body.dataset.firstViewMs = (performance.now() - t0).toFixed(0);
 }

@@ -35,6 +35,7 @@ export class TryIt {
     this.ctx.fillStyle = '#000';
     this.ctx.fillRect(0, 0, this.pad.width, this.pad.height);
     this.empty = true;
+    this.selected = null;
   }
 
   stroke([x, y]) {
@@ -66,6 +67,7 @@ export class TryIt {
 
   /** Fills the strip with test samples: [{pixels, label, name}]. */
   setSamples(list) {
+    if (this.selected !== null) this.selectSample(null);
     this.sampleList = list;
     this.samples.replaceChildren(...list.map((s, i) => {
       const c = Object.assign(document.createElement('canvas'), { width: SIDE, height: SIDE });
@@ -80,7 +82,32 @@ export class TryIt {
 
   selectSample(i) {
     this.current = null;
+    this.selected = i;
     [...this.samples.children].forEach((b, k) => b.setAttribute('aria-pressed', String(k === i)));
+  }
+
+  /** What a share link keeps: {sample: i}, {pixels: 28×28 bytes} of a drawing, or null. */
+  linkState() {
+    if (this.selected !== null && this.selected !== undefined) return { sample: this.selected };
+    if (this.empty) return null;
+    return { pixels: Uint8Array.from(this.current ?? this.pixels()) };
+  }
+
+  /** Shows and scores what `linkState` returned (exactly: a drawing is scored from its 28×28 bytes). */
+  restore(t) {
+    if (!t) return;
+    if (t.sample !== undefined) {
+      const s = this.sampleList?.[t.sample];
+      if (!s) throw new Error(`the link selects test image ${t.sample + 1}, which this data set does not have`);
+      this.selectSample(t.sample);
+      this.show(s.pixels);
+      this.current = s.pixels;
+    } else {
+      this.selectSample(null);
+      this.show(Array.from(t.pixels));
+      this.current = Array.from(t.pixels);
+    }
+    this.update();
   }
 
   /** Re-scores the current input (at most one request in flight; the latest input wins). */

@@ -19,11 +19,14 @@ export function renderLayers(list, layers) {
 
 /** Confusion matrix as a table; cell shade = share of the row. */
 export function renderMatrix({ confusion, class_names: names, per_class: perClass }) {
-  const head = el('tr', {}, el('th', {}, ''), ...names.map((n) => el('th', { class: 'cls', title: n, scope: 'col' }, n)),
+  // With several data sets loaded the engine names classes "clothing:Bag";
+  // the cells show the class, the tooltip the data set too.
+  const short = (n) => n.slice(n.indexOf(':') + 1);
+  const head = el('tr', {}, el('th', {}, ''), ...names.map((n) => el('th', { class: 'cls', title: n, scope: 'col' }, short(n))),
     el('th', { scope: 'col', class: 'acc' }, 'accuracy'));
   const rows = confusion.map((row, t) => {
     const total = row.reduce((a, b) => a + b, 0) || 1;
-    return el('tr', { 'data-class': names[t] }, el('th', { class: 'cls', title: names[t], scope: 'row' }, names[t]),
+    return el('tr', { 'data-class': names[t] }, el('th', { class: 'cls', title: names[t], scope: 'row' }, short(names[t])),
       ...row.map((v, p) => {
         const share = v / total;
         const hue = p === t ? '140 55%' : '4 70%';

@@ -124,6 +124,7 @@ test('try it: test images and a drawn digit are scored live by every module', as
   assert.ok(right >= 9, `${right}/${n} test images answered correctly`);
   // Draw a vertical stroke: a "1".
   await page.locator('#clear').click();
+  await page.locator('#pad').scrollIntoViewIfNeeded();
   const box = await page.locator('#pad').boundingBox();
   await page.mouse.move(box.x + box.width * 0.5, box.y + box.height * 0.15);
   await page.mouse.down();
