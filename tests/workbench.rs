@@ -40,7 +40,7 @@ fn intra_dataset_reuse_restricts_the_baseline_to_the_same_classes() {
     let mut wb = bench_with(&[("digits_mlp.keras", 0)]);
     let picks = [Pick { model: 0, class: 4 }, Pick { model: 0, class: 9 }];
     let r = wb.compose(&picks, Some(0)).unwrap();
-    assert_eq!((r.class_names.clone(), r.composition.evaluated), (vec!["digits:4".to_string(), "digits:9".to_string()], 200));
+    assert_eq!((r.class_names.clone(), r.composition.evaluated), (vec!["4".to_string(), "9".to_string()], 200));
     let restricted = r.model_accuracy.unwrap();
     // A 2-class choice is easier than the 10-class one, for the model and for the modules.
     assert!(restricted > wb.model_info(0).accuracy, "{restricted}");
