@@ -105,9 +105,10 @@ impl Session {
         crate::bench::bench_recompose(modules, samples, &|| js_sys::Date::now() / 1000.0).map_err(|e| JsError::new(&e.to_string()))
     }
 
-    /// `picks`: `[{model, class}, ...]`; `base`: the model to compare with.
-    pub fn compose(&mut self, picks: JsValue, base: Option<usize>) -> Result<JsValue, JsError> {
+    /// `picks`: `[{model, class}, ...]`; `base`: the model to compare with;
+    /// `update`: apply module update first (see `Workbench::compose_updated`).
+    pub fn compose(&mut self, picks: JsValue, base: Option<usize>, update: Option<bool>) -> Result<JsValue, JsError> {
         let picks: Vec<Pick> = from_js(picks, "module selection")?;
-        engine(self.wb.compose(&picks, base))
+        engine(if update == Some(true) { self.wb.compose_updated(&picks, base) } else { self.wb.compose(&picks, base) })
     }
 }

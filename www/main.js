@@ -102,7 +102,11 @@ async function recompose(beforeRender = () => {}) {
     return;
   }
   performance.mark('compose-start');
-  const result = await engine.call('compose', { picks: chosen, base: state.models.get(state.current).info.id });
+  const spans = new Set(state.slots.filter((s) => s.on).map((s) => state.models.get(s.source).dataset.name)).size > 1;
+  $('update-row').hidden = !spans;
+  const update = spans && $('update-box').checked;
+  document.body.dataset.update = String(update);
+  const result = await engine.call('compose', { picks: chosen, base: state.models.get(state.current).info.id, update });
   performance.mark('compose-reply');
   beforeRender();
   lastResult = result;
@@ -653,6 +657,7 @@ async function upload(file) {
 }
 
 function wireControls() {
+  $('update-box').addEventListener('change', () => recompose().catch(showError));
   const picker = $('model-picker');
   picker.replaceChildren(...state.catalog.models.map((m) => el('option', { value: m.file }, m.title)));
   picker.disabled = false;

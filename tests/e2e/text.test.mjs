@@ -57,3 +57,23 @@ test('the per-character tagger colours every character by the winning module', a
   await shot(page, 'text-tagger');
   assert.deepEqual(env.errors, []);
 });
+
+test('a language only set B knows joins set A modules, with and without module update', async () => {
+  const { addModule, composedChange } = await import('./page.mjs');
+  const page = await env.newPage();
+  await open(page, 'lang_a_lstm.keras', 'Languages A · LSTM');
+  assert.equal(await page.locator('#update-row').isHidden(), true);
+  await addModule(page, 'lang_b_lstm.keras', 'Dutch');
+  // English and German are shared classes: 6 rows, Dutch among them.
+  await page.waitForFunction(() => document.querySelectorAll('#matrix tbody tr').length === 6);
+  assert.equal(await page.locator('#update-row').isHidden(), false);
+  const plain = await page.locator('#app').getAttribute('data-composed');
+  await composedChange(page, () => page.locator('#update-box').check());
+  assert.equal(await page.evaluate(() => document.body.dataset.update), 'true');
+  const updated = await page.locator('#app').getAttribute('data-composed');
+  assert.notEqual(updated, plain);
+  await page.locator('#type-box').fill('het is een mooie dag en wij gaan naar het strand');
+  await page.waitForFunction(() => document.querySelectorAll('#type-scores li').length === 6);
+  await shot(page, 'text-add-language');
+  assert.deepEqual(env.errors, []);
+});
