@@ -337,7 +337,7 @@ impl Workbench {
             return Ok(());
         }
         let data = &self.datasets[d];
-        data.check_fits(&e.model).map_err(|_| Error::invalid(format!("module '{}' of model '{}' cannot read data set '{}' (input shapes differ)", e.infos[p.class].class_name, e.model.name, data.name)))?;
+        data.check_fits_input(&e.model).map_err(|_| Error::invalid(format!("module '{}' of model '{}' cannot read data set '{}' (input shapes differ)", e.infos[p.class].class_name, e.model.name, data.name)))?;
         let row = concerned_scores(&e.model, m, &test_inputs(&e.model, data), data.test.len(), &mut |_, _| true)?;
         let slot = &mut self.models[p.model].scores[p.class];
         slot.resize(self.datasets.len(), None);
@@ -380,12 +380,21 @@ impl Workbench {
         self.compose_rows(picks, &rows, &datasets, base)
     }
 
-    /// The data sets the picks' classes come from, ascending.
+    /// The data sets a composition is evaluated on: those the picks' classes
+    /// come from, ascending — except one whose classes another of them has
+    /// too (the 1-vs-7 subset beside the digits): its samples would be
+    /// counted twice.
     fn pick_datasets(&self, picks: &[Pick]) -> Result<Vec<DatasetId>> {
         let mut datasets: Vec<DatasetId> = picks.iter().map(|p| self.entry(p.model).map(|e| e.dataset)).collect::<Result<_>>()?;
         datasets.sort_unstable();
         datasets.dedup();
-        Ok(datasets)
+        let covers = |big: DatasetId, small: DatasetId| self.class_ids[small].iter().all(|c| self.class_ids[big].contains(c));
+        let keep: Vec<DatasetId> = datasets
+            .iter()
+            .copied()
+            .filter(|&d| !datasets.iter().any(|&o| o != d && covers(o, d) && (!covers(d, o) || o < d)))
+            .collect();
+        Ok(keep)
     }
 
     /// Pick `p`'s module re-decomposed against the other picks' classes, scored on `datasets`.
