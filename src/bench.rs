@@ -7,7 +7,8 @@ use crate::decompose::{decompose, decomposition_rows, Settings};
 use crate::error::Result;
 use crate::model::{forward, Model, Op};
 
-/// Multiply-adds ×2 per sample for Dense and Conv2D layers.
+/// Multiply-adds ×2 per sample for Dense, Conv2D and recurrent layers (input
+/// and recurrent kernels at every step).
 pub fn flops_per_sample(model: &Model) -> f64 {
     model
         .nodes
@@ -15,6 +16,7 @@ pub fn flops_per_sample(model: &Model) -> f64 {
         .map(|n| match &n.op {
             Op::Dense { kernel, .. } => 2.0 * kernel.len() as f64 * (n.len() / kernel.ncols()) as f64,
             Op::Conv2D { kernel, .. } => 2.0 * (kernel.len() / kernel.shape()[3]) as f64 * n.len() as f64,
+            Op::Recurrent(r) => 2.0 * (r.kernel.len() + r.recurrent.len()) as f64 * model.nodes[n.inputs[0]].shape[0] as f64,
             _ => 0.0,
         })
         .sum()

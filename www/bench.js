@@ -1,12 +1,14 @@
 // Benchmark page: runs both wasm builds one after the other and exposes the
 // results as JSON in #out (scripts/bench reads them with headless Chromium).
-const models = ['digits_mlp.keras', 'digits_mlp_b.keras', 'digits_cnn.keras'];
+// The same list as scripts/bench: [model, data set] in www/bundled/.
+const models = [['digits_mlp.keras', 'digits.npz'], ['digits_mlp_b.keras', 'digits.npz'], ['digits_cnn.keras', 'digits.npz'],
+  ['digits_resnet.keras', 'digits.npz'], ['lang_a_lstm.keras', 'lang_a.npz'], ['lang_a_gru.keras', 'lang_a.npz']];
 
 function run(pkg) {
   return new Promise((resolve, reject) => {
     const w = new Worker(`./bench-worker.js?pkg=${pkg}`, { type: 'module' });
     w.onmessage = ({ data }) => {
-      if (data.ready) return w.postMessage({ models, dataset: 'digits.npz' });
+      if (data.ready) return w.postMessage({ models });
       w.terminate();
       data.ok ? resolve(data) : reject(new Error(data.error));
     };

@@ -86,10 +86,10 @@ enum Cmd {
     },
     /// Print benchmark figures: forward throughput, decompose-all ÷ one recorded pass, recompose time
     Bench {
-        /// Model files (each with --data)
-        models: Vec<PathBuf>,
+        /// Model files, each `MODEL` (read with --data) or `MODEL=DATA`
+        models: Vec<String>,
         #[arg(long)]
-        data: PathBuf,
+        data: Option<PathBuf>,
         /// Machine-readable output
         #[arg(long)]
         json: bool,
@@ -178,8 +178,12 @@ fn run(cli: Cli) -> Result<(), String> {
             let t0 = Instant::now();
             let clock = move || t0.elapsed().as_secs_f64();
             let mut rows = vec![];
-            for model in &models {
-                let (wb, id) = load(&ModelData { model: model.clone(), data: data.clone() })?;
+            for spec in &models {
+                let (model, data) = match spec.split_once('=') {
+                    Some((m, d)) => (PathBuf::from(m), PathBuf::from(d)),
+                    None => (PathBuf::from(spec), data.clone().ok_or_else(|| format!("{spec}: give --data or write MODEL=DATA"))?),
+                };
+                let (wb, id) = load(&ModelData { model, data })?;
                 rows.push(wb.bench(id, &clock).map_err(|e| e.to_string())?);
             }
             let mut recompose = vec![];
