@@ -4,7 +4,7 @@ import { el, pct, signedPct, renderLayers, renderMatrix } from './view.js';
 import { TryIt } from './tryit.js';
 import { TypeIt } from './typeit.js';
 import * as store from './store.js';
-import { LIMITS, ShareLinkError, decodeFragment, encodeState, isShareFragment, sha256Hex, stateToJson, validateState } from './share.js';
+import { LIMITS, ShareLinkError, decodeFragment, encodeState, isShareFragment, sha256Hex, settingsProblem, stateToJson, validateState } from './share.js';
 import { HIDEABLE, evaluate, exerciseFromState, exerciseId, validateExercise } from './exercises.js';
 
 const $ = (id) => document.getElementById(id);
@@ -331,6 +331,7 @@ async function applyState(st, files = new Map()) {
   if (JSON.stringify(st.settings) !== JSON.stringify(state.settings)) {
     state.settings = st.settings;
     state.models.clear(); // decomposed with other settings
+    showSettings();
   }
   for (const m of st.models) {
     if (m.upload) {
@@ -656,7 +657,47 @@ async function upload(file) {
   await select(`upload:${file.name}`);
 }
 
+/** The engine's defaults (ALGORITHMS.md); state.settings holds only the differences. */
+const DEFAULTS = { mode: 'paper', recurrent_mode: 'reference', unrolled: false, max_remove: 0.05, samples_per_class: 1000, tangling_ratio: 1 };
+
+function showSettings() {
+  const f = $('settings-form');
+  for (const [k, v] of Object.entries({ ...DEFAULTS, ...state.settings })) if (f.elements[k]) f.elements[k].value = String(v);
+}
+
+/** Re-decomposes every loaded model with new settings, keeping the composition. */
+async function applySettings(next) {
+  const uploads = [...state.models.values()].filter((m) => m.upload);
+  const { current, slots } = state;
+  state.settings = next;
+  state.models.clear();
+  for (const u of uploads) await addUpload(u.name, u.dataset.name, u.bytes);
+  for (const k of new Set([current, ...slots.map((s) => s.source)])) await ensureModel(k);
+  await select(current, { slots });
+  showSettings();
+}
+
+function readSettings() {
+  const f = $('settings-form');
+  const v = {
+    mode: f.elements.mode.value, recurrent_mode: f.elements.recurrent_mode.value, unrolled: f.elements.unrolled.value === 'true',
+    max_remove: Number(f.elements.max_remove.value), samples_per_class: Number(f.elements.samples_per_class.value), tangling_ratio: Number(f.elements.tangling_ratio.value),
+  };
+  // Only what differs from the defaults (links stay short; {} means "the papers' defaults").
+  const next = Object.fromEntries(Object.entries(v).filter(([k, x]) => x !== DEFAULTS[k]));
+  // Checked before anything is torn down.
+  const problem = settingsProblem(next);
+  if (problem) throw new Error(`Decomposition ${problem.replace(/^settings\./, 'setting ')}`);
+  return next;
+}
+
 function wireControls() {
+  showSettings();
+  $('settings-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    try { applySettings(readSettings()).catch(showError); } catch (err) { showError(err); }
+  });
+  $('s-reset').addEventListener('click', () => applySettings({}).catch(showError));
   $('update-box').addEventListener('change', () => recompose().catch(showError));
   const picker = $('model-picker');
   picker.replaceChildren(...state.catalog.models.map((m) => el('option', { value: m.file }, m.title)));

@@ -25,6 +25,9 @@ export const LIMITS = Object.freeze({
 /** Settings the engine's decomposition takes (src/decompose/mod.rs `Settings`). */
 const SETTINGS = {
   mode: (v) => v === 'paper' || v === 'reference',
+  recurrent_mode: (v) => v === 'paper' || v === 'reference',
+  unrolled: (v) => typeof v === 'boolean',
+  max_remove: (v) => typeof v === 'number' && v >= 0 && v <= 1,
   samples_per_class: (v) => Number.isInteger(v) && v >= 1 && v <= 100000,
   tangling_ratio: (v) => typeof v === 'number' && v > 0 && v <= 10,
   confidence: (v) => typeof v === 'number' && v >= 0 && v < 1,
@@ -215,16 +218,21 @@ function validModel(raw, k, catalog) {
   return { key: `upload:${name}`, dataset: raw.dataset, upload: { name, sha256: raw.sha256, bytes } };
 }
 
-function validSettings(raw) {
-  if (!isObj(raw)) bad('settings must be an object');
-  const out = {};
+/** What is wrong with decomposition settings (known keys, values in range), or null. */
+export function settingsProblem(raw) {
+  if (!isObj(raw)) return 'settings must be an object';
   for (const k of Object.keys(raw)) {
     // An ignored setting would silently give other numbers than the sender's.
-    if (!has(SETTINGS, k)) bad(`settings has an unknown key "${k.slice(0, 40)}"`);
-    if (!SETTINGS[k](raw[k])) bad(`settings.${k} is out of range`);
-    out[k] = raw[k];
+    if (!has(SETTINGS, k)) return `settings has an unknown key "${k.slice(0, 40)}"`;
+    if (!SETTINGS[k](raw[k])) return `settings.${k} is out of range`;
   }
-  return out;
+  return null;
+}
+
+function validSettings(raw) {
+  const problem = settingsProblem(raw);
+  if (problem) bad(problem);
+  return Object.fromEntries(Object.keys(raw).map((k) => [k, raw[k]]));
 }
 
 /**

@@ -48,7 +48,8 @@ async function randomState(r) {
     const base = cur.dataset;
     const sameDs = models.filter((m) => m.dataset === base);
     st.slots = catalog.datasets[base].classes.map((_, c) => ({ source: r.pick(sameDs).key, class: c, on: r.next() < 0.7 }));
-    for (const m of models.filter((x) => x.dataset !== base)) {
+    const sameShape = (d) => JSON.stringify(catalog.datasets[d].shape) === JSON.stringify(catalog.datasets[base].shape);
+    for (const m of models.filter((x) => x.dataset !== base && sameShape(x.dataset))) {
       for (let c = 0; c < catalog.datasets[m.dataset].classes.length; c++) {
         if (r.next() < 0.2 && !st.slots.some((s) => s.class === c && models.find((x) => x.key === s.source).dataset === m.dataset)) {
           st.slots.push({ source: m.key, class: c, on: r.bool() });
