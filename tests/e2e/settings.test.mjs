@@ -1,0 +1,59 @@
+// The decomposition settings fold: the page re-decomposes in wasm with the
+// chosen technique and gets the CLI's masks; bad values are refused in place.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { join } from 'node:path';
+import { ROOT, start, shot } from './harness.mjs';
+import { copyLink, open } from './page.mjs';
+
+let env;
+before(async () => { env = await start(); });
+after(async () => { await env?.close(); });
+
+const CLI = join(ROOT, 'target', 'release', 'remodule');
+const cli = (...args) => JSON.parse(execFileSync(CLI, args, { cwd: ROOT, encoding: 'utf8' }));
+const pctText = (x) => `${(100 * x).toFixed(1)}%`;
+const digest = (page) => page.locator('#app').getAttribute('data-mask-digest');
+
+test('reference technique and unrolled RNN modules match the CLI, and survive a share link', async () => {
+  const page = await env.newPage();
+  await open(page, env.url);
+  await page.locator('#settings summary').click();
+  await page.locator('#s-mode').selectOption('reference');
+  await page.locator('#s-apply').click();
+  const ref = cli('report', 'models/digits_mlp.keras', '--data', 'data/digits.npz', '--mode', 'reference', '--json');
+  await page.waitForFunction((d) => document.getElementById('app').dataset.maskDigest === d, ref.mask_digest, { timeout: 60000 });
+  assert.equal(await page.locator('#composed-acc').textContent(), pctText(ref.composed_accuracy));
+
+  await page.locator('#model-picker').selectOption('lang_a_lstm.keras');
+  await page.locator('#type-panel:not([hidden])').waitFor();
+  await page.locator('#s-unrolled').selectOption('true');
+  await page.locator('#s-max').fill('0.25');
+  await page.locator('#s-apply').click();
+  const un = cli('report', 'models/lang_a_lstm.keras', '--data', 'data/lang_a.npz', '--mode', 'reference', '--unrolled', '--max-remove', '0.25', '--json');
+  await page.waitForFunction((d) => document.getElementById('app').dataset.maskDigest === d, un.mask_digest, { timeout: 60000 });
+  assert.equal(await page.locator('#composed-acc').textContent(), pctText(un.composed_accuracy));
+  await shot(page, 'settings-unrolled');
+  // The link carries the settings: a fresh page decomposes the same way.
+  const link = await copyLink(page);
+  const other = await env.newPage();
+  await other.goto(link);
+  await other.waitForFunction((d) => document.getElementById('app')?.dataset.maskDigest === d, un.mask_digest, { timeout: 90000 });
+  assert.equal(await other.locator('#s-unrolled').inputValue(), 'true');
+  assert.deepEqual(env.errors, []);
+});
+
+test('an out-of-range setting is refused with a message and the page keeps working', async () => {
+  const page = await env.newPage();
+  await open(page, env.url);
+  const before = await digest(page);
+  await page.locator('#settings summary').click();
+  await page.locator('#s-e').fill('0');
+  await page.locator('#s-apply').click();
+  await page.locator('#error-banner:not([hidden])').waitFor();
+  assert.match(await page.locator('#error-text').textContent(), /samples_per_class/);
+  assert.equal(await digest(page), before);
+  await page.locator('.module[data-class="3"] .toggle').click();
+  await page.waitForFunction(() => document.querySelectorAll('.module.off').length === 1);
+});
