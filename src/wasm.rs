@@ -88,6 +88,18 @@ impl Session {
         engine(self.wb.try_input(&picks, raw))
     }
 
+    /// Kept units of one module per tracked layer: `[{layer, kind, grid, kept}]`.
+    #[wasm_bindgen(js_name = moduleUnits)]
+    pub fn module_units(&self, model: usize, class: usize) -> Result<JsValue, JsError> {
+        engine(self.wb.module_units(model, class))
+    }
+
+    /// Jaccard index between every two modules of a model.
+    #[wasm_bindgen(js_name = moduleJaccard)]
+    pub fn module_jaccard(&self, model: usize) -> Result<JsValue, JsError> {
+        engine(self.wb.module_jaccard(model))
+    }
+
     /// Token ids for typed text in a text data set's vocabulary.
     #[wasm_bindgen(js_name = encodeText)]
     pub fn encode_text(&self, dataset: usize, text: &str) -> Result<JsValue, JsError> {

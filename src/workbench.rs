@@ -60,6 +60,16 @@ pub struct ModelInfo {
     pub recurrent: bool,
 }
 
+/// One tracked layer of a module, for the active-unit picture.
+#[derive(Debug, Clone, Serialize)]
+pub struct UnitsView {
+    pub layer: String,
+    pub kind: String,
+    /// The units' grid; `kept` is its flattening (row-major).
+    pub grid: Vec<usize>,
+    pub kept: Vec<u8>,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct ModuleInfo {
     pub model: ModelId,
@@ -197,6 +207,46 @@ impl Workbench {
         let accuracy = correct as f32 / d.test.y.len().max(1) as f32;
         self.models.push(ModelEntry { model, dataset, accuracy, test_probs: out.probs, decomposition: None, scores: vec![], infos: vec![] });
         Ok(self.model_info(self.models.len() - 1))
+    }
+
+    /// What module `class` of model `id` keeps, per tracked layer (the page's
+    /// active-unit picture): its unit grid (`[F]` dense, `[H, W, C]` conv
+    /// positions, `[T, U]` recurrent steps) and one 0/1 per unit.
+    pub fn module_units(&self, id: ModelId, class: usize) -> Result<Vec<UnitsView>> {
+        let e = self.entry(id)?;
+        let dec = e.decomposition.as_ref().ok_or_else(|| Error::invalid(format!("model '{}' is not decomposed yet", e.model.name)))?;
+        let m = dec.modules.get(class).ok_or_else(|| Error::invalid(format!("model '{}' has no module {class}", e.model.name)))?;
+        Ok(m.masks
+            .nodes
+            .iter()
+            .map(|(&node, mask)| {
+                let n = &e.model.nodes[node];
+                let grid = match &n.op {
+                    Op::Recurrent(r) => vec![e.model.steps(node), r.units],
+                    _ => n.shape.clone(),
+                };
+                UnitsView { layer: n.name.clone(), kind: n.op.kind().into(), grid, kept: (0..mask.keep.len()).map(|u| mask.keep.contains(u) as u8).collect() }
+            })
+            .collect())
+    }
+
+    /// Jaccard index between every two modules of model `id`, over their kept
+    /// tracked units (|A ∩ B| ÷ |A ∪ B|): how much of the network they share.
+    pub fn module_jaccard(&self, id: ModelId) -> Result<Vec<Vec<f32>>> {
+        let e = self.entry(id)?;
+        let dec = e.decomposition.as_ref().ok_or_else(|| Error::invalid(format!("model '{}' is not decomposed yet", e.model.name)))?;
+        let sets: Vec<Vec<&BitSet>> = dec.modules.iter().map(|m| m.masks.nodes.values().map(|u| &u.keep).collect()).collect();
+        let pair = |a: &[&BitSet], b: &[&BitSet]| {
+            let (mut both, mut any) = (0usize, 0usize);
+            for (x, y) in a.iter().zip(b) {
+                for (wx, wy) in x.words().iter().zip(y.words()) {
+                    both += (wx & wy).count_ones() as usize;
+                    any += (wx | wy).count_ones() as usize;
+                }
+            }
+            if any == 0 { 1.0 } else { both as f32 / any as f32 }
+        };
+        Ok(sets.iter().map(|a| sets.iter().map(|b| pair(a, b)).collect()).collect())
     }
 
     pub fn model_info(&self, id: ModelId) -> ModelInfo {

@@ -147,3 +147,32 @@ fn module_update_recomputes_modules_against_the_other_data_set() {
     // Cached: asking again gives the same rows without recomputing.
     assert_eq!(wb.compose_updated(&picks, None).unwrap().composition.confusion, after.composition.confusion);
 }
+
+#[test]
+fn module_pictures_and_jaccard_describe_the_masks() {
+    let mut wb = bench_with(&[("digits_cnn.keras", 0)]);
+    let info = wb.decompose(0, &Settings { samples_per_class: 5, ..Settings::default() }, &mut |_| true).unwrap();
+    for m in &info.modules {
+        let views = wb.module_units(0, m.class).unwrap();
+        // Two conv layers (positions × channels) and the hidden Dense layer.
+        let grids: Vec<Vec<usize>> = views.iter().map(|v| v.grid.clone()).collect();
+        assert_eq!(grids, vec![vec![26, 26, 8], vec![11, 11, 16], vec![32]]);
+        for v in &views {
+            assert_eq!(v.kept.len(), v.grid.iter().product::<usize>());
+        }
+        let kept: usize = views.iter().map(|v| v.kept.iter().map(|&k| k as usize).sum::<usize>()).sum();
+        assert_eq!(kept, m.kept_units);
+    }
+    let j = wb.module_jaccard(0).unwrap();
+    assert_eq!(j.len(), 10);
+    for a in 0..10 {
+        assert_eq!(j[a][a], 1.0);
+        for b in 0..10 {
+            assert_eq!(j[a][b], j[b][a]);
+            assert!(j[a][b] > 0.0 && j[a][b] <= 1.0);
+        }
+    }
+    // With E = 5 modules differ: some pair shares less than everything.
+    assert!(j.iter().flatten().any(|&x| x < 1.0));
+    assert!(wb.module_units(0, 10).is_err());
+}

@@ -3,6 +3,7 @@ import { Engine } from './engine.js';
 import { el, pct, signedPct, renderLayers, renderMatrix } from './view.js';
 import { TryIt } from './tryit.js';
 import { TypeIt } from './typeit.js';
+import { renderJaccard, renderUnits } from './units.js';
 import * as store from './store.js';
 import { LIMITS, ShareLinkError, decodeFragment, encodeState, isShareFragment, sha256Hex, settingsProblem, stateToJson, validateState } from './share.js';
 import { HIDEABLE, evaluate, exerciseFromState, exerciseId, validateExercise } from './exercises.js';
@@ -625,6 +626,19 @@ async function select(key, { slots } = {}) {
   }
   await recompose();
   if (text) typeIt.update();
+  await showInside(m);
+}
+
+/** The "inside a module" panel for model `m` (its own modules). */
+async function showInside(m) {
+  const pick = $('units-class');
+  const names = m.modules.map((mod) => mod.class_name);
+  if (pick.dataset.model !== `${m.key} ${m.digest}`) {
+    pick.replaceChildren(...names.map((n, i) => el('option', { value: String(i) }, n)));
+    pick.dataset.model = `${m.key} ${m.digest}`;
+    renderJaccard($('jaccard'), names, await engine.call('moduleJaccard', { model: m.info.id }));
+  }
+  renderUnits($('units'), await engine.call('moduleUnits', { model: m.info.id, class: Number(pick.value) }));
 }
 
 async function selectDefault() {
@@ -692,6 +706,7 @@ function readSettings() {
 }
 
 function wireControls() {
+  $('units-class').addEventListener('change', () => showInside(state.models.get(state.current)).catch(showError));
   showSettings();
   $('settings-form').addEventListener('submit', (e) => {
     e.preventDefault();

@@ -14,6 +14,8 @@ const ops = {
   testSample: ({ dataset, index }) => session.testSample(dataset, index),
   tryInput: ({ picks, pixels }) => session.tryInput(picks, new Float32Array(pixels)),
   encodeText: ({ dataset, text }) => session.encodeText(dataset, text),
+  moduleUnits: ({ model, class: c }) => session.moduleUnits(model, c),
+  moduleJaccard: ({ model }) => session.moduleJaccard(model),
 };
 
 self.onmessage = async ({ data: { id, op, args } }) => {

@@ -1,0 +1,62 @@
+// "Inside a module": which units a module keeps, layer by layer, and how much
+// every two modules share (Jaccard). Pixels only; names become text nodes.
+import { el } from './view.js';
+
+const KEPT = [37, 99, 235];
+const GONE = [226, 230, 236];
+const mix = (f) => KEPT.map((k, i) => Math.round(GONE[i] + (k - GONE[i]) * f));
+
+/** One layer's units as a small image: dense units in rows of 32, conv
+ *  positions as an H×W map of the share of channels kept, recurrent units as
+ *  steps (rows) × units (columns). */
+function layerCanvas({ grid, kept }) {
+  let rows, cols, value;
+  if (grid.length === 3) {
+    const [h, w, c] = grid;
+    [rows, cols] = [h, w];
+    value = (r, q) => { let s = 0; for (let k = 0; k < c; k++) s += kept[(r * w + q) * c + k]; return s / c; };
+  } else if (grid.length === 2) {
+    [rows, cols] = grid;
+    value = (r, q) => kept[r * cols + q];
+  } else {
+    cols = Math.min(32, kept.length);
+    rows = Math.ceil(kept.length / cols);
+    value = (r, q) => (r * cols + q < kept.length ? kept[r * cols + q] : null);
+  }
+  const cell = Math.max(2, Math.min(10, Math.floor(220 / Math.max(cols, rows))));
+  const canvas = Object.assign(document.createElement('canvas'), { width: cols * cell, height: rows * cell });
+  const ctx = canvas.getContext('2d');
+  for (let r = 0; r < rows; r++) {
+    for (let q = 0; q < cols; q++) {
+      const v = value(r, q);
+      if (v === null) continue;
+      ctx.fillStyle = `rgb(${mix(v).join(',')})`;
+      ctx.fillRect(q * cell, r * cell, cell - (cell > 3 ? 1 : 0), cell - (cell > 3 ? 1 : 0));
+    }
+  }
+  return canvas;
+}
+
+export function renderUnits(box, views) {
+  box.replaceChildren(...views.map((v) => {
+    const kept = v.kept.reduce((a, b) => a + b, 0);
+    const what = v.grid.length === 3 ? 'positions (share of channels)' : v.grid.length === 2 && v.kind !== 'Dense' ? 'steps × units' : 'units';
+    return el('figure', { class: 'units-layer', 'data-layer': v.layer },
+      layerCanvas(v),
+      el('figcaption', {}, el('strong', {}, v.layer), ` ${v.kind} · ${v.grid.join('×')} ${what} · kept ${kept} of ${v.kept.length}`));
+  }));
+}
+
+/** Module × module Jaccard as a shaded table (shade from the smallest value to 1). */
+export function renderJaccard(box, names, j) {
+  const low = Math.min(...j.flat());
+  const shade = (x) => (low < 1 ? (x - low) / (1 - low) : 1);
+  const head = el('tr', {}, el('th', {}, ''), ...names.map((n) => el('th', { scope: 'col', title: n }, n)));
+  const rows = j.map((row, a) => el('tr', {}, el('th', { scope: 'row', title: names[a] }, names[a]), ...row.map((x, b) => {
+    const td = el('td', { title: `${names[a]} ∩ ${names[b]}: ${x.toFixed(3)}` }, x.toFixed(2));
+    td.style.background = `rgb(${mix(0.15 + 0.85 * shade(x)).join(',')})`;
+    td.style.color = shade(x) > 0.6 ? '#fff' : '';
+    return td;
+  })));
+  box.replaceChildren(el('table', {}, el('thead', {}, head), el('tbody', {}, ...rows)));
+}
