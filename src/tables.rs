@@ -169,6 +169,11 @@ pub fn fidelity_markdown(cat: &Catalog, read: &dyn Fn(&str) -> Result<Vec<u8>>, 
         let mut p = base.clone();
         p.remove(7);
         row("7-module removed", &p)?;
+        // Verification: answers "1" or "7" are re-checked by variant B's modules.
+        let watched = [wb.class_id(faulty, 1)?, seven_id];
+        let r = wb.compose_verified(&base, &watched, b, Some(faulty))?;
+        let seven = r.composition.classes.iter().position(|&c| c == seven_id).map(|i| r.composition.per_class[i]);
+        writeln!(w, "| faulty model's modules, answers 1 or 7 re-checked by MLP B | {:.4} | {} |", r.composition.top1, seven.map_or("—".into(), |a| format!("{a:.4}"))).unwrap();
     }
     if let (Some(d), Some(c)) = (find("digits_mlp.keras"), find("clothing_mlp.keras")) {
         writeln!(w, "\n## Reuse\n").unwrap();

@@ -430,6 +430,41 @@ impl Workbench {
         self.compose_rows(picks, &rows, &datasets, base)
     }
 
+    /// As [`Self::compose`], with **verification** (seed 002, Fig. 1 option
+    /// 4): a sample the composition answers with one of the `watched` classes
+    /// is answered again by `verifier`'s modules (for the composition's
+    /// classes it has; the others cannot win then).
+    pub fn compose_verified(&mut self, picks: &[Pick], watched: &[ClassId], verifier: ModelId, base: Option<ModelId>) -> Result<ComposeResult> {
+        let datasets = self.pick_datasets(picks)?;
+        let vd = self.entry(verifier)?.dataset;
+        let checks: Vec<Option<Pick>> = picks
+            .iter()
+            .map(|p| {
+                let id = self.class_ids[self.models[p.model].dataset][p.class];
+                self.class_ids[vd].iter().position(|&c| c == id).map(|class| Pick { model: verifier, class })
+            })
+            .collect();
+        for p in picks.iter().chain(checks.iter().flatten()) {
+            for &d in &datasets {
+                self.ensure_scores(*p, d)?;
+            }
+        }
+        let row = |p: &Pick| -> Vec<f32> { datasets.iter().flat_map(|&d| self.models[p.model].scores[p.class][d].as_deref().unwrap().iter().copied()).collect() };
+        let mut rows: Vec<Vec<f32>> = picks.iter().map(row).collect();
+        let second: Vec<Option<Vec<f32>>> = checks.iter().map(|c| c.as_ref().map(row)).collect();
+        let row_class: Vec<ClassId> = picks.iter().map(|p| self.class_ids[self.models[p.model].dataset][p.class]).collect();
+        let n = rows.first().map_or(0, Vec::len);
+        for s in 0..n {
+            let best = (0..rows.len()).fold(0, |b, m| if rows[m][s] > rows[b][s] { m } else { b });
+            if watched.contains(&row_class[best]) {
+                for (r, v) in rows.iter_mut().zip(&second) {
+                    r[s] = v.as_ref().map_or(-1.0, |v| v[s]);
+                }
+            }
+        }
+        self.compose_rows(picks, &rows, &datasets, base)
+    }
+
     /// The data sets a composition is evaluated on: those the picks' classes
     /// come from, ascending — except one whose classes another of them has
     /// too (the 1-vs-7 subset beside the digits): its samples would be

@@ -176,3 +176,24 @@ fn module_pictures_and_jaccard_describe_the_masks() {
     assert!(j.iter().flatten().any(|&x| x < 1.0));
     assert!(wb.module_units(0, 10).is_err());
 }
+
+#[test]
+fn verification_re_answers_watched_classes_with_a_second_model() {
+    let mut wb = bench_with(&[("digits_mlp_faulty.keras", 0), ("digits_mlp_b.keras", 0)]);
+    let picks = all(0);
+    let plain = wb.compose(&picks, Some(0)).unwrap();
+    // Watching nothing changes nothing.
+    assert_eq!(wb.compose_verified(&picks, &[], 1, Some(0)).unwrap().composition.confusion, plain.composition.confusion);
+    let watched = [wb.class_id(0, 1).unwrap(), wb.class_id(0, 7).unwrap()];
+    let v = wb.compose_verified(&picks, &watched, 1, Some(0)).unwrap();
+    // The faulty model answers most 7s "1"; re-checked by variant B they become 7s.
+    assert!(v.composition.per_class[7] > plain.composition.per_class[7] + 0.5, "{} vs {}", v.composition.per_class[7], plain.composition.per_class[7]);
+    assert!(v.composition.top1 > plain.composition.top1);
+    // Only samples answered 1 or 7 are re-answered: every other answer stays, so
+    // each cell outside columns 1 and 7 can only gain samples.
+    for t in 0..10 {
+        for p in [0, 2, 3, 4, 5, 6, 8, 9] {
+            assert!(v.composition.confusion[t][p] >= plain.composition.confusion[t][p], "cell {t},{p}");
+        }
+    }
+}
