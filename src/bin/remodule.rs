@@ -103,6 +103,15 @@ enum Cmd {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Regenerate the model cards of every bundled model (models/CARDS.md)
+    Cards {
+        /// Repository root (holds models/catalog.json, models/, data/)
+        #[arg(long, default_value = ".")]
+        root: PathBuf,
+        /// Where to write the Markdown (stdout when omitted)
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Decompose, then compose only the given classes (e.g. --classes 0,1,7)
     Compose {
         #[command(flatten)]
@@ -130,6 +139,7 @@ fn load(md: &ModelData) -> Result<(Workbench, usize), String> {
 }
 
 fn run(cli: Cli) -> Result<(), String> {
+    let cards = matches!(cli.cmd, Cmd::Cards { .. });
     match cli.cmd {
         Cmd::Info { md } => {
             let (wb, id) = load(&md)?;
@@ -205,11 +215,16 @@ fn run(cli: Cli) -> Result<(), String> {
                 println!("| {} × {} | {:.3} |", r["modules"], r["samples"], r["ms"].as_f64().unwrap_or(f64::NAN));
             }
         }
-        Cmd::Table { root, out } => {
+        Cmd::Table { root, out } | Cmd::Cards { root, out } => {
             let t0 = Instant::now();
             let catalog = remodule::tables::Catalog::parse(&read(&root.join("models/catalog.json"))?).map_err(|e| e.to_string())?;
             let reader = |p: &str| std::fs::read(root.join(p)).map_err(|e| remodule::Error::invalid(format!("{p}: {e}")));
-            let md = remodule::tables::fidelity_markdown(&catalog, &reader, &move || t0.elapsed().as_secs_f64()).map_err(|e| e.to_string())?;
+            let md = if cards {
+                remodule::tables::model_cards_markdown(&catalog, &reader)
+            } else {
+                remodule::tables::fidelity_markdown(&catalog, &reader, &move || t0.elapsed().as_secs_f64())
+            }
+            .map_err(|e| e.to_string())?;
             match out {
                 Some(p) => std::fs::write(&p, md).map_err(|e| format!("{}: {e}", p.display()))?,
                 None => print!("{md}"),

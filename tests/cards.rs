@@ -1,0 +1,26 @@
+//! Every bundled model loads with the accuracy and parameter count its
+//! generated card (models/CARDS.md) states, and every catalog model has one.
+
+use remodule::tables::Catalog;
+use remodule::workbench::Workbench;
+
+fn read(p: &str) -> Vec<u8> {
+    std::fs::read(format!("{}/{p}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+}
+
+#[test]
+fn bundled_models_match_their_cards() {
+    let cat = Catalog::parse(&read("models/catalog.json")).unwrap();
+    let cards = String::from_utf8(read("models/CARDS.md")).unwrap();
+    let mut wb = Workbench::new();
+    let mut datasets = std::collections::HashMap::new();
+    for m in &cat.models {
+        let card = cards.split("\n## ").find(|c| c.contains(&format!("- file: `models/{}`", m.file))).unwrap_or_else(|| panic!("no card for {}", m.file));
+        let field = |name: &str| card.lines().find_map(|l| l.strip_prefix(&format!("- {name}: "))).unwrap_or_else(|| panic!("{}: no {name}", m.file)).to_string();
+        let d = *datasets.entry(m.dataset.clone()).or_insert_with(|| wb.add_dataset(&read(&format!("data/{}", cat.datasets[&m.dataset].file)), &m.dataset).unwrap().id);
+        let info = wb.add_model(&read(&format!("models/{}", m.file)), &m.file, d, None).unwrap();
+        assert_eq!(format!("{:.4}", info.accuracy), field("test accuracy"), "{}", m.file);
+        assert_eq!(info.params.to_string(), field("parameters"), "{}", m.file);
+        assert!(info.params < 200_000, "{} is too big for the page", m.file);
+    }
+}
