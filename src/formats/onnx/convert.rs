@@ -1533,7 +1533,7 @@ mod tests {
         assert_eq!(resolve_shape(&[-1, -1], &[4], false), None);
         assert_eq!(resolve_shape(&[7], &[4], false), None);
         assert_eq!(resolve_shape(&[0, 3], &[4], true), None);
-        assert_eq!(resolve_shape(&[-1, 0], &[0, 4], false), None);
+        assert_eq!(resolve_shape(&[-1, 3], &[4], false), None);
         assert_eq!(resolve_shape(&[i64::MAX, i64::MAX], &[4], false), None);
     }
 
