@@ -232,6 +232,49 @@ def pt_rgb(seed):
     return g.model("pt_rgb", [3, 8, 8], x, 5)
 
 
+def pt_glue(seed, opset):
+    """The glue exporters emit, on random weights: element-wise constants, SAME_LOWER,
+    ceil_mode, padded average pooling, NHWC round trips, Unsqueeze/Squeeze, MatMul over the
+    last axis of an image, Shape→Gather→Unsqueeze→Concat→Reshape (PyTorch's x.view(N, -1)),
+    Gemm with alpha/beta and transB=0, Sum of three tensors."""
+    rng = np.random.default_rng(seed)
+    r = lambda *s: rng.normal(0, 0.5, s).astype(np.float32)  # noqa: E731
+    g = Graph()
+    i64 = lambda name, v: g.const(name, np.array(v, dtype=np.int64), np.int64)  # noqa: E731
+    axes = lambda name, v, **kw: ({"axes": v}, []) if opset < 13 else ({}, [i64(name, v)])  # noqa: E731
+    x = g.node("Mul", ["input", g.const("two", np.float32(2.0))], "scale")
+    x = g.node("Sub", [x, g.const("mean", r(1, 1, 1))], "center")
+    x = g.node("Conv", [x, g.const("conv1.weight", r(3, 1, 3, 3)), g.const("conv1.bias", r(3))], "conv1",
+               kernel_shape=[3, 3], strides=[2, 2], auto_pad="SAME_LOWER")  # 28 → 14, odd pad on top
+    x = g.node("Add", [x, g.const("conv1.extra_bias", r(1, 3, 1, 1))], "conv1_bias")  # folded into conv1
+    x = g.node("Relu", [x], "relu1")
+    x = g.node("MaxPool", [x], "pool1", kernel_shape=[3, 3], strides=[2, 2], ceil_mode=1)  # 14 → 7
+    x = g.node("Transpose", [x], "to_nhwc", perm=[0, 2, 3, 1])
+    x = g.node("Div", [x, g.const("per_channel", rng.uniform(0.5, 2, (1, 1, 1, 3)).astype(np.float32))], "div")
+    x = g.node("Transpose", [x], "to_nchw", perm=[0, 3, 1, 2])
+    x = g.node("AveragePool", [x], "pool2", kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])  # 7 → 4
+    y = g.node("Sigmoid", [x], "gate")
+    x = g.node("Sum", [x, y, x], "sum")
+    x = g.node("Transpose", [x], "hw_c", perm=[0, 2, 3, 1])                  # [N, 4, 4, 3]
+    attrs, extra = axes("ax3", [3])
+    x = g.node("Unsqueeze", [x] + extra, "unsq", **attrs)                    # [N, 4, 4, 1, 3]
+    attrs, extra = axes("ax2b", [-2])
+    x = g.node("Squeeze", [x] + extra, "sq", **attrs)                        # [N, 4, 4, 3]
+    x = g.node("MatMul", [x, g.const("pixel_dense.weight", r(3, 6))], "pixel_dense")
+    x = g.node("Add", [x, g.const("pixel_dense.bias", r(1, 6))], "pixel_dense_bias")
+    x = g.node("Tanh", [x], "tanh")                                          # [N, 4, 4, 6]
+    shape = g.node("Shape", [x], "shape")
+    n = g.node("Gather", [shape, i64("zero", 0)], "batch", axis=0)
+    attrs, extra = axes("ax0", [0])
+    n = g.node("Unsqueeze", [n] + extra, "batch_1d", **attrs)
+    new_shape = g.node("Concat", [n, i64("minus_one", [-1])], "new_shape", axis=0)
+    x = g.node("Reshape", [x, new_shape], "flatten")                         # [N, 96]
+    x = g.node("Gemm", [x, g.const("fc.weight", r(96, 7)), g.const("fc.bias", r(1, 7))], "fc",
+               alpha=0.5, beta=2.0, transB=0)
+    g.node("Softmax", [x], "softmax", axis=1 if opset < 13 else -1)
+    return g.model(f"pt_glue{opset}", [1, 28, 28], x, 7, opset=opset)
+
+
 # ------------------------------------------------------------------ main
 
 def main():
@@ -299,6 +342,8 @@ def main():
     assert d < 1e-5, ("pt_cnn vs tf_cnn", d)
     save("pt_residual", pt_residual(21), x16_nchw)
     save("pt_rgb", pt_rgb(22), np.ascontiguousarray(x_rgb.transpose(0, 3, 1, 2)))
+    save("pt_glue13", pt_glue(23, 13), x16_nchw)
+    save("pt_glue11", pt_glue(24, 11), x16_nchw)
 
     with open(os.path.join(OUT, "VERSIONS.json"), "w") as f:
         json.dump({"tensorflow": tf.__version__, "tf_keras": keras.__version__, "tf2onnx": tf2onnx.__version__,
