@@ -9,7 +9,7 @@ use prost::Message;
 use remodule::formats::onnx::proto::{AttributeProto, Dimension, GraphProto, ModelProto, NodeProto, TensorProto};
 use remodule::formats::onnx::{load_onnx, SUPPORTED_OPS};
 use remodule::formats::{load_model, npz};
-use remodule::model::{forward, Activation, InputKind, Model, Op, Padding};
+use remodule::model::{forward, Activation, Cell, InputKind, Model, Op, Padding};
 use remodule::{Error, Result};
 
 fn dir() -> PathBuf {
@@ -20,8 +20,9 @@ fn read(stem: &str) -> Vec<u8> {
     std::fs::read(dir().join(format!("{stem}.onnx"))).unwrap()
 }
 
-/// (stem, the ONNX input is channels-first) for every fixture.
-const FIXTURES: [(&str, bool); 10] = [
+/// (stem, the ONNX input is channels-first) for every fixture: images, then
+/// token sequences.
+const FIXTURES: [(&str, bool); 15] = [
     ("tf_mlp", false),
     ("tf_cnn", false),
     ("tf_residual", false),
@@ -32,7 +33,13 @@ const FIXTURES: [(&str, bool); 10] = [
     ("pt_rgb", true),
     ("pt_glue13", true),
     ("pt_glue11", true),
+    ("tf_lstm", false),
+    ("tf_gru_tags", false),
+    ("pt_lstm", false),
+    ("pt_gru", false),
+    ("pt_rnn", false),
 ];
+const IMAGES: usize = 10;
 
 /// NCHW → NHWC for one batch of `[n, c, h, w]`.
 fn to_nhwc(x: &[f32], shape: &[usize]) -> Vec<f32> {
@@ -77,12 +84,17 @@ fn fixtures_match_onnxruntime() {
 
 #[test]
 fn image_inputs_are_channels_last() {
-    for (stem, _) in FIXTURES {
+    for (stem, _) in &FIXTURES[..IMAGES] {
         let m = load_onnx(&read(stem), stem).unwrap();
-        let want = if stem.ends_with("rgb") { vec![8, 8, 3] } else if stem.ends_with("mlp") && stem.starts_with("tf") { vec![28, 28, 1] } else { vec![28, 28, 1] };
+        let want = if stem.ends_with("rgb") { vec![8, 8, 3] } else { vec![28, 28, 1] };
         assert_eq!(m.input.shape, want, "{stem}");
         assert_eq!(m.input.kind, InputKind::Image, "{stem}");
         assert_eq!((m.input.scale, m.input.offset), (1.0, 0.0));
+    }
+    for (stem, _) in &FIXTURES[IMAGES..] {
+        let m = load_onnx(&read(stem), stem).unwrap();
+        assert_eq!(m.input.kind, InputKind::Tokens, "{stem}");
+        assert_eq!(m.input.shape, [if stem.contains("tags") || stem.contains("rnn") { 64 } else { 32 }], "{stem}");
     }
 }
 
@@ -120,6 +132,63 @@ fn glue_maps_to_the_expected_layers() {
     assert_eq!(kinds(&m), ["Input", "Conv2D", "BatchNormalization", "Activation", "Conv2D", "BatchNormalization", "Add", "MaxPool2D",
                            "GlobalAveragePooling2D", "Dropout", "Dense", "Activation"]);
     assert!(matches!(m.nodes[6].op, Op::Add { activation: Activation::Relu }), "relu2 fused into the Add");
+}
+
+/// Recurrent layers: gate orders converted (checked by the outputs above),
+/// tf2onnx's "last step of Y" becomes a layer that returns its last state,
+/// time-major transposes cost nothing, per-step heads stay per step.
+#[test]
+fn sequences_map_to_recurrent_layers() {
+    let rec = |m: &Model, k: usize| match &m.nodes[k].op {
+        Op::Recurrent(r) => (**r).clone(),
+        other => panic!("{} is {}", m.nodes[k].name, other.kind()),
+    };
+    let m = load_onnx(&read("tf_lstm"), "x").unwrap();
+    assert_eq!(kinds(&m), ["Input", "Embedding", "LSTM", "Dense"]);
+    let r = rec(&m, 2);
+    assert!(!r.return_sequences && r.units == 16 && r.recurrent_bias.is_none());
+    assert_eq!((r.activation, r.recurrent_activation), (Activation::Tanh, Activation::Sigmoid));
+    let m = load_onnx(&read("tf_gru_tags"), "x").unwrap();
+    assert_eq!(kinds(&m), ["Input", "Embedding", "GRU", "Dense"]);
+    let r = rec(&m, 2);
+    assert!(r.return_sequences && r.cell == Cell::Gru { reset_after: true } && r.recurrent_bias.is_some());
+    assert_eq!(m.nodes[3].shape, [64, 5]);
+    assert_eq!(m.classes(), 5);
+    let m = load_onnx(&read("pt_gru"), "x").unwrap();
+    let r = rec(&m, 2);
+    assert!(!r.return_sequences && r.cell == Cell::Gru { reset_after: false } && r.recurrent_bias.is_none());
+    let m = load_onnx(&read("pt_rnn"), "x").unwrap();
+    let r = rec(&m, 2);
+    assert!(r.return_sequences && r.cell == Cell::SimpleRnn && r.activation == Activation::Relu);
+    assert_eq!(kinds(&load_onnx(&read("pt_lstm"), "x").unwrap()), ["Input", "Embedding", "LSTM", "Dense"]);
+}
+
+#[test]
+fn unsupported_recurrent_options_are_errors() {
+    let cases: Vec<(&str, Box<dyn FnOnce(&mut ModelProto)>, &str)> = vec![
+        ("pt_lstm", Box::new(|m| set_attr(node(m, "lstm"), AttributeProto { name: "direction".into(), s: b"bidirectional".to_vec(), r#type: 3, ..Default::default() })), "bidirectional"),
+        ("pt_lstm", Box::new(|m| set_attr(node(m, "lstm"), AttributeProto { name: "clip".into(), f: 3.0, r#type: 1, ..Default::default() })), "clip"),
+        ("pt_lstm", Box::new(|m| node(m, "last_state").input[0] = "lstm_Y_c".into()), "Y_c"),
+        ("pt_lstm", Box::new(|m| {
+            graph(m).initializer.push(TensorProto { name: "p".into(), dims: vec![1, 30], data_type: 1, float_data: vec![0.5; 30], ..Default::default() });
+            node(m, "lstm").input.push("p".into());
+        }), "peepholes"),
+        ("pt_lstm", Box::new(|m| set_attr(node(m, "lstm"), AttributeProto { name: "activations".into(), strings: vec![b"Sigmoid".to_vec(), b"Tanh".to_vec(), b"Relu".to_vec()], r#type: 8, ..Default::default() })), "activations"),
+        ("pt_gru", Box::new(|m| set_attr(node(m, "gru"), AttributeProto { name: "activations".into(), strings: vec![b"HardSigmoid".to_vec(), b"Tanh".to_vec()], r#type: 8, ..Default::default() })), "HardSigmoid"),
+        ("pt_gru", Box::new(|m| {
+            graph(m).initializer.push(TensorProto { name: "first".into(), dims: vec![], data_type: 7, int64_data: vec![0], ..Default::default() });
+            node(m, "last_step").input[1] = "first".into();
+        }), "Gather"),
+        ("pt_rnn", Box::new(|m| node(m, "time_major").attribute.clear()), "batch"),
+    ];
+    for (stem, f, want) in cases {
+        let e = edit(stem, f).unwrap_err();
+        assert!(unsupported(&e) && e.to_string().contains(want), "{stem} ({want}): {e}");
+    }
+    // Token ids beyond the embedding table fail at run time, with the layer named.
+    let m = load_onnx(&read("pt_gru"), "x").unwrap();
+    let e = forward(&m, &[99.0; 32], 1, None, false, &mut |_, _| true).unwrap_err();
+    assert!(e.to_string().contains("embedding") && e.to_string().contains("99"), "{e}");
 }
 
 #[test]
@@ -457,7 +526,7 @@ fn unsupported_options_are_errors() {
             let d = &mut graph(m).input[0].r#type.as_mut().unwrap().tensor_type.as_mut().unwrap().shape.as_mut().unwrap().dim[2];
             *d = Dimension { dim_value: None, dim_param: Some("height".into()) };
         }), "'height'"),
-        ("pt_mlp", Box::new(|m| graph(m).input[0].r#type.as_mut().unwrap().tensor_type.as_mut().unwrap().elem_type = 7), "INT64"),
+        ("pt_mlp", Box::new(|m| graph(m).input[0].r#type.as_mut().unwrap().tensor_type.as_mut().unwrap().elem_type = 10), "FLOAT16"),
         ("pt_mlp", Box::new(|m| init(m, "fc1.weight").data_location = 1), "external data"),
         ("pt_cnn", Box::new(|m| {
             // Reshape the pooled [8, 6, 6] to [48, 6]: the IR has no such reshape.

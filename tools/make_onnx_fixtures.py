@@ -89,8 +89,8 @@ def save(stem, model_proto, x):
     return probs
 
 
-def from_keras(model, stem, x):
-    spec = (tf.TensorSpec((None,) + tuple(model.input_shape[1:]), tf.float32, name="input"),)
+def from_keras(model, stem, x, dtype=tf.float32):
+    spec = (tf.TensorSpec((None,) + tuple(model.input_shape[1:]), dtype, name="input"),)
     proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=13)
     proto.producer_name = "tf2onnx"
     keras_probs = model.predict(x, verbose=0)
@@ -129,11 +129,11 @@ class Graph:
         self.nodes.append(helper.make_node(op, inputs, [out], name=name, **attrs))
         return out
 
-    def model(self, name, input_shape, out, classes, opset=13):
-        inp = helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch"] + list(input_shape))
+    def model(self, name, input_shape, out, classes, opset=13, input_type=TensorProto.FLOAT, out_shape=None):
+        inp = helper.make_tensor_value_info("input", input_type, ["batch"] + list(input_shape))
         # Rename the last output to "probs".
         self.nodes[-1].output[0] = "probs"
-        outp = helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["batch", classes])
+        outp = helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["batch"] + (out_shape or [classes]))
         g = helper.make_graph(self.nodes, name, [inp], [outp], initializer=self.inits)
         m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)], producer_name="onnx.helper (PyTorch style)")
         m.ir_version = 8
@@ -275,6 +275,59 @@ def pt_glue(seed, opset):
     return g.model(f"pt_glue{opset}", [1, 28, 28], x, 7, opset=opset)
 
 
+def lang(name):
+    d = np.load(os.path.join(ROOT, "data", f"{name}.npz"), allow_pickle=False)
+    vocab = int(max(d["x_train"].max(), d["x_test"].max())) + 1
+    return (d["x_train"].astype(np.int64), d["y_train"].astype(np.int64),
+            d["x_test"].astype(np.int64), d["y_test"].astype(np.int64), vocab)
+
+
+def pt_recurrent(kind, seed, vocab, steps, classes, opset=13):
+    """PyTorch-style sequence models on token ids [N, T] (int64), random weights:
+    lstm  Gather → Transpose(1,0,2) → LSTM (zero initial_h/c given) → Y_h → Squeeze → Gemm → Softmax
+    gru   Gather → Transpose → GRU(linear_before_reset=0) → Y → Gather(last step) → Squeeze → Gemm
+    rnn   Gather → Transpose → RNN(Relu) → Y → Squeeze → Transpose → MatMul+Add → Softmax per step."""
+    rng = np.random.default_rng(seed)
+    r = lambda *s: rng.normal(0, 0.4, s).astype(np.float32)  # noqa: E731
+    g = Graph()
+    i64 = lambda name, v: g.const(name, np.array(v, dtype=np.int64), np.int64)  # noqa: E731
+    e, h = 8, 10
+    x = g.node("Gather", [g.const("embedding.weight", r(vocab, e)), "input"], "embedding", axis=0)
+    if kind == "lstm":
+        x = g.node("Transpose", [x], "time_major", perm=[1, 0, 2])
+        # Zero initial states sized at run time, as exporters write them.
+        n = g.node("Gather", [g.node("Shape", [x], "x_shape"), i64("one", 1)], "batch_size", axis=0)
+        n = g.node("Unsqueeze", [n, i64("ax0u", [0])], "batch_size_1d")
+        dims = g.node("Concat", [i64("dirs", [1]), n, i64("hidden", [h])], "state_shape", axis=0)
+        zeros = g.node("ConstantOfShape", [dims], "h0", value=helper.make_tensor("zero", TensorProto.FLOAT, [1], [0.0]))
+        g.nodes.append(helper.make_node("LSTM", [x, g.const("lstm.W", r(1, 4 * h, e)), g.const("lstm.R", r(1, 4 * h, h)),
+                                                  g.const("lstm.B", r(1, 8 * h)), "", zeros, zeros],
+                                        ["lstm_Y", "lstm_Y_h", "lstm_Y_c"], name="lstm", hidden_size=h))
+        x = g.node("Squeeze", ["lstm_Y_h", i64("ax0", [0])], "last_state")
+        x = g.node("Gemm", [x, g.const("fc.weight", r(classes, h)), g.const("fc.bias", r(classes))], "fc", transB=1)
+        g.node("Softmax", [x], "softmax", axis=-1)
+        return g.model("pt_lstm", [steps], x, classes, opset=opset, input_type=TensorProto.INT64)
+    if kind == "gru":
+        x = g.node("Transpose", [x], "time_major", perm=[1, 0, 2])
+        g.nodes.append(helper.make_node("GRU", [x, g.const("gru.W", r(1, 3 * h, e)), g.const("gru.R", r(1, 3 * h, h)),
+                                                 g.const("gru.B", r(1, 6 * h))],
+                                        ["gru_Y"], name="gru", hidden_size=h, linear_before_reset=0))
+        x = g.node("Gather", ["gru_Y", i64("last", -1)], "last_step", axis=0)   # [1, N, H]
+        x = g.node("Squeeze", [x, i64("ax0", [0])], "squeeze")
+        x = g.node("Gemm", [x, g.const("fc.weight", r(classes, h)), g.const("fc.bias", r(classes))], "fc", transB=1)
+        g.node("Softmax", [x], "softmax", axis=-1)
+        return g.model("pt_gru", [steps], x, classes, opset=opset, input_type=TensorProto.INT64)
+    x = g.node("Transpose", [x], "time_major", perm=[1, 0, 2])
+    g.nodes.append(helper.make_node("RNN", [x, g.const("rnn.W", r(1, h, e)), g.const("rnn.R", r(1, h, h)), g.const("rnn.B", r(1, 2 * h))],
+                                    ["rnn_Y"], name="rnn", hidden_size=h, activations=["Relu"]))
+    x = g.node("Squeeze", ["rnn_Y", i64("ax1", [1])], "squeeze")          # [T, N, H]
+    x = g.node("Transpose", [x], "batch_major", perm=[1, 0, 2])          # [N, T, H]
+    x = g.node("MatMul", [x, g.const("tag.weight", r(h, classes))], "tag")
+    x = g.node("Add", [x, g.const("tag.bias", r(classes))], "tag_bias")
+    g.node("Softmax", [x], "softmax", axis=-1)
+    return g.model("pt_rnn", [steps], x, classes, opset=opset, input_type=TensorProto.INT64, out_shape=[steps, classes])
+
+
 # ------------------------------------------------------------------ main
 
 def main():
@@ -344,6 +397,31 @@ def main():
     save("pt_rgb", pt_rgb(22), np.ascontiguousarray(x_rgb.transpose(0, 3, 1, 2)))
     save("pt_glue13", pt_glue(23, 13), x16_nchw)
     save("pt_glue11", pt_glue(24, 11), x16_nchw)
+
+    # Sequences: the language-ID sets (token ids, T = 32; per-step tags, T = 64).
+    xtr, ytr, xte, yte, vocab = lang("lang_a")
+    keras.utils.set_random_seed(31)
+    inp = keras.Input((xtr.shape[1],), dtype="int32", name="input")
+    x = L.Embedding(vocab, 8, name="embedding")(inp)
+    x = L.LSTM(16, name="lstm")(x)
+    out = L.Dense(5, activation="softmax", name="dense")(x)
+    lstm = keras.Model(inp, out, name="tf_lstm")
+    train(lstm, 31, (xtr, ytr, xte, yte), epochs=3)
+    from_keras(lstm, "tf_lstm", xte[:N_EXPECTED].astype(np.int32), dtype=tf.int32)
+
+    xtr_t, ytr_t, xte_t, yte_t, vocab_t = lang("lang_tags")
+    keras.utils.set_random_seed(32)
+    inp = keras.Input((xtr_t.shape[1],), dtype="int32", name="input")
+    x = L.Embedding(vocab_t, 8, name="embedding")(inp)
+    x = L.GRU(16, return_sequences=True, name="gru")(x)
+    out = L.TimeDistributed(L.Dense(5, activation="softmax", name="tag"), name="per_step")(x)
+    tags = keras.Model(inp, out, name="tf_gru_tags")
+    train(tags, 32, (xtr_t, ytr_t, xte_t, yte_t), epochs=2)
+    from_keras(tags, "tf_gru_tags", xte_t[:N_EXPECTED].astype(np.int32), dtype=tf.int32)
+
+    save("pt_lstm", pt_recurrent("lstm", 33, vocab, xtr.shape[1], 5), xte[:N_EXPECTED])
+    save("pt_gru", pt_recurrent("gru", 34, vocab, xtr.shape[1], 5), xte[:N_EXPECTED])
+    save("pt_rnn", pt_recurrent("rnn", 35, vocab_t, xtr_t.shape[1], 5), xte_t[:N_EXPECTED])
 
     with open(os.path.join(OUT, "VERSIONS.json"), "w") as f:
         json.dump({"tensorflow": tf.__version__, "tf_keras": keras.__version__, "tf2onnx": tf2onnx.__version__,

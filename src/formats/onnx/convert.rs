@@ -20,7 +20,7 @@ use super::proto::{attr_type, data_type, AttributeProto, GraphProto, NodeProto, 
 use super::tensor::{Const, Data};
 use crate::error::{checked_elems, Error, Result};
 use crate::kernels::PoolKind;
-use crate::model::{Activation, InputKind, InputSpec, Model, ModelBuilder, NodeId, Op, Padding};
+use crate::model::{Activation, Cell, InputKind, InputSpec, Model, ModelBuilder, NodeId, Op, Padding, Recurrent};
 
 /// The ops this loader maps (constant-only ops are folded at load time).
 pub const SUPPORTED_OPS: &str = "Gemm, MatMul (+ Add bias), Conv, MaxPool, AveragePool, GlobalAveragePool, Flatten, Reshape, \
@@ -54,12 +54,28 @@ struct Act {
     node: NodeId,
     shape: Vec<usize>,
     layout: Layout,
+    /// Where the batch axis sits in the ONNX tensor (0 but around recurrent
+    /// layers, whose sequences are time-major).
+    batch: usize,
+    /// Leading per-sample axes that the ONNX graph merged into its batch axis
+    /// (tf2onnx's TimeDistributed: `[N, T, F]` → `[N·T, F]`); the IR node
+    /// stores `fold ++ shape` in its own order.
+    fold: Vec<usize>,
+}
+
+impl Act {
+    fn new(node: NodeId, shape: Vec<usize>, layout: Layout) -> Act {
+        Act { node, shape, layout, batch: 0, fold: vec![] }
+    }
 }
 
 #[derive(Debug, Clone)]
 enum Val {
     Const(Rc<Const>),
     Act(Act),
+    /// A tensor of any shape filled with one value, computed at run time from
+    /// a shape (tf2onnx's zero initial states: `Expand(0, Shape(x)…)`).
+    Fill(f32),
 }
 
 fn bad(msg: impl Into<String>) -> Error {
@@ -158,6 +174,10 @@ struct Cx<'g> {
     budget: u64,
     layout_work: u64,
     activations: u64,
+    /// Slice/Gather nodes that take the last step of a recurrent output.
+    last_step: HashSet<usize>,
+    /// The graph input holds integers (token ids).
+    int_input: bool,
 }
 
 /// Builds the IR model for `g`. `opset` is the default domain's opset
@@ -258,17 +278,21 @@ pub fn build(g: &GraphProto, opset: i64, name: &str, file_len: usize) -> Result<
     }
 
     // The input, presented to the engine channels-last.
-    let (shape, batch) = input_shape(input)?;
+    let (shape, batch, tokens) = input_shape(input)?;
     let nchw = shape.len() == 3 && (feeds_channels_first(nodes, &readers, &input.name) || (shape[0] <= 4 && shape[1] > 4 && shape[2] > 4));
     let (ir_shape, layout) = if nchw {
         (vec![shape[1], shape[2], shape[0]], Layout::Axes(axes_in(&shape, &[1, 2, 0])))
     } else {
         (shape.clone(), plain(&shape))
     };
-    let kind = if ir_shape.len() == 3 { InputKind::Image } else { InputKind::Vectors };
+    let kind = match ir_shape.len() {
+        _ if tokens => InputKind::Tokens,
+        3 => InputKind::Image,
+        _ => InputKind::Vectors,
+    };
     let b = ModelBuilder::new(name, InputSpec { shape: ir_shape, kind, scale: 1.0, offset: 0.0 })?;
     let first = b.last();
-    vals.insert(input.name.as_str(), Val::Act(Act { node: first, shape, layout }));
+    vals.insert(input.name.as_str(), Val::Act(Act::new(first, shape, layout)));
 
     let mut cx = Cx {
         nodes,
@@ -282,6 +306,8 @@ pub fn build(g: &GraphProto, opset: i64, name: &str, file_len: usize) -> Result<
         budget: (file_len as u64 / 2).saturating_add(1 << 20),
         layout_work: 0,
         activations: 0,
+        last_step: HashSet::new(),
+        int_input: kind == InputKind::Tokens,
     };
     let mut folded = vec![false; nodes.len()];
     for &i in &order {
@@ -295,17 +321,22 @@ pub fn build(g: &GraphProto, opset: i64, name: &str, file_len: usize) -> Result<
     cx.finish()
 }
 
-/// Per-sample input shape and fixed batch size (if any).
-fn input_shape(input: &super::proto::ValueInfoProto) -> Result<(Vec<usize>, Option<i64>)> {
+/// Per-sample input shape, fixed batch size (if any), and whether it holds
+/// integers (token ids).
+fn input_shape(input: &super::proto::ValueInfoProto) -> Result<(Vec<usize>, Option<i64>, bool)> {
     let name = &input.name;
     let t = input.r#type.as_ref().and_then(|t| t.tensor_type.as_ref()).ok_or_else(|| bad(format!("the graph input '{name}' is not a tensor")))?;
-    if t.elem_type != data_type::FLOAT {
-        return Err(Error::Unsupported {
-            what: "ONNX input type".into(),
-            name: format!("{} of input '{name}'", data_type::name(t.elem_type)),
-            supported: "FLOAT".into(),
-        });
-    }
+    let tokens = match t.elem_type {
+        data_type::FLOAT => false,
+        data_type::INT64 | data_type::INT32 => true,
+        other => {
+            return Err(Error::Unsupported {
+                what: "ONNX input type".into(),
+                name: format!("{} of input '{name}'", data_type::name(other)),
+                supported: "FLOAT, or INT64/INT32 token ids".into(),
+            })
+        }
+    };
     let dims = &t.shape.as_ref().ok_or_else(|| Error::Unsupported {
         what: "ONNX input shape".into(),
         name: format!("none declared for input '{name}'"),
@@ -330,7 +361,7 @@ fn input_shape(input: &super::proto::ValueInfoProto) -> Result<(Vec<usize>, Opti
             _ => Err(Error::Unsupported { what: "ONNX input shape".into(), name: show(), supported: "fixed sizes besides the batch axis".into() }),
         })
         .collect::<Result<Vec<_>>>()?;
-    Ok((shape, batch))
+    Ok((shape, batch, tokens))
 }
 
 /// Does the input reach a channels-first op (Conv, pooling, BatchNormalization)
@@ -385,10 +416,28 @@ impl<'g> Cx<'g> {
         }
     }
 
+    /// Input `k` as a computed tensor with the batch first (the usual case).
     fn act(&self, i: usize, k: usize) -> Result<Act> {
+        let a = self.act_any(i, k)?;
+        if a.batch != 0 || !a.fold.is_empty() {
+            let n = self.n(i);
+            return Err(Error::Unsupported {
+                what: format!("input of ONNX node {}", label(n)),
+                name: match a.batch {
+                    0 => format!("a tensor whose batch axis holds {:?} per sample as well", a.fold),
+                    b => format!("a tensor with its batch axis moved to axis {b}"),
+                },
+                supported: "the batch as the first axis (time-major sequences only around LSTM/GRU/RNN)".into(),
+            });
+        }
+        Ok(a)
+    }
+
+    /// Input `k` as a computed tensor, wherever its batch axis is.
+    fn act_any(&self, i: usize, k: usize) -> Result<Act> {
         match self.input(i, k)? {
             Some(Val::Act(a)) => Ok(a.clone()),
-            Some(Val::Const(_)) => Err(Error::Unsupported {
+            Some(Val::Const(_) | Val::Fill(_)) => Err(Error::Unsupported {
                 what: "ONNX node input".into(),
                 name: format!("constant input {k} ('{}') of node {}", self.n(i).input[k], label(self.n(i))),
                 supported: "inputs computed from the graph input; constants only as weights, shapes and axes".into(),
@@ -400,7 +449,7 @@ impl<'g> Cx<'g> {
     fn konst(&self, i: usize, k: usize, what: &str) -> Result<Rc<Const>> {
         match self.input(i, k)? {
             Some(Val::Const(c)) => Ok(c.clone()),
-            Some(Val::Act(_)) => Err(Error::Unsupported {
+            Some(Val::Act(_) | Val::Fill(_)) => Err(Error::Unsupported {
                 what: "ONNX node input".into(),
                 name: format!("{what} (input {k}, '{}') of node {} computed at run time", self.n(i).input[k], label(self.n(i))),
                 supported: "weights, shapes and axes given as initializers or constants".into(),
@@ -544,7 +593,26 @@ impl<'g> Cx<'g> {
                 _ => Ok(false),
             };
         }
-        if !matches!(op, "Constant" | "Identity" | "Cast" | "Reshape" | "Flatten" | "Squeeze" | "Unsqueeze" | "Transpose" | "Concat" | "Gather") {
+        // A filled tensor stays filled through layout ops; Expand and
+        // ConstantOfShape make one from a scalar and a (run-time) shape.
+        let val = |k: usize| n.input.get(k).filter(|t| !t.is_empty()).and_then(|t| self.vals.get(t.as_str()));
+        let fill = match (op, val(0), val(1)) {
+            ("Identity" | "Cast" | "Reshape" | "Flatten" | "Squeeze" | "Unsqueeze" | "Transpose" | "Expand", Some(Val::Fill(v)), _) => Some(*v),
+            ("Expand", Some(Val::Const(c)), Some(Val::Const(_))) if c.len() == 1 => Some(c.f32s()[0]),
+            ("ConstantOfShape", Some(Val::Const(_)), _) => match Attrs(n).tensor("value")? {
+                None => Some(0.0),
+                Some(t) => {
+                    let c = Const::from_proto(t, &format!("the value of node {}", label(n)))?;
+                    (c.len() == 1).then(|| c.f32s()[0])
+                }
+            },
+            _ => None,
+        };
+        if let Some(v) = fill {
+            self.bind(i, 0, Val::Fill(v))?;
+            return Ok(true);
+        }
+        if !matches!(op, "Constant" | "Identity" | "Cast" | "Reshape" | "Flatten" | "Squeeze" | "Unsqueeze" | "Transpose" | "Concat" | "Gather" | "Slice") {
             return Ok(false);
         }
         let mut ins = vec![];
@@ -642,6 +710,10 @@ impl<'g> Cx<'g> {
                 };
                 Const::new(dims, data)
             }
+            "Slice" => {
+                let c = first()?;
+                self.const_slice(i, &c, &ins)?
+            }
             "Gather" => {
                 let data = first()?;
                 let idx = ins.get(1).cloned().flatten().ok_or_else(|| bad(format!("node {} lacks its indices", label(n))))?;
@@ -732,6 +804,65 @@ impl<'g> Cx<'g> {
         Ok(dims)
     }
 
+    /// ONNX Slice of a constant (`starts`, `ends`, `axes`, `steps` as inputs
+    /// from opset 10, attributes before).
+    fn const_slice(&self, i: usize, c: &Const, ins: &[Option<Rc<Const>>]) -> Result<Const> {
+        let n = self.n(i);
+        let at = Attrs(n);
+        let ints = |k: usize, attr: &str| -> Result<Option<Vec<i64>>> {
+            if self.opset < 10 {
+                return at.ints(attr);
+            }
+            match ins.get(k).cloned().flatten() {
+                None => Ok(None),
+                Some(v) => v.i64s().map(|v| Some(v.to_vec())).ok_or_else(|| bad(format!("{attr} of node {} must be integers", label(n)))),
+            }
+        };
+        let starts = ints(1, "starts")?.ok_or_else(|| bad(format!("node {} has no starts", label(n))))?;
+        let ends = ints(2, "ends")?.ok_or_else(|| bad(format!("node {} has no ends", label(n))))?;
+        let r = c.dims.len();
+        let axes = ints(3, "axes")?.unwrap_or_else(|| (0..starts.len() as i64).collect());
+        let steps = ints(4, "steps")?.unwrap_or_else(|| vec![1; starts.len()]);
+        if ends.len() != starts.len() || axes.len() != starts.len() || steps.len() != starts.len() {
+            return Err(bad(format!("node {}: starts, ends, axes and steps differ in length", label(n))));
+        }
+        let mut picks: Vec<Vec<usize>> = c.dims.iter().map(|&d| (0..d).collect()).collect();
+        for k in 0..starts.len() {
+            let a = if axes[k] < 0 { axes[k] + r as i64 } else { axes[k] };
+            let a = usize::try_from(a).ok().filter(|&a| a < r).ok_or_else(|| bad(format!("axis {} of node {} is out of range", axes[k], label(n))))?;
+            let d = c.dims[a] as i128;
+            let step = steps[k] as i128;
+            if step == 0 {
+                return Err(bad(format!("node {} has a zero step", label(n))));
+            }
+            let norm = |v: i64| if v < 0 { v as i128 + d } else { v as i128 };
+            let (lo, hi) = if step > 0 { (0, d) } else { (-1, d - 1) };
+            let (mut p, e) = (norm(starts[k]).clamp(lo, hi), norm(ends[k]).clamp(lo, hi));
+            let mut v = vec![];
+            while (step > 0 && p < e) || (step < 0 && p > e) {
+                v.push(p as usize);
+                p += step;
+            }
+            picks[a] = v;
+        }
+        let dims: Vec<usize> = picks.iter().map(Vec::len).collect();
+        let st = strides(&c.dims);
+        let total: usize = dims.iter().product();
+        let mut idx = vec![0usize; r];
+        let mut flat = Vec::with_capacity(total);
+        for _ in 0..total {
+            flat.push(idx.iter().enumerate().map(|(a, &x)| picks[a][x] * st[a]).sum::<usize>());
+            for k in (0..r).rev() {
+                idx[k] += 1;
+                if idx[k] < dims[k] {
+                    break;
+                }
+                idx[k] = 0;
+            }
+        }
+        Ok(c.select(dims, flat.into_iter()))
+    }
+
     fn shape_slice(&self, i: usize, dims: Vec<i64>) -> Result<Vec<i64>> {
         let at = Attrs(self.n(i));
         let r = dims.len() as i64;
@@ -755,7 +886,7 @@ impl<'g> Cx<'g> {
             "MatMul" => self.matmul(i),
             "Add" | "Sum" | "Sub" | "Mul" | "Div" => self.arith(i),
             "Relu" | "Tanh" | "Sigmoid" => {
-                let x = self.act(i, 0)?;
+                let x = self.act_any(i, 0)?;
                 let a = activation_of(&n.op_type).unwrap_or(Activation::Linear);
                 let id = self.emit(i, Op::Activation(a), &[x.node])?;
                 self.bind(i, 0, Val::Act(Act { node: id, ..x }))
@@ -765,18 +896,34 @@ impl<'g> Cx<'g> {
             "Flatten" | "Reshape" | "Squeeze" | "Unsqueeze" => self.reshape(i),
             "Transpose" => self.transpose(i),
             "Identity" => {
-                let x = self.act(i, 0)?;
+                let x = self.act_any(i, 0)?;
                 self.bind(i, 0, Val::Act(x))
             }
+            "Cast" => {
+                let x = self.act_any(i, 0)?;
+                let to = Attrs(n).int("to", 0)? as i32;
+                let float = matches!(to, data_type::FLOAT | data_type::DOUBLE);
+                if !(float || (self.int_input && x.node == 0 && matches!(to, data_type::INT64 | data_type::INT32))) {
+                    return Err(unsupported_option(n, format!("to={}", data_type::name(to)), "casts to FLOAT, or of integer token ids to INT32/INT64"));
+                }
+                self.bind(i, 0, Val::Act(x))
+            }
+            "LSTM" | "GRU" | "RNN" => self.recurrent(i),
+            "Gather" => self.gather(i),
+            "Slice" => self.slice(i),
             "Dropout" => {
                 self.first_output_only(i)?;
-                let x = self.act(i, 0)?;
+                let x = self.act_any(i, 0)?;
                 let id = self.emit(i, Op::Dropout, &[x.node])?;
                 self.bind(i, 0, Val::Act(Act { node: id, ..x }))
             }
             "Shape" => {
-                let x = self.act(i, 0)?;
-                let dims: Vec<i64> = std::iter::once(BATCH).chain(x.shape.iter().map(|&d| d as i64)).collect();
+                let x = self.act_any(i, 0)?;
+                if !x.fold.is_empty() {
+                    return Err(Error::Unsupported { what: "ONNX node".into(), name: format!("{} of a batch-merged tensor", label(n)), supported: "Shape of tensors whose batch axis holds only samples".into() });
+                }
+                let mut dims: Vec<i64> = x.shape.iter().map(|&d| d as i64).collect();
+                dims.insert(x.batch.min(dims.len()), BATCH);
                 let v = self.shape_slice(i, dims)?;
                 self.bind(i, 0, Val::Const(Rc::new(Const::new(vec![v.len()], Data::I64(v)))))
             }
@@ -833,7 +980,10 @@ impl<'g> Cx<'g> {
         if at.int("transA", 0)? != 0 {
             return Err(unsupported_option(n, "transA=1".into(), "transA=0 (the batch stays the first axis)"));
         }
-        let x = self.act(i, 0)?;
+        let x = self.act_any(i, 0)?;
+        if x.batch != 0 {
+            return Err(Error::shape(format!("input A of Gemm node {}", label(n)), "[batch, features]", format!("batch on axis {}", x.batch)));
+        }
         if x.shape.len() != 1 {
             return Err(Error::shape(format!("input A of Gemm node {}", label(n)), "a matrix [batch, features]", format!("[batch, {:?}]", x.shape)));
         }
@@ -868,7 +1018,10 @@ impl<'g> Cx<'g> {
 
     fn matmul(&mut self, i: usize) -> Result<()> {
         let n = self.n(i);
-        let x = self.act(i, 0)?;
+        let x = self.act_any(i, 0)?;
+        if x.batch > x.shape.len() - 1 {
+            return Err(Error::shape(format!("input A of MatMul node {}", label(n)), "features on the last axis, not the batch", format!("batch on axis {}", x.batch)));
+        }
         let w = self.konst(i, 1, "weights B")?;
         let [k, m] = w.dims[..] else {
             return Err(Error::Unsupported {
@@ -889,7 +1042,8 @@ impl<'g> Cx<'g> {
         let n = self.n(i);
         let (k, m) = kernel.dim();
         let mut src = x.node;
-        if x.shape.len() == 1 {
+        let stored: Vec<usize> = x.fold.iter().chain(&x.shape).copied().collect();
+        if x.shape.len() == 1 && x.fold.is_empty() {
             if let Layout::Elems(map) = &x.layout {
                 let rows: Vec<usize> = map.iter().map(|&r| r as usize).collect();
                 kernel = kernel.select(ndarray::Axis(0), &rows);
@@ -897,7 +1051,7 @@ impl<'g> Cx<'g> {
             if self.ir_shape(&x).len() != 1 {
                 src = self.emit(i, Op::Flatten, &[x.node]).map_err(|e| bad(format!("node {}: {e}", label(n))))?;
             }
-        } else if !Self::is_plain(&x) || self.ir_shape(&x) != x.shape {
+        } else if !Self::is_plain(&x) || self.ir_shape(&x) != stored {
             return Err(Error::Unsupported {
                 what: format!("input layout of ONNX node {}", label(n)),
                 name: format!("{:?} per sample, stored in another axis order", x.shape),
@@ -914,7 +1068,7 @@ impl<'g> Cx<'g> {
         self.spend(kernel.len() + bias.len(), i)?;
         let id = self.emit(i, Op::Dense { kernel, bias: Array1::from_vec(bias), activation }, &[src])?;
         let layout = plain(&shape);
-        self.bind_name(out, Val::Act(Act { node: id, shape, layout }));
+        self.bind_name(out, Val::Act(Act { node: id, shape, layout, batch: x.batch, fold: x.fold }));
         Ok(())
     }
 
@@ -1027,7 +1181,7 @@ impl<'g> Cx<'g> {
         let kernel = Array4::from_shape_fn((kh, kw, c, m), |(dy, dx, ci, co)| wv[((co * c + ci) * kh + dy) * kw + dx]);
         let id = self.emit(i, Op::Conv2D { kernel, bias: Array1::from_vec(bias), strides: [s[0], s[1]], padding, activation }, &[x.node])?;
         let layout = Layout::Axes(axes_in(&shape, &[1, 2, 0]));
-        self.bind_name(out, Val::Act(Act { node: id, shape, layout }));
+        self.bind_name(out, Val::Act(Act::new(id, shape, layout)));
         Ok(())
     }
 
@@ -1053,7 +1207,7 @@ impl<'g> Cx<'g> {
         let id = self.emit(i, Op::Pool2D { kind, size: [k[0], k[1]], strides: [s[0], s[1]], padding }, &[x.node])?;
         let shape = vec![c, g.oh, g.ow];
         let layout = Layout::Axes(axes_in(&shape, &[1, 2, 0]));
-        self.bind(i, 0, Val::Act(Act { node: id, shape, layout }))
+        self.bind(i, 0, Val::Act(Act::new(id, shape, layout)))
     }
 
     fn gap(&mut self, i: usize) -> Result<()> {
@@ -1062,7 +1216,7 @@ impl<'g> Cx<'g> {
         let id = self.emit(i, Op::GlobalAvgPool, &[x.node])?;
         let shape = vec![c, 1, 1];
         let layout = plain(&shape);
-        self.bind(i, 0, Val::Act(Act { node: id, shape, layout }))
+        self.bind(i, 0, Val::Act(Act::new(id, shape, layout)))
     }
 
     fn batch_norm(&mut self, i: usize) -> Result<()> {
@@ -1141,7 +1295,7 @@ impl<'g> Cx<'g> {
                 return self.bind(i, 0, Val::Act(a));
             }
             for a in &acts[1..] {
-                if a.shape != first.shape || a.layout != first.layout || self.ir_shape(a) != self.ir_shape(first) {
+                if a.shape != first.shape || a.layout != first.layout || a.batch != first.batch || a.fold != first.fold || self.ir_shape(a) != self.ir_shape(first) {
                     return Err(Error::Unsupported {
                         what: format!("inputs of ONNX node {}", label(n)),
                         name: format!("{:?} and {:?} per sample (broadcast or differently stored)", first.shape, a.shape),
@@ -1150,7 +1304,7 @@ impl<'g> Cx<'g> {
                 }
             }
             let ids: Vec<NodeId> = acts.iter().map(|a| a.node).collect();
-            let (shape, layout) = (first.shape.clone(), first.layout.clone());
+            let model = Act::clone(first);
             let mut out: &'g str = n.output.first().map(String::as_str).unwrap_or("");
             let mut activation = Activation::Linear;
             if let Some(j) = self.sole_reader(out) {
@@ -1162,12 +1316,12 @@ impl<'g> Cx<'g> {
                 }
             }
             let id = self.emit(i, Op::Add { activation }, &ids)?;
-            self.bind_name(out, Val::Act(Act { node: id, shape, layout }));
+            self.bind_name(out, Val::Act(Act { node: id, ..model }));
             return Ok(());
         }
         let (x, c, x_first) = match (&ins[..], op) {
             ([Val::Act(a), Val::Const(c)], _) => (a.clone(), c.clone(), true),
-            ([Val::Const(c), Val::Act(a)], "Add" | "Mul" | "Sub") => (a.clone(), c.clone(), false),
+            ([Val::Const(c), Val::Act(a)], "Add" | "Mul" | "Sub" | "Sum") => (a.clone(), c.clone(), false),
             _ => {
                 return Err(Error::Unsupported {
                     what: format!("inputs of ONNX node {}", label(n)),
@@ -1176,6 +1330,13 @@ impl<'g> Cx<'g> {
                 })
             }
         };
+        if x.batch != 0 {
+            return Err(Error::Unsupported {
+                what: format!("inputs of ONNX node {}", label(n)),
+                name: format!("{op} of a constant and a tensor with its batch axis moved to axis {}", x.batch),
+                supported: "constants broadcast over batch-first tensors".into(),
+            });
+        }
         let v = self.row_constant(i, &x, &c)?;
         let l = v.len();
         let (scale, shift): (Vec<f32>, Vec<f32>) = match (op, x_first) {
@@ -1239,7 +1400,10 @@ impl<'g> Cx<'g> {
 
     fn softmax(&mut self, i: usize) -> Result<()> {
         let n = self.n(i);
-        let x = self.act(i, 0)?;
+        let x = self.act_any(i, 0)?;
+        if x.batch != 0 {
+            return Err(Error::Unsupported { what: format!("ONNX node {}", label(n)), name: format!("Softmax of a tensor with its batch on axis {}", x.batch), supported: "batch-first tensors".into() });
+        }
         let r = x.shape.len() + 1;
         let axis = Attrs(n).int("axis", if self.opset < 13 { 1 } else { -1 })?;
         let a = sample_axis(axis, r).ok_or_else(|| Error::Unsupported {
@@ -1268,8 +1432,8 @@ impl<'g> Cx<'g> {
     fn reshape(&mut self, i: usize) -> Result<()> {
         let n = self.n(i);
         let at = Attrs(n);
-        let x = self.act(i, 0)?;
-        let s = &x.shape;
+        let x = self.act_any(i, 0)?;
+        let s = x.shape.clone();
         let r = s.len() + 1;
         let batch_op = |what: String| Error::Unsupported {
             what: format!("ONNX node {}", label(n)),
@@ -1277,63 +1441,123 @@ impl<'g> Cx<'g> {
             supported: "reshapes that keep the batch as the first axis".into(),
         };
         let axes_of = |this: &Self| -> Result<Option<Vec<i64>>> { if this.opset < 13 { at.ints("axes") } else { this.ints_input(i, 1, "axes") } };
+        if matches!(n.op_type.as_str(), "Squeeze" | "Unsqueeze") {
+            if !x.fold.is_empty() {
+                return Err(batch_op(format!("{} of a tensor whose batch axis holds {:?} per sample as well", n.op_type, x.fold)));
+            }
+            // The whole ONNX shape, `None` for the batch axis.
+            let mut full: Vec<Option<usize>> = s.iter().map(|&d| Some(d)).collect();
+            full.insert(x.batch.min(s.len()), None);
+            let norm = |a: i64, rank: usize| -> Result<usize> {
+                let k = if a < 0 { a + rank as i64 } else { a };
+                usize::try_from(k).ok().filter(|&k| k < rank).ok_or_else(|| bad(format!("axis {a} of node {} is out of range", label(n))))
+            };
+            if n.op_type == "Squeeze" {
+                match axes_of(self)? {
+                    None => full.retain(|d| *d != Some(1)),
+                    Some(ax) => {
+                        let drop = ax.iter().map(|&a| norm(a, r)).collect::<Result<BTreeSet<_>>>()?;
+                        for &k in &drop {
+                            match full[k] {
+                                None => return Err(batch_op(format!("Squeeze of the batch axis {k}"))),
+                                Some(1) => {}
+                                Some(_) => return Err(Error::shape(format!("node {}", label(n)), "axes of size 1 to squeeze", format!("axis {k} of {s:?} per sample"))),
+                            }
+                        }
+                        full = full.into_iter().enumerate().filter(|(k, _)| !drop.contains(k)).map(|(_, d)| d).collect();
+                    }
+                }
+            } else {
+                let ax = axes_of(self)?.ok_or_else(|| bad(format!("node {} has no axes", label(n))))?;
+                let out = r + ax.len();
+                let add = ax.iter().map(|&a| norm(a, out)).collect::<Result<BTreeSet<_>>>()?;
+                if add.len() != ax.len() {
+                    return Err(bad(format!("node {} repeats an axis in {ax:?}", label(n))));
+                }
+                let mut rest = full.into_iter();
+                full = (0..out).map(|k| if add.contains(&k) { Some(1) } else { rest.next().flatten() }).collect();
+            }
+            let batch = full.iter().position(Option::is_none).ok_or_else(|| bad(format!("node {} lost the batch axis", label(n))))?;
+            let target: Vec<usize> = full.iter().flatten().copied().collect();
+            let mut out = self.reshape_to(i, Act { batch: 0, ..x }, target)?;
+            out.batch = batch;
+            return self.bind(i, 0, Val::Act(out));
+        }
+        if x.batch != 0 {
+            return Err(batch_op(format!("{} of a tensor with its batch on axis {}", n.op_type, x.batch)));
+        }
         let target: Vec<usize> = match n.op_type.as_str() {
             "Flatten" => {
                 let axis = at.int("axis", 1)?;
                 let a = if axis < 0 { axis + r as i64 } else { axis };
-                if a < 1 || a as usize > r || s[..a as usize - 1].iter().any(|&d| d != 1) {
+                if a < 1 || a as usize > r || s[..a as usize - 1].iter().any(|&d| d != 1) || !x.fold.is_empty() {
                     return Err(batch_op(format!("Flatten with axis={axis} of [batch, {s:?}]")));
                 }
                 vec![s.iter().product()]
-            }
-            "Squeeze" => match axes_of(self)? {
-                None => s.iter().copied().filter(|&d| d != 1).collect(),
-                Some(ax) => {
-                    let mut drop = HashSet::new();
-                    for &a in &ax {
-                        let k = sample_axis(a, r).ok_or_else(|| batch_op(format!("Squeeze of axis {a} of [batch, {s:?}]")))?;
-                        if s[k] != 1 {
-                            return Err(Error::shape(format!("node {}", label(n)), "axes of size 1 to squeeze", format!("axis {a} of [batch, {s:?}]")));
-                        }
-                        drop.insert(k);
-                    }
-                    s.iter().enumerate().filter(|(k, _)| !drop.contains(k)).map(|(_, &d)| d).collect()
-                }
-            },
-            "Unsqueeze" => {
-                let ax = axes_of(self)?.ok_or_else(|| bad(format!("node {} has no axes", label(n))))?;
-                let out = r + ax.len();
-                let mut at_k = BTreeSet::new();
-                for &a in &ax {
-                    let k = sample_axis(a, out).ok_or_else(|| batch_op(format!("Unsqueeze at axis {a} of [batch, {s:?}]")))?;
-                    if !at_k.insert(k) {
-                        return Err(bad(format!("node {} repeats axis {a}", label(n))));
-                    }
-                }
-                let mut rest = s.iter();
-                (0..out - 1).map(|k| if at_k.contains(&k) { 1 } else { rest.next().copied().unwrap_or(1) }).collect()
             }
             _ => {
                 let want = self.ints_input(i, 1, "shape")?.ok_or_else(|| bad(format!("node {} lacks its shape input", label(n))))?;
                 let allowzero = self.opset >= 14 && at.int("allowzero", 0)? != 0;
                 let first = *want.first().ok_or_else(|| batch_op("Reshape to a scalar".into()))?;
+                let per_row: usize = s.iter().product();
+                let rest: Option<usize> = want[1..].iter().try_fold(1usize, |p, &d| usize::try_from(d).ok().filter(|&d| d > 0).and_then(|d| p.checked_mul(d)));
+                if first == -1 && rest.is_some() && rest != Some(per_row) {
+                    // Leading per-sample axes merged into the batch, or split back out of it.
+                    let rest_dims: Vec<usize> = want[1..].iter().map(|&d| d as usize).collect();
+                    return self.refold(i, x, rest_dims);
+                }
                 let keeps_batch = first == BATCH || (first == 0 && !allowzero) || (first == -1 && !want[1..].contains(&-1)) || (first > 0 && Some(first) == self.batch);
                 if !keeps_batch || want[1..].contains(&BATCH) {
                     return Err(batch_op(format!("Reshape of [batch, {s:?}] to {want:?}")));
                 }
                 let mut full_s = vec![1usize];
-                full_s.extend(s);
+                full_s.extend(&s);
                 let mut w = want.clone();
                 w[0] = 1;
                 let t = resolve_shape(&w, &full_s, allowzero).ok_or_else(|| Error::shape(format!("node {}", label(n)), format!("a shape for [batch, {s:?}]"), format!("{want:?}")))?;
+                if !x.fold.is_empty() && t[1..] != s[..] {
+                    return Err(batch_op(format!("Reshape of [batch·{}, {s:?}] to {want:?}", x.fold.iter().product::<usize>())));
+                }
                 t[1..].to_vec()
             }
         };
         if target.iter().product::<usize>() != s.iter().product::<usize>() || target.contains(&0) {
             return Err(Error::shape(format!("node {}", label(n)), format!("{} values per sample", s.iter().product::<usize>()), format!("{target:?}")));
         }
+        if !x.fold.is_empty() {
+            return self.bind(i, 0, Val::Act(x));
+        }
         let out = self.reshape_to(i, x, target)?;
         self.bind(i, 0, Val::Act(out))
+    }
+
+    /// `Reshape(x, [-1, rest…])` that moves leading per-sample axes into the
+    /// batch (`[N, T, F]` → `[N·T, F]`, tf2onnx's TimeDistributed) or back out.
+    fn refold(&mut self, i: usize, x: Act, rest: Vec<usize>) -> Result<()> {
+        let n = self.n(i);
+        let whole: Vec<usize> = x.fold.iter().chain(&x.shape).copied().collect();
+        let plain_stored = Self::is_plain(&x) && self.ir_shape(&x) == whole;
+        let unsupported = || Error::Unsupported {
+            what: "ONNX reshape".into(),
+            name: format!("{} of [batch·{}, {:?}] to [-1, {rest:?}]", label(n), x.fold.iter().product::<usize>(), x.shape),
+            supported: "flattening to a vector, adding or removing axes of size 1, and merging leading axes into the batch and back".into(),
+        };
+        if !plain_stored {
+            return Err(unsupported());
+        }
+        if rest.iter().product::<usize>() == whole.iter().product::<usize>() && !x.fold.is_empty() {
+            // Back out: the batch holds samples again.
+            let out = self.reshape_to(i, Act { shape: whole.clone(), fold: vec![], layout: plain(&whole), ..x }, rest)?;
+            return self.bind(i, 0, Val::Act(out));
+        }
+        match (1..=whole.len()).find(|&k| whole[k..] == rest[..]) {
+            Some(k) if k > 0 => {
+                let layout = plain(&rest);
+                let out = Act { node: x.node, shape: rest, layout, batch: 0, fold: whole[..k].to_vec() };
+                self.bind(i, 0, Val::Act(out))
+            }
+            _ => Err(unsupported()),
+        }
     }
 
     fn reshape_to(&mut self, i: usize, x: Act, t: Vec<usize>) -> Result<Act> {
@@ -1343,18 +1567,18 @@ impl<'g> Cx<'g> {
             let identity = map.iter().enumerate().all(|(p, &v)| p == v as usize);
             let node = if self.ir_shape(&x).len() > 1 { self.emit(i, Op::Flatten, &[x.node])? } else { x.node };
             let layout = if identity { plain(&t) } else { Layout::Elems(map) };
-            return Ok(Act { node, shape: t, layout });
+            return Ok(Act { node, shape: t, layout, ..x });
         }
         if nonunit(&t) == nonunit(&x.shape) {
-            let layout = match x.layout {
-                Layout::Elems(m) => Layout::Elems(m),
+            let layout = match &x.layout {
+                Layout::Elems(m) => Layout::Elems(m.clone()),
                 Layout::Axes(ax) => {
                     let old: Vec<usize> = (0..x.shape.len()).filter(|&k| x.shape[k] != 1).collect();
                     let new: Vec<usize> = (0..t.len()).filter(|&k| t[k] != 1).collect();
                     Layout::Axes(ax.iter().map(|j| old.iter().position(|o| o == j).map_or(0, |p| new[p])).collect())
                 }
             };
-            return Ok(Act { node: x.node, shape: t, layout });
+            return Ok(Act { shape: t, layout, ..x });
         }
         Err(Error::Unsupported {
             what: "ONNX reshape".into(),
@@ -1365,16 +1589,16 @@ impl<'g> Cx<'g> {
 
     fn transpose(&mut self, i: usize) -> Result<()> {
         let n = self.n(i);
-        let x = self.act(i, 0)?;
-        let perm = perm_attr(n, x.shape.len() + 1)?;
-        if perm[0] != 0 {
-            return Err(Error::Unsupported {
-                what: format!("ONNX node {}", label(n)),
-                name: format!("Transpose with perm {perm:?} (moves the batch axis)"),
-                supported: "transposes that keep the batch as the first axis".into(),
-            });
+        let x = self.act_any(i, 0)?;
+        if !x.fold.is_empty() {
+            return Err(Error::Unsupported { what: format!("ONNX node {}", label(n)), name: format!("Transpose of a tensor whose batch holds {:?} per sample as well", x.fold), supported: "transposes of unmerged tensors".into() });
         }
-        let q: Vec<usize> = perm[1..].iter().map(|p| p - 1).collect();
+        let r = x.shape.len() + 1;
+        let perm = perm_attr(n, r)?;
+        // Old whole-tensor axis → per-sample axis (the batch has none).
+        let per_sample = |j: usize| if j < x.batch { j } else { j - 1 };
+        let batch = perm.iter().position(|&p| p == x.batch).unwrap_or(0);
+        let q: Vec<usize> = perm.iter().filter(|&&p| p != x.batch).map(|&p| per_sample(p)).collect();
         let mut qinv = vec![0; q.len()];
         for (k, &j) in q.iter().enumerate() {
             qinv[j] = k;
@@ -1402,19 +1626,303 @@ impl<'g> Cx<'g> {
                 ))
             }
         };
-        self.bind(i, 0, Val::Act(Act { node: x.node, shape, layout }))
+        self.bind(i, 0, Val::Act(Act { node: x.node, shape, layout, batch, fold: vec![] }))
+    }
+
+    // ------------------------------------------------------------ sequences
+
+    /// `Gather(table, ids)`: an embedding lookup of token ids.
+    fn gather(&mut self, i: usize) -> Result<()> {
+        let n = self.n(i);
+        if self.last_step.contains(&i) {
+            return self.take_last_step(i);
+        }
+        let table = match self.input(i, 0)? {
+            Some(Val::Const(c)) => c.clone(),
+            _ => {
+                return Err(Error::Unsupported {
+                    what: format!("ONNX node {}", label(n)),
+                    name: "Gather from a computed tensor".into(),
+                    supported: "Gather of token ids from a constant embedding table (axis 0), or of the last step of a recurrent layer's output".into(),
+                })
+            }
+        };
+        let ids = self.act(i, 1)?;
+        let axis = Attrs(n).int("axis", 0)?;
+        let [vocab, dim] = table.dims[..] else {
+            return Err(Error::shape(format!("embedding table of node {}", label(n)), "[vocabulary, dimension]", format!("{:?}", table.dims)));
+        };
+        if axis != 0 {
+            return Err(unsupported_option(n, format!("axis={axis}"), "axis=0 (rows of the embedding table)"));
+        }
+        if !Self::is_plain(&ids) || self.ir_shape(&ids) != ids.shape {
+            return Err(Error::Unsupported { what: format!("input layout of ONNX node {}", label(n)), name: format!("token ids {:?} per sample, reordered", ids.shape), supported: "token ids in their own order".into() });
+        }
+        self.spend(table.len(), i)?;
+        let t = Array2::from_shape_vec((vocab, dim), table.f32s()).map_err(|e| bad(e.to_string()))?;
+        let id = self.emit(i, Op::Embedding { table: t }, &[ids.node])?;
+        let mut shape = ids.shape.clone();
+        shape.push(dim);
+        let layout = plain(&shape);
+        self.bind(i, 0, Val::Act(Act::new(id, shape, layout)))
+    }
+
+    fn slice(&mut self, i: usize) -> Result<()> {
+        if self.last_step.contains(&i) {
+            return self.take_last_step(i);
+        }
+        let n = self.n(i);
+        Err(Error::Unsupported {
+            what: format!("ONNX node {}", label(n)),
+            name: "Slice of a computed tensor".into(),
+            supported: "the last step of a recurrent layer's output sequence (then the layer returns only its last state)".into(),
+        })
+    }
+
+    /// A Slice/Gather that `recurrent` found taking the last step of its
+    /// output: the layer already returns only that step (the time axis has
+    /// size 1 here), so Slice is the identity and Gather drops the axis.
+    fn take_last_step(&mut self, i: usize) -> Result<()> {
+        let n = self.n(i);
+        let x = self.act_any(i, 0)?;
+        if n.op_type == "Gather" && self.opt_konst(i, 1, "indices")?.is_some_and(|c| c.dims.is_empty()) {
+            let axis = Attrs(n).int("axis", 0)?;
+            let r = x.shape.len() as i64 + 1;
+            let a = (if axis < 0 { axis + r } else { axis }) as usize;
+            let k = if a < x.batch { a } else { a - 1 };
+            let mut shape = x.shape.clone();
+            shape.remove(k);
+            let batch = x.batch - usize::from(a < x.batch);
+            let mut out = self.reshape_to(i, Act { batch: 0, ..x }, shape)?;
+            out.batch = batch;
+            return self.bind(i, 0, Val::Act(out));
+        }
+        self.bind(i, 0, Val::Act(x))
+    }
+
+    /// Follows the only readers of a recurrent layer's output `y` (time on
+    /// whole-tensor axis `time` of `rank`) through Squeeze/Unsqueeze/
+    /// Transpose/Identity to a Slice or Gather that keeps only the last of
+    /// `steps` steps; returns that node.
+    fn last_step_reader(&self, y: &str, mut time: usize, mut rank: usize, steps: usize) -> Option<usize> {
+        let nodes = self.nodes;
+        let mut cur = y;
+        loop {
+            let j = self.sole_reader(cur)?;
+            let m = &nodes[j];
+            if !m.domain.is_empty() || m.input.first().map(String::as_str) != Some(cur) {
+                return None;
+            }
+            let at = Attrs(m);
+            let ints = |k: usize, attr: &str| -> Option<Vec<i64>> {
+                match m.input.get(k).filter(|s| !s.is_empty()).and_then(|t| self.vals.get(t.as_str())) {
+                    Some(Val::Const(c)) => c.i64s().map(<[i64]>::to_vec),
+                    Some(_) => None,
+                    None => at.ints(attr).ok().flatten(),
+                }
+            };
+            let norm = |a: i64, r: usize| usize::try_from(if a < 0 { a + r as i64 } else { a }).ok().filter(|&a| a < r);
+            let is_last = |v: i64| v == -1 || v == steps as i64 - 1;
+            match m.op_type.as_str() {
+                "Identity" => {}
+                "Squeeze" => {
+                    let ax: Vec<usize> = ints(1, "axes")?.into_iter().map(|a| norm(a, rank)).collect::<Option<_>>()?;
+                    if ax.contains(&time) {
+                        return None;
+                    }
+                    time -= ax.iter().filter(|&&a| a < time).count();
+                    rank -= ax.len();
+                }
+                "Unsqueeze" => {
+                    let ax = ints(1, "axes")?;
+                    let out = rank + ax.len();
+                    let ax: BTreeSet<usize> = ax.into_iter().map(|a| norm(a, out)).collect::<Option<_>>()?;
+                    time = (0..out).filter(|k| !ax.contains(k)).nth(time)?;
+                    rank = out;
+                }
+                "Transpose" => {
+                    let perm = perm_attr(m, rank).ok()?;
+                    time = perm.iter().position(|&p| p == time)?;
+                }
+                "Slice" => {
+                    let (starts, ends) = (ints(1, "starts")?, ints(2, "ends")?);
+                    let axes: Vec<usize> = match ints(3, "axes") {
+                        Some(a) => a.into_iter().map(|a| norm(a, rank)).collect::<Option<_>>()?,
+                        None => (0..starts.len()).collect(),
+                    };
+                    let steps_ok = ints(4, "steps").is_none_or(|s| s.iter().all(|&s| s == 1));
+                    let ok = axes == [time] && starts.len() == 1 && ends.len() == 1 && is_last(starts[0]) && (ends[0] >= steps as i64) && steps_ok;
+                    return ok.then_some(j);
+                }
+                "Gather" => {
+                    let idx = ints(1, "")?;
+                    let axis = norm(at.int("axis", 0).ok()?, rank)?;
+                    return (axis == time && idx.len() == 1 && is_last(idx[0])).then_some(j);
+                }
+                _ => return None,
+            }
+            cur = m.output.first()?;
+        }
+    }
+
+    /// LSTM, GRU and RNN (forward, one direction, zero initial state) as the
+    /// IR's Keras-semantics recurrent layer.
+    fn recurrent(&mut self, i: usize) -> Result<()> {
+        let n = self.n(i);
+        let at = Attrs(n);
+        let op = n.op_type.as_str();
+        let x = self.act_any(i, 0)?;
+        let layout = if self.opset >= 14 { at.int("layout", 0)? } else { 0 };
+        let want_batch = if layout == 0 { 1 } else { 0 };
+        let [steps, f] = x.shape[..] else {
+            return Err(Error::shape(format!("input X of node {}", label(n)), "[sequence, batch, features]", format!("{:?} besides the batch", x.shape)));
+        };
+        if x.batch != want_batch || !x.fold.is_empty() || !Self::is_plain(&x) || self.ir_shape(&x) != x.shape {
+            return Err(Error::Unsupported {
+                what: format!("input layout of ONNX node {}", label(n)),
+                name: format!("X with the batch on axis {} (layout={layout})", x.batch),
+                supported: "[sequence, batch, features] (layout=0) or [batch, sequence, features] (layout=1)".into(),
+            });
+        }
+        let direction = at.string("direction")?.unwrap_or_else(|| "forward".into());
+        if direction != "forward" {
+            return Err(unsupported_option(n, format!("direction={direction}"), "direction=forward"));
+        }
+        for key in ["clip", "activation_alpha", "activation_beta"] {
+            if n.attribute.iter().any(|a| a.name == key) {
+                return Err(unsupported_option(n, key.into(), "no clip, activation_alpha or activation_beta"));
+            }
+        }
+        if at.int("input_forget", 0)? != 0 {
+            return Err(unsupported_option(n, "input_forget=1".into(), "input_forget=0"));
+        }
+        let (cell, gates) = match op {
+            "LSTM" => (Cell::Lstm, 4),
+            "GRU" => (Cell::Gru { reset_after: at.int("linear_before_reset", 0)? != 0 }, 3),
+            _ => (Cell::SimpleRnn, 1),
+        };
+        let acts: Vec<String> = match at.get("activations", attr_type::STRINGS, "a list of strings")? {
+            Some(a) => a.strings.iter().map(|s| String::from_utf8_lossy(s).into_owned()).collect(),
+            None => match op {
+                "LSTM" => vec!["Sigmoid".into(), "Tanh".into(), "Tanh".into()],
+                "GRU" => vec!["Sigmoid".into(), "Tanh".into()],
+                _ => vec!["Tanh".into()],
+            },
+        };
+        let act = |k: usize| -> Result<Activation> {
+            let name = acts.get(k).ok_or_else(|| bad(format!("node {} lists {} activations", label(n), acts.len())))?;
+            activation_of(name).ok_or_else(|| Error::Unsupported { what: format!("activation in ONNX node {}", label(n)), name: name.clone(), supported: "Relu, Tanh, Sigmoid".into() })
+        };
+        let (activation, recurrent_activation) = match op {
+            "LSTM" => {
+                if act(1)? != act(2)? {
+                    return Err(unsupported_option(n, format!("activations={acts:?}"), "the same activation for the cell input and output (g = h)"));
+                }
+                (act(1)?, act(0)?)
+            }
+            "GRU" => (act(1)?, act(0)?),
+            _ => (act(0)?, Activation::Sigmoid),
+        };
+        let w = self.konst(i, 1, "weights W")?;
+        let r = self.konst(i, 2, "recurrence weights R")?;
+        let &[dirs, gu, fin] = &w.dims[..] else {
+            return Err(Error::shape(format!("weights W of node {}", label(n)), "[directions, gates·hidden, input]", format!("{:?}", w.dims)));
+        };
+        let units = gu / gates;
+        if dirs != 1 || gu % gates != 0 || units == 0 || fin != f {
+            return Err(Error::shape(format!("weights W of node {}", label(n)), format!("[1, {gates}·hidden, {f}]"), format!("{:?}", w.dims)));
+        }
+        if let Some(h) = at.get("hidden_size", attr_type::INT, "an integer")? {
+            if h.i != units as i64 {
+                return Err(Error::shape(format!("hidden_size of node {}", label(n)), units, h.i));
+            }
+        }
+        if r.dims != [1, gu, units] {
+            return Err(Error::shape(format!("recurrence weights R of node {}", label(n)), format!("[1, {gu}, {units}]"), format!("{:?}", r.dims)));
+        }
+        let b = match self.opt_konst(i, 3, "bias B")? {
+            None => vec![0.0; 2 * gu],
+            Some(b) if b.dims == [1, 2 * gu] => b.f32s(),
+            Some(b) => return Err(Error::shape(format!("bias B of node {}", label(n)), format!("[1, {}]", 2 * gu), format!("{:?}", b.dims))),
+        };
+        if self.input(i, 4)?.is_some() {
+            return Err(unsupported_option(n, "sequence_lens".into(), "no sequence_lens (every sequence has the full length)"));
+        }
+        for (k, what) in [(5, "initial_h"), (6, "initial_c"), (7, "peepholes P")] {
+            let zero = match self.input(i, k)? {
+                None => true,
+                Some(Val::Fill(v)) => *v == 0.0,
+                Some(Val::Const(c)) => c.f32s().iter().all(|&v| v == 0.0),
+                Some(Val::Act(_)) => false,
+            };
+            if !zero || (k > 5 && op != "LSTM" && n.input.get(k).is_some_and(|s| !s.is_empty())) {
+                return Err(unsupported_option(n, format!("{what} (input {k})"), "zero initial states and no peepholes"));
+            }
+        }
+        let outs: Vec<bool> = (0..3).map(|k| n.output.get(k).is_some_and(|t| self.is_read(t))).collect();
+        if outs[2] || (outs[0] && outs[1]) {
+            return Err(unsupported_option(n, "uses of Y_c, or of both Y and Y_h".into(), "one of Y (the sequence) and Y_h (the last state)"));
+        }
+        // Y read only for its last step: the layer returns only that step.
+        let time = if layout == 0 { 0 } else { 1 };
+        let last = if outs[0] { n.output.first().and_then(|y| self.last_step_reader(y, time, 4, steps)) } else { None };
+        let sequences = outs[0] && last.is_none();
+        if let Some(j) = last {
+            self.last_step.insert(j);
+        }
+        // ONNX gate blocks → Keras order: LSTM i,o,f,c → i,f,c,o; GRU z,r,h and RNN as they are.
+        let order: &[usize] = match op {
+            "LSTM" => &[0, 2, 3, 1],
+            "GRU" => &[0, 1, 2],
+            _ => &[0],
+        };
+        let (wv, rv) = (w.f32s(), r.f32s());
+        // IR column k (Keras gate block k / units) is ONNX row `col(k)` of W, R and B.
+        let col = |k: usize| order[k / units] * units + k % units;
+        let kernel = Array2::from_shape_fn((f, gu), |(fi, k)| wv[col(k) * f + fi]);
+        let recurrent = Array2::from_shape_fn((units, gu), |(h, k)| rv[col(k) * units + h]);
+        let (wb, rb) = b.split_at(gu);
+        let reorder = |v: &[f32]| -> Vec<f32> { (0..gu).map(|k| v[col(k)]).collect() };
+        let (bias, recurrent_bias) = match cell {
+            Cell::Gru { reset_after: true } => (reorder(wb), Some(Array1::from_vec(reorder(rb)))),
+            _ => (reorder(wb).iter().zip(reorder(rb)).map(|(a, b)| a + b).collect(), None),
+        };
+        self.spend(kernel.len() + recurrent.len() + 2 * gu, i)?;
+        let rec = Recurrent { cell, units, kernel, recurrent, bias: Array1::from_vec(bias), recurrent_bias, activation, recurrent_activation, return_sequences: sequences };
+        let id = self.emit(i, Op::Recurrent(Box::new(rec)), &[x.node])?;
+        if outs[0] {
+            // Y: [T, 1, N, H] (layout 0) or [N, T, 1, H]; T is 1 when only the last step is kept.
+            let t = if sequences { steps } else { 1 };
+            let shape = vec![t, 1, units];
+            let layout_y = plain(&shape);
+            self.bind(i, 0, Val::Act(Act { node: id, shape, layout: layout_y, batch: if layout == 0 { 2 } else { 0 }, fold: vec![] }))?;
+        }
+        if outs[1] {
+            // Y_h: [1, N, H] (layout 0) or [N, 1, H].
+            let shape = vec![1, units];
+            let layout_h = plain(&shape);
+            self.bind(i, 1, Val::Act(Act { node: id, shape, layout: layout_h, batch: if layout == 0 { 1 } else { 0 }, fold: vec![] }))?;
+        }
+        Ok(())
     }
 
     fn finish(mut self) -> Result<Model> {
         let out = match self.vals.remove(self.output) {
             Some(Val::Act(a)) => a,
-            Some(Val::Const(_)) => return Err(Error::invalid("the ONNX graph output is a constant: it does not depend on the input")),
+            Some(_) => return Err(Error::invalid("the ONNX graph output is a constant: it does not depend on the input")),
             None => return Err(bad(format!("the graph output '{}' was not computed", self.output))),
         };
-        let classes: usize = out.shape.iter().product();
-        if nonunit(&out.shape).len() > 1 || !Self::is_plain(&out) || self.ir_shape(&out).len() != 1 {
-            return Err(Error::shape("ONNX model output", "one vector of class scores per sample [batch, classes]", format!("[batch, {:?}]", out.shape)));
+        let ir = self.ir_shape(&out);
+        let vector = nonunit(&out.shape).len() <= 1 && ir.len() == 1;
+        let per_step = out.shape.len() == 2 && ir == out.shape;
+        if out.batch != 0 || !out.fold.is_empty() || !Self::is_plain(&out) || !(vector || per_step) {
+            return Err(Error::shape(
+                "ONNX model output",
+                "class scores per sample [batch, classes], or per step [batch, steps, classes]",
+                format!("{:?} with the batch on axis {}", out.shape, out.batch),
+            ));
         }
+        let classes: usize = if per_step { out.shape[1] } else { out.shape.iter().product() };
         if out.node != self.b.last() {
             return Err(Error::Unsupported {
                 what: "ONNX model output".into(),

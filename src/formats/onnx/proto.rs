@@ -67,6 +67,7 @@ pub struct NodeProto {
 pub mod attr_type {
     pub const FLOAT: i32 = 1;
     pub const INT: i32 = 2;
+    pub const STRINGS: i32 = 8;
     pub const STRING: i32 = 3;
     pub const TENSOR: i32 = 4;
     pub const INTS: i32 = 7;
@@ -88,6 +89,8 @@ pub struct AttributeProto {
     pub floats: Vec<f32>,
     #[prost(int64, repeated, tag = "8")]
     pub ints: Vec<i64>,
+    #[prost(bytes = "vec", repeated, tag = "9")]
+    pub strings: Vec<Vec<u8>>,
     /// `AttributeType`; 0 in files older than IR version 2 (then the set field tells).
     #[prost(int32, tag = "20")]
     pub r#type: i32,
