@@ -1,7 +1,8 @@
-//! File formats: model loaders (Keras, ONNX, native) and data (`.npz`).
+//! File formats: model loaders (Keras, ONNX, native) and data (`.npz`, IDX).
 //! Every loader takes bytes (no file system: the browser has none) and
 //! returns a validated `Model` or a typed error; nothing here panics on input.
 
+pub mod idx;
 pub mod keras;
 pub mod npz;
 pub mod onnx;
