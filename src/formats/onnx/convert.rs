@@ -1019,7 +1019,7 @@ impl<'g> Cx<'g> {
     fn matmul(&mut self, i: usize) -> Result<()> {
         let n = self.n(i);
         let x = self.act_any(i, 0)?;
-        if x.batch > x.shape.len() - 1 {
+        if x.batch == x.shape.len() {
             return Err(Error::shape(format!("input A of MatMul node {}", label(n)), "features on the last axis, not the batch", format!("batch on axis {}", x.batch)));
         }
         let w = self.konst(i, 1, "weights B")?;
@@ -1687,8 +1687,11 @@ impl<'g> Cx<'g> {
         let x = self.act_any(i, 0)?;
         if n.op_type == "Gather" && self.opt_konst(i, 1, "indices")?.is_some_and(|c| c.dims.is_empty()) {
             let axis = Attrs(n).int("axis", 0)?;
-            let r = x.shape.len() as i64 + 1;
-            let a = (if axis < 0 { axis + r } else { axis }) as usize;
+            let r = x.shape.len() + 1;
+            let a = usize::try_from(if axis < 0 { axis + r as i64 } else { axis })
+                .ok()
+                .filter(|&a| a < r && a != x.batch)
+                .ok_or_else(|| bad(format!("axis {axis} of node {} is not a time axis", label(n))))?;
             let k = if a < x.batch { a } else { a - 1 };
             let mut shape = x.shape.clone();
             shape.remove(k);
