@@ -25,7 +25,9 @@ use crate::model::{Activation, Cell, InputKind, InputSpec, Model, ModelBuilder, 
 /// The ops this loader maps (constant-only ops are folded at load time).
 pub const SUPPORTED_OPS: &str = "Gemm, MatMul (+ Add bias), Conv, MaxPool, AveragePool, GlobalAveragePool, Flatten, Reshape, \
 Transpose, Squeeze, Unsqueeze, Relu, Tanh, Sigmoid, Softmax, Add, Sum, Sub/Mul/Div by a per-channel constant, \
-BatchNormalization, Dropout, Identity; on constants also Constant, Shape, Gather, Concat, Cast";
+BatchNormalization, Dropout, Identity, LSTM, GRU, RNN (forward), Gather (embedding; last step of a sequence), \
+Slice (last step of a sequence), Cast; on constants and shapes also Constant, Shape, Gather, Concat, Slice, Cast, \
+Expand, ConstantOfShape";
 
 /// Largest kernel, window, stride or pad accepted.
 const MAX_WINDOW: usize = 1 << 16;

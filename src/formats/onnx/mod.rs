@@ -19,6 +19,13 @@
 //!   tensor reorders the next Dense layer's rows, so the IR computes the ONNX
 //!   function. tf2onnx's NHWC↔NCHW Transposes (or Reshapes, for one channel)
 //!   cost nothing. See `convert` for the details.
+//! - Sequences: integer inputs are token ids (`InputKind::Tokens`); Gather
+//!   from a constant table is an Embedding; LSTM (ONNX gates i,o,f,c → Keras
+//!   i,f,c,o), GRU (z,r,h; `linear_before_reset=1` ≡ Keras `reset_after`) and
+//!   RNN become the IR's recurrent layer (forward direction, zero initial
+//!   state, no peepholes/clip). Time-major transposes are tracked; a Slice or
+//!   Gather of the last step of `Y` makes the layer return its last state;
+//!   tf2onnx's TimeDistributed (`[N·T, F]` reshapes) maps to a per-step Dense.
 //! - Ops: [`SUPPORTED_OPS`]; anything else is `Error::Unsupported` naming the
 //!   op and the node.
 
