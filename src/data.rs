@@ -90,6 +90,33 @@ impl Dataset {
         Ok(Dataset { name: name.into(), sample_shape: shape, class_names, vocab, train, test })
     }
 
+    /// An IDX images file (`N × …` unsigned bytes, e.g. MNIST's
+    /// `t10k-images-idx3-ubyte`) and its labels file (`N` bytes). The one set
+    /// of samples serves as both the train and the test split; class names
+    /// are the label numbers.
+    pub fn from_idx(images: &[u8], labels: &[u8], name: &str) -> Result<Self> {
+        use crate::formats::idx::read_idx;
+        let x = read_idx(images).map_err(|e| Error::invalid(format!("images: {e}")))?;
+        let y = read_idx(labels).map_err(|e| Error::invalid(format!("labels: {e}")))?;
+        let n = x.shape[0];
+        if x.shape.len() < 2 {
+            return Err(Error::shape("IDX images", "[samples, …] with at least 2 axes", format!("{:?}", x.shape)));
+        }
+        if y.shape != [n] {
+            return Err(Error::shape("IDX labels", format!("[{n}] (one per image)"), format!("{:?}", y.shape)));
+        }
+        let classes = y.data.iter().max().map_or(0, |&m| m as usize + 1);
+        let split = Split { x: x.data.iter().map(|&v| v as f32).collect(), y: y.data.iter().map(|&v| v as u32).collect(), steps: 1 };
+        Ok(Dataset {
+            name: name.into(),
+            sample_shape: x.shape[1..].to_vec(),
+            class_names: (0..classes).map(|c| c.to_string()).collect(),
+            vocab: None,
+            train: split.clone(),
+            test: split,
+        })
+    }
+
     /// Token ids for `text` as the data set's windows were made: lowercase,
     /// whitespace collapsed, unknown characters as id 1, repeated (space
     /// separated) or cut to the sequence length — the training windows are

@@ -158,6 +158,11 @@ impl Workbench {
 
     pub fn add_dataset(&mut self, bytes: &[u8], name: &str) -> Result<DatasetInfo> {
         let d = Dataset::from_npz(bytes, name)?;
+        Ok(self.add_data(d))
+    }
+
+    /// Adds a data set already read (e.g. from IDX files by the CLI).
+    pub fn add_data(&mut self, d: Dataset) -> DatasetInfo {
         let id = self.datasets.len();
         let ids = d
             .class_names
@@ -174,7 +179,7 @@ impl Workbench {
             .collect();
         self.class_ids.push(ids);
         self.datasets.push(d);
-        Ok(self.dataset_info(self.datasets.len() - 1))
+        self.dataset_info(self.datasets.len() - 1)
     }
 
     pub fn dataset_info(&self, id: DatasetId) -> DatasetInfo {

@@ -91,3 +91,69 @@ fn hostile_model_bytes_are_errors_in_wasm() {
     let e = load_model(b"\x89HDF\r\n\x1a\n garbage", "x.h5").unwrap_err();
     assert!(!e.to_string().is_empty());
 }
+
+/// `include_bytes!` of an ONNX fixture and its onnxruntime outputs.
+macro_rules! onnx_case {
+    ($stem:literal, $nchw:expr) => {
+        (
+            concat!($stem, ".onnx"),
+            &include_bytes!(concat!("fixtures/onnx/", $stem, ".onnx"))[..],
+            &include_bytes!(concat!("fixtures/onnx/", $stem, ".expected.npz"))[..],
+            $nchw,
+        )
+    };
+}
+
+/// Every ONNX fixture (tf2onnx and PyTorch-style exports, images and
+/// sequences) loads in wasm and matches onnxruntime.
+#[wasm_bindgen_test]
+fn onnx_fixtures_match_onnxruntime_in_wasm() {
+    let cases: [(&str, &[u8], &[u8], bool); 15] = [
+        onnx_case!("tf_mlp", false),
+        onnx_case!("tf_cnn", false),
+        onnx_case!("tf_residual", false),
+        onnx_case!("tf_rgb", false),
+        onnx_case!("pt_mlp", true),
+        onnx_case!("pt_cnn", true),
+        onnx_case!("pt_residual", true),
+        onnx_case!("pt_rgb", true),
+        onnx_case!("pt_glue13", true),
+        onnx_case!("pt_glue11", true),
+        onnx_case!("tf_lstm", false),
+        onnx_case!("tf_gru_tags", false),
+        onnx_case!("pt_lstm", false),
+        onnx_case!("pt_gru", false),
+        onnx_case!("pt_rnn", false),
+    ];
+    for (file, model, expected, nchw) in cases {
+        let m = load_model(model, file).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let exp = read_npz(expected).unwrap();
+        let shape = exp["x"].shape.clone();
+        let mut x = exp["x"].to_f32();
+        if nchw {
+            // The engine is fed channels-last: NCHW → NHWC.
+            let (n, c, h, w) = (shape[0], shape[1], shape[2], shape[3]);
+            let src = x.clone();
+            for (i, v) in x.iter_mut().enumerate() {
+                let (s, y, xx, ch) = (i / (h * w * c), i / (w * c) % h, i / c % w, i % c);
+                *v = src[((s * c + ch) * h + y) * w + xx];
+            }
+            assert_eq!(n * c * h * w, src.len());
+        }
+        let out = forward(&m, &x, shape[0], None, false, &mut |_, _| true).unwrap();
+        let worst = out.probs.iter().zip(exp["probs"].to_f32()).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        assert!(worst < 1e-4, "{file}: max |Δ| {worst}");
+    }
+}
+
+#[wasm_bindgen_test]
+fn hostile_onnx_bytes_are_errors_in_wasm() {
+    let good: &[u8] = include_bytes!("fixtures/onnx/pt_cnn.onnx");
+    for cut in [0, 2, 50, good.len() / 3, good.len() / 2, good.len() - 1] {
+        assert!(load_model(&good[..cut], "pt_cnn.onnx").is_err(), "truncated at {cut}");
+    }
+    // A graph length prefix of 4 GiB in a 72-byte file.
+    let mut b = vec![0x08, 0x08, 0x3a, 0xff, 0xff, 0xff, 0xff, 0x0f];
+    b.extend([0u8; 64]);
+    assert!(load_model(&b, "x.onnx").is_err());
+}

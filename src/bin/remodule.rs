@@ -5,7 +5,10 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::{Parser, Subcommand};
+use remodule::data::Dataset;
 use remodule::decompose::{Mode, Settings};
+use remodule::formats::{idx, load_model, npz};
+use remodule::model::{forward, InputKind};
 use remodule::workbench::{Pick, Workbench};
 
 #[derive(Parser)]
@@ -17,9 +20,10 @@ struct Cli {
 
 #[derive(clap::Args)]
 struct ModelData {
-    /// Model file (.keras, .h5)
+    /// Model file (.keras, .h5, .onnx)
     model: PathBuf,
-    /// Data set (.npz with x_train, y_train, x_test, y_test)
+    /// Data set: .npz with x_train, y_train, x_test, y_test; or an IDX images
+    /// file (MNIST's …-images-idx3-ubyte) with its …-labels-idx1-ubyte next to it
     #[arg(long)]
     data: PathBuf,
 }
@@ -67,6 +71,23 @@ enum Cmd {
     Info {
         #[command(flatten)]
         md: ModelData,
+    },
+    /// Write the model's output probabilities for every sample of a data set to a .npy (float32)
+    Predict {
+        /// Model file (.keras, .h5, .onnx)
+        model: PathBuf,
+        /// Samples: a data set .npz (x_train / x_test), an IDX images file, or a .npy array [N, …]
+        #[arg(long)]
+        data: PathBuf,
+        /// Which split of a .npz to use
+        #[arg(long, default_value = "test", value_parser = ["test", "train"])]
+        split: String,
+        /// Model input = stored value × scale (default: 1/255 for image models, 1 otherwise)
+        #[arg(long)]
+        scale: Option<f32>,
+        /// Output file: N × classes (N × steps × classes for per-step models) float32
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Test accuracy of the model on the data set
     Eval {
@@ -129,10 +150,51 @@ fn read(path: &Path) -> Result<Vec<u8>, String> {
     std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))
 }
 
+fn stem(path: &Path) -> String {
+    path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+/// An IDX images file's labels file, by the MNIST naming convention.
+fn idx_labels(images: &Path) -> Result<PathBuf, String> {
+    idx::labels_name(&images.to_string_lossy())
+        .map(PathBuf::from)
+        .filter(|p| p.is_file())
+        .ok_or_else(|| format!("{}: an IDX images file needs its labels file next to it (…-images-idx3-ubyte → …-labels-idx1-ubyte)", images.display()))
+}
+
+/// A labelled data set: `.npz`, or IDX images plus the labels file next to them.
+fn dataset(path: &Path) -> Result<Dataset, String> {
+    let bytes = read(path)?;
+    let d = if idx::looks_like_idx(&bytes) || bytes.starts_with(&[0x1f, 0x8b]) {
+        Dataset::from_idx(&bytes, &read(&idx_labels(path)?)?, &stem(path))
+    } else {
+        Dataset::from_npz(&bytes, &stem(path))
+    };
+    d.map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Samples to predict: (raw values, count).
+fn samples(path: &Path, split: &str) -> Result<(Vec<f32>, usize), String> {
+    let bytes = read(path)?;
+    let at = |e: remodule::Error| format!("{}: {e}", path.display());
+    if idx::looks_like_idx(&bytes) || bytes.starts_with(&[0x1f, 0x8b]) {
+        let a = idx::read_idx(&bytes).map_err(at)?;
+        return Ok((a.data.iter().map(|&v| v as f32).collect(), a.shape[0]));
+    }
+    if bytes.starts_with(b"\x93NUMPY") {
+        let a = npz::read_npy(&bytes).map_err(at)?;
+        let n = *a.shape.first().ok_or_else(|| format!("{}: a scalar, not an array of samples", path.display()))?;
+        return Ok((a.to_f32(), n));
+    }
+    let d = Dataset::from_npz(&bytes, &stem(path)).map_err(at)?;
+    let s = if split == "train" { d.train } else { d.test };
+    let n = s.len();
+    Ok((s.x, n))
+}
+
 fn load(md: &ModelData) -> Result<(Workbench, usize), String> {
     let mut wb = Workbench::new();
-    let name = md.data.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-    let ds = wb.add_dataset(&read(&md.data)?, &name).map_err(|e| e.to_string())?;
+    let ds = wb.add_data(dataset(&md.data)?);
     let file = md.model.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     let m = wb.add_model(&read(&md.model)?, &file, ds.id, None).map_err(|e| e.to_string())?;
     Ok((wb, m.id))
@@ -148,6 +210,29 @@ fn run(cli: Cli) -> Result<(), String> {
             for l in &m.layers {
                 println!("  {:<24} {:<24} {:>14} {:>9}", l.name, l.kind, format!("{:?}", l.shape), l.params);
             }
+        }
+        Cmd::Predict { model, data, split, scale, out } => {
+            let file = model.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            let m = load_model(&read(&model)?, &file).map_err(|e| format!("{}: {e}", model.display()))?;
+            let (raw, n) = samples(&data, &split)?;
+            let len = m.input_len();
+            if raw.len() != n * len {
+                return Err(format!(
+                    "{}: {n} samples of {} values each; model '{}' takes {len} ({:?})",
+                    data.display(),
+                    raw.len() / n.max(1),
+                    m.name,
+                    m.input.shape
+                ));
+            }
+            let scale = scale.unwrap_or(if m.input.kind == InputKind::Image { 1.0 / 255.0 } else { 1.0 });
+            let x: Vec<f32> = raw.iter().map(|v| v * scale).collect();
+            let probs = forward(&m, &x, n, None, false, &mut |_, _| true).map_err(|e| e.to_string())?.probs;
+            let (c, steps) = (m.classes(), m.out_steps());
+            let shape = if steps > 1 { vec![n, steps, c] } else { vec![n, c] };
+            let bytes = npz::write_npy_f32(&shape, &probs).map_err(|e| e.to_string())?;
+            std::fs::write(&out, bytes).map_err(|e| format!("{}: {e}", out.display()))?;
+            println!("{}: wrote {shape:?} float32 probabilities to {}", m.name, out.display());
         }
         Cmd::Eval { md, json } => {
             let (wb, id) = load(&md)?;

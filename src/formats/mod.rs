@@ -1,9 +1,11 @@
-//! File formats: model loaders (Keras, ONNX, native) and data (`.npz`).
+//! File formats: model loaders (Keras, ONNX, native) and data (`.npz`, IDX).
 //! Every loader takes bytes (no file system: the browser has none) and
 //! returns a validated `Model` or a typed error; nothing here panics on input.
 
+pub mod idx;
 pub mod keras;
 pub mod npz;
+pub mod onnx;
 
 use crate::error::{Error, Result};
 use crate::model::Model;
@@ -13,9 +15,10 @@ use crate::model::Model;
 pub enum ModelFormat {
     Keras,
     KerasH5,
+    Onnx,
 }
 
-pub const SUPPORTED_MODEL_FORMATS: &str = "Keras 3 .keras, Keras .h5";
+pub const SUPPORTED_MODEL_FORMATS: &str = "Keras 3 .keras, Keras .h5, ONNX .onnx";
 
 pub fn sniff(bytes: &[u8], file_name: &str) -> Result<ModelFormat> {
     let ext = file_name.rsplit('.').next().unwrap_or("").to_ascii_lowercase();
@@ -23,6 +26,9 @@ pub fn sniff(bytes: &[u8], file_name: &str) -> Result<ModelFormat> {
         Ok(ModelFormat::KerasH5)
     } else if bytes.starts_with(b"PK\x03\x04") {
         Ok(ModelFormat::Keras)
+    } else if onnx::looks_like_onnx(bytes) || ext == "onnx" {
+        // A protobuf has no magic number: the first field, or the extension.
+        Ok(ModelFormat::Onnx)
     } else {
         Err(Error::Unsupported { what: "model file".into(), name: format!("{file_name} (.{ext}, unrecognised contents)"), supported: SUPPORTED_MODEL_FORMATS.into() })
     }
@@ -35,5 +41,6 @@ pub fn load_model(bytes: &[u8], file_name: &str) -> Result<Model> {
     match sniff(bytes, file_name)? {
         ModelFormat::Keras => keras::load_keras_zip(bytes, stem),
         ModelFormat::KerasH5 => keras::load_keras_h5(bytes, stem),
+        ModelFormat::Onnx => onnx::load_onnx(bytes, stem),
     }
 }

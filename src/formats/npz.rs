@@ -102,6 +102,32 @@ pub fn read_npy(bytes: &[u8]) -> Result<NpyArray> {
     Ok(NpyArray { shape, data })
 }
 
+/// Writes a little-endian float32 `.npy` (format version 1.0, C order) of
+/// `shape`; `data` must hold exactly `shape`'s product of values.
+pub fn write_npy_f32(shape: &[usize], data: &[f32]) -> Result<Vec<u8>> {
+    let n: usize = shape.iter().product();
+    if n != data.len() {
+        return Err(Error::shape("npy data", format!("{n} values for shape {shape:?}"), data.len()));
+    }
+    let dims = match shape {
+        [d] => format!("({d},)"),
+        _ => format!("({})", shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")),
+    };
+    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {dims}, }}");
+    // Magic (6) + version (2) + length (2) + header + '\n' is a multiple of 64.
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let hlen = u16::try_from(header.len()).map_err(|_| Error::too_large("npy header", header.len() as u64, u16::MAX as u64))?;
+    let mut out = Vec::with_capacity(10 + header.len() + 4 * n);
+    out.extend_from_slice(b"\x93NUMPY\x01\x00");
+    out.extend_from_slice(&hlen.to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    out.extend(data.iter().flat_map(|v| v.to_le_bytes()));
+    Ok(out)
+}
+
 /// Largest total uncompressed size accepted from one archive (zip-bomb guard).
 pub const MAX_NPZ_BYTES: u64 = 512 << 20;
 
@@ -154,6 +180,18 @@ mod tests {
         assert!(read_npy(&npy("|O", "(1,)", &[0; 8])).unwrap_err().to_string().contains("dtype"));
         assert!(read_npy(&npy("<f4", "(4294967296, 4294967296)", &[])).is_err());
         assert!(read_npy(b"not a numpy file").is_err());
+    }
+
+    #[test]
+    fn written_npy_reads_back() {
+        for shape in [vec![3], vec![2, 3], vec![2, 1, 2], vec![0, 4]] {
+            let data: Vec<f32> = (0..shape.iter().product::<usize>()).map(|i| i as f32 * 0.5 - 1.0).collect();
+            let bytes = write_npy_f32(&shape, &data).unwrap();
+            assert_eq!((bytes.len() - data.len() * 4) % 64, 0, "header padded to 64 bytes");
+            let a = read_npy(&bytes).unwrap();
+            assert_eq!((a.shape, a.data), (shape, NpyData::F32(data)));
+        }
+        assert!(write_npy_f32(&[2, 2], &[1.0]).is_err());
     }
 
     #[test]

@@ -43,6 +43,23 @@ impl Conv2dGeom {
         Some(Conv2dGeom { h, w, cin, kh, kw, sh, sw, pad_top: pt, pad_left: pl, oh, ow })
     }
 
+    /// Explicit zero padding `[top, left, bottom, right]` (ONNX `pads`, PyTorch
+    /// `padding`): output = ⌊(in + before + after − k) / stride⌋ + 1. `None`
+    /// when a stride/kernel is 0, the window does not fit, or a pad is not
+    /// smaller than the window (such outputs would read only padding).
+    #[allow(clippy::too_many_arguments)]
+    pub fn explicit(h: usize, w: usize, cin: usize, kh: usize, kw: usize, sh: usize, sw: usize, pads: [usize; 4]) -> Option<Self> {
+        let [pt, pl, pb, pr] = pads;
+        if kh == 0 || kw == 0 || sh == 0 || sw == 0 || h == 0 || w == 0 || pt.max(pb) >= kh || pl.max(pr) >= kw {
+            return None;
+        }
+        let (ph, pw) = (h.checked_add(pt + pb)?, w.checked_add(pl + pr)?);
+        if kh > ph || kw > pw {
+            return None;
+        }
+        Some(Conv2dGeom { h, w, cin, kh, kw, sh, sw, pad_top: pt, pad_left: pl, oh: (ph - kh) / sh + 1, ow: (pw - kw) / sw + 1 })
+    }
+
     /// Input (row, col) that window tap (dy, dx) of output (oy, ox) reads, or
     /// `None` when it falls in the padding.
     #[inline]
@@ -127,11 +144,32 @@ mod tests {
         assert!(Conv2dGeom::new(2, 2, 1, 3, 3, 1, 1, false).is_none());
     }
 
+    #[test]
+    fn explicit_padding_by_hand() {
+        // PyTorch Conv2d(k=3, stride=2, padding=1) on 28: out 14, top pad 1
+        // (TF "same" would pad 0 on top and 1 at the bottom).
+        let g = Conv2dGeom::explicit(28, 28, 1, 3, 3, 2, 2, [1, 1, 1, 1]).unwrap();
+        assert_eq!((g.oh, g.ow, g.pad_top, g.pad_left), (14, 14, 1, 1));
+        assert_eq!(g.tap(0, 0, 0, 0), None);
+        assert_eq!(g.tap(0, 0, 1, 1), Some((0, 0)));
+        // Asymmetric: 5 high, k=2, pads top 0 bottom 1, stride 2 -> 3 rows.
+        let g = Conv2dGeom::explicit(5, 4, 1, 2, 2, 2, 2, [0, 1, 1, 0]).unwrap();
+        assert_eq!((g.oh, g.ow, g.pad_top, g.pad_left), (3, 2, 0, 1));
+        assert!(Conv2dGeom::explicit(5, 5, 1, 3, 3, 1, 1, [3, 0, 0, 0]).is_none());
+        assert!(Conv2dGeom::explicit(2, 2, 1, 5, 5, 1, 1, [1, 1, 1, 1]).is_none());
+        assert!(Conv2dGeom::explicit(usize::MAX, 2, 1, 2, 2, 1, 1, [1, 1, 1, 1]).is_none());
+    }
+
     proptest! {
         #[test]
         fn conv_matches_naive(h in 1usize..9, w in 1usize..9, cin in 1usize..4, cout in 1usize..6,
-                              k in 1usize..4, s in 1usize..3, same: bool, seed in 0u32..500) {
-            let Some(g) = Conv2dGeom::new(h, w, cin, k, k, s, s, same) else { return Ok(()) };
+                              k in 1usize..4, s in 1usize..3, same: bool, seed in 0u32..500,
+                              explicit in proptest::option::of([0usize..3, 0usize..3, 0usize..3, 0usize..3])) {
+            let g = match explicit {
+                Some(p) => Conv2dGeom::explicit(h, w, cin, k, k, s, s, p),
+                None => Conv2dGeom::new(h, w, cin, k, k, s, s, same),
+            };
+            let Some(g) = g else { return Ok(()) };
             let f = |i: usize| (((i as u32).wrapping_mul(2654435761).wrapping_add(seed) >> 8) % 1000) as f32 / 500.0 - 1.0;
             let input: Vec<f32> = (0..h * w * cin).map(f).collect();
             let kernel: Vec<f32> = (0..k * k * cin * cout).map(|i| f(i + 7777)).collect();

@@ -3,7 +3,6 @@
 
 use super::*;
 use crate::error::{checked_elems, Error, Result};
-use crate::kernels::Conv2dGeom;
 
 /// Largest per-sample activation the engine accepts (16 Mi floats).
 const MAX_ACTIVATION: u64 = 1 << 24;
@@ -145,13 +144,13 @@ fn infer(name: &str, op: &Op, ins: &[&[usize]]) -> Result<Vec<usize>> {
             if bias.len() != kout {
                 return Err(Error::shape(format!("{} bias", ctx()), kout, bias.len()));
             }
-            let g = Conv2dGeom::new(h, w, c, kh, kw, strides[0], strides[1], *padding == Padding::Same)
+            let g = padding.geometry(h, w, c, kh, kw, strides[0], strides[1])
                 .ok_or_else(|| Error::shape(ctx(), format!("a {kh}×{kw} window with strides {strides:?} that fits"), format!("input {h}×{w}")))?;
             vec![g.oh, g.ow, kout]
         }
         Op::Pool2D { size, strides, padding, .. } => {
             let (h, w, c) = image(ins[0])?;
-            let g = Conv2dGeom::new(h, w, c, size[0], size[1], strides[0], strides[1], *padding == Padding::Same)
+            let g = padding.geometry(h, w, c, size[0], size[1], strides[0], strides[1])
                 .ok_or_else(|| Error::shape(ctx(), format!("a {size:?} window with strides {strides:?} that fits"), format!("input {h}×{w}")))?;
             vec![g.oh, g.ow, c]
         }

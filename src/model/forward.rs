@@ -14,7 +14,7 @@ use super::*;
 use crate::bits::{BitMatrix, BitSet};
 use crate::error::{Error, Result};
 use super::recurrent::Scratch as CellScratch;
-use crate::kernels::{conv2d, global_avg_pool, matmul, pool2d, Conv2dGeom};
+use crate::kernels::{conv2d, global_avg_pool, matmul, pool2d};
 
 pub const DEFAULT_BATCH: usize = 128;
 
@@ -189,7 +189,7 @@ fn run_node<'s>(
         Op::Conv2D { kernel, bias, strides, padding, .. } => {
             let [h, w, cin] = in_shape(0) else { unreachable!() };
             let [kh, kw, _, _] = *kernel.shape() else { unreachable!() };
-            let g = Conv2dGeom::new(*h, *w, *cin, kh, kw, strides[0], strides[1], *padding == Padding::Same).unwrap();
+            let g = padding.geometry(*h, *w, *cin, kh, kw, strides[0], strides[1]).unwrap();
             let k = kernel.as_standard_layout();
             let (il, ol) = (h * w * cin, node.len());
             for s in 0..b {
@@ -198,7 +198,7 @@ fn run_node<'s>(
         }
         Op::Pool2D { kind, size, strides, padding } => {
             let [h, w, c] = in_shape(0) else { unreachable!() };
-            let g = Conv2dGeom::new(*h, *w, *c, size[0], size[1], strides[0], strides[1], *padding == Padding::Same).unwrap();
+            let g = padding.geometry(*h, *w, *c, size[0], size[1], strides[0], strides[1]).unwrap();
             let (il, ol) = (h * w * c, node.len());
             for s in 0..b {
                 pool2d(*kind, &g, &input(0)[s * il..][..il], &mut out[s * ol..][..ol]);

@@ -94,7 +94,23 @@ pub fn softmax_row(row: &mut [f32]) {
 #[serde(rename_all = "snake_case")]
 pub enum Padding {
     Valid,
+    /// TensorFlow "same": output = ⌈in / stride⌉, any odd padding at the bottom/right.
     Same,
+    /// Zero padding `[top, left, bottom, right]` (ONNX `pads`); each smaller than the window.
+    Explicit([usize; 4]),
+}
+
+impl Padding {
+    /// The window sweep over an `h × w × c` input, or `None` when it does not fit.
+    #[allow(clippy::too_many_arguments)]
+    pub fn geometry(self, h: usize, w: usize, c: usize, kh: usize, kw: usize, sh: usize, sw: usize) -> Option<crate::kernels::Conv2dGeom> {
+        use crate::kernels::Conv2dGeom;
+        match self {
+            Padding::Valid => Conv2dGeom::new(h, w, c, kh, kw, sh, sw, false),
+            Padding::Same => Conv2dGeom::new(h, w, c, kh, kw, sh, sw, true),
+            Padding::Explicit(p) => Conv2dGeom::explicit(h, w, c, kh, kw, sh, sw, p),
+        }
+    }
 }
 
 /// One layer. Weights use Keras layouts: Dense kernel (in, out), Conv2D kernel

@@ -1,0 +1,174 @@
+//! The `remodule` binary: `predict` writes the forward pass as `.npy`,
+//! `info`/`eval` work on ONNX files, `--data` takes `.npz` and IDX files.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use remodule::data::Dataset;
+use remodule::formats::{load_model, npz};
+use remodule::model::forward;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn onnx(stem: &str) -> PathBuf {
+    root().join(format!("tests/fixtures/onnx/{stem}.onnx"))
+}
+
+fn digits() -> PathBuf {
+    root().join("data/digits.npz")
+}
+
+/// A fresh scratch directory for one test.
+fn scratch(test: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("remodule-cli-{}-{test}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Runs the binary; (success, stdout, stderr).
+fn run(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_remodule")).args(args).output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+fn ok(args: &[&str]) -> String {
+    let (success, out, err) = run(args);
+    assert!(success, "remodule {args:?} failed: {err}");
+    out
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn read_npy(p: &Path) -> (Vec<usize>, Vec<f32>) {
+    let a = npz::read_npy(&std::fs::read(p).unwrap()).unwrap();
+    assert!(matches!(a.data, npz::NpyData::F32(_)), "float32 output");
+    (a.shape.clone(), a.to_f32())
+}
+
+fn accuracy(probs: &[f32], classes: usize, labels: &[u32]) -> f32 {
+    let argmax = |r: &[f32]| (0..r.len()).fold(0, |b, i| if r[i] > r[b] { i } else { b });
+    let right = probs.chunks_exact(classes).zip(labels).filter(|(r, y)| argmax(r) == **y as usize).count();
+    right as f32 / labels.len() as f32
+}
+
+#[test]
+fn predict_writes_the_forward_pass() {
+    let dir = scratch("predict");
+    let out = dir.join("probs.npy");
+    for stem in ["pt_cnn", "tf_mlp"] {
+        ok(&["predict", s(&onnx(stem)), "--data", s(&digits()), "--out", s(&out)]);
+        let (shape, probs) = read_npy(&out);
+        assert_eq!(shape, [1000, 10], "{stem}");
+        // The same computation through the library: test split, pixels / 255.
+        let m = load_model(&std::fs::read(onnx(stem)).unwrap(), "m.onnx").unwrap();
+        let d = Dataset::from_npz(&std::fs::read(digits()).unwrap(), "digits").unwrap();
+        let x: Vec<f32> = d.test.x.iter().map(|v| v * (1.0 / 255.0)).collect();
+        let want = forward(&m, &x, 1000, None, false, &mut |_, _| true).unwrap().probs;
+        let differ = probs.iter().zip(&want).filter(|(a, b)| a != b).count();
+        assert!(probs.len() == want.len() && differ == 0, "{stem}: {differ} values differ from the library's forward pass");
+        // Independently: the first 16 rows are onnxruntime's outputs on the same images.
+        let exp = npz::read_npz(&std::fs::read(root().join(format!("tests/fixtures/onnx/{stem}.expected.npz"))).unwrap()).unwrap();
+        let ort = exp["probs"].to_f32();
+        let worst = probs[..ort.len()].iter().zip(&ort).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+        assert!(worst < 1e-4, "{stem}: |predict - onnxruntime| = {worst}");
+    }
+    // The train split, and a plain .npy of samples.
+    ok(&["predict", s(&onnx("pt_mlp")), "--data", s(&digits()), "--split", "train", "--out", s(&out)]);
+    assert_eq!(read_npy(&out).0, [6000, 10]);
+    let x16 = dir.join("x16.npy");
+    let exp = npz::read_npz(&std::fs::read(root().join("tests/fixtures/onnx/tf_cnn.expected.npz")).unwrap()).unwrap();
+    std::fs::write(&x16, npz::write_npy_f32(&exp["x"].shape, &exp["x"].to_f32()).unwrap()).unwrap();
+    ok(&["predict", s(&onnx("tf_cnn")), "--data", s(&x16), "--scale", "1", "--out", s(&out)]);
+    let (shape, probs) = read_npy(&out);
+    assert_eq!(shape, [16, 10]);
+    let worst = probs.iter().zip(exp["probs"].to_f32()).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+    assert!(worst < 1e-4, "{worst}");
+}
+
+#[test]
+fn predict_per_step_models_and_errors() {
+    let dir = scratch("steps");
+    let out = dir.join("tags.npy");
+    ok(&["predict", s(&onnx("tf_gru_tags")), "--data", s(&root().join("data/lang_tags.npz")), "--out", s(&out)]);
+    let (shape, probs) = read_npy(&out);
+    assert_eq!(shape, [500, 64, 5]);
+    for row in probs.chunks_exact(5).take(100) {
+        assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-4, "softmax per step");
+    }
+    // Samples of the wrong size, a missing model, a data file that is not data.
+    let (success, _, err) = run(&["predict", s(&onnx("pt_cnn")), "--data", s(&root().join("data/lang_a.npz")), "--out", s(&out)]);
+    assert!(!success && err.contains("32 values") && err.contains("784"), "{err}");
+    let (success, _, err) = run(&["predict", "nope.onnx", "--data", s(&digits()), "--out", s(&out)]);
+    assert!(!success && err.contains("nope.onnx"), "{err}");
+    let (success, _, err) = run(&["predict", s(&onnx("pt_cnn")), "--data", s(&onnx("pt_cnn")), "--out", s(&out)]);
+    assert!(!success && err.contains("npz"), "{err}");
+}
+
+#[test]
+fn info_and_eval_work_on_onnx() {
+    let info = ok(&["info", s(&onnx("pt_cnn")), "--data", s(&digits())]);
+    for layer in ["conv1", "pool1", "conv2", "pool2", "flatten", "fc"] {
+        assert!(info.contains(layer), "{info}");
+    }
+    assert!(info.contains("Conv2D") && info.contains("[26, 26, 4]") && info.contains("3226 parameters"), "{info}");
+    let dir = scratch("eval");
+    let out = dir.join("p.npy");
+    for stem in ["pt_cnn", "tf_cnn", "pt_residual"] {
+        let json: serde_json::Value = serde_json::from_str(&ok(&["eval", s(&onnx(stem)), "--data", s(&digits()), "--json"])).unwrap();
+        let acc = json["accuracy"].as_f64().unwrap() as f32;
+        ok(&["predict", s(&onnx(stem)), "--data", s(&digits()), "--out", s(&out)]);
+        let d = Dataset::from_npz(&std::fs::read(digits()).unwrap(), "digits").unwrap();
+        assert_eq!(acc, accuracy(&read_npy(&out).1, 10, &d.test.y), "{stem}");
+    }
+    // The NCHW export of tf_cnn's weights computes the same function.
+    let a = ok(&["eval", s(&onnx("pt_cnn")), "--data", s(&digits()), "--json"]);
+    assert_eq!(a, ok(&["eval", s(&onnx("tf_cnn")), "--data", s(&digits()), "--json"]));
+    // A sequence model on token data.
+    let json: serde_json::Value = serde_json::from_str(&ok(&["eval", s(&onnx("tf_lstm")), "--data", s(&root().join("data/lang_a.npz")), "--json"])).unwrap();
+    assert!(json["accuracy"].as_f64().unwrap() > 0.3, "{json}");
+}
+
+/// Writes digits' test split as MNIST-style IDX files into `dir`.
+fn write_idx(dir: &Path) -> PathBuf {
+    let d = Dataset::from_npz(&std::fs::read(digits()).unwrap(), "digits").unwrap();
+    let n = d.test.len() as u32;
+    let mut images = vec![0, 0, 8, 3];
+    for v in [n, 28, 28] {
+        images.extend(v.to_be_bytes());
+    }
+    images.extend(d.test.x.iter().map(|&v| v as u8));
+    let mut labels = vec![0, 0, 8, 1];
+    labels.extend(n.to_be_bytes());
+    labels.extend(d.test.y.iter().map(|&v| v as u8));
+    let path = dir.join("t10k-images-idx3-ubyte");
+    std::fs::write(&path, images).unwrap();
+    std::fs::write(dir.join("t10k-labels-idx1-ubyte"), labels).unwrap();
+    path
+}
+
+#[test]
+fn idx_files_are_data() {
+    let dir = scratch("idx");
+    let images = write_idx(&dir);
+    let from_npz = ok(&["eval", s(&onnx("pt_mlp")), "--data", s(&digits()), "--json"]);
+    assert_eq!(ok(&["eval", s(&onnx("pt_mlp")), "--data", s(&images), "--json"]), from_npz);
+    let (a, b) = (dir.join("a.npy"), dir.join("b.npy"));
+    ok(&["predict", s(&onnx("pt_cnn")), "--data", s(&images), "--out", s(&a)]);
+    ok(&["predict", s(&onnx("pt_cnn")), "--data", s(&digits()), "--out", s(&b)]);
+    assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+    // predict needs no labels; eval does, and says where it looked.
+    std::fs::remove_file(dir.join("t10k-labels-idx1-ubyte")).unwrap();
+    ok(&["predict", s(&onnx("pt_cnn")), "--data", s(&images), "--out", s(&a)]);
+    let (success, _, err) = run(&["eval", s(&onnx("pt_cnn")), "--data", s(&images)]);
+    assert!(!success && err.contains("labels-idx1-ubyte"), "{err}");
+    // A truncated IDX file.
+    let bytes = std::fs::read(&images).unwrap();
+    std::fs::write(&images, &bytes[..bytes.len() - 1]).unwrap();
+    let (success, _, err) = run(&["predict", s(&onnx("pt_cnn")), "--data", s(&images), "--out", s(&a)]);
+    assert!(!success && err.contains("IDX"), "{err}");
+}
