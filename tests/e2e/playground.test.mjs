@@ -184,3 +184,18 @@ test('dropping a model file on the page loads it', async () => {
   assert.equal(await page.locator('#model-acc').textContent(), pctText(report.model_accuracy));
   assert.equal(await page.locator('#app').getAttribute('data-mask-digest'), report.mask_digest);
 });
+
+test('ONNX models (PyTorch-style NCHW and tf2onnx) upload and decompose as they do natively', async () => {
+  const page = await env.newPage();
+  await openDefault(page);
+  for (const file of ['pt_cnn.onnx', 'tf_mlp.onnx']) {
+    await page.locator('#upload').setInputFiles(join(ROOT, 'tests', 'fixtures', 'onnx', file));
+    await page.waitForFunction((f) => document.querySelector('#model-info strong')?.textContent.includes(f), file);
+    const report = cli('report', `tests/fixtures/onnx/${file}`, '--data', 'data/digits.npz', '--json');
+    await page.waitForFunction((d) => document.getElementById('app').dataset.maskDigest === d, report.mask_digest);
+    assert.equal(await page.locator('#model-acc').textContent(), pctText(report.model_accuracy));
+    assert.equal(await page.locator('#composed-acc').textContent(), pctText(report.composed_accuracy));
+  }
+  await shot(page, 'onnx-upload');
+  assert.deepEqual(env.errors, []);
+});
