@@ -3,6 +3,7 @@
 //! returns a validated `Model` or a typed error; nothing here panics on input.
 
 pub mod keras;
+pub mod native;
 pub mod npz;
 
 use crate::error::{Error, Result};
@@ -13,9 +14,11 @@ use crate::model::Model;
 pub enum ModelFormat {
     Keras,
     KerasH5,
+    /// Remodule's own `.remodule` (safetensors with a manifest; a model or a module set).
+    Native,
 }
 
-pub const SUPPORTED_MODEL_FORMATS: &str = "Keras 3 .keras, Keras .h5";
+pub const SUPPORTED_MODEL_FORMATS: &str = "Keras 3 .keras, Keras .h5, Remodule .remodule";
 
 pub fn sniff(bytes: &[u8], file_name: &str) -> Result<ModelFormat> {
     let ext = file_name.rsplit('.').next().unwrap_or("").to_ascii_lowercase();
@@ -23,6 +26,9 @@ pub fn sniff(bytes: &[u8], file_name: &str) -> Result<ModelFormat> {
         Ok(ModelFormat::KerasH5)
     } else if bytes.starts_with(b"PK\x03\x04") {
         Ok(ModelFormat::Keras)
+    } else if native::sniff(bytes) || ext == "remodule" {
+        // By extension too, so a damaged .remodule file gets the native loader's diagnosis.
+        Ok(ModelFormat::Native)
     } else {
         Err(Error::Unsupported { what: "model file".into(), name: format!("{file_name} (.{ext}, unrecognised contents)"), supported: SUPPORTED_MODEL_FORMATS.into() })
     }
@@ -35,5 +41,6 @@ pub fn load_model(bytes: &[u8], file_name: &str) -> Result<Model> {
     match sniff(bytes, file_name)? {
         ModelFormat::Keras => keras::load_keras_zip(bytes, stem),
         ModelFormat::KerasH5 => keras::load_keras_h5(bytes, stem),
+        ModelFormat::Native => native::load_native(bytes, stem),
     }
 }
