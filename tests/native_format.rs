@@ -207,13 +207,15 @@ fn files_that_are_not_remodule_models_are_explained() {
 #[test]
 fn unknown_op_kinds_are_unsupported() {
     let saved = save_model(&tiny()).unwrap();
-    let e = load(&with_manifest(&saved, |m| m["model"]["nodes"][1]["op"]["kind"] = "Transformer".into()), "an unknown op").unwrap_err();
+    let e = load(&with_manifest(&saved, |m| m["model"]["nodes"][1]["kind"] = "Transformer".into()), "an unknown op").unwrap_err();
     assert!(matches!(&e, Error::Unsupported { name, .. } if name == "Transformer"), "{e}");
-    let e = load(&with_manifest(&saved, |m| m["model"]["nodes"][1]["op"]["activation"] = "gelu".into()), "an unknown activation").unwrap_err();
-    assert!(matches!(&e, Error::Format { .. }) && e.to_string().contains("node 1"), "{e}");
-    let e = load(&with_manifest(&saved, |m| m["model"]["nodes"][0]["op"]["kind"] = "Dropout".into()), "no input").unwrap_err();
+    let e = load(&with_manifest(&saved, |m| m["model"]["nodes"][1]["activation"] = "gelu".into()), "an unknown activation").unwrap_err();
+    assert!(matches!(&e, Error::Format { .. }) && e.to_string().contains("gelu"), "{e}");
+    let e = load(&with_manifest(&saved, |m| m["model"]["nodes"][1].as_object_mut().unwrap().remove("activation").map(drop).unwrap()), "no activation").unwrap_err();
+    assert!(e.to_string().contains("node 1 ('hidden', Dense) has no \"activation\""), "{e}");
+    let e = load(&with_manifest(&saved, |m| m["model"]["nodes"][0]["kind"] = "Dropout".into()), "no input").unwrap_err();
     assert!(e.to_string().contains("node 0 must be the Input"), "{e}");
-    let e = load(&with_manifest(&saved, |m| m["model"]["nodes"][1]["op"] = serde_json::json!({"kind": "Input"})), "a second input").unwrap_err();
+    let e = load(&with_manifest(&saved, |m| m["model"]["nodes"][1]["kind"] = "Input".into()), "a second input").unwrap_err();
     assert!(matches!(e, Error::Invalid(_)), "{e}");
 }
 
@@ -236,18 +238,18 @@ fn shapes_that_disagree_with_the_manifest_are_errors() {
     let gru = gru_fixture();
     let node = {
         let m: Value = serde_json::from_str(split(&gru).0["__metadata__"]["remodule"].as_str().unwrap()).unwrap();
-        m["model"]["nodes"].as_array().unwrap().iter().position(|n| n["op"]["kind"] == "GRU").unwrap()
+        m["model"]["nodes"].as_array().unwrap().iter().position(|n| n["kind"] == "GRU").unwrap()
     };
     let units = with_manifest(&gru, |m| {
-        let u = m["model"]["nodes"][node]["op"]["units"].as_u64().unwrap();
-        m["model"]["nodes"][node]["op"]["units"] = (2 * u).into();
+        let u = m["model"]["nodes"][node]["units"].as_u64().unwrap();
+        m["model"]["nodes"][node]["units"] = (2 * u).into();
     });
     assert!(matches!(load(&units, "doubled GRU units").unwrap_err(), Error::Shape { .. }));
     let no_reset = with_manifest(&gru, |m| {
-        m["model"]["nodes"][node]["op"].as_object_mut().unwrap().remove("reset_after");
+        m["model"]["nodes"][node].as_object_mut().unwrap().remove("reset_after");
     });
     assert!(load(&no_reset, "a GRU without reset_after").unwrap_err().to_string().contains("reset_after"));
-    let lstm = with_manifest(&gru, |m| m["model"]["nodes"][node]["op"]["kind"] = "LSTM".into());
+    let lstm = with_manifest(&gru, |m| m["model"]["nodes"][node]["kind"] = "LSTM".into());
     assert!(load(&lstm, "a GRU called LSTM").is_err());
 }
 
@@ -312,13 +314,23 @@ fn huge_declared_sizes_are_refused_before_allocating() {
         h[&last] = serde_json::json!({"dtype": "F32", "shape": [0, 1u64 << 40], "data_offsets": [start, start]});
     });
     assert!(matches!(load(&hidden, "a zero-size huge tensor").unwrap_err(), Error::TooLarge { .. } | Error::Shape { .. }));
+    // Offsets whose end overflows a usize once the header length is added.
+    let overflow = with_header(&saved, |h, _| {
+        let meta = h["__metadata__"].clone();
+        *h = serde_json::json!({"__metadata__": meta});
+        let size = (1u64 << 61) - 1;
+        for i in 0..8 {
+            h[format!("t{i}")] = serde_json::json!({"dtype": "U8", "shape": [size], "data_offsets": [i * size, (i + 1) * size]});
+        }
+    });
+    assert!(matches!(load(&overflow, "offsets near usize::MAX").unwrap_err(), Error::Format { .. }));
     let input = with_manifest(&saved, |m| m["model"]["input"]["shape"] = serde_json::json!([1u64 << 40, 1u64 << 40]));
     assert!(matches!(load(&input, "a huge input").unwrap_err(), Error::TooLarge { .. }));
     let gru = gru_fixture();
     let units = with_manifest(&gru, |m| {
         for n in m["model"]["nodes"].as_array_mut().unwrap() {
-            if n["op"]["kind"] == "GRU" {
-                n["op"]["units"] = (1u64 << 60).into();
+            if n["kind"] == "GRU" {
+                n["units"] = (1u64 << 60).into();
             }
         }
     });
@@ -326,16 +338,16 @@ fn huge_declared_sizes_are_refused_before_allocating() {
     let cnn = save_model(&load_model(&read("models/digits_cnn.keras"), "digits_cnn.keras").unwrap()).unwrap();
     let pool = with_manifest(&cnn, |m| {
         for n in m["model"]["nodes"].as_array_mut().unwrap() {
-            if n["op"]["kind"] == "MaxPool2D" {
-                n["op"]["size"] = serde_json::json!([1u64 << 40, 1]);
+            if n["kind"] == "MaxPool2D" {
+                n["size"] = serde_json::json!([1u64 << 40, 1]);
             }
         }
     });
     assert!(matches!(load(&pool, "a huge pool window").unwrap_err(), Error::TooLarge { .. }));
     let zero = with_manifest(&cnn, |m| {
         for n in m["model"]["nodes"].as_array_mut().unwrap() {
-            if n["op"]["kind"] == "Conv2D" {
-                n["op"]["strides"] = serde_json::json!([0, 1]);
+            if n["kind"] == "Conv2D" {
+                n["strides"] = serde_json::json!([0, 1]);
             }
         }
     });
