@@ -21,6 +21,15 @@ impl BitSet {
         idx.into_iter().for_each(|i| s.insert(i));
         s
     }
+    /// The set stored as `words()` gives them; `None` unless there are exactly
+    /// `len.div_ceil(64)` words and no bit at or past `len` (`count` relies on it).
+    pub fn from_words(len: usize, words: Vec<u64>) -> Option<Self> {
+        let tail_clear = match (len % 64, words.last()) {
+            (0, _) | (_, None) => true,
+            (r, Some(&w)) => w >> r == 0,
+        };
+        (words.len() == len.div_ceil(64) && tail_clear).then_some(BitSet { len, words })
+    }
     pub fn len(&self) -> usize {
         self.len
     }
@@ -111,5 +120,15 @@ mod tests {
         assert!(!m.row_meets(1, &BitSet::from_indices(130, [64])));
         assert_eq!(s.count(), 2);
         assert_eq!(s.iter().collect::<Vec<_>>(), [3, 129]);
+    }
+
+    #[test]
+    fn from_words_checks_length_and_tail() {
+        let s = BitSet::from_indices(70, [0, 69]);
+        assert_eq!(BitSet::from_words(70, s.words().to_vec()), Some(s.clone()));
+        assert_eq!(BitSet::from_words(70, vec![1]), None);
+        assert_eq!(BitSet::from_words(70, vec![1, 1 << 6]), None);
+        assert_eq!(BitSet::from_words(64, vec![u64::MAX]).map(|s| s.count()), Some(64));
+        assert_eq!(BitSet::from_words(0, vec![]), Some(BitSet::new(0)));
     }
 }

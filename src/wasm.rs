@@ -59,6 +59,19 @@ impl Session {
         engine(self.wb.add_model(bytes, file_name, dataset, None))
     }
 
+    /// Adds a saved module set (`.remodule`) on a data set without
+    /// re-decomposing: `{model, decomposition}`.
+    #[wasm_bindgen(js_name = importModules)]
+    pub fn import_modules(&mut self, bytes: &[u8], file_name: &str, dataset: usize) -> Result<JsValue, JsError> {
+        engine(self.wb.import_modules(bytes, file_name, dataset))
+    }
+
+    /// A decomposed model and its modules as `.remodule` bytes (a `Uint8Array`).
+    #[wasm_bindgen(js_name = exportModules)]
+    pub fn export_modules(&self, model: usize) -> Result<Vec<u8>, JsError> {
+        self.wb.export_modules(model).map_err(|e| JsError::new(&e.to_string()))
+    }
+
     /// `progress(fraction)` is called as work advances.
     pub fn decompose(&mut self, model: usize, settings: JsValue, progress: &js_sys::Function) -> Result<JsValue, JsError> {
         let settings: Settings = if settings.is_undefined() || settings.is_null() { Settings::default() } else { from_js(settings, "settings")? };

@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use crate::bits::BitSet;
 use crate::decompose::{concerned_scores, decompose, kept_weights, module_masks, Decomposition, Module, Settings};
 use crate::error::{Error, Result};
-use crate::formats::load_model;
+use crate::formats::{load_model, native};
 use crate::model::{forward, InputKind, Model, Op};
 
 pub type DatasetId = usize;
@@ -94,6 +94,13 @@ pub struct DecompositionInfo {
     pub modules: Vec<ModuleInfo>,
     /// Digest of all masks (see `Decomposition::digest`).
     pub mask_digest: String,
+}
+
+/// A module set added by [`Workbench::import_modules`].
+#[derive(Debug, Clone, Serialize)]
+pub struct ImportedModules {
+    pub model: ModelInfo,
+    pub decomposition: DecompositionInfo,
 }
 
 /// Every picked module's concerned probability for one input, and the
@@ -205,13 +212,60 @@ impl Workbench {
         // Token ids and vector sequences are used as stored.
         let default_scale = if model.input.kind == InputKind::Image { 1.0 / 255.0 } else { 1.0 };
         model.input.scale = input_scale.unwrap_or(default_scale);
-        model.class_names = (0..model.classes()).map(|c| d.class_names.get(c).cloned().unwrap_or_else(|| c.to_string())).collect();
+        model.class_names = class_names_on(&model, d);
+        let id = self.push_model(model, dataset)?;
+        Ok(self.model_info(id))
+    }
+
+    /// Evaluates a model that fits data set `dataset` on its test split and adds it.
+    fn push_model(&mut self, model: Model, dataset: DatasetId) -> Result<ModelId> {
+        let d = &self.datasets[dataset];
         let out = forward(&model, &test_inputs(&model, d), d.test.len(), None, false, &mut |_, _| true)?;
         let c = model.classes();
         let correct = out.probs.chunks_exact(c).zip(&d.test.y).filter(|(p, y)| argmax(p) == **y as usize).count();
         let accuracy = correct as f32 / d.test.y.len().max(1) as f32;
         self.models.push(ModelEntry { model, dataset, accuracy, test_probs: out.probs, decomposition: None, scores: vec![], infos: vec![] });
-        Ok(self.model_info(self.models.len() - 1))
+        Ok(self.models.len() - 1)
+    }
+
+    /// Adds a saved module set (`.remodule`, see `formats::native`) on data
+    /// set `dataset`: its model with its decomposition as saved, not
+    /// re-decomposed; the score cache is filled as [`Self::decompose`] does.
+    /// The model keeps the input scaling it was decomposed with. The set must
+    /// have one module per class of the data set, and the data set's class
+    /// names (a set saved by the workbench has them).
+    pub fn import_modules(&mut self, bytes: &[u8], file_name: &str, dataset: DatasetId) -> Result<ImportedModules> {
+        let d = self.datasets.get(dataset).ok_or_else(|| Error::invalid(format!("no data set {dataset}")))?;
+        let stem = file_name.rsplit('/').next().unwrap_or(file_name);
+        let (model, dec) = native::load_modules(bytes, stem.split('.').next().unwrap_or(stem))?;
+        d.check_fits(&model)?;
+        // Modules of another data set would score meaningless rows.
+        let names = class_names_on(&model, d);
+        if model.class_names != names {
+            return Err(Error::invalid(format!(
+                "module set '{}' was decomposed for classes {:?}; data set '{}' has {:?}",
+                model.name, model.class_names, d.name, d.class_names
+            )));
+        }
+        if dec.modules.len() != d.class_names.len() || dec.modules.iter().enumerate().any(|(i, m)| m.class != i) {
+            let classes: Vec<usize> = dec.modules.iter().map(|m| m.class).collect();
+            return Err(Error::invalid(format!("module set '{}' has modules for classes {classes:?}; data set '{}' needs one for each of its {} classes", model.name, d.name, d.class_names.len())));
+        }
+        let id = self.push_model(model, dataset)?;
+        match self.install(id, dec, &mut |_| true) {
+            Ok(decomposition) => Ok(ImportedModules { model: self.model_info(id), decomposition }),
+            Err(e) => {
+                self.models.pop();
+                Err(e)
+            }
+        }
+    }
+
+    /// Model `id` and its decomposition as a module set (`.remodule`).
+    pub fn export_modules(&self, id: ModelId) -> Result<Vec<u8>> {
+        let e = self.entry(id)?;
+        let dec = e.decomposition.as_ref().ok_or_else(|| Error::invalid(format!("model '{}' is not decomposed yet", e.model.name)))?;
+        native::save_modules(&e.model, dec)
     }
 
     /// What module `class` of model `id` keeps, per tracked layer (the page's
@@ -289,8 +343,15 @@ impl Workbench {
     /// fills the score cache for its data set. `progress(fraction)` may cancel.
     pub fn decompose(&mut self, id: ModelId, settings: &Settings, progress: &mut dyn FnMut(f32) -> bool) -> Result<DecompositionInfo> {
         let e = self.entry(id)?;
+        let dec = decompose(&e.model, &self.datasets[e.dataset], settings, &mut |f| progress(0.5 * f))?;
+        self.install(id, dec, &mut |f| progress(0.5 + 0.5 * f))
+    }
+
+    /// Makes `dec` model `id`'s decomposition: scores every module on its data
+    /// set's test split (the score cache) and computes the module metrics.
+    fn install(&mut self, id: ModelId, dec: Decomposition, progress: &mut dyn FnMut(f32) -> bool) -> Result<DecompositionInfo> {
+        let e = self.entry(id)?;
         let d = &self.datasets[e.dataset];
-        let dec = decompose(&e.model, d, settings, &mut |f| progress(0.5 * f))?;
         let mut scores = Vec::with_capacity(dec.modules.len());
         let mut infos = Vec::with_capacity(dec.modules.len());
         let x = test_inputs(&e.model, d);
@@ -315,7 +376,7 @@ impl Workbench {
             let mut per_dataset = vec![None; self.datasets.len()];
             per_dataset[e.dataset] = Some(row);
             scores.push(per_dataset);
-            if !progress(0.5 + 0.5 * (i + 1) as f32 / total as f32) {
+            if !progress((i + 1) as f32 / total as f32) {
                 return Err(Error::Cancelled);
             }
         }
@@ -581,6 +642,12 @@ impl Workbench {
         let e = self.entry(id)?;
         crate::bench::bench_model(&e.model, &self.datasets[e.dataset], clock)
     }
+}
+
+/// The model's class names on data set `d`: the data set's, then `c` for
+/// outputs beyond them.
+fn class_names_on(model: &Model, d: &Dataset) -> Vec<String> {
+    (0..model.classes()).map(|c| d.class_names.get(c).cloned().unwrap_or_else(|| c.to_string())).collect()
 }
 
 /// Model input for a data set's whole test split.

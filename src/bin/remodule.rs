@@ -7,9 +7,9 @@ use std::time::Instant;
 use clap::{Parser, Subcommand};
 use remodule::data::Dataset;
 use remodule::decompose::{Mode, Settings};
-use remodule::formats::{idx, load_model, npz};
+use remodule::formats::{idx, load_model, native, npz};
 use remodule::model::{forward, InputKind};
-use remodule::workbench::{Pick, Workbench};
+use remodule::workbench::{DecompositionInfo, Pick, Workbench};
 
 #[derive(Parser)]
 #[command(name = "remodule", version, about = "Decompose a trained classifier into per-class modules and recompose them")]
@@ -20,7 +20,7 @@ struct Cli {
 
 #[derive(clap::Args)]
 struct ModelData {
-    /// Model file (.keras, .h5, .onnx)
+    /// Model file (.keras, .h5, .onnx, .remodule; a .remodule module set brings its modules)
     model: PathBuf,
     /// Data set: .npz with x_train, y_train, x_test, y_test; or an IDX images
     /// file (MNIST's …-images-idx3-ubyte) with its …-labels-idx1-ubyte next to it
@@ -28,39 +28,59 @@ struct ModelData {
     data: PathBuf,
 }
 
+/// Options are `Option`s so that giving one for a saved module set (whose
+/// settings are fixed) is an error rather than silently ignored.
 #[derive(clap::Args)]
 struct DecomposeOpts {
-    /// Dense/conv layers: which reading of the papers: paper (union of activity) or reference (the authors' code)
-    #[arg(long, default_value = "paper", value_parser = ["paper", "reference"])]
-    mode: String,
-    /// Recurrent layers: reference (robust-mean statistic, capped removal) or paper (sign rule)
-    #[arg(long, default_value = "reference", value_parser = ["paper", "reference"])]
-    recurrent_mode: String,
+    /// Dense/conv layers: which reading of the papers: paper (union of activity; default) or reference (the authors' code)
+    #[arg(long, value_parser = ["paper", "reference"])]
+    mode: Option<String>,
+    /// Recurrent layers: reference (robust-mean statistic, capped removal; default) or paper (sign rule)
+    #[arg(long, value_parser = ["paper", "reference"])]
+    recurrent_mode: Option<String>,
     /// Recurrent layers: prune each time step separately (unrolled) instead of one set for all steps
     #[arg(long)]
     unrolled: bool,
-    /// Recurrent reference mode: largest share of a layer's units a module removes
-    #[arg(long, default_value_t = Settings::default().max_remove)]
-    max_remove: f32,
-    /// Concerned samples per module
-    #[arg(long, default_value_t = Settings::default().samples_per_class)]
-    samples: usize,
-    /// Unconcerned : concerned samples
-    #[arg(long, default_value_t = Settings::default().tangling_ratio)]
-    tangling_ratio: f32,
+    /// Recurrent reference mode: largest share of a layer's units a module removes [default: 0.05]
+    #[arg(long)]
+    max_remove: Option<f32>,
+    /// Concerned samples per module [default: 1000]
+    #[arg(long)]
+    samples: Option<usize>,
+    /// Unconcerned : concerned samples [default: 1]
+    #[arg(long)]
+    tangling_ratio: Option<f32>,
 }
 
 impl DecomposeOpts {
     fn settings(&self) -> Settings {
-        let mode = |m: &str| if m == "reference" { Mode::Reference } else { Mode::Paper };
+        let d = Settings::default();
+        let mode = |m: &Option<String>, default| match m.as_deref() {
+            Some("reference") => Mode::Reference,
+            Some(_) => Mode::Paper,
+            None => default,
+        };
         Settings {
-            mode: mode(&self.mode),
-            recurrent_mode: mode(&self.recurrent_mode),
+            mode: mode(&self.mode, d.mode),
+            recurrent_mode: mode(&self.recurrent_mode, d.recurrent_mode),
             unrolled: self.unrolled,
-            max_remove: self.max_remove,
-            samples_per_class: self.samples,
-            tangling_ratio: self.tangling_ratio,
-            ..Settings::default()
+            max_remove: self.max_remove.unwrap_or(d.max_remove),
+            samples_per_class: self.samples.unwrap_or(d.samples_per_class),
+            tangling_ratio: self.tangling_ratio.unwrap_or(d.tangling_ratio),
+            ..d
+        }
+    }
+
+    fn any_given(&self) -> bool {
+        self.mode.is_some() || self.recurrent_mode.is_some() || self.unrolled || self.max_remove.is_some() || self.samples.is_some() || self.tangling_ratio.is_some()
+    }
+
+    /// The loaded module set's decomposition, or a new one with these options.
+    fn decompose(&self, wb: &mut Workbench, id: usize, saved: Option<DecompositionInfo>) -> Result<DecompositionInfo, String> {
+        match saved {
+            Some(_) if self.any_given() => Err("the model file is a module set: its modules are used as saved, so decomposition options do not apply (decompose the source model to change them)".into()),
+            Some(dec) => Ok(dec),
+            None => wb.decompose(id, &self.settings(), &mut |_| true).map_err(|e| e.to_string()),
         }
     }
 }
@@ -104,6 +124,17 @@ enum Cmd {
         opts: DecomposeOpts,
         #[arg(long)]
         json: bool,
+        /// Also save the model with its modules (a module set, .remodule) here
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Save a model in Remodule's own format (.remodule: safetensors with a manifest)
+    Convert {
+        /// Model file (.keras, .h5, .remodule)
+        model: PathBuf,
+        /// Where to write the .remodule file
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Print benchmark figures: forward throughput, decompose-all ÷ one recorded pass, recompose time
     Bench {
@@ -192,19 +223,30 @@ fn samples(path: &Path, split: &str) -> Result<(Vec<f32>, usize), String> {
     Ok((s.x, n))
 }
 
-fn load(md: &ModelData) -> Result<(Workbench, usize), String> {
+fn write(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    std::fs::write(path, bytes).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// A workbench with the data set and the model; for a module set, also its
+/// decomposition as saved.
+fn load(md: &ModelData) -> Result<(Workbench, usize, Option<DecompositionInfo>), String> {
     let mut wb = Workbench::new();
     let ds = wb.add_data(dataset(&md.data)?);
     let file = md.model.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-    let m = wb.add_model(&read(&md.model)?, &file, ds.id, None).map_err(|e| e.to_string())?;
-    Ok((wb, m.id))
+    let bytes = read(&md.model)?;
+    if native::sniff(&bytes) && native::contents(&bytes).ok() == Some(native::Contents::Modules) {
+        let set = wb.import_modules(&bytes, &file, ds.id).map_err(|e| e.to_string())?;
+        return Ok((wb, set.model.id, Some(set.decomposition)));
+    }
+    let m = wb.add_model(&bytes, &file, ds.id, None).map_err(|e| e.to_string())?;
+    Ok((wb, m.id, None))
 }
 
 fn run(cli: Cli) -> Result<(), String> {
     let cards = matches!(cli.cmd, Cmd::Cards { .. });
     match cli.cmd {
         Cmd::Info { md } => {
-            let (wb, id) = load(&md)?;
+            let (wb, id, _) = load(&md)?;
             let m = wb.model_info(id);
             println!("{}: {} parameters, {} classes, test accuracy {:.4}", m.name, m.params, m.class_names.len(), m.accuracy);
             for l in &m.layers {
@@ -235,7 +277,7 @@ fn run(cli: Cli) -> Result<(), String> {
             println!("{}: wrote {shape:?} float32 probabilities to {}", m.name, out.display());
         }
         Cmd::Eval { md, json } => {
-            let (wb, id) = load(&md)?;
+            let (wb, id, _) = load(&md)?;
             let acc = wb.model_info(id).accuracy;
             if json {
                 println!("{}", serde_json::json!({ "accuracy": acc }));
@@ -243,13 +285,16 @@ fn run(cli: Cli) -> Result<(), String> {
                 println!("accuracy {acc:.4}");
             }
         }
-        Cmd::Report { md, opts, json } => {
-            let (mut wb, id) = load(&md)?;
+        Cmd::Report { md, opts, json, out } => {
+            let (mut wb, id, saved) = load(&md)?;
             let t = Instant::now();
-            let dec = wb.decompose(id, &opts.settings(), &mut |_| true).map_err(|e| e.to_string())?;
+            let dec = opts.decompose(&mut wb, id, saved)?;
             let picks: Vec<Pick> = dec.modules.iter().map(|m| Pick { model: id, class: m.class }).collect();
             let c = wb.compose(&picks, Some(id)).map_err(|e| e.to_string())?;
             let seconds = t.elapsed().as_secs_f64();
+            if let Some(path) = &out {
+                write(path, &wb.export_modules(id).map_err(|e| e.to_string())?)?;
+            }
             let model_acc = wb.model_info(id).accuracy;
             if json {
                 let modules: Vec<_> = dec
@@ -260,10 +305,11 @@ fn run(cli: Cli) -> Result<(), String> {
                 println!(
                     "{}",
                     serde_json::json!({"model_accuracy": model_acc, "composed_accuracy": c.composition.top1, "composed_top5": c.composition.top5,
-                        "technique": format!("ci+ti+mc ({})", opts.settings().describe(wb.model_info(id).recurrent)), "modules": modules, "mask_digest": dec.mask_digest, "seconds": seconds})
+                        "technique": format!("ci+ti+mc ({})", dec.settings.describe(wb.model_info(id).recurrent)), "modules": modules, "mask_digest": dec.mask_digest, "seconds": seconds})
                 );
             } else {
-                println!("model accuracy {model_acc:.4}  composed {:.4}  top-5 {:?}  ({seconds:.2} s, mode {})", c.composition.top1, c.composition.top5, opts.mode);
+                let technique = dec.settings.describe(wb.model_info(id).recurrent);
+                println!("model accuracy {model_acc:.4}  composed {:.4}  top-5 {:?}  ({seconds:.2} s, {technique})", c.composition.top1, c.composition.top5);
                 for m in &dec.modules {
                     println!("  {:<12} acc {:.4}  jaccard {:.3}  kept weights {:.3}", m.class_name, m.accuracy, m.jaccard_units, m.kept_weights);
                 }
@@ -278,7 +324,7 @@ fn run(cli: Cli) -> Result<(), String> {
                     Some((m, d)) => (PathBuf::from(m), PathBuf::from(d)),
                     None => (PathBuf::from(spec), data.clone().ok_or_else(|| format!("{spec}: give --data or write MODEL=DATA"))?),
                 };
-                let (wb, id) = load(&ModelData { model, data })?;
+                let (wb, id, _) = load(&ModelData { model, data })?;
                 rows.push(wb.bench(id, &clock).map_err(|e| e.to_string())?);
             }
             let mut recompose = vec![];
@@ -300,6 +346,13 @@ fn run(cli: Cli) -> Result<(), String> {
                 println!("| {} × {} | {:.3} |", r["modules"], r["samples"], r["ms"].as_f64().unwrap_or(f64::NAN));
             }
         }
+        Cmd::Convert { model, out } => {
+            let file = model.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            let m = load_model(&read(&model)?, &file).map_err(|e| e.to_string())?;
+            let bytes = native::save_model(&m).map_err(|e| e.to_string())?;
+            write(&out, &bytes)?;
+            println!("{}: {} layers, {} parameters, {} classes -> {} ({} bytes)", m.name, m.nodes.len(), m.params(), m.classes(), out.display(), bytes.len());
+        }
         Cmd::Table { root, out } | Cmd::Cards { root, out } => {
             let t0 = Instant::now();
             let catalog = remodule::tables::Catalog::parse(&read(&root.join("models/catalog.json"))?).map_err(|e| e.to_string())?;
@@ -316,8 +369,8 @@ fn run(cli: Cli) -> Result<(), String> {
             }
         }
         Cmd::Compose { md, opts, classes, json } => {
-            let (mut wb, id) = load(&md)?;
-            wb.decompose(id, &opts.settings(), &mut |_| true).map_err(|e| e.to_string())?;
+            let (mut wb, id, saved) = load(&md)?;
+            opts.decompose(&mut wb, id, saved)?;
             let picks: Vec<Pick> = classes.iter().map(|&class| Pick { model: id, class }).collect();
             let c = wb.compose(&picks, Some(id)).map_err(|e| e.to_string())?;
             if json {

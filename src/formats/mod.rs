@@ -4,6 +4,7 @@
 
 pub mod idx;
 pub mod keras;
+pub mod native;
 pub mod npz;
 pub mod onnx;
 
@@ -16,9 +17,11 @@ pub enum ModelFormat {
     Keras,
     KerasH5,
     Onnx,
+    /// Remodule's own `.remodule` (safetensors with a manifest; a model or a module set).
+    Native,
 }
 
-pub const SUPPORTED_MODEL_FORMATS: &str = "Keras 3 .keras, Keras .h5, ONNX .onnx";
+pub const SUPPORTED_MODEL_FORMATS: &str = "Keras 3 .keras, Keras .h5, ONNX .onnx, Remodule .remodule";
 
 pub fn sniff(bytes: &[u8], file_name: &str) -> Result<ModelFormat> {
     let ext = file_name.rsplit('.').next().unwrap_or("").to_ascii_lowercase();
@@ -26,6 +29,9 @@ pub fn sniff(bytes: &[u8], file_name: &str) -> Result<ModelFormat> {
         Ok(ModelFormat::KerasH5)
     } else if bytes.starts_with(b"PK\x03\x04") {
         Ok(ModelFormat::Keras)
+    } else if native::sniff(bytes) || ext == "remodule" {
+        // By extension too, so a damaged .remodule file gets the native loader's diagnosis.
+        Ok(ModelFormat::Native)
     } else if onnx::looks_like_onnx(bytes) || ext == "onnx" {
         // A protobuf has no magic number: the first field, or the extension.
         Ok(ModelFormat::Onnx)
@@ -42,5 +48,6 @@ pub fn load_model(bytes: &[u8], file_name: &str) -> Result<Model> {
         ModelFormat::Keras => keras::load_keras_zip(bytes, stem),
         ModelFormat::KerasH5 => keras::load_keras_h5(bytes, stem),
         ModelFormat::Onnx => onnx::load_onnx(bytes, stem),
+        ModelFormat::Native => native::load_native(bytes, stem),
     }
 }
