@@ -178,9 +178,12 @@ fn run_node<'s>(
             if let (Some(wp), Some(clip)) = (positive.get(&id), masks.and_then(|m| m.nodes.get(&id)).and_then(|m| m.clip_negative.as_ref())) {
                 let mut alt = vec![0f32; rows * fout];
                 matmul(input(0), wp.as_standard_layout().as_slice().unwrap(), &mut alt, rows, fin, fout);
-                for (o, a) in out.chunks_exact_mut(fout).zip(alt.chunks_exact(fout)) {
-                    for u in clip.iter() {
-                        o[u] = a[u];
+                // The mask's units are per sample (`steps × fout` for a per-step Dense); row r is step r % steps.
+                let steps = node.len() / fout;
+                for (r, (o, a)) in out.chunks_exact_mut(fout).zip(alt.chunks_exact(fout)).enumerate() {
+                    let first = (r % steps) * fout;
+                    for j in (0..fout).filter(|&j| clip.contains(first + j)) {
+                        o[j] = a[j];
                     }
                 }
             }

@@ -296,3 +296,19 @@ fn recurrent_constructor_checks_shapes_and_values() {
     let e = ModelBuilder::new("x", spec(&[3])).unwrap().push("rnn", Op::Recurrent(Box::new(recurrent(Cell::Lstm, 3, 4, false))));
     assert!(matches!(e, Err(crate::Error::Shape { .. })));
 }
+
+#[test]
+fn clipping_a_per_step_dense_uses_each_step_mask() {
+    // Dense(2 → 2) over 3 steps; clip unit 1 at step 2 only (flat unit 2·2 + 1 = 5).
+    let mut b = ModelBuilder::new("td", spec(&[3, 2])).unwrap();
+    b.push("h", Op::Dense { kernel: arr2(&[[1.0, -1.0], [1.0, 1.0]]), bias: arr1(&[0.0, 0.0]), activation: Activation::Relu }).unwrap();
+    b.push("flat", Op::Flatten).unwrap();
+    b.push("out", Op::Dense { kernel: Array2::eye(6), bias: Array1::zeros(6), activation: Activation::Linear }).unwrap();
+    let m = b.finish(names(6)).unwrap();
+    let mut masks = Masks::default();
+    masks.nodes.insert(1, UnitMask { keep: crate::bits::BitSet::full(6), clip_negative: Some(crate::bits::BitSet::from_indices(6, [5])) });
+    let x = [1.0, 2.0, 1.0, 2.0, 1.0, 2.0];
+    let out = forward(&m, &x, 1, Some(&masks), false, &mut no_progress()).unwrap();
+    // Unit 1 = relu(-x0 + x1) = 1 unclipped; clipped at step 2: relu(0·x0 + x1) = 2.
+    assert_eq!(out.logits, vec![3.0, 1.0, 3.0, 1.0, 3.0, 2.0]);
+}
