@@ -165,7 +165,7 @@ fn sequences_map_to_recurrent_layers() {
 
 #[test]
 fn unsupported_recurrent_options_are_errors() {
-    let cases: Vec<(&str, Box<dyn FnOnce(&mut ModelProto)>, &str)> = vec![
+    let cases: Vec<Case> = vec![
         ("pt_lstm", Box::new(|m| set_attr(node(m, "lstm"), AttributeProto { name: "direction".into(), s: b"bidirectional".to_vec(), r#type: 3, ..Default::default() })), "bidirectional"),
         ("pt_lstm", Box::new(|m| set_attr(node(m, "lstm"), AttributeProto { name: "clip".into(), f: 3.0, r#type: 1, ..Default::default() })), "clip"),
         ("pt_lstm", Box::new(|m| node(m, "last_state").input[0] = "lstm_Y_c".into()), "Y_c"),
@@ -253,6 +253,9 @@ fn xorshift(seed: &mut u64) -> u64 {
     *seed ^= *seed << 17;
     *seed
 }
+
+/// (fixture, an edit, text the error must contain).
+type Case = (&'static str, Box<dyn FnOnce(&mut ModelProto)>, &'static str);
 
 fn unsupported(e: &Error) -> bool {
     matches!(e, Error::Unsupported { .. })
@@ -496,7 +499,7 @@ fn weights_that_do_not_match_shapes_are_errors() {
 
 #[test]
 fn unsupported_options_are_errors() {
-    let cases: Vec<(&str, Box<dyn FnOnce(&mut ModelProto)>, &str)> = vec![
+    let cases: Vec<Case> = vec![
         ("pt_cnn", Box::new(|m| set_attr(node(m, "conv2"), attr_int("group", 2))), "group=2"),
         ("pt_cnn", Box::new(|m| set_attr(node(m, "conv2"), attr_ints("dilations", &[2, 2]))), "dilations"),
         ("pt_cnn", Box::new(|m| set_attr(node(m, "pool1"), attr_ints("dilations", &[2, 2]))), "dilations"),

@@ -376,10 +376,8 @@ fn feeds_channels_first(nodes: &[NodeProto], readers: &HashMap<&str, Vec<usize>>
             let n = &nodes[i];
             match n.op_type.as_str() {
                 "Conv" | "MaxPool" | "AveragePool" | "GlobalAveragePool" | "BatchNormalization" => return true,
-                "Relu" | "Tanh" | "Sigmoid" | "Identity" | "Dropout" | "Add" | "Sub" | "Mul" | "Div" => {
-                    if seen.insert(i) {
-                        stack.extend(n.output.first().map(String::as_str));
-                    }
+                "Relu" | "Tanh" | "Sigmoid" | "Identity" | "Dropout" | "Add" | "Sub" | "Mul" | "Div" if seen.insert(i) => {
+                    stack.extend(n.output.first().map(String::as_str));
                 }
                 _ => {}
             }
@@ -946,12 +944,12 @@ impl<'g> Cx<'g> {
             let m = &nodes[j];
             if m.op_type == "Add" && m.domain.is_empty() && m.input.len() == 2 && m.output.first().is_some_and(|o| !o.is_empty()) {
                 let other = if m.input[0] == out { &m.input[1] } else { &m.input[0] };
-                if let Some(Val::Const(c)) = self.vals.get(other.as_str()) {
-                    if let Some(v) = channel_vector(c, shape.len() + 1, axis + 1, shape[axis]) {
-                        bias = Some(v);
-                        self.absorbed[j] = true;
-                        out = m.output[0].as_str();
-                    }
+                if let Some(Val::Const(c)) = self.vals.get(other.as_str())
+                    && let Some(v) = channel_vector(c, shape.len() + 1, axis + 1, shape[axis])
+                {
+                    bias = Some(v);
+                    self.absorbed[j] = true;
+                    out = m.output[0].as_str();
                 }
             }
         }
@@ -1153,10 +1151,10 @@ impl<'g> Cx<'g> {
         if cg != c {
             return Err(Error::shape(format!("weights W of node {}", label(n)), format!("{c} input channels"), format!("{:?}", w.dims)));
         }
-        if let Some(ks) = at.ints("kernel_shape")? {
-            if ks != [kh as i64, kw as i64] {
-                return Err(Error::shape(format!("kernel_shape of node {}", label(n)), format!("{:?} (from W)", [kh, kw]), format!("{ks:?}")));
-            }
+        if let Some(ks) = at.ints("kernel_shape")?
+            && ks != [kh as i64, kw as i64]
+        {
+            return Err(Error::shape(format!("kernel_shape of node {}", label(n)), format!("{:?} (from W)", [kh, kw]), format!("{ks:?}")));
         }
         if kh > MAX_WINDOW || kw > MAX_WINDOW || kh == 0 || kw == 0 {
             return Err(bad(format!("node {}: kernel {kh}×{kw} is not from 1 to {MAX_WINDOW}", label(n))));
@@ -1252,14 +1250,15 @@ impl<'g> Cx<'g> {
             p.push(v);
         }
         let (mut s, mut t) = (Vec::with_capacity(c), Vec::with_capacity(c));
-        for ch in 0..c {
-            let var = p[3][ch] as f64 + eps;
+        let [gamma, beta, mean, var] = &p[..] else { unreachable!("four parameters were read") };
+        for (ch, (((&g, &bt), &m), &v)) in gamma.iter().zip(beta).zip(mean).zip(var).enumerate() {
+            let var = v as f64 + eps;
             if var <= 0.0 {
                 return Err(Error::invalid(format!("node {}: input_var + epsilon must be positive (channel {ch} has {var})", label(n))));
             }
-            let sc = p[0][ch] as f64 / var.sqrt();
+            let sc = g as f64 / var.sqrt();
             s.push(sc as f32);
-            t.push((p[1][ch] as f64 - p[2][ch] as f64 * sc) as f32);
+            t.push((bt as f64 - m as f64 * sc) as f32);
         }
         let (scale, shift) = self.per_channel(i, &x, &s, &t)?;
         self.spend(scale.len() * 2, i)?;
@@ -1368,7 +1367,7 @@ impl<'g> Cx<'g> {
         let mut bst = vec![0usize; x.shape.len()];
         for (k, &d) in c.dims.iter().enumerate() {
             let pos = off + k;
-            if d != 1 && d != full[pos] || (pos == 0 && d != 1) {
+            if d != 1 && (d != full[pos] || pos == 0) {
                 return Err(Error::shape(format!("constant of node {}", label(n)), format!("a shape that broadcasts to [batch, {:?}]", x.shape), format!("{:?}", c.dims)));
             }
             if pos > 0 && d != 1 {
@@ -1837,10 +1836,10 @@ impl<'g> Cx<'g> {
         if dirs != 1 || gu % gates != 0 || units == 0 || fin != f {
             return Err(Error::shape(format!("weights W of node {}", label(n)), format!("[1, {gates}·hidden, {f}]"), format!("{:?}", w.dims)));
         }
-        if let Some(h) = at.get("hidden_size", attr_type::INT, "an integer")? {
-            if h.i != units as i64 {
-                return Err(Error::shape(format!("hidden_size of node {}", label(n)), units, h.i));
-            }
+        if let Some(h) = at.get("hidden_size", attr_type::INT, "an integer")?
+            && h.i != units as i64
+        {
+            return Err(Error::shape(format!("hidden_size of node {}", label(n)), units, h.i));
         }
         if r.dims != [1, gu, units] {
             return Err(Error::shape(format!("recurrence weights R of node {}", label(n)), format!("[1, {gu}, {units}]"), format!("{:?}", r.dims)));
@@ -1990,7 +1989,7 @@ fn resolve_shape(want: &[i64], dims: &[usize], allowzero: bool) -> Option<Vec<us
     }
     if let Some(k) = infer {
         let known = out.iter().try_fold(1usize, |a, &d| a.checked_mul(d))?;
-        if known == 0 || total % known != 0 {
+        if known == 0 || !total.is_multiple_of(known) {
             return None;
         }
         out[k] = total / known;
