@@ -1,5 +1,6 @@
 //! Every bundled model loads with the accuracy and parameter count its
-//! generated card (models/CARDS.md) states, and every catalog model has one.
+//! generated card (models/CARDS.md) states, every catalog model has one, and
+//! its native copy (models/native/) is the same model.
 
 use remodule::tables::Catalog;
 use remodule::workbench::Workbench;
@@ -22,5 +23,9 @@ fn bundled_models_match_their_cards() {
         assert_eq!(format!("{:.4}", info.accuracy), field("test accuracy"), "{}", m.file);
         assert_eq!(info.params.to_string(), field("parameters"), "{}", m.file);
         assert!(info.params < 200_000, "{} is too big for the page", m.file);
+        // The native copy (tools/convert_models.sh) is the same model.
+        let stem = m.file.rsplit_once('.').map_or(m.file.as_str(), |(s, _)| s);
+        let native = wb.add_model(&read(&format!("models/native/{stem}.remodule")), &format!("{stem}.remodule"), d, None).unwrap();
+        assert_eq!((native.accuracy, native.params), (info.accuracy, info.params), "{}", m.file);
     }
 }
