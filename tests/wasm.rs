@@ -41,13 +41,18 @@ fn keras_fixtures_match_keras_in_wasm() {
         ("digits_cnn.keras", include_bytes!("../models/digits_cnn.keras"), include_bytes!("../models/digits_cnn.expected.npz")),
         ("clothing_mlp.keras", include_bytes!("../models/clothing_mlp.keras"), include_bytes!("../models/clothing_mlp.expected.npz")),
     ];
-    for (file, model, expected) in cases {
+    assert_match(&cases, 1e-4);
+}
+
+/// Each (file, model bytes, expected.npz bytes) loads and reproduces the framework's probabilities within `tol`.
+fn assert_match(cases: &[(&str, &[u8], &[u8])], tol: f32) {
+    for &(file, model, expected) in cases {
         let m = load_model(model, file).unwrap();
         let exp = read_npz(expected).unwrap();
         let n = exp["x"].shape[0];
         let out = forward(&m, &exp["x"].to_f32(), n, None, false, &mut |_, _| true).unwrap();
         let worst = out.probs.iter().zip(exp["probs"].to_f32()).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
-        assert!(worst < 1e-4, "{file}: max |Δ| {worst}");
+        assert!(worst < tol, "{file}: max |Δ| {worst}");
     }
 }
 
@@ -72,14 +77,7 @@ fn recurrent_models_match_keras_in_wasm() {
         case!("models", "lang_a_gru", ".keras"),
         case!("models", "lang_a_rnn", ".keras"),
     ];
-    for (file, model, expected) in cases {
-        let m = load_model(model, file).unwrap();
-        let exp = read_npz(expected).unwrap();
-        let n = exp["x"].shape[0];
-        let out = forward(&m, &exp["x"].to_f32(), n, None, false, &mut |_, _| true).unwrap();
-        let worst = out.probs.iter().zip(exp["probs"].to_f32()).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
-        assert!(worst < 1e-5, "{file}: max |Δ| {worst}");
-    }
+    assert_match(&cases, 1e-5);
 }
 
 #[wasm_bindgen_test]

@@ -1,6 +1,6 @@
 // "Try it": a 28×28 drawing pad and a strip of test images. Every selected
 // module scores the input in the worker; the highest score is the answer.
-import { el } from './view.js';
+import { el, renderTry } from './view.js';
 
 const SIDE = 28;
 
@@ -125,17 +125,6 @@ export class TryIt {
   }
 
   render(r) {
-    if (!r) {
-      this.answerEl.textContent = '–';
-      this.bars.replaceChildren();
-      return;
-    }
-    this.answerEl.textContent = r.names[r.answer];
-    this.bars.replaceChildren(...r.scores.map((p, i) => {
-      const bar = el('span');
-      bar.style.width = `${(100 * p).toFixed(1)}%`;
-      return el('li', { class: i === r.answer ? 'win' : '' }, el('span', { class: 'name', title: r.names[i] }, r.names[i]),
-        el('span', { class: 'bar' }, bar), el('span', {}, p.toFixed(3)));
-    }));
+    renderTry(this.answerEl, this.bars, r);
   }
 }

@@ -1,7 +1,7 @@
 // "Try it" for character models: a text box and a strip of test snippets.
 // The engine turns text into token ids (its vocabulary, its rules); every
 // selected module scores them. Per-step models tag each character.
-import { el } from './view.js';
+import { el, renderTry } from './view.js';
 
 export class TypeIt {
   /**
@@ -49,21 +49,9 @@ export class TypeIt {
   }
 
   render(r) {
-    if (!r) {
-      this.answerEl.textContent = '–';
-      this.bars.replaceChildren();
-      this.tags.replaceChildren();
-      return;
-    }
-    this.answerEl.textContent = r.names[r.answer];
-    this.bars.replaceChildren(...r.scores.map((p, i) => {
-      const bar = el('span');
-      bar.style.width = `${(100 * p).toFixed(1)}%`;
-      return el('li', { class: i === r.answer ? 'win' : '' }, el('span', { class: 'name', title: r.names[i] }, r.names[i]),
-        el('span', { class: 'bar' }, bar), el('span', {}, p.toFixed(3)));
-    }));
+    renderTry(this.answerEl, this.bars, r);
     // Per-step models: each character with the module that won its step.
-    const steps = r.step_answers ?? [];
+    const steps = r?.step_answers ?? [];
     this.tags.replaceChildren(...steps.map((a, t) => el('span', { class: `tag t${a % 8}`, title: r.names[a] }, r.chars?.[t] ?? '·')));
     this.tags.hidden = steps.length === 0;
   }

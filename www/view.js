@@ -17,6 +17,17 @@ export function renderLayers(list, layers) {
     el('span', { class: 'params' }, l.params ? l.params.toLocaleString('en') : ''))));
 }
 
+/** "Try it" result: the composed answer and one bar per module score (`r` null clears). */
+export function renderTry(answerEl, bars, r) {
+  answerEl.textContent = r ? r.names[r.answer] : '–';
+  bars.replaceChildren(...(r?.scores ?? []).map((p, i) => {
+    const bar = el('span');
+    bar.style.width = `${(100 * p).toFixed(1)}%`;
+    return el('li', { class: i === r.answer ? 'win' : '' }, el('span', { class: 'name', title: r.names[i] }, r.names[i]),
+      el('span', { class: 'bar' }, bar), el('span', {}, p.toFixed(3)));
+  }));
+}
+
 /** Confusion matrix as a table; cell shade = share of the row. */
 export function renderMatrix({ confusion, class_names: names, per_class: perClass }) {
   // With several data sets loaded the engine names classes "clothing:Bag";
