@@ -1,6 +1,6 @@
 // Shared set-up for the page tests: a static server over www/ (Python's
 // http.server, as a user would run it) and Debian's Chromium via playwright-core.
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
@@ -57,3 +57,11 @@ export async function start() {
 export function shot(page, name) {
   return page.screenshot({ path: join(OUT, `${name}.png`), fullPage: true });
 }
+
+/** The native CLI's JSON answer (the page's numbers are checked against it). */
+export function cli(...args) {
+  return JSON.parse(execFileSync(join(ROOT, 'target', 'release', 'remodule'), args, { cwd: ROOT, encoding: 'utf8' }));
+}
+
+/** A fraction as the page prints it. */
+export const pctText = (x) => `${(100 * x).toFixed(1)}%`;

@@ -1,20 +1,14 @@
 // The page's core loop, end to end in Chromium, checked against the CLI.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ROOT, start, shot } from './harness.mjs';
+import { ROOT, cli, pctText, start, shot } from './harness.mjs';
 
 let env;
 before(async () => { env = await start(); });
 after(async () => { await env?.close(); });
 
-const CLI = join(ROOT, 'target', 'release', 'remodule');
-function cli(...args) {
-  return JSON.parse(execFileSync(CLI, args, { cwd: ROOT, encoding: 'utf8' }));
-}
-const pctText = (x) => `${(100 * x).toFixed(1)}%`;
 
 async function openDefault(page) {
   await page.goto(env.url);

@@ -2,18 +2,13 @@
 // chosen technique and gets the CLI's masks; bad values are refused in place.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { join } from 'node:path';
-import { ROOT, start, shot } from './harness.mjs';
+import { cli, pctText, start, shot } from './harness.mjs';
 import { copyLink, open } from './page.mjs';
 
 let env;
 before(async () => { env = await start(); });
 after(async () => { await env?.close(); });
 
-const CLI = join(ROOT, 'target', 'release', 'remodule');
-const cli = (...args) => JSON.parse(execFileSync(CLI, args, { cwd: ROOT, encoding: 'utf8' }));
-const pctText = (x) => `${(100 * x).toFixed(1)}%`;
 const digest = (page) => page.locator('#app').getAttribute('data-mask-digest');
 
 test('reference technique and unrolled RNN modules match the CLI, and survive a share link', async () => {

@@ -2,17 +2,13 @@
 // typed text scored live, per-character tags for the tagger.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { join } from 'node:path';
-import { ROOT, start, shot } from './harness.mjs';
+import { cli, pctText, start, shot } from './harness.mjs';
+import { addModule, composedChange } from './page.mjs';
 
 let env;
 before(async () => { env = await start(); });
 after(async () => { await env?.close(); });
 
-const CLI = join(ROOT, 'target', 'release', 'remodule');
-const cli = (...args) => JSON.parse(execFileSync(CLI, args, { cwd: ROOT, encoding: 'utf8' }));
-const pctText = (x) => `${(100 * x).toFixed(1)}%`;
 
 async function open(page, file, titlePart) {
   await page.goto(env.url);
@@ -59,7 +55,6 @@ test('the per-character tagger colours every character by the winning module', a
 });
 
 test('a language only set B knows joins set A modules, with and without module update', async () => {
-  const { addModule, composedChange } = await import('./page.mjs');
   const page = await env.newPage();
   await open(page, 'lang_a_lstm.keras', 'Languages A · LSTM');
   assert.equal(await page.locator('#update-row').isHidden(), true);

@@ -2,17 +2,13 @@
 // the module statistics the CLI reports.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { join } from 'node:path';
-import { ROOT, start, shot } from './harness.mjs';
+import { cli, start, shot } from './harness.mjs';
 import { open } from './page.mjs';
 
 let env;
 before(async () => { env = await start(); });
 after(async () => { await env?.close(); });
 
-const CLI = join(ROOT, 'target', 'release', 'remodule');
-const cli = (...args) => JSON.parse(execFileSync(CLI, args, { cwd: ROOT, encoding: 'utf8' }));
 
 /** Kept and total units over the pictured layers, from their captions. */
 async function keptShare(page) {
