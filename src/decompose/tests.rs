@@ -382,3 +382,34 @@ fn reference_head_votes_and_merges_irrelevant_units_by_hand() {
     let p = concerned_scores(&m, &m2, &[0.0, 0.0], 1, &mut |_, _| true).unwrap()[0];
     assert!((p - 1.0 / 3.0).abs() < 1e-6, "{p}");
 }
+
+#[test]
+fn residual_block_with_same_padding_masks_by_hand() {
+    // x(3×3×1) → conv 2×2 "same" (ones, bias −2.5, ReLU) → add = ReLU(conv + x) → Flatten → head(2).
+    // TF "same" with k = 2 pads one row/column at the bottom/right.
+    let mut b = ModelBuilder::new("res", image(3, 3)).unwrap();
+    let conv = b.push("conv", Op::Conv2D { kernel: ndarray::Array4::ones((2, 2, 1, 1)), bias: arr1(&[-2.5]), strides: [1, 1], padding: crate::model::Padding::Same, activation: Activation::Relu }).unwrap();
+    b.add("add", Op::Add { activation: Activation::Relu }, &[conv, 0]).unwrap();
+    b.push("flat", Op::Flatten).unwrap();
+    let mut head = Array2::from_elem((9, 2), 0.1);
+    head.row_mut(0).assign(&arr1(&[-1.0, 1.0])); // against class 0, for class 1
+    b.push("out", dense(head, 0.0, Activation::Softmax)).unwrap();
+    let m = b.finish(vec!["tl".into(), "br".into()]).unwrap();
+    // Class 0: ones in the top-left 2×2 block; class 1: bottom-right.
+    let tl = [1.0, 1.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0];
+    let br = [0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0];
+    let d = dataset([tl, br].concat(), vec![0, 1], 9, 2);
+    let s = |technique| Settings { technique, samples_per_class: 1, ..Settings::default() };
+    // CI + TI (union): the conv fires only where its window holds 4 ones — (0,0) for tl, (1,1) for br;
+    // the Add wherever the conv or x is positive.
+    let mc = decompose(&m, &d, &s(Technique::Mc), &mut |_| true).unwrap();
+    for c in 0..2 {
+        assert_eq!(keep_of(&mc, c, conv), vec![0, 4]);
+        assert_eq!(keep_of(&mc, c, conv + 1), vec![0, 1, 3, 4, 5, 7, 8]);
+    }
+    // MC-BLN: flat unit 0 goes for class 0's module → the Add's position 0 → the conv's
+    // position 0 then feeds nothing kept and goes too. Class 1's module keeps everything.
+    let bln = decompose(&m, &d, &s(Technique::McBln), &mut |_| true).unwrap();
+    assert_eq!((keep_of(&bln, 0, conv), keep_of(&bln, 0, conv + 1)), (vec![4], vec![1, 3, 4, 5, 7, 8]));
+    assert_eq!((keep_of(&bln, 1, conv), keep_of(&bln, 1, conv + 1)), (vec![0, 4], vec![0, 1, 3, 4, 5, 7, 8]));
+}
