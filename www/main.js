@@ -1,5 +1,6 @@
 // UI thread: state, rendering and user input. The engine runs in worker.js.
-import { Engine } from './engine.js';
+import { CancelledError, Engine } from './engine.js';
+import { wireCancel } from './cancel.js';
 import { el, pct, signedPct, renderLayers, renderMatrix } from './view.js';
 import { TryIt } from './tryit.js';
 import { TypeIt } from './typeit.js';
@@ -11,6 +12,7 @@ import { HIDEABLE, evaluate, exerciseFromState, exerciseId, validateExercise } f
 const $ = (id) => document.getElementById(id);
 
 export function showError(err) {
+  if (err instanceof CancelledError) return; // the cancel note says so
   $('error-text').textContent = String(err?.message ?? err);
   $('error-banner').hidden = false;
 }
@@ -40,8 +42,10 @@ async function fetchBytes(path) {
   return r.arrayBuffer();
 }
 
-function progress(label) {
+function progress(label, { cancellable = true } = {}) {
   $('progress-wrap').hidden = false;
+  $('cancel-btn').hidden = !cancellable;
+  if (cancellable) $('cancel-note').hidden = true;
   $('progress-text').textContent = label;
   $('progress').value = 0;
   return (f) => { $('progress').value = f; };
@@ -656,8 +660,14 @@ async function addUpload(name, dataset, bytes) {
   const old = state.models.get(key);
   if (old?.sha256 === sha256) return old;
   state.models.delete(key);
-  // The worker takes a transferred copy; keep the original for persistence and links.
-  const m = await ensureModel(key, { title, dataset, bytes: bytes.slice(0) });
+  let m;
+  try {
+    // The worker takes a transferred copy; keep the original for persistence and links.
+    m = await ensureModel(key, { title, dataset, bytes: bytes.slice(0) });
+  } catch (e) {
+    if (old) state.models.set(key, old);
+    throw e;
+  }
   Object.assign(m, { upload: true, name, bytes, sha256 });
   const picker = $('model-picker');
   if (![...picker.options].some((o) => o.value === key)) picker.append(el('option', { value: key }, title));
@@ -683,10 +693,18 @@ function showSettings() {
 async function applySettings(next) {
   const uploads = [...state.models.values()].filter((m) => m.upload);
   const { current, slots } = state;
+  const before = { settings: state.settings, models: state.models };
   state.settings = next;
-  state.models.clear();
-  for (const u of uploads) await addUpload(u.name, u.dataset.name, u.bytes);
-  for (const k of new Set([current, ...slots.map((s) => s.source)])) await ensureModel(k);
+  state.models = new Map();
+  try {
+    for (const u of uploads) await addUpload(u.name, u.dataset.name, u.bytes);
+    for (const k of new Set([current, ...slots.map((s) => s.source)])) await ensureModel(k);
+  } catch (e) {
+    // Cancelled (or failed): the models decomposed with the old settings stay.
+    Object.assign(state, before);
+    showSettings();
+    throw e;
+  }
   await select(current, { slots });
   showSettings();
 }
@@ -706,6 +724,16 @@ function readSettings() {
 }
 
 function wireControls() {
+  wireCancel({
+    engine, button: $('cancel-btn'), note: $('cancel-note'), progress, done: progressDone, onError: showError,
+    live: (id) => [...state.models.values()].some((m) => m.info.id === id),
+    restored: async () => {
+      if (!state.current) return selectDefault();
+      renderModel();
+      renderModules();
+      await recompose();
+    },
+  });
   $('units-class').addEventListener('change', () => showInside(state.models.get(state.current)).catch(showError));
   showSettings();
   $('settings-form').addEventListener('submit', (e) => {
