@@ -4,7 +4,7 @@ import { wireCancel } from './cancel.js';
 import { el, pct, signedPct, renderLayers, renderMatrix } from './view.js';
 import { TryIt } from './tryit.js';
 import { TypeIt } from './typeit.js';
-import { renderJaccard, renderUnits } from './units.js';
+import { highlightLayers, renderJaccard, renderUnits } from './units.js';
 import * as store from './store.js';
 import { LIMITS, ShareLinkError, decodeFragment, encodeState, isShareFragment, sha256Hex, settingsProblem, stateToJson, validateState } from './share.js';
 import { HIDEABLE, evaluate, exerciseFromState, exerciseId, validateExercise } from './exercises.js';
@@ -197,7 +197,13 @@ function moduleCard(slot) {
     renderModules();
     recompose().catch(showError);
   });
-  const head = el('header', {}, el('span', { class: 'cls', title: name }, mod.class_name), toggle);
+  // The current model's own module: its name selects it (kept units lit on the layer diagram).
+  const own = slot.source === state.current;
+  const label = own
+    ? el('button', { type: 'button', class: 'cls pick', title: `Show which units module ${name} keeps on the layer diagram` }, mod.class_name)
+    : el('span', { class: 'cls', title: name }, mod.class_name);
+  if (own) label.addEventListener('click', () => selectModule(slot.class));
+  const head = el('header', {}, label, toggle);
   if (extra) {
     const drop = el('button', { type: 'button', class: 'drop', 'aria-label': `Take the ${name} module off the board`, title: 'Take this module off the board' }, '×');
     drop.addEventListener('click', () => {
@@ -208,7 +214,9 @@ function moduleCard(slot) {
     });
     head.append(drop);
   }
-  const card = el('article', { class: `module${slot.on ? '' : ' off'}${replaced ? ' replaced' : ''}${extra ? ' extra' : ''}`, 'data-class': name },
+  const selected = own && $('units-class').value === String(slot.class);
+  const card = el('article', { class: `module${slot.on ? '' : ' off'}${replaced ? ' replaced' : ''}${extra ? ' extra' : ''}${selected ? ' selected' : ''}`,
+    'data-class': name, 'data-units-class': own ? String(slot.class) : null },
     head,
     el('dl', {},
       el('dt', { title: 'Module accuracy as a binary classifier (balanced)' }, 'accuracy'), el('dd', {}, pct(mod.accuracy)),
@@ -642,7 +650,19 @@ async function showInside(m) {
     pick.dataset.model = `${m.key} ${m.digest}`;
     renderJaccard($('jaccard'), names, await engine.call('moduleJaccard', { model: m.info.id }));
   }
-  renderUnits($('units'), await engine.call('moduleUnits', { model: m.info.id, class: Number(pick.value) }));
+  const cls = Number(pick.value);
+  const views = await engine.call('moduleUnits', { model: m.info.id, class: cls });
+  renderUnits($('units'), views);
+  // The same units lit on the layer diagram, and the module's card marked.
+  highlightLayers($('layers'), views, names[cls]);
+  $('lit-note').textContent = `Lit: the units module ${names[cls]} keeps (blue). Click a module's name on its card to light another.`;
+  for (const c of document.querySelectorAll('.module')) c.classList.toggle('selected', c.dataset.unitsClass === String(cls));
+}
+
+/** Shows module `cls` of the current model inside the module and on the layer diagram. */
+function selectModule(cls) {
+  $('units-class').value = String(cls);
+  showInside(state.models.get(state.current)).catch(showError);
 }
 
 async function selectDefault() {
@@ -732,6 +752,7 @@ function wireControls() {
       renderModel();
       renderModules();
       await recompose();
+      await showInside(state.models.get(state.current));
     },
   });
   $('units-class').addEventListener('change', () => showInside(state.models.get(state.current)).catch(showError));
