@@ -297,6 +297,8 @@ function snapshot() {
     models, settings: state.settings, current: state.current,
     slots: state.slots.map((s) => ({ ...s })),
     try: $('try-panel').hidden ? null : tryIt?.linkState() ?? null,
+    text: $('type-panel').hidden ? null : typeIt?.linkState() ?? null,
+    update: $('update-box').checked,
     exercise: state.exercise, hide: state.linkHide,
   };
 }
@@ -359,8 +361,10 @@ async function applyState(st, files = new Map()) {
   state.linkHide = st.hide ?? [];
   state.exercise = st.exercise;
   if (st.exercise && !st.exercise.id) state.custom = st.exercise;
+  $('update-box').checked = Boolean(st.update);
   await select(st.current, { slots: st.slots });
   if (st.try && !$('try-panel').hidden) tryIt.restore(st.try);
+  if (st.text && !$('type-panel').hidden) typeIt.restore(st.text);
 }
 
 /** Makes a link of `st`, shows it in the share box and copies it. */
@@ -460,20 +464,32 @@ function askForFiles(st, missing) {
 
 // ---- exercises -------------------------------------------------------------
 
-/** What the checker sees: slots by qualified class and the composition's per-class accuracy. */
+/**
+ * A slot's class as goals name it. A module from another data set for a class
+ * the current data set has too (same name, same input shape: English in
+ * language sets A and B) is that class, as it is in the engine.
+ */
+function goalClass(s) {
+  const cur = state.models.get(state.current).dataset;
+  const ds = state.models.get(s.source).dataset;
+  const name = ds.class_names[s.class];
+  return isExtra(s) && cur.class_names.includes(name) && cur.sample_shape.join('×') === ds.sample_shape.join('×') ? `${cur.name}:${name}` : qualified(s);
+}
+
+/** What the checker sees: slots by goal class, the composition's per-class accuracy, the module-update switch. */
 function exerciseSnapshot() {
-  const slots = state.slots.map((s) => ({ cls: qualified(s), model: s.source, on: s.on }));
+  const slots = state.slots.map((s) => ({ cls: goalClass(s), model: s.source, on: s.on }));
   let result = null;
   if (lastResult) {
     const perClass = {};
     for (const s of state.slots.filter((x) => x.on)) {
       const id = state.models.get(s.source).modules[s.class].class_id;
       const k = lastResult.classes.indexOf(id);
-      if (k >= 0) perClass[qualified(s)] = lastResult.per_class[k];
+      if (k >= 0) perClass[goalClass(s)] = lastResult.per_class[k];
     }
     result = { top1: lastResult.top1, perClass };
   }
-  return { slots, result };
+  return { slots, result, update: document.body.dataset.update === 'true' };
 }
 
 function applyHide() {
@@ -763,6 +779,8 @@ function wireControls() {
   });
   $('s-reset').addEventListener('click', () => applySettings({}).catch(showError));
   $('update-box').addEventListener('change', () => recompose().catch(showError));
+  $('type-box').addEventListener('input', () => persist());
+  $('type-samples').addEventListener('click', () => persist());
   const picker = $('model-picker');
   picker.replaceChildren(...state.catalog.models.map((m) => el('option', { value: m.file }, m.title)));
   picker.disabled = false;
