@@ -1,6 +1,7 @@
 // UI thread: state, rendering and user input. The engine runs in worker.js.
 import { CancelledError, Engine } from './engine.js';
 import { wireCancel } from './cancel.js';
+import { dataTitle, dataUploader, isDataKey, reloadOnData } from './dataupload.js';
 import { el, pct, signedPct, renderLayers, renderMatrix } from './view.js';
 import { TryIt } from './tryit.js';
 import { TypeIt } from './typeit.js';
@@ -164,7 +165,7 @@ function renderScores(result) {
 /** Models (catalog and uploaded) trained on data set `ds`: [[key, label]]. */
 function modelsOf(ds) {
   return [...state.catalog.models.filter((m) => m.dataset === ds).map((m) => [m.file, m.short ?? m.title]),
-    ...[...state.models.values()].filter((m) => m.upload && m.dataset.name === ds).map((m) => [m.key, m.title])];
+    ...[...state.models.values()].filter((m) => (m.upload || m.onData) && m.dataset.name === ds).map((m) => [m.key, m.title])];
 }
 
 function moduleCard(slot) {
@@ -277,7 +278,7 @@ function renderModel() {
   const ds = m.dataset;
   $('model-info').replaceChildren(
     el('strong', {}, m.title), ' · ', `${m.info.params.toLocaleString('en')} parameters · ${m.info.class_names.length} classes · `,
-    `data: ${state.catalog.datasets[ds.name]?.title ?? ds.name} (${ds.train} train / ${ds.test} test)`);
+    `data: ${state.catalog.datasets[ds.name]?.title ?? (isDataKey(ds.name) ? dataTitle(ds.name) : ds.name)} (${ds.train} train / ${ds.test} test)`);
   renderLayers($('layers'), m.info.layers);
   $('app').dataset.maskDigest = m.digest;
   $('model-picker').value = m.key;
@@ -290,7 +291,9 @@ let typeIt;
 
 /** The playground state in share.js's form (uploads carry their bytes). */
 function snapshot() {
-  const models = [...state.models.values()].map((m) => (m.upload
+  // Uploaded data sets stay in this tab: not in links, not in the saved state.
+  if (state.models.get(state.current)?.onData) return null;
+  const models = [...state.models.values()].filter((m) => !m.onData).map((m) => (m.upload
     ? { key: m.key, dataset: m.dataset.name, upload: { name: m.name, sha256: m.sha256, bytes: new Uint8Array(m.bytes) } }
     : { key: m.key, dataset: m.dataset.name }));
   return {
@@ -309,6 +312,7 @@ function persist() {
   clearTimeout(persistTimer);
   persistTimer = setTimeout(() => {
     const st = snapshot();
+    if (!st) return; // keeps the last state that can be restored
     const files = {};
     for (const m of st.models) {
       if (m.upload) { files[m.upload.name] = m.upload.bytes.buffer; m.upload = { ...m.upload, bytes: null }; }
@@ -705,9 +709,14 @@ async function addUpload(name, dataset, bytes) {
     throw e;
   }
   Object.assign(m, { upload: true, name, bytes, sha256 });
+  listModel(key, title);
+  return m;
+}
+
+/** Lists a model that is not bundled (an upload, a model on uploaded data) in the picker. */
+function listModel(key, title) {
   const picker = $('model-picker');
   if (![...picker.options].some((o) => o.value === key)) picker.append(el('option', { value: key }, title));
-  return m;
 }
 
 async function upload(file) {
@@ -728,12 +737,14 @@ function showSettings() {
 /** Re-decomposes every loaded model with new settings, keeping the composition. */
 async function applySettings(next) {
   const uploads = [...state.models.values()].filter((m) => m.upload);
+  const onData = [...state.models.values()].filter((m) => m.onData);
   const { current, slots } = state;
   const before = { settings: state.settings, models: state.models };
   state.settings = next;
   state.models = new Map();
   try {
     for (const u of uploads) await addUpload(u.name, u.dataset.name, u.bytes);
+    for (const m of onData) await reloadOnData(m, ensureModel);
     for (const k of new Set([current, ...slots.map((s) => s.source)])) await ensureModel(k);
   } catch (e) {
     // Cancelled (or failed): the models decomposed with the old settings stay.
@@ -760,6 +771,11 @@ function readSettings() {
 }
 
 function wireControls() {
+  const uploadData = dataUploader({
+    engine, state, ensureModel, select,
+    modelBytes: (m) => (m.upload ? m.bytes.slice(0) : fetchBytes(`bundled/${m.key}`)),
+    listModel,
+  });
   wireCancel({
     engine, button: $('cancel-btn'), note: $('cancel-note'), progress, done: progressDone, onError: showError,
     live: (id) => [...state.models.values()].some((m) => m.info.id === id),
@@ -793,16 +809,25 @@ function wireControls() {
     e.preventDefault();
     document.body.classList.remove('dropping');
     const f = e.dataTransfer?.files?.[0];
-    if (f && !hidden('upload')) upload(f).catch(showError);
+    if (f && !hidden('upload')) (/\.npz$/i.test(f.name) ? uploadData(f) : upload(f)).catch(showError);
   });
   $('upload').addEventListener('change', (e) => {
     const f = e.target.files?.[0];
     e.target.value = '';
     if (f) upload(f).catch(showError);
   });
+  $('data-upload').addEventListener('change', (e) => {
+    const f = e.target.files?.[0];
+    e.target.value = '';
+    if (f) uploadData(f).catch(showError);
+  });
   $('add-model').addEventListener('change', renderAddClasses);
   $('add-btn').addEventListener('click', () => addModule().catch(showError));
-  $('share-btn').addEventListener('click', () => shareState(snapshot(), 'Link to this playground').catch(showError));
+  $('share-btn').addEventListener('click', () => {
+    const st = snapshot();
+    if (!st) return showError('A link cannot carry a data set you uploaded: pick a model on a bundled data set to share a link.');
+    shareState(st, 'Link to this playground').catch(showError);
+  });
   $('share-copy').addEventListener('click', () => {
     $('share-url').select();
     navigator.clipboard.writeText($('share-url').value).then(() => { $('share-note').textContent = 'Copied to the clipboard.'; },
