@@ -54,7 +54,7 @@ export function highlightLayers(list, views, moduleName) {
     if (!v) continue;
     const kept = keptCount(v);
     li.append(el('span', { class: 'lit', title: `Module ${moduleName}: kept ${kept} of ${v.kept.length} ${unitsWord(v)} of ${v.layer}` },
-      layerCanvas(v, 150), el('span', { class: 'lit-count' }, `${kept}/${v.kept.length}`)));
+      layerCanvas(v, 180), el('span', { class: 'lit-count' }, `${kept}/${v.kept.length}`)));
   }
   list.dataset.module = views ? moduleName : '';
 }
