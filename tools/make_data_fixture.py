@@ -1,7 +1,9 @@
-"""Writes tests/e2e/fixtures/digits_small.npz: a small data set in the keras.datasets
-.npz layout, written by numpy, for the page's data-upload test. It holds the last
-400 training and 300 test images drawn (seeded) from data/digits.npz, so the
-page's numbers on it are its own, not the bundled data set's.
+"""Writes the page's data-upload fixtures, from data/digits.npz (seeded draws, so
+the page's numbers on them are their own, not the bundled data set's):
+- tests/e2e/fixtures/digits_small.npz: the keras.datasets .npz layout, written by
+  numpy: 400 training and 300 test images;
+- tests/e2e/fixtures/digits_small-images-idx3-ubyte and …-labels-idx1-ubyte: the
+  MNIST IDX layout, 10 test images of each digit.
 
 Run: /opt/mlvenv/bin/python tools/make_data_fixture.py
 """
@@ -24,3 +26,16 @@ np.savez_compressed(
     class_names=src["class_names"],
 )
 print(out, out.stat().st_size, "bytes")
+
+# IDX: 00 00 08 <rank>, big-endian u32 dimensions, then the bytes.
+def write_idx(path, a):
+    a = np.ascontiguousarray(a, dtype=np.uint8)
+    head = bytes([0, 0, 8, a.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in a.shape)
+    path.write_bytes(head + a.tobytes())
+    print(path, path.stat().st_size, "bytes")
+
+
+pick = np.sort(np.concatenate([rng.choice(np.flatnonzero(src["y_test"] == c), 10, replace=False) for c in range(10)]))
+fix = ROOT / "tests" / "e2e" / "fixtures"
+write_idx(fix / "digits_small-images-idx3-ubyte", src["x_test"][pick])
+write_idx(fix / "digits_small-labels-idx1-ubyte", src["y_test"][pick])

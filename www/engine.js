@@ -8,7 +8,12 @@
 // the same ids — and re-decomposes the models the page still uses.
 
 /** Calls that add to the engine's state (their ids depend on their order). */
-const JOURNALED = new Set(['addDataset', 'addModel']);
+const JOURNALED = new Set(['addDataset', 'addIdxDataset', 'addModel']);
+/** `args` with a copy of each ArrayBuffer in it, and those copies (to transfer). */
+function copyBuffers(args) {
+  const copy = Object.fromEntries(Object.entries(args).map(([k, v]) => [k, v instanceof ArrayBuffer ? v.slice(0) : v]));
+  return [copy, Object.values(copy).filter((v) => v instanceof ArrayBuffer)];
+}
 
 /** What a call ended by `restart()` rejects with. */
 export class CancelledError extends Error {
@@ -61,7 +66,7 @@ export class Engine {
   async call(op, args, onProgress, transfer = []) {
     if (this.restoring) await this.restoring.catch(() => {});
     // The journal keeps its own copy: transferred bytes are gone from this thread.
-    const kept = JOURNALED.has(op) ? { op, args: { ...args, bytes: args.bytes.slice(0) } } : null;
+    const kept = JOURNALED.has(op) ? { op, args: copyBuffers(args)[0] } : null;
     const result = await this.post(op, args, onProgress, transfer);
     if (kept) this.journal.push(kept);
     if (op === 'decompose') this.decompositions.set(args.model, { settings: args.settings ?? null, digest: result.mask_digest });
@@ -86,8 +91,8 @@ export class Engine {
       const steps = this.journal.length + redo.length;
       let done = 0;
       for (const { op, args } of this.journal) {
-        const bytes = args.bytes.slice(0);
-        await this.post(op, { ...args, bytes }, null, [bytes]);
+        const [copy, buffers] = copyBuffers(args);
+        await this.post(op, copy, null, buffers);
         onProgress?.(++done / steps);
       }
       this.decompositions = new Map();

@@ -808,8 +808,10 @@ function wireControls() {
   document.addEventListener('drop', (e) => {
     e.preventDefault();
     document.body.classList.remove('dropping');
-    const f = e.dataTransfer?.files?.[0];
-    if (f && !hidden('upload')) (/\.npz$/i.test(f.name) ? uploadData(f) : upload(f)).catch(showError);
+    const files = [...(e.dataTransfer?.files ?? [])];
+    if (files.length === 0 || hidden('upload')) return;
+    // A .npz, or two files (IDX images and labels), is data; anything else a model.
+    (files.length > 1 || /\.npz$/i.test(files[0].name) ? uploadData(files) : upload(files[0])).catch(showError);
   });
   $('upload').addEventListener('change', (e) => {
     const f = e.target.files?.[0];
@@ -817,9 +819,9 @@ function wireControls() {
     if (f) upload(f).catch(showError);
   });
   $('data-upload').addEventListener('change', (e) => {
-    const f = e.target.files?.[0];
+    const files = [...(e.target.files ?? [])];
     e.target.value = '';
-    if (f) uploadData(f).catch(showError);
+    if (files.length) uploadData(files).catch(showError);
   });
   $('add-model').addEventListener('change', renderAddClasses);
   $('add-btn').addEventListener('click', () => addModule().catch(showError));

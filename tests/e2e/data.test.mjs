@@ -62,3 +62,23 @@ test('an uploaded .npz: the model is decomposed and evaluated on it as the CLI d
   await page.waitForFunction(() => document.querySelector('#model-info strong')?.textContent.includes('small CNN'), null, { timeout: 60000 });
   assert.match(await page.locator('#model-info').textContent(), /1000 test/);
 });
+
+test('an IDX images file with its labels file, chosen together, is a data set too', async () => {
+  const page = await env.newPage();
+  await open(page, env.url);
+  const images = join(ROOT, 'tests', 'e2e', 'fixtures', 'digits_small-images-idx3-ubyte');
+  const labels = join(ROOT, 'tests', 'e2e', 'fixtures', 'digits_small-labels-idx1-ubyte');
+  // One file alone is not a data set; labels that do not match the images are refused by the engine.
+  await expectError(page, () => page.locator('#data-upload').setInputFiles(images), /IDX images with their labels/);
+  const short = readFileSync(labels).subarray(0, 60);
+  await expectError(page, () => page.locator('#data-upload').setInputFiles([{ name: 'digits_small-images-idx3-ubyte', mimeType: 'application/octet-stream', buffer: readFileSync(images) }, { name: 'short-labels-idx1-ubyte', mimeType: 'application/octet-stream', buffer: short }]), /IDX|labels|bytes/i);
+  // The order the files are chosen in does not matter.
+  await page.locator('#data-upload').setInputFiles([labels, images]);
+  await page.waitForFunction(() => document.querySelector('#model-info strong')?.textContent.includes('on digits_small-images-idx3-ubyte'), null, { timeout: 60000 });
+  const report = cli('report', 'models/digits_mlp.keras', '--data', images, '--json');
+  assert.equal(await page.locator('#app').getAttribute('data-mask-digest'), report.mask_digest);
+  assert.equal(await page.locator('#model-acc').textContent(), pctText(report.model_accuracy));
+  assert.equal(await page.locator('#composed-acc').textContent(), pctText(report.composed_accuracy));
+  assert.match(await page.locator('#model-info').textContent(), /\(100 train \/ 100 test\)/);
+  assert.deepEqual(env.errors, []);
+});
