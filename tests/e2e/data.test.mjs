@@ -80,5 +80,15 @@ test('an IDX images file with its labels file, chosen together, is a data set to
   assert.equal(await page.locator('#model-acc').textContent(), pctText(report.model_accuracy));
   assert.equal(await page.locator('#composed-acc').textContent(), pctText(report.composed_accuracy));
   assert.match(await page.locator('#model-info').textContent(), /\(100 train \/ 100 test\)/);
+  // Cancelling a decomposition restarts the engine: the uploaded data comes back with it.
+  await page.locator('#model-picker').selectOption('digits_resnet.keras');
+  await page.waitForFunction(() => !document.getElementById('progress-wrap').hidden && document.getElementById('progress-text').textContent.includes('residual'), null, { timeout: 60000 });
+  await page.locator('#cancel-btn').click();
+  await page.locator('body[data-cancel="done"]').waitFor({ timeout: 90000 });
+  assert.match(await page.locator('#model-info strong').textContent(), /on digits_small-images-idx3-ubyte/);
+  assert.equal(await page.locator('#app').getAttribute('data-mask-digest'), report.mask_digest);
+  await toggle(page, '0');
+  const no0 = cli('compose', 'models/digits_mlp.keras', '--data', images, '--classes', '1,2,3,4,5,6,7,8,9', '--json');
+  assert.equal(await page.locator('#composed-acc').textContent(), pctText(no0.top1));
   assert.deepEqual(env.errors, []);
 });
