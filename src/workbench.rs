@@ -170,6 +170,12 @@ impl Workbench {
         Ok(self.add_data(d))
     }
 
+    /// Adds an IDX images file with its labels file (see [`Dataset::from_idx`]).
+    pub fn add_idx_dataset(&mut self, images: &[u8], labels: &[u8], name: &str) -> Result<DatasetInfo> {
+        let d = Dataset::from_idx(images, labels, name)?;
+        Ok(self.add_data(d))
+    }
+
     /// Adds a data set already read (e.g. from IDX files by the CLI).
     pub fn add_data(&mut self, d: Dataset) -> DatasetInfo {
         let id = self.datasets.len();
