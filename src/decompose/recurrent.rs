@@ -23,12 +23,19 @@ pub fn recurrent_mask(model: &Model, node: NodeId, rec: &Recording, k: usize, co
     let Op::Recurrent(r) = &model.nodes[node].op else { unreachable!("recurrent_mask on a {}", model.nodes[node].op.kind()) };
     let (steps, u) = (model.steps(node), r.units);
     let rows = rec.bits[k].cols();
-    let per_step = concerned.len() > rows;
+    let item_steps = concerned.len() / rows.max(1);
+    // Per-step items at this layer's own steps (a tagger, a decoder); an
+    // encoder's steps are not the output's, so its items count like samples.
+    let per_step = item_steps > 1 && stepped_with_head(model, node);
     // (row, step) pairs whose state counts: at step `t`, or (rolled) at the
     // last step for per-sample labels / at each item's own step for per-step labels.
     let pairs = |set: &BitSet, t: Option<usize>| -> Vec<(usize, usize)> {
         if per_step {
             set.iter().map(|i| (i / steps, i % steps)).filter(|&(_, st)| t.is_none_or(|t| t == st)).collect()
+        } else if item_steps > 1 {
+            // Encoder: each item's sequence state at step `t` (rolled: its last step).
+            let st = t.unwrap_or(steps - 1);
+            set.iter().map(|i| (i / item_steps, st)).collect()
         } else {
             let st = t.unwrap_or(steps - 1);
             set.iter().map(|i| (i, st)).collect()
@@ -64,6 +71,26 @@ pub fn recurrent_mask(model: &Model, node: NodeId, rec: &Recording, k: usize, co
         kept.iter().enumerate().filter(|(_, k)| !**k).for_each(|(n, _)| keep.remove(t * u + n));
     }
     UnitMask { keep, clip_negative: None }
+}
+
+/// Do node `node`'s steps reach a per-step head as its steps? True when a
+/// path to the head passes only layers that keep the time axis; false behind
+/// a RepeatVector or a recurrent layer that returns only its last state
+/// (an encoder, whose steps are the input's, not the output's).
+pub fn stepped_with_head(model: &Model, node: NodeId) -> bool {
+    let mut reach = vec![false; model.nodes.len()];
+    reach[model.head] = true;
+    for id in (node + 1..=model.head).rev() {
+        let keeps_time = match &model.nodes[id].op {
+            Op::RepeatVector { .. } => false,
+            Op::Recurrent(r) => r.return_sequences,
+            _ => true,
+        };
+        if reach[id] && keeps_time {
+            model.nodes[id].inputs.iter().for_each(|&i| reach[i] = true);
+        }
+    }
+    reach[node] && matches!(&model.nodes[node].op, Op::Recurrent(r) if r.return_sequences)
 }
 
 /// Units to remove given each unit's difference `d` (concerned − unconcerned):
