@@ -42,7 +42,7 @@ fn recurrent_fixtures_match_keras() {
 
 #[test]
 fn bundled_language_models_match_keras() {
-    for stem in ["lang_a_rnn", "lang_a_lstm", "lang_a_gru", "lang_b_lstm", "lang_tags_lstm"] {
+    for stem in ["lang_a_rnn", "lang_a_lstm", "lang_a_gru", "lang_b_lstm", "lang_tags_lstm", "lang_rev_lstm"] {
         let (model, d) = max_diff(&root().join(format!("models/{stem}.keras")));
         assert!(d < 1e-5, "{stem}: max |probs - keras| = {d}");
         assert_eq!(model.input.kind, InputKind::Tokens);
@@ -156,4 +156,60 @@ fn per_step_tagger_decomposes_and_composes_per_step() {
     assert_eq!(labels.len(), x.len());
     let t = wb.try_input(&picks(info.id, 0..5), &x).unwrap();
     assert_eq!(t.step_answers.len(), x.len());
+}
+
+/// The bundled encoder–decoder (word reversal, `models/lang_rev_lstm.keras`):
+/// 27 per-letter modules (and `<end>`), per-step items; the composition,
+/// read as whole output words, stays close to the model.
+#[test]
+fn encoder_decoder_modules_compose_close_to_the_model() {
+    let mut wb = Workbench::new();
+    wb.add_dataset(&read("data/lang_rev.npz"), "lang_rev").unwrap();
+    let info = wb.add_model(&read("models/lang_rev_lstm.keras"), "lang_rev_lstm.keras", 0, None).unwrap();
+    assert_eq!(info.class_names.len(), 27);
+    assert!(info.layers.iter().any(|l| l.kind == "RepeatVector"), "{:?}", info.layers);
+    // The engine reads the model's words as Keras did when it was trained.
+    let report: serde_json::Value = serde_json::from_slice(&read("models/train_report.json")).unwrap();
+    let entry = &report["lang_rev_lstm.keras"];
+    let keras_exact: f32 = entry["notes"].as_str().unwrap().rsplit(' ').next().unwrap().parse().unwrap();
+    let all = picks(info.id, 0..27);
+    for unrolled in [false, true] {
+        let t = std::time::Instant::now();
+        let dec = wb.decompose(info.id, &Settings { unrolled, ..Settings::default() }, &mut |_| true).unwrap();
+        let r = wb.compose(&all, Some(info.id)).unwrap();
+        let s = wb.sequence_scores(&all, Some(info.id)).unwrap();
+        println!(
+            "encoder-decoder unrolled={unrolled}: per-step {:.4} vs model {:.4}; exact {:.4} vs {:.4}; BLEU {:.4} vs {:.4}; jaccard {:.3}; {:.1}s",
+            r.composition.top1,
+            info.accuracy,
+            s.exact_match,
+            s.model_exact_match.unwrap(),
+            s.bleu,
+            s.model_bleu.unwrap(),
+            dec.modules.iter().map(|m| m.jaccard_units).sum::<f32>() / 27.0,
+            t.elapsed().as_secs_f32()
+        );
+        assert_eq!(s.sequences, wb.dataset_info(0).test);
+        assert!((s.model_exact_match.unwrap() - keras_exact).abs() < 0.003, "engine {:?} vs Keras {keras_exact}", s.model_exact_match);
+        // Stated tolerance: within 5 points of exact match and 0.05 BLEU.
+        assert!((s.exact_match - s.model_exact_match.unwrap()).abs() < 0.05, "unrolled={unrolled}: {s:?}");
+        assert!((s.bleu - s.model_bleu.unwrap()).abs() < 0.05, "unrolled={unrolled}: {s:?}");
+        // Both recurrent layers lose some units in some module, never most.
+        for m in &dec.modules {
+            assert!(m.jaccard_units > 0.8 && m.jaccard_units <= 1.0, "{}: {}", m.class_name, m.jaccard_units);
+        }
+        assert!(dec.modules.iter().any(|m| m.jaccard_units < 1.0));
+    }
+    // A module set of the encoder–decoder survives the native format (version 2).
+    let bytes = wb.export_modules(info.id).unwrap();
+    let mut again = Workbench::new();
+    again.add_dataset(&read("data/lang_rev.npz"), "lang_rev").unwrap();
+    let imported = again.import_modules(&bytes, "rev.remodule", 0).unwrap();
+    assert_eq!(imported.decomposition.mask_digest, wb.decompose(info.id, &Settings { unrolled: true, ..Settings::default() }, &mut |_| true).unwrap().mask_digest);
+    // Sequence scores are for per-step tasks only.
+    let mut lang = Workbench::new();
+    lang.add_dataset(&read("data/lang_a.npz"), "lang_a").unwrap();
+    let id = lang.add_model(&read("models/lang_a_lstm.keras"), "lang_a_lstm.keras", 0, None).unwrap().id;
+    lang.decompose(id, &Settings::default(), &mut |_| true).unwrap();
+    assert!(lang.sequence_scores(&picks(id, 0..5), Some(id)).is_err());
 }

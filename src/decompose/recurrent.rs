@@ -24,18 +24,22 @@ pub fn recurrent_mask(model: &Model, node: NodeId, rec: &Recording, k: usize, co
     let (steps, u) = (model.steps(node), r.units);
     let rows = rec.bits[k].cols();
     let item_steps = concerned.len() / rows.max(1);
-    // Per-step items at this layer's own steps (a tagger, a decoder); an
-    // encoder's steps are not the output's, so its items count like samples.
+    // Per-step items at this layer's own steps (a tagger, a decoder). An
+    // encoder's steps are not the output's: its concerned samples are the
+    // sequences with a concerned item, its unconcerned ones the others with
+    // an unconcerned item, and it is treated as for per-sample labels.
     let per_step = item_steps > 1 && stepped_with_head(model, node);
+    let encoder_sets = (item_steps > 1 && !per_step).then(|| {
+        let c = BitSet::from_indices(rows, concerned.iter().map(|i| i / item_steps));
+        let u = BitSet::from_indices(rows, unconcerned.iter().map(|i| i / item_steps).filter(|&r| !c.contains(r)));
+        (c, u)
+    });
+    let (concerned, unconcerned) = encoder_sets.as_ref().map_or((concerned, unconcerned), |(c, u)| (c, u));
     // (row, step) pairs whose state counts: at step `t`, or (rolled) at the
     // last step for per-sample labels / at each item's own step for per-step labels.
     let pairs = |set: &BitSet, t: Option<usize>| -> Vec<(usize, usize)> {
         if per_step {
             set.iter().map(|i| (i / steps, i % steps)).filter(|&(_, st)| t.is_none_or(|t| t == st)).collect()
-        } else if item_steps > 1 {
-            // Encoder: each item's sequence state at step `t` (rolled: its last step).
-            let st = t.unwrap_or(steps - 1);
-            set.iter().map(|i| (i / item_steps, st)).collect()
         } else {
             let st = t.unwrap_or(steps - 1);
             set.iter().map(|i| (i, st)).collect()
@@ -126,8 +130,9 @@ pub fn robust_mean(mut v: Vec<f32>) -> f32 {
     v.iter().map(|&x| x as f64).sum::<f64>() as f32 / v.len().max(1) as f32
 }
 
+/// The median by selection (linear time; the values are reordered).
 fn median(v: &mut [f32]) -> f32 {
-    v.sort_by(f32::total_cmp);
     let n = v.len();
-    if n % 2 == 1 { v[n / 2] } else { 0.5 * (v[n / 2 - 1] + v[n / 2]) }
+    let (left, &mut mid, _) = v.select_nth_unstable_by(n / 2, f32::total_cmp);
+    if n % 2 == 1 { mid } else { 0.5 * (left.iter().copied().fold(f32::NEG_INFINITY, f32::max) + mid) }
 }
