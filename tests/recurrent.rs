@@ -213,3 +213,16 @@ fn encoder_decoder_modules_compose_close_to_the_model() {
     lang.decompose(id, &Settings::default(), &mut |_| true).unwrap();
     assert!(lang.sequence_scores(&picks(id, 0..5), Some(id)).is_err());
 }
+
+/// The native module set tests/wasm.rs compares the wasm decomposition with is
+/// what the native engine computes now (regenerate it with the command there).
+#[test]
+fn the_saved_encoder_decoder_module_set_is_current() {
+    let mut wb = Workbench::new();
+    wb.add_dataset(&read("data/lang_rev.npz"), "lang_rev").unwrap();
+    let saved = wb.import_modules(&read("tests/fixtures/lang_rev_modules.remodule"), "lang_rev_modules.remodule", 0).unwrap();
+    assert!(saved.decomposition.settings.unrolled && saved.decomposition.modules.iter().any(|m| m.jaccard_units < 1.0));
+    let id = wb.add_model(&read("models/lang_rev_lstm.keras"), "lang_rev_lstm.keras", 0, None).unwrap().id;
+    let fresh = wb.decompose(id, &saved.decomposition.settings, &mut |_| true).unwrap();
+    assert_eq!(fresh.mask_digest, saved.decomposition.mask_digest);
+}
