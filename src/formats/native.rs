@@ -627,7 +627,10 @@ mod tests {
         b.push("lstm", rec(Cell::Lstm, 4, 3, true, s)).unwrap();
         b.push("gru", rec(Cell::Gru { reset_after: false }, 3, 2, true, s)).unwrap();
         b.push("gru2", rec(Cell::Gru { reset_after: true }, 2, 3, false, s)).unwrap();
-        b.push("head", Op::Dense { kernel: m2(3, 2, s), bias: v(2, s), activation: Activation::Linear }).unwrap();
+        // An encoder–decoder tail: the last state repeated for a per-step decoder.
+        b.push("repeat", Op::RepeatVector { times: 4 }).unwrap();
+        b.push("decoder", rec(Cell::Lstm, 3, 2, true, s)).unwrap();
+        b.push("head", Op::Dense { kernel: m2(2, 2, s), bias: v(2, s), activation: Activation::Linear }).unwrap();
         b.declare_params(1, 99);
         vec![image, b.finish(vec!["x".into(), "y".into()]).unwrap()]
     }
