@@ -1,0 +1,71 @@
+// The composition panel's "Check answers of class … with …'s modules" row
+// (seed 002, option 4): the page's numbers are the CLI's for the same
+// composition file, and the setting survives a share link and a reload.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { cli, pctText, start } from './harness.mjs';
+import { composedChange, copyLink, open } from './page.mjs';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+let env;
+before(async () => { env = await start(); });
+after(async () => { await env?.close(); });
+
+/** The confusion matrix as the page shows it (cell tooltips hold the counts). */
+const matrix = (page) => page.locator('#matrix tbody tr').evaluateAll((rows) => rows.map((r) =>
+  [...r.querySelectorAll('td:not(.acc)')].map((td) => Number(td.title.slice(td.title.lastIndexOf(':') + 1)))));
+
+const verifyState = (page) => page.evaluate(() => ({
+  on: document.getElementById('verify-box').checked,
+  cls: document.getElementById('verify-class').value,
+  by: document.getElementById('verify-model').value,
+  composed: document.getElementById('composed-acc').textContent,
+}));
+
+test('verification in the page composes as `remodule compose` with "verify" does; links and reloads keep it', async () => {
+  const page = await env.newPage();
+  await open(page, env.url);
+  await composedChange(page, () => page.locator('#model-picker').selectOption('digits_mlp_faulty.keras'));
+  await page.waitForFunction(() => document.querySelector('#model-info strong')?.textContent.includes('faulty'));
+  await composedChange(page, () => page.locator('#verify-model').selectOption('digits_mlp_b.keras'));
+  await composedChange(page, () => page.locator('#verify-class').selectOption('1'));
+  await composedChange(page, () => page.locator('#verify-box').check());
+
+  const dir = mkdtempSync(join(tmpdir(), 'remodule-verify-'));
+  const plan = join(dir, 'verify.json');
+  const data = join(ROOT, 'data', 'digits.npz');
+  writeFileSync(plan, JSON.stringify({
+    models: { faulty: { model: join(ROOT, 'models', 'digits_mlp_faulty.keras'), data }, b: { model: join(ROOT, 'models', 'digits_mlp_b.keras'), data } },
+    modules: [{ model: 'faulty' }], base: 'faulty', verify: { classes: ['1'], by: 'b' },
+  }));
+  const expected = cli('compose', plan, '--json');
+  const plain = cli('compose', 'models/digits_mlp_faulty.keras', '--data', 'data/digits.npz', '--classes', '0,1,2,3,4,5,6,7,8,9', '--json');
+  assert.notEqual(expected.top1, plain.top1, 'verification changes the composition');
+  assert.equal(await page.locator('#composed-acc').textContent(), pctText(expected.top1));
+  assert.equal(await page.locator('#model-acc').textContent(), pctText(expected.model_accuracy));
+  assert.deepEqual(await matrix(page), expected.confusion);
+  const shown = await verifyState(page);
+  assert.deepEqual(shown, { on: true, cls: '1', by: 'digits_mlp_b.keras', composed: pctText(expected.top1) });
+
+  // A link opens with the same check on a fresh page.
+  const link = await copyLink(page);
+  const other = await env.newPage();
+  await open(other, link);
+  await other.locator('body[data-link="opened"]').waitFor();
+  assert.deepEqual(await verifyState(other), shown);
+  assert.deepEqual(await matrix(other), expected.confusion);
+
+  // A reload restores it from IndexedDB; switching it off gives the plain composition.
+  await page.waitForTimeout(300);
+  await page.reload();
+  await page.locator('body[data-restored="true"]').waitFor({ timeout: 90000 });
+  assert.deepEqual(await verifyState(page), shown);
+  await composedChange(page, () => page.locator('#verify-box').uncheck());
+  assert.equal(await page.locator('#composed-acc').textContent(), pctText(plain.top1));
+  assert.deepEqual(await matrix(page), plain.confusion);
+  assert.deepEqual(env.errors, []);
+});
