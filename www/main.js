@@ -797,7 +797,7 @@ async function applySettings(next) {
   try {
     for (const u of uploads) await addUpload(u.name, u.dataset.name, u.bytes);
     for (const m of onData) await reloadOnData(m, ensureModel);
-    for (const k of new Set([current, ...slots.map((s) => s.source)])) await ensureModel(k);
+    for (const k of new Set([current, ...slots.map((s) => s.source), ...(state.verify ? [state.verify.by] : [])])) await ensureModel(k);
   } catch (e) {
     // Cancelled (or failed): the models decomposed with the old settings stay.
     Object.assign(state, before);

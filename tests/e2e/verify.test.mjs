@@ -59,6 +59,19 @@ test('verification in the page composes as `remodule compose` with "verify" does
   assert.deepEqual(await verifyState(other), shown);
   assert.deepEqual(await matrix(other), expected.confusion);
 
+  // Other decomposition settings re-decompose the verifying model too (it is not on a card), and the check stays on.
+  await other.locator('#settings summary').click();
+  await other.locator('#s-e').fill('200');
+  await composedChange(other, () => other.locator('#s-apply').click());
+  const settings = { samples_per_class: 200 };
+  writeFileSync(plan, JSON.stringify({
+    models: { faulty: { model: join(ROOT, 'models', 'digits_mlp_faulty.keras'), data, settings }, b: { model: join(ROOT, 'models', 'digits_mlp_b.keras'), data, settings } },
+    modules: [{ model: 'faulty' }], base: 'faulty', verify: { classes: ['1'], by: 'b' },
+  }));
+  const reference = cli('compose', plan, '--json');
+  assert.deepEqual(await verifyState(other), { ...shown, composed: pctText(reference.top1) });
+  assert.deepEqual(await matrix(other), reference.confusion);
+
   // A reload restores it from IndexedDB; switching it off gives the plain composition.
   await page.waitForTimeout(300);
   await page.reload();
