@@ -159,6 +159,7 @@ export function describe(c, { catalog, multi = false }) {
     case 'modules_from': {
       const m = modelLabel(c.model, catalog);
       if (c.min !== undefined && c.max !== undefined) return `Between ${c.min} and ${c.max} modules from ${m}`;
+      if (c.max === 0 && c.min === undefined) return `No module from ${m}`;
       if (c.max !== undefined) return `At most ${c.max} module${c.max === 1 ? '' : 's'} from ${m}`;
       return `At least ${c.min} module${c.min === 1 ? '' : 's'} from ${m}`;
     }

@@ -242,7 +242,7 @@ function renderModules() {
 
 // ---- verification (seed 002, option 4) ------------------------------------
 
-/** The "Check answers of class … with …'s modules" row: the current data set's classes, its other models. */
+/** The "Check answers of class … again with the modules of …" row: the current data set's classes, its other models. */
 function renderVerify() {
   const m = state.models.get(state.current);
   const others = modelsOf(m.dataset.name).filter(([k]) => k !== state.current);

@@ -1,4 +1,4 @@
-// The composition panel's "Check answers of class … with …'s modules" row
+// The composition panel's "Check answers of class … again with the modules of …" row
 // (seed 002, option 4): the page's numbers are the CLI's for the same
 // composition file, and the setting survives a share link and a reload.
 import { after, before, test } from 'node:test';

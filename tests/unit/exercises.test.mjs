@@ -171,6 +171,7 @@ test('fix-7-verify: the right class must be checked by MLP B, without borrowing 
   assert.equal(wrong.checks[0].ok, false);
   assert.match(wrong.checks[0].now, /^now class 7 by /);
   assert.equal(evaluate(ex, snap({ class: 'digits:1', by: 'digits_mlp.keras' }), { catalog }).checks[0].ok, false);
+  assert.match(none.checks[3].text, /^No module from Digits · dense MLP, variant B$/);
   // A replaced module from B is option 1, not this exercise.
   assert.equal(evaluate(ex, snap({ class: 'digits:1', by: 'digits_mlp_b.keras' }, { 7: 'digits_mlp_b.keras' }), { catalog }).solved, false);
   assert.throws(() => validateExercise({ title: 't', models: ['digits_mlp.keras'], goal: [{ check: 'verified', class: 'digits:1', by: 'nope.keras' }] }, { catalog }), /goal\[0\]\.by names a model/);
