@@ -634,7 +634,7 @@ function renderTeacherGoal() {
     const items = r.checks.map((c) => el('li', { class: 'ok' }, el('span', { class: 'mark', 'aria-hidden': 'true' }, '✓'), c.text));
     // Students start from the current model's own modules, all in: if that is
     // the state now, they would solve the exercise without a click.
-    if (state.slots.every((s) => s.on && s.source === state.current)) {
+    if (!state.verify && state.slots.every((s) => s.on && s.source === state.current)) {
       items.push(el('li', { class: 'todo' }, el('span', { class: 'mark', 'aria-hidden': 'true' }, '!'),
         'This is the starting state: replace, switch out or add modules first, or students solve it without a click.'));
     }

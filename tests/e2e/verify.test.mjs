@@ -77,6 +77,26 @@ test('verification in the page composes as `remodule compose` with "verify" does
   await page.reload();
   await page.locator('body[data-restored="true"]').waitFor({ timeout: 90000 });
   assert.deepEqual(await verifyState(page), shown);
+
+  // Teacher mode turns the check into a goal; the student starts with it off.
+  await page.locator('#teacher summary').click();
+  const goal = await page.locator('#t-goal li').allTextContents();
+  assert.deepEqual(goal.map((g) => g.replace(/^✓/, '')), [
+    // The engine computes in f32: 0.9 reaches the page as 0.89999998, rounded down to 89%.
+    `Composed accuracy ≥ ${Math.floor(Math.fround(expected.top1) * 100 + 1e-6)}.0% with exactly the classes 0, 1, 2, 3, 4, 5, 6, 7, 8, 9`,
+    'Answers of class 1 are checked again by the modules of Digits · dense MLP, variant B']);
+  await page.locator('#t-make').click();
+  await page.locator('#share-box[data-ready]').waitFor();
+  const student = await env.newPage();
+  await open(student, await page.locator('#share-url').inputValue());
+  await student.locator('body[data-link="opened"]').waitFor();
+  assert.equal(await student.locator('#verify-box').isChecked(), false);
+  assert.equal(await student.locator('#exercise-panel').getAttribute('data-solved'), 'false');
+  await composedChange(student, () => student.locator('#verify-model').selectOption('digits_mlp_b.keras'));
+  await composedChange(student, () => student.locator('#verify-class').selectOption('1'));
+  await composedChange(student, () => student.locator('#verify-box').check());
+  assert.equal(await student.locator('#exercise-panel').getAttribute('data-solved'), 'true');
+
   await composedChange(page, () => page.locator('#verify-box').uncheck());
   assert.equal(await page.locator('#composed-acc').textContent(), pctText(plain.top1));
   assert.deepEqual(await matrix(page), plain.confusion);
