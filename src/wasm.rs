@@ -36,6 +36,13 @@ fn engine<T: serde::Serialize>(r: crate::Result<T>) -> Result<JsValue, JsError> 
     to_js(&r.map_err(|e| JsError::new(&e.to_string()))?)
 }
 
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Verify {
+    watched: Vec<crate::compose::ClassId>,
+    verifier: usize,
+}
+
 #[wasm_bindgen]
 #[derive(Default)]
 pub struct Session {
@@ -137,9 +144,17 @@ impl Session {
     }
 
     /// `picks`: `[{model, class}, ...]`; `base`: the model to compare with;
-    /// `update`: apply module update first (see `Workbench::compose_updated`).
-    pub fn compose(&mut self, picks: JsValue, base: Option<usize>, update: Option<bool>) -> Result<JsValue, JsError> {
+    /// `update`: apply module update first (see `Workbench::compose_updated`);
+    /// `verify`: optional `{watched: [class id], verifier: model}` — answers of
+    /// the watched classes are checked again (see `Workbench::compose_verified`).
+    pub fn compose(&mut self, picks: JsValue, base: Option<usize>, update: Option<bool>, verify: JsValue) -> Result<JsValue, JsError> {
         let picks: Vec<Pick> = from_js(picks, "module selection")?;
-        engine(if update == Some(true) { self.wb.compose_updated(&picks, base) } else { self.wb.compose(&picks, base) })
+        let verify: Option<Verify> = if verify.is_undefined() || verify.is_null() { None } else { Some(from_js(verify, "verification")?) };
+        match (verify, update == Some(true)) {
+            (Some(_), true) => Err(JsError::new("choose either module update or verification, not both")),
+            (Some(v), false) => engine(self.wb.compose_verified(&picks, &v.watched, v.verifier, base)),
+            (None, true) => engine(self.wb.compose_updated(&picks, base)),
+            (None, false) => engine(self.wb.compose(&picks, base)),
+        }
     }
 }

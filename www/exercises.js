@@ -4,7 +4,7 @@
 
 /** Controls an exercise (or a link's `<control>_hide=true`) may hide. */
 export const HIDEABLE = Object.freeze(['picker', 'upload', 'layers', 'addmodule', 'tryit', 'matrix', 'teacher']);
-export const CHECKS = Object.freeze(['accuracy', 'class_accuracy', 'modules_from', 'no_module', 'module_from', 'module_update']);
+export const CHECKS = Object.freeze(['accuracy', 'class_accuracy', 'modules_from', 'no_module', 'module_from', 'module_update', 'verified']);
 const LIMITS = { title: 120, story: 2000, hint: 500, hints: 10, goal: 20, models: 8, classes: 64 };
 
 /** A malformed exercise; the message names the field. */
@@ -93,6 +93,8 @@ function check(raw, path, ctx) {
     case 'module_update':
       if (has(raw, 'on') && typeof raw.on !== 'boolean') fail(`${path}.on`, 'must be true or false');
       return { check: kind, on: raw.on ?? true };
+    case 'verified':
+      return { check: kind, class: classRef(raw.class, `${path}.class`, ctx.catalog), by: modelRef(raw.by, `${path}.by`, ctx) };
   }
 }
 
@@ -157,6 +159,7 @@ export function describe(c, { catalog, multi = false }) {
     case 'modules_from': {
       const m = modelLabel(c.model, catalog);
       if (c.min !== undefined && c.max !== undefined) return `Between ${c.min} and ${c.max} modules from ${m}`;
+      if (c.max === 0 && c.min === undefined) return `No module from ${m}`;
       if (c.max !== undefined) return `At most ${c.max} module${c.max === 1 ? '' : 's'} from ${m}`;
       return `At least ${c.min} module${c.min === 1 ? '' : 's'} from ${m}`;
     }
@@ -166,16 +169,19 @@ export function describe(c, { catalog, multi = false }) {
       return `The module for class ${cls(c.class)} comes from ${modelLabel(c.model, catalog)}`;
     case 'module_update':
       return c.on ? 'Module update is on (modules from different data sets)' : 'Module update is off';
+    case 'verified':
+      return `Answers of class ${cls(c.class)} are checked again by the modules of ${modelLabel(c.by, catalog)}`;
   }
   return c.check;
 }
 
 /**
  * Evaluates the goal. `snap`: {slots: [{cls: "digits:7", model: key, on}],
- * result: null | {top1, perClass: {"digits:7": accuracy, ...}}, update} —
+ * result: null | {top1, perClass: {"digits:7": accuracy, ...}}, update, verify} —
  * `result` is the composition of the slots that are on (null when none are);
  * `update`: module update applies to it (the switch is on and the
- * composition spans data sets).
+ * composition spans data sets); `verify`: null | {class: "digits:1", by:
+ * model key} — the answers of that class are checked by that model's modules.
  * Returns {solved, multi, checks: [{check, ok, text, now}]}.
  */
 export function evaluate(ex, snap, { catalog }) {
@@ -224,6 +230,12 @@ export function evaluate(ex, snap, { catalog }) {
         ok = Boolean(snap.update) === c.on;
         now = snap.update ? 'now on' : 'now off';
         break;
+      case 'verified': {
+        const v = snap.verify;
+        ok = !!v && v.class === c.class && v.by === c.by;
+        now = !v ? 'nothing checked' : ok ? 'yes' : `now class ${classLabel(v.class, multi)} by ${modelLabel(v.by, catalog)}`;
+        break;
+      }
     }
     return { check: c, ok, text: describe(c, { catalog, multi }), now };
   });
@@ -239,7 +251,7 @@ export function evaluate(ex, snap, { catalog }) {
  */
 export function exerciseFromState(snap, { start, title, story = '', hints = [], hide = [] }) {
   const on = snap.slots.filter((s) => s.on);
-  const models = [start, ...new Set(on.map((s) => s.model).filter((m) => m !== start))];
+  const models = [start, ...new Set([...on.map((s) => s.model), ...(snap.verify ? [snap.verify.by] : [])].filter((m) => m !== start))];
   const goal = [];
   if (snap.result) {
     goal.push({ check: 'accuracy', min: Math.floor(snap.result.top1 * 100 + 1e-6) / 100, classes: on.map((s) => s.cls) });
@@ -247,6 +259,7 @@ export function exerciseFromState(snap, { start, title, story = '', hints = [], 
   for (const s of on) if (s.model !== start) goal.push({ check: 'module_from', class: s.cls, model: s.model });
   for (const s of snap.slots) if (!s.on && !on.some((o) => o.cls === s.cls)) goal.push({ check: 'no_module', class: s.cls });
   if (snap.update) goal.push({ check: 'module_update', on: true });
+  if (snap.verify) goal.push({ check: 'verified', class: snap.verify.class, by: snap.verify.by });
   const ex = { title: title || 'Rebuild this composition', story, models, goal };
   if (hints.length) ex.hints = hints;
   if (hide.length) ex.hide = hide;

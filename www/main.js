@@ -34,6 +34,7 @@ const state = {
   exercise: null,        // the open exercise (validated), or null
   custom: null,          // the last exercise a link brought (listed after the built-ins)
   linkHide: [],          // controls a link hid with <control>_hide=true
+  verify: null,          // {class (index in the current data set), by (model key)}: answers of that class are checked by that model's modules
   solved: new Set(),     // ids of solved exercises (kept in IndexedDB)
 };
 
@@ -110,9 +111,15 @@ async function recompose(beforeRender = () => {}) {
   performance.mark('compose-start');
   const spans = new Set(state.slots.filter((s) => s.on).map((s) => state.models.get(s.source).dataset.name)).size > 1;
   $('update-row').hidden = !spans;
-  const update = spans && $('update-box').checked;
+  const cur = state.models.get(state.current);
+  const v = state.verify;
+  const verify = v ? { watched: [cur.modules[v.class].class_id], verifier: state.models.get(v.by).info.id } : null;
+  // The engine does one or the other (docs/COMPOSE.md): verification wins while it is on.
+  $('update-box').disabled = Boolean(verify);
+  const update = spans && $('update-box').checked && !verify;
   document.body.dataset.update = String(update);
-  const result = await engine.call('compose', { picks: chosen, base: state.models.get(state.current).info.id, update });
+  document.body.dataset.verify = v ? `${v.class} ${v.by}` : '';
+  const result = await engine.call('compose', { picks: chosen, base: cur.info.id, update, verify });
   performance.mark('compose-reply');
   beforeRender();
   lastResult = result;
@@ -230,6 +237,45 @@ function moduleCard(slot) {
 function renderModules() {
   $('modules').replaceChildren(...state.slots.map(moduleCard));
   renderAddModule();
+  renderVerify();
+}
+
+// ---- verification (seed 002, option 4) ------------------------------------
+
+/** The "Check answers of class … again with the modules of …" row: the current data set's classes, its other models. */
+function renderVerify() {
+  const m = state.models.get(state.current);
+  const others = modelsOf(m.dataset.name).filter(([k]) => k !== state.current);
+  const v = state.verify;
+  if (v && (!others.some(([k]) => k === v.by) || v.class >= m.dataset.class_names.length)) state.verify = null;
+  $('verify-row').hidden = others.length === 0;
+  const cls = $('verify-class');
+  const by = $('verify-model');
+  const keep = { cls: cls.value, by: by.value };
+  cls.replaceChildren(...m.dataset.class_names.map((n, c) => el('option', { value: String(c) }, n)));
+  by.replaceChildren(...others.map(([k, t]) => el('option', { value: k }, t)));
+  if (state.verify) {
+    cls.value = String(state.verify.class);
+    by.value = state.verify.by;
+  } else {
+    if ([...cls.options].some((o) => o.value === keep.cls)) cls.value = keep.cls;
+    if (others.some(([k]) => k === keep.by)) by.value = keep.by;
+  }
+  $('verify-box').checked = Boolean(state.verify);
+}
+
+/** Reads the verify row, loads (decomposes) the verifying model if needed, recomposes. */
+async function changeVerify() {
+  const next = $('verify-box').checked && $('verify-model').value
+    ? { class: Number($('verify-class').value), by: $('verify-model').value } : null;
+  try {
+    if (next) await ensureModel(next.by);
+  } catch (e) {
+    renderVerify(); // back to what is composed
+    throw e;
+  }
+  state.verify = next;
+  await recompose();
 }
 
 // ---- modules from another data set (inter-dataset reuse) -----------------
@@ -302,6 +348,7 @@ function snapshot() {
     try: $('try-panel').hidden ? null : tryIt?.linkState() ?? null,
     text: $('type-panel').hidden ? null : typeIt?.linkState() ?? null,
     update: $('update-box').checked,
+    verify: state.verify ? { ...state.verify } : null,
     exercise: state.exercise, hide: state.linkHide,
   };
 }
@@ -366,6 +413,7 @@ async function applyState(st, files = new Map()) {
   state.exercise = st.exercise;
   if (st.exercise && !st.exercise.id) state.custom = st.exercise;
   $('update-box').checked = Boolean(st.update);
+  state.verify = st.verify ?? null;
   await select(st.current, { slots: st.slots });
   if (st.try && !$('try-panel').hidden) tryIt.restore(st.try);
   if (st.text && !$('type-panel').hidden) typeIt.restore(st.text);
@@ -493,7 +541,10 @@ function exerciseSnapshot() {
     }
     result = { top1: lastResult.top1, perClass };
   }
-  return { slots, result, update: document.body.dataset.update === 'true' };
+  const v = state.verify && lastResult ? state.verify : null;
+  const cur = state.models.get(state.current).dataset;
+  const verify = v ? { class: `${cur.name}:${cur.class_names[v.class]}`, by: v.by } : null;
+  return { slots, result, update: document.body.dataset.update === 'true', verify };
 }
 
 function applyHide() {
@@ -520,6 +571,7 @@ async function startExercise(ex) {
   const before = state.exercise;
   try {
     state.exercise = ex;
+    state.verify = null; // students start from the model's own modules, nothing checked
     for (const k of ex.models) await ensureModel(k);
     await select(ex.models[0]);
   } catch (e) {
@@ -582,7 +634,7 @@ function renderTeacherGoal() {
     const items = r.checks.map((c) => el('li', { class: 'ok' }, el('span', { class: 'mark', 'aria-hidden': 'true' }, '✓'), c.text));
     // Students start from the current model's own modules, all in: if that is
     // the state now, they would solve the exercise without a click.
-    if (state.slots.every((s) => s.on && s.source === state.current)) {
+    if (!state.verify && state.slots.every((s) => s.on && s.source === state.current)) {
       items.push(el('li', { class: 'todo' }, el('span', { class: 'mark', 'aria-hidden': 'true' }, '!'),
         'This is the starting state: replace, switch out or add modules first, or students solve it without a click.'));
     }
@@ -745,7 +797,7 @@ async function applySettings(next) {
   try {
     for (const u of uploads) await addUpload(u.name, u.dataset.name, u.bytes);
     for (const m of onData) await reloadOnData(m, ensureModel);
-    for (const k of new Set([current, ...slots.map((s) => s.source)])) await ensureModel(k);
+    for (const k of new Set([current, ...slots.map((s) => s.source), ...(state.verify ? [state.verify.by] : [])])) await ensureModel(k);
   } catch (e) {
     // Cancelled (or failed): the models decomposed with the old settings stay.
     Object.assign(state, before);
@@ -796,6 +848,7 @@ function wireControls() {
   });
   $('s-reset').addEventListener('click', () => applySettings({}).catch(showError));
   $('update-box').addEventListener('change', () => recompose().catch(showError));
+  for (const id of ['verify-box', 'verify-class', 'verify-model']) $(id).addEventListener('change', () => changeVerify().catch(showError));
   $('type-box').addEventListener('input', () => persist());
   $('type-samples').addEventListener('click', () => persist());
   const picker = $('model-picker');

@@ -254,7 +254,7 @@ export function validateState(raw, ctx) {
   if (new Set(keys).size !== keys.length) bad('models lists a model twice');
   const current = index(raw.current, models.length, 'current');
   const dsOf = (i) => catalog.datasets[models[i].dataset];
-  const st = { models, settings: has(raw, 'settings') ? validSettings(raw.settings) : {}, current: keys[current], slots: null, try: null, text: null, update: false, exercise: null };
+  const st = { models, settings: has(raw, 'settings') ? validSettings(raw.settings) : {}, current: keys[current], slots: null, try: null, text: null, update: false, verify: null, exercise: null };
 
   if (has(raw, 'slots')) {
     const base = models[current].dataset;
@@ -300,6 +300,16 @@ export function validateState(raw, ctx) {
     if (raw.update !== 0 && raw.update !== 1) bad('update must be 0 or 1');
     st.update = raw.update === 1;
   }
+  // Added in version 1 without a version change, like `update`.
+  if (has(raw, 'verify') && raw.verify !== null) {
+    const v = raw.verify;
+    if (!isObj(v)) bad('verify must be {"class": n, "by": model index}');
+    const base = models[current].dataset;
+    const cls = index(v.class, (catalog.datasets[base].classes ?? []).length, 'verify.class');
+    const by = index(v.by, models.length, 'verify.by');
+    if (by === current || models[by].dataset !== base) bad(`verify.by must be another model of data set ${base}`);
+    st.verify = { class: cls, by: keys[by] };
+  }
 
   if (has(raw, 'exercise') && raw.exercise !== null) {
     if (typeof raw.exercise === 'string') {
@@ -342,7 +352,7 @@ export function isShareFragment(hash) {
 
 /**
  * Fragment → validated state ({models, settings, current, slots, try, text,
- * update, exercise, hide}). Throws ShareLinkError, never anything else.
+ * update, verify, exercise, hide}). Throws ShareLinkError, never anything else.
  */
 export async function decodeFragment(hash, ctx) {
   const { v, s, hide } = parseFragment(hash);
@@ -386,6 +396,7 @@ export function stateToJson(st) {
   if (st.text?.sample !== undefined) out.text = { sample: st.text.sample };
   else if (typeof st.text === 'string' && st.text !== '') out.text = st.text;
   if (st.update) out.update = 1;
+  if (st.verify) out.verify = { class: st.verify.class, by: keys.indexOf(st.verify.by) };
   if (st.exercise) {
     if (st.exercise.id) out.exercise = st.exercise.id;
     else {

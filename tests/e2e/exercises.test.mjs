@@ -216,3 +216,64 @@ test('inter-dataset reuse with module update: the switch lifts French over the g
   assert.equal(await solved(page), 'false');
   assert.deepEqual(env.errors, []);
 });
+
+// Seed 002's options 2–4 for the faulty 7-module (option 1 is fix-faulty-7 above).
+test('fix the 7 with the small 1-vs-7 model: its 7-module added from the other data set, the faulty one out', async () => {
+  const page = await env.newPage();
+  await open(page, env.url);
+  await startExercise(page, 'fix-7-small-model');
+  assert.equal(await page.locator('#model-picker').inputValue(), 'digits_mlp_faulty.keras');
+  await addModule(page, 'digits_1v7.keras', '7');
+  // Both 7-modules in: the goal's 7 is still the faulty model's.
+  assert.equal(await solved(page), 'false');
+  assert.match(await page.locator('#ex-goal li[data-check="module_from"]').textContent(), /✗.*now from Digits · faulty MLP/);
+  await toggle(page, '7');
+  assert.equal(await solved(page), 'true');
+  assert.equal(await page.locator('#composed-acc').textContent(), '81.3%');
+  assert.match(await page.locator('#ex-goal li[data-check="class_accuracy"]').textContent(), /✓.*\(now 73\.0%\)/);
+  await shot(page, 'exercise-fix-7-small-model');
+  // Taking the small model's 7 off the board leaves no module for 7.
+  await composedChange(page, () => page.locator('.module[data-class="digits_1v7:7"] .drop').click());
+  assert.equal(await solved(page), 'false');
+  assert.deepEqual(env.errors, []);
+});
+
+test('fix the 7 by removing it: one click, 91.3% on the other nine digits', async () => {
+  const page = await env.newPage();
+  await open(page, env.url);
+  await startExercise(page, 'fix-7-remove');
+  assert.equal(await page.locator('#composed-acc').textContent(), '82.9%');
+  assert.equal(await solved(page), 'false');
+  await toggle(page, '7');
+  assert.equal(await page.locator('#composed-acc').textContent(), '91.3%');
+  assert.equal(await solved(page), 'true');
+  await toggle(page, '7');
+  assert.equal(await solved(page), 'false');
+  assert.deepEqual(env.errors, []);
+});
+
+test('fix the 7 by re-checking answers of class 1 with MLP B: watching 7 does not help, watching 1 does', async () => {
+  const page = await env.newPage();
+  await open(page, env.url);
+  await startExercise(page, 'fix-7-verify');
+  assert.equal(await page.locator('#verify-row').isVisible(), true);
+  assert.equal(await page.locator('#verify-box').isChecked(), false);
+  assert.match(await page.locator('#ex-goal li[data-check="verified"]').textContent(), /✗.*\(nothing checked\)/);
+  await composedChange(page, () => page.locator('#verify-model').selectOption('digits_mlp_b.keras'));
+  await composedChange(page, () => page.locator('#verify-class').selectOption('7'));
+  await composedChange(page, () => page.locator('#verify-box').check());
+  // The faulty model answers 1 for the 7s: checking its 7 answers changes almost nothing.
+  assert.equal(await page.locator('body').getAttribute('data-verify'), '7 digits_mlp_b.keras');
+  assert.equal(await page.locator('#composed-acc').textContent(), '82.8%');
+  assert.equal(await solved(page), 'false');
+  assert.match(await page.locator('#ex-goal li[data-check="verified"]').textContent(), /✗.*now class 7 by/);
+  await composedChange(page, () => page.locator('#verify-class').selectOption('1'));
+  assert.equal(await page.locator('#composed-acc').textContent(), '90.0%');
+  assert.match(await page.locator('#ex-goal li[data-check="class_accuracy"]').textContent(), /✓.*\(now 73\.0%\)/);
+  assert.equal(await solved(page), 'true');
+  await shot(page, 'exercise-fix-7-verify');
+  await composedChange(page, () => page.locator('#verify-box').uncheck());
+  assert.equal(await page.locator('#composed-acc').textContent(), '82.9%');
+  assert.equal(await solved(page), 'false');
+  assert.deepEqual(env.errors, []);
+});

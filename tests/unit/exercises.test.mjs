@@ -157,3 +157,43 @@ test('languages-module-update: the accuracy alone is not enough, the update swit
   const made = validateExercise(exerciseFromState({ slots, result: { top1: 0.911, perClass }, update: true }, { start: 'lang_a_lstm.keras' }), { catalog });
   assert.deepEqual(made.goal.at(-1), { check: 'module_update', on: true });
 });
+
+test('fix-7-verify: the right class must be checked by MLP B, without borrowing B modules (numbers from remodule compose)', () => {
+  const ex = byId['fix-7-verify'];
+  const good = { top1: 0.9, perClass: { 'digits:7': 0.73 } };
+  const snap = (verify, over = {}) => ({ ...faulty({ over, ...good }), verify });
+  assert.equal(evaluate(ex, snap({ class: 'digits:1', by: 'digits_mlp_b.keras' }), { catalog }).solved, true);
+  const none = evaluate(ex, snap(null), { catalog });
+  assert.equal(none.solved, false);
+  assert.equal(none.checks[0].now, 'nothing checked');
+  assert.match(none.checks[0].text, /^Answers of class 1 are checked again by the modules of .*variant B/);
+  const wrong = evaluate(ex, snap({ class: 'digits:7', by: 'digits_mlp_b.keras' }), { catalog });
+  assert.equal(wrong.checks[0].ok, false);
+  assert.match(wrong.checks[0].now, /^now class 7 by /);
+  assert.equal(evaluate(ex, snap({ class: 'digits:1', by: 'digits_mlp.keras' }), { catalog }).checks[0].ok, false);
+  assert.match(none.checks[3].text, /^No module from Digits · dense MLP, variant B$/);
+  // A replaced module from B is option 1, not this exercise.
+  assert.equal(evaluate(ex, snap({ class: 'digits:1', by: 'digits_mlp_b.keras' }, { 7: 'digits_mlp_b.keras' }), { catalog }).solved, false);
+  assert.throws(() => validateExercise({ title: 't', models: ['digits_mlp.keras'], goal: [{ check: 'verified', class: 'digits:1', by: 'nope.keras' }] }, { catalog }), /goal\[0\]\.by names a model/);
+  assert.throws(() => validateExercise({ title: 't', models: ['digits_mlp.keras'], goal: [{ check: 'verified', class: 'digits:x', by: 'digits_mlp.keras' }] }, { catalog }), /goal\[0\]\.class/);
+  // Teacher mode keeps the verification, and the verifier becomes one of the exercise's models.
+  const made = validateExercise(exerciseFromState(snap({ class: 'digits:1', by: 'digits_mlp_b.keras' }), { start: 'digits_mlp_faulty.keras' }), { catalog });
+  assert.deepEqual(made.goal.at(-1), { check: 'verified', class: 'digits:1', by: 'digits_mlp_b.keras' });
+  assert.deepEqual(made.models, ['digits_mlp_faulty.keras', 'digits_mlp_b.keras']);
+});
+
+test('fix-7-remove and fix-7-small-model: solved by their option only', () => {
+  const rm = byId['fix-7-remove'];
+  assert.equal(evaluate(rm, faulty({ off: [7], top1: 0.913 }), { catalog }).solved, true);
+  assert.equal(evaluate(rm, faulty({ top1: 0.913 }), { catalog }).solved, false);
+  const small = byId['fix-7-small-model'];
+  const withSmall = (first) => {
+    const s = faulty({ off: [7], top1: 0.813, perClass: { 'digits:7': 0.73 } });
+    s.slots.push({ cls: 'digits:7', model: 'digits_1v7.keras', on: true });
+    if (!first) s.slots[7].on = true;
+    return s;
+  };
+  assert.equal(evaluate(small, withSmall(true), { catalog }).solved, true);
+  // The faulty 7-module still in: the 7 is not the small model's.
+  assert.equal(evaluate(small, withSmall(false), { catalog }).solved, false);
+});

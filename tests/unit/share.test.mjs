@@ -43,7 +43,7 @@ async function randomState(r) {
     });
   }
   const cur = r.pick(models);
-  const st = { models, settings: {}, current: cur.key, slots: null, try: null, text: null, update: false, exercise: null, hide: [] };
+  const st = { models, settings: {}, current: cur.key, slots: null, try: null, text: null, update: false, verify: null, exercise: null, hide: [] };
   if (r.next() < 0.8) {
     const base = cur.dataset;
     const sameDs = models.filter((m) => m.dataset === base);
@@ -65,6 +65,8 @@ async function randomState(r) {
   if (x < 0.2) st.text = { sample: r.int(LIMITS.samples) };
   else if (x < 0.5) st.text = Array.from({ length: 1 + r.int(r.bool() ? 40 : LIMITS.text) }, () => r.pick([...'abc xyzäöüßéñ€漢\n\t"\'<>&', '😀'])).join('').slice(0, LIMITS.text);
   st.update = r.next() < 0.3;
+  const verifiers = models.filter((m) => m.dataset === cur.dataset && m.key !== cur.key);
+  if (verifiers.length && r.next() < 0.5) st.verify = { class: r.int(catalog.datasets[cur.dataset].classes.length), by: r.pick(verifiers).key };
   const e = r.next();
   if (e < 0.3) st.exercise = r.pick(exercises);
   else if (e < 0.5) {
@@ -112,6 +114,12 @@ function checkInvariants(st) {
   assert.ok(st.text === null || (typeof st.text === 'string' && st.text.length >= 1 && st.text.length <= LIMITS.text)
     || (Number.isInteger(st.text.sample) && st.text.sample >= 0 && st.text.sample < LIMITS.samples));
   assert.equal(typeof st.update, 'boolean');
+  if (st.verify !== null) {
+    const base = st.models.find((m) => m.key === st.current).dataset;
+    assert.ok(Number.isInteger(st.verify.class) && st.verify.class >= 0 && st.verify.class < catalog.datasets[base].classes.length);
+    assert.notEqual(st.verify.by, st.current);
+    assert.equal(st.models.find((m) => m.key === st.verify.by)?.dataset, base);
+  }
   if (st.try) {
     assert.ok((Number.isInteger(st.try.sample) && st.try.sample >= 0 && st.try.sample < LIMITS.samples)
       || (st.try.pixels instanceof Uint8Array && st.try.pixels.length === LIMITS.pixels));
@@ -208,6 +216,21 @@ test('typed text and the module-update switch: restored exactly, and an older li
   for (const bad of [{ text: '' }, { text: 'x'.repeat(LIMITS.text + 1) }, { text: 'a\u0000b' }, { text: 5 }, { text: { sample: 12 } }, { update: true }, { update: 2 }]) {
     const out = await decodeTyped(pack({ models: ['lang_a_lstm.keras'], current: 0, ...bad }), `bad ${JSON.stringify(bad)}`);
     assert.ok(out instanceof ShareLinkError, JSON.stringify(bad));
+  }
+});
+
+test('the verification row: restored exactly, an older link opens with it off, bad values are refused', async () => {
+  const models = [{ key: 'digits_mlp_faulty.keras', dataset: 'digits' }, { key: 'clothing_mlp.keras', dataset: 'clothing' }, { key: 'digits_mlp_b.keras', dataset: 'digits' }];
+  const base = { models, settings: {}, current: 'digits_mlp_faulty.keras', slots: null, try: null, exercise: null, hide: [] };
+  const back = await decodeTyped(`#${await encodeState({ ...base, verify: { class: 1, by: 'digits_mlp_b.keras' } })}`, 'verify');
+  assert.deepEqual(back.verify, { class: 1, by: 'digits_mlp_b.keras' });
+  assert.deepEqual(stateToJson(back).verify, { class: 1, by: 2 });
+  assert.equal((await decodeTyped(pack({ models: ['digits_mlp_faulty.keras'], current: 0 }), 'old link')).verify, null);
+  const three = ['digits_mlp_faulty.keras', 'clothing_mlp.keras', 'digits_mlp_b.keras'];
+  for (const bad of [{ class: 1, by: 0 }, { class: 1, by: 1 }, { class: 10, by: 2 }, { class: -1, by: 2 }, { class: 1, by: 3 }, { class: '1', by: 2 }, { by: 2 }, [1, 2], 1]) {
+    const out = await decodeTyped(pack({ models: three, current: 0, verify: bad }), `bad verify ${JSON.stringify(bad)}`);
+    assert.ok(out instanceof ShareLinkError, JSON.stringify(bad));
+    assert.match(out.message, /verify/);
   }
 });
 
