@@ -254,7 +254,7 @@ export function exerciseFromState(snap, { start, title, story = '', hints = [], 
   const models = [start, ...new Set([...on.map((s) => s.model), ...(snap.verify ? [snap.verify.by] : [])].filter((m) => m !== start))];
   const goal = [];
   if (snap.result) {
-    goal.push({ check: 'accuracy', min: Math.floor(snap.result.top1 * 100 + 1e-6) / 100, classes: on.map((s) => s.cls) });
+    goal.push({ check: 'accuracy', min: Math.floor(snap.result.top1 * 100 + 1e-4) / 100, classes: on.map((s) => s.cls) });
   }
   for (const s of on) if (s.model !== start) goal.push({ check: 'module_from', class: s.cls, model: s.model });
   for (const s of snap.slots) if (!s.on && !on.some((o) => o.cls === s.cls)) goal.push({ check: 'no_module', class: s.cls });
