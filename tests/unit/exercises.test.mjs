@@ -81,6 +81,8 @@ test('teacher mode: the exercise made from a state is solved by that state, not 
   for (const top1 of [0.9, 0.95, 0.99, 1, Math.fround(0.93), Math.fround(0.57)]) {
     const e = exerciseFromState(faulty({ top1 }), { start: 'digits_mlp_faulty.keras' });
     assert.equal(evaluate(validateExercise(e, { catalog }), faulty({ top1 }), { catalog }).solved, true, String(top1));
+    // …and an f32 whole percent is that percent, not one below (0.9 arrives as 0.89999998).
+    assert.equal(e.goal[0].min, Math.round(top1 * 100) / 100, String(top1));
   }
   assert.match(exerciseId(ex), /^link-[0-9a-f]{8}$/);
   assert.equal(exerciseId(ex), exerciseId(structuredClone(ex)));
