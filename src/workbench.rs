@@ -304,6 +304,9 @@ impl Workbench {
     /// with `softmax`, `softmax`.
     pub fn export_onnx(&self, picks: &[Pick], softmax: bool) -> Result<Vec<u8>> {
         use crate::formats::onnx::export::{export_composition, ExportModule, ExportOptions};
+        if picks.is_empty() {
+            return Err(Error::invalid("select at least one module to export"));
+        }
         let datasets = self.pick_datasets(picks)?;
         let row_class = self.pick_classes(picks)?;
         let mut classes = row_class.clone();
@@ -328,6 +331,9 @@ impl Workbench {
     /// in order), each pick's score row and the composed answers (indices
     /// into the composition's classes, ties to the first pick).
     pub fn composition_scores(&mut self, picks: &[Pick]) -> Result<CompositionScores> {
+        if picks.is_empty() {
+            return Err(Error::invalid("select at least one module to compose"));
+        }
         let (datasets, rows) = self.composition_rows(picks)?;
         let row_class = self.pick_classes(picks)?;
         let mut classes = row_class.clone();

@@ -690,6 +690,3 @@ impl ModuleBuilder<'_, '_> {
         Ok(Value { name: masked, layout: Layout::Ir, int: false })
     }
 }
-
-#[cfg(test)]
-mod tests;
