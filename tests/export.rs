@@ -113,13 +113,13 @@ fn clipped_columns_become_a_module_copy_of_the_kernel_and_cnn_recurrent_graphs_a
         assert_eq!(w, expected, "weight {i}");
     }
     // Its removed units are masked after the activation.
-    assert!(g.node.iter().any(|n| n.op_type == "Mul" && n.input.iter().any(|i| i.ends_with(&format!("n{layer}_keep")))));
+    assert!(g.node.iter().any(|n| n.op_type == "Where" && n.input.iter().any(|i| i.ends_with(&format!("n{layer}_keep")))));
 
     let quick = Settings { samples_per_class: 100, ..Settings::default() };
-    let wb = bench("digits", &["digits_resnet.keras"], &quick);
+    let wb = bench("digits", &["digits_cnn.keras"], &quick);
     let g = well_formed(&wb.export_onnx(&picks(0, 0..10), false).unwrap(), 10, false).graph.unwrap();
     let ops: HashSet<&str> = g.node.iter().map(|n| n.op_type.as_str()).collect();
-    assert!(ops.contains("Conv") && ops.contains("Transpose") && ops.contains("Mul"), "{ops:?}");
+    assert!(ops.contains("Conv") && ops.contains("Transpose") && ops.contains("Where"), "{ops:?}");
 
     let wb = bench("lang_a", &["lang_a_lstm.keras"], &quick);
     let m = well_formed(&wb.export_onnx(&picks(0, 0..5), false).unwrap(), 5, false);
@@ -189,4 +189,35 @@ fn a_saved_module_set_exports_the_same_graph_as_its_source() {
     assert_eq!(native::contents(&set).unwrap(), native::Contents::Modules);
     let p = picks(0, [0, 3, 8]);
     assert_eq!(back.export_onnx(&p, false).unwrap(), wb.export_onnx(&p, false).unwrap());
+}
+
+/// `tests/fixtures/export/digits_1v7_clipped.remodule`: the 1-vs-7 model's
+/// reference-mode modules with every other kept unit of its first layer also
+/// clipped (on the bundled data TI lifts nearly every clip, so the ONNX check
+/// in tests/e2e/onnx_export.test.mjs would not see one otherwise). The file is
+/// rebuilt here and must match; `REMODULE_WRITE_FIXTURES=1` rewrites it.
+#[test]
+fn the_clipped_module_set_fixture_is_current() {
+    let s = Settings { mode: remodule::decompose::Mode::Reference, samples_per_class: 50, ..Settings::default() };
+    let wb = bench("digits_1v7", &["digits_1v7.keras"], &s);
+    let (model, mut dec) = native::load_modules(&wb.export_modules(0).unwrap(), "digits_1v7").unwrap();
+    let layer = model.tracked()[0];
+    for m in &mut dec.modules {
+        let mask = m.masks.nodes.get_mut(&layer).unwrap();
+        let kept: Vec<usize> = mask.keep.iter().collect();
+        mask.clip_negative = Some(BitSet::from_indices(mask.keep.len(), kept.into_iter().step_by(2)));
+    }
+    let bytes = native::save_modules(&model, &dec).unwrap();
+    let path = format!("{}/tests/fixtures/export/digits_1v7_clipped.remodule", env!("CARGO_MANIFEST_DIR"));
+    if std::env::var_os("REMODULE_WRITE_FIXTURES").is_some() {
+        std::fs::create_dir_all(std::path::Path::new(&path).parent().unwrap()).unwrap();
+        std::fs::write(&path, &bytes).unwrap();
+    }
+    assert!(std::fs::read(&path).unwrap() == bytes, "{path} is stale: rerun with REMODULE_WRITE_FIXTURES=1");
+    // The export holds a clipped kernel copy for each module.
+    let mut back = Workbench::new();
+    let ds = back.add_dataset(&read("data/digits_1v7.npz"), "digits_1v7").unwrap().id;
+    back.add_file(&bytes, "digits_1v7_clipped.remodule", ds).unwrap();
+    let g = well_formed(&back.export_onnx(&picks(0, 0..2), false).unwrap(), 2, false).graph.unwrap();
+    assert_eq!(g.initializer.iter().filter(|t| t.name.contains("kernel_clipped")).count(), 2);
 }

@@ -417,7 +417,7 @@ function askForFiles(st, missing) {
   const files = new Map();
   const list = $('link-files-list');
   list.replaceChildren(...missing.map((m) => {
-    const input = el('input', { type: 'file', accept: '.keras,.h5,.hdf5', 'aria-label': `Choose ${m.upload.name}` });
+    const input = el('input', { type: 'file', accept: '.keras,.h5,.hdf5,.onnx,.remodule', 'aria-label': `Choose ${m.upload.name}` });
     const status = el('span', { class: 'muted' }, 'not chosen yet');
     input.addEventListener('change', async () => {
       const f = input.files?.[0];

@@ -70,8 +70,12 @@ test("the faulty model with its 7-module replaced from the 1-vs-7 model (another
   check('faulty_7', ['models/digits_mlp_faulty.keras', 'models/digits_1v7.keras=data/digits_1v7.npz', ...digits,
     '--picks', '0:0,0:1,0:2,0:3,0:4,0:5,0:6,1:1,0:8,0:9']));
 
-test('reference mode (clipped negative weights), three classes', () =>
+test('reference mode (intersection masks), three classes', () =>
   check('reference', ['models/digits_mlp.keras', ...digits, '--mode', 'reference', '--samples', '300', '--classes', '1,7,9']));
+
+// On the bundled data TI lifts nearly every clip; this saved module set clips on purpose (tests/export.rs writes it).
+test('clipped negative weights (a saved reference-mode module set with clipped units)', () =>
+  check('clipped', ['tests/fixtures/export/digits_1v7_clipped.remodule', '--data', 'data/digits_1v7.npz']));
 
 test('CNN composition', () => check('cnn', ['models/digits_cnn.keras', ...digits]));
 

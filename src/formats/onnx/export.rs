@@ -9,8 +9,8 @@
 //! compute:
 //! - input: the data as stored (pixels 0–255, token ids); each module applies
 //!   its model's `raw × scale + offset`;
-//! - a removed unit is forced to 0 after its activation: `Mul` by a constant
-//!   0/1 mask of the unit grid;
+//! - a removed unit is forced to 0 after its activation: `Where` with a
+//!   constant bool mask of the unit grid;
 //! - `reference` mode's clipped negative weights: a Dense kernel with those
 //!   columns' negatives zeroed (per-step patterns that differ by step: both
 //!   products and a `Where`);
@@ -26,7 +26,7 @@
 //! consumer needs the other one (masks and BatchNorm constants follow the
 //! layout). Weights a module does not change are stored once per model.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 
 use prost::Message;
 
@@ -226,7 +226,7 @@ struct Graph {
     nodes: Vec<NodeProto>,
     inits: Vec<TensorProto>,
     /// Initializer names already written (shared constants, a model's unchanged weights).
-    written: HashMap<String, ()>,
+    written: HashSet<String>,
     weight_bytes: u64,
 }
 
@@ -249,7 +249,7 @@ impl Graph {
 
     fn init(&mut self, t: TensorProto) -> String {
         let name = t.name.clone();
-        if self.written.insert(name.clone(), ()).is_none() {
+        if self.written.insert(name.clone()) {
             self.weight_bytes += t.raw_data.len() as u64;
             self.inits.push(t);
         }
@@ -345,7 +345,7 @@ impl ModuleBuilder<'_, '_> {
     /// A weight the module leaves unchanged: stored once per model.
     fn weight(&mut self, id: NodeId, role: &str, dims: &[usize], data: impl FnOnce() -> Vec<f32>) -> String {
         let name = format!("w{}_n{id}_{role}", self.model_key);
-        if self.g.written.contains_key(&name) {
+        if self.g.written.contains(&name) {
             return name;
         }
         self.g.const_f32(&name, dims, data())
@@ -425,12 +425,17 @@ impl ModuleBuilder<'_, '_> {
             return v;
         }
         let shape = &self.model.nodes[id].shape;
-        let bits: Vec<f32> = (0..m.keep.len()).map(|u| m.keep.contains(u) as u8 as f32).collect();
+        let bits: Vec<bool> = (0..m.keep.len()).map(|u| m.keep.contains(u)).collect();
         let (data, dims) = if v.layout == Layout::Nchw { (hwc_to_chw(&bits, shape), vec![shape[2], shape[0], shape[1]]) } else { (bits, shape.clone()) };
-        let c = self.g.const_f32(&self.name(id, "keep"), &dims, data);
-        let out = self.name(id, "masked");
-        self.g.op("Mul", &[&v.name, &c], vec![], &out);
+        let out = self.keep(id, &v.name, &dims, data);
         Value { name: out, ..v }
+    }
+
+    /// `Where(keep, x, 0)`: removed units read exactly 0 (a bool mask is a quarter of a float one).
+    fn keep(&mut self, id: NodeId, x: &str, dims: &[usize], keep: Vec<bool>) -> String {
+        let c = self.g.const_bool(&self.name(id, "keep"), dims, keep);
+        let zero = self.g.const_f32("zero", &[], vec![0.0]);
+        self.g.op("Where", &[&c, x, &zero], vec![], &self.name(id, "masked"))
     }
 
     fn activate(&mut self, id: NodeId, pre: Value, a: Activation) -> Value {
@@ -652,7 +657,7 @@ impl ModuleBuilder<'_, '_> {
         }
         let name = |s: &mut Self, role: &str, dims: &[usize], data: Vec<f32>| -> String {
             let k = keyed(role);
-            if s.g.written.contains_key(&k) { k } else { s.g.const_f32(&k, dims, data) }
+            if s.g.written.contains(&k) { k } else { s.g.const_f32(&k, dims, data) }
         };
         let (wn, rn, bn) = (name(self, "W", &[1, gates * u, f], w), name(self, "R", &[1, gates * u, u], rr), name(self, "B", &[1, 2 * gates * u], b));
         let x = self.get(node.inputs[0], Layout::Ir);
@@ -684,9 +689,8 @@ impl ModuleBuilder<'_, '_> {
             return Ok(Value { name: out, layout: Layout::Ir, int: false });
         }
         // Consumers read 0 from a removed unit whatever its state (a sigmoid SimpleRNN's is not 0).
-        let keep: Vec<f32> = (0..mask_dims.iter().product::<usize>()).map(|i| if removed[i % u] { 0.0 } else { 1.0 }).collect();
-        let c = self.g.const_f32(&self.name(id, "keep"), &mask_dims, keep);
-        let masked = self.g.op("Mul", &[&out, &c], vec![], &self.name(id, "masked"));
+        let keep: Vec<bool> = (0..mask_dims.iter().product::<usize>()).map(|i| !removed[i % u]).collect();
+        let masked = self.keep(id, &out, &mask_dims, keep);
         Ok(Value { name: masked, layout: Layout::Ir, int: false })
     }
 }
