@@ -623,7 +623,8 @@ impl ModuleBuilder<'_, '_> {
             None => vec![false; u],
             Some(m) => {
                 let first: Vec<bool> = (0..u).map(|n| !m.keep.contains(n)).collect();
-                if (1..steps).any(|t| (0..u).any(|n| !m.keep.contains(t * u + n) != first[n])) {
+                // A step that keeps a unit the first step removes, or the reverse.
+                if (1..steps).any(|t| (0..u).any(|n| m.keep.contains(t * u + n) == first[n])) {
                     return Err(unsupported(format!("unrolled mask of layer '{}' (different units removed at different steps)", node.name)));
                 }
                 first
