@@ -14,6 +14,7 @@ pub mod formats;
 pub mod error;
 pub mod kernels;
 pub mod model;
+pub mod plan;
 pub mod tables;
 pub mod workbench;
 

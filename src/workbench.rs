@@ -15,7 +15,7 @@ use crate::data::Dataset;
 use std::collections::HashMap;
 
 use crate::bits::BitSet;
-use crate::decompose::{concerned_scores, decompose, kept_weights, module_masks, Decomposition, Module, Settings};
+use crate::decompose::{concerned_scores, decompose, jaccard_ref, kept_weights, module_masks, Decomposition, Module, Settings};
 use crate::error::{Error, Result};
 use crate::formats::{load_model, native};
 use crate::model::{forward, InputKind, Model, Op};
@@ -81,6 +81,8 @@ pub struct ModuleInfo {
     pub kept_units: usize,
     pub total_units: usize,
     pub jaccard_units: f32,
+    /// The authors' weight-value Jaccard (see [`jaccard_ref`]).
+    pub jaccard_ref: f32,
     pub kept_weights: f32,
     /// Balanced accuracy as a binary classifier on its data set's test split.
     pub accuracy: f32,
@@ -318,7 +320,7 @@ impl Workbench {
             let e = self.entry(p.model)?;
             let dec = e.decomposition.as_ref().ok_or_else(|| Error::invalid(format!("model '{}' is not decomposed yet", e.model.name)))?;
             let m = dec.modules.get(p.class).ok_or_else(|| Error::invalid(format!("model '{}' has no module {}", e.model.name, p.class)))?;
-            modules.push(ExportModule { model: &e.model, masks: &m.masks, class: m.class, label: classes.binary_search(c).unwrap_or(0) });
+            modules.push(ExportModule { model: &e.model, masks: &m.masks, class: m.class, head: m.head, label: classes.binary_search(c).unwrap_or(0) });
             names.push(format!("{} ({})", self.class_name(*c, &datasets), e.model.name));
         }
         let class_names: Vec<String> = classes.iter().map(|&c| self.class_name(c, &datasets)).collect();
@@ -457,6 +459,7 @@ impl Workbench {
                 kept_units: m.kept_units,
                 total_units: m.total_units,
                 jaccard_units: m.jaccard_units(),
+                jaccard_ref: jaccard_ref(&e.model, m),
                 kept_weights: kept_weights(&e.model, m),
                 accuracy: binary_accuracy(&row, class_id, &labels),
             });
@@ -676,8 +679,8 @@ impl Workbench {
         let rec = out.recording.expect("recording was requested");
         let c_set = BitSet::from_indices(n, 0..concerned.len());
         let u_set = BitSet::from_indices(n, concerned.len()..n);
-        let masks = module_masks(&e.model, &rec, &c_set, &u_set, s);
-        let module = Module { class: p.class, masks, concerned: concerned.len(), unconcerned: n_other, kept_units: 0, total_units: 0 };
+        let masks = module_masks(&e.model, &rec, p.class, &c_set, &u_set, s);
+        let module = Module { class: p.class, head: s.head, masks, concerned: concerned.len(), unconcerned: n_other, kept_units: 0, total_units: 0 };
         let mut row = vec![];
         for &d in datasets {
             let data = &self.datasets[d];

@@ -172,3 +172,65 @@ fn idx_files_are_data() {
     let (success, _, err) = run(&["predict", s(&onnx("pt_cnn")), "--data", s(&images), "--out", s(&a)]);
     assert!(!success && err.contains("IDX"), "{err}");
 }
+
+/// `decompose --out` saves a module set; a composition file mixes it with
+/// another model's modules; the result equals the engine's own composition.
+#[test]
+fn decompose_then_compose_from_a_composition_file() {
+    use remodule::decompose::{Settings, Technique};
+    use remodule::workbench::{Pick, Workbench};
+    let dir = scratch("plan");
+    let models = root().join("models");
+    let set = dir.join("faulty.remodule");
+    let out = ok(&["decompose", s(&models.join("digits_mlp_faulty.keras")), "--data", s(&digits()), "--technique", "mc-bi", "--out", s(&set)]);
+    assert!(out.contains("10 modules") && out.contains("mc-bi"), "{out}");
+    // The module set answers `report` with the options it was saved with, and refuses others.
+    let (okay, _, err) = run(&["report", s(&set), "--data", s(&digits()), "--technique", "mc"]);
+    assert!(!okay && err.contains("module set"), "{err}");
+
+    let plan = dir.join("fix7.json");
+    std::fs::write(
+        &plan,
+        serde_json::json!({
+            "models": {
+                "faulty": { "model": "faulty.remodule", "data": s(&digits()) },
+                "b": { "model": s(&models.join("digits_mlp_b.keras")), "data": s(&digits()), "settings": { "mode": "reference" } }
+            },
+            "modules": [ { "model": "faulty", "classes": ["0", "1", "2", "3", "4", "5", "6", 8, "9"] }, { "model": "b", "classes": ["7"] } ],
+            "base": "faulty"
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let got: serde_json::Value = serde_json::from_str(&ok(&["compose", s(&plan), "--json"])).unwrap();
+
+    let mut wb = Workbench::new();
+    let ds = wb.add_dataset(&std::fs::read(digits()).unwrap(), "digits").unwrap().id;
+    let read = |f: &str| std::fs::read(models.join(f)).unwrap();
+    let faulty = wb.add_model(&read("digits_mlp_faulty.keras"), "digits_mlp_faulty.keras", ds, None).unwrap().id;
+    let b = wb.add_model(&read("digits_mlp_b.keras"), "digits_mlp_b.keras", ds, None).unwrap().id;
+    wb.decompose(faulty, &Settings { technique: Technique::McBi, ..Settings::default() }, &mut |_| true).unwrap();
+    wb.decompose(b, &Settings { mode: remodule::decompose::Mode::Reference, ..Settings::default() }, &mut |_| true).unwrap();
+    let mut picks: Vec<Pick> = (0..10).filter(|&c| c != 7).map(|class| Pick { model: faulty, class }).collect();
+    picks.push(Pick { model: b, class: 7 });
+    let want = wb.compose(&picks, Some(faulty)).unwrap();
+    assert_eq!(got["top1"].as_f64().unwrap() as f32, want.composition.top1);
+    assert_eq!(got["model_accuracy"].as_f64().unwrap() as f32, want.model_accuracy.unwrap());
+    assert!(want.composition.top1 > want.model_accuracy.unwrap() + 0.03, "replacing the faulty 7 helps");
+
+    // Mistakes in the file are named.
+    for (plan, needle) in [
+        (r#"{"models": {}, "modules": [{"model": "x"}]}"#, "no model named 'x'"),
+        (r#"{"models": {}, "modules": [], "extra": 1}"#, "unknown field `extra`"),
+        (r#"{"models": {"a": {"model": "faulty.remodule", "data": "DATA"}}, "modules": [{"model": "a", "classes": ["seven"]}]}"#, "has no class 'seven'"),
+        (r#"{"models": {"a": {"model": "faulty.remodule", "data": "DATA", "settings": {"delta": 1}}}, "modules": [{"model": "a"}]}"#, "settings\" does not apply"),
+        (r#"{"models": {"a": {"model": "missing.keras", "data": "DATA"}}, "modules": [{"model": "a"}]}"#, "missing.keras"),
+    ] {
+        let bad = dir.join("bad.json");
+        std::fs::write(&bad, plan.replace("DATA", s(&digits()))).unwrap();
+        let (okay, _, err) = run(&["compose", s(&bad)]);
+        assert!(!okay && err.contains(needle), "{plan}: {err}");
+    }
+    let (okay, _, err) = run(&["compose", s(&plan), "--classes", "1"]);
+    assert!(!okay && err.contains("do not apply"), "{err}");
+}

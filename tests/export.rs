@@ -8,7 +8,7 @@
 use std::collections::HashSet;
 
 use remodule::bits::BitSet;
-use remodule::decompose::Settings;
+use remodule::decompose::{Head, Settings};
 use remodule::formats::onnx::export::{export_composition, ExportModule, ExportOptions, OPSET};
 use remodule::formats::onnx::proto::{self, data_type, ModelProto};
 use remodule::formats::{load_model, native};
@@ -102,7 +102,7 @@ fn clipped_columns_become_a_module_copy_of_the_kernel_and_cnn_recurrent_graphs_a
     let units = mlp.units(layer);
     let masks = Masks { nodes: [(layer, UnitMask { keep: BitSet::from_indices(units, 0..units / 2), clip_negative: Some(BitSet::from_indices(units, 0..units / 2)) })].into() };
     let names = vec!["a".to_string()];
-    let bytes = export_composition(&[ExportModule { model: &mlp, masks: &masks, class: 3, label: 0 }], &names, &ExportOptions::default()).unwrap();
+    let bytes = export_composition(&[ExportModule { model: &mlp, masks: &masks, class: 3, head: Head::Two, label: 0 }], &names, &ExportOptions::default()).unwrap();
     let g = well_formed(&bytes, 1, false).graph.unwrap();
     let floats = |t: &proto::TensorProto| t.raw_data.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect::<Vec<f32>>();
     let clipped = g.initializer.iter().find(|t| t.name.ends_with(&format!("n{layer}_kernel_clipped"))).expect("a clipped copy");
@@ -146,6 +146,11 @@ fn what_cannot_be_exported_exactly_is_a_typed_error() {
     let e = wb.export_onnx(&picks(0, 0..5), false).unwrap_err();
     assert!(matches!(&e, Error::Unsupported { name, .. } if name.contains("per-step")), "{e}");
 
+    // The authors' N-output head (CM-RIE, voting) is not exported.
+    let wb = bench("digits", &["digits_mlp.keras"], &Settings { head: Head::Reference, samples_per_class: 50, ..Settings::default() });
+    let e = wb.export_onnx(&picks(0, 0..3), false).unwrap_err();
+    assert!(matches!(&e, Error::Unsupported { name, .. } if name.contains("N-output head")), "{e}");
+
     // A model not decomposed yet.
     let mut wb = Workbench::new();
     let ds = wb.add_dataset(&read("data/digits.npz"), "digits").unwrap().id;
@@ -160,7 +165,7 @@ fn hostile_modules_given_to_the_exporter_are_refused() {
     let none = Masks::default();
     let names = vec!["a".to_string(), "b".to_string()];
     let opts = ExportOptions::default();
-    let module = |model, masks, class, label| ExportModule { model, masks, class, label };
+    let module = |model, masks, class, label| ExportModule { model, masks, class, head: Head::Two, label };
     // Different inputs cannot share one graph input.
     let e = export_composition(&[module(&mlp, &none, 0, 0), module(&lstm, &none, 1, 1)], &names, &opts).unwrap_err();
     assert!(matches!(e, Error::Invalid(_)), "{e}");

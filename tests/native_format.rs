@@ -462,7 +462,7 @@ fn tiny_set() -> (Model, Decomposition) {
     let model = tiny();
     let module = |class, keep: &[usize], clip: Option<&[usize]>| {
         let mask = UnitMask { keep: BitSet::from_indices(3, keep.iter().copied()), clip_negative: clip.map(|c| BitSet::from_indices(3, c.iter().copied())) };
-        Module { class, masks: Masks { nodes: [(1, mask)].into() }, concerned: 5, unconcerned: 5, kept_units: keep.len(), total_units: 3 }
+        Module { class, head: Default::default(), masks: Masks { nodes: [(1, mask)].into() }, concerned: 5, unconcerned: 5, kept_units: keep.len(), total_units: 3 }
     };
     let dec = Decomposition { settings: Settings { mode: Mode::Reference, ..Settings::default() }, modules: vec![module(0, &[0, 2], Some(&[2])), module(1, &[1], None)], recorded_samples: 10 };
     (model, dec)

@@ -703,7 +703,7 @@ async function upload(file) {
 }
 
 /** The engine's defaults (ALGORITHMS.md); state.settings holds only the differences. */
-const DEFAULTS = { mode: 'paper', recurrent_mode: 'reference', unrolled: false, max_remove: 0.05, samples_per_class: 1000, tangling_ratio: 1 };
+const DEFAULTS = { mode: 'paper', technique: 'mc-bln', delta: 0.5, head: 'two', recurrent_mode: 'reference', unrolled: false, max_remove: 0.05, samples_per_class: 1000, tangling_ratio: 1 };
 
 function showSettings() {
   const f = $('settings-form');
@@ -725,7 +725,8 @@ async function applySettings(next) {
 function readSettings() {
   const f = $('settings-form');
   const v = {
-    mode: f.elements.mode.value, recurrent_mode: f.elements.recurrent_mode.value, unrolled: f.elements.unrolled.value === 'true',
+    mode: f.elements.mode.value, technique: f.elements.technique.value, delta: Number(f.elements.delta.value), head: f.elements.head.value,
+    recurrent_mode: f.elements.recurrent_mode.value, unrolled: f.elements.unrolled.value === 'true',
     max_remove: Number(f.elements.max_remove.value), samples_per_class: Number(f.elements.samples_per_class.value), tangling_ratio: Number(f.elements.tangling_ratio.value),
   };
   // Only what differs from the defaults (links stay short; {} means "the papers' defaults").

@@ -25,6 +25,9 @@ export const LIMITS = Object.freeze({
 /** Settings the engine's decomposition takes (src/decompose/mod.rs `Settings`). */
 const SETTINGS = {
   mode: (v) => v === 'paper' || v === 'reference',
+  technique: (v) => v === 'mc' || v === 'mc-bln' || v === 'mc-bi',
+  delta: (v) => typeof v === 'number' && v > 0 && v <= 10,
+  head: (v) => v === 'two' || v === 'reference',
   recurrent_mode: (v) => v === 'paper' || v === 'reference',
   unrolled: (v) => typeof v === 'boolean',
   max_remove: (v) => typeof v === 'number' && v >= 0 && v <= 1,

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use clap::{Parser, Subcommand};
 use remodule::data::Dataset;
-use remodule::decompose::{Mode, Settings};
+use remodule::decompose::{Head, Mode, Settings, Technique};
 use remodule::formats::{idx, load_model, native, npz};
 use remodule::model::{forward, InputKind};
 use remodule::workbench::{DecompositionInfo, Pick, Workbench};
@@ -35,6 +35,15 @@ struct DecomposeOpts {
     /// Dense/conv layers: which reading of the papers: paper (union of activity; default) or reference (the authors' code)
     #[arg(long, value_parser = ["paper", "reference"])]
     mode: Option<String>,
+    /// Backtracking after channeling: mc (none), mc-bln (through the dense layers to the last convolution), mc-bi (on to the input) [default: mc-bln]
+    #[arg(long, value_parser = ["mc", "mc-bln", "mc-bi"])]
+    technique: Option<String>,
+    /// MC-BLN/MC-BI: strong-edge threshold δ [default: 0.5]
+    #[arg(long)]
+    delta: Option<f32>,
+    /// Module output: two (the channeled 2-unit head) or reference (the authors' N-output head with CM-RIE and voting) [default: two]
+    #[arg(long, value_parser = ["two", "reference"])]
+    head: Option<String>,
     /// Recurrent layers: reference (robust-mean statistic, capped removal; default) or paper (sign rule)
     #[arg(long, value_parser = ["paper", "reference"])]
     recurrent_mode: Option<String>,
@@ -62,6 +71,18 @@ impl DecomposeOpts {
         };
         Settings {
             mode: mode(&self.mode, d.mode),
+            technique: match self.technique.as_deref() {
+                Some("mc-bln") => Technique::McBln,
+                Some("mc-bi") => Technique::McBi,
+                Some(_) => Technique::Mc,
+                None => d.technique,
+            },
+            delta: self.delta.unwrap_or(d.delta),
+            head: match self.head.as_deref() {
+                Some("reference") => Head::Reference,
+                Some(_) => Head::Two,
+                None => d.head,
+            },
             recurrent_mode: mode(&self.recurrent_mode, d.recurrent_mode),
             unrolled: self.unrolled,
             max_remove: self.max_remove.unwrap_or(d.max_remove),
@@ -72,7 +93,7 @@ impl DecomposeOpts {
     }
 
     fn any_given(&self) -> bool {
-        self.mode.is_some() || self.recurrent_mode.is_some() || self.unrolled || self.max_remove.is_some() || self.samples.is_some() || self.tangling_ratio.is_some()
+        self.mode.is_some() || self.technique.is_some() || self.delta.is_some() || self.head.is_some() || self.recurrent_mode.is_some() || self.unrolled || self.max_remove.is_some() || self.samples.is_some() || self.tangling_ratio.is_some()
     }
 
     /// The loaded module set's decomposition, or a new one with these options.
@@ -164,6 +185,16 @@ enum Cmd {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Decompose a model and save its modules (a module set, .remodule) for `compose`, `report`, `eval` and the page
+    Decompose {
+        #[command(flatten)]
+        md: ModelData,
+        #[command(flatten)]
+        opts: DecomposeOpts,
+        /// Where to write the module set
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Write a composition as one ONNX graph: scores [N, K], argmax [N] (docs/EXPORT.md)
     Export {
         /// Model files (.keras, .h5, .onnx, .remodule module sets), each `MODEL` (read with --data) or `MODEL=DATA`; the i-th is model i in --picks
@@ -190,12 +221,17 @@ enum Cmd {
         #[arg(long)]
         expected: Option<String>,
     },
-    /// Decompose, then compose only the given classes (e.g. --classes 0,1,7)
+    /// Compose modules: `compose PLAN.json` (models, settings, which module answers which class;
+    /// see docs/COMPOSE.md), or `compose MODEL --data FILE --classes 0,1,7` (one model's modules)
     Compose {
-        #[command(flatten)]
-        md: ModelData,
+        /// A composition file (.json), or a model file / module set
+        target: PathBuf,
+        /// The model's data set (not with a composition file)
+        #[arg(long)]
+        data: Option<PathBuf>,
         #[command(flatten)]
         opts: DecomposeOpts,
+        /// Classes whose modules to compose (not with a composition file)
         #[arg(long, value_delimiter = ',')]
         classes: Vec<usize>,
         #[arg(long)]
@@ -327,18 +363,18 @@ fn run(cli: Cli) -> Result<(), String> {
                 let modules: Vec<_> = dec
                     .modules
                     .iter()
-                    .map(|m| serde_json::json!({"class": m.class_name, "accuracy": m.accuracy, "jaccard": m.jaccard_units, "kept_weights": m.kept_weights}))
+                    .map(|m| serde_json::json!({"class": m.class_name, "accuracy": m.accuracy, "jaccard": m.jaccard_units, "jaccard_ref": m.jaccard_ref, "kept_weights": m.kept_weights}))
                     .collect();
                 println!(
                     "{}",
                     serde_json::json!({"model_accuracy": model_acc, "composed_accuracy": c.composition.top1, "composed_top5": c.composition.top5,
-                        "technique": format!("ci+ti+mc ({})", dec.settings.describe(wb.model_info(id).recurrent)), "modules": modules, "mask_digest": dec.mask_digest, "seconds": seconds})
+                        "technique": dec.settings.describe(wb.model_info(id).recurrent), "modules": modules, "mask_digest": dec.mask_digest, "seconds": seconds})
                 );
             } else {
                 let technique = dec.settings.describe(wb.model_info(id).recurrent);
                 println!("model accuracy {model_acc:.4}  composed {:.4}  top-5 {:?}  ({seconds:.2} s, {technique})", c.composition.top1, c.composition.top5);
                 for m in &dec.modules {
-                    println!("  {:<12} acc {:.4}  jaccard {:.3}  kept weights {:.3}", m.class_name, m.accuracy, m.jaccard_units, m.kept_weights);
+                    println!("  {:<12} acc {:.4}  jaccard {:.3} (ref {:.3})  kept weights {:.3}", m.class_name, m.accuracy, m.jaccard_units, m.jaccard_ref, m.kept_weights);
                 }
             }
         }
@@ -395,6 +431,26 @@ fn run(cli: Cli) -> Result<(), String> {
                 None => print!("{md}"),
             }
         }
+        Cmd::Decompose { md, opts, out } => {
+            let (mut wb, id, saved) = load(&md)?;
+            if saved.is_some() {
+                return Err(format!("{}: already a module set", md.model.display()));
+            }
+            let t = Instant::now();
+            let dec = opts.decompose(&mut wb, id, None)?;
+            let bytes = wb.export_modules(id).map_err(|e| e.to_string())?;
+            write(&out, &bytes)?;
+            let info = wb.model_info(id);
+            println!(
+                "{}: {} modules ({}) in {:.2} s -> {} ({} bytes)",
+                info.name,
+                dec.modules.len(),
+                dec.settings.describe(info.recurrent),
+                t.elapsed().as_secs_f64(),
+                out.display(),
+                bytes.len()
+            );
+        }
         Cmd::Export { models, data, opts, classes, picks, softmax, out, expected } => {
             let mut wb = Workbench::new();
             let mut datasets: Vec<(PathBuf, usize)> = vec![];
@@ -447,15 +503,27 @@ fn run(cli: Cli) -> Result<(), String> {
                 write(Path::new(&format!("{prefix}.answers.npy")), &npy(&[n], &answers)?)?;
             }
         }
-        Cmd::Compose { md, opts, classes, json } => {
-            let (mut wb, id, saved) = load(&md)?;
-            opts.decompose(&mut wb, id, saved)?;
-            let picks: Vec<Pick> = classes.iter().map(|&class| Pick { model: id, class }).collect();
-            let c = wb.compose(&picks, Some(id)).map_err(|e| e.to_string())?;
+        Cmd::Compose { target, data, opts, classes, json } => {
+            let c = if target.extension().is_some_and(|e| e == "json") {
+                if data.is_some() || !classes.is_empty() || opts.any_given() {
+                    return Err("a composition file says everything itself: --data, --classes and decomposition options do not apply".into());
+                }
+                let plan = remodule::plan::Plan::parse(&read(&target)?).map_err(|e| format!("{}: {e}", target.display()))?;
+                let dir = target.parent().map(Path::to_path_buf).unwrap_or_default();
+                let reader = |p: &str| std::fs::read(dir.join(p)).map_err(|e| remodule::Error::invalid(format!("{p}: {e}")));
+                remodule::plan::run(&plan, &reader, &mut |m| eprintln!("{m}")).map_err(|e| e.to_string())?
+            } else {
+                let data = data.ok_or("give --data with a model file (or a composition file .json)")?;
+                let (mut wb, id, saved) = load(&ModelData { model: target, data })?;
+                opts.decompose(&mut wb, id, saved)?;
+                let picks: Vec<Pick> = classes.iter().map(|&class| Pick { model: id, class }).collect();
+                wb.compose(&picks, Some(id)).map_err(|e| e.to_string())?
+            };
             if json {
                 println!("{}", serde_json::to_string(&c).map_err(|e| e.to_string())?);
             } else {
-                println!("composed accuracy {:.4} over {} samples of classes {:?}", c.composition.top1, c.composition.evaluated, c.class_names);
+                let base = c.model_accuracy.map(|a| format!(" (base model on these classes {a:.4})")).unwrap_or_default();
+                println!("composed accuracy {:.4}{base} over {} samples of classes {:?}", c.composition.top1, c.composition.evaluated, c.class_names);
             }
         }
     }

@@ -7,8 +7,12 @@
 //! every class). Each module's masks are then bit-row operations against its
 //! own concerned / unconcerned sample sets; the model is never re-run.
 
+mod backtrack;
+mod head;
 mod recurrent;
 
+pub use backtrack::Technique;
+pub use head::{concerned_scores, Head, RIE_THRESHOLD};
 pub use recurrent::{removal, robust_mean};
 
 use crate::bits::BitSet;
@@ -35,6 +39,13 @@ pub enum Mode {
 pub struct Settings {
     /// Technique for dense and convolutional layers.
     pub mode: Mode,
+    /// Backtracking after channeling (ICSE'22 MC, MC-BLN, MC-BI).
+    pub technique: Technique,
+    /// MC-BLN/MC-BI: a weight with `|w| ≥ delta` is a strong edge (the paper's δ = 0.5).
+    pub delta: f32,
+    /// The module's output: the 2-unit channeled head, or the authors' dense
+    /// code's N-output head with CM-RIE and voting (see [`Head`]).
+    pub head: Head,
     /// Technique for recurrent layers (§6; `reference` by default — see
     /// docs/ALGORITHMS.md for why the families differ).
     pub recurrent_mode: Mode,
@@ -59,6 +70,9 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             mode: Mode::Paper,
+            technique: Technique::McBln,
+            delta: 0.5,
+            head: Head::Two,
             recurrent_mode: Mode::Reference,
             unrolled: false,
             max_remove: 0.05,
@@ -78,7 +92,9 @@ impl Settings {
             let rule = if self.recurrent_mode == Mode::Paper { "paper (sign rule)".into() } else { format!("reference (max remove {})", self.max_remove) };
             format!("{rule}, {}", if self.unrolled { "unrolled" } else { "rolled" })
         } else {
-            name(self.mode)
+            let delta = if self.technique == Technique::Mc { String::new() } else { format!(", δ {}", self.delta) };
+            let head = if self.head == Head::Reference { ", N-output head + CM-RIE" } else { "" };
+            format!("{} ({}{delta}{head})", self.technique.name(), name(self.mode))
         }
     }
 
@@ -92,6 +108,9 @@ impl Settings {
         if !(0.0..=1.0).contains(&self.max_remove) {
             return Err(Error::invalid(format!("max_remove must be in [0, 1], not {}", self.max_remove)));
         }
+        if !(self.delta > 0.0 && self.delta.is_finite()) {
+            return Err(Error::invalid(format!("delta must be a positive number, not {}", self.delta)));
+        }
         if !(0.0..1.0).contains(&self.confidence) {
             return Err(Error::invalid(format!("confidence must be in [0, 1), not {}", self.confidence)));
         }
@@ -104,6 +123,8 @@ impl Settings {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Module {
     pub class: usize,
+    /// How the module scores (from the decomposition's settings).
+    pub head: Head,
     pub masks: Masks,
     pub concerned: usize,
     pub unconcerned: usize,
@@ -177,9 +198,9 @@ pub fn decompose(model: &Model, data: &Dataset, settings: &Settings, progress: &
         } else {
             sample_sets(c, &labels, &out.probs, model.classes(), settings)?
         };
-        let masks = module_masks(model, &rec, &concerned, &unconcerned, settings);
+        let masks = module_masks(model, &rec, c, &concerned, &unconcerned, settings);
         let (kept_units, total_units) = masks.nodes.values().fold((0, 0), |(k, t), m| (k + m.keep.count(), t + m.keep.len()));
-        modules.push(Module { class: c, masks, concerned: concerned.count(), unconcerned: unconcerned.count(), kept_units, total_units });
+        modules.push(Module { class: c, head: settings.head, masks, concerned: concerned.count(), unconcerned: unconcerned.count(), kept_units, total_units });
         if !progress(0.9 + 0.1 * (c + 1) as f32 / classes as f32) {
             return Err(Error::Cancelled);
         }
@@ -271,9 +292,9 @@ fn recurrent_sample_sets(c: usize, labels: &[usize], e: usize) -> Result<(BitSet
     Ok((concerned, unconcerned))
 }
 
-/// CI + TI for one module, as bit-row operations (and, for recurrent layers,
-/// statistics of the recorded states).
-pub fn module_masks(model: &Model, rec: &Recording, concerned: &BitSet, unconcerned: &BitSet, settings: &Settings) -> Masks {
+/// CI + TI for the module of `class`, as bit-row operations (and, for
+/// recurrent layers, statistics of the recorded states), then backtracking.
+pub fn module_masks(model: &Model, rec: &Recording, class: usize, concerned: &BitSet, unconcerned: &BitSet, settings: &Settings) -> Masks {
     let mut masks = Masks::default();
     for (k, &node) in rec.nodes.iter().enumerate() {
         if matches!(model.nodes[node].op, Op::Recurrent(_)) {
@@ -312,6 +333,7 @@ pub fn module_masks(model: &Model, rec: &Recording, concerned: &BitSet, unconcer
         };
         masks.nodes.insert(node, mask);
     }
+    backtrack::backtrack(model, class, &mut masks, settings.technique, settings.delta);
     masks
 }
 
@@ -327,24 +349,6 @@ fn per_row(items: &BitSet, rows: usize) -> BitSet {
 /// Is `node` a Dense layer whose own weights the reference mode may clip?
 fn clippable_dense(model: &Model, node: NodeId) -> bool {
     matches!(model.nodes[node].op, Op::Dense { .. })
-}
-
-/// The module's concerned probability for each sample: the channeled head
-/// `p_c = softmax([z_uc, z_c])[1] = σ(z_c − z_uc)`, where `z_uc` is the logit
-/// of the unconcerned node, whose weights and bias are the means of the other
-/// outputs' — by linearity, the mean of the other logits.
-pub fn concerned_scores(model: &Model, module: &Module, x: &[f32], n: usize, progress: &mut dyn FnMut(usize, usize) -> bool) -> Result<Vec<f32>> {
-    let out = forward(model, x, n, Some(&module.masks), false, progress)?;
-    let c = model.classes();
-    let k = module.class;
-    Ok(out
-        .logits
-        .chunks_exact(c)
-        .map(|z| {
-            let others = (z.iter().sum::<f32>() - z[k]) / (c - 1) as f32;
-            1.0 / (1.0 + (others - z[k]).exp())
-        })
-        .collect())
 }
 
 /// Share of the model's kernel weights a module keeps effective (non-zero):
@@ -396,6 +400,62 @@ pub fn kept_weights(model: &Model, module: &Module) -> f32 {
         }
     }
     kept as f32 / total.max(1) as f32
+}
+
+/// `jaccard_ref`: the authors' Jaccard index over weight *values* (§5),
+/// `|set(A) ∩ set(B)| / (len(A) + len(B) − |set(A) ∩ set(B)|)`, where B is
+/// every Dense kernel and recurrent input kernel of the model (biases
+/// excluded) and A the module's: removed units and inputs read 0, clipped
+/// negatives 0, and the head is the channeled pair `[w_c, mean of the
+/// others]`. Kept for comparison with the papers' tables; `jaccard_units`
+/// is the one that means something.
+pub fn jaccard_ref(model: &Model, module: &Module) -> f32 {
+    use std::collections::HashSet;
+    // +0.0 and −0.0 are the same value.
+    let key = |v: f32| if v == 0.0 { 0u32 } else { v.to_bits() };
+    let (mut a, mut b) = (HashSet::new(), HashSet::new());
+    let (mut len_a, mut len_b) = (0usize, 0usize);
+    for (id, node) in model.nodes.iter().enumerate() {
+        let unit_kept = |u: usize| module.masks.nodes.get(&id).is_none_or(|m| m.keep.contains(u));
+        match &node.op {
+            Op::Dense { kernel, .. } => {
+                len_b += kernel.len();
+                b.extend(kernel.iter().map(|&v| key(v)));
+                let in_kept = |i: usize| input_kept(model, module, node.inputs[0], i, None);
+                if id == model.head {
+                    let (c, k) = (kernel.ncols(), module.class);
+                    for (i, row) in kernel.rows().into_iter().enumerate() {
+                        let live = in_kept(i);
+                        let uc = (row.sum() - row[k]) / (c.max(2) - 1) as f32;
+                        a.extend([key(if live { row[k] } else { 0.0 }), key(if live { uc } else { 0.0 })]);
+                    }
+                    len_a += 2 * kernel.nrows();
+                    continue;
+                }
+                let clip = module.masks.nodes.get(&id).and_then(|m| m.clip_negative.as_ref());
+                let steps = node.len() / kernel.ncols();
+                for ((i, j), &w) in kernel.indexed_iter() {
+                    let live = in_kept(i) && (0..steps).any(|t| unit_kept(t * kernel.ncols() + j)) && !(clip.is_some_and(|c| c.contains(j)) && w < 0.0);
+                    a.insert(key(if live { w } else { 0.0 }));
+                }
+                len_a += kernel.len();
+            }
+            Op::Recurrent(r) => {
+                let (steps, u) = (model.steps(id), r.units);
+                len_b += r.kernel.len();
+                b.extend(r.kernel.iter().map(|&v| key(v)));
+                for ((i, col), &w) in r.kernel.indexed_iter() {
+                    let n = col % u;
+                    let live = (0..steps).any(|t| unit_kept(t * u + n)) && input_kept(model, module, node.inputs[0], i, None);
+                    a.insert(key(if live { w } else { 0.0 }));
+                }
+                len_a += r.kernel.len();
+            }
+            _ => {}
+        }
+    }
+    let common = a.intersection(&b).count();
+    common as f32 / (len_a + len_b - common).max(1) as f32
 }
 
 /// Does the module keep feature `i` of node `src`'s per-step (or per-sample)

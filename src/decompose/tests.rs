@@ -37,7 +37,7 @@ fn two_class() -> (Model, Dataset) {
 #[test]
 fn paper_masks_by_hand() {
     let (m, d) = two_class();
-    let s = Settings { mode: Mode::Paper, samples_per_class: 2, ..Settings::default() };
+    let s = Settings { mode: Mode::Paper, technique: Technique::Mc, samples_per_class: 2, ..Settings::default() };
     let dec = decompose(&m, &d, &s, &mut |_| true).unwrap();
     assert_eq!(dec.recorded_samples, 4);
     // Class 0 module: concerned {0,1} light u0; one tangling sample of class 1 lights u1; u2 never.
@@ -51,7 +51,7 @@ fn paper_masks_by_hand() {
 fn reference_masks_intersect_clip_and_restore() {
     let (m, d) = two_class();
     // With a tiny tangling ratio, each module sees 1 unconcerned sample.
-    let s = Settings { mode: Mode::Reference, samples_per_class: 2, tangling_ratio: 0.5, confidence: 0.5, ..Settings::default() };
+    let s = Settings { mode: Mode::Reference, technique: Technique::Mc, samples_per_class: 2, tangling_ratio: 0.5, confidence: 0.5, ..Settings::default() };
     let dec = decompose(&m, &d, &s, &mut |_| true).unwrap();
     let m0 = &dec.modules[0].masks.nodes[&1];
     // u0: active for every concerned sample -> kept and clipped; u1: restored by TI (not clipped).
@@ -132,7 +132,7 @@ proptest! {
         let c = m.classes();
         let full = Masks::default();
         let rows: Vec<Vec<f32>> = (0..c).map(|k| {
-            let module = Module { class: k, masks: full.clone(), concerned: 1, unconcerned: 1, kept_units: 0, total_units: 0 };
+            let module = Module { class: k, head: Head::Two, masks: full.clone(), concerned: 1, unconcerned: 1, kept_units: 0, total_units: 0 };
             concerned_scores(&m, &module, &d.train.x, n, &mut |_, _| true).unwrap()
         }).collect();
         for s in 0..n {
@@ -225,4 +225,191 @@ fn recurrent_paper_mode_keeps_units_active_for_any_sample() {
     let keep = &dec.modules[0].masks.nodes[&1].keep;
     // Units 0 and 1 are positive for some sample at every step; unit 2 never.
     assert_eq!(keep.iter().collect::<Vec<_>>(), vec![0, 1, 3, 4, 6, 7]);
+}
+
+// ---- Backtracking (MC-BLN / MC-BI) and the reference head ----
+
+fn vectors(n: usize) -> InputSpec {
+    InputSpec { shape: vec![n], kind: InputKind::Vectors, scale: 1.0, offset: 0.0 }
+}
+
+fn image(h: usize, w: usize) -> InputSpec {
+    InputSpec { shape: vec![h, w, 1], kind: InputKind::Vectors, scale: 1.0, offset: 0.0 }
+}
+
+fn dense(kernel: Array2<f32>, bias: f32, activation: Activation) -> Op {
+    let n = kernel.ncols();
+    Op::Dense { kernel, bias: Array1::from_elem(n, bias), activation }
+}
+
+/// A 3-class head whose input unit 0 pushes against class 0 and for the
+/// others (w_c = −1, w_uc = +1); the other inputs are weak.
+fn head_against_class_0(inputs: usize) -> Op {
+    let mut k = Array2::from_elem((inputs, 3), 0.1);
+    k.row_mut(0).assign(&arr1(&[-1.0, 1.0, 1.0]));
+    dense(k, 0.0, Activation::Softmax)
+}
+
+/// Positive inputs: every ReLU unit of the models below is active for every sample.
+fn positive_data(features: usize) -> Dataset {
+    let x = (0..6 * features).map(|i| 0.5 + (i % 7) as f32 / 10.0).collect();
+    dataset(x, vec![0, 1, 2, 0, 1, 2], features, 3)
+}
+
+fn keep_of(dec: &Decomposition, class: usize, node: NodeId) -> Vec<usize> {
+    dec.modules[class].masks.nodes[&node].keep.iter().collect()
+}
+
+fn with(technique: Technique) -> Settings {
+    Settings { technique, samples_per_class: 2, ..Settings::default() }
+}
+
+#[test]
+fn mc_bln_delta_rule_through_dense_layers_by_hand() {
+    // x(2) → h1(2) → h2(3) → head(3). h2 unit 0 feeds the head against class 0;
+    // h1 unit 0's only strong edge (0.9) goes to h2 unit 0.
+    let mut b = ModelBuilder::new("m", vectors(2)).unwrap();
+    b.push("h1", dense(Array2::from_elem((2, 2), 0.3), 0.1, Activation::Relu)).unwrap();
+    b.push("h2", dense(arr2(&[[0.9, 0.1, 0.1], [0.1, 0.9, 0.9]]), 0.1, Activation::Relu)).unwrap();
+    b.push("out", head_against_class_0(3)).unwrap();
+    let m = b.finish(vec!["a".into(), "b".into(), "c".into()]).unwrap();
+    let d = positive_data(2);
+    let mc = decompose(&m, &d, &with(Technique::Mc), &mut |_| true).unwrap();
+    assert_eq!((keep_of(&mc, 0, 1), keep_of(&mc, 0, 2)), (vec![0, 1], vec![0, 1, 2]));
+    let bln = decompose(&m, &d, &with(Technique::McBln), &mut |_| true).unwrap();
+    assert_eq!((keep_of(&bln, 0, 1), keep_of(&bln, 0, 2)), (vec![1], vec![1, 2]));
+    // Class 1's module: unit 0 pushes *for* it (w_c = +1): nothing removed.
+    assert_eq!((keep_of(&bln, 1, 1), keep_of(&bln, 1, 2)), (vec![0, 1], vec![0, 1, 2]));
+    // A δ above every weight removes nothing.
+    let loose = Settings { delta: 2.0, ..with(Technique::McBln) };
+    assert_eq!(decompose(&m, &d, &loose, &mut |_| true).unwrap().modules, mc.modules);
+    assert!(decompose(&m, &d, &Settings { delta: 0.0, ..with(Technique::McBln) }, &mut |_| true).is_err());
+}
+
+/// x(4×4×1) → conv 1×1 (ReLU) → `mid` → Flatten → head(3) against class 0 at flat unit 0.
+fn conv_model(mid: Op) -> Model {
+    let mut b = ModelBuilder::new("c", image(4, 4)).unwrap();
+    b.push("conv_a", Op::Conv2D { kernel: ndarray::Array4::from_elem((1, 1, 1, 1), 1.0), bias: arr1(&[0.1]), strides: [1, 1], padding: crate::model::Padding::Valid, activation: Activation::Relu }).unwrap();
+    b.push("mid", mid).unwrap();
+    b.push("flat", Op::Flatten).unwrap();
+    b.push("out", head_against_class_0(4)).unwrap();
+    b.finish(vec!["a".into(), "b".into(), "c".into()]).unwrap()
+}
+
+#[test]
+fn mc_bln_maps_a_removed_flatten_unit_to_its_pool_window() {
+    let m = conv_model(Op::Pool2D { kind: crate::kernels::PoolKind::Max, size: [2, 2], strides: [2, 2], padding: crate::model::Padding::Valid });
+    let d = positive_data(16);
+    let bln = decompose(&m, &d, &with(Technique::McBln), &mut |_| true).unwrap();
+    // Pooled unit 0 is the window rows 0–1 × cols 0–1 = conv positions 0, 1, 4, 5.
+    let removed: Vec<usize> = (0..16).filter(|u| !keep_of(&bln, 0, 1).contains(u)).collect();
+    assert_eq!(removed, vec![0, 1, 4, 5]);
+    assert_eq!(keep_of(&bln, 1, 1).len(), 16);
+}
+
+#[test]
+fn mc_bi_backtracks_through_a_convolution_and_never_changes_scores() {
+    // conv_b: 2×2, stride 2 (ReLU): its output 0 reads conv_a positions 0, 1, 4, 5 only.
+    let conv_b = Op::Conv2D { kernel: ndarray::Array4::from_elem((2, 2, 1, 1), 0.25), bias: arr1(&[0.1]), strides: [2, 2], padding: crate::model::Padding::Valid, activation: Activation::Relu };
+    let m = conv_model(conv_b);
+    let d = positive_data(16);
+    let bln = decompose(&m, &d, &with(Technique::McBln), &mut |_| true).unwrap();
+    let bi = decompose(&m, &d, &with(Technique::McBi), &mut |_| true).unwrap();
+    // The δ rule removes conv_b's position 0 (flat unit 0) in both; only MC-BI goes on to conv_a.
+    assert_eq!((keep_of(&bln, 0, 2), keep_of(&bi, 0, 2)), (vec![1, 2, 3], vec![1, 2, 3]));
+    assert_eq!(keep_of(&bln, 0, 1).len(), 16);
+    assert_eq!(keep_of(&bi, 0, 1), vec![2, 3, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]);
+    let x = d.inputs(&m, &d.test, &(0..6).collect::<Vec<_>>());
+    let score = |dec: &Decomposition| concerned_scores(&m, &dec.modules[0], &x, 6, &mut |_, _| true).unwrap();
+    assert_eq!(score(&bln), score(&bi));
+    assert!(bi.modules[0].jaccard_units() < bln.modules[0].jaccard_units());
+}
+
+proptest! {
+    /// Dead-unit elimination (MC-BI beyond MC-BLN) only removes units that
+    /// cannot reach the output: the scores stay bit-identical.
+    #[test]
+    fn mc_bi_scores_equal_mc_bln_on_random_cnns(seed in any::<u32>(), e in 1usize..3) {
+        let mut s = seed as u64 | 1;
+        let mut r = move || { s ^= s << 13; s ^= s >> 7; s ^= s << 17; (s % 2001) as f32 / 1000.0 - 1.0 };
+        let mut b = ModelBuilder::new("c", image(6, 6)).unwrap();
+        let conv = |r: &mut dyn FnMut() -> f32, k: usize, cin: usize, cout: usize, stride: usize| Op::Conv2D {
+            kernel: ndarray::Array4::from_shape_fn((k, k, cin, cout), |_| r()), bias: Array1::from_shape_fn(cout, |_| r() - 0.5),
+            strides: [stride, stride], padding: crate::model::Padding::Valid, activation: Activation::Relu };
+        b.push("c1", conv(&mut r, 2, 1, 2, 1)).unwrap();
+        b.push("c2", conv(&mut r, 2, 2, 2, 2)).unwrap();
+        b.push("flat", Op::Flatten).unwrap();
+        b.push("h", Op::Dense { kernel: Array2::from_shape_fn((b.shape(b.last()).iter().product(), 4), |_| r()), bias: Array1::from_shape_fn(4, |_| r()), activation: Activation::Relu }).unwrap();
+        b.push("out", Op::Dense { kernel: Array2::from_shape_fn((4, 3), |_| 2.0 * r()), bias: Array1::zeros(3), activation: Activation::Softmax }).unwrap();
+        let m = b.finish(vec!["a".into(), "b".into(), "c".into()]).unwrap();
+        let x: Vec<f32> = (0..9 * 36).map(|_| r().abs()).collect();
+        let d = dataset(x, (0..9).map(|i| i % 3).collect(), 36, 3);
+        let settings = |technique| Settings { technique, samples_per_class: e, delta: 0.3, ..Settings::default() };
+        let bln = decompose(&m, &d, &settings(Technique::McBln), &mut |_| true).unwrap();
+        let bi = decompose(&m, &d, &settings(Technique::McBi), &mut |_| true).unwrap();
+        for (a, b2) in bln.modules.iter().zip(&bi.modules) {
+            for (node, mask) in &b2.masks.nodes {
+                prop_assert!(mask.keep.iter().all(|u| a.masks.nodes[node].keep.contains(u)));
+            }
+            let sa = concerned_scores(&m, a, &d.train.x, 9, &mut |_, _| true).unwrap();
+            let sb = concerned_scores(&m, b2, &d.train.x, 9, &mut |_, _| true).unwrap();
+            prop_assert_eq!(sa, sb);
+        }
+    }
+}
+
+#[test]
+fn reference_head_votes_and_merges_irrelevant_units_by_hand() {
+    // x(2) → h(3, ReLU, identity-like) → head(3). For class 0, h units 1 and 2
+    // have |w_c| < 0.05: CM-RIE merges them into one unit (mean column, summed row).
+    let mut b = ModelBuilder::new("m", vectors(2)).unwrap();
+    b.push("h", Op::Dense { kernel: arr2(&[[1.0, 1.0, 0.0], [0.0, 1.0, 2.0]]), bias: arr1(&[0.0, 0.0, -1.0]), activation: Activation::Relu }).unwrap();
+    b.push("out", Op::Dense { kernel: arr2(&[[2.0, 0.0, 0.0], [0.01, 1.0, 0.0], [0.02, 0.0, 1.0]]), bias: arr1(&[0.0, 0.0, 0.0]), activation: Activation::Softmax }).unwrap();
+    let m = b.finish(vec!["a".into(), "b".into(), "c".into()]).unwrap();
+    let module = |head| Module { class: 0, head, masks: Masks::default(), concerned: 1, unconcerned: 1, kept_units: 0, total_units: 0 };
+    let x = [1.0, 1.0];
+    // h = (1, 2, 1). Merged unit: relu(mean pre-activation of units 1, 2) = relu((2 + 1) / 2) = 1.5,
+    // its row = (0.03, 1, 1). Logits: z = (2·1 + 0.03·1.5, 1.5, 1.5) → z_c = 2.045, z_uc = 1.5.
+    let (zc, zuc) = (2.045f32, 1.5f32);
+    let pc = zc.exp() / (zc.exp() + zuc.exp() + 1.0);
+    let got = concerned_scores(&m, &module(Head::Reference), &x, 1, &mut |_, _| true).unwrap()[0];
+    assert!((got - (1.0 + pc)).abs() < 1e-5, "{got} vs voting 1 + {pc}");
+    // Without the merge (2-unit head): z = (2.04, 2, 1), z_uc = 1.5.
+    let two = concerned_scores(&m, &module(Head::Two), &x, 1, &mut |_, _| true).unwrap()[0];
+    assert!((two - 1.0 / (1.0 + (1.5f32 - 2.04).exp())).abs() < 1e-6);
+    // A module that does not vote scores its plain p_c (< 1): class 2 at x = 0 has all logits 0.
+    let m2 = Module { class: 2, ..module(Head::Reference) };
+    let p = concerned_scores(&m, &m2, &[0.0, 0.0], 1, &mut |_, _| true).unwrap()[0];
+    assert!((p - 1.0 / 3.0).abs() < 1e-6, "{p}");
+}
+
+#[test]
+fn residual_block_with_same_padding_masks_by_hand() {
+    // x(3×3×1) → conv 2×2 "same" (ones, bias −2.5, ReLU) → add = ReLU(conv + x) → Flatten → head(2).
+    // TF "same" with k = 2 pads one row/column at the bottom/right.
+    let mut b = ModelBuilder::new("res", image(3, 3)).unwrap();
+    let conv = b.push("conv", Op::Conv2D { kernel: ndarray::Array4::ones((2, 2, 1, 1)), bias: arr1(&[-2.5]), strides: [1, 1], padding: crate::model::Padding::Same, activation: Activation::Relu }).unwrap();
+    b.add("add", Op::Add { activation: Activation::Relu }, &[conv, 0]).unwrap();
+    b.push("flat", Op::Flatten).unwrap();
+    let mut head = Array2::from_elem((9, 2), 0.1);
+    head.row_mut(0).assign(&arr1(&[-1.0, 1.0])); // against class 0, for class 1
+    b.push("out", dense(head, 0.0, Activation::Softmax)).unwrap();
+    let m = b.finish(vec!["tl".into(), "br".into()]).unwrap();
+    // Class 0: ones in the top-left 2×2 block; class 1: bottom-right.
+    let tl = [1.0, 1.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0];
+    let br = [0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0];
+    let d = dataset([tl, br].concat(), vec![0, 1], 9, 2);
+    let s = |technique| Settings { technique, samples_per_class: 1, ..Settings::default() };
+    // CI + TI (union): the conv fires only where its window holds 4 ones — (0,0) for tl, (1,1) for br;
+    // the Add wherever the conv or x is positive.
+    let mc = decompose(&m, &d, &s(Technique::Mc), &mut |_| true).unwrap();
+    for c in 0..2 {
+        assert_eq!(keep_of(&mc, c, conv), vec![0, 4]);
+        assert_eq!(keep_of(&mc, c, conv + 1), vec![0, 1, 3, 4, 5, 7, 8]);
+    }
+    // MC-BLN: flat unit 0 goes for class 0's module → the Add's position 0 → the conv's
+    // position 0 then feeds nothing kept and goes too. Class 1's module keeps everything.
+    let bln = decompose(&m, &d, &s(Technique::McBln), &mut |_| true).unwrap();
+    assert_eq!((keep_of(&bln, 0, conv), keep_of(&bln, 0, conv + 1)), (vec![4], vec![1, 3, 4, 5, 7, 8]));
+    assert_eq!((keep_of(&bln, 1, conv), keep_of(&bln, 1, conv + 1)), (vec![0, 4], vec![0, 1, 3, 4, 5, 7, 8]));
 }

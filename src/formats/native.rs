@@ -301,7 +301,7 @@ pub fn load_modules(bytes: &[u8], name: &str) -> Result<(Model, Decomposition)> 
             }
         }
         let (kept_units, total_units) = masks.nodes.values().fold((0, 0), |(k, t), m| (k + m.keep.count(), t + m.keep.len()));
-        modules.push(Module { class: spec.class, masks, concerned: spec.concerned, unconcerned: spec.unconcerned, kept_units, total_units });
+        modules.push(Module { class: spec.class, head: set.settings.head, masks, concerned: spec.concerned, unconcerned: spec.unconcerned, kept_units, total_units });
     }
     r.all_used()?;
     let dec = Decomposition { settings: set.settings.clone(), modules, recorded_samples: set.recorded_samples };

@@ -52,3 +52,21 @@ test('an out-of-range setting is refused with a message and the page keeps worki
   await page.locator('.module[data-class="3"] .toggle').click();
   await page.waitForFunction(() => document.querySelectorAll('.module.off').length === 1);
 });
+
+test('backtracking technique, δ and the authors\' head match the CLI', async () => {
+  const page = await env.newPage();
+  await open(page, env.url);
+  await page.locator('#settings summary').click();
+  await page.locator('#s-tech').selectOption('mc-bi');
+  await page.locator('#s-delta').fill('0.1');
+  await page.locator('#s-head').selectOption('reference');
+  await page.locator('#s-apply').click();
+  const want = cli('report', 'models/digits_mlp.keras', '--data', 'data/digits.npz', '--technique', 'mc-bi', '--delta', '0.1', '--head', 'reference', '--json');
+  await page.waitForFunction((d) => document.getElementById('app').dataset.maskDigest === d, want.mask_digest, { timeout: 60000 });
+  await page.waitForFunction((t) => document.getElementById('composed-acc').textContent === t, pctText(want.composed_accuracy), { timeout: 30000 });
+  // δ = 0.1 removes units, so the masks differ from the defaults'.
+  const defaults = cli('report', 'models/digits_mlp.keras', '--data', 'data/digits.npz', '--json');
+  assert.notEqual(want.mask_digest, defaults.mask_digest);
+  await shot(page, 'settings-backtracking');
+  assert.deepEqual(env.errors, []);
+});

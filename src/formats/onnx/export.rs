@@ -31,6 +31,7 @@ use std::collections::HashSet;
 use prost::Message;
 
 use super::proto::{attr_type, data_type, AttributeProto, Dimension, GraphProto, NodeProto, OperatorSetIdProto, TensorProto, TensorShapeProto, TypeProto, TypeProtoTensor, ValueInfoProto};
+use crate::decompose::Head;
 use crate::error::{Error, Result};
 use crate::kernels::PoolKind;
 use crate::model::{Activation, Cell, InputKind, Masks, Model, NodeId, Op, Padding};
@@ -41,13 +42,14 @@ const IR_VERSION: i64 = 8;
 /// Largest exported file: protobuf messages cannot exceed 2 GiB; stay well below.
 pub const MAX_EXPORT_BYTES: u64 = 1 << 30;
 
-/// One module of the composition: module `class` of `model` with `masks`;
-/// its answer is composition class `label` (an index into `class_names`).
+/// One module of the composition: module `class` of `model` with `masks`
+/// and `head`; its answer is composition class `label` (an index into `class_names`).
 #[derive(Debug, Clone, Copy)]
 pub struct ExportModule<'a> {
     pub model: &'a Model,
     pub masks: &'a Masks,
     pub class: usize,
+    pub head: Head,
     pub label: usize,
 }
 
@@ -98,7 +100,7 @@ fn unsupported(name: impl Into<String>) -> Error {
     Error::Unsupported {
         what: "for ONNX export".into(),
         name: name.into(),
-        supported: "per-sample heads; Dense, Conv2D, pooling, Flatten, Add, BatchNorm, Dropout, Embedding, activations; \
+        supported: "2-unit channeled heads, one class per sample; Dense, Conv2D, pooling, Flatten, Add, BatchNorm, Dropout, Embedding, activations; \
                     SimpleRNN/LSTM/GRU with tanh/sigmoid/relu and rolled masks (the same units at every step)"
             .into(),
     }
@@ -118,6 +120,10 @@ pub fn export_composition(modules: &[ExportModule], class_names: &[String], opts
                 "modules of '{}' ({:?}, {:?}) and '{}' ({:?}, {:?}) read different inputs; one ONNX graph has one input",
                 first.model.name, shape, kind, m.model.name, m.model.input.shape, m.model.input.kind
             )));
+        }
+        if m.head != Head::Two {
+            // CM-RIE merges units into a model copy and votes: not written yet.
+            return Err(unsupported(format!("the authors' N-output head (CM-RIE and voting) of module {} of '{}'", m.class, m.model.name)));
         }
         if m.label >= class_names.len() {
             return Err(Error::invalid(format!("module label {} is not one of the {} classes", m.label, class_names.len())));

@@ -1,0 +1,182 @@
+//! A composition described in a small JSON file (`remodule compose PLAN.json`):
+//! which models to load (each with its data set and decomposition settings),
+//! which module of which model answers each class, and optionally module
+//! update or verification (ALGORITHMS.md §7). Example:
+//!
+//! ```json
+//! {
+//!   "models": {
+//!     "faulty": { "model": "models/digits_mlp_faulty.keras", "data": "data/digits.npz" },
+//!     "b": { "model": "models/digits_mlp_b.keras", "data": "data/digits.npz",
+//!            "settings": { "technique": "mc-bi" } }
+//!   },
+//!   "modules": [ { "model": "faulty", "classes": ["0", "1", "2", "3", "4", "5", "6", "8", "9"] },
+//!                { "model": "b", "classes": ["7"] } ],
+//!   "base": "faulty"
+//! }
+//! ```
+//! Paths are relative to the plan file. Classes are named as the data set
+//! names them (or given as indices).
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use crate::decompose::Settings;
+use crate::error::{Error, Result};
+use crate::formats::native;
+use crate::workbench::{ComposeResult, ModelId, Pick, Workbench};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Plan {
+    /// Short name → model.
+    pub models: BTreeMap<String, PlanModel>,
+    /// Which modules answer which classes, in voting order.
+    pub modules: Vec<PlanModules>,
+    /// The model whose own accuracy (restricted to the composed classes) is the baseline.
+    #[serde(default)]
+    pub base: Option<String>,
+    /// Re-run tangling identification against the other picked classes (module update).
+    #[serde(default)]
+    pub update: bool,
+    /// Seed 002's option 4: answers of these classes are checked by another model's modules.
+    #[serde(default)]
+    pub verify: Option<PlanVerify>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanModel {
+    /// A model file (.keras, .h5, .onnx, .remodule) or a saved module set.
+    pub model: String,
+    /// Its data set (.npz).
+    pub data: String,
+    /// Decomposition settings; omitted fields take their defaults. Not allowed for module sets.
+    #[serde(default)]
+    pub settings: Option<Settings>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanModules {
+    pub model: String,
+    /// Class names (or indices as numbers); omitted = every class of the model.
+    #[serde(default)]
+    pub classes: Option<Vec<ClassRef>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum ClassRef {
+    Index(usize),
+    Name(String),
+}
+
+impl std::fmt::Display for ClassRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClassRef::Index(i) => write!(f, "#{i}"),
+            ClassRef::Name(n) => write!(f, "'{n}'"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanVerify {
+    pub classes: Vec<ClassRef>,
+    pub by: String,
+}
+
+impl Plan {
+    pub fn parse(bytes: &[u8]) -> Result<Plan> {
+        serde_json::from_slice(bytes).map_err(|e| Error::invalid(format!("composition file: {e}")))
+    }
+}
+
+/// Loads, decomposes and composes what `plan` describes; `read(path)` reads a
+/// file named in the plan. `progress(message)` reports each step.
+pub fn run(plan: &Plan, read: &dyn Fn(&str) -> Result<Vec<u8>>, progress: &mut dyn FnMut(&str)) -> Result<ComposeResult> {
+    if plan.modules.is_empty() {
+        return Err(Error::invalid("composition file: \"modules\" is empty"));
+    }
+    let mut wb = Workbench::new();
+    let mut datasets: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut ids: BTreeMap<&str, ModelId> = BTreeMap::new();
+    for (key, m) in &plan.models {
+        let ds = match datasets.get(m.data.as_str()) {
+            Some(&d) => d,
+            None => {
+                let d = wb.add_dataset(&read(&m.data)?, &file_stem(&m.data)).map_err(|e| in_file(&m.data, e))?.id;
+                datasets.insert(&m.data, d);
+                d
+            }
+        };
+        let bytes = read(&m.model)?;
+        let name = m.model.rsplit('/').next().unwrap_or(&m.model);
+        let id = if native::sniff(&bytes) && native::contents(&bytes).ok() == Some(native::Contents::Modules) {
+            if m.settings.is_some() {
+                return Err(Error::invalid(format!("model '{key}': {} is a module set; its modules are used as saved, so \"settings\" does not apply", m.model)));
+            }
+            wb.import_modules(&bytes, name, ds).map_err(|e| in_file(&m.model, e))?.model.id
+        } else {
+            let id = wb.add_model(&bytes, name, ds, None).map_err(|e| in_file(&m.model, e))?.id;
+            progress(&format!("decomposing {key} ({})", m.model));
+            wb.decompose(id, &m.settings.clone().unwrap_or_default(), &mut |_| true)?;
+            id
+        };
+        ids.insert(key, id);
+    }
+    let model = |key: &str| ids.get(key).copied().ok_or_else(|| Error::invalid(format!("composition file: no model named '{key}' under \"models\"")));
+    let class = |id: ModelId, c: &ClassRef| -> Result<usize> {
+        let names = wb.model_info(id).class_names;
+        match c {
+            ClassRef::Index(i) if *i < names.len() => Some(*i),
+            ClassRef::Name(n) => names.iter().position(|x| x == n),
+            _ => None,
+        }
+        .map_or_else(|| Err(Error::invalid(format!("composition file: model '{}' has no class {c} (its classes: {})", wb.model_info(id).name, names.join(", ")))), Ok)
+    };
+    let mut picks = vec![];
+    for group in &plan.modules {
+        let id = model(&group.model)?;
+        match &group.classes {
+            None => picks.extend((0..wb.model_info(id).class_names.len()).map(|class| Pick { model: id, class })),
+            Some(cs) => {
+                for c in cs {
+                    picks.push(Pick { model: id, class: class(id, c)? });
+                }
+            }
+        }
+    }
+    let base = plan.base.as_deref().map(model).transpose()?;
+    progress("composing");
+    match (&plan.verify, plan.update) {
+        (Some(_), true) => Err(Error::invalid("composition file: choose either \"update\" or \"verify\", not both")),
+        (Some(v), false) => {
+            let by = model(&v.by)?;
+            // Watched classes are named as in the composition's models.
+            let watched = v
+                .classes
+                .iter()
+                .map(|c| {
+                    let p = picks.iter().find(|p| class(p.model, c).is_ok_and(|k| k == p.class)).ok_or_else(|| Error::invalid(format!("composition file: watched class {c} is not in the composition")))?;
+                    wb.class_id(p.model, p.class)
+                })
+                .collect::<Result<Vec<_>>>()?;
+            wb.compose_verified(&picks, &watched, by, base)
+        }
+        (None, true) => wb.compose_updated(&picks, base),
+        (None, false) => wb.compose(&picks, base),
+    }
+}
+
+fn file_stem(path: &str) -> String {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    name.split('.').next().unwrap_or(name).to_string()
+}
+
+fn in_file(path: &str, e: Error) -> Error {
+    Error::invalid(format!("{path}: {e}"))
+}
