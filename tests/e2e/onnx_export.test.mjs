@@ -79,6 +79,9 @@ test('clipped negative weights (a saved reference-mode module set with clipped u
 
 test('CNN composition', () => check('cnn', ['models/digits_cnn.keras', ...digits]));
 
+test('CNN composition backtracked to the input (MC-BI, δ 0.2)', () =>
+  check('cnn_mcbi', ['models/digits_cnn.keras', ...digits, '--technique', 'mc-bi', '--delta', '0.2', '--samples', '300']));
+
 test('residual CNN composition (Add, BatchNorm, global pooling)', () => check('resnet', ['models/digits_resnet.keras', ...digits]));
 
 test('LSTM language-ID composition (reference mode removes units)', () => check('lstm', ['models/lang_a_lstm.keras', '--data', 'data/lang_a.npz']));
