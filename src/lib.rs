@@ -13,6 +13,7 @@ pub mod decompose;
 pub mod formats;
 pub mod error;
 pub mod kernels;
+pub mod metrics;
 pub mod model;
 pub mod plan;
 pub mod tables;

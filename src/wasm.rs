@@ -54,6 +54,12 @@ impl Session {
         engine(self.wb.add_dataset(bytes, name))
     }
 
+    /// An IDX images file and its labels file (MNIST's layout): both splits are those samples.
+    #[wasm_bindgen(js_name = addIdxDataset)]
+    pub fn add_idx_dataset(&mut self, images: &[u8], labels: &[u8], name: &str) -> Result<JsValue, JsError> {
+        engine(self.wb.add_idx_dataset(images, labels, name))
+    }
+
     #[wasm_bindgen(js_name = addModel)]
     pub fn add_model(&mut self, bytes: &[u8], file_name: &str, dataset: usize) -> Result<JsValue, JsError> {
         engine(self.wb.add_model(bytes, file_name, dataset, None))

@@ -154,6 +154,20 @@ pub struct ComposeResult {
     pub model_accuracy: Option<f32>,
 }
 
+/// Whole-sequence scores of an encoder–decoder task (see
+/// [`Workbench::sequence_scores`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SequenceScores {
+    pub sequences: usize,
+    /// Composed modules: share of sequences whose every step is right.
+    pub exact_match: f32,
+    /// Composed modules: corpus BLEU-4 over output tokens, up to `<end>`.
+    pub bleu: f32,
+    /// The same for the base model, when one is given.
+    pub model_exact_match: Option<f32>,
+    pub model_bleu: Option<f32>,
+}
+
 struct ModelEntry {
     model: Model,
     dataset: DatasetId,
@@ -186,6 +200,12 @@ impl Workbench {
 
     pub fn add_dataset(&mut self, bytes: &[u8], name: &str) -> Result<DatasetInfo> {
         let d = Dataset::from_npz(bytes, name)?;
+        Ok(self.add_data(d))
+    }
+
+    /// Adds an IDX images file with its labels file (see [`Dataset::from_idx`]).
+    pub fn add_idx_dataset(&mut self, images: &[u8], labels: &[u8], name: &str) -> Result<DatasetInfo> {
+        let d = Dataset::from_idx(images, labels, name)?;
         Ok(self.add_data(d))
     }
 
@@ -733,6 +753,53 @@ impl Workbench {
 }
 
 impl Workbench {
+    /// Encoder–decoder tasks (per-step labels on one data set): the composed
+    /// picks' per-step answers (argmax over modules, as [`Self::compose`])
+    /// read as one output per test sequence, cut at the first step answered
+    /// with the class named `<end>`, against the references cut the same
+    /// way: exact match and corpus BLEU-4 ([`crate::metrics`]); also for
+    /// model `base`'s own argmax answers.
+    pub fn sequence_scores(&mut self, picks: &[Pick], base: Option<ModelId>) -> Result<SequenceScores> {
+        let datasets = self.pick_datasets(picks)?;
+        let [d] = datasets[..] else { return Err(Error::invalid("sequence scores need modules of one data set")) };
+        if picks.iter().any(|p| self.models[p.model].dataset != d) {
+            return Err(Error::invalid("sequence scores need modules of one data set"));
+        }
+        let data = &self.datasets[d];
+        let steps = data.test.steps;
+        if steps < 2 {
+            return Err(Error::invalid(format!("data set '{}' has one label per sample, not an output sequence", data.name)));
+        }
+        for p in picks {
+            self.ensure_scores(*p, d)?;
+        }
+        let data = &self.datasets[d];
+        let end = data.class_names.iter().position(|n| n == "<end>").map(|c| c as u32);
+        let rows: Vec<&[f32]> = picks.iter().map(|p| self.models[p.model].scores[p.class][d].as_deref().unwrap()).collect();
+        let composed: Vec<u32> = (0..data.test.y.len()).map(|i| picks[(0..rows.len()).fold(0, |b, m| if rows[m][i] > rows[b][i] { m } else { b })].class as u32).collect();
+        let split = |v: &[u32]| -> Vec<Vec<u32>> { v.chunks_exact(steps).map(|s| crate::metrics::until_end(s, end)).collect() };
+        let refs = split(&data.test.y);
+        let cand = split(&composed);
+        let model = match base {
+            Some(b) => {
+                let e = self.entry(b)?;
+                if e.dataset != d {
+                    return Err(Error::invalid(format!("model '{}' is not a model of data set '{}'", e.model.name, data.name)));
+                }
+                Some(split(&e.test_probs.chunks_exact(e.model.classes()).map(|p| argmax(p) as u32).collect::<Vec<_>>()))
+            }
+            None => None,
+        };
+        use crate::metrics::{bleu, exact_match};
+        Ok(SequenceScores {
+            sequences: refs.len(),
+            exact_match: exact_match(&cand, &refs),
+            bleu: bleu(&cand, &refs),
+            model_exact_match: model.as_ref().map(|m| exact_match(m, &refs)),
+            model_bleu: model.as_ref().map(|m| bleu(m, &refs)),
+        })
+    }
+
     /// Benchmark figures for model `id` on its data set (see `bench`).
     pub fn bench(&self, id: ModelId, clock: &dyn Fn() -> f64) -> Result<crate::bench::ModelBench> {
         let e = self.entry(id)?;

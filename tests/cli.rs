@@ -234,3 +234,16 @@ fn decompose_then_compose_from_a_composition_file() {
     let (okay, _, err) = run(&["compose", s(&plan), "--classes", "1"]);
     assert!(!okay && err.contains("do not apply"), "{err}");
 }
+
+/// `remodule … | head` ends quietly (no panic on the closed pipe). `true`
+/// exits without reading, long before the model has loaded.
+#[cfg(unix)]
+#[test]
+fn a_closed_stdout_pipe_is_not_a_panic() {
+    let bin = env!("CARGO_BIN_EXE_remodule");
+    let model = root().join("models/digits_cnn.keras");
+    let script = format!("'{bin}' info '{}' --data '{}' | true", s(&model), s(&digits()));
+    let out = Command::new("sh").arg("-c").arg(script).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked") && !err.contains("Broken pipe"), "{err}");
+}

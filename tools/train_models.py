@@ -21,12 +21,12 @@ Image models (data sets digits, clothing):
   CNN.
 * Outputs are softmax probabilities over the classes, in the order of the
   data set's `class_names` (digits_1v7: over ["1", "7"], see below).
-Text models (data sets lang_a, lang_b, lang_tags; see data/NOTICE.md):
-* ONE input of shape (T,) (T = 32; 64 for lang_tags): the uint8 token ids of
+Text models (data sets lang_a, lang_b, lang_tags, lang_rev; see data/NOTICE.md):
+* ONE input of shape (T,) (T = 32; 64 for lang_tags; 10 for lang_rev): the uint8 token ids of
   the data set converted to float32 (no scaling); the first layer is an
   Embedding (which casts to int).  No masking.
 * Output (N, 5) softmax over the set's languages, or (N, T, 5) per character
-  for lang_tags_lstm.
+  for lang_tags_lstm, or (N, 10, 27) per output letter ("<end>", a-z) for lang_rev_lstm.
 
 Models written (all with seeded, single-process deterministic training):
 
@@ -49,6 +49,9 @@ Models written (all with seeded, single-process deterministic training):
     lang_b_lstm.keras        as lang_a_lstm, on lang_b                                        seed 14
     lang_tags_lstm.keras     Embedding(62,16) -> LSTM(32, return_sequences=True)
                              -> TimeDistributed(Dense(5,softmax))                             seed 15
+    lang_rev_lstm.keras      encoder-decoder: Embedding(62,16) -> LSTM(96) -> RepeatVector(10)
+                             -> LSTM(96, return_sequences=True)
+                             -> TimeDistributed(Dense(27,softmax)), 40 epochs                 seed 16
   Image models: Adam lr 1e-3, batch 64, 5 epochs unless noted.  Text models:
   Adam lr 5e-3 (SimpleRNN 2e-3), clipnorm 1.0, batch 32, 15-30 epochs.
 
@@ -218,6 +221,22 @@ def text_tagger(name, vocab, t, classes):
     return keras.Model(inp, out, name=name)
 
 
+SEQ_UNITS = 96
+
+
+def encoder_decoder(name, vocab, t, classes):
+    """Embedding -> LSTM encoder (last state) -> RepeatVector(t) -> LSTM decoder
+    (every step) -> TimeDistributed(Dense(classes, softmax))."""
+    inp = keras.Input(shape=(t,), name="input")
+    x = layers.Embedding(vocab, EMBED, name="embedding")(inp)
+    x = layers.LSTM(SEQ_UNITS, name="encoder")(x)
+    x = layers.RepeatVector(t, name="repeat")(x)
+    x = layers.LSTM(SEQ_UNITS, return_sequences=True, name="decoder")(x)
+    out = layers.TimeDistributed(layers.Dense(classes, activation="softmax", name="dense"),
+                                 name="time_distributed")(x)
+    return keras.Model(inp, out, name=name)
+
+
 def only_classes(xtr, ytr, xte, yte, keep):
     """Keep the samples of classes `keep` and relabel them 0..len(keep)-1."""
     def sub(x, y):
@@ -252,6 +271,8 @@ SPECS = [
      {"epochs": 15}),
     ("lang_tags_lstm", "lang_tags", 15, lambda i: text_tagger("lang_tags_lstm", *i),
      {"epochs": 20}),
+    ("lang_rev_lstm", "lang_rev", 16, lambda i: encoder_decoder("lang_rev_lstm", *i),
+     {"epochs": 40}),
 ]
 TEXT_DEFAULTS = {"batch": TEXT_BATCH, "lr": TEXT_LR, "clipnorm": 1.0}
 IMAGE_SETS = ("digits", "clothing")
@@ -382,6 +403,10 @@ def main():
             "per_class_accuracy": [round(a, 4) for a in per_class],
             "params": int(model.count_params()),
         }
+        if yte.ndim == 2 and ds == "lang_rev":
+            exact = float(np.mean(np.all(pred == yte, axis=1)))
+            notes = f"per-step accuracy above; exact match (whole reversed word) {exact:.4f}"
+            print(f"{stem}: exact match {exact:.4f}", flush=True)
         if notes:
             entry["notes"] = notes
         entry["input"] = "tokens" if text else "image"

@@ -4,7 +4,7 @@
 
 /** Controls an exercise (or a link's `<control>_hide=true`) may hide. */
 export const HIDEABLE = Object.freeze(['picker', 'upload', 'layers', 'addmodule', 'tryit', 'matrix', 'teacher']);
-export const CHECKS = Object.freeze(['accuracy', 'class_accuracy', 'modules_from', 'no_module', 'module_from']);
+export const CHECKS = Object.freeze(['accuracy', 'class_accuracy', 'modules_from', 'no_module', 'module_from', 'module_update']);
 const LIMITS = { title: 120, story: 2000, hint: 500, hints: 10, goal: 20, models: 8, classes: 64 };
 
 /** A malformed exercise; the message names the field. */
@@ -90,6 +90,9 @@ function check(raw, path, ctx) {
       return { check: kind, class: classRef(raw.class, `${path}.class`, ctx.catalog) };
     case 'module_from':
       return { check: kind, class: classRef(raw.class, `${path}.class`, ctx.catalog), model: modelRef(raw.model, `${path}.model`, ctx) };
+    case 'module_update':
+      if (has(raw, 'on') && typeof raw.on !== 'boolean') fail(`${path}.on`, 'must be true or false');
+      return { check: kind, on: raw.on ?? true };
   }
 }
 
@@ -161,14 +164,18 @@ export function describe(c, { catalog, multi = false }) {
       return `No module for class ${cls(c.class)}`;
     case 'module_from':
       return `The module for class ${cls(c.class)} comes from ${modelLabel(c.model, catalog)}`;
+    case 'module_update':
+      return c.on ? 'Module update is on (modules from different data sets)' : 'Module update is off';
   }
   return c.check;
 }
 
 /**
  * Evaluates the goal. `snap`: {slots: [{cls: "digits:7", model: key, on}],
- * result: null | {top1, perClass: {"digits:7": accuracy, ...}}} — `result`
- * is the composition of the slots that are on (null when none are).
+ * result: null | {top1, perClass: {"digits:7": accuracy, ...}}, update} —
+ * `result` is the composition of the slots that are on (null when none are);
+ * `update`: module update applies to it (the switch is on and the
+ * composition spans data sets).
  * Returns {solved, multi, checks: [{check, ok, text, now}]}.
  */
 export function evaluate(ex, snap, { catalog }) {
@@ -213,6 +220,10 @@ export function evaluate(ex, snap, { catalog }) {
         now = !s ? 'no module for it' : ok ? 'yes' : `now from ${modelLabel(s.model, catalog)}`;
         break;
       }
+      case 'module_update':
+        ok = Boolean(snap.update) === c.on;
+        now = snap.update ? 'now on' : 'now off';
+        break;
     }
     return { check: c, ok, text: describe(c, { catalog, multi }), now };
   });
@@ -235,6 +246,7 @@ export function exerciseFromState(snap, { start, title, story = '', hints = [], 
   }
   for (const s of on) if (s.model !== start) goal.push({ check: 'module_from', class: s.cls, model: s.model });
   for (const s of snap.slots) if (!s.on && !on.some((o) => o.cls === s.cls)) goal.push({ check: 'no_module', class: s.cls });
+  if (snap.update) goal.push({ check: 'module_update', on: true });
   const ex = { title: title || 'Rebuild this composition', story, models, goal };
   if (hints.length) ex.hints = hints;
   if (hide.length) ex.hide = hide;

@@ -1,9 +1,11 @@
 // UI thread: state, rendering and user input. The engine runs in worker.js.
-import { Engine } from './engine.js';
+import { CancelledError, Engine } from './engine.js';
+import { wireCancel } from './cancel.js';
+import { dataTitle, dataUploader, isDataKey, reloadOnData } from './dataupload.js';
 import { el, pct, signedPct, renderLayers, renderMatrix } from './view.js';
 import { TryIt } from './tryit.js';
 import { TypeIt } from './typeit.js';
-import { renderJaccard, renderUnits } from './units.js';
+import { highlightLayers, renderJaccard, renderUnits } from './units.js';
 import * as store from './store.js';
 import { LIMITS, ShareLinkError, decodeFragment, encodeState, isShareFragment, sha256Hex, settingsProblem, stateToJson, validateState } from './share.js';
 import { HIDEABLE, evaluate, exerciseFromState, exerciseId, validateExercise } from './exercises.js';
@@ -11,6 +13,7 @@ import { HIDEABLE, evaluate, exerciseFromState, exerciseId, validateExercise } f
 const $ = (id) => document.getElementById(id);
 
 export function showError(err) {
+  if (err instanceof CancelledError) return; // the cancel note says so
   $('error-text').textContent = String(err?.message ?? err);
   $('error-banner').hidden = false;
 }
@@ -40,8 +43,10 @@ async function fetchBytes(path) {
   return r.arrayBuffer();
 }
 
-function progress(label) {
+function progress(label, { cancellable = true } = {}) {
   $('progress-wrap').hidden = false;
+  $('cancel-btn').hidden = !cancellable;
+  if (cancellable) $('cancel-note').hidden = true;
   $('progress-text').textContent = label;
   $('progress').value = 0;
   return (f) => { $('progress').value = f; };
@@ -161,7 +166,7 @@ function renderScores(result) {
 /** Models (catalog and uploaded) trained on data set `ds`: [[key, label]]. */
 function modelsOf(ds) {
   return [...state.catalog.models.filter((m) => m.dataset === ds).map((m) => [m.file, m.short ?? m.title]),
-    ...[...state.models.values()].filter((m) => m.upload && m.dataset.name === ds).map((m) => [m.key, m.title])];
+    ...[...state.models.values()].filter((m) => (m.upload || m.onData) && m.dataset.name === ds).map((m) => [m.key, m.title])];
 }
 
 function moduleCard(slot) {
@@ -194,7 +199,13 @@ function moduleCard(slot) {
     renderModules();
     recompose().catch(showError);
   });
-  const head = el('header', {}, el('span', { class: 'cls', title: name }, mod.class_name), toggle);
+  // The current model's own module: its name selects it (kept units lit on the layer diagram).
+  const own = slot.source === state.current;
+  const label = own
+    ? el('button', { type: 'button', class: 'cls pick', title: `Show which units module ${name} keeps on the layer diagram` }, mod.class_name)
+    : el('span', { class: 'cls', title: name }, mod.class_name);
+  if (own) label.addEventListener('click', () => selectModule(slot.class));
+  const head = el('header', {}, label, toggle);
   if (extra) {
     const drop = el('button', { type: 'button', class: 'drop', 'aria-label': `Take the ${name} module off the board`, title: 'Take this module off the board' }, '×');
     drop.addEventListener('click', () => {
@@ -205,7 +216,9 @@ function moduleCard(slot) {
     });
     head.append(drop);
   }
-  const card = el('article', { class: `module${slot.on ? '' : ' off'}${replaced ? ' replaced' : ''}${extra ? ' extra' : ''}`, 'data-class': name },
+  const selected = own && $('units-class').value === String(slot.class);
+  const card = el('article', { class: `module${slot.on ? '' : ' off'}${replaced ? ' replaced' : ''}${extra ? ' extra' : ''}${selected ? ' selected' : ''}`,
+    'data-class': name, 'data-units-class': own ? String(slot.class) : null },
     head,
     el('dl', {},
       el('dt', { title: 'Module accuracy as a binary classifier (balanced)' }, 'accuracy'), el('dd', {}, pct(mod.accuracy)),
@@ -266,7 +279,7 @@ function renderModel() {
   const ds = m.dataset;
   $('model-info').replaceChildren(
     el('strong', {}, m.title), ' · ', `${m.info.params.toLocaleString('en')} parameters · ${m.info.class_names.length} classes · `,
-    `data: ${state.catalog.datasets[ds.name]?.title ?? ds.name} (${ds.train} train / ${ds.test} test)`);
+    `data: ${state.catalog.datasets[ds.name]?.title ?? (isDataKey(ds.name) ? dataTitle(ds.name) : ds.name)} (${ds.train} train / ${ds.test} test)`);
   renderLayers($('layers'), m.info.layers);
   $('app').dataset.maskDigest = m.digest;
   $('model-picker').value = m.key;
@@ -279,13 +292,17 @@ let typeIt;
 
 /** The playground state in share.js's form (uploads carry their bytes). */
 function snapshot() {
-  const models = [...state.models.values()].map((m) => (m.upload
+  // Uploaded data sets stay in this tab: not in links, not in the saved state.
+  if (state.models.get(state.current)?.onData) return null;
+  const models = [...state.models.values()].filter((m) => !m.onData).map((m) => (m.upload
     ? { key: m.key, dataset: m.dataset.name, upload: { name: m.name, sha256: m.sha256, bytes: new Uint8Array(m.bytes) } }
     : { key: m.key, dataset: m.dataset.name }));
   return {
     models, settings: state.settings, current: state.current,
     slots: state.slots.map((s) => ({ ...s })),
     try: $('try-panel').hidden ? null : tryIt?.linkState() ?? null,
+    text: $('type-panel').hidden ? null : typeIt?.linkState() ?? null,
+    update: $('update-box').checked,
     exercise: state.exercise, hide: state.linkHide,
   };
 }
@@ -296,6 +313,7 @@ function persist() {
   clearTimeout(persistTimer);
   persistTimer = setTimeout(() => {
     const st = snapshot();
+    if (!st) return; // keeps the last state that can be restored
     const files = {};
     for (const m of st.models) {
       if (m.upload) { files[m.upload.name] = m.upload.bytes.buffer; m.upload = { ...m.upload, bytes: null }; }
@@ -348,8 +366,10 @@ async function applyState(st, files = new Map()) {
   state.linkHide = st.hide ?? [];
   state.exercise = st.exercise;
   if (st.exercise && !st.exercise.id) state.custom = st.exercise;
+  $('update-box').checked = Boolean(st.update);
   await select(st.current, { slots: st.slots });
   if (st.try && !$('try-panel').hidden) tryIt.restore(st.try);
+  if (st.text && !$('type-panel').hidden) typeIt.restore(st.text);
 }
 
 /** Makes a link of `st`, shows it in the share box and copies it. */
@@ -449,20 +469,32 @@ function askForFiles(st, missing) {
 
 // ---- exercises -------------------------------------------------------------
 
-/** What the checker sees: slots by qualified class and the composition's per-class accuracy. */
+/**
+ * A slot's class as goals name it. A module from another data set for a class
+ * the current data set has too (same name, same input shape: English in
+ * language sets A and B) is that class, as it is in the engine.
+ */
+function goalClass(s) {
+  const cur = state.models.get(state.current).dataset;
+  const ds = state.models.get(s.source).dataset;
+  const name = ds.class_names[s.class];
+  return isExtra(s) && cur.class_names.includes(name) && cur.sample_shape.join('×') === ds.sample_shape.join('×') ? `${cur.name}:${name}` : qualified(s);
+}
+
+/** What the checker sees: slots by goal class, the composition's per-class accuracy, the module-update switch. */
 function exerciseSnapshot() {
-  const slots = state.slots.map((s) => ({ cls: qualified(s), model: s.source, on: s.on }));
+  const slots = state.slots.map((s) => ({ cls: goalClass(s), model: s.source, on: s.on }));
   let result = null;
   if (lastResult) {
     const perClass = {};
     for (const s of state.slots.filter((x) => x.on)) {
       const id = state.models.get(s.source).modules[s.class].class_id;
       const k = lastResult.classes.indexOf(id);
-      if (k >= 0) perClass[qualified(s)] = lastResult.per_class[k];
+      if (k >= 0) perClass[goalClass(s)] = lastResult.per_class[k];
     }
     result = { top1: lastResult.top1, perClass };
   }
-  return { slots, result };
+  return { slots, result, update: document.body.dataset.update === 'true' };
 }
 
 function applyHide() {
@@ -639,7 +671,19 @@ async function showInside(m) {
     pick.dataset.model = `${m.key} ${m.digest}`;
     renderJaccard($('jaccard'), names, await engine.call('moduleJaccard', { model: m.info.id }));
   }
-  renderUnits($('units'), await engine.call('moduleUnits', { model: m.info.id, class: Number(pick.value) }));
+  const cls = Number(pick.value);
+  const views = await engine.call('moduleUnits', { model: m.info.id, class: cls });
+  renderUnits($('units'), views);
+  // The same units lit on the layer diagram, and the module's card marked.
+  highlightLayers($('layers'), views, names[cls]);
+  $('lit-note').textContent = `Lit: the units module ${names[cls]} keeps (blue). Click a module's name on its card to light another.`;
+  for (const c of document.querySelectorAll('.module')) c.classList.toggle('selected', c.dataset.unitsClass === String(cls));
+}
+
+/** Shows module `cls` of the current model inside the module and on the layer diagram. */
+function selectModule(cls) {
+  $('units-class').value = String(cls);
+  showInside(state.models.get(state.current)).catch(showError);
 }
 
 async function selectDefault() {
@@ -657,12 +701,23 @@ async function addUpload(name, dataset, bytes) {
   const old = state.models.get(key);
   if (old?.sha256 === sha256) return old;
   state.models.delete(key);
-  // The worker takes a transferred copy; keep the original for persistence and links.
-  const m = await ensureModel(key, { title, dataset, bytes: bytes.slice(0) });
+  let m;
+  try {
+    // The worker takes a transferred copy; keep the original for persistence and links.
+    m = await ensureModel(key, { title, dataset, bytes: bytes.slice(0) });
+  } catch (e) {
+    if (old) state.models.set(key, old);
+    throw e;
+  }
   Object.assign(m, { upload: true, name, bytes, sha256 });
+  listModel(key, title);
+  return m;
+}
+
+/** Lists a model that is not bundled (an upload, a model on uploaded data) in the picker. */
+function listModel(key, title) {
   const picker = $('model-picker');
   if (![...picker.options].some((o) => o.value === key)) picker.append(el('option', { value: key }, title));
-  return m;
 }
 
 /** Saves bytes from the engine as a file. */
@@ -713,11 +768,21 @@ function showSettings() {
 /** Re-decomposes every loaded model with new settings, keeping the composition. */
 async function applySettings(next) {
   const uploads = [...state.models.values()].filter((m) => m.upload);
+  const onData = [...state.models.values()].filter((m) => m.onData);
   const { current, slots } = state;
+  const before = { settings: state.settings, models: state.models };
   state.settings = next;
-  state.models.clear();
-  for (const u of uploads) await addUpload(u.name, u.dataset.name, u.bytes);
-  for (const k of new Set([current, ...slots.map((s) => s.source)])) await ensureModel(k);
+  state.models = new Map();
+  try {
+    for (const u of uploads) await addUpload(u.name, u.dataset.name, u.bytes);
+    for (const m of onData) await reloadOnData(m, ensureModel);
+    for (const k of new Set([current, ...slots.map((s) => s.source)])) await ensureModel(k);
+  } catch (e) {
+    // Cancelled (or failed): the models decomposed with the old settings stay.
+    Object.assign(state, before);
+    showSettings();
+    throw e;
+  }
   await select(current, { slots });
   showSettings();
 }
@@ -738,6 +803,22 @@ function readSettings() {
 }
 
 function wireControls() {
+  const uploadData = dataUploader({
+    engine, state, ensureModel, select,
+    modelBytes: (m) => (m.upload ? m.bytes.slice(0) : fetchBytes(`bundled/${m.key}`)),
+    listModel,
+  });
+  wireCancel({
+    engine, button: $('cancel-btn'), note: $('cancel-note'), progress, done: progressDone, onError: showError,
+    live: (id) => [...state.models.values()].some((m) => m.info.id === id),
+    restored: async () => {
+      if (!state.current) return selectDefault();
+      renderModel();
+      renderModules();
+      await recompose();
+      await showInside(state.models.get(state.current));
+    },
+  });
   $('units-class').addEventListener('change', () => showInside(state.models.get(state.current)).catch(showError));
   showSettings();
   $('settings-form').addEventListener('submit', (e) => {
@@ -746,6 +827,8 @@ function wireControls() {
   });
   $('s-reset').addEventListener('click', () => applySettings({}).catch(showError));
   $('update-box').addEventListener('change', () => recompose().catch(showError));
+  $('type-box').addEventListener('input', () => persist());
+  $('type-samples').addEventListener('click', () => persist());
   const picker = $('model-picker');
   picker.replaceChildren(...state.catalog.models.map((m) => el('option', { value: m.file }, m.title)));
   picker.disabled = false;
@@ -757,19 +840,30 @@ function wireControls() {
   document.addEventListener('drop', (e) => {
     e.preventDefault();
     document.body.classList.remove('dropping');
-    const f = e.dataTransfer?.files?.[0];
-    if (f && !hidden('upload')) upload(f).catch(showError);
+    const files = [...(e.dataTransfer?.files ?? [])];
+    if (files.length === 0 || hidden('upload')) return;
+    // A .npz, or two files (IDX images and labels), is data; anything else a model.
+    (files.length > 1 || /\.npz$/i.test(files[0].name) ? uploadData(files) : upload(files[0])).catch(showError);
   });
   $('upload').addEventListener('change', (e) => {
     const f = e.target.files?.[0];
     e.target.value = '';
     if (f) upload(f).catch(showError);
   });
+  $('data-upload').addEventListener('change', (e) => {
+    const files = [...(e.target.files ?? [])];
+    e.target.value = '';
+    if (files.length) uploadData(files).catch(showError);
+  });
   $('add-model').addEventListener('change', renderAddClasses);
   $('add-btn').addEventListener('click', () => addModule().catch(showError));
   $('export-onnx').addEventListener('click', () => exportOnnx().catch(showError));
   $('export-set').addEventListener('click', () => exportModuleSets().catch(showError));
-  $('share-btn').addEventListener('click', () => shareState(snapshot(), 'Link to this playground').catch(showError));
+  $('share-btn').addEventListener('click', () => {
+    const st = snapshot();
+    if (!st) return showError('A link cannot carry a data set you uploaded: pick a model on a bundled data set to share a link.');
+    shareState(st, 'Link to this playground').catch(showError);
+  });
   $('share-copy').addEventListener('click', () => {
     $('share-url').select();
     navigator.clipboard.writeText($('share-url').value).then(() => { $('share-note').textContent = 'Copied to the clipboard.'; },

@@ -20,6 +20,8 @@ export const LIMITS = Object.freeze({
   /** Try-it samples offered per data set (the strip). */
   samples: 12,
   pixels: 28 * 28,
+  /** Characters of typed text (the text box's maxlength). */
+  text: 400,
 });
 
 /** Settings the engine's decomposition takes (src/decompose/mod.rs `Settings`). */
@@ -252,7 +254,7 @@ export function validateState(raw, ctx) {
   if (new Set(keys).size !== keys.length) bad('models lists a model twice');
   const current = index(raw.current, models.length, 'current');
   const dsOf = (i) => catalog.datasets[models[i].dataset];
-  const st = { models, settings: has(raw, 'settings') ? validSettings(raw.settings) : {}, current: keys[current], slots: null, try: null, exercise: null };
+  const st = { models, settings: has(raw, 'settings') ? validSettings(raw.settings) : {}, current: keys[current], slots: null, try: null, text: null, update: false, exercise: null };
 
   if (has(raw, 'slots')) {
     const base = models[current].dataset;
@@ -285,6 +287,18 @@ export function validateState(raw, ctx) {
       if (!px || px.length !== LIMITS.pixels) bad(`try.pixels must be ${LIMITS.pixels} bytes of base64url`);
       st.try = { pixels: px };
     } else bad('try must be {"sample": n} or {"pixels": "…"}');
+  }
+
+  // Added in version 1 without a version change: older pages ignore both keys.
+  if (has(raw, 'text') && raw.text !== null) {
+    const t = raw.text;
+    if (isObj(t) && has(t, 'sample')) st.text = { sample: index(t.sample, LIMITS.samples, 'text.sample') };
+    else if (typeof t === 'string' && t.length >= 1 && t.length <= LIMITS.text && !/[\u0000-\u0008\u000b-\u001f\u007f]/.test(t)) st.text = t;
+    else bad(`text must be {"sample": n} or 1–${LIMITS.text} characters without control characters`);
+  }
+  if (has(raw, 'update')) {
+    if (raw.update !== 0 && raw.update !== 1) bad('update must be 0 or 1');
+    st.update = raw.update === 1;
   }
 
   if (has(raw, 'exercise') && raw.exercise !== null) {
@@ -327,8 +341,8 @@ export function isShareFragment(hash) {
 }
 
 /**
- * Fragment → validated state ({models, settings, current, slots, try,
- * exercise, hide}). Throws ShareLinkError, never anything else.
+ * Fragment → validated state ({models, settings, current, slots, try, text,
+ * update, exercise, hide}). Throws ShareLinkError, never anything else.
  */
 export async function decodeFragment(hash, ctx) {
   const { v, s, hide } = parseFragment(hash);
@@ -369,6 +383,9 @@ export function stateToJson(st) {
   if (st.slots) out.slots = st.slots.map((s) => [keys.indexOf(s.source), s.class, s.on ? 1 : 0]);
   if (st.try?.sample !== undefined) out.try = { sample: st.try.sample };
   else if (st.try?.pixels) out.try = { pixels: toBase64url(st.try.pixels) };
+  if (st.text?.sample !== undefined) out.text = { sample: st.text.sample };
+  else if (typeof st.text === 'string' && st.text !== '') out.text = st.text;
+  if (st.update) out.update = 1;
   if (st.exercise) {
     if (st.exercise.id) out.exercise = st.exercise.id;
     else {

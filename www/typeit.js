@@ -16,6 +16,8 @@ export class TypeIt {
 
   /** Fills the strip with test snippets: [{ids, text, name}]. */
   setSamples(list) {
+    this.sampleList = list;
+    this.selected = null;
     this.samples.replaceChildren(...list.map((s, i) => {
       const b = el('button', { type: 'button', class: 'snippet', 'aria-pressed': 'false', 'data-label': s.name, title: `Test snippet ${i + 1} (label ${s.name})` }, s.text);
       b.addEventListener('click', () => {
@@ -30,7 +32,30 @@ export class TypeIt {
 
   selectSample(i) {
     this.current = null;
+    this.selected = i;
     [...this.samples.children].forEach((b, k) => b.setAttribute('aria-pressed', String(k === i)));
+  }
+
+  /** What a share link keeps: {sample: i}, the typed text, or null (an empty box). */
+  linkState() {
+    if (this.selected !== null && this.selected !== undefined) return { sample: this.selected };
+    return this.box.value === '' ? null : this.box.value;
+  }
+
+  /** Shows and scores what `linkState` returned. */
+  restore(t) {
+    if (t === null || t === undefined) return;
+    if (typeof t === 'string') {
+      this.selectSample(null);
+      this.box.value = t;
+    } else {
+      const s = this.sampleList?.[t.sample];
+      if (!s) throw new Error(`the link selects test snippet ${t.sample + 1}, which this data set does not have`);
+      this.selectSample(t.sample);
+      this.box.value = s.text;
+      this.current = s.ids;
+    }
+    this.update();
   }
 
   /** Re-scores the current text (one request in flight; the latest input wins). */

@@ -9,7 +9,7 @@ const mix = (f) => KEPT.map((k, i) => Math.round(GONE[i] + (k - GONE[i]) * f));
 /** One layer's units as a small image: dense units in rows of 32, conv
  *  positions as an H×W map of the share of channels kept, recurrent units as
  *  steps (rows) × units (columns). */
-function layerCanvas({ grid, kept }) {
+function layerCanvas({ grid, kept }, span = 220) {
   let rows, cols, value;
   if (grid.length === 3) {
     const [h, w, c] = grid;
@@ -23,7 +23,7 @@ function layerCanvas({ grid, kept }) {
     rows = Math.ceil(kept.length / cols);
     value = (r, q) => (r * cols + q < kept.length ? kept[r * cols + q] : null);
   }
-  const cell = Math.max(2, Math.min(10, Math.floor(220 / Math.max(cols, rows))));
+  const cell = Math.max(2, Math.min(10, Math.floor(span / Math.max(cols, rows))));
   const canvas = Object.assign(document.createElement('canvas'), { width: cols * cell, height: rows * cell });
   const ctx = canvas.getContext('2d');
   for (let r = 0; r < rows; r++) {
@@ -37,10 +37,32 @@ function layerCanvas({ grid, kept }) {
   return canvas;
 }
 
+const keptCount = (v) => v.kept.reduce((a, b) => a + b, 0);
+const unitsWord = (v) => (v.grid.length === 3 ? 'positions (share of channels)' : v.grid.length === 2 && v.kind !== 'Dense' ? 'steps × units' : 'units');
+
+/**
+ * Lights a module's kept units on the layer diagram (`list`, from
+ * view.renderLayers): a small picture and a count on each tracked layer's row.
+ * `views` null clears the highlight.
+ */
+export function highlightLayers(list, views, moduleName) {
+  for (const old of list.querySelectorAll('.lit')) old.remove();
+  const byLayer = new Map((views ?? []).map((v) => [v.layer, v]));
+  for (const li of list.children) {
+    const v = byLayer.get(li.dataset.layer);
+    li.classList.toggle('tracked', Boolean(v));
+    if (!v) continue;
+    const kept = keptCount(v);
+    li.append(el('span', { class: 'lit', title: `Module ${moduleName}: kept ${kept} of ${v.kept.length} ${unitsWord(v)} of ${v.layer}` },
+      layerCanvas(v, 180), el('span', { class: 'lit-count' }, `${kept}/${v.kept.length}`)));
+  }
+  list.dataset.module = views ? moduleName : '';
+}
+
 export function renderUnits(box, views) {
   box.replaceChildren(...views.map((v) => {
-    const kept = v.kept.reduce((a, b) => a + b, 0);
-    const what = v.grid.length === 3 ? 'positions (share of channels)' : v.grid.length === 2 && v.kind !== 'Dense' ? 'steps × units' : 'units';
+    const kept = keptCount(v);
+    const what = unitsWord(v);
     return el('figure', { class: 'units-layer', 'data-layer': v.layer },
       layerCanvas(v),
       el('figcaption', {}, el('strong', {}, v.layer), ` ${v.kind} · ${v.grid.join('×')} ${what} · kept ${kept} of ${v.kept.length}`));

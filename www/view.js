@@ -11,7 +11,7 @@ export const pct = (x) => `${(100 * x).toFixed(1)}%`;
 export const signedPct = (x) => `${x >= 0 ? '+' : '−'}${(100 * Math.abs(x)).toFixed(1)}`;
 
 export function renderLayers(list, layers) {
-  list.replaceChildren(...layers.map((l) => el('li', {},
+  list.replaceChildren(...layers.map((l) => el('li', { 'data-layer': l.name },
     el('span', { class: 'name' }, `${l.kind}${l.activation && l.activation !== 'linear' ? ` (${l.activation})` : ''}`),
     el('span', { class: 'shape' }, l.shape.join('×')),
     el('span', { class: 'params' }, l.params ? l.params.toLocaleString('en') : ''))));

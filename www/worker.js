@@ -8,6 +8,7 @@ const ready = init().then(() => { session = new engine.Session(); return engine.
 const ops = {
   info: () => ready,
   addDataset: ({ bytes, name }) => session.addDataset(new Uint8Array(bytes), name),
+  addIdxDataset: ({ images, labels, name }) => session.addIdxDataset(new Uint8Array(images), new Uint8Array(labels), name),
   addModel: ({ bytes, fileName, dataset }) => session.addModel(new Uint8Array(bytes), fileName, dataset),
   addFile: ({ bytes, fileName, dataset }) => session.addFile(new Uint8Array(bytes), fileName, dataset),
   exportOnnx: ({ picks, softmax }) => session.exportOnnx(picks, softmax ?? false),

@@ -462,6 +462,10 @@ pub fn jaccard_ref(model: &Model, module: &Module) -> f32 {
 /// output? For a recurrent source: at step `t`, or at its last step when it
 /// returns only the last state, or at any step when the reader is not stepped.
 fn input_kept(model: &Model, module: &Module, src: NodeId, i: usize, t: Option<usize>) -> bool {
+    // Every step of a RepeatVector is its input vector (an encoder's last state).
+    if let Op::RepeatVector { .. } = model.nodes[src].op {
+        return input_kept(model, module, model.nodes[src].inputs[0], i, None);
+    }
     let Some(m) = module.masks.nodes.get(&src) else { return true };
     match &model.nodes[src].op {
         Op::Recurrent(r) => {

@@ -23,7 +23,18 @@ pub fn recurrent_mask(model: &Model, node: NodeId, rec: &Recording, k: usize, co
     let Op::Recurrent(r) = &model.nodes[node].op else { unreachable!("recurrent_mask on a {}", model.nodes[node].op.kind()) };
     let (steps, u) = (model.steps(node), r.units);
     let rows = rec.bits[k].cols();
-    let per_step = concerned.len() > rows;
+    let item_steps = concerned.len() / rows.max(1);
+    // Per-step items at this layer's own steps (a tagger, a decoder). An
+    // encoder's steps are not the output's: its concerned samples are the
+    // sequences with a concerned item, its unconcerned ones the others with
+    // an unconcerned item, and it is treated as for per-sample labels.
+    let per_step = item_steps > 1 && stepped_with_head(model, node);
+    let encoder_sets = (item_steps > 1 && !per_step).then(|| {
+        let c = BitSet::from_indices(rows, concerned.iter().map(|i| i / item_steps));
+        let u = BitSet::from_indices(rows, unconcerned.iter().map(|i| i / item_steps).filter(|&r| !c.contains(r)));
+        (c, u)
+    });
+    let (concerned, unconcerned) = encoder_sets.as_ref().map_or((concerned, unconcerned), |(c, u)| (c, u));
     // (row, step) pairs whose state counts: at step `t`, or (rolled) at the
     // last step for per-sample labels / at each item's own step for per-step labels.
     let pairs = |set: &BitSet, t: Option<usize>| -> Vec<(usize, usize)> {
@@ -66,6 +77,26 @@ pub fn recurrent_mask(model: &Model, node: NodeId, rec: &Recording, k: usize, co
     UnitMask { keep, clip_negative: None }
 }
 
+/// Do node `node`'s steps reach a per-step head as its steps? True when a
+/// path to the head passes only layers that keep the time axis; false behind
+/// a RepeatVector or a recurrent layer that returns only its last state
+/// (an encoder, whose steps are the input's, not the output's).
+pub fn stepped_with_head(model: &Model, node: NodeId) -> bool {
+    let mut reach = vec![false; model.nodes.len()];
+    reach[model.head] = true;
+    for id in (node + 1..=model.head).rev() {
+        let keeps_time = match &model.nodes[id].op {
+            Op::RepeatVector { .. } => false,
+            Op::Recurrent(r) => r.return_sequences,
+            _ => true,
+        };
+        if reach[id] && keeps_time {
+            model.nodes[id].inputs.iter().for_each(|&i| reach[i] = true);
+        }
+    }
+    reach[node] && matches!(&model.nodes[node].op, Op::Recurrent(r) if r.return_sequences)
+}
+
 /// Units to remove given each unit's difference `d` (concerned − unconcerned):
 /// those with `d` below `threshold` (`d < 0`; ReLU rates: `d ≤ −0.5`), most
 /// negative first, at most `⌊max_remove · U⌋` of them; with `near_worst`, also
@@ -99,8 +130,9 @@ pub fn robust_mean(mut v: Vec<f32>) -> f32 {
     v.iter().map(|&x| x as f64).sum::<f64>() as f32 / v.len().max(1) as f32
 }
 
+/// The median by selection (linear time; the values are reordered).
 fn median(v: &mut [f32]) -> f32 {
-    v.sort_by(f32::total_cmp);
     let n = v.len();
-    if n % 2 == 1 { v[n / 2] } else { 0.5 * (v[n / 2 - 1] + v[n / 2]) }
+    let (left, &mut mid, _) = v.select_nth_unstable_by(n / 2, f32::total_cmp);
+    if n % 2 == 1 { mid } else { 0.5 * (left.iter().copied().fold(f32::NEG_INFINITY, f32::max) + mid) }
 }

@@ -33,15 +33,23 @@ use crate::model::{Activation, Cell, InputSpec, Masks, Model, ModelBuilder, Node
 const FORMAT: &str = "Remodule";
 /// The manifest's key in `__metadata__` and its `format` value.
 const KEY: &str = "remodule";
-/// The manifest version this build writes; it reads every version up to it.
-pub const VERSION: u32 = 1;
+/// The newest manifest version this build writes; it reads every version up
+/// to it. A file is written with the lowest version that can express it, so
+/// older readers still open every file they could read before: version 2
+/// adds the `RepeatVector` kind (option `times`), nothing else.
+pub const VERSION: u32 = 2;
 /// Largest pool window, stride or conv kernel side (as the Keras loader).
 const MAX_WINDOW: usize = 1 << 16;
 /// Op kinds a manifest may name (`Op::kind`).
 const KINDS: &[&str] = &[
     "Input", "Dense", "Conv2D", "MaxPool2D", "AvgPool2D", "GlobalAveragePooling2D", "Flatten", "Add", "BatchNormalization", "Activation", "Dropout",
-    "Embedding", "SimpleRNN", "LSTM", "GRU",
+    "Embedding", "SimpleRNN", "LSTM", "GRU", "RepeatVector",
 ];
+
+/// The lowest manifest version that can express `model` (see [`VERSION`]).
+fn version_for(model: &Model) -> u32 {
+    if model.nodes.iter().any(|n| matches!(n.op, Op::RepeatVector { .. })) { 2 } else { 1 }
+}
 
 /// What a file holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -100,6 +108,9 @@ struct NodeSpec {
     /// GRU only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     reset_after: Option<bool>,
+    /// RepeatVector only (version 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    times: Option<usize>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -168,7 +179,7 @@ impl Tensors {
 pub fn save_model(model: &Model) -> Result<Vec<u8>> {
     let mut t = Tensors::default();
     let spec = model_spec(model, &mut t);
-    write(Manifest { format: KEY.into(), version: VERSION, contents: Contents::Model, model: spec, modules: None }, t)
+    write(Manifest { format: KEY.into(), version: version_for(model), contents: Contents::Model, model: spec, modules: None }, t)
 }
 
 /// A model and its decomposition (a module set) as a `.remodule` file. The
@@ -190,7 +201,7 @@ pub fn save_modules(model: &Model, dec: &Decomposition) -> Result<Vec<u8>> {
         modules.push(ModuleSpec { class: module.class, concerned: module.concerned, unconcerned: module.unconcerned, masks });
     }
     let set = ModuleSetSpec { settings: dec.settings.clone(), recorded_samples: dec.recorded_samples, modules };
-    write(Manifest { format: KEY.into(), version: VERSION, contents: Contents::Modules, model: spec, modules: Some(set) }, t)
+    write(Manifest { format: KEY.into(), version: version_for(model), contents: Contents::Modules, model: spec, modules: Some(set) }, t)
 }
 
 fn model_spec(model: &Model, t: &mut Tensors) -> ModelSpec {
@@ -237,6 +248,7 @@ fn model_spec(model: &Model, t: &mut Tensors) -> ModelSpec {
                     spec.reset_after = Some(reset_after);
                 }
             }
+            Op::RepeatVector { times } => spec.times = Some(*times),
             Op::Input | Op::GlobalAvgPool | Op::Flatten | Op::Add { .. } | Op::Activation(_) | Op::Dropout => {}
         }
         nodes.push(spec);
@@ -487,6 +499,8 @@ fn read_op(i: usize, node: &NodeSpec, r: &mut Reader) -> Result<Op> {
         "Activation" => Op::Activation(activation()?),
         "Dropout" => Op::Dropout,
         "Embedding" => Op::Embedding { table: r.matrix(&t("embeddings"))? },
+        // The builder bounds the output (times × features) like any layer's.
+        "RepeatVector" => Op::RepeatVector { times: need(node.times, i, node, "times")? },
         k @ ("SimpleRNN" | "LSTM" | "GRU") => {
             let cell = match k {
                 "SimpleRNN" => Cell::SimpleRnn,
@@ -613,7 +627,10 @@ mod tests {
         b.push("lstm", rec(Cell::Lstm, 4, 3, true, s)).unwrap();
         b.push("gru", rec(Cell::Gru { reset_after: false }, 3, 2, true, s)).unwrap();
         b.push("gru2", rec(Cell::Gru { reset_after: true }, 2, 3, false, s)).unwrap();
-        b.push("head", Op::Dense { kernel: m2(3, 2, s), bias: v(2, s), activation: Activation::Linear }).unwrap();
+        // An encoder–decoder tail: the last state repeated for a per-step decoder.
+        b.push("repeat", Op::RepeatVector { times: 4 }).unwrap();
+        b.push("decoder", rec(Cell::Lstm, 3, 2, true, s)).unwrap();
+        b.push("head", Op::Dense { kernel: m2(2, 2, s), bias: v(2, s), activation: Activation::Linear }).unwrap();
         b.declare_params(1, 99);
         vec![image, b.finish(vec!["x".into(), "y".into()]).unwrap()]
     }

@@ -176,6 +176,11 @@ fn infer(name: &str, op: &Op, ins: &[&[usize]]) -> Result<Vec<usize>> {
             }
             [ins[0], &[table.ncols()]].concat()
         }
+        Op::RepeatVector { times } => match ins[0] {
+            [f] if *times > 0 => vec![*times, *f],
+            [_] => return Err(Error::shape(ctx(), "at least one repetition", 0)),
+            s => return Err(Error::shape(ctx(), "a vector input [F]", format!("{s:?}"))),
+        },
         Op::Recurrent(r) => {
             let (t, f) = match ins[0] {
                 [t, f] => (*t, *f),

@@ -244,6 +244,12 @@ fn run_node<'s>(
                 row.iter_mut().zip(table.row(tok as usize)).for_each(|(o, v)| *o = *v);
             }
         }
+        Op::RepeatVector { times } => {
+            let f = model.nodes[node.inputs[0]].len();
+            for (o, v) in out.chunks_exact_mut(times * f).zip(input(0).chunks_exact(f)) {
+                o.chunks_exact_mut(f).for_each(|step| step.copy_from_slice(v));
+            }
+        }
         Op::Recurrent(r) => {
             let steps = model.steps(id);
             let mut seq = std::mem::take(&mut scratch.seq);

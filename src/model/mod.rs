@@ -133,6 +133,9 @@ pub enum Op {
     Dropout,
     /// Token ids `[T]` → vectors `[T, D]`: row `id` of `table` (vocab × D).
     Embedding { table: Array2<f32> },
+    /// `[F]` → `[times, F]`: the vector once per step (Keras RepeatVector; the
+    /// bridge from an encoder's last state to a decoder's input sequence).
+    RepeatVector { times: usize },
     /// SimpleRNN / LSTM / GRU over `[T, F]`: `[T, U]` with `return_sequences`,
     /// else the last state `[U]`. Boxed: it is much larger than the other ops.
     Recurrent(Box<Recurrent>),
@@ -153,6 +156,7 @@ impl Op {
             Op::Activation(_) => "Activation",
             Op::Dropout => "Dropout",
             Op::Embedding { .. } => "Embedding",
+            Op::RepeatVector { .. } => "RepeatVector",
             Op::Recurrent(r) => r.cell.kind(),
         }
     }

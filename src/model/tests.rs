@@ -312,3 +312,56 @@ fn clipping_a_per_step_dense_uses_each_step_mask() {
     // Unit 1 = relu(-x0 + x1) = 1 unclipped; clipped at step 2: relu(0·x0 + x1) = 2.
     assert_eq!(out.logits, vec![3.0, 1.0, 3.0, 1.0, 3.0, 2.0]);
 }
+
+/// Encoder SimpleRNN(1) → RepeatVector(3) → decoder SimpleRNN(1, every step)
+/// → Dense(2, softmax) per step, by hand: e = tanh(x₂ + ½·tanh(x₁)), then
+/// d₁ = tanh(e), dₜ = tanh(e − dₜ₋₁), p(class 0) = σ(2dₜ).
+#[test]
+fn repeat_vector_encoder_decoder_by_hand() {
+    let cell = |recurrent: f32, return_sequences: bool| {
+        Op::Recurrent(Box::new(Recurrent {
+            cell: Cell::SimpleRnn,
+            units: 1,
+            kernel: arr2(&[[1.0]]),
+            recurrent: arr2(&[[recurrent]]),
+            bias: arr1(&[0.0]),
+            recurrent_bias: None,
+            activation: Activation::Tanh,
+            recurrent_activation: Activation::Sigmoid,
+            return_sequences,
+        }))
+    };
+    let mut b = ModelBuilder::new("enc-dec", spec(&[2, 1])).unwrap();
+    b.push("encoder", cell(0.5, false)).unwrap();
+    assert!(b.push("bad", Op::RepeatVector { times: 0 }).is_err());
+    b.push("repeat", Op::RepeatVector { times: 3 }).unwrap();
+    assert_eq!(b.shape(b.last()), &[3, 1]);
+    assert!(b.push("bad", Op::RepeatVector { times: 2 }).is_err(), "a sequence is not a vector");
+    b.push("decoder", cell(-1.0, true)).unwrap();
+    b.push("out", Op::Dense { kernel: arr2(&[[1.0, -1.0]]), bias: arr1(&[0.0, 0.0]), activation: Activation::Softmax }).unwrap();
+    let m = b.finish(names(2)).unwrap();
+    assert_eq!((m.out_steps(), m.steps(1), m.steps(3)), (3, 2, 3));
+
+    let x = [1.0f32, 2.0, -0.5, 0.25];
+    let out = forward(&m, &x, 2, None, true, &mut no_progress()).unwrap();
+    for s in 0..2 {
+        let (x1, x2) = (x[2 * s] as f64, x[2 * s + 1] as f64);
+        let e = (x2 + 0.5 * x1.tanh()).tanh();
+        let mut d = 0.0f64;
+        for t in 0..3 {
+            d = (e - d).tanh();
+            let p0 = sig(2.0 * d);
+            let got = &out.probs[(s * 3 + t) * 2..][..2];
+            assert!((got[0] as f64 - p0).abs() < 1e-6 && (got[1] as f64 - (1.0 - p0)).abs() < 1e-6, "sample {s} step {t}: {got:?} vs {p0}");
+        }
+    }
+    // Both recurrent layers are tracked, per step; the RepeatVector is not.
+    let rec = out.recording.unwrap();
+    assert_eq!(rec.nodes, vec![1, 3]);
+    assert_eq!((rec.bits[0].rows(), rec.bits[1].rows()), (2, 3));
+    // Removing the encoder's unit at its last step: the decoder reads 0, so every step is 50/50.
+    let mut masks = Masks::default();
+    masks.nodes.insert(1, UnitMask { keep: crate::bits::BitSet::from_indices(2, [0]), clip_negative: None });
+    let cut = forward(&m, &x, 2, Some(&masks), false, &mut no_progress()).unwrap();
+    assert!(cut.probs.iter().all(|p| (p - 0.5).abs() < 1e-6), "{:?}", cut.probs);
+}

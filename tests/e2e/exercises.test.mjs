@@ -170,3 +170,49 @@ test("teacher mode: an exercise made from the current state reaches a student's 
   assert.equal(await student.locator('#matrix-panel').isVisible(), false);
   assert.deepEqual(env.errors, []);
 });
+
+test('add a language to the RNN: Dutch from set B, with set B\'s English and German modules', async () => {
+  const page = await env.newPage();
+  await open(page, env.url);
+  await startExercise(page, 'add-dutch');
+  assert.equal(await page.locator('#model-picker').inputValue(), 'lang_a_lstm.keras');
+  await addModule(page, 'lang_b_lstm.keras', 'Dutch');
+  // Just adding Dutch: set A's modules take most Dutch snippets (docs/FIDELITY.md: 0.315).
+  assert.equal(await solved(page), 'false');
+  assert.match(await page.locator('#ex-goal li[data-check="class_accuracy"]').textContent(), /✗.*\(now 31\.5%\)/);
+  await toggle(page, 'English');
+  await toggle(page, 'German');
+  await addModule(page, 'lang_b_lstm.keras', 'English');
+  assert.equal(await solved(page), 'false');
+  await addModule(page, 'lang_b_lstm.keras', 'German');
+  assert.equal(await solved(page), 'true');
+  assert.equal(await page.locator('#composed-acc').textContent(), '93.3%');
+  assert.match(await page.locator('#ex-goal li[data-check="class_accuracy"]').textContent(), /✓.*\(now 88\.5%\)/);
+  await shot(page, 'exercise-add-dutch');
+  // Set A's English back in as well: two English modules, and Dutch drops again.
+  await toggle(page, 'English');
+  assert.equal(await solved(page), 'false');
+  assert.deepEqual(env.errors, []);
+});
+
+test('inter-dataset reuse with module update: the switch lifts French over the goal', async () => {
+  const page = await env.newPage();
+  await open(page, env.url);
+  await startExercise(page, 'languages-module-update');
+  for (const c of ['German', 'Spanish', 'Italian']) await toggle(page, c);
+  await addModule(page, 'lang_b_lstm.keras', 'Portuguese');
+  await addModule(page, 'lang_b_lstm.keras', 'Polish');
+  assert.equal(await page.locator('#composed-acc').textContent(), '89.3%');
+  assert.equal(await solved(page), 'false');
+  assert.match(await page.locator('#ex-goal li[data-check="module_update"]').textContent(), /✗.*Module update is on.*\(now off\)/);
+  assert.equal(await page.locator('#update-row').isVisible(), true);
+  await composedChange(page, () => page.locator('#update-box').check());
+  assert.equal(await page.locator('body').getAttribute('data-update'), 'true');
+  assert.equal(await page.locator('#composed-acc').textContent(), '91.1%');
+  assert.equal(await solved(page), 'true');
+  await shot(page, 'exercise-module-update');
+  await composedChange(page, () => page.locator('#update-box').uncheck());
+  assert.equal(await page.locator('#composed-acc').textContent(), '89.3%');
+  assert.equal(await solved(page), 'false');
+  assert.deepEqual(env.errors, []);
+});

@@ -210,3 +210,43 @@ test('<control>_hide=true in a link hides that control', async () => {
   // Re-sharing keeps what the link hid.
   assert.match(await copyLink(fresh), /&matrix_hide=true&upload_hide=true$/);
 });
+
+test('typed text and the module-update switch travel in the link and come back exactly', async () => {
+  const page = await env.newPage();
+  await open(page, env.url);
+  await page.locator('#model-picker').selectOption('lang_a_lstm.keras');
+  await page.locator('#type-panel:not([hidden])').waitFor({ timeout: 60000 });
+  await addModule(page, 'lang_b_lstm.keras', 'Dutch');
+  await composedChange(page, () => page.locator('#update-box').check());
+  const typed = 'Alle mensen worden  vrij en gelijk geboren\nin waardigheid';
+  await page.locator('#type-box').fill(typed);
+  await page.waitForFunction(() => document.getElementById('type-answer').textContent !== '–'
+    && document.querySelectorAll('#type-scores li').length === document.querySelectorAll('.module:not(.off)').length);
+  await page.waitForTimeout(200);
+  const seen = async (p) => ({ ...(await pageState(p)), typed: await p.locator('#type-box').inputValue(),
+    update: await p.locator('#update-box').isChecked(), answer: await p.locator('#type-answer').textContent(),
+    scores: (await p.locator('#type-scores li').allTextContents()).join('|') });
+  const before = await seen(page);
+  assert.equal(before.update, true);
+  const link = await copyLink(page);
+
+  const other = await env.newPage();
+  await open(other, link);
+  await other.locator('body[data-link="opened"]').waitFor();
+  await other.waitForFunction((n) => document.querySelectorAll('#type-scores li').length === n, before.scores.split('|').length);
+  await other.waitForTimeout(200);
+  assert.deepEqual(await seen(other), before);
+  assert.equal(await other.locator('body').getAttribute('data-update'), 'true');
+  await shot(other, 'share-text-update');
+
+  // A test snippet is linked as the snippet (its token ids), not as retyped text.
+  await other.locator('#type-samples button').nth(3).click();
+  await other.waitForFunction(() => document.querySelector('#type-samples button[aria-pressed="true"]'));
+  const link2 = await copyLink(other);
+  const third = await env.newPage();
+  await open(third, link2);
+  await third.locator('body[data-link="opened"]').waitFor();
+  await third.waitForFunction(() => document.querySelectorAll('#type-samples button')[3]?.getAttribute('aria-pressed') === 'true');
+  assert.equal(await third.locator('#type-box').inputValue(), await other.locator('#type-box').inputValue());
+  assert.deepEqual(env.errors, []);
+});

@@ -139,3 +139,21 @@ test('random junk never makes the validator throw anything but ExerciseError', (
     }
   }
 });
+
+test('languages-module-update: the accuracy alone is not enough, the update switch must be on', () => {
+  const ex = byId['languages-module-update'];
+  const slots = [['lang_a:English', 'lang_a_lstm.keras'], ['lang_a:French', 'lang_a_lstm.keras'], ['lang_b:Portuguese', 'lang_b_lstm.keras'], ['lang_b:Polish', 'lang_b_lstm.keras']]
+    .map(([cls, model]) => ({ cls, model, on: true }));
+  const perClass = { 'lang_a:French': 0.72 };
+  const off = evaluate(ex, { slots, result: { top1: 0.911, perClass }, update: false }, { catalog });
+  assert.deepEqual(off.checks.map((c) => c.ok), [true, true, false]);
+  assert.match(off.checks[2].text, /^Module update is on/);
+  assert.equal(off.checks[2].now, 'now off');
+  assert.equal(evaluate(ex, { slots, result: { top1: 0.911, perClass }, update: true }, { catalog }).solved, true);
+  // An old snapshot without the flag counts as "off"; {on: false} goals hold then.
+  assert.equal(evaluate({ ...ex, goal: [{ check: 'module_update', on: false }] }, { slots, result: null }, { catalog }).solved, true);
+  assert.throws(() => validateExercise({ title: 't', models: ['lang_a_lstm.keras'], goal: [{ check: 'module_update', on: 'yes' }] }, { catalog }), /goal\[0\]\.on must be true or false/);
+  // Teacher mode keeps the switch.
+  const made = validateExercise(exerciseFromState({ slots, result: { top1: 0.911, perClass }, update: true }, { start: 'lang_a_lstm.keras' }), { catalog });
+  assert.deepEqual(made.goal.at(-1), { check: 'module_update', on: true });
+});

@@ -43,7 +43,7 @@ async function randomState(r) {
     });
   }
   const cur = r.pick(models);
-  const st = { models, settings: {}, current: cur.key, slots: null, try: null, exercise: null, hide: [] };
+  const st = { models, settings: {}, current: cur.key, slots: null, try: null, text: null, update: false, exercise: null, hide: [] };
   if (r.next() < 0.8) {
     const base = cur.dataset;
     const sameDs = models.filter((m) => m.dataset === base);
@@ -61,6 +61,10 @@ async function randomState(r) {
   const t = r.next();
   if (t < 0.3) st.try = { sample: r.int(LIMITS.samples) };
   else if (t < 0.6) st.try = { pixels: new Uint8Array(LIMITS.pixels).map(() => (r.next() < 0.8 ? 0 : r.int(256))) };
+  const x = r.next();
+  if (x < 0.2) st.text = { sample: r.int(LIMITS.samples) };
+  else if (x < 0.5) st.text = Array.from({ length: 1 + r.int(r.bool() ? 40 : LIMITS.text) }, () => r.pick([...'abc xyzäöüßéñ€漢\n\t"\'<>&', '😀'])).join('').slice(0, LIMITS.text);
+  st.update = r.next() < 0.3;
   const e = r.next();
   if (e < 0.3) st.exercise = r.pick(exercises);
   else if (e < 0.5) {
@@ -105,6 +109,9 @@ function checkInvariants(st) {
     const base = ds(st.current);
     catalog.datasets[base].classes.forEach((_, c) => assert.ok(seen.has(`${base}:${c}`)));
   }
+  assert.ok(st.text === null || (typeof st.text === 'string' && st.text.length >= 1 && st.text.length <= LIMITS.text)
+    || (Number.isInteger(st.text.sample) && st.text.sample >= 0 && st.text.sample < LIMITS.samples));
+  assert.equal(typeof st.update, 'boolean');
   if (st.try) {
     assert.ok((Number.isInteger(st.try.sample) && st.try.sample >= 0 && st.try.sample < LIMITS.samples)
       || (st.try.pixels instanceof Uint8Array && st.try.pixels.length === LIMITS.pixels));
@@ -186,6 +193,24 @@ test('a typical link is short', async () => {
   assert.match(frag, /^v=1&s=[A-Za-z0-9_-]+$/);
 });
 
+test('typed text and the module-update switch: restored exactly, and an older link (without them) still opens', async () => {
+  const base = { models: [{ key: 'lang_a_lstm.keras', dataset: 'lang_a' }, { key: 'lang_b_lstm.keras', dataset: 'lang_b' }], settings: {},
+    current: 'lang_a_lstm.keras', slots: null, try: null, exercise: null, hide: [] };
+  for (const text of ['dit is een zin', ' two  spaces\nand a line ', 'x'.repeat(LIMITS.text), { sample: 11 }]) {
+    const back = await decodeTyped(`#${await encodeState({ ...base, text, update: true })}`, 'text');
+    assert.deepEqual(back.text, text);
+    assert.equal(back.update, true);
+  }
+  // Links made before these keys existed (same version) decode to "no text, switch off".
+  const old = await decodeTyped(pack({ models: ['lang_a_lstm.keras'], current: 0 }), 'old link');
+  assert.equal(old.text, null);
+  assert.equal(old.update, false);
+  for (const bad of [{ text: '' }, { text: 'x'.repeat(LIMITS.text + 1) }, { text: 'a\u0000b' }, { text: 5 }, { text: { sample: 12 } }, { update: true }, { update: 2 }]) {
+    const out = await decodeTyped(pack({ models: ['lang_a_lstm.keras'], current: 0, ...bad }), `bad ${JSON.stringify(bad)}`);
+    assert.ok(out instanceof ShareLinkError, JSON.stringify(bad));
+  }
+});
+
 test('3,000 random fragments are refused with ShareLinkError', async () => {
   const r = rng(1234);
   const alphabets = ['ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_', '=&v1s#%+/ ', '\u0000\uffff\ud800é漢'];
@@ -237,7 +262,7 @@ test('4,000 mutated links decode to a valid state or ShareLinkError', async () =
 const WEIRD = [null, true, false, 0, -1, 1.5, 1e308, -0, 7, 9, 10, 11, 12, 784, 2 ** 53, '', 'x', '__proto__', 'constructor', 'digits',
   'digits:7', 'digits:99', 'clothing:Bag', 'upload:x', 'digits_mlp.keras', 'a'.repeat(5000), '<img src=x onerror=alert(1)>', [], [[]], {},
   { __proto__: { polluted: 1 } }, [0, 0, 1], [0, 99, 1], [-1, 0, 1], [0, 0, 2], { sample: 3 }, { sample: 12 }, { pixels: 'AAAA' },
-  { check: 'accuracy', min: 2 }, { check: 'nope' }, ['upload', 'tryit'], 'a'.repeat(64), '0'.repeat(64)];
+  { check: 'accuracy', min: 2 }, { check: 'nope' }, ['upload', 'tryit'], 'a'.repeat(64), '0'.repeat(64), 'a'.repeat(401), 'tab\there', 'nul\u0000'];
 
 function mutateJson(r, v, depth = 0) {
   if (r.next() < 0.15 || depth > 6) return structuredClone(r.pick(WEIRD));

@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 pub const SUPPORTED_LAYERS: &str = "InputLayer, Dense, Conv2D, MaxPooling2D, AveragePooling2D, \
     GlobalAveragePooling2D, Flatten, Dropout (and SpatialDropout2D, GaussianNoise, GaussianDropout, \
     AlphaDropout: identities at inference), Activation, ReLU, Softmax, Add, BatchNormalization, \
-    Embedding, SimpleRNN, LSTM, GRU, TimeDistributed(Dense)";
+    Embedding, SimpleRNN, LSTM, GRU, RepeatVector, TimeDistributed(Dense)";
 
 /// Sequence layers the IR does not have, named as such in errors.
 const SEQUENCE_LAYERS: &[&str] = &[
@@ -47,6 +47,7 @@ pub enum Class {
     Add,
     BatchNorm,
     Embedding,
+    RepeatVector,
     SimpleRnn,
     Lstm,
     Gru,
@@ -70,6 +71,7 @@ impl Class {
             "Add" => Add,
             "BatchNormalization" => BatchNorm,
             "Embedding" => Embedding,
+            "RepeatVector" => RepeatVector,
             "SimpleRNN" => SimpleRnn,
             "LSTM" => Lstm,
             "GRU" => Gru,

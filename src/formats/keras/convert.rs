@@ -191,6 +191,10 @@ fn op_for(l: &Layer, b: &ModelBuilder, ins: &[NodeId], src: &dyn WeightSource) -
             let mut w = weights(src, l, &[("embeddings", vec![vocab, dim])])?.into_iter();
             Op::Embedding { table: Array2::from_shape_vec((vocab, dim), w.next().unwrap_or_default()).map_err(|e| Error::invalid(format!("{}: {e}", l.label())))? }
         }
+        Class::RepeatVector => {
+            one()?;
+            Op::RepeatVector { times: p.count("n")? }
+        }
         Class::SimpleRnn | Class::Lstm | Class::Gru => recurrent(&p, one()?, src)?,
     })
 }
