@@ -596,6 +596,7 @@ impl ModuleBuilder<'_, '_> {
                 Value { name: out, layout: Layout::Ir, int: false }
             }
             Op::Recurrent(_) => self.recurrent(id)?,
+            other => return Err(unsupported(format!("{} layer '{}'", other.kind(), node.name))),
         };
         // The head's output is its pre-activation (the logits).
         let post = match node.op.activation() {
