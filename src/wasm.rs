@@ -85,6 +85,19 @@ impl Session {
         self.wb.export_modules(model).map_err(|e| JsError::new(&e.to_string()))
     }
 
+    /// A model file, or a saved module set with its modules as saved: `{model, decomposition}` (`null` for a model).
+    #[wasm_bindgen(js_name = addFile)]
+    pub fn add_file(&mut self, bytes: &[u8], file_name: &str, dataset: usize) -> Result<JsValue, JsError> {
+        engine(self.wb.add_file(bytes, file_name, dataset))
+    }
+
+    /// The composition `picks` as ONNX bytes (`Workbench::export_onnx`).
+    #[wasm_bindgen(js_name = exportOnnx)]
+    pub fn export_onnx(&self, picks: JsValue, softmax: Option<bool>) -> Result<Vec<u8>, JsError> {
+        let picks: Vec<Pick> = from_js(picks, "module selection")?;
+        self.wb.export_onnx(&picks, softmax == Some(true)).map_err(|e| JsError::new(&e.to_string()))
+    }
+
     /// `progress(fraction)` is called as work advances.
     pub fn decompose(&mut self, model: usize, settings: JsValue, progress: &js_sys::Function) -> Result<JsValue, JsError> {
         let settings: Settings = if settings.is_undefined() || settings.is_null() { Settings::default() } else { from_js(settings, "settings")? };

@@ -105,6 +105,13 @@ pub struct ImportedModules {
     pub decomposition: DecompositionInfo,
 }
 
+/// What [`Workbench::add_file`] added: a model, and its decomposition for a module set.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoadedFile {
+    pub model: ModelInfo,
+    pub decomposition: Option<DecompositionInfo>,
+}
+
 /// Every picked module's concerned probability for one input, and the
 /// composed answer (index into `picks`).
 #[derive(Debug, Clone, Serialize)]
@@ -115,6 +122,18 @@ pub struct TryResult {
     pub answer: usize,
     /// Per-step models only: the winning pick at every step.
     pub step_answers: Vec<usize>,
+}
+
+/// See [`Workbench::composition_scores`].
+#[derive(Debug, Clone)]
+pub struct CompositionScores {
+    /// `N × sample_len`, as stored in the data sets.
+    pub samples: Vec<f32>,
+    pub sample_shape: Vec<usize>,
+    /// `rows[pick][sample]`: the pick's concerned probability.
+    pub rows: Vec<Vec<f32>>,
+    /// Per sample: the composed answer, an index into the composition's classes.
+    pub answers: Vec<u32>,
 }
 
 /// Which module to use for a class: module `class` of model `model`.
@@ -239,6 +258,17 @@ impl Workbench {
         Ok(self.model_info(id))
     }
 
+    /// A model file or a saved module set (`.remodule` holding modules,
+    /// added by [`Self::import_modules`], its decomposition as saved): what an
+    /// upload or the CLI's model argument may be.
+    pub fn add_file(&mut self, bytes: &[u8], file_name: &str, dataset: DatasetId) -> Result<LoadedFile> {
+        if native::sniff(bytes) && native::contents(bytes).ok() == Some(native::Contents::Modules) {
+            let set = self.import_modules(bytes, file_name, dataset)?;
+            return Ok(LoadedFile { model: set.model, decomposition: Some(set.decomposition) });
+        }
+        Ok(LoadedFile { model: self.add_model(bytes, file_name, dataset, None)?, decomposition: None })
+    }
+
     /// Evaluates a model that fits data set `dataset` on its test split and adds it.
     fn push_model(&mut self, model: Model, dataset: DatasetId) -> Result<ModelId> {
         let d = &self.datasets[dataset];
@@ -288,6 +318,63 @@ impl Workbench {
         let e = self.entry(id)?;
         let dec = e.decomposition.as_ref().ok_or_else(|| Error::invalid(format!("model '{}' is not decomposed yet", e.model.name)))?;
         native::save_modules(&e.model, dec)
+    }
+
+    /// The composition `picks` as one ONNX graph (`formats::onnx::export`):
+    /// input = samples as stored, outputs `scores` (a column per pick, in
+    /// order), `argmax` (an index into [`ComposeResult::class_names`]) and,
+    /// with `softmax`, `softmax`.
+    pub fn export_onnx(&self, picks: &[Pick], softmax: bool) -> Result<Vec<u8>> {
+        use crate::formats::onnx::export::{export_composition, ExportModule, ExportOptions};
+        if picks.is_empty() {
+            return Err(Error::invalid("select at least one module to export"));
+        }
+        let datasets = self.pick_datasets(picks)?;
+        let row_class = self.pick_classes(picks)?;
+        let mut classes = row_class.clone();
+        classes.sort_unstable();
+        classes.dedup();
+        let mut modules = Vec::with_capacity(picks.len());
+        let mut names = Vec::with_capacity(picks.len());
+        for (p, c) in picks.iter().zip(&row_class) {
+            let e = self.entry(p.model)?;
+            let dec = e.decomposition.as_ref().ok_or_else(|| Error::invalid(format!("model '{}' is not decomposed yet", e.model.name)))?;
+            let m = dec.modules.get(p.class).ok_or_else(|| Error::invalid(format!("model '{}' has no module {}", e.model.name, p.class)))?;
+            modules.push(ExportModule { model: &e.model, masks: &m.masks, class: m.class, head: m.head, label: classes.binary_search(c).unwrap_or(0) });
+            names.push(format!("{} ({})", self.class_name(*c, &datasets), e.model.name));
+        }
+        let class_names: Vec<String> = classes.iter().map(|&c| self.class_name(c, &datasets)).collect();
+        let input_shape = Some(self.datasets[datasets[0]].sample_shape.clone());
+        export_composition(&modules, &class_names, &ExportOptions { name: "remodule_composition".into(), softmax, module_names: names, input_shape })
+    }
+
+    /// What an exported composition should answer on its evaluation samples:
+    /// the samples as stored (the data sets [`Self::compose`] evaluates on,
+    /// in order), each pick's score row and the composed answers (indices
+    /// into the composition's classes, ties to the first pick).
+    pub fn composition_scores(&mut self, picks: &[Pick]) -> Result<CompositionScores> {
+        if picks.is_empty() {
+            return Err(Error::invalid("select at least one module to compose"));
+        }
+        let (datasets, rows) = self.composition_rows(picks)?;
+        let row_class = self.pick_classes(picks)?;
+        let mut classes = row_class.clone();
+        classes.sort_unstable();
+        classes.dedup();
+        let n = rows.first().map_or(0, Vec::len);
+        let answers = (0..n)
+            .map(|s| {
+                let best = argmax(&rows.iter().map(|r| r[s]).collect::<Vec<f32>>());
+                classes.binary_search(&row_class[best]).unwrap_or(0) as u32
+            })
+            .collect();
+        let samples = datasets.iter().flat_map(|&d| self.datasets[d].test.x.iter().copied()).collect();
+        let sample_shape = self.datasets[datasets[0]].sample_shape.clone();
+        Ok(CompositionScores { samples, sample_shape, rows, answers })
+    }
+
+    fn pick_classes(&self, picks: &[Pick]) -> Result<Vec<ClassId>> {
+        picks.iter().map(|p| self.class_id(p.model, p.class)).collect()
     }
 
     /// What module `class` of model `id` keeps, per tracked layer (the page's
@@ -489,6 +576,12 @@ impl Workbench {
     /// argmax; a module new to a data set is scored once first. `base` names
     /// the model to compare with (see `ComposeResult::model_accuracy`).
     pub fn compose(&mut self, picks: &[Pick], base: Option<ModelId>) -> Result<ComposeResult> {
+        let (datasets, rows) = self.composition_rows(picks)?;
+        self.compose_rows(picks, &rows, &datasets, base)
+    }
+
+    /// The data sets a composition is evaluated on and each pick's cached score row over them.
+    fn composition_rows(&mut self, picks: &[Pick]) -> Result<(Vec<DatasetId>, Vec<Vec<f32>>)> {
         let datasets = self.pick_datasets(picks)?;
         for p in picks {
             for &d in &datasets {
@@ -499,7 +592,7 @@ impl Workbench {
             .iter()
             .map(|p| datasets.iter().flat_map(|&d| self.models[p.model].scores[p.class][d].as_deref().unwrap().iter().copied()).collect())
             .collect();
-        self.compose_rows(picks, &rows, &datasets, base)
+        Ok((datasets, rows))
     }
 
     /// As [`Self::compose`], after **module update** (ICSE'22 §3.5, for

@@ -92,3 +92,29 @@ fn bad_files_fail_with_a_message() {
     let e = fails(&["convert", "models/missing.keras", "--out", s(&good)]);
     assert!(e.contains("missing.keras"), "{e}");
 }
+
+#[test]
+fn export_writes_onnx_and_refuses_bad_picks_and_unexportable_modules() {
+    let dir = scratch("export");
+    let out = dir.join("c.onnx");
+    let prefix = dir.join("c");
+    let log = ok(&["export", "models/digits_mlp.keras", "models/digits_mlp_b.keras", "--data", "data/digits.npz", "--samples", "100", "--picks", "0:1,1:7", "--out", s(&out), "--expected", s(&prefix)]);
+    assert!(log.contains("2 modules"), "{log}");
+    let bytes = std::fs::read(&out).unwrap();
+    let g = remodule::formats::onnx::proto::decode(&bytes).unwrap().graph.unwrap();
+    assert_eq!(g.output.iter().map(|o| o.name.as_str()).collect::<Vec<_>>(), ["scores", "argmax"]);
+    // The expected answers: one per evaluation sample, classes 0 ("1") and 1 ("7") only.
+    let answers = remodule::formats::npz::read_npy(&std::fs::read(dir.join("c.answers.npy")).unwrap()).unwrap();
+    assert_eq!(answers.shape, vec![1000]);
+    assert!(answers.to_f32().iter().all(|&a| a == 0.0 || a == 1.0));
+    let scores = remodule::formats::npz::read_npy(&std::fs::read(dir.join("c.scores.npy")).unwrap()).unwrap();
+    assert_eq!(scores.shape, vec![1000, 2]);
+
+    let mlp = ["export", "models/digits_mlp.keras", "--data", "data/digits.npz", "--samples", "50"];
+    for (picks, why) in [("0:10", "no module 10"), ("2:0", "MODEL:CLASS"), ("x", "MODEL:CLASS")] {
+        let err = fails(&[&mlp[..], &["--picks", picks, "--out", s(&out)]].concat());
+        assert!(err.contains(why), "{picks}: {err}");
+    }
+    let err = fails(&["export", "models/lang_tags_lstm.keras", "--data", "data/lang_tags.npz", "--samples", "20", "--out", s(&out)]);
+    assert!(err.contains("unsupported for ONNX export") && err.contains("per-step"), "{err}");
+}

@@ -8,7 +8,7 @@
 // the same ids — and re-decomposes the models the page still uses.
 
 /** Calls that add to the engine's state (their ids depend on their order). */
-const JOURNALED = new Set(['addDataset', 'addIdxDataset', 'addModel']);
+const JOURNALED = new Set(['addDataset', 'addIdxDataset', 'addModel', 'addFile']);
 /** `args` with a copy of each ArrayBuffer in it, and those copies (to transfer). */
 function copyBuffers(args) {
   const copy = Object.fromEntries(Object.entries(args).map(([k, v]) => [k, v instanceof ArrayBuffer ? v.slice(0) : v]));

@@ -74,11 +74,12 @@ async function ensureModel(key, { title, dataset, bytes } = {}) {
   if (!entry && !bytes) throw new Error(`no model ${key} is loaded`);
   const ds = await ensureDataset(dataset ?? entry.dataset);
   bytes ??= await fetchBytes(`bundled/${key}`);
-  const info = await engine.call('addModel', { bytes, fileName: key, dataset: ds.id }, null, [bytes]);
+  // A saved module set comes back with its modules (as decomposed then); a model is decomposed here.
+  const { model: info, decomposition } = await engine.call('addFile', { bytes, fileName: key, dataset: ds.id }, null, [bytes]);
   const onProgress = progress(`Decomposing ${title ?? entry?.title ?? key}…`);
   try {
     const settings = Object.keys(state.settings).length ? state.settings : null;
-    const dec = await engine.call('decompose', { model: info.id, settings }, onProgress);
+    const dec = decomposition ?? await engine.call('decompose', { model: info.id, settings }, onProgress);
     const m = { key, info, modules: dec.modules, digest: dec.mask_digest, title: title ?? entry?.title ?? key, dataset: ds };
     state.models.set(key, m);
     return m;
@@ -484,7 +485,7 @@ function askForFiles(st, missing) {
   const files = new Map();
   const list = $('link-files-list');
   list.replaceChildren(...missing.map((m) => {
-    const input = el('input', { type: 'file', accept: '.keras,.h5,.hdf5', 'aria-label': `Choose ${m.upload.name}` });
+    const input = el('input', { type: 'file', accept: '.keras,.h5,.hdf5,.onnx,.remodule', 'aria-label': `Choose ${m.upload.name}` });
     const status = el('span', { class: 'muted' }, 'not chosen yet');
     input.addEventListener('change', async () => {
       const f = input.files?.[0];
@@ -771,6 +772,36 @@ function listModel(key, title) {
   if (![...picker.options].some((o) => o.value === key)) picker.append(el('option', { value: key }, title));
 }
 
+/** Saves bytes from the engine as a file. */
+function download(bytes, name, type = 'application/octet-stream') {
+  const url = URL.createObjectURL(new Blob([bytes], { type }));
+  const a = el('a', { href: url, download: name });
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10000);
+}
+
+const fileStem = (m) => (m.name ?? m.key).replace(/\.[^.]*$/, '');
+
+/** The composition as ONNX (docs/EXPORT.md). */
+async function exportOnnx() {
+  const chosen = picks();
+  if (chosen.length === 0) throw new Error('Select at least one module to export.');
+  const bytes = await engine.call('exportOnnx', { picks: chosen, softmax: true });
+  download(bytes, `${fileStem(state.models.get(state.current))}-composition.onnx`);
+}
+
+/** Each model of the composition with its modules, one .remodule file per model. */
+async function exportModuleSets() {
+  const keys = [...new Set(state.slots.filter((s) => s.on).map((s) => s.source))];
+  if (keys.length === 0) throw new Error('Select at least one module to export.');
+  for (const k of keys) {
+    const m = state.models.get(k);
+    download(await engine.call('exportModules', { model: m.info.id }), `${fileStem(m)}.remodule`);
+  }
+}
+
 async function upload(file) {
   const bytes = await file.arrayBuffer();
   const dataset = state.models.get(state.current)?.dataset.name ?? 'digits';
@@ -879,6 +910,8 @@ function wireControls() {
   });
   $('add-model').addEventListener('change', renderAddClasses);
   $('add-btn').addEventListener('click', () => addModule().catch(showError));
+  $('export-onnx').addEventListener('click', () => exportOnnx().catch(showError));
+  $('export-set').addEventListener('click', () => exportModuleSets().catch(showError));
   $('share-btn').addEventListener('click', () => {
     const st = snapshot();
     if (!st) return showError('A link cannot carry a data set you uploaded: pick a model on a bundled data set to share a link.');

@@ -195,6 +195,32 @@ enum Cmd {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Write a composition as one ONNX graph: scores [N, K], argmax [N] (docs/EXPORT.md)
+    Export {
+        /// Model files (.keras, .h5, .onnx, .remodule module sets), each `MODEL` (read with --data) or `MODEL=DATA`; the i-th is model i in --picks
+        #[arg(required = true)]
+        models: Vec<String>,
+        #[arg(long)]
+        data: Option<PathBuf>,
+        #[command(flatten)]
+        opts: DecomposeOpts,
+        /// Classes of the first model to compose (e.g. 0,1,7) [default: all]
+        #[arg(long, value_delimiter = ',')]
+        classes: Vec<usize>,
+        /// Modules as MODEL:CLASS, model = index in the list (e.g. 0:0,0:1,1:7); instead of --classes
+        #[arg(long, value_delimiter = ',', conflicts_with = "classes")]
+        picks: Vec<String>,
+        /// Also output `softmax` over the modules' logit differences
+        #[arg(long)]
+        softmax: bool,
+        /// Where to write the .onnx file
+        #[arg(long)]
+        out: PathBuf,
+        /// Also write what the graph must compute on the evaluation samples (float32 .npy):
+        /// PREFIX.samples.npy (as stored), PREFIX.scores.npy [N, K], PREFIX.answers.npy [N]
+        #[arg(long)]
+        expected: Option<String>,
+    },
     /// Compose modules: `compose PLAN.json` (models, settings, which module answers which class;
     /// see docs/COMPOSE.md), or `compose MODEL --data FILE --classes 0,1,7` (one model's modules)
     Compose {
@@ -268,14 +294,15 @@ fn write(path: &Path, bytes: &[u8]) -> Result<(), String> {
 fn load(md: &ModelData) -> Result<(Workbench, usize, Option<DecompositionInfo>), String> {
     let mut wb = Workbench::new();
     let ds = wb.add_data(dataset(&md.data)?);
-    let file = md.model.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-    let bytes = read(&md.model)?;
-    if native::sniff(&bytes) && native::contents(&bytes).ok() == Some(native::Contents::Modules) {
-        let set = wb.import_modules(&bytes, &file, ds.id).map_err(|e| e.to_string())?;
-        return Ok((wb, set.model.id, Some(set.decomposition)));
-    }
-    let m = wb.add_model(&bytes, &file, ds.id, None).map_err(|e| e.to_string())?;
-    Ok((wb, m.id, None))
+    let (id, dec) = add_file(&mut wb, &md.model, ds.id)?;
+    Ok((wb, id, dec))
+}
+
+/// Adds a model file or a module set on data set `ds`.
+fn add_file(wb: &mut Workbench, path: &Path, ds: usize) -> Result<(usize, Option<DecompositionInfo>), String> {
+    let file = path.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let f = wb.add_file(&read(path)?, &file, ds).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok((f.model.id, f.decomposition))
 }
 
 fn run(cli: Cli) -> Result<(), String> {
@@ -423,6 +450,58 @@ fn run(cli: Cli) -> Result<(), String> {
                 out.display(),
                 bytes.len()
             );
+        }
+        Cmd::Export { models, data, opts, classes, picks, softmax, out, expected } => {
+            let mut wb = Workbench::new();
+            let mut datasets: Vec<(PathBuf, usize)> = vec![];
+            let mut ids = vec![];
+            for spec in &models {
+                let (model, data) = match spec.split_once('=') {
+                    Some((m, d)) => (PathBuf::from(m), PathBuf::from(d)),
+                    None => (PathBuf::from(spec), data.clone().ok_or_else(|| format!("{spec}: give --data or write MODEL=DATA"))?),
+                };
+                let ds = match datasets.iter().find(|(p, _)| *p == data) {
+                    Some(&(_, id)) => id,
+                    None => {
+                        let id = wb.add_data(dataset(&data)?).id;
+                        datasets.push((data, id));
+                        id
+                    }
+                };
+                let (id, saved) = add_file(&mut wb, &model, ds)?;
+                opts.decompose(&mut wb, id, saved)?;
+                ids.push(id);
+            }
+            let picks: Vec<Pick> = if picks.is_empty() {
+                let all = 0..wb.model_info(ids[0]).class_names.len();
+                let classes = if classes.is_empty() { all.collect() } else { classes };
+                classes.iter().map(|&class| Pick { model: ids[0], class }).collect()
+            } else {
+                picks
+                    .iter()
+                    .map(|p| {
+                        let bad = || format!("--picks {p}: write MODEL:CLASS, MODEL an index into the {} model files", ids.len());
+                        let (m, c) = p.split_once(':').ok_or_else(bad)?;
+                        let model = *m.trim().parse::<usize>().ok().and_then(|m| ids.get(m)).ok_or_else(bad)?;
+                        Ok(Pick { model, class: c.trim().parse().map_err(|_| bad())? })
+                    })
+                    .collect::<Result<_, String>>()?
+            };
+            let c = wb.compose(&picks, None).map_err(|e| e.to_string())?;
+            let bytes = wb.export_onnx(&picks, softmax).map_err(|e| e.to_string())?;
+            write(&out, &bytes)?;
+            println!("{} modules -> {} ({} bytes); composed accuracy {:.4} over {} samples of classes {:?}", picks.len(), out.display(), bytes.len(), c.composition.top1, c.composition.evaluated, c.class_names);
+            if let Some(prefix) = expected {
+                let s = wb.composition_scores(&picks).map_err(|e| e.to_string())?;
+                let n = s.answers.len();
+                let npy = |shape: &[usize], v: &[f32]| npz::write_npy_f32(shape, v).map_err(|e| e.to_string());
+                let shape: Vec<usize> = std::iter::once(n).chain(s.sample_shape.iter().copied()).collect();
+                write(Path::new(&format!("{prefix}.samples.npy")), &npy(&shape, &s.samples)?)?;
+                let scores: Vec<f32> = (0..n).flat_map(|i| s.rows.iter().map(move |r| r[i])).collect();
+                write(Path::new(&format!("{prefix}.scores.npy")), &npy(&[n, picks.len()], &scores)?)?;
+                let answers: Vec<f32> = s.answers.iter().map(|&a| a as f32).collect();
+                write(Path::new(&format!("{prefix}.answers.npy")), &npy(&[n], &answers)?)?;
+            }
         }
         Cmd::Compose { target, data, opts, classes, json } => {
             let c = if target.extension().is_some_and(|e| e == "json") {

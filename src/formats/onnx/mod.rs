@@ -30,6 +30,7 @@
 //!   op and the node.
 
 mod convert;
+pub mod export;
 pub mod proto;
 mod tensor;
 

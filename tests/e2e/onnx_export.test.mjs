@@ -1,0 +1,92 @@
+// Exported compositions run in a real ONNX runtime (onnxruntime-web's wasm
+// backend, in node) and answer exactly what the engine composes: the CLI
+// writes the .onnx and, beside it, the evaluation samples with the engine's
+// scores and composed answers; the runtime must give the same argmax on every
+// sample and the same scores to 1e-4.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import * as ort from 'onnxruntime-web';
+import { OUT, ROOT } from './harness.mjs';
+
+ort.env.wasm.numThreads = 1;
+const DIR = join(OUT, 'onnx');
+mkdirSync(DIR, { recursive: true });
+
+/** A float32 little-endian .npy (as `npz::write_npy_f32` writes it): {shape, data}. */
+function readNpy(path) {
+  const b = readFileSync(path);
+  assert.equal(b.subarray(0, 6).toString('latin1'), '\x93NUMPY');
+  const len = b.readUInt16LE(8);
+  const header = b.subarray(10, 10 + len).toString('latin1');
+  assert.match(header, /'descr': '<f4'/);
+  const shape = header.match(/'shape': \(([^)]*)\)/)[1].split(',').map((s) => s.trim()).filter(Boolean).map(Number);
+  const bytes = b.subarray(10 + len);
+  const data = new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length));
+  return { shape, data };
+}
+
+/** Exports with the CLI, runs the graph, compares with the engine. */
+async function check(name, args) {
+  const out = join(DIR, `${name}.onnx`);
+  const prefix = join(DIR, name);
+  const log = execFileSync(join(ROOT, 'target', 'release', 'remodule'), ['export', ...args, '--softmax', '--out', out, '--expected', prefix], { cwd: ROOT, encoding: 'utf8' });
+  const samples = readNpy(`${prefix}.samples.npy`);
+  const scores = readNpy(`${prefix}.scores.npy`);
+  const answers = readNpy(`${prefix}.answers.npy`);
+  const [n, k] = scores.shape;
+  const session = await ort.InferenceSession.create(readFileSync(out));
+  assert.deepEqual(session.outputNames, ['scores', 'argmax', 'softmax']);
+  const tokens = session.inputMetadata?.[0]?.type === 'int64';
+  const input = tokens
+    ? new ort.Tensor('int64', BigInt64Array.from(samples.data, (v) => BigInt(v)), samples.shape)
+    : new ort.Tensor('float32', samples.data, samples.shape);
+  const r = await session.run({ input });
+  assert.deepEqual(r.scores.dims, [n, k]);
+  assert.deepEqual(r.argmax.dims, [n]);
+  let worst = 0;
+  for (let i = 0; i < n * k; i++) worst = Math.max(worst, Math.abs(r.scores.data[i] - scores.data[i]));
+  const wrong = [...r.argmax.data].filter((a, i) => Number(a) !== answers.data[i]).length;
+  // The softmax rows are distributions whose argmax is the scores' (σ is monotonic) away from ties.
+  for (let i = 0; i < n; i++) {
+    let sum = 0;
+    for (let j = 0; j < k; j++) sum += r.softmax.data[i * k + j];
+    assert.ok(Math.abs(sum - 1) < 1e-4, `softmax row ${i} sums to ${sum}`);
+  }
+  console.log(`# ${name}: ${n} samples × ${k} modules, max |Δscore| ${worst.toExponential(2)}, argmax mismatches ${wrong}; ${log.trim()}`);
+  assert.equal(wrong, 0, `${name}: onnxruntime's argmax differs from the engine's composed answer on ${wrong} of ${n} samples`);
+  assert.ok(worst < 1e-4, `${name}: scores differ by up to ${worst}`);
+  session.release?.();
+}
+
+const digits = ['--data', 'data/digits.npz'];
+
+test('dense composition of two models (digits_mlp 0–4, digits_mlp_b 5–9)', () =>
+  check('two_mlps', ['models/digits_mlp.keras', 'models/digits_mlp_b.keras', ...digits, '--picks', '0:0,0:1,0:2,0:3,0:4,1:5,1:6,1:7,1:8,1:9']));
+
+test("the faulty model with its 7-module replaced from the 1-vs-7 model (another data set)", () =>
+  check('faulty_7', ['models/digits_mlp_faulty.keras', 'models/digits_1v7.keras=data/digits_1v7.npz', ...digits,
+    '--picks', '0:0,0:1,0:2,0:3,0:4,0:5,0:6,1:1,0:8,0:9']));
+
+test('reference mode (intersection masks), three classes', () =>
+  check('reference', ['models/digits_mlp.keras', ...digits, '--mode', 'reference', '--samples', '300', '--classes', '1,7,9']));
+
+// On the bundled data TI lifts nearly every clip; this saved module set clips on purpose (tests/export.rs writes it).
+test('clipped negative weights (a saved reference-mode module set with clipped units)', () =>
+  check('clipped', ['tests/fixtures/export/digits_1v7_clipped.remodule', '--data', 'data/digits_1v7.npz']));
+
+test('CNN composition', () => check('cnn', ['models/digits_cnn.keras', ...digits]));
+
+test('CNN composition backtracked to the input (MC-BI, δ 0.2)', () =>
+  check('cnn_mcbi', ['models/digits_cnn.keras', ...digits, '--technique', 'mc-bi', '--delta', '0.2', '--samples', '300']));
+
+test('residual CNN composition (Add, BatchNorm, global pooling)', () => check('resnet', ['models/digits_resnet.keras', ...digits]));
+
+test('LSTM language-ID composition (reference mode removes units)', () => check('lstm', ['models/lang_a_lstm.keras', '--data', 'data/lang_a.npz']));
+
+test('GRU language-ID composition', () => check('gru', ['models/lang_a_gru.keras', '--data', 'data/lang_a.npz']));
+
+test('modules from two data sets (digits and clothing)', () =>
+  check('two_datasets', ['models/digits_cnn.keras', 'models/clothing_cnn.keras=data/clothing.npz', ...digits, '--picks', '0:0,0:1,1:8,1:9']));
