@@ -56,15 +56,45 @@ pub fn techniques(model: &Model) -> Vec<Settings> {
     [Mode::Paper, Mode::Reference].into_iter().map(|mode| Settings { mode, ..Settings::default() }).collect()
 }
 
-/// Runs `f` until at least `min_s` seconds have passed (≥ 1 run); seconds per run.
+/// Seconds per run of `f`: the best of at least three batches, timed for at
+/// least `min_s` in all (see [`time_each`]).
 fn time(clock: &dyn Fn() -> f64, min_s: f64, f: &mut dyn FnMut() -> Result<()>) -> Result<f64> {
-    f()?; // warm-up (and V8 tier-up in wasm)
-    let (t0, mut runs) = (clock(), 0u32);
-    while runs == 0 || clock() - t0 < min_s {
-        f()?;
-        runs += 1;
+    Ok(time_each(clock, min_s, &mut [f])?[0])
+}
+
+/// Seconds per run of each of `fs`, timed in turns (so they share whatever
+/// load the machine has): each one's best of at least three batches, over at
+/// least `min_s` in all. A batch runs one function often enough to last
+/// ≥ 20 ms, so a millisecond clock suffices; the best batch is the one least
+/// disturbed by other work.
+fn time_each(clock: &dyn Fn() -> f64, min_s: f64, fs: &mut [&mut dyn FnMut() -> Result<()>]) -> Result<Vec<f64>> {
+    let batch = |f: &mut dyn FnMut() -> Result<()>, k: u32| -> Result<f64> {
+        let t = clock();
+        for _ in 0..k {
+            f()?;
+        }
+        Ok((clock() - t) / k as f64)
+    };
+    let (mut ks, mut best) = (vec![], vec![]);
+    for f in fs.iter_mut() {
+        f()?; // warm-up (and V8 tier-up in wasm)
+        let mut k = 1;
+        let mut b = batch(*f, k)?;
+        while b * (k as f64) < 0.02 {
+            k *= 2;
+            b = batch(*f, k)?;
+        }
+        ks.push(k);
+        best.push(b);
     }
-    Ok((clock() - t0) / runs as f64)
+    let (t0, mut rounds) = (clock(), 1);
+    while rounds < 3 || clock() - t0 < min_s {
+        for (i, f) in fs.iter_mut().enumerate() {
+            best[i] = best[i].min(batch(*f, ks[i])?);
+        }
+        rounds += 1;
+    }
+    Ok(best)
 }
 
 pub fn bench_model(model: &Model, data: &Dataset, clock: &dyn Fn() -> f64) -> Result<ModelBench> {
@@ -77,12 +107,16 @@ pub fn bench_model(model: &Model, data: &Dataset, clock: &dyn Fn() -> f64) -> Re
 }
 
 /// Decompose all classes, and one recorded forward pass over exactly the
-/// decomposition samples, each timed for at least `min_s`.
+/// decomposition samples, timed in turns for at least `2 × min_s`.
 pub fn bench_decompose(model: &Model, data: &Dataset, settings: &Settings, min_s: f64, clock: &dyn Fn() -> f64) -> Result<DecomposeBench> {
-    let decompose_s = time(clock, min_s, &mut || decompose(model, data, settings, &mut |_| true).map(drop))?;
     let rows = decomposition_rows(data, settings.samples_per_class);
     let x = data.inputs(model, &data.train, &rows);
-    let pass_s = time(clock, min_s, &mut || forward(model, &x, rows.len(), None, true, &mut |_, _| true).map(drop))?;
+    let t = time_each(
+        clock,
+        2.0 * min_s,
+        &mut [&mut || decompose(model, data, settings, &mut |_| true).map(drop), &mut || forward(model, &x, rows.len(), None, true, &mut |_, _| true).map(drop)],
+    )?;
+    let (decompose_s, pass_s) = (t[0], t[1]);
     Ok(DecomposeBench { technique: settings.describe(model.is_recurrent()), ratio: decompose_s / pass_s, decompose_s, pass_s })
 }
 
