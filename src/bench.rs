@@ -56,45 +56,44 @@ pub fn techniques(model: &Model) -> Vec<Settings> {
     [Mode::Paper, Mode::Reference].into_iter().map(|mode| Settings { mode, ..Settings::default() }).collect()
 }
 
-/// Seconds per run of `f`: the best of at least three batches, timed for at
-/// least `min_s` in all (see [`time_each`]).
+/// Seconds per run of `f`, timed for at least `min_s` (see [`time_each`]).
 fn time(clock: &dyn Fn() -> f64, min_s: f64, f: &mut dyn FnMut() -> Result<()>) -> Result<f64> {
     Ok(time_each(clock, min_s, &mut [f])?[0])
 }
 
 /// Seconds per run of each of `fs`, timed in turns (so they share whatever
-/// load the machine has): each one's best of at least three batches, over at
-/// least `min_s` in all. A batch runs one function often enough to last
-/// ≥ 20 ms, so a millisecond clock suffices; the best batch is the one least
-/// disturbed by other work.
+/// load the machine has) for at least `min_s` in all and at least three
+/// turns. Each turn runs one function as a batch sized to last about 20 ms;
+/// the result is total time ÷ total runs, which stays unbiased with a
+/// millisecond clock (wasm uses `Date.now()`), where a minimum over short
+/// batches would not.
 fn time_each(clock: &dyn Fn() -> f64, min_s: f64, fs: &mut [&mut dyn FnMut() -> Result<()>]) -> Result<Vec<f64>> {
-    let batch = |f: &mut dyn FnMut() -> Result<()>, k: u32| -> Result<f64> {
+    let batch = |f: &mut dyn FnMut() -> Result<()>, k: u64| -> Result<f64> {
         let t = clock();
         for _ in 0..k {
             f()?;
         }
-        Ok((clock() - t) / k as f64)
+        Ok(clock() - t)
     };
-    let (mut ks, mut best) = (vec![], vec![]);
+    let mut ks = vec![];
     for f in fs.iter_mut() {
         f()?; // warm-up (and V8 tier-up in wasm)
         let mut k = 1;
-        let mut b = batch(*f, k)?;
-        while b * (k as f64) < 0.02 {
+        while batch(*f, k)? < 0.02 && k < 1 << 20 {
             k *= 2;
-            b = batch(*f, k)?;
         }
         ks.push(k);
-        best.push(b);
     }
-    let (t0, mut rounds) = (clock(), 1);
-    while rounds < 3 || clock() - t0 < min_s {
+    let (mut total, mut runs) = (vec![0.0; fs.len()], vec![0u64; fs.len()]);
+    let (t0, mut turns) = (clock(), 0);
+    while turns < 3 || clock() - t0 < min_s {
         for (i, f) in fs.iter_mut().enumerate() {
-            best[i] = best[i].min(batch(*f, ks[i])?);
+            total[i] += batch(*f, ks[i])?;
+            runs[i] += ks[i];
         }
-        rounds += 1;
+        turns += 1;
     }
-    Ok(best)
+    Ok(total.iter().zip(&runs).map(|(t, &n)| t / n as f64).collect())
 }
 
 pub fn bench_model(model: &Model, data: &Dataset, clock: &dyn Fn() -> f64) -> Result<ModelBench> {
