@@ -1,11 +1,16 @@
 //! Benchmark figures (printed, never asserted). The clock is passed in so the
 //! same code runs natively (`std::time`) and in wasm (`performance.now()`).
 
+use ndarray::{Array1, Array2};
+
 use crate::compose::compose;
-use crate::data::Dataset;
-use crate::decompose::{decompose, decomposition_rows, Settings};
+use crate::data::{Dataset, Split};
+use crate::decompose::{decompose, decomposition_rows, Mode, Settings};
 use crate::error::Result;
-use crate::model::{forward, Model, Op};
+use crate::model::{forward, Activation, InputKind, InputSpec, Model, ModelBuilder, Op};
+
+/// (modules, samples) of the recomposition benchmark, natively and in wasm.
+pub const RECOMPOSE_SIZES: [(usize, usize); 6] = [(10, 1_000), (10, 10_000), (10, 100_000), (100, 1_000), (100, 10_000), (100, 100_000)];
 
 /// Multiply-adds ×2 per sample for Dense, Conv2D and recurrent layers (input
 /// and recurrent kernels at every step).
@@ -27,20 +32,68 @@ pub struct ModelBench {
     pub model: String,
     pub samples_per_s: f64,
     pub gflops: f64,
-    /// Decompose all classes ÷ one recorded forward pass over the same samples.
-    pub decompose_ratio: f64,
-    pub decompose_s: f64,
+    /// One row per technique (see [`techniques`]).
+    pub decompose: Vec<DecomposeBench>,
 }
 
-/// Runs `f` until at least `min_s` seconds have passed (≥ 1 run); seconds per run.
-fn time(clock: &dyn Fn() -> f64, min_s: f64, f: &mut dyn FnMut() -> Result<()>) -> Result<f64> {
-    f()?; // warm-up (and V8 tier-up in wasm)
-    let (t0, mut runs) = (clock(), 0u32);
-    while runs == 0 || clock() - t0 < min_s {
-        f()?;
-        runs += 1;
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DecomposeBench {
+    /// As `Settings::describe` names it.
+    pub technique: String,
+    /// Decompose all classes ÷ one recorded forward pass over the same samples.
+    pub ratio: f64,
+    pub decompose_s: f64,
+    pub pass_s: f64,
+}
+
+/// The techniques benchmarked on a model: paper and reference for dense and
+/// convolutional models; recurrent models with the default (reference for the
+/// recurrent layers, paper for the dense head).
+pub fn techniques(model: &Model) -> Vec<Settings> {
+    if model.is_recurrent() {
+        return vec![Settings::default()];
     }
-    Ok((clock() - t0) / runs as f64)
+    [Mode::Paper, Mode::Reference].into_iter().map(|mode| Settings { mode, ..Settings::default() }).collect()
+}
+
+/// Seconds per run of `f`, timed for at least `min_s` (see [`time_each`]).
+fn time(clock: &dyn Fn() -> f64, min_s: f64, f: &mut dyn FnMut() -> Result<()>) -> Result<f64> {
+    Ok(time_each(clock, min_s, &mut [f])?[0])
+}
+
+/// Seconds per run of each of `fs`, timed in turns (so they share whatever
+/// load the machine has) for at least `min_s` in all and at least three
+/// turns. Each turn runs one function as a batch sized to last about 20 ms;
+/// the result is total time ÷ total runs, which stays unbiased with a
+/// millisecond clock (wasm uses `Date.now()`), where a minimum over short
+/// batches would not.
+fn time_each(clock: &dyn Fn() -> f64, min_s: f64, fs: &mut [&mut dyn FnMut() -> Result<()>]) -> Result<Vec<f64>> {
+    let batch = |f: &mut dyn FnMut() -> Result<()>, k: u64| -> Result<f64> {
+        let t = clock();
+        for _ in 0..k {
+            f()?;
+        }
+        Ok(clock() - t)
+    };
+    let mut ks = vec![];
+    for f in fs.iter_mut() {
+        f()?; // warm-up (and V8 tier-up in wasm)
+        let mut k = 1;
+        while batch(*f, k)? < 0.02 && k < 1 << 20 {
+            k *= 2;
+        }
+        ks.push(k);
+    }
+    let (mut total, mut runs) = (vec![0.0; fs.len()], vec![0u64; fs.len()]);
+    let (t0, mut turns) = (clock(), 0);
+    while turns < 3 || clock() - t0 < min_s {
+        for (i, f) in fs.iter_mut().enumerate() {
+            total[i] += batch(*f, ks[i])?;
+            runs[i] += ks[i];
+        }
+        turns += 1;
+    }
+    Ok(total.iter().zip(&runs).map(|(t, &n)| t / n as f64).collect())
 }
 
 pub fn bench_model(model: &Model, data: &Dataset, clock: &dyn Fn() -> f64) -> Result<ModelBench> {
@@ -48,35 +101,115 @@ pub fn bench_model(model: &Model, data: &Dataset, clock: &dyn Fn() -> f64) -> Re
     let x = data.inputs(model, &data.test, &rows);
     let n = rows.len();
     let fwd = time(clock, 0.5, &mut || forward(model, &x, n, None, false, &mut |_, _| true).map(drop))?;
-    let settings = Settings::default();
-    let dec_s = time(clock, 0.5, &mut || decompose(model, data, &settings, &mut |_| true).map(drop))?;
-    // One recorded pass over exactly the decomposition samples.
-    let d = decompose(model, data, &settings, &mut |_| true)?;
-    let train_rows = decomposition_rows(data, settings.samples_per_class);
-    debug_assert_eq!(train_rows.len(), d.recorded_samples);
-    let xt = data.inputs(model, &data.train, &train_rows);
-    let rec_s = time(clock, 0.5, &mut || forward(model, &xt, train_rows.len(), None, true, &mut |_, _| true).map(drop))?;
-    Ok(ModelBench {
-        model: model.name.clone(),
-        samples_per_s: n as f64 / fwd,
-        gflops: flops_per_sample(model) * n as f64 / fwd / 1e9,
-        decompose_ratio: dec_s / rec_s,
-        decompose_s: dec_s,
-    })
+    let decompose = techniques(model).iter().map(|s| bench_decompose(model, data, s, 0.5, clock)).collect::<Result<_>>()?;
+    Ok(ModelBench { model: model.name.clone(), samples_per_s: n as f64 / fwd, gflops: flops_per_sample(model) * n as f64 / fwd / 1e9, decompose })
 }
 
-/// Seconds to recompose `modules` cached rows over `samples` (one toggle = one compose).
-pub fn bench_recompose(modules: usize, samples: usize, clock: &dyn Fn() -> f64) -> Result<f64> {
-    let mut s = 0x9e3779b97f4a7c15u64;
-    let mut r = move || {
+/// Decompose all classes, and one recorded forward pass over exactly the
+/// decomposition samples, timed in turns for at least `2 × min_s`.
+pub fn bench_decompose(model: &Model, data: &Dataset, settings: &Settings, min_s: f64, clock: &dyn Fn() -> f64) -> Result<DecomposeBench> {
+    let rows = decomposition_rows(data, settings.samples_per_class);
+    let x = data.inputs(model, &data.train, &rows);
+    let t = time_each(
+        clock,
+        2.0 * min_s,
+        &mut [&mut || decompose(model, data, settings, &mut |_| true).map(drop), &mut || forward(model, &x, rows.len(), None, true, &mut |_, _| true).map(drop)],
+    )?;
+    let (decompose_s, pass_s) = (t[0], t[1]);
+    Ok(DecomposeBench { technique: settings.describe(model.is_recurrent()), ratio: decompose_s / pass_s, decompose_s, pass_s })
+}
+
+/// Deterministic uniform [0, 1) numbers (xorshift64).
+fn uniform(seed: u64) -> impl FnMut() -> f32 {
+    let mut s = seed | 1;
+    move || {
         s ^= s << 13;
         s ^= s >> 7;
         s ^= s << 17;
         (s >> 40) as f32 / (1u64 << 24) as f32
+    }
+}
+
+/// Inputs of the synthetic dense models.
+const SYNTH_FEATURES: usize = 64;
+
+/// A random dense classifier `64 → width → width → classes` (ReLU, softmax)
+/// and `samples` random training samples, labelled in turn so every class
+/// has `samples / classes` (the decomposition uses all of them).
+pub fn synthetic_dense(classes: usize, width: usize, samples: usize, seed: u64) -> Result<(Model, Dataset)> {
+    let mut r = uniform(seed);
+    let mut dense = |i: usize, o: usize, activation| {
+        let k = (6.0 / (i + o) as f32).sqrt(); // Glorot-uniform range
+        Op::Dense { kernel: Array2::from_shape_fn((i, o), |_| (2.0 * r() - 1.0) * k), bias: Array1::from_shape_fn(o, |_| 0.1 * (r() - 0.5)), activation }
     };
+    let spec = InputSpec { shape: vec![SYNTH_FEATURES], kind: InputKind::Vectors, scale: 1.0, offset: 0.0 };
+    let mut b = ModelBuilder::new(format!("dense_{classes}c_{width}w"), spec)?;
+    b.push("dense_1", dense(SYNTH_FEATURES, width, Activation::Relu))?;
+    b.push("dense_2", dense(width, width, Activation::Relu))?;
+    b.push("dense_3", dense(width, classes, Activation::Softmax))?;
+    let class_names: Vec<String> = (0..classes).map(|c| c.to_string()).collect();
+    let model = b.finish(class_names.clone())?;
+    let mut r = uniform(seed ^ 0x5eed);
+    let split = |n: usize, r: &mut dyn FnMut() -> f32| Split { x: (0..n * SYNTH_FEATURES).map(|_| r()).collect(), y: (0..n).map(|i| (i % classes) as u32).collect(), steps: 1 };
+    let train = split(samples, &mut r);
+    let test = split(classes, &mut r);
+    Ok((model, Dataset { name: "synthetic".into(), sample_shape: vec![SYNTH_FEATURES], class_names, vocab: None, train, test }))
+}
+
+/// One point of a decomposition scaling curve on a synthetic dense model
+/// (paper technique, every training sample used).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ScalePoint {
+    pub classes: usize,
+    pub samples: usize,
+    pub width: usize,
+    pub decompose_s: f64,
+    pub pass_s: f64,
+    pub ratio: f64,
+}
+
+pub fn bench_scaling(classes: usize, samples: usize, width: usize, clock: &dyn Fn() -> f64) -> Result<ScalePoint> {
+    let (model, data) = synthetic_dense(classes, width, samples, 0x9e3779b97f4a7c15 ^ (classes * 31 + width) as u64)?;
+    let settings = Settings { samples_per_class: samples / classes, ..Settings::default() };
+    let d = bench_decompose(&model, &data, &settings, 0.3, clock)?;
+    Ok(ScalePoint { classes, samples, width, decompose_s: d.decompose_s, pass_s: d.pass_s, ratio: d.ratio })
+}
+
+/// Least-squares slope of log y over log x: y ∝ x^slope.
+pub fn loglog_slope(points: &[(f64, f64)]) -> f64 {
+    let n = points.len() as f64;
+    let (lx, ly): (Vec<f64>, Vec<f64>) = points.iter().map(|&(x, y)| (x.ln(), y.ln())).unzip();
+    let (mx, my) = (lx.iter().sum::<f64>() / n, ly.iter().sum::<f64>() / n);
+    let cov: f64 = lx.iter().zip(&ly).map(|(x, y)| (x - mx) * (y - my)).sum();
+    let var: f64 = lx.iter().map(|x| (x - mx).powi(2)).sum();
+    cov / var
+}
+
+/// Seconds to recompose `modules` cached rows over `samples` (one toggle = one compose).
+pub fn bench_recompose(modules: usize, samples: usize, clock: &dyn Fn() -> f64) -> Result<f64> {
+    let mut r = uniform(0x9e3779b97f4a7c15);
     let rows: Vec<Vec<f32>> = (0..modules).map(|_| (0..samples).map(|_| r()).collect()).collect();
     let refs: Vec<&[f32]> = rows.iter().map(Vec::as_slice).collect();
     let classes: Vec<u32> = (0..modules as u32).collect();
     let labels: Vec<u32> = (0..samples).map(|i| (i % modules) as u32).collect();
     time(clock, 0.3, &mut || compose(&refs, &classes, &labels).map(drop))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loglog_slope_recovers_a_power_law() {
+        let pts: Vec<(f64, f64)> = [1.0, 2.0, 5.0, 10.0].iter().map(|&x: &f64| (x, 3.0 * x.powf(1.5))).collect();
+        assert!((loglog_slope(&pts) - 1.5).abs() < 1e-9);
+    }
+
+    #[test]
+    fn synthetic_model_decomposes_on_every_sample() {
+        let (m, d) = synthetic_dense(12, 16, 240, 7).unwrap();
+        assert_eq!((m.classes(), m.input_len(), d.train.len()), (12, SYNTH_FEATURES, 240));
+        let s = Settings { samples_per_class: 20, ..Settings::default() };
+        assert_eq!(decompose(&m, &d, &s, &mut |_| true).unwrap().recorded_samples, 240);
+    }
 }

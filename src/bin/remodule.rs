@@ -166,6 +166,9 @@ enum Cmd {
         /// Machine-readable output
         #[arg(long)]
         json: bool,
+        /// Also the decomposition cost curves on synthetic dense models (classes, samples, width)
+        #[arg(long)]
+        scaling: bool,
     },
     /// Regenerate the fidelity / reuse / replacement tables for every bundled model (docs/FIDELITY.md)
     Table {
@@ -378,7 +381,8 @@ fn run(cli: Cli) -> Result<(), String> {
                 }
             }
         }
-        Cmd::Bench { models, data, json } => {
+        Cmd::Bench { models, data, json, scaling } => {
+            use remodule::bench::{bench_recompose, bench_scaling, loglog_slope, RECOMPOSE_SIZES};
             let t0 = Instant::now();
             let clock = move || t0.elapsed().as_secs_f64();
             let mut rows = vec![];
@@ -391,22 +395,46 @@ fn run(cli: Cli) -> Result<(), String> {
                 rows.push(wb.bench(id, &clock).map_err(|e| e.to_string())?);
             }
             let mut recompose = vec![];
-            for (m, s) in [(10, 1_000), (10, 10_000), (100, 10_000), (10, 100_000)] {
-                let t = remodule::bench::bench_recompose(m, s, &clock).map_err(|e| e.to_string())?;
+            for (m, s) in RECOMPOSE_SIZES {
+                let t = bench_recompose(m, s, &clock).map_err(|e| e.to_string())?;
                 recompose.push(serde_json::json!({"modules": m, "samples": s, "ms": t * 1e3}));
             }
+            // Each curve varies one of (classes, samples, width) from the base (10, 5000, 128).
+            let mut curves = vec![];
+            if scaling {
+                let sweeps: [(&str, Vec<(usize, usize, usize)>); 3] = [
+                    ("classes", [10, 20, 50, 100].iter().map(|&c| (c, 5_000, 128)).collect()),
+                    ("samples", [1_000, 2_000, 5_000, 10_000, 20_000].iter().map(|&n| (10, n, 128)).collect()),
+                    ("width", [32, 64, 128, 256, 512].iter().map(|&w| (10, 5_000, w)).collect()),
+                ];
+                for (by, points) in sweeps {
+                    let pts = points.iter().map(|&(c, n, w)| bench_scaling(c, n, w, &clock)).collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())?;
+                    let x = |p: &remodule::bench::ScalePoint| (match by { "classes" => p.classes, "samples" => p.samples, _ => p.width }) as f64;
+                    let fit = |f: &dyn Fn(&remodule::bench::ScalePoint) -> f64| loglog_slope(&pts.iter().map(|p| (x(p), f(p))).collect::<Vec<_>>());
+                    curves.push(serde_json::json!({"by": by, "points": pts, "decompose_exponent": fit(&|p| p.decompose_s), "pass_exponent": fit(&|p| p.pass_s), "ratio_exponent": fit(&|p| p.ratio)}));
+                }
+            }
             if json {
-                println!("{}", serde_json::json!({"rows": rows, "recompose": recompose}));
+                println!("{}", serde_json::json!({"rows": rows, "recompose": recompose, "scaling": curves}));
                 return Ok(());
             }
-            println!("| model | samples/s | GFLOP/s | decompose all (s) | decompose ÷ one recorded pass |");
-            println!("|---|---:|---:|---:|---:|");
+            println!("| model | samples/s | GFLOP/s | technique | decompose all (s) | decompose ÷ one recorded pass |");
+            println!("|---|---:|---:|---|---:|---:|");
             for b in &rows {
-                println!("| {} | {:.0} | {:.2} | {:.3} | {:.2} |", b.model, b.samples_per_s, b.gflops, b.decompose_s, b.decompose_ratio);
+                for d in &b.decompose {
+                    println!("| {} | {:.0} | {:.2} | {} | {:.3} | {:.2} |", b.model, b.samples_per_s, b.gflops, d.technique, d.decompose_s, d.ratio);
+                }
             }
             println!("\n| modules × samples | recompose (ms) |\n|---|---:|");
             for r in &recompose {
                 println!("| {} × {} | {:.3} |", r["modules"], r["samples"], r["ms"].as_f64().unwrap_or(f64::NAN));
+            }
+            for c in &curves {
+                println!("\n| {} | decompose (s) | one recorded pass (s) | ratio |\n|---:|---:|---:|---:|", c["by"].as_str().unwrap_or(""));
+                for p in c["points"].as_array().into_iter().flatten() {
+                    println!("| {} | {:.4} | {:.4} | {:.2} |", p[c["by"].as_str().unwrap_or("")], p["decompose_s"].as_f64().unwrap_or(f64::NAN), p["pass_s"].as_f64().unwrap_or(f64::NAN), p["ratio"].as_f64().unwrap_or(f64::NAN));
+                }
+                println!("fitted exponent: decompose {:.2}, pass {:.2}", c["decompose_exponent"].as_f64().unwrap_or(f64::NAN), c["pass_exponent"].as_f64().unwrap_or(f64::NAN));
             }
         }
         Cmd::Convert { model, out } => {

@@ -67,13 +67,6 @@ mod simd {
     use super::{MR, NR};
 
     #[inline(always)]
-    fn load(s: &[f32], at: usize) -> v128 {
-        let x: &[f32; 4] = s[at..at + 4].try_into().unwrap();
-        // SAFETY: `x` is exactly 16 readable bytes; v128_load allows unaligned.
-        unsafe { v128_load(x.as_ptr() as *const v128) }
-    }
-
-    #[inline(always)]
     fn store(s: &mut [f32], at: usize, v: v128) {
         let x: &mut [f32; 4] = (&mut s[at..at + 4]).try_into().unwrap();
         // SAFETY: `x` is exactly 16 writable bytes; v128_store allows unaligned.
@@ -81,18 +74,31 @@ mod simd {
     }
 
     pub fn matmul(a: &[f32], b: &[f32], c: &mut [f32], m: usize, k: usize, n: usize) {
+        if k == 0 {
+            c[..m * n].fill(0.0);
+            return;
+        }
         let full_m = m - m % MR;
         let full_n = n - n % NR;
         let mut i = 0;
         while i < full_m {
             let mut j = 0;
+            // The tile's rows of A: bounds are checked here once, not per
+            // element in the k loop.
+            let rows: [&[f32]; MR] = core::array::from_fn(|r| &a[(i + r) * k..][..k]);
             while j < full_n {
                 let mut acc = [f32x4_splat(0.0); 2 * MR];
+                // B's tile column block, one row of NR per k; the last one ends at (k-1)·n + j + NR ≤ k·n.
+                let b_tile = &b[j..(k - 1) * n + j + NR];
                 for p in 0..k {
-                    let b0 = load(b, p * n + j);
-                    let b1 = load(b, p * n + j + 4);
+                    // SAFETY: p·n + NR ≤ (k−1)·n + NR = b_tile.len(); loads are unaligned-safe.
+                    let (b0, b1) = unsafe {
+                        let at = b_tile.as_ptr().add(p * n);
+                        (v128_load(at as *const v128), v128_load(at.add(4) as *const v128))
+                    };
                     for r in 0..MR {
-                        let av = f32x4_splat(a[(i + r) * k + p]);
+                        // SAFETY: p < k = rows[r].len().
+                        let av = f32x4_splat(unsafe { *rows[r].get_unchecked(p) });
                         acc[2 * r] = f32x4_add(acc[2 * r], f32x4_mul(av, b0));
                         acc[2 * r + 1] = f32x4_add(acc[2 * r + 1], f32x4_mul(av, b1));
                     }

@@ -24,7 +24,9 @@ pub fn pool2d(kind: PoolKind, g: &Conv2dGeom, input: &[f32], out: &mut [f32]) {
                     taps += 1;
                     let src = &input[(y * g.w + x) * c..][..c];
                     match kind {
-                        PoolKind::Max => o.iter_mut().zip(src).for_each(|(a, &b)| *a = a.max(b)),
+                        // A select, not `f32::max` (an fmaxf call per element in wasm); the
+                        // same result, as `a` starts at −∞ and NaN never wins either way.
+                        PoolKind::Max => o.iter_mut().zip(src).for_each(|(a, &b)| *a = if b > *a { b } else { *a }),
                         PoolKind::Avg => o.iter_mut().zip(src).for_each(|(a, &b)| *a += b),
                     }
                 }

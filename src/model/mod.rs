@@ -65,7 +65,8 @@ impl Activation {
     pub fn apply_elementwise(self, v: &mut [f32]) {
         match self {
             Activation::Linear | Activation::Softmax => {}
-            Activation::Relu => v.iter_mut().for_each(|x| *x = x.max(0.0)),
+            // A select, not `f32::max` (which wasm lowers to an fmaxf call per element).
+            Activation::Relu => v.iter_mut().for_each(|x| *x = if *x > 0.0 { *x } else { 0.0 }),
             Activation::Tanh => kernels::activation::tanh_slice(v),
             Activation::Sigmoid => kernels::activation::sigmoid_slice(v),
         }

@@ -1,0 +1,164 @@
+#!/usr/bin/env python3
+"""Write an ONNX copy of every bundled Keras model: models/onnx/<stem>.onnx.
+
+Run with a Python that has tensorflow, keras (3), tf_keras, tf2onnx, onnx and
+onnxruntime (e.g. /opt/mlvenv/bin/python), from anywhere:
+
+    python tools/export_onnx_models.py      # ~1 minute on 2 cores
+
+The copies are what scripts/bench feeds onnxruntime-web, so the comparison
+runs the very same weights as Remodule.  tf2onnx converts tf_keras models, not
+Keras 3 ones, so each model is rebuilt layer by layer in tf_keras from its
+Keras 3 layer configs (same graph, same layer names) and given the Keras 3
+weights layer by layer.  Inputs:
+
+* image models: float32 (N, 28, 28, 1) in [0, 1], as the Keras model;
+* text models: int32 token ids (N, T) (the Keras models take the same ids as
+  float32 and cast them in the Embedding), so the ONNX graph starts at Gather.
+
+tf2onnx writes SimpleRNN as a Loop (the Remodule loader reads LSTM, GRU and
+RNN nodes, not loops), so a SimpleRNN classifier (Embedding -> SimpleRNN ->
+Dense) is written node by node instead: Gather -> Transpose -> RNN -> Squeeze
+-> MatMul -> Add -> Softmax, as PyTorch exports it.
+
+Every copy is checked here against the Keras 3 model on the whole test set
+with onnxruntime (max |Δprob| < 1e-4 and equal argmax), and tests/onnx_copies.rs
+checks that the Rust ONNX loader reads each copy as the same model.
+"""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+# tf2onnx reaches tf_keras through tf.keras.
+os.environ["TF_USE_LEGACY_KERAS"] = "1"
+
+import json  # noqa: E402
+
+import keras  # noqa: E402  (Keras 3: reads the bundled .keras files)
+import numpy as np  # noqa: E402
+import onnx  # noqa: E402
+import onnxruntime as ort  # noqa: E402
+import tensorflow as tf  # noqa: E402
+import tf2onnx  # noqa: E402
+import tf_keras  # noqa: E402
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+tf.config.threading.set_inter_op_parallelism_threads(1)
+tf.config.threading.set_intra_op_parallelism_threads(2)
+
+ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+OUT = os.path.join(ROOT, "models", "onnx")
+TOL = 1e-4
+
+
+def legacy_config(obj):
+    """A Keras 3 layer config as tf_keras reads it: serialized objects lose the
+    Keras 3-only keys, dtype policies become their name, initializers are left
+    at their defaults (the weights are copied anyway)."""
+    if isinstance(obj, list):
+        return [legacy_config(v) for v in obj]
+    if not isinstance(obj, dict):
+        return obj
+    if obj.get("class_name") == "DTypePolicy":
+        return obj["config"]["name"]
+    out = {}
+    for k, v in obj.items():
+        if k in ("module", "registered_name", "build_config", "shared_object_id", "quantization_config") or k.endswith("_initializer"):
+            continue
+        out[k] = legacy_config(v)
+    return out
+
+
+def rebuild(model, token_input):
+    """The same functional graph in tf_keras, with the same weights."""
+    tensors, inputs = {}, []
+    for layer in model.layers:  # topologically sorted
+        if isinstance(layer, keras.layers.InputLayer):
+            dtype = "int32" if token_input else layer.dtype
+            t = tf_keras.Input(shape=layer.batch_shape[1:], dtype=dtype, name=layer.name)
+            inputs.append(t)
+            tensors[layer.name] = t
+            continue
+        node = layer._inbound_nodes[0]
+        parents = [tensors[t._keras_history.operation.name] for t in node.input_tensors]
+        cfg = legacy_config(layer.get_config())
+        new = tf_keras.layers.deserialize({"class_name": layer.__class__.__name__, "config": cfg})
+        tensors[layer.name] = new(parents if len(parents) > 1 else parents[0])
+        new.set_weights(layer.get_weights())
+    outputs = [tensors[t._keras_history.operation.name] for t in model.outputs]
+    return tf_keras.Model(inputs, outputs[0] if len(outputs) == 1 else outputs, name=model.name)
+
+
+def simple_rnn_onnx(model):
+    """Embedding -> SimpleRNN(tanh) -> Dense(softmax) as ONNX nodes (opset 13)."""
+    kinds = [type(l).__name__ for l in model.layers]
+    assert kinds == ["InputLayer", "Embedding", "SimpleRNN", "Dense"], kinds
+    _, emb, rnn, dense = model.layers
+    assert rnn.activation.__name__ == "tanh" and not rnn.return_sequences and dense.activation.__name__ == "softmax"
+    (table,), (k, rk, b), (dk, db) = emb.get_weights(), rnn.get_weights(), dense.get_weights()
+    h, t = rk.shape[0], model.input_shape[1]
+    f32 = lambda name, a: numpy_helper.from_array(np.asarray(a, np.float32), name)  # noqa: E731
+    inits = [f32("embedding", table), f32("W", k.T[None]), f32("R", rk.T[None]),
+             f32("B", np.concatenate([b, np.zeros_like(b)])[None]), f32("dense_kernel", dk), f32("dense_bias", db),
+             numpy_helper.from_array(np.array([0], np.int64), "axis0")]
+    nodes = [
+        helper.make_node("Gather", ["embedding", "input"], ["embedded"], axis=0),
+        helper.make_node("Transpose", ["embedded"], ["time_major"], perm=[1, 0, 2]),
+        helper.make_node("RNN", ["time_major", "W", "R", "B"], ["Y", "Y_h"], hidden_size=h, activations=["Tanh"]),
+        helper.make_node("Squeeze", ["Y_h", "axis0"], ["last_state"]),
+        helper.make_node("MatMul", ["last_state", "dense_kernel"], ["logits_nobias"]),
+        helper.make_node("Add", ["logits_nobias", "dense_bias"], ["logits"]),
+        helper.make_node("Softmax", ["logits"], ["probs"], axis=-1),
+    ]
+    graph = helper.make_graph(nodes, model.name, [helper.make_tensor_value_info("input", TensorProto.INT32, ["batch", t])],
+                              [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["batch", dk.shape[1]])], initializer=inits)
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], producer_name="onnx.helper")
+    proto.ir_version = 8
+    return proto
+
+
+def test_inputs(model_file, catalog):
+    entry = next(m for m in catalog["models"] if m["file"] == model_file)
+    d = np.load(os.path.join(ROOT, "data", catalog["datasets"][entry["dataset"]]["file"]), allow_pickle=False)
+    x = d["x_test"]
+    if x.ndim == 3:  # images: the bundled models' convention (tools/train_models.py)
+        return (x.astype(np.float32) / np.float32(255.0))[..., None], False
+    return x.astype(np.int32), True
+
+
+def main():
+    os.makedirs(OUT, exist_ok=True)
+    catalog = json.load(open(os.path.join(ROOT, "models", "catalog.json"), encoding="utf-8"))
+    versions = {"tensorflow": tf.__version__, "keras": keras.__version__, "tf_keras": tf_keras.__version__,
+                "tf2onnx": tf2onnx.__version__, "onnx": onnx.__version__, "onnxruntime": ort.__version__}
+    for entry in catalog["models"]:
+        stem = entry["file"].rsplit(".", 1)[0]
+        k3 = keras.models.load_model(os.path.join(ROOT, "models", entry["file"]), compile=False)
+        x, tokens = test_inputs(entry["file"], catalog)
+        if any(isinstance(l, keras.layers.SimpleRNN) for l in k3.layers):
+            proto = simple_rnn_onnx(k3)
+        else:
+            legacy = rebuild(k3, tokens)
+            spec = (tf.TensorSpec((None,) + tuple(legacy.input_shape[1:]), tf.int32 if tokens else tf.float32, name="input"),)
+            proto, _ = tf2onnx.convert.from_keras(legacy, input_signature=spec, opset=13)
+            proto.producer_name = "tf2onnx"
+        onnx.checker.check_model(proto, full_check=True)
+        path = os.path.join(OUT, f"{stem}.onnx")
+        with open(path, "wb") as f:
+            f.write(proto.SerializeToString())
+        sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+        got = sess.run(None, {sess.get_inputs()[0].name: x})[0]
+        want = k3.predict(x.astype(np.float32), verbose=0, batch_size=256)
+        diff = float(np.max(np.abs(got - want)))
+        same = bool(np.array_equal(got.argmax(-1), want.argmax(-1)))
+        ops = " ".join(sorted({n.op_type for n in proto.graph.node}))
+        print(f"{stem:18s} {os.path.getsize(path):7d} bytes  max|Δ| {diff:.1e}  argmax equal {same}  ops {ops}", flush=True)
+        assert diff < TOL and same, (stem, diff, same)
+    with open(os.path.join(OUT, "VERSIONS.json"), "w", encoding="utf-8") as f:
+        json.dump(versions, f, indent=2)
+        f.write("\n")
+
+
+if __name__ == "__main__":
+    main()
