@@ -12,6 +12,7 @@ pub mod data;
 pub mod decompose;
 pub mod formats;
 pub mod error;
+pub mod exercise;
 pub mod kernels;
 pub mod metrics;
 pub mod model;

@@ -545,6 +545,11 @@ impl Workbench {
     }
 
     /// The global class id of class `class` of model `model`'s data set.
+    /// The global id of data set `d`'s class `class`.
+    pub fn dataset_class_id(&self, d: DatasetId, class: usize) -> Result<ClassId> {
+        self.class_ids.get(d).and_then(|ids| ids.get(class)).copied().ok_or_else(|| Error::invalid(format!("data set {d} has no class {class}")))
+    }
+
     pub fn class_id(&self, model: ModelId, class: usize) -> Result<ClassId> {
         let ids = &self.class_ids[self.entry(model)?.dataset];
         ids.get(class).copied().ok_or_else(|| Error::invalid(format!("model {model} has no class {class}")))

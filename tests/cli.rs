@@ -247,3 +247,59 @@ fn a_closed_stdout_pipe_is_not_a_panic() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!err.contains("panicked") && !err.contains("Broken pipe"), "{err}");
 }
+
+/// `exercise check` grades a state given as JSON or as a share link: the
+/// faulty model's own modules fail "fix the faulty 7" (exit 3), the 7 taken
+/// from MLP B passes; bad states are errors (exit 1).
+#[test]
+fn exercise_check_grades_states_and_links() {
+    use std::io::Write;
+    let dir = scratch("exercise");
+    let check = |ex: &str, state: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_remodule")).args(["exercise", "check", ex, state, "--json", "--root", s(&root())]).output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let start = r#"{"models": ["digits_mlp_faulty.keras", "digits_mlp_b.keras"], "settings": {}, "current": 0}"#;
+    let slots: Vec<String> = (0..10).map(|c| if c == 7 { "[0,7,0],[1,7,1]".to_string() } else { format!("[0,{c},1]") }).collect();
+    let fixed = format!(r#"{{"models": ["digits_mlp_faulty.keras", "digits_mlp_b.keras"], "settings": {{}}, "current": 0, "slots": [{}], "exercise": "fix-faulty-7"}}"#, slots.join(","));
+    let (code, out, err) = check("fix-faulty-7", start);
+    assert_eq!(code, Some(3), "{err}");
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!((r["solved"].as_bool(), r["checks"][0]["ok"].as_bool()), (Some(false), Some(false)), "{out}");
+    // As a share link: raw deflate + base64url, the page's encoding (docs/SHARE.md).
+    let mut z = flate2::write::DeflateEncoder::new(vec![], flate2::Compression::default());
+    z.write_all(fixed.as_bytes()).unwrap();
+    let b64: String = z
+        .finish()
+        .unwrap()
+        .chunks(3)
+        .flat_map(|c| {
+            let n = c.iter().fold(0u32, |a, &b| a << 8 | b as u32) << (8 * (3 - c.len()));
+            let abc = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+            (0..=c.len()).map(move |i| abc[(n >> (18 - 6 * i) & 63) as usize] as char)
+        })
+        .collect();
+    let link = format!("http://127.0.0.1:8080/#v=1&s={b64}");
+    let (code, out, err) = check("-", &link);
+    assert_eq!(code, Some(0), "{err}");
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(r["exercise"], "fix-faulty-7");
+    assert!(r["top1"].as_f64().unwrap() > 0.89, "{out}");
+    // The state can be a file, too.
+    let file = dir.join("state.json");
+    std::fs::write(&file, &fixed).unwrap();
+    assert_eq!(check("fix-faulty-7", s(&file)).0, Some(0));
+    for (ex, state, needle) in [
+        ("-", start, "no exercise"),
+        ("no-such-exercise", start, "no built-in exercise"),
+        ("fix-faulty-7", "v=2&s=AAAA", "format version"),
+        ("fix-faulty-7", "v=1&s=!!!", "base64url"),
+        ("fix-faulty-7", "v=1&s=AAAA", "damaged"),
+        ("fix-faulty-7", r#"{"models": ["nope.keras"], "current": 0}"#, "not a bundled model"),
+        ("fix-faulty-7", r#"{"models": [{"upload": "x.keras"}], "current": 0}"#, "bundled models only"),
+    ] {
+        let (code, _, err) = check(ex, state);
+        assert_eq!(code, Some(1), "{state}: {err}");
+        assert!(err.contains(needle), "{state}: {err}");
+    }
+}

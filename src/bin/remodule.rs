@@ -188,6 +188,11 @@ enum Cmd {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Classroom exercises: `exercise check EXERCISE STATE` grades a playground state (docs/EXERCISES.md)
+    Exercise {
+        #[command(subcommand)]
+        cmd: ExerciseCmd,
+    },
     /// Decompose a model and save its modules (a module set, .remodule) for `compose`, `report`, `eval` and the page
     Decompose {
         #[command(flatten)]
@@ -237,6 +242,24 @@ enum Cmd {
         /// Classes whose modules to compose (not with a composition file)
         #[arg(long, value_delimiter = ',')]
         classes: Vec<usize>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ExerciseCmd {
+    /// Rebuild a playground state's composition and check an exercise's goal. Exit code 0 when
+    /// solved, 3 when not (and 1 on errors); `--json` prints every check.
+    Check {
+        /// A built-in exercise id (www/exercises/builtin.json), an exercise .json file, or `-` for
+        /// the exercise the state's link carries
+        exercise: String,
+        /// The state: a share link, its fragment (`v=1&s=…`), or a file holding either or the state's JSON
+        state: String,
+        /// Repository root (models/catalog.json, models/, data/, www/exercises/builtin.json)
+        #[arg(long, default_value = ".")]
+        root: PathBuf,
         #[arg(long)]
         json: bool,
     },
@@ -457,6 +480,31 @@ fn run(cli: Cli) -> Result<(), String> {
             match out {
                 Some(p) => std::fs::write(&p, md).map_err(|e| format!("{}: {e}", p.display()))?,
                 None => print!("{md}"),
+            }
+        }
+        Cmd::Exercise { cmd: ExerciseCmd::Check { exercise, state, root, json } } => {
+            use remodule::exercise;
+            let text = if Path::new(&state).is_file() { String::from_utf8_lossy(&read(Path::new(&state))?).into_owned() } else { state };
+            let st = exercise::parse_state(&text).map_err(|e| e.to_string())?;
+            let spec = match exercise.as_str() {
+                "-" => None,
+                e if e.ends_with(".json") => Some(String::from_utf8_lossy(&read(Path::new(e))?).into_owned()),
+                id => Some(id.to_string()),
+            };
+            let ex = exercise::find_exercise(spec.as_deref(), &st, &read(&root.join("www/exercises/builtin.json"))?).map_err(|e| e.to_string())?;
+            let cat = remodule::tables::Catalog::parse(&read(&root.join("models/catalog.json"))?).map_err(|e| e.to_string())?;
+            let reader = |p: &str| std::fs::read(root.join(p)).map_err(|e| remodule::Error::invalid(format!("{p}: {e}")));
+            let r = exercise::check(&ex, &st, &cat, &reader).map_err(|e| e.to_string())?;
+            if json {
+                println!("{}", serde_json::to_string(&r).map_err(|e| e.to_string())?);
+            } else {
+                println!("{}: {}", r.exercise, if r.solved { "solved" } else { "not solved" });
+                for c in &r.checks {
+                    println!("  {} {}", if c.ok { "✓" } else { "✗" }, serde_json::to_string(&c.check).unwrap_or_default());
+                }
+            }
+            if !r.solved {
+                std::process::exit(3); // grading scripts tell "not solved" from an error (1)
             }
         }
         Cmd::Decompose { md, opts, out } => {

@@ -3,7 +3,7 @@
 // a teacher's exercise travels as a link.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { start, shot } from './harness.mjs';
+import { cli, start, shot } from './harness.mjs';
 import { addModule, composedChange, copyLink, open, pageState, setSource, toggle } from './page.mjs';
 
 let env;
@@ -36,9 +36,15 @@ test('fix the faulty 7-module: green only after the 7 is replaced, and only with
   assert.match(await page.locator('#ex-goal li').first().textContent(), /✓.*\(now 82\.0%\)/);
   assert.equal(await page.locator('#ex-status').textContent(), 'Solved ✓');
   await shot(page, 'exercise-fix-7-solved');
-  // Undoing the fix turns it red again.
+  // A grading script gets the same verdict from the link (remodule exercise check).
+  const graded = cli('exercise', 'check', '-', await copyLink(page), '--json');
+  assert.equal(graded.exercise, 'fix-faulty-7');
+  assert.deepEqual([graded.solved, graded.top1.toFixed(3)], [true, '0.900']);
+  // Undoing the fix turns it red again, in the page and for the CLI (exit code 3).
   await setSource(page, '7', 'digits_mlp_faulty.keras');
   assert.equal(await solved(page), 'false');
+  const undone = await copyLink(page);
+  assert.throws(() => cli('exercise', 'check', '-', undone, '--json'), (e) => e.status === 3 && JSON.parse(e.stdout).solved === false);
   // Progress is kept in the browser.
   await page.waitForTimeout(300);
   await page.reload();
