@@ -7,14 +7,13 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { OUT, ROOT, cli, compositionFile, pctText, start } from './harness.mjs';
+import { BIN, OUT, ROOT, cli, compositionFile, pctText, start } from './harness.mjs';
 import { open, setSource, toggle } from './page.mjs';
 
 let env;
 before(async () => { env = await start(); });
 after(async () => { await env?.close(); });
 
-const BIN = join(ROOT, 'target', 'release', 'remodule');
 
 /** Clicks `button` and saves the `count` downloads it starts: [{name, path}]. */
 async function downloads(page, button, count) {

@@ -9,6 +9,8 @@ import { chromium } from 'playwright-core';
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const OUT = join(ROOT, 'test-output', 'e2e');
+/** The CLI the page is compared with: the test build `cargo test` leaves (scripts/test), or REMODULE_BIN. */
+export const BIN = process.env.REMODULE_BIN ?? join(ROOT, 'target', 'debug', 'remodule');
 mkdirSync(OUT, { recursive: true });
 
 const CHROMIUM_ARGS = ['--no-sandbox', '--headless', '--disable-gpu', '--disable-dev-shm-usage',
@@ -60,7 +62,7 @@ export function shot(page, name) {
 
 /** The native CLI's JSON answer (the page's numbers are checked against it). */
 export function cli(...args) {
-  return JSON.parse(execFileSync(join(ROOT, 'target', 'release', 'remodule'), args, { cwd: ROOT, encoding: 'utf8' }));
+  return JSON.parse(execFileSync(BIN, args, { cwd: ROOT, encoding: 'utf8' }));
 }
 
 /** A fraction as the page prints it. */

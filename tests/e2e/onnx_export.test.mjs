@@ -9,7 +9,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-web';
-import { OUT, ROOT, compositionFile } from './harness.mjs';
+import { BIN, OUT, ROOT, compositionFile } from './harness.mjs';
 
 ort.env.wasm.numThreads = 1;
 const DIR = join(OUT, 'onnx');
@@ -32,7 +32,7 @@ function readNpy(path) {
 async function check(name, args) {
   const out = join(DIR, `${name}.onnx`);
   const prefix = join(DIR, name);
-  const log = execFileSync(join(ROOT, 'target', 'release', 'remodule'), ['export', ...args, '--softmax', '--out', out, '--expected', prefix], { cwd: ROOT, encoding: 'utf8' });
+  const log = execFileSync(BIN, ['export', ...args, '--softmax', '--out', out, '--expected', prefix], { cwd: ROOT, encoding: 'utf8' });
   const samples = readNpy(`${prefix}.samples.npy`);
   const scores = readNpy(`${prefix}.scores.npy`);
   const answers = readNpy(`${prefix}.answers.npy`);
