@@ -74,10 +74,3 @@ fn keras_and_onnx_twins_decompose_into_the_same_masks() {
         }
     }
 }
-
-#[test]
-fn an_onnx_encoder_decoder_names_the_unsupported_tile() {
-    // tf2onnx writes Keras's RepeatVector as Unsqueeze + Tile.
-    let e = load_model(&read("tests/fixtures/onnx/tf_repeat.onnx"), "tf_repeat.onnx").unwrap_err();
-    assert!(matches!(e, Error::Unsupported { .. }) && e.to_string().contains("Tile"), "{e}");
-}
