@@ -30,8 +30,8 @@ const BATCH_BYTES: usize = 256 << 10;
 pub fn batch_size(model: &Model) -> usize {
     let per_sample: usize = (0..model.nodes.len())
         .map(|id| match &model.nodes[id].op {
-            // Gate pre-activations and states for every step (see `Recurrent::run`).
-            Op::Recurrent(r) => model.nodes[id].len() + model.steps(id) * (r.cell.gates() + 1) * r.units,
+            // Every step's states, plus one step's gates and states (see `Recurrent::run`).
+            Op::Recurrent(r) => model.nodes[id].len() + model.steps(id) * r.units + (2 * r.cell.gates() + 4) * r.units,
             _ => model.nodes[id].len(),
         })
         .sum();
@@ -112,7 +112,8 @@ pub fn forward(
         for id in 1..model.nodes.len() {
             let mut out = std::mem::take(&mut bufs[id]);
             let node = &model.nodes[id];
-            out.clear();
+            // Not cleared: every op overwrites all of its output (zero-filling every layer's
+            // buffer was a pass over all activations per batch).
             out.resize(b * node.len(), 0.0);
             let seq = run_node(model, id, &bufs, b, &mut out, &mut scratch, masks, &positive_kernels)?;
             if id == model.head {
@@ -236,18 +237,19 @@ fn run_node<'s>(
             }
         }
         Op::Flatten | Op::Dropout | Op::Activation(_) => out.copy_from_slice(input(0)),
+        // One pass each (not a copy, then an update in place).
         Op::Add { .. } => {
-            out.copy_from_slice(input(0));
-            for k in 1..node.inputs.len() {
+            out.iter_mut().zip(input(0)).zip(input(1)).for_each(|((o, a), b)| *o = a + b);
+            for k in 2..node.inputs.len() {
                 out.iter_mut().zip(input(k)).for_each(|(o, v)| *o += v);
             }
         }
         Op::BatchNorm { scale, shift } => {
             let c = scale.len();
-            out.copy_from_slice(input(0));
-            for px in out.chunks_exact_mut(c) {
-                for ((v, s), t) in px.iter_mut().zip(scale).zip(shift) {
-                    *v = *v * s + t;
+            let (scale, shift) = (scale.as_slice().unwrap(), shift.as_slice().unwrap());
+            for (o, x) in out.chunks_exact_mut(c).zip(input(0).chunks_exact(c)) {
+                for j in 0..c {
+                    o[j] = x[j] * scale[j] + shift[j];
                 }
             }
         }
