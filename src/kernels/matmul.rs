@@ -95,6 +95,17 @@ mod simd {
     #[inline(always)]
     fn put<const R: usize>(c: &mut [f32], n: usize, i: usize, j: usize, cols: usize, acc: [[v128; 2]; R]) {
         for (r, acc) in acc.iter().enumerate() {
+            if cols == NR {
+                // Straight stores: a copy through `tmp` is a `memory.copy` call per row,
+                // which cost as much as the tile's arithmetic when k is 16 or 32.
+                let row: &mut [f32; NR] = (&mut c[(i + r) * n + j..][..NR]).try_into().unwrap();
+                // SAFETY: `row` is NR = 8 writable floats; v128_store allows unaligned.
+                unsafe {
+                    v128_store(row.as_mut_ptr() as *mut v128, acc[0]);
+                    v128_store(row.as_mut_ptr().add(4) as *mut v128, acc[1]);
+                }
+                continue;
+            }
             let mut tmp = [0f32; NR];
             // SAFETY: `tmp` is NR = 8 writable floats; v128_store allows unaligned.
             unsafe {
