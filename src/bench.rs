@@ -96,12 +96,14 @@ fn time_each(clock: &dyn Fn() -> f64, min_s: f64, fs: &mut [&mut dyn FnMut() -> 
     Ok(total.iter().zip(&runs).map(|(t, &n)| t / n as f64).collect())
 }
 
-pub fn bench_model(model: &Model, data: &Dataset, clock: &dyn Fn() -> f64) -> Result<ModelBench> {
+/// `decompose = false` times inference only (the quick mode of scripts/bench).
+pub fn bench_model(model: &Model, data: &Dataset, clock: &dyn Fn() -> f64, decompose: bool) -> Result<ModelBench> {
     let rows: Vec<usize> = (0..data.test.len()).collect();
     let x = data.inputs(model, &data.test, &rows);
     let n = rows.len();
     let fwd = time(clock, 0.5, &mut || forward(model, &x, n, None, false, &mut |_, _| true).map(drop))?;
-    let decompose = techniques(model).iter().map(|s| bench_decompose(model, data, s, 0.5, clock)).collect::<Result<_>>()?;
+    let techniques = if decompose { techniques(model) } else { vec![] };
+    let decompose = techniques.iter().map(|s| bench_decompose(model, data, s, 0.5, clock)).collect::<Result<_>>()?;
     Ok(ModelBench { model: model.name.clone(), samples_per_s: n as f64 / fwd, gflops: flops_per_sample(model) * n as f64 / fwd / 1e9, decompose })
 }
 

@@ -145,9 +145,10 @@ impl Session {
         engine(self.wb.encode_text(dataset, text))
     }
 
-    /// Benchmark figures for a loaded model (see `bench::bench_model`), timed with `Date.now()`.
-    pub fn bench(&self, model: usize) -> Result<JsValue, JsError> {
-        engine(self.wb.bench(model, &|| js_sys::Date::now() / 1000.0))
+    /// Benchmark figures for a loaded model (see `bench::bench_model`), timed with `Date.now()`;
+    /// `inference_only` skips the decomposition figures.
+    pub fn bench(&self, model: usize, inference_only: Option<bool>) -> Result<JsValue, JsError> {
+        engine(self.wb.bench(model, &|| js_sys::Date::now() / 1000.0, inference_only != Some(true)))
     }
 
     /// Seconds per recomposition of `modules` rows × `samples` (see `bench::bench_recompose`).

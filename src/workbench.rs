@@ -806,9 +806,9 @@ impl Workbench {
     }
 
     /// Benchmark figures for model `id` on its data set (see `bench`).
-    pub fn bench(&self, id: ModelId, clock: &dyn Fn() -> f64) -> Result<crate::bench::ModelBench> {
+    pub fn bench(&self, id: ModelId, clock: &dyn Fn() -> f64, decompose: bool) -> Result<crate::bench::ModelBench> {
         let e = self.entry(id)?;
-        crate::bench::bench_model(&e.model, &self.datasets[e.dataset], clock)
+        crate::bench::bench_model(&e.model, &self.datasets[e.dataset], clock, decompose)
     }
 }
 

@@ -27,6 +27,57 @@ fn simd_matmul_matches_portable() {
     }
 }
 
+/// The SIMD kernels keep the portable kernel's order of operations (sums over
+/// k in order, no FMA), so results are bit-identical on every shape: full
+/// tiles, ragged rows (m mod 4) and ragged columns (n mod 8), K = 1, N = 1.
+#[wasm_bindgen_test]
+fn simd_matmul_is_bit_identical_on_odd_shapes() {
+    for m in 1..=9 {
+        for k in [1, 2, 7, 33] {
+            for n in (1..=17).chain([24, 31]) {
+                let a: Vec<f32> = (0..m * k).map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0).collect();
+                let b: Vec<f32> = (0..k * n).map(|i| ((i * 53 % 97) as f32 - 48.0) / 11.0).collect();
+                let (mut c1, mut c2) = (vec![f32::NAN; m * n], vec![f32::NAN; m * n]);
+                matmul(&a, &b, &mut c1, m, k, n);
+                matmul_portable(&a, &b, &mut c2, m, k, n);
+                assert!(c1.iter().zip(&c2).all(|(x, y)| x.to_bits() == y.to_bits()), "{m}x{k}x{n}: {c1:?} vs {c2:?}");
+            }
+        }
+    }
+}
+
+/// The direct SIMD convolution against im2col + matmul (the portable path):
+/// bit-identical, with every padding kind, strides 1–2, kernels 1–3, output
+/// channels it takes (multiples of 4) and ones it hands back (5).
+#[wasm_bindgen_test]
+fn simd_conv_is_bit_identical_to_im2col() {
+    use remodule::kernels::{conv2d, conv2d_im2col, Conv2dGeom};
+    for (h, w) in [(1, 1), (5, 7), (8, 6)] {
+        for cin in [1, 3, 16] {
+            for cout in [4, 5, 8, 12, 16, 32] {
+                for k in 1..=3 {
+                    for s in 1..=2 {
+                        let geoms = [
+                            Conv2dGeom::new(h, w, cin, k, k, s, s, true),
+                            Conv2dGeom::new(h, w, cin, k, k, s, s, false),
+                            Conv2dGeom::explicit(h, w, cin, k, k, s, s, [k / 2, k - 1, 0, k / 2]),
+                        ];
+                        for g in geoms.into_iter().flatten() {
+                            let input: Vec<f32> = (0..h * w * cin).map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0).collect();
+                            let kernel: Vec<f32> = (0..k * k * cin * cout).map(|i| ((i * 53 % 97) as f32 - 48.0) / 11.0).collect();
+                            let bias: Vec<f32> = (0..cout).map(|i| i as f32 - 2.5).collect();
+                            let (mut o1, mut o2) = (vec![f32::NAN; g.oh * g.ow * cout], vec![f32::NAN; g.oh * g.ow * cout]);
+                            conv2d(&g, &input, &kernel, &bias, &mut o1, &mut Vec::new());
+                            conv2d_im2col(&g, &input, &kernel, &bias, &mut o2, &mut Vec::new());
+                            assert!(o1.iter().zip(&o2).all(|(x, y)| x.to_bits() == y.to_bits()), "{g:?} cout {cout}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 use remodule::formats::{load_model, npz::read_npz};
 use remodule::model::forward;
 

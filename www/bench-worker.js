@@ -16,7 +16,7 @@ function testSet(s, ds) {
   return { n, x, labels, shape: ds.sample_shape, tokens: ds.vocab != null };
 }
 
-self.onmessage = async ({ data: { models, recompose, withInputs } }) => {
+self.onmessage = async ({ data: { models, recompose, withInputs, inferenceOnly } }) => {
   try {
     const s = new Session();
     const datasets = new Map();
@@ -28,7 +28,7 @@ self.onmessage = async ({ data: { models, recompose, withInputs } }) => {
         if (withInputs) inputs[dataset] = testSet(s, ds);
       }
       const m = s.addModel(new Uint8Array(await (await fetch(`bundled/${file}`)).arrayBuffer()), file, datasets.get(dataset));
-      rows.push({ ...s.bench(m.id), accuracy: m.accuracy });
+      rows.push({ ...s.bench(m.id, inferenceOnly === true), accuracy: m.accuracy });
     }
     const rec = recompose.map(([m, n]) => ({ modules: m, samples: n, ms: 1000 * Session.benchRecompose(m, n) }));
     self.postMessage({ ok: true, info: engineInfo(), rows, recompose: rec, inputs });

@@ -206,6 +206,9 @@ enum Cmd {
         /// Also the decomposition cost curves on synthetic dense models (classes, samples, width)
         #[arg(long)]
         scaling: bool,
+        /// Inference throughput only (no decomposition, recomposition or curves)
+        #[arg(long)]
+        inference_only: bool,
     },
     /// Regenerate the fidelity / reuse / replacement tables for every bundled model (docs/FIDELITY.md)
     Table {
@@ -423,7 +426,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 }
             }
         }
-        Cmd::Bench { models, data, json, scaling } => {
+        Cmd::Bench { models, data, json, scaling, inference_only } => {
             use remodule::bench::{bench_recompose, bench_scaling, loglog_slope, RECOMPOSE_SIZES};
             let t0 = Instant::now();
             let clock = move || t0.elapsed().as_secs_f64();
@@ -434,10 +437,10 @@ fn run(cli: Cli) -> Result<(), String> {
                     None => (PathBuf::from(spec), data.clone().ok_or_else(|| format!("{spec}: give --data or write MODEL=DATA"))?),
                 };
                 let (wb, id, _) = load(&ModelData { model, data })?;
-                rows.push(wb.bench(id, &clock).map_err(|e| e.to_string())?);
+                rows.push(wb.bench(id, &clock, !inference_only).map_err(|e| e.to_string())?);
             }
             let mut recompose = vec![];
-            for (m, s) in RECOMPOSE_SIZES {
+            for (m, s) in RECOMPOSE_SIZES.into_iter().filter(|_| !inference_only) {
                 let t = bench_recompose(m, s, &clock).map_err(|e| e.to_string())?;
                 recompose.push(serde_json::json!({"modules": m, "samples": s, "ms": t * 1e3}));
             }
@@ -463,6 +466,9 @@ fn run(cli: Cli) -> Result<(), String> {
             println!("| model | samples/s | GFLOP/s | technique | decompose all (s) | decompose ÷ one recorded pass |");
             println!("|---|---:|---:|---|---:|---:|");
             for b in &rows {
+                if b.decompose.is_empty() {
+                    println!("| {} | {:.0} | {:.2} | – | – | – |", b.model, b.samples_per_s, b.gflops);
+                }
                 for d in &b.decompose {
                     println!("| {} | {:.0} | {:.2} | {} | {:.3} | {:.2} |", b.model, b.samples_per_s, b.gflops, d.technique, d.decompose_s, d.ratio);
                 }

@@ -7,7 +7,7 @@ pub mod conv;
 pub mod matmul;
 pub mod pool;
 
-pub use conv::{conv2d, Conv2dGeom};
+pub use conv::{conv2d, conv2d_im2col, Conv2dGeom};
 pub use matmul::{matmul, matmul_portable};
 pub use pool::{global_avg_pool, pool2d, PoolKind};
 

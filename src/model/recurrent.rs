@@ -67,6 +67,8 @@ pub struct Recurrent {
 /// Reusable buffers for [`Recurrent::run`].
 #[derive(Debug, Default)]
 pub struct Scratch {
+    /// The inputs of one step, `b × F`.
+    xt: Vec<f32>,
     pre: Vec<f32>,
     rec: Vec<f32>,
     h: Vec<f32>,
@@ -92,10 +94,11 @@ impl Recurrent {
         let (kernel, recurrent) = (kernel.as_slice().unwrap_or_default(), recurrent.as_slice().unwrap_or_default());
         let bias = self.bias.as_slice().unwrap_or_default();
 
-        // All steps' input parts in one matmul: pre = x·W + b, `(b·T) × G·U`.
-        resize(&mut s.pre, b * steps * gu);
-        matmul(x, kernel, &mut s.pre, b * steps, f, gu);
-        s.pre.chunks_exact_mut(gu).for_each(|row| row.iter_mut().zip(bias).for_each(|(v, bb)| *v += bb));
+        // The input parts step by step: pre = x_t·W + b, `b × G·U`. (All steps in
+        // one matmul made a `b·T × G·U` buffer, 2 MB for 128 samples of an LSTM,
+        // read back from memory step by step; this keeps every step in cache.)
+        resize(&mut s.pre, b * gu);
+        resize(&mut s.xt, b * f);
 
         resize(&mut s.rec, b * gu);
         resize(&mut s.h, b * u);
@@ -114,6 +117,11 @@ impl Recurrent {
 
         // Gate math runs over whole blocks (slices) so it vectorises.
         for t in 0..steps {
+            for i in 0..b {
+                s.xt[i * f..][..f].copy_from_slice(&x[(i * steps + t) * f..][..f]);
+            }
+            matmul(&s.xt, kernel, &mut s.pre, b, f, gu);
+            s.pre.chunks_exact_mut(gu).for_each(|row| row.iter_mut().zip(bias).for_each(|(v, bb)| *v += bb));
             // The previous state as the recurrent kernel sees it (rows of removed units are zero).
             s.hm.copy_from_slice(&s.h);
             if keep.is_some() {
@@ -126,7 +134,7 @@ impl Recurrent {
                 s.rec.chunks_exact_mut(gu).for_each(|row| row.iter_mut().zip(rb).for_each(|(v, bb)| *v += bb));
             }
             for i in 0..b {
-                let pre = &mut s.pre[(i * steps + t) * gu..][..gu];
+                let pre = &mut s.pre[i * gu..][..gu];
                 let rec = &mut s.rec[i * gu..][..gu];
                 if keep.is_some() {
                     for n in (0..u).filter(|&n| removed(t, n)) {
@@ -176,7 +184,7 @@ impl Recurrent {
                     matmul(&s.c, &s.uh, &mut s.tmp, b, u, u);
                 }
                 for i in 0..b {
-                    let pre = &s.pre[(i * steps + t) * gu..][..gu];
+                    let pre = &s.pre[i * gu..][..gu];
                     let rec = &s.rec[i * gu..][..gu];
                     let cand = &mut s.c[i * u..][..u];
                     let inner = &s.tmp[i * u..][..u];

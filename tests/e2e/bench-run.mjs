@@ -2,6 +2,8 @@
 // page timings in headless Chromium, then prints every table with ratios and
 // writes them, with the machine description, to the Markdown file given.
 // Used by scripts/bench: `node bench-run.mjs NATIVE.json OUT.md`; not a test.
+// `node bench-run.mjs --quick [MODEL_WORD,...]` (BENCH_QUICK=1 scripts/bench):
+// only the inference table for wasm SIMD vs ORT-web, printed, no file written.
 import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
@@ -11,6 +13,26 @@ import { ROOT, start } from './harness.mjs';
 import { open, toggle } from './page.mjs';
 
 const [nativeFile, outFile] = process.argv.slice(2);
+if (nativeFile === '--quick') {
+  const env = await start();
+  try {
+    const bench = await env.newPage();
+    await bench.goto(`${env.url}bench.html?quick${outFile ? `&models=${outFile}` : ''}`);
+    await bench.locator('#out[data-done]').waitFor({ timeout: 1200000 });
+    const text = await bench.locator('#out').textContent();
+    if (!text.startsWith('{')) throw new Error(text);
+    const { pkg: simd, ort } = JSON.parse(text);
+    console.log(`load average ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
+    console.log('| model | wasm SIMD | ORT-web | Remodule-wasm ÷ ORT-web | accuracy Remodule / ORT |\n|---|---:|---:|---:|---|');
+    simd.rows.forEach((s, i) => {
+      const o = ort.rows[i];
+      console.log(`| ${s.model} | ${s.samples_per_s.toFixed(0)} | ${o.samples_per_s.toFixed(0)} | ${(s.samples_per_s / o.samples_per_s).toFixed(2)} | ${(100 * s.accuracy).toFixed(1)}% / ${(100 * o.accuracy).toFixed(1)}% |`);
+    });
+  } finally {
+    await env.close();
+  }
+  process.exit(0);
+}
 const native = JSON.parse(readFileSync(nativeFile, 'utf8'));
 const loadBefore = loadavg()[0];
 const f = (x, d = 0) => (Number.isFinite(x) ? x.toFixed(d) : '–');
