@@ -8,20 +8,25 @@ ort.env.wasm.numThreads = 1;
 ort.env.wasm.simd = true;
 ort.env.wasm.proxy = false;
 
-// As bench::time: one warm-up run, then the best of at least three batches
-// (each ≥ 20 ms) timed for at least `minS` in all.
+// As bench::time (src/bench.rs), so both runtimes are measured alike: one
+// warm-up run, a batch sized to last about 20 ms, then batches for at least
+// `minS` and three turns; seconds per run = total time ÷ total runs (a
+// minimum over batches would favour this side on a busy machine).
 async function time(f, minS = 0.5) {
   await f();
   const batch = async (k) => {
     const t = performance.now();
     for (let i = 0; i < k; i++) await f();
-    return (performance.now() - t) / 1000 / k;
+    return (performance.now() - t) / 1000;
   };
-  let k = 1, best = await batch(k);
-  while (best * k < 0.02) best = await batch(k *= 2);
-  const t0 = performance.now();
-  for (let batches = 1; batches < 3 || performance.now() - t0 < minS * 1000; batches++) best = Math.min(best, await batch(k));
-  return best;
+  let k = 1;
+  while ((await batch(k)) < 0.02 && k < 1 << 20) k *= 2;
+  let total = 0, runs = 0;
+  for (let turns = 0; turns < 3 || total < minS; turns++) {
+    total += await batch(k);
+    runs += k;
+  }
+  return total / runs;
 }
 
 self.onmessage = async ({ data: { models, inputs } }) => {
