@@ -65,6 +65,8 @@ fn techniques(recurrent: bool) -> Vec<(String, Settings)> {
             Settings::default(),
             Settings { unrolled: true, ..Settings::default() },
             Settings { recurrent_mode: Mode::Paper, ..Settings::default() },
+            // The authors' code's "with gate" option: the statistic per gate column.
+            Settings { gates: true, ..Settings::default() },
         ]
     } else {
         vec![

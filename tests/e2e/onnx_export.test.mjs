@@ -88,5 +88,10 @@ test('LSTM language-ID composition (reference mode removes units)', () => check(
 
 test('GRU language-ID composition', () => check('gru', ['models/lang_a_gru.keras', '--data', 'data/lang_a.npz']));
 
+test('LSTM and GRU per-gate compositions (removed gate columns zeroed in W, R and B)', async () => {
+  await check('lstm_gates', ['models/lang_a_lstm.keras', '--data', 'data/lang_a.npz', '--gates']);
+  await check('gru_gates', ['models/lang_a_gru.keras', '--data', 'data/lang_a.npz', '--gates']);
+});
+
 test('modules from two data sets (digits and clothing)', () =>
   check('two_datasets', ['models/digits_cnn.keras', 'models/clothing_cnn.keras=data/clothing.npz', ...digits, '--picks', '0:0,0:1,1:8,1:9']));
