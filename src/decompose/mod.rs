@@ -58,10 +58,13 @@ pub struct Settings {
     /// Recurrent `reference` mode: the statistic per gate column instead of
     /// per unit (the authors' code's "with gate"), removal capped per gate
     /// block; a removed column zeroes that gate's weights for the unit.
+    /// (Left out of JSON when off, so files written before it stay byte-identical.)
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub gates: bool,
     /// Models with a per-step head: recurrent layers whose steps do not reach
     /// the head (an encoder) stay whole in every module — the shared encoder
     /// (a deviation from the papers, measured in docs/FIDELITY.md).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub keep_encoder: bool,
     /// `E`: concerned samples per module (taken from the first training
     /// samples of the class, in file order).
