@@ -11,6 +11,11 @@
 //! Rolled modules take the statistic at the last step and remove the same
 //! units at every step; unrolled modules take each step's statistic and
 //! remove per step.
+//!
+//! With `gates` (the authors' "with gate"), the statistic is taken per gate
+//! column from the recorded gate activations and removal is capped per gate
+//! block; the mask then keeps every unit and removes gate columns
+//! (`UnitMask::gates`). SimpleRNN has no gates and stays per unit.
 
 use super::{Mode, Settings};
 use crate::bits::BitSet;
@@ -35,8 +40,7 @@ pub fn recurrent_mask(model: &Model, node: NodeId, rec: &Recording, k: usize, co
         (c, u)
     });
     let (concerned, unconcerned) = encoder_sets.as_ref().map_or((concerned, unconcerned), |(c, u)| (c, u));
-    // (row, step) pairs whose state counts: at step `t`, or (rolled) at the
-    // last step for per-sample labels / at each item's own step for per-step labels.
+    // The shared encoder kept whole (our deviation; docs/ALGORITHMS.md).
     if s.keep_encoder && item_steps > 1 && !per_step {
         return UnitMask { keep: BitSet::full(steps * u), clip_negative: None, gates: None };
     }

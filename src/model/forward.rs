@@ -5,7 +5,8 @@
 //! one im2col buffer (`OH·OW·KH·KW·Cin × 4` bytes for the largest conv), plus
 //! for recurrent layers `batch × T × (G+2)·U × 4` bytes of gate and state
 //! buffers, plus, when recording, `Σ_tracked units × ⌈N/64⌉ × 8` bytes of bits
-//! and `N × Σ_recurrent T·U × 4` bytes of recurrent states. `N × classes`
+//! and `N × Σ_recurrent T·U × 4` bytes of recurrent states (`T·G·U` more
+//! per recurrent layer with [`Record::Gates`]). `N × classes`
 //! logits and probabilities are returned.
 
 use std::collections::BTreeMap;
