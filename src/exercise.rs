@@ -13,7 +13,8 @@ use crate::compose::ClassId;
 use crate::decompose::Settings;
 use crate::error::{Error, Result};
 use crate::tables::Catalog;
-use crate::workbench::{ComposeResult, ModelId, Pick, Workbench};
+use crate::plan::Loader;
+use crate::workbench::{ComposeResult, ModelId, Pick};
 
 /// The link format this reads (`VERSION` in www/share.js).
 pub const LINK_VERSION: u32 = 1;
@@ -167,24 +168,17 @@ pub fn check(ex: &Exercise, st: &State, cat: &Catalog, read: &dyn Fn(&str) -> Re
     if st.current >= files.len() {
         return Err(Error::invalid("the state's current model is out of range"));
     }
-    let mut wb = Workbench::new();
-    let mut datasets: BTreeMap<String, usize> = BTreeMap::new();
+    let mut loader = Loader::new(read);
     let mut ids: Vec<ModelId> = vec![];
+    let mut datasets: BTreeMap<&str, usize> = BTreeMap::new();
     for f in &files {
         let entry = cat.models.iter().find(|m| m.file == *f).ok_or_else(|| Error::invalid(format!("'{f}' is not a bundled model")))?;
-        let ds = match datasets.get(&entry.dataset) {
-            Some(&d) => d,
-            None => {
-                let file = &cat.datasets.get(&entry.dataset).ok_or_else(|| Error::invalid(format!("catalog: no data set '{}'", entry.dataset)))?.file;
-                let d = wb.add_dataset(&read(&format!("data/{file}"))?, &entry.dataset)?.id;
-                datasets.insert(entry.dataset.clone(), d);
-                d
-            }
-        };
-        let id = wb.add_model(&read(&format!("models/{f}"))?, f, ds, None)?.id;
-        wb.decompose(id, &st.settings, &mut |_| true)?;
-        ids.push(id);
+        let file = &cat.datasets.get(&entry.dataset).ok_or_else(|| Error::invalid(format!("catalog: no data set '{}'", entry.dataset)))?.file;
+        let ds = loader.dataset(&format!("data/{file}"), &entry.dataset)?;
+        datasets.insert(&entry.dataset, ds);
+        ids.push(loader.model(&format!("models/{f}"), ds, Some(&st.settings))?);
     }
+    let mut wb = loader.wb;
     let slots: Vec<(usize, usize, bool)> = match &st.slots {
         Some(s) => s.iter().map(|&(m, c, on)| (m, c, on != 0)).collect(),
         None => (0..wb.model_info(ids[st.current]).class_names.len()).map(|c| (st.current, c, true)).collect(),

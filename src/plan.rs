@@ -24,8 +24,8 @@ use serde::Deserialize;
 
 use crate::decompose::Settings;
 use crate::error::{Error, Result};
-use crate::formats::native;
-use crate::workbench::{ComposeResult, ModelId, Pick, Workbench};
+use crate::compose::ClassId;
+use crate::workbench::{ComposeResult, DatasetId, ModelId, Pick, Workbench};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -95,39 +95,91 @@ impl Plan {
     }
 }
 
-/// Loads, decomposes and composes what `plan` describes; `read(path)` reads a
-/// file named in the plan. `progress(message)` reports each step.
-pub fn run(plan: &Plan, read: &dyn Fn(&str) -> Result<Vec<u8>>, progress: &mut dyn FnMut(&str)) -> Result<ComposeResult> {
+/// Reads files into one workbench: each data set once (by path), each model
+/// file or module set decomposed with its settings. The composition file, the
+/// exercise checker and the CLI load through it.
+pub struct Loader<'r> {
+    pub wb: Workbench,
+    read: &'r dyn Fn(&str) -> Result<Vec<u8>>,
+    datasets: BTreeMap<String, DatasetId>,
+}
+
+impl<'r> Loader<'r> {
+    pub fn new(read: &'r dyn Fn(&str) -> Result<Vec<u8>>) -> Self {
+        Loader { wb: Workbench::new(), read, datasets: BTreeMap::new() }
+    }
+
+    /// The data set at `path` (.npz), added on first use under `name`.
+    pub fn dataset(&mut self, path: &str, name: &str) -> Result<DatasetId> {
+        if let Some(&d) = self.datasets.get(path) {
+            return Ok(d);
+        }
+        let d = self.wb.add_dataset(&(self.read)(path)?, name).map_err(|e| in_file(path, e))?.id;
+        self.datasets.insert(path.to_string(), d);
+        Ok(d)
+    }
+
+    /// The model file at `path` on data set `ds`, decomposed with `settings`
+    /// (defaults when `None`); a saved module set is used as saved, so it
+    /// refuses settings.
+    pub fn model(&mut self, path: &str, ds: DatasetId, settings: Option<&Settings>) -> Result<ModelId> {
+        let name = path.rsplit('/').next().unwrap_or(path);
+        let f = self.wb.add_file(&(self.read)(path)?, name, ds).map_err(|e| in_file(path, e))?;
+        match (f.decomposition, settings) {
+            (Some(_), Some(_)) => Err(Error::invalid(format!("{path} is a module set: its modules are used as saved, so \"settings\" does not apply"))),
+            (Some(_), None) => Ok(f.model.id),
+            (None, s) => {
+                self.wb.decompose(f.model.id, &s.cloned().unwrap_or_default(), &mut |_| true)?;
+                Ok(f.model.id)
+            }
+        }
+    }
+}
+
+/// What a composition file asks for, loaded and decomposed.
+pub struct Built {
+    pub wb: Workbench,
+    /// The modules in voting order.
+    pub picks: Vec<Pick>,
+    pub base: Option<ModelId>,
+    pub mode: Mode,
+}
+
+/// How the picks are composed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Mode {
+    Plain,
+    /// Module update (`"update": true`).
+    Update,
+    /// Answers of `watched` are checked by the modules of model `by`.
+    Verify { watched: Vec<ClassId>, by: ModelId },
+}
+
+impl Built {
+    pub fn compose(&mut self) -> Result<ComposeResult> {
+        match &self.mode {
+            Mode::Plain => self.wb.compose(&self.picks, self.base),
+            Mode::Update => self.wb.compose_updated(&self.picks, self.base),
+            Mode::Verify { watched, by } => self.wb.compose_verified(&self.picks, watched, *by, self.base),
+        }
+    }
+}
+
+/// Loads and decomposes what `plan` describes; `read(path)` reads a file named
+/// in the plan. `progress(message)` reports each step.
+pub fn build(plan: &Plan, read: &dyn Fn(&str) -> Result<Vec<u8>>, progress: &mut dyn FnMut(&str)) -> Result<Built> {
     if plan.modules.is_empty() {
         return Err(Error::invalid("composition file: \"modules\" is empty"));
     }
-    let mut wb = Workbench::new();
-    let mut datasets: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut loader = Loader::new(read);
     let mut ids: BTreeMap<&str, ModelId> = BTreeMap::new();
     for (key, m) in &plan.models {
-        let ds = match datasets.get(m.data.as_str()) {
-            Some(&d) => d,
-            None => {
-                let d = wb.add_dataset(&read(&m.data)?, &file_stem(&m.data)).map_err(|e| in_file(&m.data, e))?.id;
-                datasets.insert(&m.data, d);
-                d
-            }
-        };
-        let bytes = read(&m.model)?;
-        let name = m.model.rsplit('/').next().unwrap_or(&m.model);
-        let id = if native::sniff(&bytes) && native::contents(&bytes).ok() == Some(native::Contents::Modules) {
-            if m.settings.is_some() {
-                return Err(Error::invalid(format!("model '{key}': {} is a module set; its modules are used as saved, so \"settings\" does not apply", m.model)));
-            }
-            wb.import_modules(&bytes, name, ds).map_err(|e| in_file(&m.model, e))?.model.id
-        } else {
-            let id = wb.add_model(&bytes, name, ds, None).map_err(|e| in_file(&m.model, e))?.id;
-            progress(&format!("decomposing {key} ({})", m.model));
-            wb.decompose(id, &m.settings.clone().unwrap_or_default(), &mut |_| true)?;
-            id
-        };
+        let ds = loader.dataset(&m.data, &file_stem(&m.data))?;
+        progress(&format!("loading {key} ({})", m.model));
+        let id = loader.model(&m.model, ds, m.settings.as_ref()).map_err(|e| Error::invalid(format!("model '{key}': {e}")))?;
         ids.insert(key, id);
     }
+    let wb = loader.wb;
     let model = |key: &str| ids.get(key).copied().ok_or_else(|| Error::invalid(format!("composition file: no model named '{key}' under \"models\"")));
     let class = |id: ModelId, c: &ClassRef| -> Result<usize> {
         let names = wb.model_info(id).class_names;
@@ -151,9 +203,8 @@ pub fn run(plan: &Plan, read: &dyn Fn(&str) -> Result<Vec<u8>>, progress: &mut d
         }
     }
     let base = plan.base.as_deref().map(model).transpose()?;
-    progress("composing");
-    match (&plan.verify, plan.update) {
-        (Some(_), true) => Err(Error::invalid("composition file: choose either \"update\" or \"verify\", not both")),
+    let mode = match (&plan.verify, plan.update) {
+        (Some(_), true) => return Err(Error::invalid("composition file: choose either \"update\" or \"verify\", not both")),
         (Some(v), false) => {
             let by = model(&v.by)?;
             // Watched classes are named as in the composition's models.
@@ -165,11 +216,19 @@ pub fn run(plan: &Plan, read: &dyn Fn(&str) -> Result<Vec<u8>>, progress: &mut d
                     wb.class_id(p.model, p.class)
                 })
                 .collect::<Result<Vec<_>>>()?;
-            wb.compose_verified(&picks, &watched, by, base)
+            Mode::Verify { watched, by }
         }
-        (None, true) => wb.compose_updated(&picks, base),
-        (None, false) => wb.compose(&picks, base),
-    }
+        (None, true) => Mode::Update,
+        (None, false) => Mode::Plain,
+    };
+    Ok(Built { wb, picks, base, mode })
+}
+
+/// Loads, decomposes and composes what `plan` describes (see [`build`]).
+pub fn run(plan: &Plan, read: &dyn Fn(&str) -> Result<Vec<u8>>, progress: &mut dyn FnMut(&str)) -> Result<ComposeResult> {
+    let mut built = build(plan, read, progress)?;
+    progress("composing");
+    built.compose()
 }
 
 fn file_stem(path: &str) -> String {

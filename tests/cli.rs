@@ -225,6 +225,8 @@ fn decompose_then_compose_from_a_composition_file() {
         (r#"{"models": {"a": {"model": "faulty.remodule", "data": "DATA"}}, "modules": [{"model": "a", "classes": ["seven"]}]}"#, "has no class 'seven'"),
         (r#"{"models": {"a": {"model": "faulty.remodule", "data": "DATA", "settings": {"delta": 1}}}, "modules": [{"model": "a"}]}"#, "settings\" does not apply"),
         (r#"{"models": {"a": {"model": "missing.keras", "data": "DATA"}}, "modules": [{"model": "a"}]}"#, "missing.keras"),
+        // A misspelt setting is refused, not silently left at its default.
+        (r#"{"models": {"a": {"model": "faulty.remodule", "data": "DATA", "settings": {"samples": 10}}}, "modules": [{"model": "a"}]}"#, "unknown field `samples`"),
     ] {
         let bad = dir.join("bad.json");
         std::fs::write(&bad, plan.replace("DATA", s(&digits()))).unwrap();

@@ -94,11 +94,16 @@ fn bad_files_fail_with_a_message() {
 }
 
 #[test]
-fn export_writes_onnx_and_refuses_bad_picks_and_unexportable_modules() {
+fn export_writes_onnx_from_a_composition_file_and_refuses_what_it_cannot_export() {
     let dir = scratch("export");
     let out = dir.join("c.onnx");
     let prefix = dir.join("c");
-    let log = ok(&["export", "models/digits_mlp.keras", "models/digits_mlp_b.keras", "--data", "data/digits.npz", "--samples", "100", "--picks", "0:1,1:7", "--out", s(&out), "--expected", s(&prefix)]);
+    // Modules from two models: a composition file, as `compose` reads (paths relative to it).
+    let root = env!("CARGO_MANIFEST_DIR");
+    let plan = dir.join("plan.json");
+    let models = format!(r#""a": {{"model": "{root}/models/digits_mlp.keras", "data": "{root}/data/digits.npz", "settings": {{"samples_per_class": 100}}}}, "b": {{"model": "{root}/models/digits_mlp_b.keras", "data": "{root}/data/digits.npz", "settings": {{"samples_per_class": 100}}}}"#);
+    std::fs::write(&plan, format!(r#"{{"models": {{{models}}}, "modules": [{{"model": "a", "classes": ["1"]}}, {{"model": "b", "classes": ["7"]}}]}}"#)).unwrap();
+    let log = ok(&["export", s(&plan), "--out", s(&out), "--expected", s(&prefix)]);
     assert!(log.contains("2 modules"), "{log}");
     let bytes = std::fs::read(&out).unwrap();
     let g = remodule::formats::onnx::proto::decode(&bytes).unwrap().graph.unwrap();
@@ -111,10 +116,15 @@ fn export_writes_onnx_and_refuses_bad_picks_and_unexportable_modules() {
     assert_eq!(scores.shape, vec![1000, 2]);
 
     let mlp = ["export", "models/digits_mlp.keras", "--data", "data/digits.npz", "--samples", "50"];
-    for (picks, why) in [("0:10", "no module 10"), ("2:0", "MODEL:CLASS"), ("x", "MODEL:CLASS")] {
-        let err = fails(&[&mlp[..], &["--picks", picks, "--out", s(&out)]].concat());
-        assert!(err.contains(why), "{picks}: {err}");
-    }
+    let err = fails(&[&mlp[..], &["--classes", "10", "--out", s(&out)]].concat());
+    assert!(err.contains("10"), "{err}");
+    // Module update has no single graph: refused by name.
+    std::fs::write(&plan, format!(r#"{{"models": {{{models}}}, "modules": [{{"model": "a", "classes": ["1"]}}, {{"model": "b", "classes": ["7"]}}], "update": true}}"#)).unwrap();
+    let err = fails(&["export", s(&plan), "--out", s(&out)]);
+    assert!(err.contains("module update"), "{err}");
+    // A composition file says everything itself.
+    let err = fails(&["export", s(&plan), "--data", "data/digits.npz", "--out", s(&out)]);
+    assert!(err.contains("does not apply") || err.contains("do not apply"), "{err}");
     let err = fails(&["export", "models/lang_tags_lstm.keras", "--data", "data/lang_tags.npz", "--samples", "20", "--out", s(&out)]);
     assert!(err.contains("unsupported for ONNX export") && err.contains("per-step"), "{err}");
 }

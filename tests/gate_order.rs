@@ -75,9 +75,18 @@ fn keras_and_onnx_twins_decompose_into_the_same_masks() {
     }
 }
 
+/// The bundled encoder–decoders and their ONNX copies (models/onnx/, where
+/// tf2onnx wrote the RepeatVector as Unsqueeze + Tile): the same masks on the
+/// real word-reversal data, for every cell type.
 #[test]
-fn an_onnx_encoder_decoder_names_the_unsupported_tile() {
-    // tf2onnx writes Keras's RepeatVector as Unsqueeze + Tile.
-    let e = load_model(&read("tests/fixtures/onnx/tf_repeat.onnx"), "tf_repeat.onnx").unwrap_err();
-    assert!(matches!(e, Error::Unsupported { .. }) && e.to_string().contains("Tile"), "{e}");
+fn encoder_decoder_onnx_copies_decompose_into_the_same_masks() {
+    let data = Dataset::from_npz(&read("data/lang_rev.npz"), "lang_rev").unwrap();
+    for stem in ["lang_rev_lstm", "lang_rev_gru", "lang_rev_rnn"] {
+        let (k, o) = (load(&format!("models/{stem}.keras")), load(&format!("models/onnx/{stem}.onnx")));
+        assert!(o.nodes.iter().any(|n| n.op.kind() == "RepeatVector"), "{stem}");
+        let settings = Settings { samples_per_class: 20, ..Settings::default() };
+        let (dk, dox) = (decompose(&k, &data, &settings, &mut |_| true).unwrap(), decompose(&o, &data, &settings, &mut |_| true).unwrap());
+        assert!(dk.modules.iter().any(|m| m.kept_units < m.total_units), "{stem}: nothing removed");
+        assert_eq!(recurrent_masks(&k, &dk), recurrent_masks(&o, &dox), "{stem}");
+    }
 }

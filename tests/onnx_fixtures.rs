@@ -599,3 +599,46 @@ fn fuzz_long() {
     eprintln!("{iters} mutations: {ok} loaded, {err} errors, slowest {slowest:?}");
     assert!(slowest.as_secs() < 10);
 }
+
+/// tf2onnx writes Keras's RepeatVector as Unsqueeze + Tile by constant
+/// repeats: it becomes the IR's RepeatVector and the encoder–decoder computes
+/// what onnxruntime does. Any other Tile is a typed error naming the node.
+#[test]
+fn tile_of_an_encoder_state_is_a_repeat_vector() {
+    let m = load_model(&read("tf_repeat"), "tf_repeat.onnx").unwrap();
+    assert!(matches!(m.nodes.iter().find(|n| n.op.kind() == "RepeatVector").map(|n| &n.op), Some(Op::RepeatVector { times: 4 })), "{:?}", kinds(&m));
+    assert_eq!((m.input_len(), m.out_steps(), m.classes()), (6, 4, 3));
+    let d = max_diff(&m, "tf_repeat", false);
+    assert!(d < 1e-4, "tf_repeat: max |probs - onnxruntime| = {d}");
+    let repeats = |m: &mut ModelProto| -> String {
+        let g = m.graph.as_mut().unwrap();
+        g.node.iter().find(|n| n.op_type == "Tile").unwrap().input[1].clone()
+    };
+    let set = |values: Vec<i64>| {
+        move |m: &mut ModelProto| {
+            let name = repeats(m);
+            let t = m.graph.as_mut().unwrap().initializer.iter_mut().find(|t| t.name == name).unwrap();
+            *t = TensorProto { name, dims: vec![values.len() as i64], data_type: 7, int64_data: values.clone(), ..Default::default() };
+        }
+    };
+    let cases: Vec<Case> = vec![
+        ("tf_repeat", Box::new(set(vec![2, 4, 1])), "the batch 2 times"),
+        ("tf_repeat", Box::new(set(vec![1, 4, 2])), "more than one axis"),
+        ("tf_repeat", Box::new(set(vec![1, 1, 3])), "shape [1, 5] per sample"),
+        ("tf_repeat", Box::new(set(vec![1, 4])), "3 values"),
+        ("tf_repeat", Box::new(set(vec![1, 0, 1])), "0 times"),
+        // Repeats read from the input's shape at run time.
+        ("tf_repeat", Box::new(|m: &mut ModelProto| {
+            let g = m.graph.as_mut().unwrap();
+            let tile = g.node.iter().position(|n| n.op_type == "Tile").unwrap();
+            let x = g.node[tile].input[0].clone();
+            g.node.insert(tile, NodeProto { op_type: "Shape".into(), name: "reps".into(), input: vec![x], output: vec!["reps_out".into()], ..Default::default() });
+            g.node[tile + 1].input[1] = "reps_out".into();
+        }), "at run time"),
+    ];
+    for (stem, f, want) in cases {
+        let e = edit(stem, f).unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains(want) && msg.contains("Tile"), "{want}: {msg}");
+    }
+}

@@ -43,9 +43,13 @@ fn recurrent_fixtures_match_keras() {
 
 #[test]
 fn bundled_language_models_match_keras() {
-    for stem in ["lang_a_rnn", "lang_a_lstm", "lang_a_gru", "lang_b_lstm", "lang_tags_lstm", "lang_rev_lstm"] {
-        let (model, d) = max_diff(&root().join(format!("models/{stem}.keras")));
-        assert!(d < 1e-5, "{stem}: max |probs - keras| = {d}");
+    // Every text model tools/train_models.py wrote (models/train_report.json).
+    let report: serde_json::Value = serde_json::from_slice(&read("models/train_report.json")).unwrap();
+    let files: Vec<&String> = report.as_object().unwrap().iter().filter(|(_, e)| e["input"] == "tokens").map(|(f, _)| f).collect();
+    assert!(files.len() >= 10, "{files:?}");
+    for file in files {
+        let (model, d) = max_diff(&root().join(format!("models/{file}")));
+        assert!(d < 1e-5, "{file}: max |probs - keras| = {d}");
         assert_eq!(model.input.kind, InputKind::Tokens);
     }
 }
@@ -215,17 +219,84 @@ fn encoder_decoder_modules_compose_close_to_the_model() {
     assert!(lang.sequence_scores(&picks(id, 0..5), Some(id)).is_err());
 }
 
-/// The native module set tests/wasm.rs compares the wasm decomposition with is
-/// what the native engine computes now (regenerate it with the command there).
+/// The native module sets tests/wasm.rs compares the wasm decompositions with
+/// are what the native engine computes now (regenerate them with the commands there).
 #[test]
-fn the_saved_encoder_decoder_module_set_is_current() {
-    let mut wb = Workbench::new();
-    wb.add_dataset(&read("data/lang_rev.npz"), "lang_rev").unwrap();
-    let saved = wb.import_modules(&read("tests/fixtures/lang_rev_modules.remodule"), "lang_rev_modules.remodule", 0).unwrap();
-    assert!(saved.decomposition.settings.unrolled && saved.decomposition.modules.iter().any(|m| m.jaccard_units < 1.0));
-    let id = wb.add_model(&read("models/lang_rev_lstm.keras"), "lang_rev_lstm.keras", 0, None).unwrap().id;
-    let fresh = wb.decompose(id, &saved.decomposition.settings, &mut |_| true).unwrap();
-    assert_eq!(fresh.mask_digest, saved.decomposition.mask_digest);
+fn the_saved_encoder_decoder_module_sets_are_current() {
+    for (saved_file, model) in [("lang_rev_modules.remodule", "lang_rev_lstm.keras"), ("lang_rev_rnn_modules.remodule", "lang_rev_rnn.keras")] {
+        let mut wb = Workbench::new();
+        wb.add_dataset(&read("data/lang_rev.npz"), "lang_rev").unwrap();
+        let saved = wb.import_modules(&read(&format!("tests/fixtures/{saved_file}")), saved_file, 0).unwrap();
+        assert!(saved.decomposition.settings.unrolled && saved.decomposition.modules.iter().any(|m| m.jaccard_units < 1.0), "{saved_file}");
+        let id = wb.add_model(&read(&format!("models/{model}")), model, 0, None).unwrap().id;
+        let fresh = wb.decompose(id, &saved.decomposition.settings, &mut |_| true).unwrap();
+        assert_eq!(fresh.mask_digest, saved.decomposition.mask_digest, "{saved_file}");
+    }
+}
+
+/// The other two cell types in the two sequence architectures
+/// (`tools/train_models.py`: lang_tags_gru/rnn, lang_rev_gru/rnn): every class
+/// decomposes, something is removed, and the composition's per-step accuracy
+/// stays within the stated tolerance of the model's (numbers in
+/// docs/FIDELITY.md). The encoder–decoders use the smaller cap (about one
+/// unit per layer and module), as the LSTM one's test does: with the authors'
+/// 5 % cap every one of them loses far more (docs/ALGORITHMS.md).
+/// Per-step tolerances of the encoder–decoders (measured: GRU 0.881 vs 0.961,
+/// SimpleRNN 0.846 vs 0.978 — the SimpleRNN's state carries the whole word
+/// with no gate to protect it, so any removed unit costs it most).
+const REV_TOLERANCE_GRU: f32 = 0.1;
+const REV_TOLERANCE_RNN: f32 = 0.15;
+
+#[test]
+fn gru_and_simple_rnn_decompose_in_both_sequence_architectures() {
+    let report: serde_json::Value = serde_json::from_slice(&read("models/train_report.json")).unwrap();
+    let rolled = Settings::default();
+    let unrolled = Settings { unrolled: true, ..Settings::default() };
+    let small_cap = Settings { max_remove: 0.01, ..Settings::default() };
+    // (model, data set, cell, settings, largest |composed − model| per step)
+    let cases = [
+        ("lang_tags_gru", "lang_tags", "GRU", &rolled, 0.03),
+        ("lang_tags_gru", "lang_tags", "GRU", &unrolled, 0.03),
+        ("lang_tags_rnn", "lang_tags", "SimpleRNN", &rolled, 0.03),
+        ("lang_tags_rnn", "lang_tags", "SimpleRNN", &unrolled, 0.07),
+        ("lang_rev_gru", "lang_rev", "GRU", &small_cap, REV_TOLERANCE_GRU),
+        ("lang_rev_rnn", "lang_rev", "SimpleRNN", &small_cap, REV_TOLERANCE_RNN),
+    ];
+    for (stem, data, cell, settings, tolerance) in cases {
+        let mut wb = Workbench::new();
+        let d = wb.add_dataset(&read(&format!("data/{data}.npz")), data).unwrap();
+        let file = format!("{stem}.keras");
+        let info = wb.add_model(&read(&format!("models/{file}")), &file, d.id, None).unwrap();
+        assert!(info.layers.iter().filter(|l| l.kind == cell).count() >= 1 && info.layers.iter().all(|l| !["LSTM", "GRU", "SimpleRNN"].contains(&l.kind.as_str()) || l.kind == cell), "{stem}: {:?}", info.layers);
+        // The engine's accuracy is the one Keras measured when training.
+        let keras_acc = report[&file]["test_accuracy"].as_f64().unwrap() as f32;
+        assert!((info.accuracy - keras_acc).abs() < 0.0015, "{stem}: engine {} vs Keras {keras_acc}", info.accuracy);
+        let dec = wb.decompose(info.id, settings, &mut |_| true).unwrap();
+        let classes = info.class_names.len();
+        assert_eq!(dec.modules.len(), classes, "{stem}");
+        assert!(dec.modules.iter().all(|m| m.jaccard_units > 0.8) && dec.modules.iter().any(|m| m.jaccard_units < 1.0), "{stem}: nothing or too much removed");
+        let all = picks(info.id, 0..classes);
+        let r = wb.compose(&all, Some(info.id)).unwrap();
+        assert_eq!(r.composition.evaluated, d.test * d.sample_shape[0], "{stem}: every step of every test sequence");
+        let q = wb.sequence_scores(&all, Some(info.id)).unwrap();
+        println!(
+            "{stem} {}: per-step {:.4} vs model {:.4}; whole sequence right {:.4} vs {:.4}; BLEU {:.4} vs {:.4}",
+            settings.describe(true),
+            r.composition.top1,
+            info.accuracy,
+            q.exact_match,
+            q.model_exact_match.unwrap(),
+            q.bleu,
+            q.model_bleu.unwrap()
+        );
+        assert!((r.composition.top1 - info.accuracy).abs() < tolerance, "{stem} {}: composed {} vs model {}", settings.describe(true), r.composition.top1, info.accuracy);
+        if data == "lang_rev" {
+            let keras_exact: f32 = report[&file]["notes"].as_str().unwrap().rsplit(' ').next().unwrap().parse().unwrap();
+            assert!((q.model_exact_match.unwrap() - keras_exact).abs() < 0.003, "{stem}: engine {:?} vs Keras {keras_exact}", q.model_exact_match);
+            // The composed words still share most of their n-grams with the right ones.
+            assert!(q.bleu > 0.5 && q.exact_match > 0.1, "{stem}: BLEU {} exact {}", q.bleu, q.exact_match);
+        }
+    }
 }
 
 /// Keeping the shared encoder whole (with the per-gate statistic in the

@@ -175,6 +175,21 @@ fn encoder_decoder_masks_match_native_in_wasm() {
     assert_eq!(here.digest(), saved.digest());
 }
 
+/// The same for the SimpleRNN encoder–decoder (tests/fixtures/lang_rev_rnn_modules.remodule:
+/// `remodule report models/lang_rev_rnn.keras --data data/lang_rev.npz --samples 3
+/// --unrolled --out …`; tests/recurrent.rs checks it against a fresh native run).
+#[wasm_bindgen_test]
+fn simple_rnn_encoder_decoder_masks_match_native_in_wasm() {
+    use remodule::data::Dataset;
+    use remodule::decompose::decompose;
+    use remodule::formats::native::load_modules;
+    let (_, saved) = load_modules(include_bytes!("fixtures/lang_rev_rnn_modules.remodule"), "lang_rev_rnn_modules.remodule").unwrap();
+    let model = load_model(include_bytes!("../models/lang_rev_rnn.keras"), "lang_rev_rnn.keras").unwrap();
+    let data = Dataset::from_npz(include_bytes!("../data/lang_rev.npz"), "lang_rev").unwrap();
+    let here = decompose(&model, &data, &saved.settings, &mut |_| true).unwrap();
+    assert_eq!(here.digest(), saved.digest());
+}
+
 /// The per-gate statistic in wasm gives exactly the native engine's gate
 /// masks (tests/fixtures/lang_a_gates_modules.remodule: `remodule report
 /// models/lang_a_lstm.keras --data data/lang_a.npz --samples 100 --gates

@@ -5,6 +5,7 @@ Run with a Python that has tensorflow, keras (3), tf_keras, tf2onnx, onnx and
 onnxruntime (e.g. /opt/mlvenv/bin/python), from anywhere:
 
     python tools/export_onnx_models.py      # ~1 minute on 2 cores
+    python tools/export_onnx_models.py --only lang_rev_gru,lang_tags_rnn   # just these
 
 The copies are what scripts/bench feeds onnxruntime-web, so the comparison
 runs the very same weights as Remodule.  tf2onnx converts tf_keras models, not
@@ -17,9 +18,11 @@ weights layer by layer.  Inputs:
   float32 and cast them in the Embedding), so the ONNX graph starts at Gather.
 
 tf2onnx writes SimpleRNN as a Loop (the Remodule loader reads LSTM, GRU and
-RNN nodes, not loops), so a SimpleRNN classifier (Embedding -> SimpleRNN ->
-Dense) is written node by node instead: Gather -> Transpose -> RNN -> Squeeze
--> MatMul -> Add -> Softmax, as PyTorch exports it.
+RNN nodes, not loops), so the SimpleRNN models are written node by node
+instead, as PyTorch exports them: Gather -> Transpose -> RNN -> Squeeze
+(-> Transpose for a per-step head) -> MatMul -> Add -> Softmax; the
+encoder-decoder repeats the encoder's last state with Unsqueeze + Tile, as
+tf2onnx writes a Keras RepeatVector.
 
 Every copy is checked here against the Keras 3 model on the whole test set
 with onnxruntime (max |Δprob| < 1e-4 and equal argmax), and tests/onnx_copies.rs
@@ -91,28 +94,55 @@ def rebuild(model, token_input):
 
 
 def simple_rnn_onnx(model):
-    """Embedding -> SimpleRNN(tanh) -> Dense(softmax) as ONNX nodes (opset 13)."""
+    """A SimpleRNN(tanh) model as ONNX nodes (opset 13), in one of the three
+    bundled shapes: Embedding -> SimpleRNN -> Dense (many-to-one);
+    Embedding -> SimpleRNN(seq) -> TimeDistributed(Dense) (tagger);
+    Embedding -> SimpleRNN -> RepeatVector -> SimpleRNN(seq) ->
+    TimeDistributed(Dense) (encoder-decoder; RepeatVector as tf2onnx writes it:
+    Unsqueeze + Tile by constant repeats)."""
     kinds = [type(l).__name__ for l in model.layers]
-    assert kinds == ["InputLayer", "Embedding", "SimpleRNN", "Dense"], kinds
-    _, emb, rnn, dense = model.layers
-    assert rnn.activation.__name__ == "tanh" and not rnn.return_sequences and dense.activation.__name__ == "softmax"
-    (table,), (k, rk, b), (dk, db) = emb.get_weights(), rnn.get_weights(), dense.get_weights()
-    h, t = rk.shape[0], model.input_shape[1]
+    assert kinds in (["InputLayer", "Embedding", "SimpleRNN", "Dense"],
+                     ["InputLayer", "Embedding", "SimpleRNN", "TimeDistributed"],
+                     ["InputLayer", "Embedding", "SimpleRNN", "RepeatVector", "SimpleRNN", "TimeDistributed"]), kinds
+    emb, head = model.layers[1], model.layers[-1]
+    rnns = [l for l in model.layers if isinstance(l, keras.layers.SimpleRNN)]
+    dense = head.layer if isinstance(head, keras.layers.TimeDistributed) else head
+    assert all(r.activation.__name__ == "tanh" for r in rnns) and dense.activation.__name__ == "softmax"
+    per_step = isinstance(head, keras.layers.TimeDistributed)
+    assert rnns[-1].return_sequences == per_step and not any(r.return_sequences for r in rnns[:-1])
+    (table,), (dk, db) = emb.get_weights(), dense.get_weights()
+    t = model.input_shape[1]
     f32 = lambda name, a: numpy_helper.from_array(np.asarray(a, np.float32), name)  # noqa: E731
-    inits = [f32("embedding", table), f32("W", k.T[None]), f32("R", rk.T[None]),
-             f32("B", np.concatenate([b, np.zeros_like(b)])[None]), f32("dense_kernel", dk), f32("dense_bias", db),
-             numpy_helper.from_array(np.array([0], np.int64), "axis0")]
-    nodes = [
-        helper.make_node("Gather", ["embedding", "input"], ["embedded"], axis=0),
-        helper.make_node("Transpose", ["embedded"], ["time_major"], perm=[1, 0, 2]),
-        helper.make_node("RNN", ["time_major", "W", "R", "B"], ["Y", "Y_h"], hidden_size=h, activations=["Tanh"]),
-        helper.make_node("Squeeze", ["Y_h", "axis0"], ["last_state"]),
-        helper.make_node("MatMul", ["last_state", "dense_kernel"], ["logits_nobias"]),
-        helper.make_node("Add", ["logits_nobias", "dense_bias"], ["logits"]),
-        helper.make_node("Softmax", ["logits"], ["probs"], axis=-1),
-    ]
+    i64 = lambda name, v: numpy_helper.from_array(np.array(v, np.int64), name)  # noqa: E731
+    inits = [f32("embedding", table), f32("dense_kernel", dk), f32("dense_bias", db)]
+    nodes = [helper.make_node("Gather", ["embedding", "input"], ["embedded"], axis=0),
+             helper.make_node("Transpose", ["embedded"], ["time_major"], perm=[1, 0, 2])]
+    x = "time_major"
+    for k, rnn in enumerate(rnns):
+        kk, rk, b = rnn.get_weights()
+        inits += [f32(f"W{k}", kk.T[None]), f32(f"R{k}", rk.T[None]), f32(f"B{k}", np.concatenate([b, np.zeros_like(b)])[None])]
+        nodes.append(helper.make_node("RNN", [x, f"W{k}", f"R{k}", f"B{k}"], [f"Y{k}", f"Y_h{k}"], name=rnn.name,
+                                      hidden_size=rk.shape[0], activations=["Tanh"]))
+        if rnn.return_sequences:
+            inits.append(i64(f"axis1_{k}", [1]))
+            nodes += [helper.make_node("Squeeze", [f"Y{k}", f"axis1_{k}"], [f"states{k}"]),           # [T, N, H]
+                      helper.make_node("Transpose", [f"states{k}"], [f"out{k}"], perm=[1, 0, 2])]      # [N, T, H]
+        else:
+            inits.append(i64(f"axis0_{k}", [0]))
+            nodes.append(helper.make_node("Squeeze", [f"Y_h{k}", f"axis0_{k}"], [f"out{k}"]))          # [N, H]
+        x = f"out{k}"
+        if k + 1 < len(rnns):  # RepeatVector(t), then the decoder reads it time-major
+            inits += [i64("repeat_axis", [1]), i64("repeats", [1, t, 1])]
+            nodes += [helper.make_node("Unsqueeze", [x, "repeat_axis"], ["encoded"]),
+                      helper.make_node("Tile", ["encoded", "repeats"], ["repeated"]),
+                      helper.make_node("Transpose", ["repeated"], ["decoder_in"], perm=[1, 0, 2])]
+            x = "decoder_in"
+    nodes += [helper.make_node("MatMul", [x, "dense_kernel"], ["logits_nobias"]),
+              helper.make_node("Add", ["logits_nobias", "dense_bias"], ["logits"]),
+              helper.make_node("Softmax", ["logits"], ["probs"], axis=-1)]
+    out_shape = ["batch", t, dk.shape[1]] if per_step else ["batch", dk.shape[1]]
     graph = helper.make_graph(nodes, model.name, [helper.make_tensor_value_info("input", TensorProto.INT32, ["batch", t])],
-                              [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["batch", dk.shape[1]])], initializer=inits)
+                              [helper.make_tensor_value_info("probs", TensorProto.FLOAT, out_shape)], initializer=inits)
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], producer_name="onnx.helper")
     proto.ir_version = 8
     return proto
@@ -128,12 +158,22 @@ def test_inputs(model_file, catalog):
 
 
 def main():
+    import argparse
+    ap = argparse.ArgumentParser(description="Write the ONNX copies of the bundled models.")
+    ap.add_argument("--only", help="comma-separated stems to (re)write; the other copies are left as they are")
+    args = ap.parse_args()
     os.makedirs(OUT, exist_ok=True)
     catalog = json.load(open(os.path.join(ROOT, "models", "catalog.json"), encoding="utf-8"))
+    stems = [e["file"].rsplit(".", 1)[0] for e in catalog["models"]]
+    only = set(args.only.split(",")) if args.only else set(stems)
+    if only - set(stems):
+        raise SystemExit(f"unknown model(s) {sorted(only - set(stems))}; known: {stems}")
     versions = {"tensorflow": tf.__version__, "keras": keras.__version__, "tf_keras": tf_keras.__version__,
                 "tf2onnx": tf2onnx.__version__, "onnx": onnx.__version__, "onnxruntime": ort.__version__}
     for entry in catalog["models"]:
         stem = entry["file"].rsplit(".", 1)[0]
+        if stem not in only:
+            continue
         k3 = keras.models.load_model(os.path.join(ROOT, "models", entry["file"]), compile=False)
         x, tokens = test_inputs(entry["file"], catalog)
         if any(isinstance(l, keras.layers.SimpleRNN) for l in k3.layers):

@@ -391,7 +391,7 @@ def pairs():
     probs = save("pair_simple_rnn", pair_simple_rnn(), x["x"].astype(np.int64))
     d = float(np.max(np.abs(probs - x["probs"])))
     assert d < 1e-5, ("pair_simple_rnn vs Keras", d)
-    # An encoder-decoder: tf2onnx writes RepeatVector as Unsqueeze + Tile (the loader names Tile as unsupported).
+    # An encoder-decoder: tf2onnx writes RepeatVector as Unsqueeze + Tile (the loader reads it back as a RepeatVector).
     keras.utils.set_random_seed(37)
     inp = keras.Input((6,), name="input")
     x = L.Embedding(12, 4, name="embedding")(inp)

@@ -308,6 +308,8 @@ def apply(cls, cfg, ws, xs):
         n, t = x.shape[:2]
         y = apply(inner["class_name"], inner["config"], ws, [x.reshape((n * t,) + x.shape[2:])])
         return y.reshape((n, t) + y.shape[1:])
+    if cls == "RepeatVector":
+        return np.repeat(x[:, None, :], cfg["n"], axis=1)
     raise NotImplementedError(cls)
 
 

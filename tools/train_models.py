@@ -3,7 +3,7 @@
 
 Run with a Python that has TensorFlow + Keras 3 + h5py (e.g. /opt/mlvenv/bin/python):
 
-    python tools/train_models.py                        # all models, ~12 minutes on 2 cores
+    python tools/train_models.py                        # all models, ~35 minutes on 2 cores
     python tools/train_models.py --only lang_a_lstm,digits_resnet
                                                         # just these; the other entries of
                                                         # models/train_report.json are kept
@@ -26,7 +26,8 @@ Text models (data sets lang_a, lang_b, lang_tags, lang_rev; see data/NOTICE.md):
   the data set converted to float32 (no scaling); the first layer is an
   Embedding (which casts to int).  No masking.
 * Output (N, 5) softmax over the set's languages, or (N, T, 5) per character
-  for lang_tags_lstm, or (N, 10, 27) per output letter ("<end>", a-z) for lang_rev_lstm.
+  for the lang_tags_* taggers, or (N, 10, 27) per output letter ("<end>", a-z) for the
+  lang_rev_* encoder-decoders.
 
 Models written (all with seeded, single-process deterministic training):
 
@@ -52,6 +53,12 @@ Models written (all with seeded, single-process deterministic training):
     lang_rev_lstm.keras      encoder-decoder: Embedding(62,16) -> LSTM(96) -> RepeatVector(10)
                              -> LSTM(96, return_sequences=True)
                              -> TimeDistributed(Dense(27,softmax)), 40 epochs                 seed 16
+    lang_tags_gru.keras      as lang_tags_lstm with GRU(32, reset_after=True) (layer "gru")   seed 17
+    lang_tags_rnn.keras      as lang_tags_lstm with SimpleRNN(32) (layer "simple_rnn"),
+                             30 epochs, lr 2e-3                                               seed 18
+    lang_rev_gru.keras       as lang_rev_lstm with GRU(96) encoder and decoder                seed 19
+    lang_rev_rnn.keras       as lang_rev_lstm with SimpleRNN(96) encoder and decoder,
+                             40 epochs, lr 2e-3                                               seed 20
   Image models: Adam lr 1e-3, batch 64, 5 epochs unless noted.  Text models:
   Adam lr 5e-3 (SimpleRNN 2e-3), clipnorm 1.0, batch 32, 15-30 epochs.
 
@@ -75,6 +82,7 @@ os.environ.setdefault("PYTHONHASHSEED", "0")
 
 import json  # noqa: E402
 import sys  # noqa: E402
+import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -212,10 +220,16 @@ def text_classifier(name, cell, vocab, t, classes):
     return keras.Model(inp, out, name=name)
 
 
-def text_tagger(name, vocab, t, classes):
+# Keras layer class and default layer name of each cell type.
+CELLS = {"rnn": (layers.SimpleRNN, "simple_rnn"), "lstm": (layers.LSTM, "lstm"), "gru": (layers.GRU, "gru")}
+
+
+def text_tagger(name, vocab, t, classes, cell="lstm"):
+    """Embedding -> recurrent layer (every step) -> TimeDistributed(Dense(classes, softmax))."""
+    layer, layer_name = CELLS[cell]
     inp = keras.Input(shape=(t,), name="input")
     x = layers.Embedding(vocab, EMBED, name="embedding")(inp)
-    x = layers.LSTM(UNITS, return_sequences=True, name="lstm")(x)
+    x = layer(UNITS, return_sequences=True, name=layer_name)(x)
     out = layers.TimeDistributed(layers.Dense(classes, activation="softmax", name="dense"),
                                  name="time_distributed")(x)
     return keras.Model(inp, out, name=name)
@@ -224,14 +238,16 @@ def text_tagger(name, vocab, t, classes):
 SEQ_UNITS = 96
 
 
-def encoder_decoder(name, vocab, t, classes):
-    """Embedding -> LSTM encoder (last state) -> RepeatVector(t) -> LSTM decoder
-    (every step) -> TimeDistributed(Dense(classes, softmax))."""
+def encoder_decoder(name, vocab, t, classes, cell="lstm", units=SEQ_UNITS):
+    """Embedding -> encoder (last state) -> RepeatVector(t) -> decoder
+    (every step) -> TimeDistributed(Dense(classes, softmax)); both recurrent
+    layers of the same cell type."""
+    layer = CELLS[cell][0]
     inp = keras.Input(shape=(t,), name="input")
     x = layers.Embedding(vocab, EMBED, name="embedding")(inp)
-    x = layers.LSTM(SEQ_UNITS, name="encoder")(x)
+    x = layer(units, name="encoder")(x)
     x = layers.RepeatVector(t, name="repeat")(x)
-    x = layers.LSTM(SEQ_UNITS, return_sequences=True, name="decoder")(x)
+    x = layer(units, return_sequences=True, name="decoder")(x)
     out = layers.TimeDistributed(layers.Dense(classes, activation="softmax", name="dense"),
                                  name="time_distributed")(x)
     return keras.Model(inp, out, name=name)
@@ -273,6 +289,15 @@ SPECS = [
      {"epochs": 20}),
     ("lang_rev_lstm", "lang_rev", 16, lambda i: encoder_decoder("lang_rev_lstm", *i),
      {"epochs": 40}),
+    # The other two cell types in the two sequence architectures (issue 7).
+    ("lang_tags_gru", "lang_tags", 17, lambda i: text_tagger("lang_tags_gru", *i, cell="gru"),
+     {"epochs": 20}),
+    ("lang_tags_rnn", "lang_tags", 18, lambda i: text_tagger("lang_tags_rnn", *i, cell="rnn"),
+     {"epochs": 30, "lr": 2e-3}),
+    ("lang_rev_gru", "lang_rev", 19, lambda i: encoder_decoder("lang_rev_gru", *i, cell="gru"),
+     {"epochs": 40}),
+    ("lang_rev_rnn", "lang_rev", 20, lambda i: encoder_decoder("lang_rev_rnn", *i, cell="rnn"),
+     {"epochs": 40, "lr": 2e-3}),
 ]
 TEXT_DEFAULTS = {"batch": TEXT_BATCH, "lr": TEXT_LR, "clipnorm": 1.0}
 IMAGE_SETS = ("digits", "clothing")
@@ -357,6 +382,7 @@ def main():
         build_model = (lambda: build(info))
 
         keras.utils.set_random_seed(seed)
+        started = time.time()
         model = build_model()
         opt_kwargs = {}
         if "lr" in settings:
@@ -422,7 +448,7 @@ def main():
             report[f"{stem}.h5"] = dict(entry, notes=f"same weights as {stem}.keras, "
                                         "legacy HDF5 format written by Keras 3")
         print(f"{stem:20s} {ds:9s} params {entry['params']:6d}  test acc {acc:.4f}  "
-              f"per-class {' '.join(f'{a:.2f}' for a in per_class)}", flush=True)
+              f"per-class {' '.join(f'{a:.2f}' for a in per_class)}  ({time.time() - started:.0f} s)", flush=True)
 
     with open(report_path, "w") as f:
         json.dump(report, f, indent=2)

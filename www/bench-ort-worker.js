@@ -38,15 +38,16 @@ self.onmessage = async ({ data: { models, inputs } }) => {
       const feeds = { [session.inputNames[0]]: tensor };
       const run = () => session.run(feeds);
       const out = (await run())[session.outputNames[0]].data;
-      const c = out.length / input.n;
+      // One row of class probabilities per label: per sample, or per output step.
+      const items = input.labels.length, c = out.length / items;
       let correct = 0;
-      for (let i = 0; i < input.n; i++) {
+      for (let i = 0; i < items; i++) {
         let best = 0;
         for (let k = 1; k < c; k++) if (out[i * c + k] > out[i * c + best]) best = k;
         correct += best === input.labels[i];
       }
       const s = await time(run);
-      rows.push({ file, samples_per_s: input.n / s, accuracy: correct / input.n });
+      rows.push({ file, samples_per_s: input.n / s, accuracy: correct / items });
       await session.release();
     }
     self.postMessage({ ok: true, version: ort.env.versions?.web ?? '', rows });

@@ -3,14 +3,15 @@ const pkg = new URL(self.location).searchParams.get('pkg') ?? 'pkg';
 const { default: init, Session, engineInfo } = await import(`./${pkg}/remodule.js`);
 await init();
 
-// The raw test split of a data set (for onnxruntime-web, on the same samples).
+// The raw test split of a data set (for onnxruntime-web, on the same samples);
+// a per-step data set has one label per output step.
 function testSet(s, ds) {
-  const n = ds.test, first = s.testSample(ds.id, 0);
-  const x = new Float32Array(n * first.pixels.length), labels = new Int32Array(n);
+  const n = ds.test, first = s.testSample(ds.id, 0), steps = first.labels.length;
+  const x = new Float32Array(n * first.pixels.length), labels = new Int32Array(n * steps);
   for (let i = 0; i < n; i++) {
-    const { pixels, label } = s.testSample(ds.id, i);
-    x.set(pixels, i * pixels.length);
-    labels[i] = label;
+    const sample = s.testSample(ds.id, i);
+    x.set(sample.pixels, i * sample.pixels.length);
+    labels.set(sample.labels, i * steps);
   }
   return { n, x, labels, shape: ds.sample_shape, tokens: ds.vocab != null };
 }

@@ -4,7 +4,8 @@
 // The same list as scripts/bench: [model, data set] in www/bundled/; the ONNX
 // copies are in www/bundled/onnx/ (models/onnx/, copied by scripts/bench).
 const models = [['digits_mlp.keras', 'digits.npz'], ['digits_mlp_b.keras', 'digits.npz'], ['digits_cnn.keras', 'digits.npz'],
-  ['digits_resnet.keras', 'digits.npz'], ['lang_a_lstm.keras', 'lang_a.npz'], ['lang_a_gru.keras', 'lang_a.npz']];
+  ['digits_resnet.keras', 'digits.npz'], ['lang_a_lstm.keras', 'lang_a.npz'], ['lang_a_gru.keras', 'lang_a.npz'],
+  ['lang_rev_lstm.keras', 'lang_rev.npz']];
 // (modules, samples): bench::RECOMPOSE_SIZES.
 const recompose = [[10, 1000], [10, 10000], [10, 100000], [100, 1000], [100, 10000], [100, 100000]];
 

@@ -17,27 +17,37 @@ export function renderLayers(list, layers) {
     el('span', { class: 'params' }, l.params ? l.params.toLocaleString('en') : ''))));
 }
 
+/**
+ * What to show for class names: with several data sets loaded the engine names
+ * classes "lang_b:Dutch"; the page shows "Dutch" (the full name goes in the
+ * tooltip) unless two of `names` would then read alike.
+ */
+export function displayNames(names) {
+  const short = names.map((n) => n.slice(n.indexOf(':') + 1));
+  return short.map((s, i) => (short.indexOf(s) === short.lastIndexOf(s) ? s : names[i]));
+}
+
 /** "Try it" result: the composed answer and one bar per module score (`r` null clears). */
 export function renderTry(answerEl, bars, r) {
-  answerEl.textContent = r ? r.names[r.answer] : '–';
+  const shown = r ? displayNames(r.names) : [];
+  answerEl.textContent = r ? shown[r.answer] : '–';
+  answerEl.title = r ? r.names[r.answer] : '';
   bars.replaceChildren(...(r?.scores ?? []).map((p, i) => {
     const bar = el('span');
     bar.style.width = `${(100 * p).toFixed(1)}%`;
-    return el('li', { class: i === r.answer ? 'win' : '' }, el('span', { class: 'name', title: r.names[i] }, r.names[i]),
+    return el('li', { class: i === r.answer ? 'win' : '' }, el('span', { class: 'name', title: r.names[i] }, shown[i]),
       el('span', { class: 'bar' }, bar), el('span', {}, p.toFixed(3)));
   }));
 }
 
 /** Confusion matrix as a table; cell shade = share of the row. */
 export function renderMatrix({ confusion, class_names: names, per_class: perClass }) {
-  // With several data sets loaded the engine names classes "clothing:Bag";
-  // the cells show the class, the tooltip the data set too.
-  const short = (n) => n.slice(n.indexOf(':') + 1);
-  const head = el('tr', {}, el('th', {}, ''), ...names.map((n) => el('th', { class: 'cls', title: n, scope: 'col' }, short(n))),
+  const shown = displayNames(names);
+  const head = el('tr', {}, el('th', {}, ''), ...names.map((n, i) => el('th', { class: 'cls', title: n, scope: 'col' }, shown[i])),
     el('th', { scope: 'col', class: 'acc' }, 'accuracy'));
   const rows = confusion.map((row, t) => {
     const total = row.reduce((a, b) => a + b, 0) || 1;
-    return el('tr', { 'data-class': names[t] }, el('th', { class: 'cls', title: names[t], scope: 'row' }, short(names[t])),
+    return el('tr', { 'data-class': names[t] }, el('th', { class: 'cls', title: names[t], scope: 'row' }, shown[t]),
       ...row.map((v, p) => {
         const share = v / total;
         const hue = p === t ? '140 55%' : '4 70%';

@@ -28,6 +28,43 @@ struct ModelData {
     data: PathBuf,
 }
 
+/// What to compose: a composition file (which modules of which models), or
+/// one model's modules. `compose` and `export` take the same.
+#[derive(clap::Args)]
+struct Composition {
+    /// A composition file (.json, docs/COMPOSE.md), or a model file / module set
+    target: PathBuf,
+    /// The model's data set (not with a composition file)
+    #[arg(long)]
+    data: Option<PathBuf>,
+    #[command(flatten)]
+    opts: DecomposeOpts,
+    /// Classes whose modules to compose [default: all] (not with a composition file)
+    #[arg(long, value_delimiter = ',')]
+    classes: Vec<usize>,
+}
+
+impl Composition {
+    fn build(&self) -> Result<remodule::plan::Built, String> {
+        let target = &self.target;
+        if target.extension().is_some_and(|e| e == "json") {
+            if self.data.is_some() || !self.classes.is_empty() || self.opts.any_given() {
+                return Err("a composition file says everything itself: --data, --classes and decomposition options do not apply".into());
+            }
+            let plan = remodule::plan::Plan::parse(&read(target)?).map_err(|e| format!("{}: {e}", target.display()))?;
+            let dir = target.parent().map(Path::to_path_buf).unwrap_or_default();
+            let reader = |p: &str| std::fs::read(dir.join(p)).map_err(|e| remodule::Error::invalid(format!("{p}: {e}")));
+            return remodule::plan::build(&plan, &reader, &mut |m| eprintln!("{m}")).map_err(|e| e.to_string());
+        }
+        let data = self.data.clone().ok_or("give --data with a model file (or a composition file .json)")?;
+        let (mut wb, id, saved) = load(&ModelData { model: target.clone(), data })?;
+        self.opts.decompose(&mut wb, id, saved)?;
+        let classes: Vec<usize> = if self.classes.is_empty() { (0..wb.model_info(id).class_names.len()).collect() } else { self.classes.clone() };
+        let picks = classes.into_iter().map(|class| Pick { model: id, class }).collect();
+        Ok(remodule::plan::Built { wb, picks, base: Some(id), mode: remodule::plan::Mode::Plain })
+    }
+}
+
 /// Options are `Option`s so that giving one for a saved module set (whose
 /// settings are fixed) is an error rather than silently ignored.
 #[derive(clap::Args)]
@@ -211,21 +248,11 @@ enum Cmd {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Write a composition as one ONNX graph: scores [N, K], argmax [N] (docs/EXPORT.md)
+    /// Write a composition as one ONNX graph: scores [N, K], argmax [N] (docs/EXPORT.md):
+    /// `export PLAN.json --out x.onnx`, or `export MODEL --data FILE [--classes 0,1,7]`
     Export {
-        /// Model files (.keras, .h5, .onnx, .remodule module sets), each `MODEL` (read with --data) or `MODEL=DATA`; the i-th is model i in --picks
-        #[arg(required = true)]
-        models: Vec<String>,
-        #[arg(long)]
-        data: Option<PathBuf>,
         #[command(flatten)]
-        opts: DecomposeOpts,
-        /// Classes of the first model to compose (e.g. 0,1,7) [default: all]
-        #[arg(long, value_delimiter = ',')]
-        classes: Vec<usize>,
-        /// Modules as MODEL:CLASS, model = index in the list (e.g. 0:0,0:1,1:7); instead of --classes
-        #[arg(long, value_delimiter = ',', conflicts_with = "classes")]
-        picks: Vec<String>,
+        what: Composition,
         /// Also output `softmax` over the modules' logit differences
         #[arg(long)]
         softmax: bool,
@@ -240,16 +267,8 @@ enum Cmd {
     /// Compose modules: `compose PLAN.json` (models, settings, which module answers which class;
     /// see docs/COMPOSE.md), or `compose MODEL --data FILE --classes 0,1,7` (one model's modules)
     Compose {
-        /// A composition file (.json), or a model file / module set
-        target: PathBuf,
-        /// The model's data set (not with a composition file)
-        #[arg(long)]
-        data: Option<PathBuf>,
         #[command(flatten)]
-        opts: DecomposeOpts,
-        /// Classes whose modules to compose (not with a composition file)
-        #[arg(long, value_delimiter = ',')]
-        classes: Vec<usize>,
+        what: Composition,
         #[arg(long)]
         json: bool,
     },
@@ -535,48 +554,18 @@ fn run(cli: Cli) -> Result<(), String> {
                 bytes.len()
             );
         }
-        Cmd::Export { models, data, opts, classes, picks, softmax, out, expected } => {
-            let mut wb = Workbench::new();
-            let mut datasets: Vec<(PathBuf, usize)> = vec![];
-            let mut ids = vec![];
-            for spec in &models {
-                let (model, data) = match spec.split_once('=') {
-                    Some((m, d)) => (PathBuf::from(m), PathBuf::from(d)),
-                    None => (PathBuf::from(spec), data.clone().ok_or_else(|| format!("{spec}: give --data or write MODEL=DATA"))?),
-                };
-                let ds = match datasets.iter().find(|(p, _)| *p == data) {
-                    Some(&(_, id)) => id,
-                    None => {
-                        let id = wb.add_data(dataset(&data)?).id;
-                        datasets.push((data, id));
-                        id
-                    }
-                };
-                let (id, saved) = add_file(&mut wb, &model, ds)?;
-                opts.decompose(&mut wb, id, saved)?;
-                ids.push(id);
+        Cmd::Export { what, softmax, out, expected } => {
+            let mut built = what.build()?;
+            if built.mode != remodule::plan::Mode::Plain {
+                return Err("export writes the modules as decomposed: a composition with module update or verification is not exported (remove \"update\" / \"verify\")".into());
             }
-            let picks: Vec<Pick> = if picks.is_empty() {
-                let all = 0..wb.model_info(ids[0]).class_names.len();
-                let classes = if classes.is_empty() { all.collect() } else { classes };
-                classes.iter().map(|&class| Pick { model: ids[0], class }).collect()
-            } else {
-                picks
-                    .iter()
-                    .map(|p| {
-                        let bad = || format!("--picks {p}: write MODEL:CLASS, MODEL an index into the {} model files", ids.len());
-                        let (m, c) = p.split_once(':').ok_or_else(bad)?;
-                        let model = *m.trim().parse::<usize>().ok().and_then(|m| ids.get(m)).ok_or_else(bad)?;
-                        Ok(Pick { model, class: c.trim().parse().map_err(|_| bad())? })
-                    })
-                    .collect::<Result<_, String>>()?
-            };
-            let c = wb.compose(&picks, None).map_err(|e| e.to_string())?;
-            let bytes = wb.export_onnx(&picks, softmax).map_err(|e| e.to_string())?;
+            let c = built.compose().map_err(|e| e.to_string())?;
+            let (wb, picks) = (&mut built.wb, &built.picks);
+            let bytes = wb.export_onnx(picks, softmax).map_err(|e| e.to_string())?;
             write(&out, &bytes)?;
             println!("{} modules -> {} ({} bytes); composed accuracy {:.4} over {} samples of classes {:?}", picks.len(), out.display(), bytes.len(), c.composition.top1, c.composition.evaluated, c.class_names);
             if let Some(prefix) = expected {
-                let s = wb.composition_scores(&picks).map_err(|e| e.to_string())?;
+                let s = wb.composition_scores(picks).map_err(|e| e.to_string())?;
                 let n = s.answers.len();
                 let npy = |shape: &[usize], v: &[f32]| npz::write_npy_f32(shape, v).map_err(|e| e.to_string());
                 let shape: Vec<usize> = std::iter::once(n).chain(s.sample_shape.iter().copied()).collect();
@@ -587,22 +576,8 @@ fn run(cli: Cli) -> Result<(), String> {
                 write(Path::new(&format!("{prefix}.answers.npy")), &npy(&[n], &answers)?)?;
             }
         }
-        Cmd::Compose { target, data, opts, classes, json } => {
-            let c = if target.extension().is_some_and(|e| e == "json") {
-                if data.is_some() || !classes.is_empty() || opts.any_given() {
-                    return Err("a composition file says everything itself: --data, --classes and decomposition options do not apply".into());
-                }
-                let plan = remodule::plan::Plan::parse(&read(&target)?).map_err(|e| format!("{}: {e}", target.display()))?;
-                let dir = target.parent().map(Path::to_path_buf).unwrap_or_default();
-                let reader = |p: &str| std::fs::read(dir.join(p)).map_err(|e| remodule::Error::invalid(format!("{p}: {e}")));
-                remodule::plan::run(&plan, &reader, &mut |m| eprintln!("{m}")).map_err(|e| e.to_string())?
-            } else {
-                let data = data.ok_or("give --data with a model file (or a composition file .json)")?;
-                let (mut wb, id, saved) = load(&ModelData { model: target, data })?;
-                opts.decompose(&mut wb, id, saved)?;
-                let picks: Vec<Pick> = classes.iter().map(|&class| Pick { model: id, class }).collect();
-                wb.compose(&picks, Some(id)).map_err(|e| e.to_string())?
-            };
+        Cmd::Compose { what, json } => {
+            let c = what.build()?.compose().map_err(|e| e.to_string())?;
             if json {
                 println!("{}", serde_json::to_string(&c).map_err(|e| e.to_string())?);
             } else {

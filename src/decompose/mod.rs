@@ -35,7 +35,7 @@ pub enum Mode {
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct Settings {
     /// Technique for dense and convolutional layers.
     pub mode: Mode,

@@ -15,8 +15,9 @@ const native = JSON.parse(readFileSync(nativeFile, 'utf8'));
 const loadBefore = loadavg()[0];
 const f = (x, d = 0) => (Number.isFinite(x) ? x.toFixed(d) : '–');
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-const kind = (name) => (/resnet/.test(name) ? 'residual CNN' : /cnn/.test(name) ? 'CNN' : /lstm/.test(name) ? 'LSTM'
-  : /gru/.test(name) ? 'GRU' : /rnn/.test(name) ? 'RNN' : 'dense MLP');
+const cell = (name) => (/lstm/.test(name) ? 'LSTM' : /gru/.test(name) ? 'GRU' : 'RNN');
+const kind = (name) => (/resnet/.test(name) ? 'residual CNN' : /cnn/.test(name) ? 'CNN'
+  : /lang_rev/.test(name) ? `${cell(name)} encoder–decoder` : /lstm|gru|rnn/.test(name) ? cell(name) : 'dense MLP');
 
 const env = await start();
 let simd, scalar, ort, page;
@@ -71,7 +72,7 @@ out('## Inference over each model\'s test set (samples/s)');
 out();
 out('Remodule native, Remodule wasm (SIMD and scalar builds) and onnxruntime-web (wasm backend, `numThreads = 1`, SIMD build) on the');
 out('ONNX copy of the same model (`models/onnx/`, `tools/export_onnx_models.py`), all in the same Chromium; one call over the whole test set.');
-out('"accuracy" is each runtime\'s top-1 on that set (equal means the same model ran).');
+out('"accuracy" is each runtime\'s top-1 on that set, per output step for the encoder–decoder (equal means the same model ran).');
 out();
 out('| model | kind | native | wasm SIMD | wasm scalar | ORT-web | Remodule-wasm ÷ ORT-web | wasm-SIMD ÷ native | SIMD ÷ scalar | accuracy Remodule / ORT |');
 out('|---|---|---:|---:|---:|---:|---:|---:|---:|---|');

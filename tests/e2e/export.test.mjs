@@ -7,14 +7,13 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { OUT, ROOT, cli, pctText, start } from './harness.mjs';
+import { BIN, OUT, ROOT, cli, compositionFile, pctText, start } from './harness.mjs';
 import { open, setSource, toggle } from './page.mjs';
 
 let env;
 before(async () => { env = await start(); });
 after(async () => { await env?.close(); });
 
-const BIN = join(ROOT, 'target', 'release', 'remodule');
 
 /** Clicks `button` and saves the `count` downloads it starts: [{name, path}]. */
 async function downloads(page, button, count) {
@@ -48,8 +47,9 @@ test('Download ONNX and module sets of a composition; the sets load back in the 
   const [onnx] = await downloads(page, '#export-onnx', 1);
   assert.equal(onnx.name, 'digits_mlp_faulty-composition.onnx');
   const cliOnnx = join(OUT, 'cli-composition.onnx');
-  execFileSync(BIN, ['export', 'models/digits_mlp_faulty.keras', 'models/digits_mlp.keras', '--data', 'data/digits.npz',
-    '--picks', '0:0,0:1,0:2,0:4,0:5,0:6,1:7,0:8,0:9', '--softmax', '--out', cliOnnx], { cwd: ROOT });
+  const plan = compositionFile('page-export', { faulty: ['models/digits_mlp_faulty.keras', 'data/digits.npz'], good: ['models/digits_mlp.keras', 'data/digits.npz'] },
+    [['faulty', ['0', '1', '2', '4', '5', '6']], ['good', ['7']], ['faulty', ['8', '9']]]);
+  execFileSync(BIN, ['export', plan, '--softmax', '--out', cliOnnx], { cwd: ROOT });
   assert.ok(readFileSync(onnx.path).equals(readFileSync(cliOnnx)), 'the page exports the bytes the CLI exports');
 
   const sets = await downloads(page, '#export-set', 2);

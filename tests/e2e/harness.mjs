@@ -1,7 +1,7 @@
 // Shared set-up for the page tests: a static server over www/ (Python's
 // http.server, as a user would run it) and Debian's Chromium via playwright-core.
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -9,6 +9,8 @@ import { chromium } from 'playwright-core';
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const OUT = join(ROOT, 'test-output', 'e2e');
+/** The CLI the page is compared with: the test build `cargo test` leaves (scripts/test), or REMODULE_BIN. */
+export const BIN = process.env.REMODULE_BIN ?? join(ROOT, 'target', 'debug', 'remodule');
 mkdirSync(OUT, { recursive: true });
 
 const CHROMIUM_ARGS = ['--no-sandbox', '--headless', '--disable-gpu', '--disable-dev-shm-usage',
@@ -60,8 +62,24 @@ export function shot(page, name) {
 
 /** The native CLI's JSON answer (the page's numbers are checked against it). */
 export function cli(...args) {
-  return JSON.parse(execFileSync(join(ROOT, 'target', 'release', 'remodule'), args, { cwd: ROOT, encoding: 'utf8' }));
+  return JSON.parse(execFileSync(BIN, args, { cwd: ROOT, encoding: 'utf8' }));
 }
 
 /** A fraction as the page prints it. */
+/**
+ * Writes a composition file (docs/COMPOSE.md) as OUT/NAME.json and returns its path.
+ * `models`: {key: [model, data, settings?]} with repository paths; `modules`: [[key, [classes]], …].
+ */
+export function compositionFile(name, models, modules) {
+  const plan = {
+    models: Object.fromEntries(Object.entries(models).map(([k, [model, data, settings]]) =>
+      [k, { model: join(ROOT, model), data: join(ROOT, data), ...(settings ? { settings } : {}) }])),
+    modules: modules.map(([model, classes]) => ({ model, classes })),
+  };
+  const path = join(OUT, `${name}.json`);
+  mkdirSync(OUT, { recursive: true });
+  writeFileSync(path, JSON.stringify(plan));
+  return path;
+}
+
 export const pctText = (x) => `${(100 * x).toFixed(1)}%`;

@@ -9,7 +9,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-web';
-import { OUT, ROOT } from './harness.mjs';
+import { BIN, OUT, ROOT, compositionFile } from './harness.mjs';
 
 ort.env.wasm.numThreads = 1;
 const DIR = join(OUT, 'onnx');
@@ -32,7 +32,7 @@ function readNpy(path) {
 async function check(name, args) {
   const out = join(DIR, `${name}.onnx`);
   const prefix = join(DIR, name);
-  const log = execFileSync(join(ROOT, 'target', 'release', 'remodule'), ['export', ...args, '--softmax', '--out', out, '--expected', prefix], { cwd: ROOT, encoding: 'utf8' });
+  const log = execFileSync(BIN, ['export', ...args, '--softmax', '--out', out, '--expected', prefix], { cwd: ROOT, encoding: 'utf8' });
   const samples = readNpy(`${prefix}.samples.npy`);
   const scores = readNpy(`${prefix}.scores.npy`);
   const answers = readNpy(`${prefix}.answers.npy`);
@@ -64,11 +64,12 @@ async function check(name, args) {
 const digits = ['--data', 'data/digits.npz'];
 
 test('dense composition of two models (digits_mlp 0–4, digits_mlp_b 5–9)', () =>
-  check('two_mlps', ['models/digits_mlp.keras', 'models/digits_mlp_b.keras', ...digits, '--picks', '0:0,0:1,0:2,0:3,0:4,1:5,1:6,1:7,1:8,1:9']));
+  check('two_mlps', [compositionFile('two_mlps', { a: ['models/digits_mlp.keras', 'data/digits.npz'], b: ['models/digits_mlp_b.keras', 'data/digits.npz'] },
+    [['a', ['0', '1', '2', '3', '4']], ['b', ['5', '6', '7', '8', '9']]])]));
 
 test("the faulty model with its 7-module replaced from the 1-vs-7 model (another data set)", () =>
-  check('faulty_7', ['models/digits_mlp_faulty.keras', 'models/digits_1v7.keras=data/digits_1v7.npz', ...digits,
-    '--picks', '0:0,0:1,0:2,0:3,0:4,0:5,0:6,1:1,0:8,0:9']));
+  check('faulty_7', [compositionFile('faulty_7', { faulty: ['models/digits_mlp_faulty.keras', 'data/digits.npz'], small: ['models/digits_1v7.keras', 'data/digits_1v7.npz'] },
+    [['faulty', ['0', '1', '2', '3', '4', '5', '6']], ['small', ['7']], ['faulty', ['8', '9']]])]));
 
 test('reference mode (intersection masks), three classes', () =>
   check('reference', ['models/digits_mlp.keras', ...digits, '--mode', 'reference', '--samples', '300', '--classes', '1,7,9']));
@@ -94,4 +95,5 @@ test('LSTM and GRU per-gate compositions (removed gate columns zeroed in W, R an
 });
 
 test('modules from two data sets (digits and clothing)', () =>
-  check('two_datasets', ['models/digits_cnn.keras', 'models/clothing_cnn.keras=data/clothing.npz', ...digits, '--picks', '0:0,0:1,1:8,1:9']));
+  check('two_datasets', [compositionFile('two_datasets', { digits: ['models/digits_cnn.keras', 'data/digits.npz'], clothing: ['models/clothing_cnn.keras', 'data/clothing.npz'] },
+    [['digits', ['0', '1']], ['clothing', ['Bag', 'Ankle boot']]])]));

@@ -54,6 +54,20 @@ test('the per-character tagger colours every character by the winning module', a
   assert.deepEqual(env.errors, []);
 });
 
+test('the SimpleRNN tagger and encoder–decoder decompose in wasm exactly as the CLI does', async () => {
+  const page = await env.newPage();
+  for (const [file, title, data, modules] of [['lang_tags_rnn.keras', 'SimpleRNN tagger', 'lang_tags', 5],
+    ['lang_rev_rnn.keras', 'SimpleRNN encoder–decoder', 'lang_rev', 27]]) {
+    await open(page, file, title);
+    const report = cli('report', `models/${file}`, '--data', `data/${data}.npz`, '--json');
+    await page.waitForFunction((d) => document.getElementById('app').dataset.maskDigest === d, report.mask_digest, { timeout: 300000 });
+    assert.equal(await page.locator('#composed-acc').textContent(), pctText(report.composed_accuracy), file);
+    assert.equal(await page.locator('.module').count(), modules, file);
+  }
+  await shot(page, 'text-rev-rnn');
+  assert.deepEqual(env.errors, []);
+});
+
 test('a language only set B knows joins set A modules, with and without module update', async () => {
   const page = await env.newPage();
   await open(page, 'lang_a_lstm.keras', 'Languages A · LSTM');

@@ -26,7 +26,7 @@ use crate::model::{Activation, Cell, InputKind, InputSpec, Model, ModelBuilder, 
 pub const SUPPORTED_OPS: &str = "Gemm, MatMul (+ Add bias), Conv, MaxPool, AveragePool, GlobalAveragePool, Flatten, Reshape, \
 Transpose, Squeeze, Unsqueeze, Relu, Tanh, Sigmoid, Softmax, Add, Sum, Sub/Mul/Div by a per-channel constant, \
 BatchNormalization, Dropout, Identity, LSTM, GRU, RNN (forward), Gather (embedding; last step of a sequence), \
-Slice (last step of a sequence), Cast; on constants and shapes also Constant, Shape, Gather, Concat, Slice, Cast, \
+Slice (last step of a sequence), Tile (a vector repeated along a unit axis: RepeatVector), Cast; on constants and shapes also Constant, Shape, Gather, Concat, Slice, Cast, \
 Expand, ConstantOfShape";
 
 /// Largest kernel, window, stride or pad accepted.
@@ -909,6 +909,7 @@ impl<'g> Cx<'g> {
                 self.bind(i, 0, Val::Act(x))
             }
             "LSTM" | "GRU" | "RNN" => self.recurrent(i),
+            "Tile" => self.tile(i),
             "Gather" => self.gather(i),
             "Slice" => self.slice(i),
             "Dropout" => {
@@ -1628,6 +1629,59 @@ impl<'g> Cx<'g> {
             }
         };
         self.bind(i, 0, Val::Act(Act { node: x.node, shape, layout, batch, fold: vec![] }))
+    }
+
+    /// `Tile` of a vector along one axis of size 1, the batch once, with
+    /// constant repeats: tf2onnx's Keras RepeatVector (`Unsqueeze` to
+    /// `[N, 1, F]`, then `Tile` by `[1, T, 1]`) → the IR's RepeatVector.
+    fn tile(&mut self, i: usize) -> Result<()> {
+        let n = self.n(i);
+        let x = self.act_any(i, 0)?;
+        let refuse = |name: String| Error::Unsupported {
+            what: format!("ONNX node {}", label(n)),
+            name,
+            supported: "Tile of a vector along one axis of size 1 by constant repeats, the batch once (Keras RepeatVector: Unsqueeze + Tile)".into(),
+        };
+        let reps = match self.input(i, 1)? {
+            Some(Val::Const(c)) => c.i64s().map(<[i64]>::to_vec).ok_or_else(|| bad(format!("repeats of node {} must be integers", label(n))))?,
+            Some(_) => return Err(refuse("repeats computed at run time".into())),
+            None => return Err(bad(format!("node {} lacks its repeats (input 1)", label(n)))),
+        };
+        if reps.contains(&BATCH) {
+            return Err(refuse("repeats computed from the batch size at run time".into()));
+        }
+        if reps.len() != x.shape.len() + 1 {
+            return Err(Error::shape(format!("repeats of node {}", label(n)), format!("{} values (one per axis)", x.shape.len() + 1), reps.len()));
+        }
+        if let Some(&k) = reps.iter().find(|&&k| k < 1) {
+            return Err(bad(format!("node {} repeats an axis {k} times", label(n))));
+        }
+        if x.batch != 0 || !x.fold.is_empty() {
+            return Err(refuse(format!("a tensor with the batch on axis {} or merged with {:?}", x.batch, x.fold)));
+        }
+        if reps[0] != 1 {
+            return Err(refuse(format!("repeats {reps:?} (the batch {} times)", reps[0])));
+        }
+        let tiled: Vec<usize> = (0..x.shape.len()).filter(|&a| reps[a + 1] > 1).collect();
+        let a = match tiled[..] {
+            [] => return self.bind(i, 0, Val::Act(x)),
+            [a] => a,
+            _ => return Err(refuse(format!("repeats {reps:?} (more than one axis)"))),
+        };
+        let features: Vec<usize> = (0..x.shape.len()).filter(|&k| x.shape[k] != 1).collect();
+        if x.shape[a] != 1 || features.len() > 1 || self.ir_shape(&x).len() != 1 || !Self::is_plain(&x) {
+            return Err(refuse(format!("repeats {reps:?} of a tensor of shape {:?} per sample", x.shape)));
+        }
+        let f = x.shape.iter().product::<usize>() as u64;
+        let times = reps[a + 1] as u64;
+        if times.saturating_mul(f) > MAX_TOTAL_ACTIVATION {
+            return Err(Error::too_large(format!("output of node {}", label(n)), times.saturating_mul(f), MAX_TOTAL_ACTIVATION));
+        }
+        let id = self.emit(i, Op::RepeatVector { times: times as usize }, &[x.node])?;
+        let mut shape = x.shape.clone();
+        shape[a] = times as usize;
+        // The IR stores [times, F]: the repeated axis first, then the vector's.
+        self.bind(i, 0, Val::Act(Act::new(id, shape, Layout::Axes([a].into_iter().chain(features).collect()))))
     }
 
     // ------------------------------------------------------------ sequences
