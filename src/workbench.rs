@@ -68,6 +68,8 @@ pub struct UnitsView {
     /// The units' grid; `kept` is its flattening (row-major).
     pub grid: Vec<usize>,
     pub kept: Vec<u8>,
+    /// A recurrent layer's per-gate mask: the grid's columns are gate columns.
+    pub gates: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -389,11 +391,14 @@ impl Workbench {
             .iter()
             .map(|(&node, mask)| {
                 let n = &e.model.nodes[node];
-                let grid = match &n.op {
-                    Op::Recurrent(r) => vec![e.model.steps(node), r.units],
+                // Per-gate masks show their gate columns (`[T, G·U]`, Keras gate blocks side by side).
+                let grid = match (&n.op, &mask.gates) {
+                    (Op::Recurrent(r), Some(_)) => vec![e.model.steps(node), r.cell.gates() * r.units],
+                    (Op::Recurrent(r), None) => vec![e.model.steps(node), r.units],
                     _ => n.shape.clone(),
                 };
-                UnitsView { layer: n.name.clone(), kind: n.op.kind().into(), grid, kept: (0..mask.keep.len()).map(|u| mask.keep.contains(u) as u8).collect() }
+                let bits = mask.gates.as_ref().unwrap_or(&mask.keep);
+                UnitsView { layer: n.name.clone(), kind: n.op.kind().into(), grid, kept: (0..bits.len()).map(|u| bits.contains(u) as u8).collect(), gates: mask.gates.is_some() }
             })
             .collect())
     }
@@ -403,7 +408,8 @@ impl Workbench {
     pub fn module_jaccard(&self, id: ModelId) -> Result<Vec<Vec<f32>>> {
         let e = self.entry(id)?;
         let dec = e.decomposition.as_ref().ok_or_else(|| Error::invalid(format!("model '{}' is not decomposed yet", e.model.name)))?;
-        let sets: Vec<Vec<&BitSet>> = dec.modules.iter().map(|m| m.masks.nodes.values().map(|u| &u.keep).collect()).collect();
+        // Per-gate masks compare gate columns.
+        let sets: Vec<Vec<&BitSet>> = dec.modules.iter().map(|m| m.masks.nodes.values().map(|u| u.gates.as_ref().unwrap_or(&u.keep)).collect()).collect();
         let pair = |a: &[&BitSet], b: &[&BitSet]| {
             let (mut both, mut any) = (0usize, 0usize);
             for (x, y) in a.iter().zip(b) {

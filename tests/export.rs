@@ -100,7 +100,7 @@ fn clipped_columns_become_a_module_copy_of_the_kernel_and_cnn_recurrent_graphs_a
     let mlp = load_model(&read("models/digits_mlp.keras"), "digits_mlp.keras").unwrap();
     let layer = mlp.tracked()[0];
     let units = mlp.units(layer);
-    let masks = Masks { nodes: [(layer, UnitMask { keep: BitSet::from_indices(units, 0..units / 2), clip_negative: Some(BitSet::from_indices(units, 0..units / 2)) })].into() };
+    let masks = Masks { nodes: [(layer, UnitMask { keep: BitSet::from_indices(units, 0..units / 2), clip_negative: Some(BitSet::from_indices(units, 0..units / 2)), gates: None })].into() };
     let names = vec!["a".to_string()];
     let bytes = export_composition(&[ExportModule { model: &mlp, masks: &masks, class: 3, head: Head::Two, label: 0 }], &names, &ExportOptions::default()).unwrap();
     let g = well_formed(&bytes, 1, false).graph.unwrap();
@@ -140,6 +140,10 @@ fn what_cannot_be_exported_exactly_is_a_typed_error() {
     let wb = bench("lang_a", &["lang_a_lstm.keras"], &Settings { unrolled: true, ..Settings::default() });
     let e = wb.export_onnx(&picks(0, 0..5), false).unwrap_err();
     assert!(matches!(&e, Error::Unsupported { name, .. } if name.contains("unrolled")), "{e}");
+    // So have unrolled per-gate masks (different gate columns per step); rolled ones export.
+    let wb = bench("lang_a", &["lang_a_lstm.keras"], &Settings { unrolled: true, gates: true, samples_per_class: 100, ..Settings::default() });
+    let e = wb.export_onnx(&picks(0, 0..5), false).unwrap_err();
+    assert!(matches!(&e, Error::Unsupported { name, .. } if name.contains("unrolled gate mask")), "{e}");
 
     // A class per time step: no per-sample score to compose.
     let wb = bench("lang_tags", &["lang_tags_lstm.keras"], &Settings::default());
@@ -174,9 +178,9 @@ fn hostile_modules_given_to_the_exporter_are_refused() {
     assert!(matches!(export_composition(&[module(&mlp, &none, 10, 0)], &names, &opts), Err(Error::Invalid(_))));
     // A mask as long as another layer's, or on a node the model does not have.
     let tracked = mlp.tracked()[0];
-    let short = Masks { nodes: [(tracked, UnitMask { keep: BitSet::full(3), clip_negative: None })].into() };
+    let short = Masks { nodes: [(tracked, UnitMask { keep: BitSet::full(3), clip_negative: None, gates: None })].into() };
     assert!(matches!(export_composition(&[module(&mlp, &short, 0, 0)], &names, &opts), Err(Error::Shape { .. })));
-    let far = Masks { nodes: [(999, UnitMask { keep: BitSet::full(3), clip_negative: None })].into() };
+    let far = Masks { nodes: [(999, UnitMask { keep: BitSet::full(3), clip_negative: None, gates: None })].into() };
     assert!(matches!(export_composition(&[module(&mlp, &far, 0, 0)], &names, &opts), Err(Error::Invalid(_))));
     // An input shape that does not hold the model's input.
     let bad = ExportOptions { input_shape: Some(vec![27, 28]), ..ExportOptions::default() };

@@ -298,3 +298,54 @@ fn gru_and_simple_rnn_decompose_in_both_sequence_architectures() {
         }
     }
 }
+
+/// Keeping the shared encoder whole (alone, and with the per-gate statistic in
+/// the decoder) is the encoder–decoder option we offer: on the bundled word
+/// reversal model it must beat the authors' reference mode on exact match and
+/// BLEU, and its modules must still prune the decoder (encoder untouched).
+#[test]
+fn keeping_the_shared_encoder_beats_the_reference_mode_on_whole_words() {
+    let mut wb = Workbench::new();
+    wb.add_dataset(&read("data/lang_rev.npz"), "lang_rev").unwrap();
+    let info = wb.add_model(&read("models/lang_rev_lstm.keras"), "lang_rev_lstm.keras", 0, None).unwrap();
+    let all = picks(info.id, 0..27);
+    let mut run = |s: Settings| {
+        let dec = wb.decompose(info.id, &s, &mut |_| true).unwrap();
+        let q = wb.sequence_scores(&all, Some(info.id)).unwrap();
+        println!("{}: exact {:.4}, BLEU {:.4} (model {:.4} / {:.4})", s.describe(true), q.exact_match, q.bleu, q.model_exact_match.unwrap(), q.model_bleu.unwrap());
+        (q.exact_match, q.bleu, dec.modules.len())
+    };
+    let (ref_exact, ref_bleu, _) = run(Settings::default());
+    let (kept_exact, kept_bleu, _) = run(Settings { keep_encoder: true, ..Settings::default() });
+    assert!(kept_exact > ref_exact && kept_bleu > ref_bleu, "shared encoder {kept_exact} / {kept_bleu} vs reference {ref_exact} / {ref_bleu}");
+    let (exact, bleu, modules) = run(Settings { keep_encoder: true, gates: true, ..Settings::default() });
+    assert_eq!(modules, 27);
+    assert!(exact > ref_exact && bleu > ref_bleu, "shared encoder + per gate {exact} / {bleu} vs reference {ref_exact} / {ref_bleu}");
+    // The masks, through the module-set file: the encoder (before the
+    // RepeatVector) is whole in every module; the decoder is masked per gate.
+    let (model, saved) = remodule::formats::native::load_modules(&wb.export_modules(info.id).unwrap(), "rev.remodule").unwrap();
+    let repeat = model.nodes.iter().position(|n| matches!(n.op, remodule::model::Op::RepeatVector { .. })).unwrap();
+    for m in &saved.modules {
+        for (&node, u) in &m.masks.nodes {
+            if node < repeat {
+                assert!(u.keep.count() == u.keep.len() && u.gates.is_none(), "module {} encoder", m.class);
+            } else {
+                assert!(u.gates.is_some(), "module {} decoder", m.class);
+            }
+        }
+    }
+    assert!(saved.modules.iter().any(|m| m.masks.nodes.values().any(|u| u.gates.as_ref().is_some_and(|g| g.count() < g.len()))));
+}
+
+/// The per-gate module set tests/wasm.rs compares the wasm decomposition with
+/// is what the native engine computes now (regenerate it with the command there).
+#[test]
+fn the_saved_per_gate_module_set_is_current() {
+    let mut wb = Workbench::new();
+    wb.add_dataset(&read("data/lang_a.npz"), "lang_a").unwrap();
+    let saved = wb.import_modules(&read("tests/fixtures/lang_a_gates_modules.remodule"), "lang_a_gates_modules.remodule", 0).unwrap();
+    assert!(saved.decomposition.settings.gates && saved.decomposition.modules.iter().all(|m| m.jaccard_units < 1.0));
+    let id = wb.add_model(&read("models/lang_a_lstm.keras"), "lang_a_lstm.keras", 0, None).unwrap().id;
+    let fresh = wb.decompose(id, &saved.decomposition.settings, &mut |_| true).unwrap();
+    assert_eq!(fresh.mask_digest, saved.decomposition.mask_digest);
+}

@@ -240,3 +240,20 @@ fn simple_rnn_encoder_decoder_masks_match_native_in_wasm() {
     let here = decompose(&model, &data, &saved.settings, &mut |_| true).unwrap();
     assert_eq!(here.digest(), saved.digest());
 }
+
+/// The per-gate statistic in wasm gives exactly the native engine's gate
+/// masks (tests/fixtures/lang_a_gates_modules.remodule: `remodule report
+/// models/lang_a_lstm.keras --data data/lang_a.npz --samples 100 --gates
+/// --out …`; tests/recurrent.rs checks it against a fresh native run).
+#[wasm_bindgen_test]
+fn per_gate_masks_match_native_in_wasm() {
+    use remodule::data::Dataset;
+    use remodule::decompose::decompose;
+    use remodule::formats::native::load_modules;
+    let (_, saved) = load_modules(include_bytes!("fixtures/lang_a_gates_modules.remodule"), "lang_a_gates_modules.remodule").unwrap();
+    assert!(saved.settings.gates);
+    let model = load_model(include_bytes!("../models/lang_a_lstm.keras"), "lang_a_lstm.keras").unwrap();
+    let data = Dataset::from_npz(include_bytes!("../data/lang_a.npz"), "lang_a").unwrap();
+    let here = decompose(&model, &data, &saved.settings, &mut |_| true).unwrap();
+    assert_eq!(here.digest(), saved.digest());
+}

@@ -177,6 +177,27 @@ fn module_pictures_and_jaccard_describe_the_masks() {
     assert!(wb.module_units(0, 10).is_err());
 }
 
+/// Per-gate modules show their gate columns (`[T, G·U]`) and compare them.
+#[test]
+fn per_gate_module_pictures_show_gate_columns() {
+    let mut wb = Workbench::new();
+    wb.add_dataset(&read("data/lang_a.npz"), "lang_a").unwrap();
+    let id = wb.add_model(&read("models/lang_a_lstm.keras"), "lang_a_lstm.keras", 0, None).unwrap().id;
+    let info = wb.decompose(id, &Settings { gates: true, samples_per_class: 50, ..Settings::default() }, &mut |_| true).unwrap();
+    for m in &info.modules {
+        let views = wb.module_units(id, m.class).unwrap();
+        let lstm = views.iter().find(|v| v.kind == "LSTM").unwrap();
+        let units = wb.model_info(id).layers.iter().find(|l| l.kind == "LSTM").unwrap().shape.last().copied().unwrap();
+        assert!(lstm.gates && lstm.grid[1] == 4 * units, "{:?}", lstm.grid);
+        assert_eq!(lstm.kept.len(), lstm.grid.iter().product::<usize>());
+        let kept: usize = views.iter().map(|v| v.kept.iter().map(|&k| k as usize).sum::<usize>()).sum();
+        assert_eq!(kept, m.kept_units);
+        assert!(kept < views.iter().map(|v| v.kept.len()).sum::<usize>());
+    }
+    let j = wb.module_jaccard(id).unwrap();
+    assert!(j.iter().flatten().any(|&x| x < 1.0));
+}
+
 #[test]
 fn verification_re_answers_watched_classes_with_a_second_model() {
     let mut wb = bench_with(&[("digits_mlp_faulty.keras", 0), ("digits_mlp_b.keras", 0)]);

@@ -810,7 +810,7 @@ async function upload(file) {
 }
 
 /** The engine's defaults (ALGORITHMS.md); state.settings holds only the differences. */
-const DEFAULTS = { mode: 'paper', technique: 'mc-bln', delta: 0.5, head: 'two', recurrent_mode: 'reference', unrolled: false, max_remove: 0.05, samples_per_class: 1000, tangling_ratio: 1 };
+const DEFAULTS = { mode: 'paper', technique: 'mc-bln', delta: 0.5, head: 'two', recurrent_mode: 'reference', unrolled: false, max_remove: 0.05, gates: false, keep_encoder: false, samples_per_class: 1000, tangling_ratio: 1 };
 
 function showSettings() {
   const f = $('settings-form');
@@ -844,7 +844,8 @@ function readSettings() {
   const v = {
     mode: f.elements.mode.value, technique: f.elements.technique.value, delta: Number(f.elements.delta.value), head: f.elements.head.value,
     recurrent_mode: f.elements.recurrent_mode.value, unrolled: f.elements.unrolled.value === 'true',
-    max_remove: Number(f.elements.max_remove.value), samples_per_class: Number(f.elements.samples_per_class.value), tangling_ratio: Number(f.elements.tangling_ratio.value),
+    max_remove: Number(f.elements.max_remove.value), gates: f.elements.gates.value === 'true', keep_encoder: f.elements.keep_encoder.value === 'true',
+    samples_per_class: Number(f.elements.samples_per_class.value), tangling_ratio: Number(f.elements.tangling_ratio.value),
   };
   // Only what differs from the defaults (links stay short; {} means "the papers' defaults").
   const next = Object.fromEntries(Object.entries(v).filter(([k, x]) => x !== DEFAULTS[k]));

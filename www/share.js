@@ -33,6 +33,8 @@ const SETTINGS = {
   recurrent_mode: (v) => v === 'paper' || v === 'reference',
   unrolled: (v) => typeof v === 'boolean',
   max_remove: (v) => typeof v === 'number' && v >= 0 && v <= 1,
+  gates: (v) => typeof v === 'boolean',
+  keep_encoder: (v) => typeof v === 'boolean',
   samples_per_class: (v) => Number.isInteger(v) && v >= 1 && v <= 100000,
   tangling_ratio: (v) => typeof v === 'number' && v > 0 && v <= 10,
   confidence: (v) => typeof v === 'number' && v >= 0 && v < 1,

@@ -38,7 +38,7 @@ function layerCanvas({ grid, kept }, span = 220) {
 }
 
 const keptCount = (v) => v.kept.reduce((a, b) => a + b, 0);
-const unitsWord = (v) => (v.grid.length === 3 ? 'positions (share of channels)' : v.grid.length === 2 && v.kind !== 'Dense' ? 'steps × units' : 'units');
+const unitsWord = (v) => (v.grid.length === 3 ? 'positions (share of channels)' : v.gates ? 'steps × gate columns' : v.grid.length === 2 && v.kind !== 'Dense' ? 'steps × units' : 'units');
 
 /**
  * Lights a module's kept units on the layer diagram (`list`, from

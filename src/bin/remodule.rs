@@ -90,6 +90,12 @@ struct DecomposeOpts {
     /// Recurrent reference mode: largest share of a layer's units a module removes [default: 0.05]
     #[arg(long)]
     max_remove: Option<f32>,
+    /// Recurrent reference mode: the statistic per gate column (removal capped per gate block) instead of per unit
+    #[arg(long)]
+    gates: bool,
+    /// Per-step heads (encoder–decoder): keep recurrent layers that do not reach the head step by step (the encoder) whole in every module
+    #[arg(long)]
+    keep_encoder: bool,
     /// Concerned samples per module [default: 1000]
     #[arg(long)]
     samples: Option<usize>,
@@ -123,6 +129,8 @@ impl DecomposeOpts {
             recurrent_mode: mode(&self.recurrent_mode, d.recurrent_mode),
             unrolled: self.unrolled,
             max_remove: self.max_remove.unwrap_or(d.max_remove),
+            gates: self.gates,
+            keep_encoder: self.keep_encoder,
             samples_per_class: self.samples.unwrap_or(d.samples_per_class),
             tangling_ratio: self.tangling_ratio.unwrap_or(d.tangling_ratio),
             ..d
@@ -130,7 +138,7 @@ impl DecomposeOpts {
     }
 
     fn any_given(&self) -> bool {
-        self.mode.is_some() || self.technique.is_some() || self.delta.is_some() || self.head.is_some() || self.recurrent_mode.is_some() || self.unrolled || self.max_remove.is_some() || self.samples.is_some() || self.tangling_ratio.is_some()
+        self.mode.is_some() || self.technique.is_some() || self.delta.is_some() || self.head.is_some() || self.recurrent_mode.is_some() || self.unrolled || self.max_remove.is_some() || self.gates || self.keep_encoder || self.samples.is_some() || self.tangling_ratio.is_some()
     }
 
     /// The loaded module set's decomposition, or a new one with these options.

@@ -91,7 +91,7 @@ fn merge_irrelevant(model: &Model, module: &Module) -> Option<(Model, Masks)> {
     }
     let Op::Dense { kernel, bias, activation } = &model.nodes[l].op else { return None };
     let h = kernel.ncols();
-    let all = UnitMask { keep: BitSet::full(h), clip_negative: None };
+    let all = UnitMask { keep: BitSet::full(h), clip_negative: None, gates: None };
     let mask = module.masks.nodes.get(&l).unwrap_or(&all);
     if model.nodes[l].len() != h || head_w.nrows() != h {
         return None;
@@ -133,6 +133,6 @@ fn merge_irrelevant(model: &Model, module: &Module) -> Option<(Model, Masks)> {
     let grow = |set: &BitSet, extra: bool, drop: &[usize]| BitSet::from_indices(h + 1, set.iter().filter(|i| !drop.contains(i)).chain(extra.then_some(h)));
     let keep = grow(&mask.keep, true, &irrelevant);
     let clip_negative = mask.clip_negative.as_ref().map(|c| grow(c, false, &[]));
-    masks.nodes.insert(l as NodeId, UnitMask { keep, clip_negative });
+    masks.nodes.insert(l as NodeId, UnitMask { keep, clip_negative, gates: None });
     Some((m, masks))
 }

@@ -18,7 +18,7 @@ pub use recurrent::{removal, robust_mean};
 use crate::bits::BitSet;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
-use crate::model::{forward, Masks, Model, NodeId, Op, Recording, UnitMask};
+use crate::model::{forward_with, Masks, Model, NodeId, Op, Record, Recording, UnitMask};
 
 /// Which reading of the papers to follow (ALGORITHMS.md §0).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -55,6 +55,17 @@ pub struct Settings {
     /// Recurrent `reference` mode: the largest share of a layer's units a
     /// module removes (the authors' `maxRemove`).
     pub max_remove: f32,
+    /// Recurrent `reference` mode: the statistic per gate column instead of
+    /// per unit (the authors' code's "with gate"), removal capped per gate
+    /// block; a removed column zeroes that gate's weights for the unit.
+    /// (Left out of JSON when off, so files written before it stay byte-identical.)
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub gates: bool,
+    /// Models with a per-step head: recurrent layers whose steps do not reach
+    /// the head (an encoder) stay whole in every module — the shared encoder
+    /// (a deviation from the papers, measured in docs/FIDELITY.md).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub keep_encoder: bool,
     /// `E`: concerned samples per module (taken from the first training
     /// samples of the class, in file order).
     pub samples_per_class: usize,
@@ -76,6 +87,8 @@ impl Default for Settings {
             recurrent_mode: Mode::Reference,
             unrolled: false,
             max_remove: 0.05,
+            gates: false,
+            keep_encoder: false,
             samples_per_class: 1000,
             tangling_ratio: 1.0,
             confidence: 0.9,
@@ -90,7 +103,9 @@ impl Settings {
         let name = |m: Mode| format!("{m:?}").to_lowercase();
         if recurrent {
             let rule = if self.recurrent_mode == Mode::Paper { "paper (sign rule)".into() } else { format!("reference (max remove {})", self.max_remove) };
-            format!("{rule}, {}", if self.unrolled { "unrolled" } else { "rolled" })
+            let gates = if self.gates && self.recurrent_mode == Mode::Reference { ", per gate" } else { "" };
+            let encoder = if self.keep_encoder { ", shared encoder kept" } else { "" };
+            format!("{rule}, {}{gates}{encoder}", if self.unrolled { "unrolled" } else { "rolled" })
         } else {
             let delta = if self.technique == Technique::Mc { String::new() } else { format!(", δ {}", self.delta) };
             let head = if self.head == Head::Reference { ", N-output head + CM-RIE" } else { "" };
@@ -164,6 +179,7 @@ impl Decomposition {
                 eat(node as u64);
                 mask.keep.words().iter().for_each(|&w| eat(w));
                 mask.clip_negative.iter().flat_map(|c| c.words()).for_each(|&w| eat(w));
+                mask.gates.iter().flat_map(|g| g.words()).for_each(|&w| eat(w));
             }
         }
         format!("{h:016x}")
@@ -183,7 +199,8 @@ pub fn decompose(model: &Model, data: &Dataset, settings: &Settings, progress: &
     }
     let x = data.inputs(model, &data.train, &rows);
     let n = rows.len();
-    let out = forward(model, &x, n, None, true, &mut |done, total| progress(0.9 * done as f32 / total as f32))?;
+    let what = if settings.gates && settings.recurrent_mode == Mode::Reference { Record::Gates } else { Record::Units };
+    let out = forward_with(model, &x, n, None, what, &mut |done, total| progress(0.9 * done as f32 / total as f32))?;
     let rec = out.recording.expect("recording was requested");
     // One label per item: a sample, or a (sequence, step) pair for per-step tasks.
     let steps = data.train.steps;
@@ -199,7 +216,7 @@ pub fn decompose(model: &Model, data: &Dataset, settings: &Settings, progress: &
             sample_sets(c, &labels, &out.probs, model.classes(), settings)?
         };
         let masks = module_masks(model, &rec, c, &concerned, &unconcerned, settings);
-        let (kept_units, total_units) = masks.nodes.values().fold((0, 0), |(k, t), m| (k + m.keep.count(), t + m.keep.len()));
+        let (kept_units, total_units) = masks.unit_counts();
         modules.push(Module { class: c, head: settings.head, masks, concerned: concerned.count(), unconcerned: unconcerned.count(), kept_units, total_units });
         if !progress(0.9 + 0.1 * (c + 1) as f32 / classes as f32) {
             return Err(Error::Cancelled);
@@ -327,9 +344,9 @@ pub fn module_masks(model: &Model, rec: &Recording, class: usize, concerned: &Bi
                         clip.insert(u);
                     }
                 }
-                UnitMask { keep, clip_negative: Some(clip) }
+                UnitMask { keep, clip_negative: Some(clip), gates: None }
             }
-            _ => UnitMask { keep: BitSet::from_indices(units, (0..units).filter(|&u| bits.row_meets(u, &both))), clip_negative: None },
+            _ => UnitMask { keep: BitSet::from_indices(units, (0..units).filter(|&u| bits.row_meets(u, &both))), clip_negative: None, gates: None },
         };
         masks.nodes.insert(node, mask);
     }
@@ -355,7 +372,7 @@ fn clippable_dense(model: &Model, node: NodeId) -> bool {
 /// a Dense weight survives when its input unit and output unit are kept and it
 /// is not a clipped negative; a Conv2D weight when its output channel keeps a
 /// position; a recurrent weight (input or recurrent kernel, all gates) when
-/// its unit and its input are kept, averaged over the time steps. The head
+/// its unit, its gate column and its input are kept, averaged over the time steps. The head
 /// counts its two channeled columns over kept inputs.
 pub fn kept_weights(model: &Model, module: &Module) -> f32 {
     let (mut kept, mut total) = (0usize, 0usize);
@@ -387,11 +404,16 @@ pub fn kept_weights(model: &Model, module: &Module) -> f32 {
             Op::Recurrent(r) => {
                 let (steps, u, g, f) = (model.steps(id), r.units, r.cell.gates(), r.kernel.nrows());
                 total += r.kernel.len() + r.recurrent.len();
+                let gates = module.masks.nodes.get(&id).and_then(|m| m.gates.as_ref());
                 let per_step: usize = (0..steps)
                     .map(|t| {
                         let units = (0..u).filter(|&n| unit_kept(t * u + n)).count();
+                        let columns = match gates {
+                            Some(k) => (0..g * u).filter(|&c| unit_kept(t * u + c % u) && k.contains(t * g * u + c)).count(),
+                            None => units * g,
+                        };
                         let live_in = (0..f).filter(|&i| input_kept(model, module, node.inputs[0], i, Some(t))).count();
-                        units * g * (live_in + units)
+                        columns * (live_in + units)
                     })
                     .sum();
                 kept += per_step / steps;
@@ -444,9 +466,11 @@ pub fn jaccard_ref(model: &Model, module: &Module) -> f32 {
                 let (steps, u) = (model.steps(id), r.units);
                 len_b += r.kernel.len();
                 b.extend(r.kernel.iter().map(|&v| key(v)));
+                let gates = module.masks.nodes.get(&id).and_then(|m| m.gates.as_ref());
+                let gu = r.kernel.ncols();
                 for ((i, col), &w) in r.kernel.indexed_iter() {
                     let n = col % u;
-                    let live = (0..steps).any(|t| unit_kept(t * u + n)) && input_kept(model, module, node.inputs[0], i, None);
+                    let live = (0..steps).any(|t| unit_kept(t * u + n) && gates.is_none_or(|k| k.contains(t * gu + col))) && input_kept(model, module, node.inputs[0], i, None);
                     a.insert(key(if live { w } else { 0.0 }));
                 }
                 len_a += r.kernel.len();

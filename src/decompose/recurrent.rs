@@ -11,10 +11,15 @@
 //! Rolled modules take the statistic at the last step and remove the same
 //! units at every step; unrolled modules take each step's statistic and
 //! remove per step.
+//!
+//! With `gates` (the authors' "with gate"), the statistic is taken per gate
+//! column from the recorded gate activations and removal is capped per gate
+//! block; the mask then keeps every unit and removes gate columns
+//! (`UnitMask::gates`). SimpleRNN has no gates and stays per unit.
 
 use super::{Mode, Settings};
 use crate::bits::BitSet;
-use crate::model::{Activation, Model, NodeId, Op, Recording, UnitMask};
+use crate::model::{Activation, Cell, Model, NodeId, Op, Recording, UnitMask};
 
 /// The mask (`T × U`, step-major) of recurrent node `node` for one module.
 /// `concerned` / `unconcerned` are items: samples, or (sequence, step) pairs
@@ -35,6 +40,10 @@ pub fn recurrent_mask(model: &Model, node: NodeId, rec: &Recording, k: usize, co
         (c, u)
     });
     let (concerned, unconcerned) = encoder_sets.as_ref().map_or((concerned, unconcerned), |(c, u)| (c, u));
+    // The shared encoder kept whole (our deviation; docs/ALGORITHMS.md).
+    if s.keep_encoder && item_steps > 1 && !per_step {
+        return UnitMask { keep: BitSet::full(steps * u), clip_negative: None, gates: None };
+    }
     // (row, step) pairs whose state counts: at step `t`, or (rolled) at the
     // last step for per-sample labels / at each item's own step for per-step labels.
     let pairs = |set: &BitSet, t: Option<usize>| -> Vec<(usize, usize)> {
@@ -45,36 +54,86 @@ pub fn recurrent_mask(model: &Model, node: NodeId, rec: &Recording, k: usize, co
             set.iter().map(|i| (i, st)).collect()
         }
     };
+    // Per gate column (SimpleRNN has no gates: its one "gate" is its state,
+    // and removal stays per unit) or per unit.
+    let gate_values = rec.gates.get(&node).filter(|_| s.gates && r.cell != Cell::SimpleRnn && s.recurrent_mode == Mode::Reference);
+    let blocks = if gate_values.is_some() { r.cell.gates() } else { 1 };
     let keep_at = |t: Option<usize>| -> Vec<bool> {
         let (pos, neg) = (pairs(concerned, t), pairs(unconcerned, t));
-        match s.recurrent_mode {
-            Mode::Paper => (0..u).map(|n| pos.iter().chain(&neg).any(|&(row, st)| rec.bits[k].get(st * u + n, row))).collect(),
-            Mode::Reference => {
+        match (s.recurrent_mode, gate_values) {
+            (Mode::Paper, _) => (0..u).map(|n| pos.iter().chain(&neg).any(|&(row, st)| rec.bits[k].get(st * u + n, row))).collect(),
+            (Mode::Reference, None) => {
                 let states = &rec.states[&node];
-                let column = |p: &[(usize, usize)], n: usize| -> Vec<f32> { p.iter().map(|&(row, st)| states[(row * steps + st) * u + n]).collect() };
-                let relu = r.activation == Activation::Relu;
-                let d: Vec<f32> = if relu {
-                    let rate = |v: Vec<f32>| v.iter().filter(|&&x| x > 0.0).count() as f32 / v.len().max(1) as f32;
-                    (0..u).map(|n| rate(column(&pos, n)) - rate(column(&neg, n))).collect()
-                } else {
-                    let mean = |v: Vec<f32>| robust_mean(v.into_iter().map(f32::abs).collect());
-                    (0..u).map(|n| mean(column(&pos, n)) - mean(column(&neg, n))).collect()
-                };
-                let removed = removal(&d, if relu { -0.5 } else { 0.0 }, s.max_remove, !relu);
+                let rule = if r.activation == Activation::Relu { Rule::Relu } else { Rule::Magnitude };
+                let removed = removed_units(|p, n| p.iter().map(|&(row, st)| states[(row * steps + st) * u + n]).collect(), &pos, &neg, u, rule, s.max_remove);
                 (0..u).map(|n| !removed.contains(&n)).collect()
+            }
+            (Mode::Reference, Some(values)) => {
+                let gu = blocks * u;
+                let mut keep = vec![true; gu];
+                for g in 0..blocks {
+                    let rule = match (gate_is_candidate(r.cell, g), r.activation) {
+                        (true, Activation::Relu) => Rule::Relu,
+                        (true, _) => Rule::Magnitude,
+                        (false, _) => Rule::Gate,
+                    };
+                    let column = |p: &[(usize, usize)], n: usize| p.iter().map(|&(row, st)| values[(row * steps + st) * gu + g * u + n]).collect();
+                    removed_units(column, &pos, &neg, u, rule, s.max_remove).into_iter().for_each(|n| keep[g * u + n] = false);
+                }
+                keep
             }
         }
     };
-    let mut keep = BitSet::full(steps * u);
+    let width = blocks * u;
+    let mut keep = BitSet::full(steps * width);
     let rolled = (!s.unrolled).then(|| keep_at(None));
     for t in 0..steps {
         let kept = match &rolled {
             Some(k) => k.clone(),
             None => keep_at(Some(t)),
         };
-        kept.iter().enumerate().filter(|(_, k)| !**k).for_each(|(n, _)| keep.remove(t * u + n));
+        kept.iter().enumerate().filter(|(_, k)| !**k).for_each(|(n, _)| keep.remove(t * width + n));
     }
-    UnitMask { keep, clip_negative: None }
+    if gate_values.is_some() {
+        UnitMask { keep: BitSet::full(steps * u), clip_negative: None, gates: Some(keep) }
+    } else {
+        UnitMask { keep, clip_negative: None, gates: None }
+    }
+}
+
+/// How a column's concerned and unconcerned values are compared.
+#[derive(Clone, Copy)]
+enum Rule {
+    /// Robust mean of |x| (tanh states and candidates); remove when the
+    /// difference is negative, capped, plus any within 10 % of the worst.
+    Magnitude,
+    /// ReLU: active rate (x > 0); remove when the difference is ≤ −0.5, capped.
+    Relu,
+    /// A sigmoid gate: active rate (|g| ≥ 0.5, i.e. the gate at least half
+    /// open); remove when the difference is negative, capped (no 10 % rule:
+    /// rates tie often and the rule would pass the cap wholesale).
+    Gate,
+}
+
+/// Columns `0..u` to remove, given how to read column `n` over a pair list.
+fn removed_units(column: impl Fn(&[(usize, usize)], usize) -> Vec<f32>, pos: &[(usize, usize)], neg: &[(usize, usize)], u: usize, rule: Rule, max_remove: f32) -> Vec<usize> {
+    let rate = |v: Vec<f32>, active: &dyn Fn(f32) -> bool| v.iter().filter(|&&x| active(x)).count() as f32 / v.len().max(1) as f32;
+    let stat = |v: Vec<f32>| match rule {
+        Rule::Magnitude => robust_mean(v.into_iter().map(f32::abs).collect()),
+        Rule::Relu => rate(v, &|x| x > 0.0),
+        Rule::Gate => rate(v, &|x| x.abs() >= 0.5),
+    };
+    let d: Vec<f32> = (0..u).map(|n| stat(column(pos, n)) - stat(column(neg, n))).collect();
+    match rule {
+        Rule::Magnitude => removal(&d, 0.0, max_remove, true),
+        Rule::Relu => removal(&d, -0.5, max_remove, false),
+        Rule::Gate => removal(&d, 0.0, max_remove, false),
+    }
+}
+
+/// Is gate block `g` the cell's candidate (tanh) block rather than a sigmoid gate?
+fn gate_is_candidate(cell: Cell, g: usize) -> bool {
+    g == 2 && cell != Cell::SimpleRnn
 }
 
 /// Do node `node`'s steps reach a per-step head as its steps? True when a

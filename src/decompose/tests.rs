@@ -5,7 +5,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::data::Split;
-use crate::model::{Activation, InputKind, InputSpec, ModelBuilder};
+use crate::model::{forward, Activation, InputKind, InputSpec, ModelBuilder};
 
 fn dataset(x: Vec<f32>, y: Vec<u32>, features: usize, classes: usize) -> Dataset {
     let split = Split { x, y, steps: 1 };
@@ -225,6 +225,101 @@ fn recurrent_paper_mode_keeps_units_active_for_any_sample() {
     let keep = &dec.modules[0].masks.nodes[&1].keep;
     // Units 0 and 1 are positive for some sample at every step; unit 2 never.
     assert_eq!(keep.iter().collect::<Vec<_>>(), vec![0, 1, 3, 4, 6, 7]);
+}
+
+/// A 2-step LSTM / GRU over 2 features with 2 units; class 0 lights
+/// feature 0, class 1 feature 1. Gate block patterns, per unit n: "own"
+/// reads +2 from feature n and −2 from the other (open for its class only),
+/// "candidate" +2 from feature n (|h̃| high for its class only), "open" has
+/// no input weight and bias +3 (open for everyone). LSTM i, f, c̃, o = own,
+/// open, candidate, own; GRU z, r, h̃ = own, open, candidate.
+fn tiny_gated(cell: crate::model::Cell) -> (Model, Dataset, Vec<bool>) {
+    use crate::model::{Cell, Recurrent};
+    #[derive(Clone, Copy, PartialEq)]
+    enum P {
+        Own,
+        Open,
+        Candidate,
+    }
+    let blocks = match cell {
+        Cell::Lstm => vec![P::Own, P::Open, P::Candidate, P::Own],
+        _ => vec![P::Own, P::Open, P::Candidate],
+    };
+    let gu = 2 * blocks.len();
+    let mut kernel = Array2::zeros((2, gu));
+    let mut bias = Array1::zeros(gu);
+    for (g, &p) in blocks.iter().enumerate() {
+        for n in 0..2 {
+            match p {
+                P::Own => (kernel[[n, g * 2 + n]], kernel[[1 - n, g * 2 + n]]) = (2.0, -2.0),
+                P::Candidate => kernel[[n, g * 2 + n]] = 2.0,
+                P::Open => bias[g * 2 + n] = 3.0,
+            }
+        }
+    }
+    let r = Recurrent {
+        cell,
+        units: 2,
+        kernel,
+        recurrent: Array2::zeros((2, gu)),
+        bias,
+        recurrent_bias: matches!(cell, Cell::Gru { reset_after: true }).then(|| Array1::zeros(gu)),
+        activation: Activation::Tanh,
+        recurrent_activation: Activation::Sigmoid,
+        return_sequences: false,
+    };
+    let spec = InputSpec { shape: vec![2, 2], kind: InputKind::Vectors, scale: 1.0, offset: 0.0 };
+    let mut b = ModelBuilder::new("gated", spec).unwrap();
+    b.push("rnn", Op::Recurrent(Box::new(r))).unwrap();
+    b.push("out", Op::Dense { kernel: arr2(&[[1.0, -1.0], [-1.0, 1.0]]), bias: arr1(&[0.0, 0.0]), activation: Activation::Softmax }).unwrap();
+    let m = b.finish(vec!["a".into(), "b".into()]).unwrap();
+    let (c0, c1) = ([1.0, 0.0].repeat(2), [0.0, 1.0].repeat(2));
+    let x = [c0.clone(), c1.clone(), c0, c1].concat();
+    let prunable = blocks.iter().map(|&p| p != P::Open).collect();
+    (m, dataset(x, vec![0, 1, 0, 1], 4, 2), prunable)
+}
+
+#[test]
+fn per_gate_statistic_removes_the_other_class_gate_columns_by_hand() {
+    use crate::model::Cell;
+    for cell in [Cell::Lstm, Cell::Gru { reset_after: true }, Cell::Gru { reset_after: false }] {
+        let (m, d, prunable) = tiny_gated(cell);
+        let g = prunable.len();
+        for unrolled in [false, true] {
+            // A cap of one column per 2-unit gate block.
+            let s = Settings { samples_per_class: 2, max_remove: 0.5, gates: true, unrolled, ..Settings::default() };
+            let dec = decompose(&m, &d, &s, &mut |_| true).unwrap();
+            for (c, other) in [(0usize, 1usize), (1, 0)] {
+                let mask = &dec.modules[c].masks.nodes[&1];
+                assert_eq!(mask.keep.count(), 4, "{cell:?}: per-gate removal keeps every unit");
+                let gates = mask.gates.as_ref().expect("a gate mask");
+                assert_eq!(gates.len(), 2 * g * 2);
+                // Sigmoid "own" gates: active rate 0 vs 1; the candidate: |h̃| 0 vs tanh 2; "open" gates tie (d = 0) and stay.
+                let want: Vec<usize> = (0..2).flat_map(|t| (0..g).filter(|&b| prunable[b]).map(move |b| (t * g + b) * 2 + other)).collect();
+                let removed: Vec<usize> = (0..gates.len()).filter(|&i| !gates.contains(i)).collect();
+                assert_eq!(removed, want, "{cell:?} class {c}, unrolled {unrolled}");
+                let removed_per_step = prunable.iter().filter(|&&p| p).count();
+                assert_eq!(dec.modules[c].kept_units, 2 * (2 * g - removed_per_step));
+                // Kept columns × (2 live inputs + 2 units) of W and U (2 × 2G each), plus the head's 2 channeled columns over 2 inputs of its 4.
+                let want_kept = ((2 * g - removed_per_step) * 4 + 4) as f32 / (2 * 2 * 2 * g + 4) as f32;
+                assert_eq!(kept_weights(&m, &dec.modules[c]), want_kept, "{cell:?}");
+            }
+            // The module still answers its own class.
+            let x = d.inputs(&m, &d.train, &[0, 1]);
+            let p0 = concerned_scores(&m, &dec.modules[0], &x, 2, &mut |_, _| true).unwrap();
+            assert!(p0[0] > 0.5 && p0[1] <= 0.5, "{cell:?}: {p0:?}");
+        }
+    }
+}
+
+#[test]
+fn per_gate_statistic_falls_back_to_units_for_a_simple_rnn() {
+    let (m, d) = tiny_rnn();
+    let s = Settings { samples_per_class: 2, ..Settings::default() };
+    let by_unit = decompose(&m, &d, &s, &mut |_| true).unwrap();
+    let by_gate = decompose(&m, &d, &Settings { gates: true, ..s }, &mut |_| true).unwrap();
+    assert!(by_gate.modules.iter().all(|m| m.masks.nodes[&1].gates.is_none()));
+    assert_eq!(by_gate.digest(), by_unit.digest());
 }
 
 // ---- Backtracking (MC-BLN / MC-BI) and the reference head ----

@@ -1,7 +1,7 @@
 //! Remodule's own format (`.remodule`): one safetensors file. Its tensors are
 //! the weights (`nodes.<i>.<role>`, F32, Keras layouts as in the IR) and, in
-//! a module set, the masks (`modules.<m>.masks.<node>.keep` and
-//! `.clip_negative`, U64 words as [`BitSet::words`] keeps them). The header's
+//! a module set, the masks (`modules.<m>.masks.<node>.keep`,
+//! `.clip_negative` and `.gates`, U64 words as [`BitSet::words`] keeps them). The header's
 //! `__metadata__["remodule"]` is a JSON manifest with everything else: format
 //! name and version, the model's name, class names, input spec and node list
 //! (op kind and options, inputs, output shape, declared parameter count) and,
@@ -36,8 +36,9 @@ const KEY: &str = "remodule";
 /// The newest manifest version this build writes; it reads every version up
 /// to it. A file is written with the lowest version that can express it, so
 /// older readers still open every file they could read before: version 2
-/// adds the `RepeatVector` kind (option `times`), nothing else.
-pub const VERSION: u32 = 2;
+/// adds the `RepeatVector` kind (option `times`); version 3 adds per-gate
+/// recurrent masks (a mask's `gates` length and its `.gates` tensor).
+pub const VERSION: u32 = 3;
 /// Largest pool window, stride or conv kernel side (as the Keras loader).
 const MAX_WINDOW: usize = 1 << 16;
 /// Op kinds a manifest may name (`Op::kind`).
@@ -46,9 +47,16 @@ const KINDS: &[&str] = &[
     "Embedding", "SimpleRNN", "LSTM", "GRU", "RepeatVector",
 ];
 
-/// The lowest manifest version that can express `model` (see [`VERSION`]).
-fn version_for(model: &Model) -> u32 {
-    if model.nodes.iter().any(|n| matches!(n.op, Op::RepeatVector { .. })) { 2 } else { 1 }
+/// The lowest manifest version that can express `model` and its
+/// decomposition `dec` (see [`VERSION`]).
+fn version_for(model: &Model, dec: Option<&Decomposition>) -> u32 {
+    if dec.is_some_and(|d| d.modules.iter().any(|m| m.masks.nodes.values().any(|k| k.gates.is_some()))) {
+        3
+    } else if model.nodes.iter().any(|n| matches!(n.op, Op::RepeatVector { .. })) {
+        2
+    } else {
+        1
+    }
 }
 
 /// What a file holds.
@@ -134,6 +142,9 @@ struct MaskSpec {
     /// Bits in the mask (`Model::units(node)`).
     units: usize,
     clip_negative: bool,
+    /// Per-gate masks only (version 3): bits in the gate mask (`T × G × U`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    gates: Option<usize>,
 }
 
 // ---- writing ----
@@ -179,7 +190,7 @@ impl Tensors {
 pub fn save_model(model: &Model) -> Result<Vec<u8>> {
     let mut t = Tensors::default();
     let spec = model_spec(model, &mut t);
-    write(Manifest { format: KEY.into(), version: version_for(model), contents: Contents::Model, model: spec, modules: None }, t)
+    write(Manifest { format: KEY.into(), version: version_for(model, None), contents: Contents::Model, model: spec, modules: None }, t)
 }
 
 /// A model and its decomposition (a module set) as a `.remodule` file. The
@@ -196,12 +207,15 @@ pub fn save_modules(model: &Model, dec: &Decomposition) -> Result<Vec<u8>> {
             if let Some(clip) = &mask.clip_negative {
                 t.bits(format!("modules.{m}.masks.{node}.clip_negative"), clip);
             }
-            masks.push(MaskSpec { node, units: mask.keep.len(), clip_negative: mask.clip_negative.is_some() });
+            if let Some(gates) = &mask.gates {
+                t.bits(format!("modules.{m}.masks.{node}.gates"), gates);
+            }
+            masks.push(MaskSpec { node, units: mask.keep.len(), clip_negative: mask.clip_negative.is_some(), gates: mask.gates.as_ref().map(BitSet::len) });
         }
         modules.push(ModuleSpec { class: module.class, concerned: module.concerned, unconcerned: module.unconcerned, masks });
     }
     let set = ModuleSetSpec { settings: dec.settings.clone(), recorded_samples: dec.recorded_samples, modules };
-    write(Manifest { format: KEY.into(), version: version_for(model), contents: Contents::Modules, model: spec, modules: Some(set) }, t)
+    write(Manifest { format: KEY.into(), version: version_for(model, Some(dec)), contents: Contents::Modules, model: spec, modules: Some(set) }, t)
 }
 
 fn model_spec(model: &Model, t: &mut Tensors) -> ModelSpec {
@@ -305,14 +319,18 @@ pub fn load_modules(bytes: &[u8], name: &str) -> Result<(Model, Decomposition)> 
         let mut masks = Masks::default();
         for mask in &spec.masks {
             let node = mask.node;
-            let bits = |r: &mut Reader, role: &str| r.bits(&format!("modules.{m}.masks.{node}.{role}"), mask.units);
-            let keep = bits(&mut r, "keep")?;
-            let clip_negative = if mask.clip_negative { Some(bits(&mut r, "clip_negative")?) } else { None };
-            if masks.nodes.insert(node, UnitMask { keep, clip_negative }).is_some() {
+            let bits = |r: &mut Reader, role: &str, len: usize| r.bits(&format!("modules.{m}.masks.{node}.{role}"), len);
+            let keep = bits(&mut r, "keep", mask.units)?;
+            let clip_negative = if mask.clip_negative { Some(bits(&mut r, "clip_negative", mask.units)?) } else { None };
+            let gates = match mask.gates {
+                Some(len) => Some(bits(&mut r, "gates", len)?),
+                None => None,
+            };
+            if masks.nodes.insert(node, UnitMask { keep, clip_negative, gates }).is_some() {
                 return Err(Error::format(FORMAT, format!("module {m} has two masks for node {node}")));
             }
         }
-        let (kept_units, total_units) = masks.nodes.values().fold((0, 0), |(k, t), m| (k + m.keep.count(), t + m.keep.len()));
+        let (kept_units, total_units) = masks.unit_counts();
         modules.push(Module { class: spec.class, head: set.settings.head, masks, concerned: spec.concerned, unconcerned: spec.unconcerned, kept_units, total_units });
     }
     r.all_used()?;
@@ -555,6 +573,19 @@ fn check_decomposition(model: &Model, dec: &Decomposition) -> Result<()> {
             let n = &model.nodes[node];
             if mask.keep.len() != units {
                 return Err(Error::shape(format!("mask of module {} on layer '{}'", m.class, n.name), units, mask.keep.len()));
+            }
+            match (&mask.gates, &n.op) {
+                (None, _) => {}
+                (Some(g), Op::Recurrent(r)) if g.len() == model.steps(node) * r.cell.gates() * r.units => {}
+                (Some(g), _) => {
+                    return Err(Error::invalid(format!(
+                        "module {} has a gate mask of {} bits on layer '{}' ({}), which needs a recurrent layer and steps × gates × units bits",
+                        m.class,
+                        g.len(),
+                        n.name,
+                        n.op.kind()
+                    )))
+                }
             }
             match (&mask.clip_negative, &n.op) {
                 (None, _) => {}

@@ -5,7 +5,8 @@
 //! one im2col buffer (`OH·OW·KH·KW·Cin × 4` bytes for the largest conv), plus
 //! for recurrent layers `batch × T × (G+2)·U × 4` bytes of gate and state
 //! buffers, plus, when recording, `Σ_tracked units × ⌈N/64⌉ × 8` bytes of bits
-//! and `N × Σ_recurrent T·U × 4` bytes of recurrent states. `N × classes`
+//! and `N × Σ_recurrent T·U × 4` bytes of recurrent states (`T·G·U` more
+//! per recurrent layer with [`Record::Gates`]). `N × classes`
 //! logits and probabilities are returned.
 
 use std::collections::BTreeMap;
@@ -47,12 +48,23 @@ pub struct UnitMask {
     /// `reference` dense mode: kept units whose negative incoming weights are
     /// zeroed (the Dense layer computes them with `max(W, 0)`).
     pub clip_negative: Option<BitSet>,
+    /// Recurrent layers decomposed per gate: the gate columns that stay,
+    /// `T × G × U` (step-major, then gate block, then unit); `None` keeps
+    /// every gate column of a kept unit.
+    pub gates: Option<BitSet>,
 }
 
 /// A module's masks, keyed by node id. Nodes without an entry run unchanged.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Masks {
     pub nodes: BTreeMap<NodeId, UnitMask>,
+}
+
+impl Masks {
+    /// (kept, total) units over every mask — gate columns for per-gate masks.
+    pub fn unit_counts(&self) -> (usize, usize) {
+        self.nodes.values().map(|m| m.gates.as_ref().unwrap_or(&m.keep)).fold((0, 0), |(k, t), m| (k + m.count(), t + m.len()))
+    }
 }
 
 /// One bit per (unit, sample): did the unit's output exceed 0? Recurrent
@@ -65,6 +77,19 @@ pub struct Recording {
     pub bits: Vec<BitMatrix>,
     /// Recurrent node → hidden states `h`, `samples × T × U`.
     pub states: BTreeMap<NodeId, Vec<f32>>,
+    /// With [`Record::Gates`]: recurrent node → gate activations,
+    /// `samples × T × G·U` (Keras gate order; SimpleRNN: its state).
+    pub gates: BTreeMap<NodeId, Vec<f32>>,
+}
+
+/// What a forward pass records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Record {
+    Nothing,
+    /// Activity bits and recurrent states.
+    Units,
+    /// Also every recurrent gate's activation (the per-gate statistic).
+    Gates,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -87,6 +112,19 @@ pub fn forward(
     record: bool,
     progress: &mut dyn FnMut(usize, usize) -> bool,
 ) -> Result<ForwardOutput> {
+    forward_with(model, x, n, masks, if record { Record::Units } else { Record::Nothing }, progress)
+}
+
+/// [`forward`] with a choice of what to record.
+pub fn forward_with(
+    model: &Model,
+    x: &[f32],
+    n: usize,
+    masks: Option<&Masks>,
+    what: Record,
+    progress: &mut dyn FnMut(usize, usize) -> bool,
+) -> Result<ForwardOutput> {
+    let record = what != Record::Nothing;
     let in_len = model.input_len();
     if x.len() != n * in_len {
         return Err(Error::shape("model input", format!("{n} × {in_len} = {} values", n * in_len), x.len()));
@@ -97,11 +135,17 @@ pub fn forward(
     let mut bits: Vec<BitMatrix> = tracked.iter().map(|&t| BitMatrix::new(model.units(t), n)).collect();
     let mut states: BTreeMap<NodeId, Vec<f32>> =
         tracked.iter().filter(|&&t| matches!(model.nodes[t].op, Op::Recurrent(_))).map(|&t| (t, Vec::with_capacity(n * model.units(t)))).collect();
+    let gate_len = |t: NodeId| match &model.nodes[t].op {
+        Op::Recurrent(r) => model.steps(t) * r.cell.gates() * r.units,
+        _ => 0,
+    };
+    let mut gates: BTreeMap<NodeId, Vec<f32>> =
+        if what == Record::Gates { states.keys().map(|&t| (t, Vec::with_capacity(n * gate_len(t)))).collect() } else { BTreeMap::new() };
     let positive_kernels = positive_kernels(model, masks);
+    let mut scratch = Scratch::default();
     let mut logits = vec![0f32; n * c];
     let mut probs = vec![0f32; n * c];
     let mut bufs: Vec<Vec<f32>> = vec![Vec::new(); model.nodes.len()];
-    let mut scratch = Scratch::default();
 
     let batch = batch_size(model);
     let mut start = 0;
@@ -115,6 +159,11 @@ pub fn forward(
             // Not cleared: every op overwrites all of its output (zero-filling every layer's
             // buffer was a pass over all activations per batch).
             out.resize(b * node.len(), 0.0);
+            scratch.gates = gates.get_mut(&id).map(|g| {
+                let start = g.len();
+                g.resize(start + b * gate_len(id), 0.0);
+                (std::mem::take(g), start)
+            });
             let seq = run_node(model, id, &bufs, b, &mut out, &mut scratch, masks, &positive_kernels)?;
             if id == model.head {
                 logits[start * c..(start + b) * c].copy_from_slice(&out);
@@ -140,6 +189,9 @@ pub fn forward(
                     st.extend_from_slice(units);
                 }
             }
+            if let Some((g, _)) = scratch.gates.take() {
+                gates.insert(id, g);
+            }
             bufs[id] = out;
         }
         probs[start * c..(start + b) * c].copy_from_slice(&bufs[model.nodes.len() - 1]);
@@ -148,7 +200,7 @@ pub fn forward(
             return Err(Error::Cancelled);
         }
     }
-    let recording = record.then(|| Recording { nodes: tracked, bits, states });
+    let recording = record.then(|| Recording { nodes: tracked, bits, states, gates });
     Ok(ForwardOutput { logits, probs, recording })
 }
 
@@ -278,8 +330,10 @@ fn run_node<'s>(
             let mut seq = std::mem::take(&mut scratch.seq);
             seq.clear();
             seq.resize(b * steps * r.units, 0.0);
-            let keep = masks.and_then(|m| m.nodes.get(&id)).map(|m| &m.keep);
-            r.run(input(0), b, steps, keep, &mut seq, &mut scratch.cell);
+            let mask = masks.and_then(|m| m.nodes.get(&id));
+            let (keep, gate_keep) = (mask.map(|m| &m.keep), mask.and_then(|m| m.gates.as_ref()));
+            let gates_out = scratch.gates.as_mut().map(|(g, start)| &mut g[*start..]);
+            r.run(input(0), b, steps, keep, gate_keep, &mut seq, gates_out, &mut scratch.cell);
             let u = r.units;
             if r.return_sequences {
                 out.copy_from_slice(&seq);
@@ -301,6 +355,8 @@ struct Scratch {
     im2col: Vec<f32>,
     seq: Vec<f32>,
     cell: CellScratch,
+    /// The node's gate record while it runs (taken out of the map) and where this batch starts.
+    gates: Option<(Vec<f32>, usize)>,
 }
 
 fn add_bias(out: &mut [f32], bias: &[f32]) {

@@ -8,7 +8,7 @@ mod forward;
 mod recurrent;
 
 pub use build::ModelBuilder;
-pub use forward::{ForwardOutput, Masks, Recording, UnitMask, forward, DEFAULT_BATCH};
+pub use forward::{ForwardOutput, Masks, Record, Recording, UnitMask, forward, forward_with, DEFAULT_BATCH};
 pub use recurrent::{Cell, Recurrent};
 
 use ndarray::{Array1, Array2, Array4};

@@ -10,6 +10,12 @@
 //! consumer sees 0 at step `t`). Masks are applied on the fly; no weights are
 //! copied. A rolled module removes the same units at every step; an
 //! unrolled one may remove different units per step.
+//!
+//! Gate masks (the per-gate statistic): removing gate column `(g, n)` at
+//! step `t` means zeroing column `g·U + n` of `W`, `U`, `b` (and a GRU's
+//! recurrent bias) for that step — the gate's pre-activation is 0 (a sigmoid
+//! gate reads 0.5, a tanh candidate 0); the unit itself stays and the other
+//! units still see its state.
 
 use ndarray::{Array1, Array2};
 
@@ -86,8 +92,11 @@ impl Recurrent {
 
     /// Runs `b` sequences `x` (`b × T × F`), writing every step's hidden state
     /// to `seq` (`b × T × U`). `keep` (`T × U`, step-major) is a module's mask;
-    /// `seq` then holds what consumers see (removed units read 0).
-    pub fn run(&self, x: &[f32], b: usize, steps: usize, keep: Option<&BitSet>, seq: &mut [f32], s: &mut Scratch) {
+    /// `seq` then holds what consumers see (removed units read 0). `gate_keep`
+    /// (`T × G × U`) keeps gate columns. `gates_out` (`b × T × G·U`), when
+    /// given, receives every gate's activation (SimpleRNN: its state).
+    #[allow(clippy::too_many_arguments)]
+    pub fn run(&self, x: &[f32], b: usize, steps: usize, keep: Option<&BitSet>, gate_keep: Option<&BitSet>, seq: &mut [f32], mut gates_out: Option<&mut [f32]>, s: &mut Scratch) {
         let (f, u) = (self.kernel.nrows(), self.units);
         let gu = self.cell.gates() * u;
         let (kernel, recurrent) = (self.kernel.as_standard_layout(), self.recurrent.as_standard_layout());
@@ -114,6 +123,7 @@ impl Recurrent {
         let (act, gate) = (self.activation, self.recurrent_activation);
         let removed = |t: usize, n: usize| keep.is_some_and(|k| !k.contains(t * u + n));
         let gates = self.cell.gates();
+        let gate_removed = |t: usize, g: usize, n: usize| gate_keep.is_some_and(|k| !k.contains((t * gates + g) * u + n));
 
         // Gate math runs over whole blocks (slices) so it vectorises.
         for t in 0..steps {
@@ -136,9 +146,10 @@ impl Recurrent {
             for i in 0..b {
                 let pre = &mut s.pre[i * gu..][..gu];
                 let rec = &mut s.rec[i * gu..][..gu];
-                if keep.is_some() {
-                    for n in (0..u).filter(|&n| removed(t, n)) {
-                        for g in 0..gates {
+                if keep.is_some() || gate_keep.is_some() {
+                    for n in 0..u {
+                        let unit = removed(t, n);
+                        for g in (0..gates).filter(|&g| unit || gate_removed(t, g, n)) {
                             pre[g * u + n] = 0.0;
                             rec[g * u + n] = 0.0;
                         }
@@ -157,6 +168,9 @@ impl Recurrent {
                         gate.apply_elementwise(&mut rec[..2 * u]);
                         act.apply_elementwise(&mut rec[2 * u..3 * u]);
                         gate.apply_elementwise(&mut rec[3 * u..]);
+                        if let Some(g) = gates_out.as_deref_mut() {
+                            g[(i * steps + t) * gu..][..gu].copy_from_slice(rec);
+                        }
                         let (ig, rest) = rec.split_at(u);
                         let (fg, rest) = rest.split_at(u);
                         let (cand, og) = rest.split_at(u);
@@ -172,6 +186,9 @@ impl Recurrent {
                         }
                     }
                     Cell::Gru { .. } => gate.apply_elementwise(&mut rec[..2 * u]),
+                }
+                if let (Some(g), Cell::SimpleRnn) = (gates_out.as_deref_mut(), self.cell) {
+                    g[(i * steps + t) * gu..][..gu].copy_from_slice(&s.h[i * u..][..u]);
                 }
             }
             if let Cell::Gru { reset_after } = self.cell {
@@ -190,10 +207,15 @@ impl Recurrent {
                     let inner = &s.tmp[i * u..][..u];
                     for n in 0..u {
                         // reset_after: r ⊙ (h·U_h + b_h); before: (r ⊙ h)·U_h. Removed units: 0 (zeroed columns).
-                        let part = if reset_after { rec[u + n] * rec[2 * u + n] } else if removed(t, n) { 0.0 } else { inner[n] };
+                        let part = if reset_after { rec[u + n] * rec[2 * u + n] } else if removed(t, n) || gate_removed(t, 2, n) { 0.0 } else { inner[n] };
                         cand[n] = pre[2 * u + n] + part;
                     }
                     act.apply_elementwise(cand);
+                    if let Some(g) = gates_out.as_deref_mut() {
+                        let g = &mut g[(i * steps + t) * gu..][..gu];
+                        g[..2 * u].copy_from_slice(&rec[..2 * u]);
+                        g[2 * u..].copy_from_slice(cand);
+                    }
                     let h = &mut s.h[i * u..][..u];
                     let z = &rec[..u];
                     for n in 0..u {

@@ -44,11 +44,11 @@ fn dense_forward_and_record_by_hand() {
 fn masks_zero_units_and_clip_negative_weights() {
     let m = tiny_mlp();
     let mut masks = Masks::default();
-    masks.nodes.insert(1, UnitMask { keep: crate::bits::BitSet::from_indices(2, [1]), clip_negative: None });
+    masks.nodes.insert(1, UnitMask { keep: crate::bits::BitSet::from_indices(2, [1]), clip_negative: None, gates: None });
     let out = forward(&m, &[0.0, 1.0], 1, Some(&masks), false, &mut no_progress()).unwrap();
     assert_eq!(out.logits, vec![0.0, 1.5]);
     // Clip unit 1's negative weight (-1 from x0): x = (1, 1) -> max(W,0) col 1 = (0, 2): 2 - 0.5 = 1.5
-    masks.nodes.insert(1, UnitMask { keep: crate::bits::BitSet::full(2), clip_negative: Some(crate::bits::BitSet::from_indices(2, [1])) });
+    masks.nodes.insert(1, UnitMask { keep: crate::bits::BitSet::full(2), clip_negative: Some(crate::bits::BitSet::from_indices(2, [1])), gates: None });
     let out = forward(&m, &[1.0, 1.0], 1, Some(&masks), false, &mut no_progress()).unwrap();
     assert_eq!(out.logits, vec![2.0, 1.5]);
 }
@@ -240,7 +240,7 @@ fn recurrent_masks_prune_like_zeroed_weights_per_step() {
         let r = recurrent(cell, f, u, true);
         let keep = crate::bits::BitSet::from_indices(steps * u, (0..steps * u).filter(|&i| !removed(i / u, i % u)));
         let mut masks = Masks::default();
-        masks.nodes.insert(1, UnitMask { keep, clip_negative: None });
+        masks.nodes.insert(1, UnitMask { keep, clip_negative: None, gates: None });
         let mut probe = ModelBuilder::new("probe", spec(&[steps, f])).unwrap();
         probe.push("rnn", Op::Recurrent(Box::new(r.clone()))).unwrap();
         probe.push("flat", Op::Flatten).unwrap();
@@ -306,7 +306,7 @@ fn clipping_a_per_step_dense_uses_each_step_mask() {
     b.push("out", Op::Dense { kernel: Array2::eye(6), bias: Array1::zeros(6), activation: Activation::Linear }).unwrap();
     let m = b.finish(names(6)).unwrap();
     let mut masks = Masks::default();
-    masks.nodes.insert(1, UnitMask { keep: crate::bits::BitSet::full(6), clip_negative: Some(crate::bits::BitSet::from_indices(6, [5])) });
+    masks.nodes.insert(1, UnitMask { keep: crate::bits::BitSet::full(6), clip_negative: Some(crate::bits::BitSet::from_indices(6, [5])), gates: None });
     let x = [1.0, 2.0, 1.0, 2.0, 1.0, 2.0];
     let out = forward(&m, &x, 1, Some(&masks), false, &mut no_progress()).unwrap();
     // Unit 1 = relu(-x0 + x1) = 1 unclipped; clipped at step 2: relu(0·x0 + x1) = 2.
@@ -361,7 +361,82 @@ fn repeat_vector_encoder_decoder_by_hand() {
     assert_eq!((rec.bits[0].rows(), rec.bits[1].rows()), (2, 3));
     // Removing the encoder's unit at its last step: the decoder reads 0, so every step is 50/50.
     let mut masks = Masks::default();
-    masks.nodes.insert(1, UnitMask { keep: crate::bits::BitSet::from_indices(2, [0]), clip_negative: None });
+    masks.nodes.insert(1, UnitMask { keep: crate::bits::BitSet::from_indices(2, [0]), clip_negative: None, gates: None });
     let cut = forward(&m, &x, 2, Some(&masks), false, &mut no_progress()).unwrap();
     assert!(cut.probs.iter().all(|p| (p - 0.5).abs() < 1e-6), "{:?}", cut.probs);
+}
+
+/// `r` with gate column `col` (Keras blocks) of `W`, `U`, `b` and a GRU's
+/// recurrent bias zeroed — the explicit pruning a gate mask stands for.
+fn zero_gate_columns(r: &Recurrent, cols: &[usize]) -> Recurrent {
+    let mut z = r.clone();
+    for &c in cols {
+        z.kernel.column_mut(c).fill(0.0);
+        z.recurrent.column_mut(c).fill(0.0);
+        z.bias[c] = 0.0;
+        if let Some(rb) = z.recurrent_bias.as_mut() {
+            rb[c] = 0.0;
+        }
+    }
+    z
+}
+
+proptest::proptest! {
+    /// A rolled gate mask computes exactly what the explicitly pruned weights
+    /// compute, for every cell (both GRU variants), at every step.
+    #[test]
+    fn gate_masks_equal_explicitly_zeroed_gate_weights(cell in proptest::sample::select(CELLS.to_vec()), seed in 0u64..1000, removed in proptest::collection::vec(proptest::bool::weighted(0.3), 16)) {
+        let (steps, f, u, n) = (3, 2, 4, 3);
+        let x: Vec<f32> = weights(n * steps, f, seed + 20).iter().copied().collect();
+        let mut r = recurrent(cell, f, u, true);
+        r.kernel = weights(f, cell.gates() * u, seed + 1);
+        let gu = cell.gates() * u;
+        let cols: Vec<usize> = (0..gu).filter(|&c| removed[c]).collect();
+        let keep = crate::bits::BitSet::from_indices(steps * gu, (0..steps * gu).filter(|&i| !removed[i % gu]));
+        let mut masks = Masks::default();
+        masks.nodes.insert(1, UnitMask { keep: crate::bits::BitSet::full(steps * u), clip_negative: None, gates: Some(keep) });
+        let masked = forward(&seq_model(r.clone(), steps, f), &x, n, Some(&masks), false, &mut no_progress()).unwrap();
+        let pruned = forward(&seq_model(zero_gate_columns(&r, &cols), steps, f), &x, n, None, false, &mut no_progress()).unwrap();
+        for (a, b) in masked.logits.iter().zip(&pruned.logits) {
+            proptest::prop_assert!((a - b).abs() < 1e-5, "{cell:?} removed {cols:?}: {a} vs {b}");
+        }
+    }
+}
+
+/// The gate record holds each gate's activation: they rebuild the states
+/// (LSTM `c = f·c + i·g`, `h = o·tanh(c)`; GRU `h = z·h + (1 − z)·h̃`;
+/// SimpleRNN's one block is its state).
+#[test]
+fn recorded_gates_rebuild_the_states() {
+    let (steps, f, u, n) = (4, 3, 3, 2);
+    let x: Vec<f32> = weights(n * steps, f, 5).iter().copied().collect();
+    for cell in CELLS {
+        let m = seq_model(recurrent(cell, f, u, true), steps, f);
+        let out = forward_with(&m, &x, n, None, Record::Gates, &mut no_progress()).unwrap();
+        let rec = out.recording.unwrap();
+        let (h, g) = (&rec.states[&1], &rec.gates[&1]);
+        let gu = cell.gates() * u;
+        assert_eq!(g.len(), n * steps * gu);
+        for s in 0..n {
+            let mut c = vec![0f32; u];
+            for t in 0..steps {
+                let gt = &g[(s * steps + t) * gu..][..gu];
+                let prev = |k: usize| if t == 0 { 0.0 } else { h[(s * steps + t - 1) * u + k] };
+                for k in 0..u {
+                    let want = match cell {
+                        Cell::SimpleRnn => gt[k],
+                        Cell::Lstm => {
+                            c[k] = gt[u + k] * c[k] + gt[k] * gt[2 * u + k];
+                            gt[3 * u + k] * c[k].tanh()
+                        }
+                        Cell::Gru { .. } => gt[k] * prev(k) + (1.0 - gt[k]) * gt[2 * u + k],
+                    };
+                    let got = h[(s * steps + t) * u + k];
+                    assert!((got - want).abs() < 1e-5, "{cell:?} s{s} t{t} u{k}: {got} vs {want}");
+                }
+            }
+        }
+        // Without asking, no gates are kept.
+        assert!(forward(&m, &x, n, None, true, &mut no_progress()).unwrap().recording.unwrap().gates.is_empty());
+    }
 }

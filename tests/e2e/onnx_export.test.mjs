@@ -89,6 +89,11 @@ test('LSTM language-ID composition (reference mode removes units)', () => check(
 
 test('GRU language-ID composition', () => check('gru', ['models/lang_a_gru.keras', '--data', 'data/lang_a.npz']));
 
+test('LSTM and GRU per-gate compositions (removed gate columns zeroed in W, R and B)', async () => {
+  await check('lstm_gates', ['models/lang_a_lstm.keras', '--data', 'data/lang_a.npz', '--gates']);
+  await check('gru_gates', ['models/lang_a_gru.keras', '--data', 'data/lang_a.npz', '--gates']);
+});
+
 test('modules from two data sets (digits and clothing)', () =>
   check('two_datasets', [compositionFile('two_datasets', { digits: ['models/digits_cnn.keras', 'data/digits.npz'], clothing: ['models/clothing_cnn.keras', 'data/clothing.npz'] },
     [['digits', ['0', '1']], ['clothing', ['Bag', 'Ankle boot']]])]));

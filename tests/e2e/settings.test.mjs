@@ -39,6 +39,27 @@ test('reference technique and unrolled RNN modules match the CLI, and survive a 
   assert.deepEqual(env.errors, []);
 });
 
+test('the per-gate statistic decomposes in wasm into the CLI\'s masks, and survives a share link', async () => {
+  const page = await env.newPage();
+  await open(page, env.url);
+  await page.locator('#model-picker').selectOption('lang_a_lstm.keras');
+  await page.locator('#type-panel:not([hidden])').waitFor();
+  await page.locator('#settings summary').click();
+  await page.locator('#s-gates').selectOption('true');
+  await page.locator('#s-apply').click();
+  const gated = cli('report', 'models/lang_a_lstm.keras', '--data', 'data/lang_a.npz', '--gates', '--json');
+  const plain = cli('report', 'models/lang_a_lstm.keras', '--data', 'data/lang_a.npz', '--json');
+  assert.notEqual(gated.mask_digest, plain.mask_digest);
+  await page.waitForFunction((d) => document.getElementById('app').dataset.maskDigest === d, gated.mask_digest, { timeout: 60000 });
+  assert.equal(await page.locator('#composed-acc').textContent(), pctText(gated.composed_accuracy));
+  const link = await copyLink(page);
+  const other = await env.newPage();
+  await other.goto(link);
+  await other.waitForFunction((d) => document.getElementById('app')?.dataset.maskDigest === d, gated.mask_digest, { timeout: 90000 });
+  assert.equal(await other.locator('#s-gates').inputValue(), 'true');
+  assert.deepEqual(env.errors, []);
+});
+
 test('an out-of-range setting is refused with a message and the page keeps working', async () => {
   const page = await env.newPage();
   await open(page, env.url);

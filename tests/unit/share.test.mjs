@@ -58,6 +58,7 @@ async function randomState(r) {
     }
   }
   if (r.next() < 0.3) st.settings = { mode: r.pick(['paper', 'reference']), samples_per_class: 1 + r.int(2000) };
+  if (r.next() < 0.2) st.settings = { ...st.settings, gates: r.bool(), keep_encoder: r.bool() };
   const t = r.next();
   if (t < 0.3) st.try = { sample: r.int(LIMITS.samples) };
   else if (t < 0.6) st.try = { pixels: new Uint8Array(LIMITS.pixels).map(() => (r.next() < 0.8 ? 0 : r.int(256))) };
@@ -331,6 +332,7 @@ test('hostile JSON: deep nesting, huge numbers, prototype keys, wrong types', as
     '\ufeff{}', '{"models":["digits_mlp.keras"],"current":"0"}', '{"models":["digits_mlp.keras","digits_mlp.keras"],"current":0}',
     '{"models":["digits_mlp.keras"],"current":0,"settings":{"mode":"paper","evil":1}}',
     '{"models":["digits_mlp.keras"],"current":0,"settings":{"samples_per_class":1e9}}',
+    '{"models":["digits_mlp.keras"],"current":0,"settings":{"gates":"yes"}}', '{"models":["digits_mlp.keras"],"current":0,"settings":{"keep_encoder":1}}',
     '{"models":["../../etc/passwd"],"current":0}', '{"models":["digits_mlp.keras"],"current":0,"exercise":"no-such"}',
     '{"models":["digits_mlp.keras"],"current":0,"slots":[[0,0,1]]}',
     '{"models":["digits_mlp.keras","clothing_mlp.keras"],"current":0,"slots":[[0,0,1],[0,1,1],[0,2,1],[0,3,1],[0,4,1],[0,5,1],[0,6,1],[0,7,1],[0,8,1],[0,9,1],[1,3,1],[1,3,0]]}',

@@ -17,8 +17,9 @@
 //! - recurrent layers (ONNX LSTM/GRU/RNN, forward, zero initial state): a
 //!   removed unit's gate rows of W, R and the biases and its column of R are
 //!   zero — its gate pre-activations are 0 and no unit reads its state, as the
-//!   engine runs it — and its output is masked. Per-step (unrolled) masks
-//!   that differ between steps are refused;
+//!   engine runs it — and its output is masked; a removed gate column (the
+//!   per-gate statistic) has that gate's row of W, R and the biases zero.
+//!   Per-step (unrolled) masks that differ between steps are refused;
 //! - head: `p = 1 / (1 + exp(mean of the other logits − z_c))`.
 //!
 //! The IR is channels-last; ONNX Conv and pooling are channels-first. Each
@@ -637,6 +638,21 @@ impl ModuleBuilder<'_, '_> {
                 first
             }
         };
+        // Per-gate masks: gate columns removed (Keras blocks, `G × U`), one set for every step.
+        let gate_removed: Vec<bool> = match self.masks.nodes.get(&id).and_then(|m| m.gates.as_ref()) {
+            None => vec![false; gates * u],
+            Some(k) => {
+                let gu = gates * u;
+                if k.len() != steps * gu {
+                    return Err(Error::shape(format!("gate mask of layer '{}'", node.name), steps * gu, k.len()));
+                }
+                let first: Vec<bool> = (0..gu).map(|c| !k.contains(c)).collect();
+                if (1..steps).any(|t| (0..gu).any(|c| k.contains(t * gu + c) == first[c])) {
+                    return Err(unsupported(format!("unrolled gate mask of layer '{}' (different gate columns removed at different steps)", node.name)));
+                }
+                first
+            }
+        };
         let act = act_name(r.activation).ok_or_else(|| unsupported(format!("{:?} activation of recurrent layer '{}'", r.activation, node.name)))?;
         let gate = act_name(r.recurrent_activation).ok_or_else(|| unsupported(format!("{:?} recurrent activation of layer '{}'", r.recurrent_activation, node.name)))?;
         // ONNX gate blocks in Keras' column blocks: LSTM i,o,f,c ← i,f,c,o; GRU z,r,h and RNN as they are.
@@ -645,7 +661,7 @@ impl ModuleBuilder<'_, '_> {
             _ => (0..gates).collect(),
         };
         let any_removed = removed.iter().any(|&x| x);
-        let suffix = if any_removed { format!("{}_", self.prefix) } else { String::new() };
+        let suffix = if any_removed || gate_removed.contains(&true) { format!("{}_", self.prefix) } else { String::new() };
         let mk = self.model_key;
         let keyed = |role: &str| format!("{suffix}w{mk}_n{id}_{role}");
         let mut w = Vec::with_capacity(gates * u * f);
@@ -654,13 +670,14 @@ impl ModuleBuilder<'_, '_> {
         for &kg in &order {
             for n in 0..u {
                 let col = kg * u + n;
-                w.extend((0..f).map(|i| if removed[n] { 0.0 } else { r.kernel[[i, col]] }));
-                rr.extend((0..u).map(|m| if removed[n] || removed[m] { 0.0 } else { r.recurrent[[m, col]] }));
+                let gone = removed[n] || gate_removed[col];
+                w.extend((0..f).map(|i| if gone { 0.0 } else { r.kernel[[i, col]] }));
+                rr.extend((0..u).map(|m| if gone || removed[m] { 0.0 } else { r.recurrent[[m, col]] }));
             }
         }
         for bias in [Some(&r.bias), r.recurrent_bias.as_ref()] {
             for &kg in &order {
-                b.extend((0..u).map(|n| if removed[n] { 0.0 } else { bias.map_or(0.0, |bb| bb[kg * u + n]) }));
+                b.extend((0..u).map(|n| if removed[n] || gate_removed[kg * u + n] { 0.0 } else { bias.map_or(0.0, |bb| bb[kg * u + n]) }));
             }
         }
         let name = |s: &mut Self, role: &str, dims: &[usize], data: Vec<f32>| -> String {
