@@ -38,7 +38,7 @@ try {
     for (const pkg of quick ? ['pkg'] : ['pkg', 'pkg-scalar']) {
       const r = await run(`./bench-worker.js?pkg=${pkg}`, { models, recompose, withInputs: pkg === 'pkg', inferenceOnly: quick });
       results[pkg] = best(results[pkg], r);
-      if (r.inputs) results.inputs = r.inputs;
+      if (pkg === 'pkg') results.inputs = r.inputs;
     }
     results.ort = best(results.ort, await run('./bench-ort-worker.js', { models: onnx, inputs: results.inputs }));
   }
