@@ -15,7 +15,7 @@ use crate::data::Dataset;
 use std::collections::HashMap;
 
 use crate::bits::BitSet;
-use crate::decompose::{concerned_scores, decompose, jaccard_ref, kept_weights, module_masks, Decomposition, Module, Settings};
+use crate::decompose::{concerned_scores, decompose, ColumnCache, jaccard_ref, kept_weights, module_masks, Decomposition, Module, Settings};
 use crate::error::{Error, Result};
 use crate::formats::{load_model, native};
 use crate::model::{forward, InputKind, Model, Op};
@@ -710,7 +710,7 @@ impl Workbench {
         let rec = out.recording.expect("recording was requested");
         let c_set = BitSet::from_indices(n, 0..concerned.len());
         let u_set = BitSet::from_indices(n, concerned.len()..n);
-        let masks = module_masks(&e.model, &rec, p.class, &c_set, &u_set, s);
+        let masks = module_masks(&e.model, &rec, p.class, &c_set, &u_set, s, &ColumnCache::default());
         let module = Module { class: p.class, head: s.head, masks, concerned: concerned.len(), unconcerned: n_other, kept_units: 0, total_units: 0 };
         let mut row = vec![];
         for &d in datasets {

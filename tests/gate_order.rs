@@ -7,7 +7,6 @@ use remodule::data::{Dataset, Split};
 use remodule::decompose::{decompose, Decomposition, Mode, Settings};
 use remodule::formats::{load_model, npz};
 use remodule::model::{forward, Model, Op};
-use remodule::Error;
 
 fn read(p: &str) -> Vec<u8> {
     std::fs::read(format!("{}/{p}", env!("CARGO_MANIFEST_DIR"))).unwrap()

@@ -8,10 +8,12 @@
 //! own concerned / unconcerned sample sets; the model is never re-run.
 
 mod backtrack;
+mod columns;
 mod head;
 mod recurrent;
 
 pub use backtrack::Technique;
+pub use columns::ColumnCache;
 pub use head::{concerned_scores, Head, RIE_THRESHOLD};
 pub use recurrent::{removal, robust_mean};
 
@@ -207,6 +209,7 @@ pub fn decompose(model: &Model, data: &Dataset, settings: &Settings, progress: &
     let labels: Vec<usize> = rows.iter().flat_map(|&r| data.train.y[r * steps..(r + 1) * steps].iter().map(|&y| y as usize)).collect();
 
     let mut modules = Vec::with_capacity(classes);
+    let cache = ColumnCache::default();
     for c in 0..classes {
         let (concerned, unconcerned) = if steps > 1 {
             step_sample_sets(c, &labels)?
@@ -215,7 +218,7 @@ pub fn decompose(model: &Model, data: &Dataset, settings: &Settings, progress: &
         } else {
             sample_sets(c, &labels, &out.probs, model.classes(), settings)?
         };
-        let masks = module_masks(model, &rec, c, &concerned, &unconcerned, settings);
+        let masks = module_masks(model, &rec, c, &concerned, &unconcerned, settings, &cache);
         let (kept_units, total_units) = masks.unit_counts();
         modules.push(Module { class: c, head: settings.head, masks, concerned: concerned.count(), unconcerned: unconcerned.count(), kept_units, total_units });
         if !progress(0.9 + 0.1 * (c + 1) as f32 / classes as f32) {
@@ -311,11 +314,11 @@ fn recurrent_sample_sets(c: usize, labels: &[usize], e: usize) -> Result<(BitSet
 
 /// CI + TI for the module of `class`, as bit-row operations (and, for
 /// recurrent layers, statistics of the recorded states), then backtracking.
-pub fn module_masks(model: &Model, rec: &Recording, class: usize, concerned: &BitSet, unconcerned: &BitSet, settings: &Settings) -> Masks {
+pub fn module_masks(model: &Model, rec: &Recording, class: usize, concerned: &BitSet, unconcerned: &BitSet, settings: &Settings, cache: &ColumnCache) -> Masks {
     let mut masks = Masks::default();
     for (k, &node) in rec.nodes.iter().enumerate() {
         if matches!(model.nodes[node].op, Op::Recurrent(_)) {
-            masks.nodes.insert(node, recurrent::recurrent_mask(model, node, rec, k, concerned, unconcerned, settings));
+            masks.nodes.insert(node, recurrent::recurrent_mask(model, node, rec, k, concerned, unconcerned, settings, cache));
         }
     }
     // Activity bits are per sample; per-step items count for their sequence.

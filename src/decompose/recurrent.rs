@@ -17,14 +17,16 @@
 //! block; the mask then keeps every unit and removes gate columns
 //! (`UnitMask::gates`). SimpleRNN has no gates and stays per unit.
 
+use super::columns::{Column, ColumnCache};
 use super::{Mode, Settings};
 use crate::bits::BitSet;
 use crate::model::{Activation, Cell, Model, NodeId, Op, Recording, UnitMask};
 
 /// The mask (`T × U`, step-major) of recurrent node `node` for one module.
 /// `concerned` / `unconcerned` are items: samples, or (sequence, step) pairs
-/// (step-minor) for per-step tasks, whose statistic is taken at their step.
-pub fn recurrent_mask(model: &Model, node: NodeId, rec: &Recording, k: usize, concerned: &BitSet, unconcerned: &BitSet, s: &Settings) -> UnitMask {
+/// (step-minor) for per-step tasks, whose statistic is taken at their step;
+/// the two are disjoint. `cache` holds the sorted columns across classes.
+pub fn recurrent_mask(model: &Model, node: NodeId, rec: &Recording, k: usize, concerned: &BitSet, unconcerned: &BitSet, s: &Settings, cache: &ColumnCache) -> UnitMask {
     let Op::Recurrent(r) = &model.nodes[node].op else { unreachable!("recurrent_mask on a {}", model.nodes[node].op.kind()) };
     let (steps, u) = (model.steps(node), r.units);
     let rows = rec.bits[k].cols();
@@ -58,31 +60,46 @@ pub fn recurrent_mask(model: &Model, node: NodeId, rec: &Recording, k: usize, co
     // and removal stays per unit) or per unit.
     let gate_values = rec.gates.get(&node).filter(|_| s.gates && r.cell != Cell::SimpleRnn && s.recurrent_mode == Mode::Reference);
     let blocks = if gate_values.is_some() { r.cell.gates() } else { 1 };
+    // The items a statistic at `t` ranges over, and an item's index among them.
+    let (rows_steps, universe_len) = (rows * steps, |t: Option<usize>| if per_step && t.is_none() { rows * steps } else { rows });
+    let index = |t: Option<usize>, (row, st): (usize, usize)| if per_step && t.is_none() { row * steps + st } else { row };
+    let universe = |t: Option<usize>| -> Vec<(usize, usize)> {
+        let all = (0..rows_steps).map(|i| (i / steps, i % steps));
+        match (per_step, t) {
+            (true, _) => all.filter(|&(_, st)| t.is_none_or(|t| t == st)).collect(),
+            (false, _) => (0..rows).map(|row| (row, t.unwrap_or(steps - 1))).collect(),
+        }
+    };
     let keep_at = |t: Option<usize>| -> Vec<bool> {
         let (pos, neg) = (pairs(concerned, t), pairs(unconcerned, t));
-        match (s.recurrent_mode, gate_values) {
-            (Mode::Paper, _) => (0..u).map(|n| pos.iter().chain(&neg).any(|&(row, st)| rec.bits[k].get(st * u + n, row))).collect(),
-            (Mode::Reference, None) => {
-                let states = &rec.states[&node];
-                let rule = if r.activation == Activation::Relu { Rule::Relu } else { Rule::Magnitude };
-                let removed = removed_units(|p, n| p.iter().map(|&(row, st)| states[(row * steps + st) * u + n]).collect(), &pos, &neg, u, rule, s.max_remove);
-                (0..u).map(|n| !removed.contains(&n)).collect()
-            }
-            (Mode::Reference, Some(values)) => {
-                let gu = blocks * u;
-                let mut keep = vec![true; gu];
-                for g in 0..blocks {
-                    let rule = match (gate_is_candidate(r.cell, g), r.activation) {
-                        (true, Activation::Relu) => Rule::Relu,
-                        (true, _) => Rule::Magnitude,
-                        (false, _) => Rule::Gate,
-                    };
-                    let column = |p: &[(usize, usize)], n: usize| p.iter().map(|&(row, st)| values[(row * steps + st) * gu + g * u + n]).collect();
-                    removed_units(column, &pos, &neg, u, rule, s.max_remove).into_iter().for_each(|n| keep[g * u + n] = false);
-                }
-                keep
-            }
+        if s.recurrent_mode == Mode::Paper {
+            return (0..u).map(|n| pos.iter().chain(&neg).any(|&(row, st)| rec.bits[k].get(st * u + n, row))).collect();
         }
+        let (data, gu) = match gate_values {
+            Some(v) => (v, blocks * u),
+            None => (&rec.states[&node], u),
+        };
+        let mut keep = vec![true; blocks * u];
+        for g in 0..blocks {
+            let rule = match (gate_values.is_some() && !gate_is_candidate(r.cell, g), r.activation) {
+                (true, _) => Rule::Gate,
+                (false, Activation::Relu) => Rule::Relu,
+                (false, _) => Rule::Magnitude,
+            };
+            let value = |(row, st): (usize, usize), n: usize| data[(row * steps + st) * gu + g * u + n];
+            let column = |p: &[(usize, usize)], n: usize| p.iter().map(|&i| value(i, n)).collect();
+            // Unconcerned = every other item: read from the sorted columns.
+            let rest = (pos.len() + neg.len() == universe_len(t)).then(|| {
+                let cols = cache.get_or_build((node, g, t), || {
+                    let items = universe(t);
+                    (0..u).map(|n| rule.column(items.iter().map(|&i| value(i, n)))).collect()
+                });
+                (cols, pos.iter().map(|&i| index(t, i)).collect::<Vec<_>>())
+            });
+            let rest = rest.as_ref().map(|(c, i)| (&c[..], &i[..]));
+            removed_units(column, &pos, &neg, u, rule, s.max_remove, rest).into_iter().for_each(|n| keep[g * u + n] = false);
+        }
+        keep
     };
     let width = blocks * u;
     let mut keep = BitSet::full(steps * width);
@@ -115,15 +132,48 @@ enum Rule {
     Gate,
 }
 
+impl Rule {
+    /// Is `x` active (the rate rules)?
+    fn active(self, x: f32) -> bool {
+        match self {
+            Rule::Relu => x > 0.0,
+            Rule::Gate => x.abs() >= 0.5,
+            Rule::Magnitude => unreachable!("the magnitude rule has no active rate"),
+        }
+    }
+
+    /// The rule's statistic over `v`.
+    fn stat(self, v: &[f32]) -> f32 {
+        match self {
+            Rule::Magnitude => robust_mean(v.iter().map(|x| x.abs()).collect()),
+            _ => v.iter().filter(|&&x| self.active(x)).count() as f32 / v.len().max(1) as f32,
+        }
+    }
+
+    /// A sorted or counted column for the statistic of complements.
+    fn column(self, values: impl Iterator<Item = f32>) -> Column {
+        match self {
+            Rule::Magnitude => Column::magnitudes(values),
+            _ => Column::rate(values, |x| self.active(x)),
+        }
+    }
+}
+
 /// Columns `0..u` to remove, given how to read column `n` over a pair list.
-fn removed_units(column: impl Fn(&[(usize, usize)], usize) -> Vec<f32>, pos: &[(usize, usize)], neg: &[(usize, usize)], u: usize, rule: Rule, max_remove: f32) -> Vec<usize> {
-    let rate = |v: Vec<f32>, active: &dyn Fn(f32) -> bool| v.iter().filter(|&&x| active(x)).count() as f32 / v.len().max(1) as f32;
-    let stat = |v: Vec<f32>| match rule {
-        Rule::Magnitude => robust_mean(v.into_iter().map(f32::abs).collect()),
-        Rule::Relu => rate(v, &|x| x > 0.0),
-        Rule::Gate => rate(v, &|x| x.abs() >= 0.5),
-    };
-    let d: Vec<f32> = (0..u).map(|n| stat(column(pos, n)) - stat(column(neg, n))).collect();
+/// With `rest` (the sorted columns and the concerned items' indices in
+/// them), `neg` is every item but `pos` and its statistic comes from the columns.
+fn removed_units(column: impl Fn(&[(usize, usize)], usize) -> Vec<f32>, pos: &[(usize, usize)], neg: &[(usize, usize)], u: usize, rule: Rule, max_remove: f32, rest: Option<(&[Column], &[usize])>) -> Vec<usize> {
+    let d: Vec<f32> = (0..u)
+        .map(|n| {
+            let p = column(pos, n);
+            let other = match (rest, rule) {
+                (Some((cols, idx)), Rule::Magnitude) => cols[n].complement_robust_mean(idx),
+                (Some((cols, _)), _) => cols[n].complement_rate(p.len(), p.iter().filter(|&&x| rule.active(x)).count()),
+                (None, _) => rule.stat(&column(neg, n)),
+            };
+            rule.stat(&p) - other
+        })
+        .collect();
     match rule {
         Rule::Magnitude => removal(&d, 0.0, max_remove, true),
         Rule::Relu => removal(&d, -0.5, max_remove, false),

@@ -508,3 +508,24 @@ fn residual_block_with_same_padding_masks_by_hand() {
     assert_eq!((keep_of(&bln, 0, conv), keep_of(&bln, 0, conv + 1)), (vec![4], vec![1, 3, 4, 5, 7, 8]));
     assert_eq!((keep_of(&bln, 1, conv), keep_of(&bln, 1, conv + 1)), (vec![0, 4], vec![0, 1, 3, 4, 5, 7, 8]));
 }
+
+proptest! {
+    /// The unconcerned statistic from a sorted column equals the direct one
+    /// over "every item but the concerned" (ties, zeros, outliers, MAD 0).
+    #[test]
+    fn complement_statistics_match_the_direct_ones(
+        values in proptest::collection::vec(prop_oneof![Just(0.0f32), Just(0.5), Just(-0.5), -3.0f32..3.0, -1e4f32..1e4], 1..300),
+        picks in proptest::collection::vec(any::<bool>(), 300),
+    ) {
+        use super::columns::Column;
+        let concerned: Vec<usize> = (0..values.len()).filter(|&i| picks[i]).collect();
+        let rest: Vec<f32> = (0..values.len()).filter(|&i| !picks[i]).map(|i| values[i]).collect();
+        let want = robust_mean(rest.iter().map(|x| x.abs()).collect());
+        let got = Column::magnitudes(values.iter().copied()).complement_robust_mean(&concerned);
+        prop_assert!((got - want).abs() <= 1e-6 * want.abs().max(1.0), "got {got}, want {want}");
+        let active = |x: f32| x > 0.0;
+        let want_rate = rest.iter().filter(|&&x| active(x)).count() as f32 / rest.len().max(1) as f32;
+        let concerned_active = concerned.iter().filter(|&&i| active(values[i])).count();
+        prop_assert_eq!(Column::rate(values.iter().copied(), active).complement_rate(concerned.len(), concerned_active), want_rate);
+    }
+}
