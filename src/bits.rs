@@ -12,9 +12,11 @@ impl BitSet {
         BitSet { len, words: vec![0; len.div_ceil(64)] }
     }
     pub fn full(len: usize) -> Self {
-        let mut s = Self::new(len);
-        (0..len).for_each(|i| s.insert(i));
-        s
+        let mut words = vec![u64::MAX; len.div_ceil(64)];
+        if let (r @ 1.., Some(last)) = (len % 64, words.last_mut()) {
+            *last = (1u64 << r) - 1;
+        }
+        BitSet { len, words }
     }
     pub fn from_indices(len: usize, idx: impl IntoIterator<Item = usize>) -> Self {
         let mut s = Self::new(len);
@@ -54,8 +56,19 @@ impl BitSet {
     pub fn words(&self) -> &[u64] {
         &self.words
     }
+    /// The members in increasing order, a word at a time (sparse sets of
+    /// many items are iterated per class in decomposition).
     pub fn iter(&self) -> impl Iterator<Item = usize> + '_ {
-        (0..self.len).filter(|&i| self.contains(i))
+        self.words.iter().enumerate().flat_map(|(w, &word)| {
+            let mut rest = word;
+            std::iter::from_fn(move || {
+                (rest != 0).then(|| {
+                    let bit = rest.trailing_zeros() as usize;
+                    rest &= rest - 1;
+                    w * 64 + bit
+                })
+            })
+        })
     }
     pub fn union_with(&mut self, o: &BitSet) {
         self.words.iter_mut().zip(&o.words).for_each(|(a, b)| *a |= b);
@@ -107,6 +120,7 @@ impl BitMatrix {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn rows_meet_and_cover() {
@@ -130,5 +144,18 @@ mod tests {
         assert_eq!(BitSet::from_words(70, vec![1, 1 << 6]), None);
         assert_eq!(BitSet::from_words(64, vec![u64::MAX]).map(|s| s.count()), Some(64));
         assert_eq!(BitSet::from_words(0, vec![]), Some(BitSet::new(0)));
+    }
+
+    proptest! {
+        #[test]
+        fn iter_lists_exactly_the_members_in_order(len in 0usize..300, picks in proptest::collection::vec(0usize..300, 0..100)) {
+            let s = BitSet::from_indices(len, picks.iter().copied().filter(|&i| i < len));
+            let want: Vec<usize> = (0..len).filter(|&i| s.contains(i)).collect();
+            prop_assert_eq!(s.iter().collect::<Vec<_>>(), want.clone());
+            prop_assert_eq!(s.count(), want.len());
+            let full = BitSet::full(len);
+            prop_assert_eq!(&full, &BitSet::from_indices(len, 0..len));
+            prop_assert_eq!(full.count(), len);
+        }
     }
 }

@@ -61,7 +61,7 @@ pub fn recurrent_mask(model: &Model, node: NodeId, rec: &Recording, k: usize, co
     let gate_values = rec.gates.get(&node).filter(|_| s.gates && r.cell != Cell::SimpleRnn && s.recurrent_mode == Mode::Reference);
     let blocks = if gate_values.is_some() { r.cell.gates() } else { 1 };
     // The items a statistic at `t` ranges over, and an item's index among them.
-    let (rows_steps, universe_len) = (rows * steps, |t: Option<usize>| if per_step && t.is_none() { rows * steps } else { rows });
+    let rows_steps = rows * steps;
     let index = |t: Option<usize>, (row, st): (usize, usize)| if per_step && t.is_none() { row * steps + st } else { row };
     let universe = |t: Option<usize>| -> Vec<(usize, usize)> {
         let all = (0..rows_steps).map(|i| (i / steps, i % steps));
@@ -70,11 +70,16 @@ pub fn recurrent_mask(model: &Model, node: NodeId, rec: &Recording, k: usize, co
             (false, _) => (0..rows).map(|row| (row, t.unwrap_or(steps - 1))).collect(),
         }
     };
+    // Unconcerned = every other item (at every step alike): their statistic
+    // comes from the sorted columns and their pairs are never listed.
+    let complement = concerned.count() + unconcerned.count() == concerned.len();
     let keep_at = |t: Option<usize>| -> Vec<bool> {
-        let (pos, neg) = (pairs(concerned, t), pairs(unconcerned, t));
+        let pos = pairs(concerned, t);
         if s.recurrent_mode == Mode::Paper {
+            let neg = pairs(unconcerned, t);
             return (0..u).map(|n| pos.iter().chain(&neg).any(|&(row, st)| rec.bits[k].get(st * u + n, row))).collect();
         }
+        let neg = if complement { vec![] } else { pairs(unconcerned, t) };
         let (data, gu) = match gate_values {
             Some(v) => (v, blocks * u),
             None => (&rec.states[&node], u),
@@ -88,11 +93,13 @@ pub fn recurrent_mask(model: &Model, node: NodeId, rec: &Recording, k: usize, co
             };
             let value = |(row, st): (usize, usize), n: usize| data[(row * steps + st) * gu + g * u + n];
             let column = |p: &[(usize, usize)], n: usize| p.iter().map(|&i| value(i, n)).collect();
-            // Unconcerned = every other item: read from the sorted columns.
-            let rest = (pos.len() + neg.len() == universe_len(t)).then(|| {
+            let rest = complement.then(|| {
                 let cols = cache.get_or_build((node, g, t), || {
+                    // Unit-major in one sweep over the item-major recording.
                     let items = universe(t);
-                    (0..u).map(|n| rule.column(items.iter().map(|&i| value(i, n)))).collect()
+                    let mut by_unit = vec![Vec::with_capacity(items.len()); u];
+                    items.iter().for_each(|&i| by_unit.iter_mut().enumerate().for_each(|(n, c)| c.push(value(i, n))));
+                    by_unit.into_iter().map(|c| rule.column(c.into_iter())).collect()
                 });
                 (cols, pos.iter().map(|&i| index(t, i)).collect::<Vec<_>>())
             });
@@ -164,14 +171,14 @@ impl Rule {
 /// them), `neg` is every item but `pos` and its statistic comes from the columns.
 fn removed_units(column: impl Fn(&[(usize, usize)], usize) -> Vec<f32>, pos: &[(usize, usize)], neg: &[(usize, usize)], u: usize, rule: Rule, max_remove: f32, rest: Option<(&[Column], &[usize])>) -> Vec<usize> {
     let d: Vec<f32> = (0..u)
-        .map(|n| {
-            let p = column(pos, n);
-            let other = match (rest, rule) {
-                (Some((cols, idx)), Rule::Magnitude) => cols[n].complement_robust_mean(idx),
-                (Some((cols, _)), _) => cols[n].complement_rate(p.len(), p.iter().filter(|&&x| rule.active(x)).count()),
-                (None, _) => rule.stat(&column(neg, n)),
-            };
-            rule.stat(&p) - other
+        .map(|n| match (rest, rule) {
+            // |x| of the concerned items, in item order, from the unit's own column.
+            (Some((cols, idx)), Rule::Magnitude) => robust_mean(cols[n].magnitudes_at(idx)) - cols[n].complement_robust_mean(idx),
+            (Some((cols, _)), _) => {
+                let p = column(pos, n);
+                rule.stat(&p) - cols[n].complement_rate(p.len(), p.iter().filter(|&&x| rule.active(x)).count())
+            }
+            (None, _) => rule.stat(&column(pos, n)) - rule.stat(&column(neg, n)),
         })
         .collect();
     match rule {
