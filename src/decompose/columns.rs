@@ -125,11 +125,14 @@ impl Column {
 /// use and kept for the decomposition's other classes.
 #[derive(Default)]
 pub struct ColumnCache {
-    map: RefCell<HashMap<(NodeId, usize, Option<usize>), Rc<[Column]>>>,
+    map: RefCell<HashMap<ColumnKey, Rc<[Column]>>>,
 }
 
+/// (recurrent node, gate block, step — `None` for rolled statistics).
+pub type ColumnKey = (NodeId, usize, Option<usize>);
+
 impl ColumnCache {
-    pub fn get_or_build(&self, key: (NodeId, usize, Option<usize>), build: impl FnOnce() -> Vec<Column>) -> Rc<[Column]> {
+    pub fn get_or_build(&self, key: ColumnKey, build: impl FnOnce() -> Vec<Column>) -> Rc<[Column]> {
         if let Some(c) = self.map.borrow().get(&key) {
             return c.clone();
         }

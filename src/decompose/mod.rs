@@ -318,7 +318,7 @@ pub fn module_masks(model: &Model, rec: &Recording, class: usize, concerned: &Bi
     let mut masks = Masks::default();
     for (k, &node) in rec.nodes.iter().enumerate() {
         if matches!(model.nodes[node].op, Op::Recurrent(_)) {
-            masks.nodes.insert(node, recurrent::recurrent_mask(model, node, rec, k, concerned, unconcerned, settings, cache));
+            masks.nodes.insert(node, recurrent::recurrent_mask(model, node, rec, k, (concerned, unconcerned), settings, cache));
         }
     }
     // Activity bits are per sample; per-step items count for their sequence.

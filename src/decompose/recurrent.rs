@@ -26,7 +26,7 @@ use crate::model::{Activation, Cell, Model, NodeId, Op, Recording, UnitMask};
 /// `concerned` / `unconcerned` are items: samples, or (sequence, step) pairs
 /// (step-minor) for per-step tasks, whose statistic is taken at their step;
 /// the two are disjoint. `cache` holds the sorted columns across classes.
-pub fn recurrent_mask(model: &Model, node: NodeId, rec: &Recording, k: usize, concerned: &BitSet, unconcerned: &BitSet, s: &Settings, cache: &ColumnCache) -> UnitMask {
+pub fn recurrent_mask(model: &Model, node: NodeId, rec: &Recording, k: usize, (concerned, unconcerned): (&BitSet, &BitSet), s: &Settings, cache: &ColumnCache) -> UnitMask {
     let Op::Recurrent(r) = &model.nodes[node].op else { unreachable!("recurrent_mask on a {}", model.nodes[node].op.kind()) };
     let (steps, u) = (model.steps(node), r.units);
     let rows = rec.bits[k].cols();
