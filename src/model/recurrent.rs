@@ -76,6 +76,8 @@ pub struct Scratch {
     /// The inputs of one step, `b × F`.
     xt: Vec<f32>,
     pre: Vec<f32>,
+    /// The input part of every step when the input is the same at every step.
+    pre0: Vec<f32>,
     rec: Vec<f32>,
     h: Vec<f32>,
     hm: Vec<f32>,
@@ -126,12 +128,23 @@ impl Recurrent {
         let gate_removed = |t: usize, g: usize, n: usize| gate_keep.is_some_and(|k| !k.contains((t * gates + g) * u + n));
 
         // Gate math runs over whole blocks (slices) so it vectorises.
+        // A decoder behind a RepeatVector sees the same input at every step:
+        // its input part is computed once (the same bits as step by step).
+        let same = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(p, q)| p.to_bits() == q.to_bits());
+        let constant = steps > 1 && (0..b).all(|i| (1..steps).all(|t| same(&x[i * steps * f..][..f], &x[(i * steps + t) * f..][..f])));
         for t in 0..steps {
-            for i in 0..b {
-                s.xt[i * f..][..f].copy_from_slice(&x[(i * steps + t) * f..][..f]);
+            if t > 0 && constant {
+                s.pre.copy_from_slice(&s.pre0);
+            } else {
+                for i in 0..b {
+                    s.xt[i * f..][..f].copy_from_slice(&x[(i * steps + t) * f..][..f]);
+                }
+                matmul(&s.xt, kernel, &mut s.pre, b, f, gu);
+                s.pre.chunks_exact_mut(gu).for_each(|row| row.iter_mut().zip(bias).for_each(|(v, bb)| *v += bb));
+                if constant {
+                    s.pre0.clone_from(&s.pre);
+                }
             }
-            matmul(&s.xt, kernel, &mut s.pre, b, f, gu);
-            s.pre.chunks_exact_mut(gu).for_each(|row| row.iter_mut().zip(bias).for_each(|(v, bb)| *v += bb));
             // The previous state as the recurrent kernel sees it (rows of removed units are zero).
             s.hm.copy_from_slice(&s.h);
             if keep.is_some() {
