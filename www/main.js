@@ -151,9 +151,13 @@ function renderScores(result) {
   const base = state.models.get(state.current).info;
   const baseline = result?.model_accuracy ?? base.accuracy;
   $('model-acc').textContent = pct(baseline);
-  // The baseline is the model restricted to its own classes in the composition.
+  // The baseline is the model restricted to its own classes in the composition;
+  // classes added from another data set are ones the model cannot answer at all.
   const own = state.slots.filter((s) => s.on && !isExtra(s)).length;
-  $('model-acc-label').textContent = result && own < base.class_names.length ? `Model · same ${own} classes` : 'Model accuracy';
+  const added = result && state.slots.some((s) => s.on && isExtra(s));
+  const label = $('model-acc-label');
+  label.textContent = added ? `Model · its own ${own} classes` : result && own < base.class_names.length ? `Model · same ${own} classes` : 'Model accuracy';
+  label.title = added ? 'The model knows none of the added classes: its accuracy is over its own classes, the composition’s over all of them.' : '';
   const app = $('app');
   if (!result) {
     for (const id of ['composed-acc', 'delta', 'composed-top5']) $(id).textContent = '–';

@@ -76,6 +76,8 @@ test('a language only set B knows joins set A modules, with and without module u
   // English and German are shared classes: 6 rows, Dutch among them.
   await page.waitForFunction(() => document.querySelectorAll('#matrix tbody tr').length === 6);
   assert.equal(await page.locator('#update-row').isHidden(), false);
+  // The model's figure is over the classes it knows; Dutch is not one of them.
+  assert.equal(await page.locator('#model-acc-label').textContent(), 'Model · its own 5 classes');
   const plain = await page.locator('#app').getAttribute('data-composed');
   await composedChange(page, () => page.locator('#update-box').check());
   assert.equal(await page.evaluate(() => document.body.dataset.update), 'true');
