@@ -60,16 +60,8 @@ pub fn recurrent_mask(model: &Model, node: NodeId, rec: &Recording, k: usize, (c
     // and removal stays per unit) or per unit.
     let gate_values = rec.gates.get(&node).filter(|_| s.gates && r.cell != Cell::SimpleRnn && s.recurrent_mode == Mode::Reference);
     let blocks = if gate_values.is_some() { r.cell.gates() } else { 1 };
-    // The items a statistic at `t` ranges over, and an item's index among them.
-    let rows_steps = rows * steps;
+    // A (row, step) pair's index among all the pairs a statistic at `t` ranges over.
     let index = |t: Option<usize>, (row, st): (usize, usize)| if per_step && t.is_none() { row * steps + st } else { row };
-    let universe = |t: Option<usize>| -> Vec<(usize, usize)> {
-        let all = (0..rows_steps).map(|i| (i / steps, i % steps));
-        match (per_step, t) {
-            (true, _) => all.filter(|&(_, st)| t.is_none_or(|t| t == st)).collect(),
-            (false, _) => (0..rows).map(|row| (row, t.unwrap_or(steps - 1))).collect(),
-        }
-    };
     // Unconcerned = every other item (at every step alike): their statistic
     // comes from the sorted columns and their pairs are never listed.
     let complement = concerned.count() + unconcerned.count() == concerned.len();
@@ -96,7 +88,7 @@ pub fn recurrent_mask(model: &Model, node: NodeId, rec: &Recording, k: usize, (c
             let rest = complement.then(|| {
                 let cols = cache.get_or_build((node, g, t), || {
                     // Unit-major in one sweep over the item-major recording.
-                    let items = universe(t);
+                    let items = pairs(&BitSet::full(concerned.len()), t);
                     let mut by_unit = vec![Vec::with_capacity(items.len()); u];
                     items.iter().for_each(|&i| by_unit.iter_mut().enumerate().for_each(|(n, c)| c.push(value(i, n))));
                     by_unit.into_iter().map(|c| rule.column(c.into_iter())).collect()
