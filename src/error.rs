@@ -65,9 +65,10 @@ pub const MAX_TENSOR_ELEMS: u64 = 1 << 28;
 pub fn checked_elems(what: &str, dims: &[usize]) -> Result<usize> {
     let mut n: u64 = 1;
     for &d in dims {
-        n = n.checked_mul(d as u64).filter(|&n| n <= MAX_TENSOR_ELEMS).ok_or_else(|| {
-            Error::too_large(format!("{what} {dims:?}"), n.saturating_mul(d as u64), MAX_TENSOR_ELEMS)
-        })?;
+        n = n
+            .checked_mul(d as u64)
+            .filter(|&n| n <= MAX_TENSOR_ELEMS)
+            .ok_or_else(|| Error::too_large(format!("{what} {dims:?}"), n.saturating_mul(d as u64), MAX_TENSOR_ELEMS))?;
     }
     Ok(n as usize)
 }

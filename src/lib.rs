@@ -1,23 +1,19 @@
-//! Remodule engine: load a trained classifier, decompose it into one module
-//! per class, and recompose modules into new classifiers.
+//! Remodule: load a trained classifier, decompose it into one module per
+//! class, and recompose modules into new classifiers.
 //!
-//! Everything here is pure Rust (no wasm or DOM types); `wasm` is the thin
-//! browser binding, compiled only for `wasm32`, and `src/bin/remodule.rs` is
-//! the native CLI over the same engine.
+//! Layers, each importing only the ones below it (ARCHITECTURE.md):
+//! - [`engine`] — models, kernels, decomposition, composition on data in memory;
+//! - [`formats`] — bytes ⇄ models and data sets (Keras, ONNX, `.remodule`, `.npz`, IDX);
+//! - [`workbench`] — loaded data sets and models, decompositions, the score cache;
+//! - [`app`] — the catalog and its loader, composition files, exercises, tables, benchmarks;
+//! - `wasm` (the browser binding, wasm32 only) and `src/bin/remodule.rs` (the CLI) on top.
+//!
+//! [`error`] is the one error type every layer returns.
 
-pub mod bench;
-pub mod bits;
-pub mod compose;
-pub mod data;
-pub mod decompose;
-pub mod formats;
+pub mod app;
+pub mod engine;
 pub mod error;
-pub mod exercise;
-pub mod kernels;
-pub mod metrics;
-pub mod model;
-pub mod plan;
-pub mod tables;
+pub mod formats;
 pub mod workbench;
 
 #[cfg(target_arch = "wasm32")]

@@ -4,7 +4,7 @@
 
 use wasm_bindgen::prelude::*;
 
-use crate::decompose::Settings;
+use crate::engine::decompose::Settings;
 use crate::workbench::{Pick, Workbench};
 
 #[wasm_bindgen(start)]
@@ -21,7 +21,7 @@ struct EngineInfo {
 /// `{version, simd}`: the engine's version and whether the SIMD kernels run.
 #[wasm_bindgen(js_name = engineInfo)]
 pub fn engine_info() -> Result<JsValue, JsError> {
-    to_js(&EngineInfo { version: crate::VERSION, simd: crate::kernels::simd_active() })
+    to_js(&EngineInfo { version: crate::VERSION, simd: crate::engine::kernels::simd_active() })
 }
 
 fn to_js<T: serde::Serialize>(v: &T) -> Result<JsValue, JsError> {
@@ -39,7 +39,7 @@ fn engine<T: serde::Serialize>(r: crate::Result<T>) -> Result<JsValue, JsError> 
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Verify {
-    watched: Vec<crate::compose::ClassId>,
+    watched: Vec<crate::engine::compose::ClassId>,
     verifier: usize,
 }
 
@@ -100,7 +100,8 @@ impl Session {
 
     /// `progress(fraction)` is called as work advances.
     pub fn decompose(&mut self, model: usize, settings: JsValue, progress: &js_sys::Function) -> Result<JsValue, JsError> {
-        let settings: Settings = if settings.is_undefined() || settings.is_null() { Settings::default() } else { from_js(settings, "settings")? };
+        let settings: Settings =
+            if settings.is_undefined() || settings.is_null() { Settings::default() } else { from_js(settings, "settings")? };
         let mut report = |f: f32| {
             let _ = progress.call1(&JsValue::NULL, &JsValue::from_f64(f as f64));
             true
@@ -154,7 +155,7 @@ impl Session {
     /// Seconds per recomposition of `modules` rows × `samples` (see `bench::bench_recompose`).
     #[wasm_bindgen(js_name = benchRecompose)]
     pub fn bench_recompose(modules: usize, samples: usize) -> Result<f64, JsError> {
-        crate::bench::bench_recompose(modules, samples, &|| js_sys::Date::now() / 1000.0).map_err(|e| JsError::new(&e.to_string()))
+        crate::app::bench::bench_recompose(modules, samples, &|| js_sys::Date::now() / 1000.0).map_err(|e| JsError::new(&e.to_string()))
     }
 
     /// `picks`: `[{model, class}, ...]`; `base`: the model to compare with;

@@ -2,7 +2,7 @@
 //! generated card (models/CARDS.md) states, every catalog model has one, and
 //! its native copy (models/native/) is the same model.
 
-use remodule::tables::Catalog;
+use remodule::app::catalog::Catalog;
 use remodule::workbench::Workbench;
 
 fn read(p: &str) -> Vec<u8> {
@@ -16,9 +16,16 @@ fn bundled_models_match_their_cards() {
     let mut wb = Workbench::new();
     let mut datasets = std::collections::HashMap::new();
     for m in &cat.models {
-        let card = cards.split("\n## ").find(|c| c.contains(&format!("- file: `models/{}`", m.file))).unwrap_or_else(|| panic!("no card for {}", m.file));
-        let field = |name: &str| card.lines().find_map(|l| l.strip_prefix(&format!("- {name}: "))).unwrap_or_else(|| panic!("{}: no {name}", m.file)).to_string();
-        let d = *datasets.entry(m.dataset.clone()).or_insert_with(|| wb.add_dataset(&read(&format!("data/{}", cat.datasets[&m.dataset].file)), &m.dataset).unwrap().id);
+        let card = cards
+            .split("\n## ")
+            .find(|c| c.contains(&format!("- file: `models/{}`", m.file)))
+            .unwrap_or_else(|| panic!("no card for {}", m.file));
+        let field = |name: &str| {
+            card.lines().find_map(|l| l.strip_prefix(&format!("- {name}: "))).unwrap_or_else(|| panic!("{}: no {name}", m.file)).to_string()
+        };
+        let d = *datasets
+            .entry(m.dataset.clone())
+            .or_insert_with(|| wb.add_dataset(&read(&format!("data/{}", cat.datasets[&m.dataset].file)), &m.dataset).unwrap().id);
         let info = wb.add_model(&read(&format!("models/{}", m.file)), &m.file, d, None).unwrap();
         assert_eq!(format!("{:.4}", info.accuracy), field("test accuracy"), "{}", m.file);
         assert_eq!(info.params.to_string(), field("parameters"), "{}", m.file);

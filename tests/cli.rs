@@ -4,9 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use remodule::data::Dataset;
+use remodule::engine::model::forward;
+use remodule::formats::dataset::read_npz_dataset;
 use remodule::formats::{load_model, npz};
-use remodule::model::forward;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -66,7 +66,7 @@ fn predict_writes_the_forward_pass() {
         assert_eq!(shape, [1000, 10], "{stem}");
         // The same computation through the library: test split, pixels / 255.
         let m = load_model(&std::fs::read(onnx(stem)).unwrap(), "m.onnx").unwrap();
-        let d = Dataset::from_npz(&std::fs::read(digits()).unwrap(), "digits").unwrap();
+        let d = read_npz_dataset(&std::fs::read(digits()).unwrap(), "digits").unwrap();
         let x: Vec<f32> = d.test.x.iter().map(|v| v * (1.0 / 255.0)).collect();
         let want = forward(&m, &x, 1000, None, false, &mut |_, _| true).unwrap().probs;
         let differ = probs.iter().zip(&want).filter(|(a, b)| a != b).count();
@@ -122,20 +122,21 @@ fn info_and_eval_work_on_onnx() {
         let json: serde_json::Value = serde_json::from_str(&ok(&["eval", s(&onnx(stem)), "--data", s(&digits()), "--json"])).unwrap();
         let acc = json["accuracy"].as_f64().unwrap() as f32;
         ok(&["predict", s(&onnx(stem)), "--data", s(&digits()), "--out", s(&out)]);
-        let d = Dataset::from_npz(&std::fs::read(digits()).unwrap(), "digits").unwrap();
+        let d = read_npz_dataset(&std::fs::read(digits()).unwrap(), "digits").unwrap();
         assert_eq!(acc, accuracy(&read_npy(&out).1, 10, &d.test.y), "{stem}");
     }
     // The NCHW export of tf_cnn's weights computes the same function.
     let a = ok(&["eval", s(&onnx("pt_cnn")), "--data", s(&digits()), "--json"]);
     assert_eq!(a, ok(&["eval", s(&onnx("tf_cnn")), "--data", s(&digits()), "--json"]));
     // A sequence model on token data.
-    let json: serde_json::Value = serde_json::from_str(&ok(&["eval", s(&onnx("tf_lstm")), "--data", s(&root().join("data/lang_a.npz")), "--json"])).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&["eval", s(&onnx("tf_lstm")), "--data", s(&root().join("data/lang_a.npz")), "--json"])).unwrap();
     assert!(json["accuracy"].as_f64().unwrap() > 0.3, "{json}");
 }
 
 /// Writes digits' test split as MNIST-style IDX files into `dir`.
 fn write_idx(dir: &Path) -> PathBuf {
-    let d = Dataset::from_npz(&std::fs::read(digits()).unwrap(), "digits").unwrap();
+    let d = read_npz_dataset(&std::fs::read(digits()).unwrap(), "digits").unwrap();
     let n = d.test.len() as u32;
     let mut images = vec![0, 0, 8, 3];
     for v in [n, 28, 28] {
@@ -177,12 +178,13 @@ fn idx_files_are_data() {
 /// another model's modules; the result equals the engine's own composition.
 #[test]
 fn decompose_then_compose_from_a_composition_file() {
-    use remodule::decompose::{Settings, Technique};
+    use remodule::engine::decompose::{Settings, Technique};
     use remodule::workbench::{Pick, Workbench};
     let dir = scratch("plan");
     let models = root().join("models");
     let set = dir.join("faulty.remodule");
-    let out = ok(&["decompose", s(&models.join("digits_mlp_faulty.keras")), "--data", s(&digits()), "--technique", "mc-bi", "--out", s(&set)]);
+    let out =
+        ok(&["decompose", s(&models.join("digits_mlp_faulty.keras")), "--data", s(&digits()), "--technique", "mc-bi", "--out", s(&set)]);
     assert!(out.contains("10 modules") && out.contains("mc-bi"), "{out}");
     // The module set answers `report` with the options it was saved with, and refuses others.
     let (okay, _, err) = run(&["report", s(&set), "--data", s(&digits()), "--technique", "mc"]);
@@ -210,7 +212,7 @@ fn decompose_then_compose_from_a_composition_file() {
     let faulty = wb.add_model(&read("digits_mlp_faulty.keras"), "digits_mlp_faulty.keras", ds, None).unwrap().id;
     let b = wb.add_model(&read("digits_mlp_b.keras"), "digits_mlp_b.keras", ds, None).unwrap().id;
     wb.decompose(faulty, &Settings { technique: Technique::McBi, ..Settings::default() }, &mut |_| true).unwrap();
-    wb.decompose(b, &Settings { mode: remodule::decompose::Mode::Reference, ..Settings::default() }, &mut |_| true).unwrap();
+    wb.decompose(b, &Settings { mode: remodule::engine::decompose::Mode::Reference, ..Settings::default() }, &mut |_| true).unwrap();
     let mut picks: Vec<Pick> = (0..10).filter(|&c| c != 7).map(|class| Pick { model: faulty, class }).collect();
     picks.push(Pick { model: b, class: 7 });
     let want = wb.compose(&picks, Some(faulty)).unwrap();
@@ -222,11 +224,20 @@ fn decompose_then_compose_from_a_composition_file() {
     for (plan, needle) in [
         (r#"{"models": {}, "modules": [{"model": "x"}]}"#, "no model named 'x'"),
         (r#"{"models": {}, "modules": [], "extra": 1}"#, "unknown field `extra`"),
-        (r#"{"models": {"a": {"model": "faulty.remodule", "data": "DATA"}}, "modules": [{"model": "a", "classes": ["seven"]}]}"#, "has no class 'seven'"),
-        (r#"{"models": {"a": {"model": "faulty.remodule", "data": "DATA", "settings": {"delta": 1}}}, "modules": [{"model": "a"}]}"#, "settings\" does not apply"),
+        (
+            r#"{"models": {"a": {"model": "faulty.remodule", "data": "DATA"}}, "modules": [{"model": "a", "classes": ["seven"]}]}"#,
+            "has no class 'seven'",
+        ),
+        (
+            r#"{"models": {"a": {"model": "faulty.remodule", "data": "DATA", "settings": {"delta": 1}}}, "modules": [{"model": "a"}]}"#,
+            "settings\" does not apply",
+        ),
         (r#"{"models": {"a": {"model": "missing.keras", "data": "DATA"}}, "modules": [{"model": "a"}]}"#, "missing.keras"),
         // A misspelt setting is refused, not silently left at its default.
-        (r#"{"models": {"a": {"model": "faulty.remodule", "data": "DATA", "settings": {"samples": 10}}}, "modules": [{"model": "a"}]}"#, "unknown field `samples`"),
+        (
+            r#"{"models": {"a": {"model": "faulty.remodule", "data": "DATA", "settings": {"samples": 10}}}, "modules": [{"model": "a"}]}"#,
+            "unknown field `samples`",
+        ),
     ] {
         let bad = dir.join("bad.json");
         std::fs::write(&bad, plan.replace("DATA", s(&digits()))).unwrap();
@@ -258,12 +269,18 @@ fn exercise_check_grades_states_and_links() {
     use std::io::Write;
     let dir = scratch("exercise");
     let check = |ex: &str, state: &str| {
-        let out = Command::new(env!("CARGO_BIN_EXE_remodule")).args(["exercise", "check", ex, state, "--json", "--root", s(&root())]).output().unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_remodule"))
+            .args(["exercise", "check", ex, state, "--json", "--root", s(&root())])
+            .output()
+            .unwrap();
         (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
     };
     let start = r#"{"models": ["digits_mlp_faulty.keras", "digits_mlp_b.keras"], "settings": {}, "current": 0}"#;
     let slots: Vec<String> = (0..10).map(|c| if c == 7 { "[0,7,0],[1,7,1]".to_string() } else { format!("[0,{c},1]") }).collect();
-    let fixed = format!(r#"{{"models": ["digits_mlp_faulty.keras", "digits_mlp_b.keras"], "settings": {{}}, "current": 0, "slots": [{}], "exercise": "fix-faulty-7"}}"#, slots.join(","));
+    let fixed = format!(
+        r#"{{"models": ["digits_mlp_faulty.keras", "digits_mlp_b.keras"], "settings": {{}}, "current": 0, "slots": [{}], "exercise": "fix-faulty-7"}}"#,
+        slots.join(",")
+    );
     let (code, out, err) = check("fix-faulty-7", start);
     assert_eq!(code, Some(3), "{err}");
     let r: serde_json::Value = serde_json::from_str(&out).unwrap();

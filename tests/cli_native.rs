@@ -69,10 +69,14 @@ fn report_saves_a_module_set_that_report_and_compose_reuse() {
     // Its settings are fixed: options for a new decomposition are refused.
     let e = fails(&["report", s(&set), "--data", "data/lang_a.npz", "--samples", "10"]);
     assert!(e.contains("module set") && e.contains("do not apply"), "{e}");
-    let composed: Value = serde_json::from_str(&ok(&["compose", s(&set), "--data", "data/lang_a.npz", "--classes", "0,1", "--json"])).unwrap();
+    let composed: Value =
+        serde_json::from_str(&ok(&["compose", s(&set), "--data", "data/lang_a.npz", "--classes", "0,1", "--json"])).unwrap();
     assert_eq!(composed["class_names"], serde_json::json!(["English", "German"]));
     // A module set is a model file for info and eval too.
-    assert_eq!(ok(&["eval", s(&set), "--data", "data/lang_a.npz", "--json"]), ok(&["eval", "models/lang_a_gru.keras", "--data", "data/lang_a.npz", "--json"]));
+    assert_eq!(
+        ok(&["eval", s(&set), "--data", "data/lang_a.npz", "--json"]),
+        ok(&["eval", "models/lang_a_gru.keras", "--data", "data/lang_a.npz", "--json"])
+    );
 }
 
 #[test]
@@ -101,8 +105,14 @@ fn export_writes_onnx_from_a_composition_file_and_refuses_what_it_cannot_export(
     // Modules from two models: a composition file, as `compose` reads (paths relative to it).
     let root = env!("CARGO_MANIFEST_DIR");
     let plan = dir.join("plan.json");
-    let models = format!(r#""a": {{"model": "{root}/models/digits_mlp.keras", "data": "{root}/data/digits.npz", "settings": {{"samples_per_class": 100}}}}, "b": {{"model": "{root}/models/digits_mlp_b.keras", "data": "{root}/data/digits.npz", "settings": {{"samples_per_class": 100}}}}"#);
-    std::fs::write(&plan, format!(r#"{{"models": {{{models}}}, "modules": [{{"model": "a", "classes": ["1"]}}, {{"model": "b", "classes": ["7"]}}]}}"#)).unwrap();
+    let models = format!(
+        r#""a": {{"model": "{root}/models/digits_mlp.keras", "data": "{root}/data/digits.npz", "settings": {{"samples_per_class": 100}}}}, "b": {{"model": "{root}/models/digits_mlp_b.keras", "data": "{root}/data/digits.npz", "settings": {{"samples_per_class": 100}}}}"#
+    );
+    std::fs::write(
+        &plan,
+        format!(r#"{{"models": {{{models}}}, "modules": [{{"model": "a", "classes": ["1"]}}, {{"model": "b", "classes": ["7"]}}]}}"#),
+    )
+    .unwrap();
     let log = ok(&["export", s(&plan), "--out", s(&out), "--expected", s(&prefix)]);
     assert!(log.contains("2 modules"), "{log}");
     let bytes = std::fs::read(&out).unwrap();

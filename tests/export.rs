@@ -7,14 +7,14 @@
 
 use std::collections::HashSet;
 
-use remodule::bits::BitSet;
-use remodule::decompose::{Head, Settings};
-use remodule::formats::onnx::export::{export_composition, ExportModule, ExportOptions, OPSET};
-use remodule::formats::onnx::proto::{self, data_type, ModelProto};
-use remodule::formats::{load_model, native};
-use remodule::model::{Masks, UnitMask};
-use remodule::workbench::{Pick, Workbench};
 use remodule::Error;
+use remodule::engine::bits::BitSet;
+use remodule::engine::decompose::{Head, Settings};
+use remodule::engine::model::{Masks, UnitMask};
+use remodule::formats::onnx::export::{ExportModule, ExportOptions, OPSET, export_composition};
+use remodule::formats::onnx::proto::{self, ModelProto, data_type};
+use remodule::formats::{load_model, native};
+use remodule::workbench::{Pick, Workbench};
 
 fn read(p: &str) -> Vec<u8> {
     std::fs::read(format!("{}/{p}", env!("CARGO_MANIFEST_DIR"))).unwrap()
@@ -100,13 +100,29 @@ fn clipped_columns_become_a_module_copy_of_the_kernel_and_cnn_recurrent_graphs_a
     let mlp = load_model(&read("models/digits_mlp.keras"), "digits_mlp.keras").unwrap();
     let layer = mlp.tracked()[0];
     let units = mlp.units(layer);
-    let masks = Masks { nodes: [(layer, UnitMask { keep: BitSet::from_indices(units, 0..units / 2), clip_negative: Some(BitSet::from_indices(units, 0..units / 2)), gates: None })].into() };
+    let masks = Masks {
+        nodes: [(
+            layer,
+            UnitMask {
+                keep: BitSet::from_indices(units, 0..units / 2),
+                clip_negative: Some(BitSet::from_indices(units, 0..units / 2)),
+                gates: None,
+            },
+        )]
+        .into(),
+    };
     let names = vec!["a".to_string()];
-    let bytes = export_composition(&[ExportModule { model: &mlp, masks: &masks, class: 3, head: Head::Two, label: 0 }], &names, &ExportOptions::default()).unwrap();
+    let bytes = export_composition(
+        &[ExportModule { model: &mlp, masks: &masks, class: 3, head: Head::Two, label: 0 }],
+        &names,
+        &ExportOptions::default(),
+    )
+    .unwrap();
     let g = well_formed(&bytes, 1, false).graph.unwrap();
-    let floats = |t: &proto::TensorProto| t.raw_data.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect::<Vec<f32>>();
+    let floats =
+        |t: &proto::TensorProto| t.raw_data.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect::<Vec<f32>>();
     let clipped = g.initializer.iter().find(|t| t.name.ends_with(&format!("n{layer}_kernel_clipped"))).expect("a clipped copy");
-    let remodule::model::Op::Dense { kernel, .. } = &mlp.nodes[layer].op else { panic!("a Dense layer") };
+    let remodule::engine::model::Op::Dense { kernel, .. } = &mlp.nodes[layer].op else { panic!("a Dense layer") };
     let fout = kernel.ncols();
     for (i, (&w, &orig)) in floats(clipped).iter().zip(kernel.iter()).enumerate() {
         let expected = if i % fout < units / 2 { orig.max(0.0) } else { orig };
@@ -141,7 +157,8 @@ fn what_cannot_be_exported_exactly_is_a_typed_error() {
     let e = wb.export_onnx(&picks(0, 0..5), false).unwrap_err();
     assert!(matches!(&e, Error::Unsupported { name, .. } if name.contains("unrolled")), "{e}");
     // So have unrolled per-gate masks (different gate columns per step); rolled ones export.
-    let wb = bench("lang_a", &["lang_a_lstm.keras"], &Settings { unrolled: true, gates: true, samples_per_class: 100, ..Settings::default() });
+    let wb =
+        bench("lang_a", &["lang_a_lstm.keras"], &Settings { unrolled: true, gates: true, samples_per_class: 100, ..Settings::default() });
     let e = wb.export_onnx(&picks(0, 0..5), false).unwrap_err();
     assert!(matches!(&e, Error::Unsupported { name, .. } if name.contains("unrolled gate mask")), "{e}");
 
@@ -207,7 +224,7 @@ fn a_saved_module_set_exports_the_same_graph_as_its_source() {
 /// rebuilt here and must match; `REMODULE_WRITE_FIXTURES=1` rewrites it.
 #[test]
 fn the_clipped_module_set_fixture_is_current() {
-    let s = Settings { mode: remodule::decompose::Mode::Reference, samples_per_class: 50, ..Settings::default() };
+    let s = Settings { mode: remodule::engine::decompose::Mode::Reference, samples_per_class: 50, ..Settings::default() };
     let wb = bench("digits_1v7", &["digits_1v7.keras"], &s);
     let (model, mut dec) = native::load_modules(&wb.export_modules(0).unwrap(), "digits_1v7").unwrap();
     let layer = model.tracked()[0];

@@ -3,10 +3,11 @@
 //! computes the same states, so it decomposes into the same masks — for
 //! SimpleRNN, LSTM (ONNX i, o, f, c ↔ Keras i, f, c, o) and GRU.
 
-use remodule::data::{Dataset, Split};
-use remodule::decompose::{decompose, Decomposition, Mode, Settings};
+use remodule::engine::data::{Dataset, Split};
+use remodule::engine::decompose::{Decomposition, Mode, Settings, decompose};
+use remodule::engine::model::{Model, Op, forward};
+use remodule::formats::dataset::read_npz_dataset;
 use remodule::formats::{load_model, npz};
-use remodule::model::{forward, Model, Op};
 
 fn read(p: &str) -> Vec<u8> {
     std::fs::read(format!("{}/{p}", env!("CARGO_MANIFEST_DIR"))).unwrap()
@@ -32,7 +33,14 @@ fn data(model: &Model, n: usize, vocab: u64) -> Dataset {
     let (c, steps) = (model.classes() as u32, model.out_steps());
     let y: Vec<u32> = x.chunks_exact(len).flat_map(|s| s[len - steps..].iter().map(move |&t| t as u32 % c)).collect();
     let split = Split { x, y, steps };
-    Dataset { name: "pair".into(), sample_shape: model.input.shape.clone(), class_names: model.class_names.clone(), vocab: None, train: split.clone(), test: split }
+    Dataset {
+        name: "pair".into(),
+        sample_shape: model.input.shape.clone(),
+        class_names: model.class_names.clone(),
+        vocab: None,
+        train: split.clone(),
+        test: split,
+    }
 }
 
 /// Each module's masks of the recurrent layers, in model order (node ids may differ between formats).
@@ -56,14 +64,16 @@ fn keras_and_onnx_twins_decompose_into_the_same_masks() {
         let keras_probs = forward(&k, &exp["x"].to_f32(), n, None, false, &mut |_, _| true).unwrap().probs;
         let d = keras_probs.iter().zip(exp["probs"].to_f32()).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
         assert!(d < 1e-5, "{keras} vs onnxruntime on {onnx}: {d}");
-        let vocab = k.nodes.iter().find_map(|n| if let Op::Embedding { table } = &n.op { Some(table.nrows() as u64) } else { None }).unwrap();
+        let vocab =
+            k.nodes.iter().find_map(|n| if let Op::Embedding { table } = &n.op { Some(table.nrows() as u64) } else { None }).unwrap();
         let data = data(&k, 300, vocab);
         for settings in [
             Settings { samples_per_class: 100, ..Settings::default() },
             Settings { samples_per_class: 100, unrolled: true, ..Settings::default() },
             Settings { samples_per_class: 100, recurrent_mode: Mode::Paper, ..Settings::default() },
         ] {
-            let (dk, dox) = (decompose(&k, &data, &settings, &mut |_| true).unwrap(), decompose(&o, &data, &settings, &mut |_| true).unwrap());
+            let (dk, dox) =
+                (decompose(&k, &data, &settings, &mut |_| true).unwrap(), decompose(&o, &data, &settings, &mut |_| true).unwrap());
             let (mk, mo) = (recurrent_masks(&k, &dk), recurrent_masks(&o, &dox));
             assert_eq!(mk, mo, "{kind}: {}", settings.describe(true));
             // Not vacuous: the authors' statistic removes units in some module.
@@ -79,7 +89,7 @@ fn keras_and_onnx_twins_decompose_into_the_same_masks() {
 /// real word-reversal data, for every cell type.
 #[test]
 fn encoder_decoder_onnx_copies_decompose_into_the_same_masks() {
-    let data = Dataset::from_npz(&read("data/lang_rev.npz"), "lang_rev").unwrap();
+    let data = read_npz_dataset(&read("data/lang_rev.npz"), "lang_rev").unwrap();
     for stem in ["lang_rev_lstm", "lang_rev_gru", "lang_rev_rnn"] {
         let (k, o) = (load(&format!("models/{stem}.keras")), load(&format!("models/onnx/{stem}.onnx")));
         assert!(o.nodes.iter().any(|n| n.op.kind() == "RepeatVector"), "{stem}");

@@ -7,10 +7,10 @@ use std::io::{Cursor, Read, Write};
 use std::path::PathBuf;
 
 use hdf5_pure::{AttrValue, FileBuilder};
+use remodule::engine::model::{InputKind, Model, forward};
 use remodule::formats::{keras, npz};
-use remodule::model::{forward, InputKind, Model};
 use remodule::{Error, Result};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 fn models() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models")
@@ -37,11 +37,7 @@ fn fixtures() -> Vec<(String, String, Vec<u8>)> {
 
 fn load(file: &str, bytes: &[u8]) -> Result<Model> {
     let stem = file.split('.').next().unwrap();
-    if file.ends_with(".h5") {
-        keras::load_keras_h5(bytes, stem)
-    } else {
-        keras::load_keras_zip(bytes, stem)
-    }
+    if file.ends_with(".h5") { keras::load_keras_h5(bytes, stem) } else { keras::load_keras_zip(bytes, stem) }
 }
 
 /// Loads, turning a panic into a test failure that names the case.
@@ -257,11 +253,17 @@ fn wrong_magic_and_garbage_are_errors() {
 
 #[test]
 fn json_that_is_not_a_model_is_an_error() {
-    for text in ["not json", "[1, 2, 3]", "{}", r#"{"hello": 1}"#, r#"{"class_name": "Sequential"}"#,
-                 r#"{"class_name": "Sequential", "config": {"layers": []}}"#,
-                 r#"{"class_name": "Sequential", "config": {"layers": [1, 2]}}"#,
-                 r#"{"class_name": "Functional", "config": {"layers": [{"class_name": "Dense", "config": {}}]}}"#,
-                 r#"{"class_name": "MyModel", "config": {}}"#] {
+    for text in [
+        "not json",
+        "[1, 2, 3]",
+        "{}",
+        r#"{"hello": 1}"#,
+        r#"{"class_name": "Sequential"}"#,
+        r#"{"class_name": "Sequential", "config": {"layers": []}}"#,
+        r#"{"class_name": "Sequential", "config": {"layers": [1, 2]}}"#,
+        r#"{"class_name": "Functional", "config": {"layers": [{"class_name": "Dense", "config": {}}]}}"#,
+        r#"{"class_name": "MyModel", "config": {}}"#,
+    ] {
         let mut entries = keras_fixture("digits_mlp");
         *entry(&mut entries, "config.json") = text.as_bytes().to_vec();
         let e = load_no_panic("x.keras", &rezip(&entries), text).unwrap_err();
@@ -306,7 +308,10 @@ fn unknown_and_sequence_layers_are_unsupported() {
 #[test]
 fn unsupported_conv_options_are_errors() {
     let e = with_config("digits_cnn", |c| layer_mut(c, "conv2d_1")["config"]["data_format"] = json!("channels_first")).unwrap_err();
-    assert!(matches!(e, Error::Unsupported { .. }) && e.to_string().contains("channels_first") && e.to_string().contains("conv2d_1"), "{e}");
+    assert!(
+        matches!(e, Error::Unsupported { .. }) && e.to_string().contains("channels_first") && e.to_string().contains("conv2d_1"),
+        "{e}"
+    );
     let e = with_config("digits_cnn", |c| layer_mut(c, "conv2d_2")["config"]["dilation_rate"] = json!([2, 2])).unwrap_err();
     assert!(e.to_string().contains("dilation"), "{e}");
     let e = with_config("digits_cnn", |c| layer_mut(c, "conv2d_2")["config"]["groups"] = json!(2)).unwrap_err();
@@ -545,7 +550,11 @@ fn keras2_style_h5_with_fixed_length_strings_loads() {
     for (sequential, first) in [(false, "dense_1"), (true, "dense_1"), (false, evil)] {
         let bytes = keras2_h5(sequential, first);
         let attrs = hdf5_pure::File::from_bytes(bytes.clone()).unwrap().root().attrs().unwrap();
-        assert!(matches!(attrs["model_config"], AttrValue::AsciiString(_) | AttrValue::AsciiStringSized { .. }), "{:?}", attrs["model_config"].type_name());
+        assert!(
+            matches!(attrs["model_config"], AttrValue::AsciiString(_) | AttrValue::AsciiStringSized { .. }),
+            "{:?}",
+            attrs["model_config"].type_name()
+        );
         let m = keras::load_keras_h5(&bytes, "k2").unwrap_or_else(|e| panic!("sequential={sequential} {first}: {e}"));
         assert_eq!(m.nodes[2].name, first);
         let d = max_diff(&m, "digits_mlp");
@@ -606,7 +615,12 @@ fn synthetic_keras() -> (Vec<u8>, HashMap<&'static str, Vec<Vec<f32>>>) {
         k3_layer("Conv2D", "conv_b", conv(4, 3, 1, "same", "tanh", true), &["relu_a"]),
         k3_layer("Add", "add", json!({}), &["relu_a", "conv_b"]),
         k3_layer("Activation", "act", json!({"activation": "sigmoid"}), &["add"]),
-        k3_layer("AveragePooling2D", "avg", json!({"pool_size": [2, 2], "strides": null, "padding": "valid", "data_format": "channels_last"}), &["act"]),
+        k3_layer(
+            "AveragePooling2D",
+            "avg",
+            json!({"pool_size": [2, 2], "strides": null, "padding": "valid", "data_format": "channels_last"}),
+            &["act"],
+        ),
         k3_layer("MaxPooling2D", "max", json!({"pool_size": 3, "strides": 1, "padding": "same"}), &["avg"]),
         k3_layer("Conv2D", "conv_c", conv(5, 2, 2, "valid", "relu", true), &["max"]),
         k3_layer("BatchNormalization", "bn_c", bn(false, false), &["conv_c"]),
@@ -620,9 +634,21 @@ fn synthetic_keras() -> (Vec<u8>, HashMap<&'static str, Vec<Vec<f32>>>) {
         "registered_name": "Functional", "build_config": {"input_shape": null}, "compile_config": {}});
     // model.weights.h5 as Keras 3 writes it: layers/<snake_case(class)>[_n]/vars/<i>.
     let keys = [
-        ("in", "input_layer"), ("conv_a", "conv2d"), ("bn_a", "batch_normalization"), ("relu_a", "re_lu"), ("conv_b", "conv2d_1"),
-        ("add", "add"), ("act", "activation"), ("avg", "average_pooling2d"), ("max", "max_pooling2d"), ("conv_c", "conv2d_2"),
-        ("bn_c", "batch_normalization_1"), ("gap", "global_average_pooling2d"), ("drop", "dropout"), ("logits", "dense"), ("probs", "softmax"),
+        ("in", "input_layer"),
+        ("conv_a", "conv2d"),
+        ("bn_a", "batch_normalization"),
+        ("relu_a", "re_lu"),
+        ("conv_b", "conv2d_1"),
+        ("add", "add"),
+        ("act", "activation"),
+        ("avg", "average_pooling2d"),
+        ("max", "max_pooling2d"),
+        ("conv_c", "conv2d_2"),
+        ("bn_c", "batch_normalization_1"),
+        ("gap", "global_average_pooling2d"),
+        ("drop", "dropout"),
+        ("logits", "dense"),
+        ("probs", "softmax"),
     ];
     let shapes: HashMap<&str, Vec<Vec<u64>>> = HashMap::from([
         ("conv_a", vec![vec![3, 3, 2, 4]]),
@@ -669,7 +695,13 @@ fn synthetic_reference(x: &[f32], w: &HashMap<&'static str, Vec<Vec<f32>>>) -> V
             ((inp - k) / s + 1, 0)
         }
     }
-    fn window(t: &T, k: usize, s: usize, same: bool, mut f: impl FnMut(usize, usize, &mut dyn Iterator<Item = (usize, usize, usize)>) -> Vec<f64>) -> T {
+    fn window(
+        t: &T,
+        k: usize,
+        s: usize,
+        same: bool,
+        mut f: impl FnMut(usize, usize, &mut dyn Iterator<Item = (usize, usize, usize)>) -> Vec<f64>,
+    ) -> T {
         let [h, wd, _] = t.1;
         let (oh, pt) = pad(h, k, s, same);
         let (ow, pl) = pad(wd, k, s, same);
@@ -756,8 +788,26 @@ fn every_supported_layer_class_matches_a_reference() {
     let (bytes, w) = synthetic_keras();
     let m = keras::load_keras_zip(&bytes, "synthetic").unwrap_or_else(|e| panic!("{e}"));
     let kinds: Vec<&str> = m.nodes.iter().map(|n| n.op.kind()).collect();
-    assert_eq!(kinds, ["Input", "Conv2D", "BatchNormalization", "Activation", "Conv2D", "Add", "Activation", "AvgPool2D", "MaxPool2D",
-                       "Conv2D", "BatchNormalization", "GlobalAveragePooling2D", "Dropout", "Dense", "Activation"]);
+    assert_eq!(
+        kinds,
+        [
+            "Input",
+            "Conv2D",
+            "BatchNormalization",
+            "Activation",
+            "Conv2D",
+            "Add",
+            "Activation",
+            "AvgPool2D",
+            "MaxPool2D",
+            "Conv2D",
+            "BatchNormalization",
+            "GlobalAveragePooling2D",
+            "Dropout",
+            "Dense",
+            "Activation"
+        ]
+    );
     assert_eq!(m.nodes[5].inputs, [3, 4]);
     assert_eq!(m.class_names, ["0", "1", "2"]);
     let mut r = Rng(42);

@@ -6,12 +6,13 @@
 use std::path::{Path, PathBuf};
 
 use ndarray::{Array1, Array2};
-use remodule::bits::BitSet;
-use remodule::data::Dataset;
-use remodule::decompose::{concerned_scores, decompose, Decomposition, Mode, Module, Settings};
-use remodule::formats::native::{self, load_modules, load_native, save_model, save_modules, Contents};
+use remodule::engine::bits::BitSet;
+use remodule::engine::data::Dataset;
+use remodule::engine::decompose::{Decomposition, Mode, Module, Settings, concerned_scores, decompose};
+use remodule::engine::model::{Activation, InputKind, InputSpec, Masks, Model, ModelBuilder, Op, UnitMask, forward};
+use remodule::formats::dataset::read_npz_dataset;
+use remodule::formats::native::{self, Contents, load_modules, load_native, save_model, save_modules};
 use remodule::formats::{load_model, npz};
-use remodule::model::{forward, Activation, InputKind, InputSpec, Masks, Model, ModelBuilder, Op, UnitMask};
 use remodule::workbench::{Pick, Workbench};
 use remodule::{Error, Result};
 use serde_json::Value;
@@ -61,7 +62,8 @@ fn every_model_round_trips_bit_for_bit() {
         let exp = npz::read_npz(&std::fs::read(f.with_file_name(format!("{stem}.expected.npz"))).unwrap()).unwrap();
         let n = exp["x"].shape[0];
         let x = exp["x"].to_f32();
-        let (a, b) = (forward(&model, &x, n, None, false, &mut |_, _| true).unwrap(), forward(&back, &x, n, None, false, &mut |_, _| true).unwrap());
+        let (a, b) =
+            (forward(&model, &x, n, None, false, &mut |_, _| true).unwrap(), forward(&back, &x, n, None, false, &mut |_, _| true).unwrap());
         assert_eq!((bits(&a.logits), bits(&a.probs)), (bits(&b.logits), bits(&b.probs)), "{name}: outputs differ");
     }
 }
@@ -211,7 +213,11 @@ fn unknown_op_kinds_are_unsupported() {
     assert!(matches!(&e, Error::Unsupported { name, .. } if name == "Transformer"), "{e}");
     let e = load(&with_manifest(&saved, |m| m["model"]["nodes"][1]["activation"] = "gelu".into()), "an unknown activation").unwrap_err();
     assert!(matches!(&e, Error::Format { .. }) && e.to_string().contains("gelu"), "{e}");
-    let e = load(&with_manifest(&saved, |m| m["model"]["nodes"][1].as_object_mut().unwrap().remove("activation").map(drop).unwrap()), "no activation").unwrap_err();
+    let e = load(
+        &with_manifest(&saved, |m| m["model"]["nodes"][1].as_object_mut().unwrap().remove("activation").map(drop).unwrap()),
+        "no activation",
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("node 1 ('hidden', Dense) has no \"activation\""), "{e}");
     let e = load(&with_manifest(&saved, |m| m["model"]["nodes"][0]["kind"] = "Dropout".into()), "no input").unwrap_err();
     assert!(e.to_string().contains("node 0 must be the Input"), "{e}");
@@ -291,7 +297,8 @@ fn missing_and_stray_tensors_are_errors() {
 fn a_node_reading_a_later_node_is_refused() {
     let saved = save_model(&tiny()).unwrap();
     for bad in [2u64, 3, u64::MAX] {
-        let e = load(&with_manifest(&saved, |m| m["model"]["nodes"][1]["inputs"] = serde_json::json!([bad])), "a forward reference").unwrap_err();
+        let e = load(&with_manifest(&saved, |m| m["model"]["nodes"][1]["inputs"] = serde_json::json!([bad])), "a forward reference")
+            .unwrap_err();
         assert!(e.to_string().contains("not defined before it") || matches!(e, Error::Format { .. }), "{bad}: {e}");
     }
     let e = load(&with_manifest(&saved, |m| m["model"]["nodes"][1]["inputs"] = serde_json::json!([1])), "a self loop").unwrap_err();
@@ -357,7 +364,7 @@ fn huge_declared_sizes_are_refused_before_allocating() {
 // ---- module sets ----
 
 fn dataset(name: &str) -> Dataset {
-    Dataset::from_npz(&read(format!("data/{name}.npz")), name).unwrap()
+    read_npz_dataset(&read(format!("data/{name}.npz")), name).unwrap()
 }
 
 /// The model as the workbench runs it on `data` (pixels scaled to [0, 1], the data set's class names).
@@ -411,7 +418,10 @@ fn module_sets_round_trip_with_identical_masks_and_scores() {
 
 #[test]
 fn the_workbench_imports_and_exports_module_sets() {
-    for (file, data, s) in [("digits_mlp.keras", "digits", settings(Mode::Reference, false, 100)), ("lang_a_gru.keras", "lang_a", settings(Mode::Paper, false, 50))] {
+    for (file, data, s) in [
+        ("digits_mlp.keras", "digits", settings(Mode::Reference, false, 100)),
+        ("lang_a_gru.keras", "lang_a", settings(Mode::Paper, false, 50)),
+    ] {
         let mut wb = Workbench::new();
         let ds = wb.add_dataset(&read(format!("data/{data}.npz")), data).unwrap().id;
         let id = wb.add_model(&read(format!("models/{file}")), file, ds, None).unwrap().id;
@@ -461,10 +471,26 @@ fn module_sets_for_another_data_set_are_refused() {
 fn tiny_set() -> (Model, Decomposition) {
     let model = tiny();
     let module = |class, keep: &[usize], clip: Option<&[usize]>| {
-        let mask = UnitMask { keep: BitSet::from_indices(3, keep.iter().copied()), clip_negative: clip.map(|c| BitSet::from_indices(3, c.iter().copied())), gates: None };
-        Module { class, head: Default::default(), masks: Masks { nodes: [(1, mask)].into() }, concerned: 5, unconcerned: 5, kept_units: keep.len(), total_units: 3 }
+        let mask = UnitMask {
+            keep: BitSet::from_indices(3, keep.iter().copied()),
+            clip_negative: clip.map(|c| BitSet::from_indices(3, c.iter().copied())),
+            gates: None,
+        };
+        Module {
+            class,
+            head: Default::default(),
+            masks: Masks { nodes: [(1, mask)].into() },
+            concerned: 5,
+            unconcerned: 5,
+            kept_units: keep.len(),
+            total_units: 3,
+        }
     };
-    let dec = Decomposition { settings: Settings { mode: Mode::Reference, ..Settings::default() }, modules: vec![module(0, &[0, 2], Some(&[2])), module(1, &[1], None)], recorded_samples: 10 };
+    let dec = Decomposition {
+        settings: Settings { mode: Mode::Reference, ..Settings::default() },
+        modules: vec![module(0, &[0, 2], Some(&[2])), module(1, &[1], None)],
+        recorded_samples: 10,
+    };
     (model, dec)
 }
 
@@ -532,7 +558,11 @@ fn files_carry_the_lowest_version_that_expresses_them() {
         m["version"].as_u64().unwrap()
     };
     assert_eq!(version(&save_model(&tiny()).unwrap()), 1);
-    let rev = remodule::formats::load_model(&std::fs::read(format!("{}/models/lang_rev_lstm.keras", env!("CARGO_MANIFEST_DIR"))).unwrap(), "lang_rev_lstm.keras").unwrap();
+    let rev = remodule::formats::load_model(
+        &std::fs::read(format!("{}/models/lang_rev_lstm.keras", env!("CARGO_MANIFEST_DIR"))).unwrap(),
+        "lang_rev_lstm.keras",
+    )
+    .unwrap();
     let bytes = save_model(&rev).unwrap();
     assert_eq!(version(&bytes), 2);
     let back = load(&bytes, "rev").unwrap();
@@ -562,7 +592,10 @@ fn per_gate_module_sets_round_trip_as_version_3() {
     let model = model_on("lang_a_lstm.keras", &d);
     let gated = Settings { gates: true, samples_per_class: 40, ..Settings::default() };
     let dec = decompose(&model, &d, &gated, &mut |_| true).unwrap();
-    assert!(dec.modules.iter().all(|m| m.masks.nodes.values().any(|u| u.gates.as_ref().is_some_and(|g| g.count() < g.len()))), "no gate removed");
+    assert!(
+        dec.modules.iter().all(|m| m.masks.nodes.values().any(|u| u.gates.as_ref().is_some_and(|g| g.count() < g.len()))),
+        "no gate removed"
+    );
     let saved = save_modules(&model, &dec).unwrap();
     assert_eq!(version(&saved), 3);
     let (m2, d2) = load_set(&saved, "a per-gate set").unwrap();
@@ -571,7 +604,10 @@ fn per_gate_module_sets_round_trip_as_version_3() {
     let rows: Vec<usize> = (0..200).collect();
     let x = d.inputs(&model, &d.test, &rows);
     for (a, b) in dec.modules.iter().zip(&d2.modules) {
-        assert_eq!(bits(&concerned_scores(&model, a, &x, 200, &mut |_, _| true).unwrap()), bits(&concerned_scores(&m2, b, &x, 200, &mut |_, _| true).unwrap()));
+        assert_eq!(
+            bits(&concerned_scores(&model, a, &x, 200, &mut |_, _| true).unwrap()),
+            bits(&concerned_scores(&m2, b, &x, 200, &mut |_, _| true).unwrap())
+        );
     }
     let plain = decompose(&model, &d, &Settings { gates: false, ..gated.clone() }, &mut |_| true).unwrap();
     assert_eq!(version(&save_modules(&model, &plain).unwrap()), 1);
@@ -580,7 +616,8 @@ fn per_gate_module_sets_round_trip_as_version_3() {
     let mut bad = dec.clone();
     bad.modules[0].masks.nodes.get_mut(&node).unwrap().gates = Some(BitSet::new(7));
     assert!(save_modules(&model, &bad).unwrap_err().to_string().contains("gate mask"));
-    let e = load_set(&with_manifest(&saved, |m| m["modules"]["modules"][0]["masks"][0]["gates"] = 7.into()), "a short gate mask").unwrap_err();
+    let e =
+        load_set(&with_manifest(&saved, |m| m["modules"]["modules"][0]["masks"][0]["gates"] = 7.into()), "a short gate mask").unwrap_err();
     assert!(matches!(e, Error::Shape { .. }), "{e}");
     let (tiny_model, mut tiny_dec) = tiny_set();
     tiny_dec.modules[0].masks.nodes.get_mut(&1).unwrap().gates = Some(BitSet::full(3));

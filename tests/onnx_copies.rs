@@ -4,10 +4,10 @@
 //! per-step model), the same argmax and probabilities within 1e-4 of the Keras
 //! model's. The encoder–decoders' RepeatVector comes back from Unsqueeze + Tile.
 
-use remodule::data::Dataset;
+use remodule::app::catalog::Catalog;
+use remodule::engine::model::{InputKind, Model, forward};
+use remodule::formats::dataset::read_npz_dataset;
 use remodule::formats::load_model;
-use remodule::model::{forward, InputKind, Model};
-use remodule::tables::Catalog;
 
 fn read(p: &str) -> Vec<u8> {
     std::fs::read(format!("{}/{p}", env!("CARGO_MANIFEST_DIR"))).unwrap_or_else(|e| panic!("{p}: {e}"))
@@ -32,9 +32,11 @@ fn onnx_copies_match_the_bundled_models() {
     for m in &cat.models {
         let stem = m.file.rsplit_once('.').map_or(m.file.as_str(), |(s, _)| s);
         let keras = scaled(load_model(&read(&format!("models/{}", m.file)), &m.file).unwrap());
-        let onnx = scaled(load_model(&read(&format!("models/onnx/{stem}.onnx")), &format!("{stem}.onnx")).unwrap_or_else(|e| panic!("{stem}.onnx: {e}")));
+        let onnx = scaled(
+            load_model(&read(&format!("models/onnx/{stem}.onnx")), &format!("{stem}.onnx")).unwrap_or_else(|e| panic!("{stem}.onnx: {e}")),
+        );
         assert_eq!((onnx.input_len(), onnx.classes(), onnx.out_steps()), (keras.input_len(), keras.classes(), keras.out_steps()), "{stem}");
-        let data = Dataset::from_npz(&read(&format!("data/{}", cat.datasets[&m.dataset].file)), &m.dataset).unwrap();
+        let data = read_npz_dataset(&read(&format!("data/{}", cat.datasets[&m.dataset].file)), &m.dataset).unwrap();
         let rows: Vec<usize> = (0..data.test.len()).collect();
         let run = |model| {
             let x = data.inputs(model, &data.test, &rows);

@@ -6,10 +6,10 @@
 use std::path::PathBuf;
 
 use prost::Message;
+use remodule::engine::model::{Activation, Cell, InputKind, Model, Op, Padding, forward};
 use remodule::formats::onnx::proto::{AttributeProto, Dimension, GraphProto, ModelProto, NodeProto, TensorProto};
-use remodule::formats::onnx::{load_onnx, SUPPORTED_OPS};
+use remodule::formats::onnx::{SUPPORTED_OPS, load_onnx};
 use remodule::formats::{load_model, npz};
-use remodule::model::{forward, Activation, Cell, InputKind, Model, Op, Padding};
 use remodule::{Error, Result};
 
 fn dir() -> PathBuf {
@@ -115,8 +115,23 @@ fn padding(m: &Model, name: &str) -> Padding {
 #[test]
 fn glue_maps_to_the_expected_layers() {
     let m = load_onnx(&read("pt_glue13"), "g").unwrap();
-    assert_eq!(kinds(&m), ["Input", "BatchNormalization", "BatchNormalization", "Conv2D", "MaxPool2D", "BatchNormalization", "AvgPool2D",
-                           "Activation", "Add", "Dense", "Flatten", "Dense"]);
+    assert_eq!(
+        kinds(&m),
+        [
+            "Input",
+            "BatchNormalization",
+            "BatchNormalization",
+            "Conv2D",
+            "MaxPool2D",
+            "BatchNormalization",
+            "AvgPool2D",
+            "Activation",
+            "Add",
+            "Dense",
+            "Flatten",
+            "Dense"
+        ]
+    );
     assert!(matches!(m.nodes[9].op, Op::Dense { activation: Activation::Tanh, .. }));
     assert!(matches!(m.nodes[11].op, Op::Dense { activation: Activation::Softmax, .. }), "softmax fused into the head");
     assert_eq!(padding(&m, "conv1"), Padding::Explicit([1, 1, 0, 0]), "SAME_LOWER with an odd total pads the top");
@@ -129,8 +144,23 @@ fn glue_maps_to_the_expected_layers() {
     let m = load_onnx(&read("pt_residual"), "r").unwrap();
     assert_eq!(padding(&m, "conv1"), Padding::Explicit([1, 1, 1, 1]), "PyTorch stride-2 padding=1 is not TF same");
     assert_eq!(padding(&m, "pool"), Padding::Explicit([1, 1, 1, 1]));
-    assert_eq!(kinds(&m), ["Input", "Conv2D", "BatchNormalization", "Activation", "Conv2D", "BatchNormalization", "Add", "MaxPool2D",
-                           "GlobalAveragePooling2D", "Dropout", "Dense", "Activation"]);
+    assert_eq!(
+        kinds(&m),
+        [
+            "Input",
+            "Conv2D",
+            "BatchNormalization",
+            "Activation",
+            "Conv2D",
+            "BatchNormalization",
+            "Add",
+            "MaxPool2D",
+            "GlobalAveragePooling2D",
+            "Dropout",
+            "Dense",
+            "Activation"
+        ]
+    );
     assert!(matches!(m.nodes[6].op, Op::Add { activation: Activation::Relu }), "relu2 fused into the Add");
 }
 
@@ -166,19 +196,80 @@ fn sequences_map_to_recurrent_layers() {
 #[test]
 fn unsupported_recurrent_options_are_errors() {
     let cases: Vec<Case> = vec![
-        ("pt_lstm", Box::new(|m| set_attr(node(m, "lstm"), AttributeProto { name: "direction".into(), s: b"bidirectional".to_vec(), r#type: 3, ..Default::default() })), "bidirectional"),
-        ("pt_lstm", Box::new(|m| set_attr(node(m, "lstm"), AttributeProto { name: "clip".into(), f: 3.0, r#type: 1, ..Default::default() })), "clip"),
+        (
+            "pt_lstm",
+            Box::new(|m| {
+                set_attr(
+                    node(m, "lstm"),
+                    AttributeProto { name: "direction".into(), s: b"bidirectional".to_vec(), r#type: 3, ..Default::default() },
+                )
+            }),
+            "bidirectional",
+        ),
+        (
+            "pt_lstm",
+            Box::new(|m| set_attr(node(m, "lstm"), AttributeProto { name: "clip".into(), f: 3.0, r#type: 1, ..Default::default() })),
+            "clip",
+        ),
         ("pt_lstm", Box::new(|m| node(m, "last_state").input[0] = "lstm_Y_c".into()), "Y_c"),
-        ("pt_lstm", Box::new(|m| {
-            graph(m).initializer.push(TensorProto { name: "p".into(), dims: vec![1, 30], data_type: 1, float_data: vec![0.5; 30], ..Default::default() });
-            node(m, "lstm").input.push("p".into());
-        }), "peepholes"),
-        ("pt_lstm", Box::new(|m| set_attr(node(m, "lstm"), AttributeProto { name: "activations".into(), strings: vec![b"Sigmoid".to_vec(), b"Tanh".to_vec(), b"Relu".to_vec()], r#type: 8, ..Default::default() })), "activations"),
-        ("pt_gru", Box::new(|m| set_attr(node(m, "gru"), AttributeProto { name: "activations".into(), strings: vec![b"HardSigmoid".to_vec(), b"Tanh".to_vec()], r#type: 8, ..Default::default() })), "HardSigmoid"),
-        ("pt_gru", Box::new(|m| {
-            graph(m).initializer.push(TensorProto { name: "first".into(), dims: vec![], data_type: 7, int64_data: vec![0], ..Default::default() });
-            node(m, "last_step").input[1] = "first".into();
-        }), "Gather"),
+        (
+            "pt_lstm",
+            Box::new(|m| {
+                graph(m).initializer.push(TensorProto {
+                    name: "p".into(),
+                    dims: vec![1, 30],
+                    data_type: 1,
+                    float_data: vec![0.5; 30],
+                    ..Default::default()
+                });
+                node(m, "lstm").input.push("p".into());
+            }),
+            "peepholes",
+        ),
+        (
+            "pt_lstm",
+            Box::new(|m| {
+                set_attr(
+                    node(m, "lstm"),
+                    AttributeProto {
+                        name: "activations".into(),
+                        strings: vec![b"Sigmoid".to_vec(), b"Tanh".to_vec(), b"Relu".to_vec()],
+                        r#type: 8,
+                        ..Default::default()
+                    },
+                )
+            }),
+            "activations",
+        ),
+        (
+            "pt_gru",
+            Box::new(|m| {
+                set_attr(
+                    node(m, "gru"),
+                    AttributeProto {
+                        name: "activations".into(),
+                        strings: vec![b"HardSigmoid".to_vec(), b"Tanh".to_vec()],
+                        r#type: 8,
+                        ..Default::default()
+                    },
+                )
+            }),
+            "HardSigmoid",
+        ),
+        (
+            "pt_gru",
+            Box::new(|m| {
+                graph(m).initializer.push(TensorProto {
+                    name: "first".into(),
+                    dims: vec![],
+                    data_type: 7,
+                    int64_data: vec![0],
+                    ..Default::default()
+                });
+                node(m, "last_step").input[1] = "first".into();
+            }),
+            "Gather",
+        ),
         ("pt_rnn", Box::new(|m| node(m, "time_major").attribute.clear()), "batch"),
     ];
     for (stem, f, want) in cases {
@@ -239,7 +330,11 @@ fn set_attr(n: &mut NodeProto, a: AttributeProto) {
 }
 
 fn floats(t: &mut TensorProto) -> Vec<f32> {
-    if t.raw_data.is_empty() { t.float_data.clone() } else { t.raw_data.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect() }
+    if t.raw_data.is_empty() {
+        t.float_data.clone()
+    } else {
+        t.raw_data.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()
+    }
 }
 
 fn set_floats(t: &mut TensorProto, v: &[f32]) {
@@ -311,8 +406,15 @@ fn corrupted_bytes_never_panic_or_hang() {
 fn wrong_magic_and_garbage_are_errors() {
     let keras = std::fs::read(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/digits_mlp.keras")).unwrap();
     let h5 = std::fs::read(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/digits_mlp.h5")).unwrap();
-    for (what, junk) in [("keras", &keras[..]), ("h5", &h5[..]), ("empty", b""), ("zeros", &[0u8; 4096][..]), ("text", b"hello, world"),
-                         ("ff", &[0xffu8; 64][..]), ("npy", b"\x93NUMPY\x01\x00")] {
+    for (what, junk) in [
+        ("keras", &keras[..]),
+        ("h5", &h5[..]),
+        ("empty", b""),
+        ("zeros", &[0u8; 4096][..]),
+        ("text", b"hello, world"),
+        ("ff", &[0xffu8; 64][..]),
+        ("npy", b"\x93NUMPY\x01\x00"),
+    ] {
         let e = load_no_panic(junk, what).unwrap_err();
         assert!(matches!(e, Error::Format { .. }), "{what}: {e:?}");
     }
@@ -334,7 +436,8 @@ fn huge_declared_sizes_are_errors() {
     let e = edit("pt_mlp", |m| init(m, "fc1.weight").dims = vec![1 << 20, 1 << 20]).unwrap_err();
     assert!(matches!(e, Error::TooLarge { .. }), "{e}");
     // Dimensions larger than the stored data, in raw_data and in float_data.
-    let e = edit("tf_mlp", |m| graph(m).initializer.iter_mut().find(|t| t.dims == [784, 16]).unwrap().dims = vec![784, 16_000]).unwrap_err();
+    let e =
+        edit("tf_mlp", |m| graph(m).initializer.iter_mut().find(|t| t.dims == [784, 16]).unwrap().dims = vec![784, 16_000]).unwrap_err();
     assert!(matches!(e, Error::Format { .. }) && e.to_string().contains("12544000 values"), "{e}");
     let e = edit("pt_mlp", |m| {
         let t = init(m, "fc2.bias");
@@ -349,7 +452,9 @@ fn huge_declared_sizes_are_errors() {
     b.extend([0u8; 64]);
     assert!(matches!(load_no_panic(&b, "graph length 4 GiB"), Err(Error::Format { .. })));
     let raw = TensorProto { name: "w".into(), dims: vec![4], data_type: 1, raw_data: vec![0; 16], ..Default::default() };
-    let mut bytes = ModelProto { ir_version: 8, graph: Some(GraphProto { initializer: vec![raw], ..Default::default() }), ..Default::default() }.encode_to_vec();
+    let mut bytes =
+        ModelProto { ir_version: 8, graph: Some(GraphProto { initializer: vec![raw], ..Default::default() }), ..Default::default() }
+            .encode_to_vec();
     let at = bytes.windows(2).position(|w| w == [0x4a, 16]).expect("raw_data field");
     bytes.splice(at + 1..at + 2, [0xff, 0xff, 0xff, 0xff, 0x07]);
     assert!(matches!(load_no_panic(&bytes, "raw_data length 2 GiB"), Err(Error::Format { .. })));
@@ -380,7 +485,13 @@ fn shared_or_repeated_weights_cannot_multiply_memory() {
     let flat = g.node.iter().position(|n| n.name == "flatten").unwrap();
     let mut prev = g.node[flat].output[0].clone();
     for k in 0..40 {
-        g.node.push(NodeProto { name: format!("mm{k}"), op_type: "MatMul".into(), input: vec![prev.clone(), "w".into()], output: vec![format!("mm{k}_out")], ..Default::default() });
+        g.node.push(NodeProto {
+            name: format!("mm{k}"),
+            op_type: "MatMul".into(),
+            input: vec![prev.clone(), "w".into()],
+            output: vec![format!("mm{k}_out")],
+            ..Default::default()
+        });
         prev = format!("mm{k}_out");
     }
     node(&mut m, "fc1").input[0] = prev;
@@ -390,7 +501,17 @@ fn shared_or_repeated_weights_cannot_multiply_memory() {
     // Constant folding: one initializer concatenated with itself 2,000 times.
     let mut m = proto("pt_mlp");
     let g = graph(&mut m);
-    g.node.insert(0, NodeProto { name: "cat".into(), op_type: "Concat".into(), input: vec!["fc1.weight".into(); 2000], output: vec!["big".into()], attribute: vec![attr_int("axis", 0)], ..Default::default() });
+    g.node.insert(
+        0,
+        NodeProto {
+            name: "cat".into(),
+            op_type: "Concat".into(),
+            input: vec!["fc1.weight".into(); 2000],
+            output: vec!["big".into()],
+            attribute: vec![attr_int("axis", 0)],
+            ..Default::default()
+        },
+    );
     node(&mut m, "fc2_add").input.push("big".into());
     let e = load_no_panic(&m.encode_to_vec(), "concat bomb").unwrap_err();
     assert!(matches!(e, Error::TooLarge { .. }), "{e}");
@@ -413,7 +534,13 @@ fn cycles_and_undefined_tensors_are_errors() {
     assert!(e.to_string().contains("more than one"), "{e}");
     // Unused nodes are ignored, even broken ones.
     let m = edit("pt_mlp", |m| {
-        graph(m).node.push(NodeProto { name: "dead".into(), op_type: "FancyOp".into(), input: vec!["missing".into()], output: vec!["d".into()], ..Default::default() })
+        graph(m).node.push(NodeProto {
+            name: "dead".into(),
+            op_type: "FancyOp".into(),
+            input: vec!["missing".into()],
+            output: vec!["d".into()],
+            ..Default::default()
+        })
     })
     .unwrap();
     assert_eq!(m, load_onnx(&read("pt_mlp"), "x").unwrap());
@@ -454,7 +581,9 @@ fn nan_weights_are_errors() {
     })
     .unwrap_err();
     assert_eq!(e, Error::NonFinite { layer: "bn1".into(), what: "input_var".into() });
-    let e = edit("pt_mlp", |m| set_attr(node(m, "fc1"), AttributeProto { name: "alpha".into(), f: f32::NAN, r#type: 1, ..Default::default() })).unwrap_err();
+    let e =
+        edit("pt_mlp", |m| set_attr(node(m, "fc1"), AttributeProto { name: "alpha".into(), f: f32::NAN, r#type: 1, ..Default::default() }))
+            .unwrap_err();
     assert_eq!(e, Error::NonFinite { layer: "fc1".into(), what: "kernel".into() });
     let e = edit("pt_glue13", |m| {
         let t = init(m, "per_channel");
@@ -503,43 +632,73 @@ fn unsupported_options_are_errors() {
         ("pt_cnn", Box::new(|m| set_attr(node(m, "conv2"), attr_int("group", 2))), "group=2"),
         ("pt_cnn", Box::new(|m| set_attr(node(m, "conv2"), attr_ints("dilations", &[2, 2]))), "dilations"),
         ("pt_cnn", Box::new(|m| set_attr(node(m, "pool1"), attr_ints("dilations", &[2, 2]))), "dilations"),
-        ("pt_residual", Box::new(|m| {
-            set_attr(node(m, "pool"), attr_int("count_include_pad", 1));
-            node(m, "pool").op_type = "AveragePool".into();
-        }), "count_include_pad"),
+        (
+            "pt_residual",
+            Box::new(|m| {
+                set_attr(node(m, "pool"), attr_int("count_include_pad", 1));
+                node(m, "pool").op_type = "AveragePool".into();
+            }),
+            "count_include_pad",
+        ),
         ("pt_residual", Box::new(|m| set_attr(node(m, "bn1"), attr_int("training_mode", 1))), "training_mode"),
         ("pt_mlp", Box::new(|m| set_attr(node(m, "fc1"), attr_int("transA", 1))), "transA"),
-        ("pt_cnn", Box::new(|m| {
-            let n = node(m, "relu1");
-            n.op_type = "Transpose".into();
-            set_attr(n, attr_ints("perm", &[1, 0, 2, 3]));
-        }), "batch"),
+        (
+            "pt_cnn",
+            Box::new(|m| {
+                let n = node(m, "relu1");
+                n.op_type = "Transpose".into();
+                set_attr(n, attr_ints("perm", &[1, 0, 2, 3]));
+            }),
+            "batch",
+        ),
         ("pt_mlp", Box::new(|m| set_attr(node(m, "flatten"), attr_int("axis", 0))), "batch"),
         ("pt_mlp", Box::new(|m| set_attr(node(m, "softmax"), attr_int("axis", 0))), "axis=0"),
-        ("pt_mlp", Box::new(|m| {
-            let mut extra = graph(m).input[0].clone();
-            extra.name = "second".into();
-            graph(m).input.push(extra);
-        }), "'second'"),
-        ("pt_mlp", Box::new(|m| {
-            let extra = graph(m).output[0].clone();
-            graph(m).output.push(extra);
-        }), "output"),
-        ("pt_mlp", Box::new(|m| {
-            let d = &mut graph(m).input[0].r#type.as_mut().unwrap().tensor_type.as_mut().unwrap().shape.as_mut().unwrap().dim[2];
-            *d = Dimension { dim_value: None, dim_param: Some("height".into()) };
-        }), "'height'"),
+        (
+            "pt_mlp",
+            Box::new(|m| {
+                let mut extra = graph(m).input[0].clone();
+                extra.name = "second".into();
+                graph(m).input.push(extra);
+            }),
+            "'second'",
+        ),
+        (
+            "pt_mlp",
+            Box::new(|m| {
+                let extra = graph(m).output[0].clone();
+                graph(m).output.push(extra);
+            }),
+            "output",
+        ),
+        (
+            "pt_mlp",
+            Box::new(|m| {
+                let d = &mut graph(m).input[0].r#type.as_mut().unwrap().tensor_type.as_mut().unwrap().shape.as_mut().unwrap().dim[2];
+                *d = Dimension { dim_value: None, dim_param: Some("height".into()) };
+            }),
+            "'height'",
+        ),
         ("pt_mlp", Box::new(|m| graph(m).input[0].r#type.as_mut().unwrap().tensor_type.as_mut().unwrap().elem_type = 10), "FLOAT16"),
         ("pt_mlp", Box::new(|m| init(m, "fc1.weight").data_location = 1), "external data"),
-        ("pt_cnn", Box::new(|m| {
-            // Reshape the pooled [8, 6, 6] to [48, 6]: the IR has no such reshape.
-            let g = graph(m);
-            g.initializer.push(TensorProto { name: "s".into(), dims: vec![3], data_type: 7, int64_data: vec![0, 48, 6], ..Default::default() });
-            let f = g.node.iter_mut().find(|n| n.name == "flatten").unwrap();
-            f.op_type = "Reshape".into();
-            f.input.push("s".into());
-            f.attribute.clear();
-        }), "[48, 6]"),
+        (
+            "pt_cnn",
+            Box::new(|m| {
+                // Reshape the pooled [8, 6, 6] to [48, 6]: the IR has no such reshape.
+                let g = graph(m);
+                g.initializer.push(TensorProto {
+                    name: "s".into(),
+                    dims: vec![3],
+                    data_type: 7,
+                    int64_data: vec![0, 48, 6],
+                    ..Default::default()
+                });
+                let f = g.node.iter_mut().find(|n| n.name == "flatten").unwrap();
+                f.op_type = "Reshape".into();
+                f.input.push("s".into());
+                f.attribute.clear();
+            }),
+            "[48, 6]",
+        ),
     ];
     for (stem, f, want) in cases {
         let e = edit(stem, f).unwrap_err();
@@ -593,7 +752,11 @@ fn fuzz_long() {
             }
         }
         let t = std::time::Instant::now();
-        if load_no_panic(&b, &format!("mutation {k}")).is_ok() { ok += 1 } else { err += 1 }
+        if load_no_panic(&b, &format!("mutation {k}")).is_ok() {
+            ok += 1
+        } else {
+            err += 1
+        }
         slowest = slowest.max(t.elapsed());
     }
     eprintln!("{iters} mutations: {ok} loaded, {err} errors, slowest {slowest:?}");
@@ -606,7 +769,11 @@ fn fuzz_long() {
 #[test]
 fn tile_of_an_encoder_state_is_a_repeat_vector() {
     let m = load_model(&read("tf_repeat"), "tf_repeat.onnx").unwrap();
-    assert!(matches!(m.nodes.iter().find(|n| n.op.kind() == "RepeatVector").map(|n| &n.op), Some(Op::RepeatVector { times: 4 })), "{:?}", kinds(&m));
+    assert!(
+        matches!(m.nodes.iter().find(|n| n.op.kind() == "RepeatVector").map(|n| &n.op), Some(Op::RepeatVector { times: 4 })),
+        "{:?}",
+        kinds(&m)
+    );
     assert_eq!((m.input_len(), m.out_steps(), m.classes()), (6, 4, 3));
     let d = max_diff(&m, "tf_repeat", false);
     assert!(d < 1e-4, "tf_repeat: max |probs - onnxruntime| = {d}");
@@ -628,13 +795,26 @@ fn tile_of_an_encoder_state_is_a_repeat_vector() {
         ("tf_repeat", Box::new(set(vec![1, 4])), "3 values"),
         ("tf_repeat", Box::new(set(vec![1, 0, 1])), "0 times"),
         // Repeats read from the input's shape at run time.
-        ("tf_repeat", Box::new(|m: &mut ModelProto| {
-            let g = m.graph.as_mut().unwrap();
-            let tile = g.node.iter().position(|n| n.op_type == "Tile").unwrap();
-            let x = g.node[tile].input[0].clone();
-            g.node.insert(tile, NodeProto { op_type: "Shape".into(), name: "reps".into(), input: vec![x], output: vec!["reps_out".into()], ..Default::default() });
-            g.node[tile + 1].input[1] = "reps_out".into();
-        }), "at run time"),
+        (
+            "tf_repeat",
+            Box::new(|m: &mut ModelProto| {
+                let g = m.graph.as_mut().unwrap();
+                let tile = g.node.iter().position(|n| n.op_type == "Tile").unwrap();
+                let x = g.node[tile].input[0].clone();
+                g.node.insert(
+                    tile,
+                    NodeProto {
+                        op_type: "Shape".into(),
+                        name: "reps".into(),
+                        input: vec![x],
+                        output: vec!["reps_out".into()],
+                        ..Default::default()
+                    },
+                );
+                g.node[tile + 1].input[1] = "reps_out".into();
+            }),
+            "at run time",
+        ),
     ];
     for (stem, f, want) in cases {
         let e = edit(stem, f).unwrap_err();

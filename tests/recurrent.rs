@@ -3,8 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
+use remodule::engine::model::{InputKind, Model, forward};
 use remodule::formats::{load_model, npz};
-use remodule::model::{forward, InputKind, Model};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -27,7 +27,11 @@ fn max_diff(file: &Path) -> (Model, f32) {
 #[test]
 fn recurrent_fixtures_match_keras() {
     let dir = root().join("tests/fixtures/keras");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "keras" || e == "h5")).collect();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "keras" || e == "h5"))
+        .collect();
     files.sort();
     assert!(files.len() >= 12, "fixtures missing in {dir:?}");
     for f in files {
@@ -56,7 +60,7 @@ fn bundled_language_models_match_keras() {
 
 // ---- decomposition and the language scenarios, through the workbench ----
 
-use remodule::decompose::Settings;
+use remodule::engine::decompose::Settings;
 use remodule::workbench::{Pick, Workbench};
 
 fn read(p: &str) -> Vec<u8> {
@@ -92,7 +96,11 @@ fn language_modules_compose_close_to_their_model() {
             // The paper reports −0.6 points on average; here LSTM and GRU stay within
             // a point, the SimpleRNN loses 2 rolled and 3.5 unrolled (docs/FIDELITY.md).
             let bound = if unrolled { 0.05 } else { 0.03 };
-            assert!((r.composition.top1 - model).abs() < bound, "{file} unrolled={unrolled}: composed {} vs model {model}", r.composition.top1);
+            assert!(
+                (r.composition.top1 - model).abs() < bound,
+                "{file} unrolled={unrolled}: composed {} vs model {model}",
+                r.composition.top1
+            );
             // The authors' statistic removes a few units per module, never most.
             for m in &info.modules {
                 assert!(m.jaccard_units < 1.0 && m.jaccard_units > 0.8, "{file} {}: jaccard {}", m.class_name, m.jaccard_units);
@@ -114,11 +122,14 @@ fn a_language_only_model_b_knows_is_added_by_reuse() {
     assert_eq!(r.composition.classes.len(), 6, "{:?}", r.class_names);
     assert!(r.class_names.contains(&"English".to_string()) && r.class_names.contains(&"lang_b:Dutch".to_string()), "{:?}", r.class_names);
     let b = wb.dataset_info(1);
-    let b_test = remodule::data::Dataset::from_npz(&read("data/lang_b.npz"), "b").unwrap().test;
+    let b_test = remodule::formats::dataset::read_npz_dataset(&read("data/lang_b.npz"), "b").unwrap().test;
     let shared = b_test.y.iter().filter(|&&y| ["English", "German", "Dutch"].contains(&b.class_names[y as usize].as_str())).count();
     assert_eq!(r.composition.evaluated, 1000 + shared);
     let nl = r.class_names.iter().position(|n| n.ends_with("Dutch")).unwrap();
-    println!("add Dutch: top1 {:.4}, Dutch {:.4}, per class {:?}", r.composition.top1, r.composition.per_class[nl], r.composition.per_class);
+    println!(
+        "add Dutch: top1 {:.4}, Dutch {:.4}, per class {:?}",
+        r.composition.top1, r.composition.per_class[nl], r.composition.per_class
+    );
     // Set A's modules never saw Dutch and claim much of it; the reused module still wins some.
     assert!(r.composition.per_class[nl] > 0.1, "{:?}", r.composition.per_class);
     assert!(r.composition.top1 > 0.7);
@@ -228,7 +239,9 @@ fn encoder_decoder_modules_compose_close_to_the_model() {
 /// are what the native engine computes now (regenerate them with the commands there).
 #[test]
 fn the_saved_encoder_decoder_module_sets_are_current() {
-    for (saved_file, model) in [("lang_rev_modules.remodule", "lang_rev_lstm.keras"), ("lang_rev_rnn_modules.remodule", "lang_rev_rnn.keras")] {
+    for (saved_file, model) in
+        [("lang_rev_modules.remodule", "lang_rev_lstm.keras"), ("lang_rev_rnn_modules.remodule", "lang_rev_rnn.keras")]
+    {
         let mut wb = Workbench::new();
         wb.add_dataset(&read("data/lang_rev.npz"), "lang_rev").unwrap();
         let saved = wb.import_modules(&read(&format!("tests/fixtures/{saved_file}")), saved_file, 0).unwrap();
@@ -272,14 +285,22 @@ fn gru_and_simple_rnn_decompose_in_both_sequence_architectures() {
         let d = wb.add_dataset(&read(&format!("data/{data}.npz")), data).unwrap();
         let file = format!("{stem}.keras");
         let info = wb.add_model(&read(&format!("models/{file}")), &file, d.id, None).unwrap();
-        assert!(info.layers.iter().filter(|l| l.kind == cell).count() >= 1 && info.layers.iter().all(|l| !["LSTM", "GRU", "SimpleRNN"].contains(&l.kind.as_str()) || l.kind == cell), "{stem}: {:?}", info.layers);
+        assert!(
+            info.layers.iter().filter(|l| l.kind == cell).count() >= 1
+                && info.layers.iter().all(|l| !["LSTM", "GRU", "SimpleRNN"].contains(&l.kind.as_str()) || l.kind == cell),
+            "{stem}: {:?}",
+            info.layers
+        );
         // The engine's accuracy is the one Keras measured when training.
         let keras_acc = report[&file]["test_accuracy"].as_f64().unwrap() as f32;
         assert!((info.accuracy - keras_acc).abs() < 0.0015, "{stem}: engine {} vs Keras {keras_acc}", info.accuracy);
         let dec = wb.decompose(info.id, settings, &mut |_| true).unwrap();
         let classes = info.class_names.len();
         assert_eq!(dec.modules.len(), classes, "{stem}");
-        assert!(dec.modules.iter().all(|m| m.jaccard_units > 0.8) && dec.modules.iter().any(|m| m.jaccard_units < 1.0), "{stem}: nothing or too much removed");
+        assert!(
+            dec.modules.iter().all(|m| m.jaccard_units > 0.8) && dec.modules.iter().any(|m| m.jaccard_units < 1.0),
+            "{stem}: nothing or too much removed"
+        );
         let all = picks(info.id, 0..classes);
         let r = wb.compose(&all, Some(info.id)).unwrap();
         assert_eq!(r.composition.evaluated, d.test * d.sample_shape[0], "{stem}: every step of every test sequence");
@@ -294,10 +315,20 @@ fn gru_and_simple_rnn_decompose_in_both_sequence_architectures() {
             q.bleu,
             q.model_bleu.unwrap()
         );
-        assert!((r.composition.top1 - info.accuracy).abs() < tolerance, "{stem} {}: composed {} vs model {}", settings.describe(true), r.composition.top1, info.accuracy);
+        assert!(
+            (r.composition.top1 - info.accuracy).abs() < tolerance,
+            "{stem} {}: composed {} vs model {}",
+            settings.describe(true),
+            r.composition.top1,
+            info.accuracy
+        );
         if data == "lang_rev" {
             let keras_exact: f32 = report[&file]["notes"].as_str().unwrap().rsplit(' ').next().unwrap().parse().unwrap();
-            assert!((q.model_exact_match.unwrap() - keras_exact).abs() < 0.003, "{stem}: engine {:?} vs Keras {keras_exact}", q.model_exact_match);
+            assert!(
+                (q.model_exact_match.unwrap() - keras_exact).abs() < 0.003,
+                "{stem}: engine {:?} vs Keras {keras_exact}",
+                q.model_exact_match
+            );
             // The composed words still share most of their n-grams with the right ones.
             assert!(q.bleu > 0.5 && q.exact_match > 0.1, "{stem}: BLEU {} exact {}", q.bleu, q.exact_match);
         }
@@ -314,18 +345,28 @@ fn shared_encoder_beats_the_reference_mode(wb: &mut Workbench, model: usize, (re
     let mut run = |s: Settings| {
         let dec = wb.decompose(model, &s, &mut |_| true).unwrap();
         let q = wb.sequence_scores(&all, Some(model)).unwrap();
-        println!("{}: exact {:.4}, BLEU {:.4} (model {:.4} / {:.4})", s.describe(true), q.exact_match, q.bleu, q.model_exact_match.unwrap(), q.model_bleu.unwrap());
+        println!(
+            "{}: exact {:.4}, BLEU {:.4} (model {:.4} / {:.4})",
+            s.describe(true),
+            q.exact_match,
+            q.bleu,
+            q.model_exact_match.unwrap(),
+            q.model_bleu.unwrap()
+        );
         (q.exact_match, q.bleu, dec.modules.len())
     };
     let (kept_exact, kept_bleu, _) = run(Settings { keep_encoder: true, ..Settings::default() });
-    assert!(kept_exact > ref_exact && kept_bleu > ref_bleu, "shared encoder {kept_exact} / {kept_bleu} vs reference {ref_exact} / {ref_bleu}");
+    assert!(
+        kept_exact > ref_exact && kept_bleu > ref_bleu,
+        "shared encoder {kept_exact} / {kept_bleu} vs reference {ref_exact} / {ref_bleu}"
+    );
     let (exact, bleu, modules) = run(Settings { keep_encoder: true, gates: true, ..Settings::default() });
     assert_eq!(modules, 27);
     assert!(exact > ref_exact && bleu > ref_bleu, "shared encoder + per gate {exact} / {bleu} vs reference {ref_exact} / {ref_bleu}");
     // The masks, through the module-set file: the encoder (before the
     // RepeatVector) is whole in every module; the decoder is masked per gate.
     let (model, saved) = remodule::formats::native::load_modules(&wb.export_modules(model).unwrap(), "rev.remodule").unwrap();
-    let repeat = model.nodes.iter().position(|n| matches!(n.op, remodule::model::Op::RepeatVector { .. })).unwrap();
+    let repeat = model.nodes.iter().position(|n| matches!(n.op, remodule::engine::model::Op::RepeatVector { .. })).unwrap();
     for m in &saved.modules {
         for (&node, u) in &m.masks.nodes {
             if node < repeat {

@@ -9,9 +9,10 @@
 use std::path::PathBuf;
 
 use hdf5_pure::{AttrValue, FileBuilder};
-use remodule::data::Dataset;
+use remodule::engine::data::Dataset;
+use remodule::engine::model::forward;
+use remodule::formats::dataset::read_npz_dataset;
 use remodule::formats::keras;
-use remodule::model::forward;
 use serde_json::json;
 
 const HIDDEN: usize = 16;
@@ -22,7 +23,7 @@ fn root() -> PathBuf {
 }
 
 fn digits() -> Dataset {
-    Dataset::from_npz(&std::fs::read(root().join("data/digits.npz")).unwrap(), "digits").unwrap()
+    read_npz_dataset(&std::fs::read(root().join("data/digits.npz")).unwrap(), "digits").unwrap()
 }
 
 /// 4×4 average pooling of raw 28×28 pixels scaled to [0, 1].
@@ -122,12 +123,19 @@ fn tiny_upload_fixture_is_small_and_loads() {
     let d = digits();
     if std::env::var_os("REMODULE_WRITE_FIXTURES").is_some() {
         let (w1, b1, w2, b2) = train(&d);
-        let own = d.test.x.chunks(784).zip(&d.test.y).filter(|(x, y)| {
-            let x = pooled(x);
-            let h: Vec<f32> = (0..HIDDEN).map(|j| (b1[j] + (0..POOLED).map(|i| x[i] * w1[i * HIDDEN + j]).sum::<f32>()).max(0.0)).collect();
-            let z: Vec<f32> = (0..10).map(|k| b2[k] + (0..HIDDEN).map(|j| h[j] * w2[j * 10 + k]).sum::<f32>()).collect();
-            remodule::workbench::argmax(&z) == **y as usize
-        }).count();
+        let own = d
+            .test
+            .x
+            .chunks(784)
+            .zip(&d.test.y)
+            .filter(|(x, y)| {
+                let x = pooled(x);
+                let h: Vec<f32> =
+                    (0..HIDDEN).map(|j| (b1[j] + (0..POOLED).map(|i| x[i] * w1[i * HIDDEN + j]).sum::<f32>()).max(0.0)).collect();
+                let z: Vec<f32> = (0..10).map(|k| b2[k] + (0..HIDDEN).map(|j| h[j] * w2[j * 10 + k]).sum::<f32>()).collect();
+                remodule::workbench::argmax(&z) == **y as usize
+            })
+            .count();
         eprintln!("trainer's own test accuracy: {}", own as f32 / d.test.len() as f32);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, h5(&w1, &b1, &w2, &b2)).unwrap();

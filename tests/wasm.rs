@@ -2,12 +2,13 @@
 //! SIMD kernels are checked where they actually run.
 #![cfg(target_arch = "wasm32")]
 
-use remodule::kernels::{matmul, matmul_portable, simd_active};
+use remodule::engine::kernels::{matmul, matmul_portable, simd_active};
 use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
 
 #[wasm_bindgen_test]
+#[allow(clippy::assertions_on_constants)] // a failing test names the cause; a const assert would only stop the build
 fn simd_is_compiled_in() {
     assert!(cfg!(target_feature = "simd128"), "build lost +simd128 (is RUSTFLAGS set?)");
     assert!(simd_active());
@@ -51,15 +52,15 @@ fn simd_matmul_is_bit_identical_on_odd_shapes() {
 /// channels it takes (multiples of 4) and ones it hands back (5).
 #[wasm_bindgen_test]
 fn simd_conv_is_bit_identical_to_im2col() {
-    use remodule::kernels::{conv2d, conv2d_im2col, Conv2dGeom};
+    use remodule::engine::kernels::{Conv2dGeom, conv2d, conv2d_im2col};
     for (h, w) in [(1, 1), (5, 7), (8, 6)] {
         for cin in [1, 3, 16] {
             for cout in [4, 5, 8, 12, 16, 32] {
                 for k in 1..=3 {
                     for s in 1..=2 {
                         let geoms = [
-                            Conv2dGeom::new(h, w, cin, k, k, s, s, true),
-                            Conv2dGeom::new(h, w, cin, k, k, s, s, false),
+                            Conv2dGeom::new([h, w, cin], [k, k], [s, s], true),
+                            Conv2dGeom::new([h, w, cin], [k, k], [s, s], false),
                             Conv2dGeom::explicit(h, w, cin, k, k, s, s, [k / 2, k - 1, 0, k / 2]),
                         ];
                         for g in geoms.into_iter().flatten() {
@@ -78,8 +79,8 @@ fn simd_conv_is_bit_identical_to_im2col() {
     }
 }
 
+use remodule::engine::model::forward;
 use remodule::formats::{load_model, npz::read_npz};
-use remodule::model::forward;
 
 /// Every bundled Keras model loads in wasm and matches Keras's own outputs.
 #[wasm_bindgen_test]
@@ -88,7 +89,11 @@ fn keras_fixtures_match_keras_in_wasm() {
         ("digits_mlp.keras", include_bytes!("../models/digits_mlp.keras"), include_bytes!("../models/digits_mlp.expected.npz")),
         ("digits_mlp.h5", include_bytes!("../models/digits_mlp.h5"), include_bytes!("../models/digits_mlp.expected.npz")),
         ("digits_mlp_b.keras", include_bytes!("../models/digits_mlp_b.keras"), include_bytes!("../models/digits_mlp_b.expected.npz")),
-        ("digits_mlp_faulty.keras", include_bytes!("../models/digits_mlp_faulty.keras"), include_bytes!("../models/digits_mlp_faulty.expected.npz")),
+        (
+            "digits_mlp_faulty.keras",
+            include_bytes!("../models/digits_mlp_faulty.keras"),
+            include_bytes!("../models/digits_mlp_faulty.expected.npz"),
+        ),
         ("digits_cnn.keras", include_bytes!("../models/digits_cnn.keras"), include_bytes!("../models/digits_cnn.expected.npz")),
         ("clothing_mlp.keras", include_bytes!("../models/clothing_mlp.keras"), include_bytes!("../models/clothing_mlp.expected.npz")),
     ];
@@ -113,7 +118,11 @@ fn assert_match(cases: &[(&str, &[u8], &[u8])], tol: f32) {
 fn recurrent_models_match_keras_in_wasm() {
     macro_rules! case {
         ($dir:literal, $stem:literal, $ext:literal) => {
-            (concat!($stem, $ext), &include_bytes!(concat!("../", $dir, "/", $stem, $ext))[..], &include_bytes!(concat!("../", $dir, "/", $stem, ".expected.npz"))[..])
+            (
+                concat!($stem, $ext),
+                &include_bytes!(concat!("../", $dir, "/", $stem, $ext))[..],
+                &include_bytes!(concat!("../", $dir, "/", $stem, ".expected.npz"))[..],
+            )
         };
     }
     let cases: [(&str, &[u8], &[u8]); 10] = [
@@ -216,12 +225,12 @@ fn hostile_onnx_bytes_are_errors_in_wasm() {
 /// outlast the test runner's 17 s poll).
 #[wasm_bindgen_test]
 fn encoder_decoder_masks_match_native_in_wasm() {
-    use remodule::data::Dataset;
-    use remodule::decompose::decompose;
+    use remodule::engine::decompose::decompose;
+    use remodule::formats::dataset::read_npz_dataset;
     use remodule::formats::native::load_modules;
     let (_, saved) = load_modules(include_bytes!("fixtures/lang_rev_modules.remodule"), "lang_rev_modules.remodule").unwrap();
     let model = load_model(include_bytes!("../models/lang_rev_lstm.keras"), "lang_rev_lstm.keras").unwrap();
-    let data = Dataset::from_npz(include_bytes!("../data/lang_rev.npz"), "lang_rev").unwrap();
+    let data = read_npz_dataset(include_bytes!("../data/lang_rev.npz"), "lang_rev").unwrap();
     let here = decompose(&model, &data, &saved.settings, &mut |_| true).unwrap();
     assert_eq!(here.digest(), saved.digest());
 }
@@ -231,12 +240,12 @@ fn encoder_decoder_masks_match_native_in_wasm() {
 /// --unrolled --out …`; tests/recurrent.rs checks it against a fresh native run).
 #[wasm_bindgen_test]
 fn simple_rnn_encoder_decoder_masks_match_native_in_wasm() {
-    use remodule::data::Dataset;
-    use remodule::decompose::decompose;
+    use remodule::engine::decompose::decompose;
+    use remodule::formats::dataset::read_npz_dataset;
     use remodule::formats::native::load_modules;
     let (_, saved) = load_modules(include_bytes!("fixtures/lang_rev_rnn_modules.remodule"), "lang_rev_rnn_modules.remodule").unwrap();
     let model = load_model(include_bytes!("../models/lang_rev_rnn.keras"), "lang_rev_rnn.keras").unwrap();
-    let data = Dataset::from_npz(include_bytes!("../data/lang_rev.npz"), "lang_rev").unwrap();
+    let data = read_npz_dataset(include_bytes!("../data/lang_rev.npz"), "lang_rev").unwrap();
     let here = decompose(&model, &data, &saved.settings, &mut |_| true).unwrap();
     assert_eq!(here.digest(), saved.digest());
 }
@@ -247,13 +256,13 @@ fn simple_rnn_encoder_decoder_masks_match_native_in_wasm() {
 /// --out …`; tests/recurrent.rs checks it against a fresh native run).
 #[wasm_bindgen_test]
 fn per_gate_masks_match_native_in_wasm() {
-    use remodule::data::Dataset;
-    use remodule::decompose::decompose;
+    use remodule::engine::decompose::decompose;
+    use remodule::formats::dataset::read_npz_dataset;
     use remodule::formats::native::load_modules;
     let (_, saved) = load_modules(include_bytes!("fixtures/lang_a_gates_modules.remodule"), "lang_a_gates_modules.remodule").unwrap();
     assert!(saved.settings.gates);
     let model = load_model(include_bytes!("../models/lang_a_lstm.keras"), "lang_a_lstm.keras").unwrap();
-    let data = Dataset::from_npz(include_bytes!("../data/lang_a.npz"), "lang_a").unwrap();
+    let data = read_npz_dataset(include_bytes!("../data/lang_a.npz"), "lang_a").unwrap();
     let here = decompose(&model, &data, &saved.settings, &mut |_| true).unwrap();
     assert_eq!(here.digest(), saved.digest());
 }

@@ -1,7 +1,7 @@
 //! The engine API the page calls, on the bundled models and data: reuse,
 //! replacement and removal scenarios end to end (natively).
 
-use remodule::decompose::Settings;
+use remodule::engine::decompose::Settings;
 use remodule::workbench::{Pick, Workbench};
 
 fn read(p: &str) -> Vec<u8> {
@@ -165,11 +165,11 @@ fn module_pictures_and_jaccard_describe_the_masks() {
     }
     let j = wb.module_jaccard(0).unwrap();
     assert_eq!(j.len(), 10);
-    for a in 0..10 {
-        assert_eq!(j[a][a], 1.0);
-        for b in 0..10 {
-            assert_eq!(j[a][b], j[b][a]);
-            assert!(j[a][b] > 0.0 && j[a][b] <= 1.0);
+    for (a, row) in j.iter().enumerate() {
+        assert_eq!(row[a], 1.0);
+        for (b, &x) in row.iter().enumerate() {
+            assert_eq!(x, j[b][a]);
+            assert!(x > 0.0 && x <= 1.0);
         }
     }
     // With E = 5 modules differ: some pair shares less than everything.
@@ -208,7 +208,12 @@ fn verification_re_answers_watched_classes_with_a_second_model() {
     let watched = [wb.class_id(0, 1).unwrap(), wb.class_id(0, 7).unwrap()];
     let v = wb.compose_verified(&picks, &watched, 1, Some(0)).unwrap();
     // The faulty model answers most 7s "1"; re-checked by variant B they become 7s.
-    assert!(v.composition.per_class[7] > plain.composition.per_class[7] + 0.5, "{} vs {}", v.composition.per_class[7], plain.composition.per_class[7]);
+    assert!(
+        v.composition.per_class[7] > plain.composition.per_class[7] + 0.5,
+        "{} vs {}",
+        v.composition.per_class[7],
+        plain.composition.per_class[7]
+    );
     assert!(v.composition.top1 > plain.composition.top1);
     // Only samples answered 1 or 7 are re-answered: every other answer stays, so
     // each cell outside columns 1 and 7 can only gain samples.

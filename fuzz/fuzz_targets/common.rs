@@ -1,6 +1,6 @@
 // Shared by the model targets: a model that loads must also run one sample.
 
-use remodule::model::{forward, Model};
+use remodule::engine::model::{forward, Model};
 
 /// Runs one all-zero sample (token id 0, black pixels) through a model that
 /// loaded, so shapes the loader accepted are exercised by the engine too.

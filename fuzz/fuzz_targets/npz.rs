@@ -1,6 +1,6 @@
 #![no_main]
 //! Data readers: `.npz` archives, single `.npy` arrays, data sets built from
-//! an archive (`Dataset::from_npz`), and IDX (MNIST) files.
+//! an archive (`read_npz_dataset`), and IDX (MNIST) files.
 
 use libfuzzer_sys::fuzz_target;
 
@@ -8,6 +8,6 @@ fuzz_target!(|data: &[u8]| {
     let _ = remodule::formats::npz::read_npy(data);
     let _ = remodule::formats::idx::read_idx(data);
     if remodule::formats::npz::read_npz(data).is_ok() {
-        let _ = remodule::data::Dataset::from_npz(data, "fuzz");
+        let _ = remodule::formats::dataset::read_npz_dataset(data, "fuzz");
     }
 });

@@ -5,11 +5,15 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::{Parser, Subcommand};
-use remodule::data::Dataset;
-use remodule::decompose::{Head, Mode, Settings, Technique};
+use remodule::engine::data::Dataset;
+use remodule::engine::decompose::{Head, Mode, Settings, Technique};
+use remodule::engine::model::{InputKind, forward};
+use remodule::formats::dataset::{read_idx_dataset, read_npz_dataset};
 use remodule::formats::{idx, load_model, native, npz};
-use remodule::model::{forward, InputKind};
 use remodule::workbench::{DecompositionInfo, Pick, Workbench};
+
+/// (classes, samples, width) of one synthetic scaling point.
+type ScalePoint3 = (usize, usize, usize);
 
 #[derive(Parser)]
 #[command(name = "remodule", version, about = "Decompose a trained classifier into per-class modules and recompose them")]
@@ -45,23 +49,24 @@ struct Composition {
 }
 
 impl Composition {
-    fn build(&self) -> Result<remodule::plan::Built, String> {
+    fn build(&self) -> Result<remodule::app::plan::Built, String> {
         let target = &self.target;
         if target.extension().is_some_and(|e| e == "json") {
             if self.data.is_some() || !self.classes.is_empty() || self.opts.any_given() {
                 return Err("a composition file says everything itself: --data, --classes and decomposition options do not apply".into());
             }
-            let plan = remodule::plan::Plan::parse(&read(target)?).map_err(|e| format!("{}: {e}", target.display()))?;
+            let plan = remodule::app::plan::Plan::parse(&read(target)?).map_err(|e| format!("{}: {e}", target.display()))?;
             let dir = target.parent().map(Path::to_path_buf).unwrap_or_default();
             let reader = |p: &str| std::fs::read(dir.join(p)).map_err(|e| remodule::Error::invalid(format!("{p}: {e}")));
-            return remodule::plan::build(&plan, &reader, &mut |m| eprintln!("{m}")).map_err(|e| e.to_string());
+            return remodule::app::plan::build(&plan, &reader, &mut |m| eprintln!("{m}")).map_err(|e| e.to_string());
         }
         let data = self.data.clone().ok_or("give --data with a model file (or a composition file .json)")?;
         let (mut wb, id, saved) = load(&ModelData { model: target.clone(), data })?;
         self.opts.decompose(&mut wb, id, saved)?;
-        let classes: Vec<usize> = if self.classes.is_empty() { (0..wb.model_info(id).class_names.len()).collect() } else { self.classes.clone() };
+        let classes: Vec<usize> =
+            if self.classes.is_empty() { (0..wb.model_info(id).class_names.len()).collect() } else { self.classes.clone() };
         let picks = classes.into_iter().map(|class| Pick { model: id, class }).collect();
-        Ok(remodule::plan::Built { wb, picks, base: Some(id), mode: remodule::plan::Mode::Plain })
+        Ok(remodule::app::plan::Built { wb, picks, base: Some(id), mode: remodule::app::plan::Mode::Plain })
     }
 }
 
@@ -138,7 +143,17 @@ impl DecomposeOpts {
     }
 
     fn any_given(&self) -> bool {
-        self.mode.is_some() || self.technique.is_some() || self.delta.is_some() || self.head.is_some() || self.recurrent_mode.is_some() || self.unrolled || self.max_remove.is_some() || self.gates || self.keep_encoder || self.samples.is_some() || self.tangling_ratio.is_some()
+        self.mode.is_some()
+            || self.technique.is_some()
+            || self.delta.is_some()
+            || self.head.is_some()
+            || self.recurrent_mode.is_some()
+            || self.unrolled
+            || self.max_remove.is_some()
+            || self.gates
+            || self.keep_encoder
+            || self.samples.is_some()
+            || self.tangling_ratio.is_some()
     }
 
     /// The loaded module set's decomposition, or a new one with these options.
@@ -305,19 +320,18 @@ fn stem(path: &Path) -> String {
 
 /// An IDX images file's labels file, by the MNIST naming convention.
 fn idx_labels(images: &Path) -> Result<PathBuf, String> {
-    idx::labels_name(&images.to_string_lossy())
-        .map(PathBuf::from)
-        .filter(|p| p.is_file())
-        .ok_or_else(|| format!("{}: an IDX images file needs its labels file next to it (…-images-idx3-ubyte → …-labels-idx1-ubyte)", images.display()))
+    idx::labels_name(&images.to_string_lossy()).map(PathBuf::from).filter(|p| p.is_file()).ok_or_else(|| {
+        format!("{}: an IDX images file needs its labels file next to it (…-images-idx3-ubyte → …-labels-idx1-ubyte)", images.display())
+    })
 }
 
 /// A labelled data set: `.npz`, or IDX images plus the labels file next to them.
 fn dataset(path: &Path) -> Result<Dataset, String> {
     let bytes = read(path)?;
     let d = if idx::looks_like_idx(&bytes) || bytes.starts_with(&[0x1f, 0x8b]) {
-        Dataset::from_idx(&bytes, &read(&idx_labels(path)?)?, &stem(path))
+        read_idx_dataset(&bytes, &read(&idx_labels(path)?)?, &stem(path))
     } else {
-        Dataset::from_npz(&bytes, &stem(path))
+        read_npz_dataset(&bytes, &stem(path))
     };
     d.map_err(|e| format!("{}: {e}", path.display()))
 }
@@ -335,7 +349,7 @@ fn samples(path: &Path, split: &str) -> Result<(Vec<f32>, usize), String> {
         let n = *a.shape.first().ok_or_else(|| format!("{}: a scalar, not an array of samples", path.display()))?;
         return Ok((a.to_f32(), n));
     }
-    let d = Dataset::from_npz(&bytes, &stem(path)).map_err(at)?;
+    let d = read_npz_dataset(&bytes, &stem(path)).map_err(at)?;
     let s = if split == "train" { d.train } else { d.test };
     let n = s.len();
     Ok((s.x, n))
@@ -428,14 +442,20 @@ fn run(cli: Cli) -> Result<(), String> {
                 );
             } else {
                 let technique = dec.settings.describe(wb.model_info(id).recurrent);
-                println!("model accuracy {model_acc:.4}  composed {:.4}  top-5 {:?}  ({seconds:.2} s, {technique})", c.composition.top1, c.composition.top5);
+                println!(
+                    "model accuracy {model_acc:.4}  composed {:.4}  top-5 {:?}  ({seconds:.2} s, {technique})",
+                    c.composition.top1, c.composition.top5
+                );
                 for m in &dec.modules {
-                    println!("  {:<12} acc {:.4}  jaccard {:.3} (ref {:.3})  kept weights {:.3}", m.class_name, m.accuracy, m.jaccard_units, m.jaccard_ref, m.kept_weights);
+                    println!(
+                        "  {:<12} acc {:.4}  jaccard {:.3} (ref {:.3})  kept weights {:.3}",
+                        m.class_name, m.accuracy, m.jaccard_units, m.jaccard_ref, m.kept_weights
+                    );
                 }
             }
         }
         Cmd::Bench { models, data, json, scaling, inference_only } => {
-            use remodule::bench::{bench_recompose, bench_scaling, loglog_slope, RECOMPOSE_SIZES};
+            use remodule::app::bench::{RECOMPOSE_SIZES, bench_recompose, bench_scaling, loglog_slope};
             let t0 = Instant::now();
             let clock = move || t0.elapsed().as_secs_f64();
             let mut rows = vec![];
@@ -455,15 +475,27 @@ fn run(cli: Cli) -> Result<(), String> {
             // Each curve varies one of (classes, samples, width) from the base (10, 5000, 128).
             let mut curves = vec![];
             if scaling {
-                let sweeps: [(&str, Vec<(usize, usize, usize)>); 3] = [
+                let sweeps: [(&str, Vec<ScalePoint3>); 3] = [
                     ("classes", [10, 20, 50, 100].iter().map(|&c| (c, 5_000, 128)).collect()),
                     ("samples", [1_000, 2_000, 5_000, 10_000, 20_000].iter().map(|&n| (10, n, 128)).collect()),
                     ("width", [32, 64, 128, 256, 512].iter().map(|&w| (10, 5_000, w)).collect()),
                 ];
                 for (by, points) in sweeps {
-                    let pts = points.iter().map(|&(c, n, w)| bench_scaling(c, n, w, &clock)).collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())?;
-                    let x = |p: &remodule::bench::ScalePoint| (match by { "classes" => p.classes, "samples" => p.samples, _ => p.width }) as f64;
-                    let fit = |f: &dyn Fn(&remodule::bench::ScalePoint) -> f64| loglog_slope(&pts.iter().map(|p| (x(p), f(p))).collect::<Vec<_>>());
+                    let pts = points
+                        .iter()
+                        .map(|&(c, n, w)| bench_scaling(c, n, w, &clock))
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(|e| e.to_string())?;
+                    let x = |p: &remodule::app::bench::ScalePoint| {
+                        (match by {
+                            "classes" => p.classes,
+                            "samples" => p.samples,
+                            _ => p.width,
+                        }) as f64
+                    };
+                    let fit = |f: &dyn Fn(&remodule::app::bench::ScalePoint) -> f64| {
+                        loglog_slope(&pts.iter().map(|p| (x(p), f(p))).collect::<Vec<_>>())
+                    };
                     curves.push(serde_json::json!({"by": by, "points": pts, "decompose_exponent": fit(&|p| p.decompose_s), "pass_exponent": fit(&|p| p.pass_s), "ratio_exponent": fit(&|p| p.ratio)}));
                 }
             }
@@ -478,7 +510,10 @@ fn run(cli: Cli) -> Result<(), String> {
                     println!("| {} | {:.0} | {:.2} | – | – | – |", b.model, b.samples_per_s, b.gflops);
                 }
                 for d in &b.decompose {
-                    println!("| {} | {:.0} | {:.2} | {} | {:.3} | {:.2} |", b.model, b.samples_per_s, b.gflops, d.technique, d.decompose_s, d.ratio);
+                    println!(
+                        "| {} | {:.0} | {:.2} | {} | {:.3} | {:.2} |",
+                        b.model, b.samples_per_s, b.gflops, d.technique, d.decompose_s, d.ratio
+                    );
                 }
             }
             println!("\n| modules × samples | recompose (ms) |\n|---|---:|");
@@ -488,9 +523,19 @@ fn run(cli: Cli) -> Result<(), String> {
             for c in &curves {
                 println!("\n| {} | decompose (s) | one recorded pass (s) | ratio |\n|---:|---:|---:|---:|", c["by"].as_str().unwrap_or(""));
                 for p in c["points"].as_array().into_iter().flatten() {
-                    println!("| {} | {:.4} | {:.4} | {:.2} |", p[c["by"].as_str().unwrap_or("")], p["decompose_s"].as_f64().unwrap_or(f64::NAN), p["pass_s"].as_f64().unwrap_or(f64::NAN), p["ratio"].as_f64().unwrap_or(f64::NAN));
+                    println!(
+                        "| {} | {:.4} | {:.4} | {:.2} |",
+                        p[c["by"].as_str().unwrap_or("")],
+                        p["decompose_s"].as_f64().unwrap_or(f64::NAN),
+                        p["pass_s"].as_f64().unwrap_or(f64::NAN),
+                        p["ratio"].as_f64().unwrap_or(f64::NAN)
+                    );
                 }
-                println!("fitted exponent: decompose {:.2}, pass {:.2}", c["decompose_exponent"].as_f64().unwrap_or(f64::NAN), c["pass_exponent"].as_f64().unwrap_or(f64::NAN));
+                println!(
+                    "fitted exponent: decompose {:.2}, pass {:.2}",
+                    c["decompose_exponent"].as_f64().unwrap_or(f64::NAN),
+                    c["pass_exponent"].as_f64().unwrap_or(f64::NAN)
+                );
             }
         }
         Cmd::Convert { model, out } => {
@@ -498,16 +543,24 @@ fn run(cli: Cli) -> Result<(), String> {
             let m = load_model(&read(&model)?, &file).map_err(|e| e.to_string())?;
             let bytes = native::save_model(&m).map_err(|e| e.to_string())?;
             write(&out, &bytes)?;
-            println!("{}: {} layers, {} parameters, {} classes -> {} ({} bytes)", m.name, m.nodes.len(), m.params(), m.classes(), out.display(), bytes.len());
+            println!(
+                "{}: {} layers, {} parameters, {} classes -> {} ({} bytes)",
+                m.name,
+                m.nodes.len(),
+                m.params(),
+                m.classes(),
+                out.display(),
+                bytes.len()
+            );
         }
         Cmd::Table { root, out } | Cmd::Cards { root, out } => {
             let t0 = Instant::now();
-            let catalog = remodule::tables::Catalog::parse(&read(&root.join("models/catalog.json"))?).map_err(|e| e.to_string())?;
+            let catalog = remodule::app::catalog::Catalog::parse(&read(&root.join("models/catalog.json"))?).map_err(|e| e.to_string())?;
             let reader = |p: &str| std::fs::read(root.join(p)).map_err(|e| remodule::Error::invalid(format!("{p}: {e}")));
             let md = if cards {
-                remodule::tables::model_cards_markdown(&catalog, &reader)
+                remodule::app::tables::model_cards_markdown(&catalog, &reader)
             } else {
-                remodule::tables::fidelity_markdown(&catalog, &reader, &move || t0.elapsed().as_secs_f64())
+                remodule::app::tables::fidelity_markdown(&catalog, &reader, &move || t0.elapsed().as_secs_f64())
             }
             .map_err(|e| e.to_string())?;
             match out {
@@ -516,7 +569,7 @@ fn run(cli: Cli) -> Result<(), String> {
             }
         }
         Cmd::Exercise { cmd: ExerciseCmd::Check { exercise, state, root, json } } => {
-            use remodule::exercise;
+            use remodule::app::exercise;
             let text = if Path::new(&state).is_file() { String::from_utf8_lossy(&read(Path::new(&state))?).into_owned() } else { state };
             let st = exercise::parse_state(&text).map_err(|e| e.to_string())?;
             let spec = match exercise.as_str() {
@@ -524,8 +577,9 @@ fn run(cli: Cli) -> Result<(), String> {
                 e if e.ends_with(".json") => Some(String::from_utf8_lossy(&read(Path::new(e))?).into_owned()),
                 id => Some(id.to_string()),
             };
-            let ex = exercise::find_exercise(spec.as_deref(), &st, &read(&root.join("www/exercises/builtin.json"))?).map_err(|e| e.to_string())?;
-            let cat = remodule::tables::Catalog::parse(&read(&root.join("models/catalog.json"))?).map_err(|e| e.to_string())?;
+            let ex = exercise::find_exercise(spec.as_deref(), &st, &read(&root.join("www/exercises/builtin.json"))?)
+                .map_err(|e| e.to_string())?;
+            let cat = remodule::app::catalog::Catalog::parse(&read(&root.join("models/catalog.json"))?).map_err(|e| e.to_string())?;
             let reader = |p: &str| std::fs::read(root.join(p)).map_err(|e| remodule::Error::invalid(format!("{p}: {e}")));
             let r = exercise::check(&ex, &st, &cat, &reader).map_err(|e| e.to_string())?;
             if json {
@@ -562,14 +616,22 @@ fn run(cli: Cli) -> Result<(), String> {
         }
         Cmd::Export { what, softmax, out, expected } => {
             let mut built = what.build()?;
-            if built.mode != remodule::plan::Mode::Plain {
+            if built.mode != remodule::app::plan::Mode::Plain {
                 return Err("export writes the modules as decomposed: a composition with module update or verification is not exported (remove \"update\" / \"verify\")".into());
             }
             let c = built.compose().map_err(|e| e.to_string())?;
             let (wb, picks) = (&mut built.wb, &built.picks);
             let bytes = wb.export_onnx(picks, softmax).map_err(|e| e.to_string())?;
             write(&out, &bytes)?;
-            println!("{} modules -> {} ({} bytes); composed accuracy {:.4} over {} samples of classes {:?}", picks.len(), out.display(), bytes.len(), c.composition.top1, c.composition.evaluated, c.class_names);
+            println!(
+                "{} modules -> {} ({} bytes); composed accuracy {:.4} over {} samples of classes {:?}",
+                picks.len(),
+                out.display(),
+                bytes.len(),
+                c.composition.top1,
+                c.composition.evaluated,
+                c.class_names
+            );
             if let Some(prefix) = expected {
                 let s = wb.composition_scores(picks).map_err(|e| e.to_string())?;
                 let n = s.answers.len();
@@ -588,7 +650,10 @@ fn run(cli: Cli) -> Result<(), String> {
                 println!("{}", serde_json::to_string(&c).map_err(|e| e.to_string())?);
             } else {
                 let base = c.model_accuracy.map(|a| format!(" (base model on these classes {a:.4})")).unwrap_or_default();
-                println!("composed accuracy {:.4}{base} over {} samples of classes {:?}", c.composition.top1, c.composition.evaluated, c.class_names);
+                println!(
+                    "composed accuracy {:.4}{base} over {} samples of classes {:?}",
+                    c.composition.top1, c.composition.evaluated, c.class_names
+                );
             }
         }
     }

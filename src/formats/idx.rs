@@ -4,7 +4,7 @@
 //! unsigned-byte data (type 0x08) is read — what MNIST-style images and
 //! labels use. Gzipped files are recognised and refused with a hint.
 
-use crate::error::{checked_elems, Error, Result};
+use crate::error::{Error, Result, checked_elems};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Idx {
@@ -26,7 +26,11 @@ pub fn read_idx(bytes: &[u8]) -> Result<Idx> {
         return Err(err("missing the 00 00 <type> <rank> magic".into()));
     };
     if kind != 0x08 {
-        return Err(Error::Unsupported { what: "IDX data type".into(), name: format!("0x{kind:02x}"), supported: "0x08 (unsigned bytes)".into() });
+        return Err(Error::Unsupported {
+            what: "IDX data type".into(),
+            name: format!("0x{kind:02x}"),
+            supported: "0x08 (unsigned bytes)".into(),
+        });
     }
     if !(1..=4).contains(&rank) {
         return Err(err(format!("rank {rank} (expected 1 to 4)")));
@@ -46,7 +50,9 @@ pub fn read_idx(bytes: &[u8]) -> Result<Idx> {
 /// convention: `…-images-idx3-ubyte` → `…-labels-idx1-ubyte` (also with `.`
 /// for the last `-`). `None` if the name does not follow it.
 pub fn labels_name(images: &str) -> Option<String> {
-    ["images-idx3", "images.idx3"].iter().find_map(|pat| images.rfind(pat).map(|at| format!("{}labels{}idx1{}", &images[..at], &pat[6..7], &images[at + pat.len()..])))
+    ["images-idx3", "images.idx3"]
+        .iter()
+        .find_map(|pat| images.rfind(pat).map(|at| format!("{}labels{}idx1{}", &images[..at], &pat[6..7], &images[at + pat.len()..])))
 }
 
 #[cfg(test)]

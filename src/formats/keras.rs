@@ -24,11 +24,11 @@ use std::io::{Cursor, Read};
 
 use hdf5_pure::Group;
 
+use crate::engine::model::Model;
 use crate::error::{Error, Result};
-use crate::model::Model;
 use config::Layer;
 use convert::WeightSource;
-use h5::{attr_string, attr_strings, StoredArray, H5};
+use h5::{H5, StoredArray, attr_string, attr_strings};
 
 pub use config::SUPPORTED_LAYERS;
 
@@ -138,7 +138,11 @@ impl WeightSource for Keras3Weights {
         }
         let mut names = names
             .into_iter()
-            .map(|n| n.parse::<usize>().map(|i| (i, n.clone())).map_err(|_| self.h5.err(format!("'{path}' holds an array named '{n}'; expected 0, 1, …"))))
+            .map(|n| {
+                n.parse::<usize>()
+                    .map(|i| (i, n.clone()))
+                    .map_err(|_| self.h5.err(format!("'{path}' holds an array named '{n}'; expected 0, 1, …")))
+            })
             .collect::<Result<Vec<_>>>()?;
         names.sort();
         if let Some((k, (i, _))) = names.iter().enumerate().find(|(k, (i, _))| k != i) {

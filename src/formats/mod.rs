@@ -2,14 +2,15 @@
 //! Every loader takes bytes (no file system: the browser has none) and
 //! returns a validated `Model` or a typed error; nothing here panics on input.
 
+pub mod dataset;
 pub mod idx;
 pub mod keras;
 pub mod native;
 pub mod npz;
 pub mod onnx;
 
+use crate::engine::model::Model;
 use crate::error::{Error, Result};
-use crate::model::Model;
 
 /// What a file is, by its magic bytes first and its extension second (as Netron does).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,7 +37,11 @@ pub fn sniff(bytes: &[u8], file_name: &str) -> Result<ModelFormat> {
         // A protobuf has no magic number: the first field, or the extension.
         Ok(ModelFormat::Onnx)
     } else {
-        Err(Error::Unsupported { what: "model file".into(), name: format!("{file_name} (.{ext}, unrecognised contents)"), supported: SUPPORTED_MODEL_FORMATS.into() })
+        Err(Error::Unsupported {
+            what: "model file".into(),
+            name: format!("{file_name} (.{ext}, unrecognised contents)"),
+            supported: SUPPORTED_MODEL_FORMATS.into(),
+        })
     }
 }
 

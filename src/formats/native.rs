@@ -23,11 +23,11 @@ use safetensors::{Dtype, SafeTensors, View};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::bits::BitSet;
-use crate::decompose::{Decomposition, Module, Settings};
-use crate::error::{checked_elems, Error, Result, MAX_TENSOR_ELEMS};
-use crate::kernels::PoolKind;
-use crate::model::{Activation, Cell, InputSpec, Masks, Model, ModelBuilder, NodeId, Op, Padding, Recurrent, UnitMask};
+use crate::engine::bits::BitSet;
+use crate::engine::decompose::{Decomposition, Module, Settings};
+use crate::engine::kernels::PoolKind;
+use crate::engine::model::{Activation, Cell, InputSpec, Masks, Model, ModelBuilder, NodeId, Op, Padding, Recurrent, UnitMask};
+use crate::error::{Error, MAX_TENSOR_ELEMS, Result, checked_elems};
 
 /// The format's name in errors.
 const FORMAT: &str = "Remodule";
@@ -43,8 +43,22 @@ pub const VERSION: u32 = 3;
 const MAX_WINDOW: usize = 1 << 16;
 /// Op kinds a manifest may name (`Op::kind`).
 const KINDS: &[&str] = &[
-    "Input", "Dense", "Conv2D", "MaxPool2D", "AvgPool2D", "GlobalAveragePooling2D", "Flatten", "Add", "BatchNormalization", "Activation", "Dropout",
-    "Embedding", "SimpleRNN", "LSTM", "GRU", "RepeatVector",
+    "Input",
+    "Dense",
+    "Conv2D",
+    "MaxPool2D",
+    "AvgPool2D",
+    "GlobalAveragePooling2D",
+    "Flatten",
+    "Add",
+    "BatchNormalization",
+    "Activation",
+    "Dropout",
+    "Embedding",
+    "SimpleRNN",
+    "LSTM",
+    "GRU",
+    "RepeatVector",
 ];
 
 /// The lowest manifest version that can express `model` and its
@@ -210,12 +224,26 @@ pub fn save_modules(model: &Model, dec: &Decomposition) -> Result<Vec<u8>> {
             if let Some(gates) = &mask.gates {
                 t.bits(format!("modules.{m}.masks.{node}.gates"), gates);
             }
-            masks.push(MaskSpec { node, units: mask.keep.len(), clip_negative: mask.clip_negative.is_some(), gates: mask.gates.as_ref().map(BitSet::len) });
+            masks.push(MaskSpec {
+                node,
+                units: mask.keep.len(),
+                clip_negative: mask.clip_negative.is_some(),
+                gates: mask.gates.as_ref().map(BitSet::len),
+            });
         }
         modules.push(ModuleSpec { class: module.class, concerned: module.concerned, unconcerned: module.unconcerned, masks });
     }
     let set = ModuleSetSpec { settings: dec.settings.clone(), recorded_samples: dec.recorded_samples, modules };
-    write(Manifest { format: KEY.into(), version: version_for(model, Some(dec)), contents: Contents::Modules, model: spec, modules: Some(set) }, t)
+    write(
+        Manifest {
+            format: KEY.into(),
+            version: version_for(model, Some(dec)),
+            contents: Contents::Modules,
+            model: spec,
+            modules: Some(set),
+        },
+        t,
+    )
 }
 
 fn model_spec(model: &Model, t: &mut Tensors) -> ModelSpec {
@@ -241,7 +269,9 @@ fn model_spec(model: &Model, t: &mut Tensors) -> ModelSpec {
                 t.f32s(name("bias"), bias.shape(), bias.iter());
                 (spec.strides, spec.padding) = (Some(*strides), Some(*padding));
             }
-            Op::Pool2D { size, strides, padding, .. } => (spec.size, spec.strides, spec.padding) = (Some(*size), Some(*strides), Some(*padding)),
+            Op::Pool2D { size, strides, padding, .. } => {
+                (spec.size, spec.strides, spec.padding) = (Some(*size), Some(*strides), Some(*padding))
+            }
             Op::BatchNorm { scale, shift } => {
                 t.f32s(name("scale"), scale.shape(), scale.iter());
                 t.f32s(name("shift"), shift.shape(), shift.iter());
@@ -309,7 +339,9 @@ pub fn load_modules(bytes: &[u8], name: &str) -> Result<(Model, Decomposition)> 
     let set = match (manifest.contents, &manifest.modules) {
         (Contents::Modules, Some(set)) => set,
         (Contents::Modules, None) => return Err(Error::format(FORMAT, "the manifest of a module set has no \"modules\"")),
-        (Contents::Model, _) => return Err(Error::format(FORMAT, "this file holds a model, not a module set (decompose it, then save the modules)")),
+        (Contents::Model, _) => {
+            return Err(Error::format(FORMAT, "this file holds a model, not a module set (decompose it, then save the modules)"));
+        }
     };
     let mut r = Reader { file, used: HashSet::new() };
     let model = read_model(&manifest.model, &mut r, name)?;
@@ -331,7 +363,15 @@ pub fn load_modules(bytes: &[u8], name: &str) -> Result<(Model, Decomposition)> 
             }
         }
         let (kept_units, total_units) = masks.unit_counts();
-        modules.push(Module { class: spec.class, head: set.settings.head, masks, concerned: spec.concerned, unconcerned: spec.unconcerned, kept_units, total_units });
+        modules.push(Module {
+            class: spec.class,
+            head: set.settings.head,
+            masks,
+            concerned: spec.concerned,
+            unconcerned: spec.unconcerned,
+            kept_units,
+            total_units,
+        });
     }
     r.all_used()?;
     let dec = Decomposition { settings: set.settings.clone(), modules, recorded_samples: set.recorded_samples };
@@ -347,7 +387,10 @@ fn open(bytes: &[u8]) -> Result<(File<'_>, Manifest)> {
     let n = u64::from_le_bytes(head);
     let rest = bytes.len() as u64 - 8;
     if n > rest {
-        return Err(Error::format(FORMAT, format!("the header claims {n} bytes but only {rest} follow (truncated, or not a {FORMAT} file)")));
+        return Err(Error::format(
+            FORMAT,
+            format!("the header claims {n} bytes but only {rest} follow (truncated, or not a {FORMAT} file)"),
+        ));
     }
     // safetensors 0.8.0 adds the data's end offset to the header length
     // unchecked (a panic where overflow is checked): bound every end first.
@@ -357,13 +400,17 @@ fn open(bytes: &[u8]) -> Result<(File<'_>, Manifest)> {
     for (name, t) in header.iter().filter(|(k, _)| *k != "__metadata__") {
         match t.get("data_offsets").and_then(|o| o.get(1)).and_then(Value::as_u64) {
             Some(end) if end > data_len => {
-                return Err(Error::format(FORMAT, format!("tensor '{name}' ends at byte {end} of {data_len} (truncated, or not a {FORMAT} file)")))
+                return Err(Error::format(
+                    FORMAT,
+                    format!("tensor '{name}' ends at byte {end} of {data_len} (truncated, or not a {FORMAT} file)"),
+                ));
             }
             _ => {}
         }
     }
     drop(header);
-    let (n, meta) = SafeTensors::read_metadata(bytes).map_err(|e| Error::format(FORMAT, format!("not a valid safetensors container: {e}")))?;
+    let (n, meta) =
+        SafeTensors::read_metadata(bytes).map_err(|e| Error::format(FORMAT, format!("not a valid safetensors container: {e}")))?;
     let json = meta.metadata().as_ref().and_then(|m| m.get(KEY)).ok_or_else(|| {
         Error::format(FORMAT, format!("a safetensors file without a '{KEY}' manifest holds tensors but no model structure"))
     })?;
@@ -373,12 +420,15 @@ fn open(bytes: &[u8]) -> Result<(File<'_>, Manifest)> {
         format: Option<Value>,
         version: Option<Value>,
     }
-    let head: Head = serde_json::from_slice(json.as_bytes()).map_err(|e| Error::format(FORMAT, format!("the manifest is not valid JSON: {e}")))?;
+    let head: Head =
+        serde_json::from_slice(json.as_bytes()).map_err(|e| Error::format(FORMAT, format!("the manifest is not valid JSON: {e}")))?;
     if head.format.as_ref().and_then(Value::as_str) != Some(KEY) {
         return Err(Error::format(FORMAT, format!("the manifest's \"format\" must be \"{KEY}\"")));
     }
     match head.version.as_ref().and_then(Value::as_u64) {
-        Some(v) if v > VERSION as u64 => return Err(Error::Version { format: FORMAT, found: v.min(u32::MAX as u64) as u32, supported: VERSION }),
+        Some(v) if v > VERSION as u64 => {
+            return Err(Error::Version { format: FORMAT, found: v.min(u32::MAX as u64) as u32, supported: VERSION });
+        }
         Some(v) if v >= 1 => {}
         _ => return Err(Error::format(FORMAT, format!("the manifest's \"version\" must be a whole number from 1 to {VERSION}"))),
     }
@@ -440,10 +490,15 @@ impl<'a> Reader<'a> {
     fn bits(&mut self, name: &str, units: usize) -> Result<BitSet> {
         let (shape, data) = self.tensor(name, Dtype::U64, 1)?;
         if shape[0] != units.div_ceil(64) {
-            return Err(Error::shape(format!("tensor '{name}' ({units} bits)"), format!("[{}] words", units.div_ceil(64)), format!("{shape:?}")));
+            return Err(Error::shape(
+                format!("tensor '{name}' ({units} bits)"),
+                format!("[{}] words", units.div_ceil(64)),
+                format!("{shape:?}"),
+            ));
         }
         let words = data.chunks_exact(8).map(|b| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])).collect();
-        BitSet::from_words(units, words).ok_or_else(|| Error::format(FORMAT, format!("tensor '{name}' has bits set past its {units} units")))
+        BitSet::from_words(units, words)
+            .ok_or_else(|| Error::format(FORMAT, format!("tensor '{name}' has bits set past its {units} units")))
     }
 
     /// Every tensor in the file was read: anything else is a file this build misreads.
@@ -472,7 +527,11 @@ fn read_model(spec: &ModelSpec, r: &mut Reader, fallback_name: &str) -> Result<M
             }
         };
         if b.shape(id) != node.shape.as_slice() {
-            return Err(Error::shape(format!("{} output, as the manifest declares it", ctx()), format!("{:?} (from its inputs and weights)", b.shape(id)), format!("{:?}", node.shape)));
+            return Err(Error::shape(
+                format!("{} output, as the manifest declares it", ctx()),
+                format!("{:?} (from its inputs and weights)", b.shape(id)),
+                format!("{:?}", node.shape),
+            ));
         }
         if let Some(p) = node.source_params {
             b.declare_params(id, p);
@@ -501,8 +560,15 @@ fn read_op(i: usize, node: &NodeSpec, r: &mut Reader) -> Result<Op> {
         "Conv2D" => {
             let (s, v) = r.f32s(&t("kernel"), 4)?;
             window("kernel size", Some([s[0], s[1]]))?;
-            let kernel = Array4::from_shape_vec((s[0], s[1], s[2], s[3]), v).map_err(|e| Error::format(FORMAT, format!("tensor '{}': {e}", t("kernel"))))?;
-            Op::Conv2D { kernel, bias: r.vector(&t("bias"))?, strides: window("strides", node.strides)?, padding: padding()?, activation: activation()? }
+            let kernel = Array4::from_shape_vec((s[0], s[1], s[2], s[3]), v)
+                .map_err(|e| Error::format(FORMAT, format!("tensor '{}': {e}", t("kernel"))))?;
+            Op::Conv2D {
+                kernel,
+                bias: r.vector(&t("bias"))?,
+                strides: window("strides", node.strides)?,
+                padding: padding()?,
+                activation: activation()?,
+            }
         }
         k @ ("MaxPool2D" | "AvgPool2D") => Op::Pool2D {
             kind: if k == "MaxPool2D" { PoolKind::Max } else { PoolKind::Avg },
@@ -544,7 +610,13 @@ fn read_op(i: usize, node: &NodeSpec, r: &mut Reader) -> Result<Op> {
                 return_sequences: need(node.return_sequences, i, node, "return_sequences")?,
             }))
         }
-        other => return Err(Error::Unsupported { what: format!("layer kind (node {i} of a {FORMAT} file)"), name: other.into(), supported: KINDS.join(", ") }),
+        other => {
+            return Err(Error::Unsupported {
+                what: format!("layer kind (node {i} of a {FORMAT} file)"),
+                name: other.into(),
+                supported: KINDS.join(", "),
+            });
+        }
     })
 }
 
@@ -567,7 +639,10 @@ fn check_decomposition(model: &Model, dec: &Decomposition) -> Result<()> {
         prev = Some(m.class);
         for (&node, mask) in &m.masks.nodes {
             if !tracked.contains(&node) {
-                return Err(Error::invalid(format!("module {} masks node {node}, which decomposition does not track (tracked: {tracked:?})", m.class)));
+                return Err(Error::invalid(format!(
+                    "module {} masks node {node}, which decomposition does not track (tracked: {tracked:?})",
+                    m.class
+                )));
             }
             let units = model.units(node);
             let n = &model.nodes[node];
@@ -584,7 +659,7 @@ fn check_decomposition(model: &Model, dec: &Decomposition) -> Result<()> {
                         g.len(),
                         n.name,
                         n.op.kind()
-                    )))
+                    )));
                 }
             }
             match (&mask.clip_negative, &n.op) {
@@ -597,7 +672,7 @@ fn check_decomposition(model: &Model, dec: &Decomposition) -> Result<()> {
                         n.name,
                         n.op.kind(),
                         c.len()
-                    )))
+                    )));
                 }
             }
         }
@@ -621,9 +696,15 @@ mod tests {
         let s = &mut 0.3;
         let m2 = |r: usize, c: usize, s: &mut f32| small(&[r, c], s).into_dimensionality().unwrap();
         let v = |n: usize, s: &mut f32| small(&[n], s).into_dimensionality().unwrap();
-        let image = InputSpec { shape: vec![6, 6, 2], kind: crate::model::InputKind::Image, scale: 1.0 / 255.0, offset: 0.0 };
+        let image = InputSpec { shape: vec![6, 6, 2], kind: crate::engine::model::InputKind::Image, scale: 1.0 / 255.0, offset: 0.0 };
         let mut b = ModelBuilder::new("image", image).unwrap();
-        let conv = Op::Conv2D { kernel: small(&[3, 3, 2, 4], s).into_dimensionality().unwrap(), bias: v(4, s), strides: [1, 1], padding: Padding::Same, activation: Activation::Linear };
+        let conv = Op::Conv2D {
+            kernel: small(&[3, 3, 2, 4], s).into_dimensionality().unwrap(),
+            bias: v(4, s),
+            strides: [1, 1],
+            padding: Padding::Same,
+            activation: Activation::Linear,
+        };
         let c = b.push("conv", conv).unwrap();
         b.push("bn", Op::BatchNorm { scale: v(4, s), shift: v(4, s) }).unwrap();
         let a = b.push("relu", Op::Activation(Activation::Relu)).unwrap();
@@ -637,7 +718,7 @@ mod tests {
         b.push("head", Op::Dense { kernel: m2(36, 3, s), bias: v(3, s), activation: Activation::Softmax }).unwrap();
         let image = b.finish(vec!["a".into(), "b".into(), "c".into()]).unwrap();
 
-        let tokens = InputSpec { shape: vec![5], kind: crate::model::InputKind::Tokens, scale: 1.0, offset: 0.0 };
+        let tokens = InputSpec { shape: vec![5], kind: crate::engine::model::InputKind::Tokens, scale: 1.0, offset: 0.0 };
         let mut b = ModelBuilder::new("tokens", tokens).unwrap();
         b.push("emb", Op::Embedding { table: m2(7, 3, s) }).unwrap();
         let rec = |cell: Cell, f: usize, u: usize, seq: bool, s: &mut f32| {

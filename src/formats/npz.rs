@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::io::{Cursor, Read};
 
-use crate::error::{checked_elems, Error, Result};
+use crate::error::{Error, Result, checked_elems};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum NpyData {
@@ -96,7 +96,11 @@ pub fn read_npy(bytes: &[u8]) -> Result<NpyArray> {
         "<f4" => NpyData::F32(take(4)?.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()),
         "<f8" => NpyData::F64(take(8)?.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect()),
         other => {
-            return Err(Error::Unsupported { what: "npy dtype".into(), name: other.into(), supported: "u1, i4, i8, f4, f8 (little-endian)".into() })
+            return Err(Error::Unsupported {
+                what: "npy dtype".into(),
+                name: other.into(),
+                supported: "u1, i4, i8, f4, f8 (little-endian)".into(),
+            });
         }
     };
     Ok(NpyArray { shape, data })

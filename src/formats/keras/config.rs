@@ -18,9 +18,21 @@ pub const SUPPORTED_LAYERS: &str = "InputLayer, Dense, Conv2D, MaxPooling2D, Ave
 
 /// Sequence layers the IR does not have, named as such in errors.
 const SEQUENCE_LAYERS: &[&str] = &[
-    "RNN", "Bidirectional", "ConvLSTM1D",
-    "ConvLSTM2D", "ConvLSTM3D", "CuDNNLSTM", "CuDNNGRU", "SimpleRNNCell", "LSTMCell", "GRUCell",
-    "StackedRNNCells", "Conv1D", "MaxPooling1D", "AveragePooling1D", "GlobalAveragePooling1D",
+    "RNN",
+    "Bidirectional",
+    "ConvLSTM1D",
+    "ConvLSTM2D",
+    "ConvLSTM3D",
+    "CuDNNLSTM",
+    "CuDNNGRU",
+    "SimpleRNNCell",
+    "LSTMCell",
+    "GRUCell",
+    "StackedRNNCells",
+    "Conv1D",
+    "MaxPooling1D",
+    "AveragePooling1D",
+    "GlobalAveragePooling1D",
     "GlobalMaxPooling1D",
 ];
 
@@ -152,21 +164,15 @@ pub fn parse(json: &Value) -> Result<Graph> {
         e.weights_key = Some(if *n == 0 { base } else { format!("{base}_{n}") });
         *n += 1;
     }
-    if class == "Sequential" {
-        sequential(cfg, entries)
-    } else {
-        functional(cfg, list, entries)
-    }
+    if class == "Sequential" { sequential(cfg, entries) } else { functional(cfg, list, entries) }
 }
 
 /// One entry of the `layers` list.
 fn entry(v: &Value, i: usize) -> Result<Layer> {
     let obj = v.as_object().ok_or_else(|| bad(format!("layer #{i} is not an object")))?;
     let class_name = obj.get("class_name").and_then(Value::as_str).ok_or_else(|| bad(format!("layer #{i} has no 'class_name'")))?;
-    let config = obj
-        .get("config")
-        .and_then(Value::as_object)
-        .ok_or_else(|| bad(format!("layer #{i} ({class_name}) has no 'config' object")))?;
+    let config =
+        obj.get("config").and_then(Value::as_object).ok_or_else(|| bad(format!("layer #{i} ({class_name}) has no 'config' object")))?;
     let name = config
         .get("name")
         .or_else(|| obj.get("name"))
@@ -182,9 +188,15 @@ fn entry(v: &Value, i: usize) -> Result<Layer> {
 /// `TimeDistributed(Dense)` is a Dense on the last axis, which is what the IR's
 /// Dense does; the wrapped layer's config is the one that matters.
 fn time_distributed(config: &Map<String, Value>, name: &str) -> Result<Layer> {
-    let inner = config.get("layer").and_then(Value::as_object).ok_or_else(|| bad(format!("layer '{name}' (TimeDistributed) has no wrapped 'layer'")))?;
+    let inner = config
+        .get("layer")
+        .and_then(Value::as_object)
+        .ok_or_else(|| bad(format!("layer '{name}' (TimeDistributed) has no wrapped 'layer'")))?;
     let inner_class = inner.get("class_name").and_then(Value::as_str).unwrap_or("?");
-    let inner_config = inner.get("config").and_then(Value::as_object).ok_or_else(|| bad(format!("layer '{name}' (TimeDistributed) wraps a layer with no 'config'")))?;
+    let inner_config = inner
+        .get("config")
+        .and_then(Value::as_object)
+        .ok_or_else(|| bad(format!("layer '{name}' (TimeDistributed) wraps a layer with no 'config'")))?;
     if inner_class != "Dense" {
         return Err(Error::Unsupported {
             what: "layer wrapped in TimeDistributed".into(),
@@ -192,7 +204,14 @@ fn time_distributed(config: &Map<String, Value>, name: &str) -> Result<Layer> {
             supported: "TimeDistributed(Dense)".into(),
         });
     }
-    Ok(Layer { name: name.into(), class_name: "TimeDistributed".into(), class: Class::Dense, config: inner_config.clone(), inputs: vec![], weights_key: None })
+    Ok(Layer {
+        name: name.into(),
+        class_name: "TimeDistributed".into(),
+        class: Class::Dense,
+        config: inner_config.clone(),
+        inputs: vec![],
+        weights_key: None,
+    })
 }
 
 fn sequential(cfg: &Map<String, Value>, entries: Vec<Layer>) -> Result<Graph> {
@@ -208,7 +227,14 @@ fn sequential(cfg: &Map<String, Value>, entries: Vec<Layer>) -> Result<Graph> {
             .ok_or_else(|| bad("the Sequential model has no InputLayer and no input shape ('batch_input_shape' or 'build_input_shape')"))?;
         let mut config = Map::new();
         config.insert("batch_shape".into(), shape.clone());
-        layers.push(Layer { name: "input".into(), class_name: "InputLayer".into(), class: Class::Input, config, inputs: vec![], weights_key: None });
+        layers.push(Layer {
+            name: "input".into(),
+            class_name: "InputLayer".into(),
+            class: Class::Input,
+            config,
+            inputs: vec![],
+            weights_key: None,
+        });
     }
     for mut l in entries {
         if l.class == Class::Input && !layers.is_empty() {
@@ -259,7 +285,7 @@ fn functional(cfg: &Map<String, Value>, list: &[Value], mut layers: Vec<Layer>) 
                     what: "shared layer".into(),
                     name: format!("{label}, called {} times", more.len()),
                     supported: "layers called once".into(),
-                })
+                });
             }
         };
         let refs = node_refs(node).map_err(|m| bad(format!("{label}: {m}")))?;
@@ -277,10 +303,18 @@ fn functional(cfg: &Map<String, Value>, list: &[Value], mut layers: Vec<Layer>) 
     let (ins, outs) = (ends("input_layers")?, ends("output_layers")?);
     let names = |v: &[TensorRef]| v.iter().map(|r| r.layer.as_str()).collect::<Vec<_>>().join(", ");
     if ins.len() != 1 {
-        return Err(Error::Unsupported { what: "model inputs".into(), name: format!("{} inputs: {}", ins.len(), names(&ins)), supported: "exactly one input".into() });
+        return Err(Error::Unsupported {
+            what: "model inputs".into(),
+            name: format!("{} inputs: {}", ins.len(), names(&ins)),
+            supported: "exactly one input".into(),
+        });
     }
     if outs.len() != 1 {
-        return Err(Error::Unsupported { what: "model outputs".into(), name: format!("{} outputs: {}", outs.len(), names(&outs)), supported: "exactly one output".into() });
+        return Err(Error::Unsupported {
+            what: "model outputs".into(),
+            name: format!("{} outputs: {}", outs.len(), names(&outs)),
+            supported: "exactly one output".into(),
+        });
     }
     let input = resolve(&ins[0], "the model input")?;
     let output = resolve(&outs[0], "the model output")?;
@@ -289,7 +323,11 @@ fn functional(cfg: &Map<String, Value>, list: &[Value], mut layers: Vec<Layer>) 
     }
     let n_inputs = layers.iter().filter(|l| l.class == Class::Input).count();
     if n_inputs != 1 {
-        return Err(Error::Unsupported { what: "model inputs".into(), name: format!("{n_inputs} InputLayers"), supported: "exactly one input".into() });
+        return Err(Error::Unsupported {
+            what: "model inputs".into(),
+            name: format!("{n_inputs} InputLayers"),
+            supported: "exactly one input".into(),
+        });
     }
 
     // Every layer must feed the output (Keras only saves such layers).

@@ -6,11 +6,11 @@
 use ndarray::{Array1, Array2, Array4};
 use serde_json::Value;
 
-use super::config::{bad, short, Class, Graph, Layer};
-use super::h5::{StoredArray, H5};
+use super::config::{Class, Graph, Layer, bad, short};
+use super::h5::{H5, StoredArray};
+use crate::engine::kernels::PoolKind;
+use crate::engine::model::{Activation, Cell, InputKind, InputSpec, Model, ModelBuilder, NodeId, Op, Padding, Recurrent};
 use crate::error::{Error, Result};
-use crate::kernels::PoolKind;
-use crate::model::{Activation, Cell, InputKind, InputSpec, Model, ModelBuilder, NodeId, Op, Padding, Recurrent};
 
 /// Largest kernel, pool window, stride or dilation accepted from a config.
 const MAX_WINDOW: usize = 1 << 16;
@@ -46,7 +46,9 @@ pub fn build(graph: &Graph, src: &dyn WeightSource, name: &str) -> Result<Model>
         let ins = l
             .inputs
             .iter()
-            .map(|&j| node_of.get(j).copied().flatten().ok_or_else(|| bad(format!("{} reads a layer that is not built before it", l.label()))))
+            .map(|&j| {
+                node_of.get(j).copied().flatten().ok_or_else(|| bad(format!("{} reads a layer that is not built before it", l.label())))
+            })
             .collect::<Result<Vec<_>>>()?;
         let op = op_for(l, &b, &ins, src)?;
         let stored = stored_params(l, &op)?;
@@ -110,7 +112,8 @@ fn op_for(l: &Layer, b: &ModelBuilder, ins: &[NodeId], src: &dyn WeightSource) -
                 want.push(("bias", vec![units]));
             }
             let mut w = weights(src, l, &want)?.into_iter();
-            let kernel = Array2::from_shape_vec((fin, units), w.next().unwrap_or_default()).map_err(|e| Error::invalid(format!("{}: {e}", l.label())))?;
+            let kernel = Array2::from_shape_vec((fin, units), w.next().unwrap_or_default())
+                .map_err(|e| Error::invalid(format!("{}: {e}", l.label())))?;
             let bias = bias(w.next(), units);
             Op::Dense { kernel, bias, activation }
         }
@@ -136,7 +139,8 @@ fn op_for(l: &Layer, b: &ModelBuilder, ins: &[NodeId], src: &dyn WeightSource) -
                 want.push(("bias", vec![filters]));
             }
             let mut w = weights(src, l, &want)?.into_iter();
-            let kernel = Array4::from_shape_vec((kh, kw, c, filters), w.next().unwrap_or_default()).map_err(|e| Error::invalid(format!("{}: {e}", l.label())))?;
+            let kernel = Array4::from_shape_vec((kh, kw, c, filters), w.next().unwrap_or_default())
+                .map_err(|e| Error::invalid(format!("{}: {e}", l.label())))?;
             let bias = bias(w.next(), filters);
             Op::Conv2D { kernel, bias, strides, padding, activation }
         }
@@ -167,11 +171,17 @@ fn op_for(l: &Layer, b: &ModelBuilder, ins: &[NodeId], src: &dyn WeightSource) -
         Class::Activation => Op::Activation(p.activation("activation")?),
         Class::ReLU => {
             if let Some(v) = p.get("max_value") {
-                return Err(p.unsupported_option(format!("max_value={}", short(v)), "a plain ReLU (max_value=null, negative_slope=0, threshold=0)"));
+                return Err(p.unsupported_option(
+                    format!("max_value={}", short(v)),
+                    "a plain ReLU (max_value=null, negative_slope=0, threshold=0)",
+                ));
             }
             for key in ["negative_slope", "threshold"] {
                 if p.float(key, 0.0)? != 0.0 {
-                    return Err(p.unsupported_option(format!("{key}={}", p.float(key, 0.0)?), "a plain ReLU (max_value=null, negative_slope=0, threshold=0)"));
+                    return Err(p.unsupported_option(
+                        format!("{key}={}", p.float(key, 0.0)?),
+                        "a plain ReLU (max_value=null, negative_slope=0, threshold=0)",
+                    ));
                 }
             }
             Op::Activation(Activation::Relu)
@@ -189,7 +199,10 @@ fn op_for(l: &Layer, b: &ModelBuilder, ins: &[NodeId], src: &dyn WeightSource) -
             }
             let (vocab, dim) = (p.count("input_dim")?, p.count("output_dim")?);
             let mut w = weights(src, l, &[("embeddings", vec![vocab, dim])])?.into_iter();
-            Op::Embedding { table: Array2::from_shape_vec((vocab, dim), w.next().unwrap_or_default()).map_err(|e| Error::invalid(format!("{}: {e}", l.label())))? }
+            Op::Embedding {
+                table: Array2::from_shape_vec((vocab, dim), w.next().unwrap_or_default())
+                    .map_err(|e| Error::invalid(format!("{}: {e}", l.label())))?,
+            }
         }
         Class::RepeatVector => {
             one()?;
@@ -223,7 +236,9 @@ fn recurrent(p: &Params, input: &[usize], src: &dyn WeightSource) -> Result<Op> 
         _ => Cell::Gru { reset_after: p.flag("reset_after", true)? },
     };
     let units = p.count("units")?;
-    let gu = units.checked_mul(cell.gates()).ok_or_else(|| Error::too_large(format!("units of {}", l.label()), units as u64, u32::MAX as u64))?;
+    let gu = units
+        .checked_mul(cell.gates())
+        .ok_or_else(|| Error::too_large(format!("units of {}", l.label()), units as u64, u32::MAX as u64))?;
     let activation = p.activation("activation")?;
     let recurrent_activation = if cell == Cell::SimpleRnn { Activation::Sigmoid } else { p.activation("recurrent_activation")? };
     let use_bias = p.flag("use_bias", true)?;
@@ -339,7 +354,12 @@ fn weights(src: &dyn WeightSource, l: &Layer, want: &[(&'static str, Vec<usize>)
         let found = arrays.iter().map(|a| a.path.as_str()).collect::<Vec<_>>();
         return Err(Error::format(
             "Keras",
-            format!("{}: the config needs {} weight array(s) ({names}), the weights file has {}: {found:?}", l.label(), want.len(), arrays.len()),
+            format!(
+                "{}: the config needs {} weight array(s) ({names}), the weights file has {}: {found:?}",
+                l.label(),
+                want.len(),
+                arrays.len()
+            ),
         ));
     }
     let role_of = |name: &str| arrays.iter().position(|a| a.role.as_deref() == Some(name));
@@ -450,7 +470,9 @@ impl Params<'_> {
         let v = self.get("axis");
         let axis = match v {
             None => -1,
-            Some(Value::Array(a)) if a.len() == 1 => a.first().and_then(Value::as_i64).ok_or_else(|| self.err("axis", "an integer", v.unwrap_or(&Value::Null)))?,
+            Some(Value::Array(a)) if a.len() == 1 => {
+                a.first().and_then(Value::as_i64).ok_or_else(|| self.err("axis", "an integer", v.unwrap_or(&Value::Null)))?
+            }
             Some(x) => x.as_i64().ok_or_else(|| self.err("axis", "an integer", x))?,
         };
         if axis == -1 || axis == rank as i64 {
@@ -466,11 +488,15 @@ impl Params<'_> {
             Some(Value::String(s)) => s.clone(),
             // Keras 3 may serialise a built-in activation as an object whose
             // `config` is its name.
-            Some(Value::Object(o)) if o.get("config").is_some_and(Value::is_string) => o.get("config").and_then(Value::as_str).unwrap_or("").into(),
+            Some(Value::Object(o)) if o.get("config").is_some_and(Value::is_string) => {
+                o.get("config").and_then(Value::as_str).unwrap_or("").into()
+            }
             Some(v) => short(v),
         };
         Activation::parse(&name).map_err(|e| match e {
-            Error::Unsupported { name, supported, .. } => Error::Unsupported { what: format!("activation in {}", self.0.label()), name, supported },
+            Error::Unsupported { name, supported, .. } => {
+                Error::Unsupported { what: format!("activation in {}", self.0.label()), name, supported }
+            }
             other => other,
         })
     }

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use hdf5_pure::{AttrValue, Dataset, File, Group};
 
-use crate::error::{checked_elems, Error, Result};
+use crate::error::{Error, Result, checked_elems};
 
 /// DEFLATE cannot expand data by more than ~1032:1, so a compressed dataset
 /// declaring more than this many bytes per file byte is lying.
@@ -42,7 +42,10 @@ impl H5 {
         let sb = file.superblock();
         let eof = sb.base_address.get().saturating_add(sb.eof_address);
         if eof > len {
-            return Err(Error::format("HDF5", format!("{label} is truncated: its superblock says it is {eof} bytes long, but it has {len}")));
+            return Err(Error::format(
+                "HDF5",
+                format!("{label} is truncated: its superblock says it is {eof} bytes long, but it has {len}"),
+            ));
         }
         Ok(H5 { file, len, label })
     }
@@ -81,7 +84,11 @@ impl H5 {
         let shape = a.dataset.shape().map_err(|e| self.err(format!("'{}' has an unreadable shape: {e}", a.path)))?;
         let same = shape.len() == want.len() && shape.iter().zip(want).all(|(&s, &w)| s == w as u64);
         if !same {
-            return Err(Error::shape(ctx, format!("{want:?} (from the model config)"), format!("{shape:?} (in {} at '{}')", self.label, a.path)));
+            return Err(Error::shape(
+                ctx,
+                format!("{want:?} (from the model config)"),
+                format!("{shape:?} (in {} at '{}')", self.label, a.path),
+            ));
         }
         let n = checked_elems(ctx, want)?;
         // The declared extent must fit in the file: HDF5 returns fill values for
@@ -123,11 +130,7 @@ pub fn attr_strings(attrs: &HashMap<String, AttrValue>, name: &str) -> std::resu
             AttrValue::U64Array(a) => a.is_empty(),
             _ => false,
         };
-        if empty {
-            Ok(vec![])
-        } else {
-            Err(format!("attribute '{name}' should hold strings but holds {}", v.type_name()))
-        }
+        if empty { Ok(vec![]) } else { Err(format!("attribute '{name}' should hold strings but holds {}", v.type_name())) }
     }
     if let Some(v) = attrs.get(name) {
         return one(v, name).map(Some);

@@ -16,11 +16,11 @@ use std::rc::Rc;
 
 use ndarray::{Array1, Array2, Array4};
 
-use super::proto::{attr_type, data_type, AttributeProto, GraphProto, NodeProto, TensorProto};
+use super::proto::{AttributeProto, GraphProto, NodeProto, TensorProto, attr_type, data_type};
 use super::tensor::{Const, Data};
-use crate::error::{checked_elems, Error, Result};
-use crate::kernels::PoolKind;
-use crate::model::{Activation, Cell, InputKind, InputSpec, Model, ModelBuilder, NodeId, Op, Padding, Recurrent};
+use crate::engine::kernels::PoolKind;
+use crate::engine::model::{Activation, Cell, InputKind, InputSpec, Model, ModelBuilder, NodeId, Op, Padding, Recurrent};
+use crate::error::{Error, Result, checked_elems};
 
 /// The ops this loader maps (constant-only ops are folded at load time).
 pub const SUPPORTED_OPS: &str = "Gemm, MatMul (+ Add bias), Conv, MaxPool, AveragePool, GlobalAveragePool, Flatten, Reshape, \
@@ -130,7 +130,9 @@ struct Attrs<'a>(&'a NodeProto);
 impl<'a> Attrs<'a> {
     fn get(&self, name: &str, want: i32, what: &str) -> Result<Option<&'a AttributeProto>> {
         match self.0.attribute.iter().find(|a| a.name == name) {
-            Some(a) if a.r#type != 0 && a.r#type != want => Err(bad(format!("attribute '{name}' of node {} must be {what}", label(self.0)))),
+            Some(a) if a.r#type != 0 && a.r#type != want => {
+                Err(bad(format!("attribute '{name}' of node {} must be {what}", label(self.0))))
+            }
             other => Ok(other),
         }
     }
@@ -155,7 +157,10 @@ impl<'a> Attrs<'a> {
             return default.map(|d| vec![d; len]).ok_or_else(|| bad(format!("node {} has no '{name}' attribute", label(self.0))));
         };
         if v.len() != len || v.iter().any(|&x| x < 1 || x as u64 > MAX_WINDOW as u64) {
-            return Err(bad(format!("attribute '{name}' of node {} must be {len} integers from 1 to {MAX_WINDOW}, got {v:?}", label(self.0))));
+            return Err(bad(format!(
+                "attribute '{name}' of node {} must be {len} integers from 1 to {MAX_WINDOW}, got {v:?}",
+                label(self.0)
+            )));
         }
         Ok(v.iter().map(|&x| x as usize).collect())
     }
@@ -205,7 +210,7 @@ pub fn build(g: &GraphProto, opset: i64, name: &str, file_len: usize) -> Result<
                 what: "ONNX graph inputs".into(),
                 name: many.iter().map(|i| format!("'{}'", i.name)).collect::<Vec<_>>().join(", "),
                 supported: "exactly one input".into(),
-            })
+            });
         }
     };
     let output = match g.output.as_slice() {
@@ -216,7 +221,7 @@ pub fn build(g: &GraphProto, opset: i64, name: &str, file_len: usize) -> Result<
                 what: "ONNX graph outputs".into(),
                 name: many.iter().map(|o| format!("'{}'", o.name)).collect::<Vec<_>>().join(", "),
                 supported: "exactly one output (the class scores)".into(),
-            })
+            });
         }
     };
     if input.name.is_empty() {
@@ -228,7 +233,10 @@ pub fn build(g: &GraphProto, opset: i64, name: &str, file_len: usize) -> Result<
     for (i, n) in nodes.iter().enumerate() {
         for o in n.output.iter().filter(|o| !o.is_empty()) {
             if vals.contains_key(o.as_str()) || *o == input.name || producer.insert(o.as_str(), i).is_some() {
-                return Err(bad(format!("tensor '{o}' is written by more than one node, initializer or input (by node {} among them)", label(n))));
+                return Err(bad(format!(
+                    "tensor '{o}' is written by more than one node, initializer or input (by node {} among them)",
+                    label(n)
+                )));
             }
         }
     }
@@ -247,7 +255,7 @@ pub fn build(g: &GraphProto, opset: i64, name: &str, file_len: usize) -> Result<
                 return Err(bad(match reader {
                     Some(i) => format!("node {} reads tensor '{t}', which no node, initializer or graph input defines", label(&nodes[i])),
                     None => format!("the graph output '{t}' is not computed by any node"),
-                }))
+                }));
             }
         }
     }
@@ -282,11 +290,8 @@ pub fn build(g: &GraphProto, opset: i64, name: &str, file_len: usize) -> Result<
     // The input, presented to the engine channels-last.
     let (shape, batch, tokens) = input_shape(input)?;
     let nchw = shape.len() == 3 && (feeds_channels_first(nodes, &readers, &input.name) || (shape[0] <= 4 && shape[1] > 4 && shape[2] > 4));
-    let (ir_shape, layout) = if nchw {
-        (vec![shape[1], shape[2], shape[0]], Layout::Axes(axes_in(&shape, &[1, 2, 0])))
-    } else {
-        (shape.clone(), plain(&shape))
-    };
+    let (ir_shape, layout) =
+        if nchw { (vec![shape[1], shape[2], shape[0]], Layout::Axes(axes_in(&shape, &[1, 2, 0]))) } else { (shape.clone(), plain(&shape)) };
     let kind = match ir_shape.len() {
         _ if tokens => InputKind::Tokens,
         3 => InputKind::Image,
@@ -327,7 +332,11 @@ pub fn build(g: &GraphProto, opset: i64, name: &str, file_len: usize) -> Result<
 /// integers (token ids).
 fn input_shape(input: &super::proto::ValueInfoProto) -> Result<(Vec<usize>, Option<i64>, bool)> {
     let name = &input.name;
-    let t = input.r#type.as_ref().and_then(|t| t.tensor_type.as_ref()).ok_or_else(|| bad(format!("the graph input '{name}' is not a tensor")))?;
+    let t = input
+        .r#type
+        .as_ref()
+        .and_then(|t| t.tensor_type.as_ref())
+        .ok_or_else(|| bad(format!("the graph input '{name}' is not a tensor")))?;
     let tokens = match t.elem_type {
         data_type::FLOAT => false,
         data_type::INT64 | data_type::INT32 => true,
@@ -336,31 +345,46 @@ fn input_shape(input: &super::proto::ValueInfoProto) -> Result<(Vec<usize>, Opti
                 what: "ONNX input type".into(),
                 name: format!("{} of input '{name}'", data_type::name(other)),
                 supported: "FLOAT, or INT64/INT32 token ids".into(),
-            })
+            });
         }
     };
-    let dims = &t.shape.as_ref().ok_or_else(|| Error::Unsupported {
-        what: "ONNX input shape".into(),
-        name: format!("none declared for input '{name}'"),
-        supported: "a declared shape [batch, fixed sizes…]".into(),
-    })?.dim;
+    let dims = &t
+        .shape
+        .as_ref()
+        .ok_or_else(|| Error::Unsupported {
+            what: "ONNX input shape".into(),
+            name: format!("none declared for input '{name}'"),
+            supported: "a declared shape [batch, fixed sizes…]".into(),
+        })?
+        .dim;
     let show = || {
-        let d: Vec<String> = dims.iter().map(|d| match (&d.dim_value, &d.dim_param) {
-            (Some(v), _) => v.to_string(),
-            (None, Some(p)) => format!("'{p}'"),
-            _ => "?".into(),
-        }).collect();
+        let d: Vec<String> = dims
+            .iter()
+            .map(|d| match (&d.dim_value, &d.dim_param) {
+                (Some(v), _) => v.to_string(),
+                (None, Some(p)) => format!("'{p}'"),
+                _ => "?".into(),
+            })
+            .collect();
         format!("[{}] of input '{name}'", d.join(", "))
     };
     if dims.len() < 2 {
-        return Err(Error::Unsupported { what: "ONNX input shape".into(), name: show(), supported: "[batch, fixed sizes…] with at least one axis besides the batch".into() });
+        return Err(Error::Unsupported {
+            what: "ONNX input shape".into(),
+            name: show(),
+            supported: "[batch, fixed sizes…] with at least one axis besides the batch".into(),
+        });
     }
     let batch = dims[0].dim_value.filter(|&v| v > 0);
     let shape = dims[1..]
         .iter()
         .map(|d| match d.dim_value {
             Some(v) if v > 0 && v as u64 <= crate::error::MAX_TENSOR_ELEMS => Ok(v as usize),
-            _ => Err(Error::Unsupported { what: "ONNX input shape".into(), name: show(), supported: "fixed sizes besides the batch axis".into() }),
+            _ => Err(Error::Unsupported {
+                what: "ONNX input shape".into(),
+                name: show(),
+                supported: "fixed sizes besides the batch axis".into(),
+            }),
         })
         .collect::<Result<Vec<_>>>()?;
     Ok((shape, batch, tokens))
@@ -403,7 +427,11 @@ impl<'g> Cx<'g> {
     fn spend(&mut self, floats: usize, i: usize) -> Result<()> {
         let f = floats as u64;
         if f > self.budget {
-            return Err(Error::too_large(format!("values materialised for node {} (weights shared or broadcast beyond the file size)", label(self.n(i))), f, self.budget));
+            return Err(Error::too_large(
+                format!("values materialised for node {} (weights shared or broadcast beyond the file size)", label(self.n(i))),
+                f,
+                self.budget,
+            ));
         }
         self.budget -= f;
         Ok(())
@@ -412,7 +440,11 @@ impl<'g> Cx<'g> {
     fn input(&self, i: usize, k: usize) -> Result<Option<&Val>> {
         match self.n(i).input.get(k).filter(|s| !s.is_empty()) {
             None => Ok(None),
-            Some(t) => self.vals.get(t.as_str()).map(Some).ok_or_else(|| bad(format!("node {} reads '{t}' before it is computed", label(self.n(i))))),
+            Some(t) => self
+                .vals
+                .get(t.as_str())
+                .map(Some)
+                .ok_or_else(|| bad(format!("node {} reads '{t}' before it is computed", label(self.n(i))))),
         }
     }
 
@@ -468,12 +500,15 @@ impl<'g> Cx<'g> {
     fn ints_input(&self, i: usize, k: usize, what: &str) -> Result<Option<Vec<i64>>> {
         match self.opt_konst(i, k, what)? {
             None => Ok(None),
-            Some(c) => c.i64s().map(|v| Some(v.to_vec())).ok_or_else(|| bad(format!("{what} of node {} must be integers", label(self.n(i))))),
+            Some(c) => {
+                c.i64s().map(|v| Some(v.to_vec())).ok_or_else(|| bad(format!("{what} of node {} must be integers", label(self.n(i)))))
+            }
         }
     }
 
     fn bind(&mut self, i: usize, k: usize, v: Val) -> Result<()> {
-        let t = self.n(i).output.get(k).filter(|s| !s.is_empty()).ok_or_else(|| bad(format!("node {} has no output {k}", label(self.n(i)))))?;
+        let t =
+            self.n(i).output.get(k).filter(|s| !s.is_empty()).ok_or_else(|| bad(format!("node {} has no output {k}", label(self.n(i)))))?;
         self.vals.insert(t.as_str(), v);
         Ok(())
     }
@@ -521,7 +556,11 @@ impl<'g> Cx<'g> {
         let len: usize = a.shape.iter().product();
         self.layout_work += len as u64;
         if self.layout_work > MAX_LAYOUT_WORK {
-            return Err(Error::too_large("layout bookkeeping (transposes and flattens of large tensors)", self.layout_work, MAX_LAYOUT_WORK));
+            return Err(Error::too_large(
+                "layout bookkeeping (transposes and flattens of large tensors)",
+                self.layout_work,
+                MAX_LAYOUT_WORK,
+            ));
         }
         let axes = match &a.layout {
             Layout::Elems(m) => return Ok(m.clone()),
@@ -597,7 +636,9 @@ impl<'g> Cx<'g> {
         // ConstantOfShape make one from a scalar and a (run-time) shape.
         let val = |k: usize| n.input.get(k).filter(|t| !t.is_empty()).and_then(|t| self.vals.get(t.as_str()));
         let fill = match (op, val(0), val(1)) {
-            ("Identity" | "Cast" | "Reshape" | "Flatten" | "Squeeze" | "Unsqueeze" | "Transpose" | "Expand", Some(Val::Fill(v)), _) => Some(*v),
+            ("Identity" | "Cast" | "Reshape" | "Flatten" | "Squeeze" | "Unsqueeze" | "Transpose" | "Expand", Some(Val::Fill(v)), _) => {
+                Some(*v)
+            }
             ("Expand", Some(Val::Const(c)), Some(Val::Const(_))) if c.len() == 1 => Some(c.f32s()[0]),
             ("ConstantOfShape", Some(Val::Const(_)), _) => match Attrs(n).tensor("value")? {
                 None => Some(0.0),
@@ -612,7 +653,20 @@ impl<'g> Cx<'g> {
             self.bind(i, 0, Val::Fill(v))?;
             return Ok(true);
         }
-        if !matches!(op, "Constant" | "Identity" | "Cast" | "Reshape" | "Flatten" | "Squeeze" | "Unsqueeze" | "Transpose" | "Concat" | "Gather" | "Slice") {
+        if !matches!(
+            op,
+            "Constant"
+                | "Identity"
+                | "Cast"
+                | "Reshape"
+                | "Flatten"
+                | "Squeeze"
+                | "Unsqueeze"
+                | "Transpose"
+                | "Concat"
+                | "Gather"
+                | "Slice"
+        ) {
             return Ok(false);
         }
         let mut ins = vec![];
@@ -637,7 +691,13 @@ impl<'g> Cx<'g> {
                         Data::I64(_) => (*c).clone(),
                         Data::F32(v) => Const::new(c.dims.clone(), Data::I64(v.iter().map(|&x| x as i64).collect())),
                     },
-                    t => return Err(Error::Unsupported { what: "ONNX Cast target".into(), name: format!("{} in node {}", data_type::name(t), label(n)), supported: "FLOAT, DOUBLE, INT32, INT64".into() }),
+                    t => {
+                        return Err(Error::Unsupported {
+                            what: "ONNX Cast target".into(),
+                            name: format!("{} in node {}", data_type::name(t), label(n)),
+                            supported: "FLOAT, DOUBLE, INT32, INT64".into(),
+                        });
+                    }
                 }
             }
             "Reshape" | "Flatten" | "Squeeze" | "Unsqueeze" => {
@@ -678,8 +738,13 @@ impl<'g> Cx<'g> {
                 let a = a as usize;
                 let int = p0.i64s().is_some();
                 for p in &parts {
-                    if p.dims.len() != r || p.dims.iter().enumerate().any(|(k, &d)| k != a && d != p0.dims[k]) || p.i64s().is_some() != int {
-                        return Err(Error::shape(format!("inputs of node {}", label(n)), format!("{:?} apart from axis {a}", p0.dims), format!("{:?}", p.dims)));
+                    if p.dims.len() != r || p.dims.iter().enumerate().any(|(k, &d)| k != a && d != p0.dims[k]) || p.i64s().is_some() != int
+                    {
+                        return Err(Error::shape(
+                            format!("inputs of node {}", label(n)),
+                            format!("{:?} apart from axis {a}", p0.dims),
+                            format!("{:?}", p.dims),
+                        ));
                     }
                 }
                 let mut dims = p0.dims.clone();
@@ -730,7 +795,10 @@ impl<'g> Cx<'g> {
                     .iter()
                     .map(|&x| {
                         let y = if x < 0 { x + d as i64 } else { x };
-                        usize::try_from(y).ok().filter(|&y| y < d).ok_or_else(|| bad(format!("index {x} of node {} is out of range 0..{d}", label(n))))
+                        usize::try_from(y)
+                            .ok()
+                            .filter(|&y| y < d)
+                            .ok_or_else(|| bad(format!("index {x} of node {} is out of range 0..{d}", label(n))))
                     })
                     .collect::<Result<Vec<_>>>()?;
                 let mut dims = data.dims[..a].to_vec();
@@ -779,7 +847,11 @@ impl<'g> Cx<'g> {
                 Some(ax) => {
                     let ax = ax.iter().map(|&a| norm(a, r)).collect::<Result<HashSet<_>>>()?;
                     if ax.iter().any(|&a| c.dims[a] != 1) {
-                        return Err(Error::shape(format!("node {}", label(n)), "axes of size 1 to squeeze", format!("{:?} from {:?}", ax, c.dims)));
+                        return Err(Error::shape(
+                            format!("node {}", label(n)),
+                            "axes of size 1 to squeeze",
+                            format!("{:?} from {:?}", ax, c.dims),
+                        ));
                     }
                     c.dims.iter().enumerate().filter(|(k, _)| !ax.contains(k)).map(|(_, &d)| d).collect()
                 }
@@ -795,7 +867,9 @@ impl<'g> Cx<'g> {
                 let shape = ins.get(1).cloned().flatten().ok_or_else(|| bad(format!("node {} lacks its shape input", label(n))))?;
                 let want = shape.i64s().ok_or_else(|| bad(format!("shape of node {} must be integers", label(n))))?;
                 let allowzero = self.opset >= 14 && at.int("allowzero", 0)? != 0;
-                resolve_shape(want, &c.dims, allowzero).ok_or_else(|| Error::shape(format!("node {}", label(n)), format!("a shape for {} values", c.len()), format!("{want:?}")))?
+                resolve_shape(want, &c.dims, allowzero).ok_or_else(|| {
+                    Error::shape(format!("node {}", label(n)), format!("a shape for {} values", c.len()), format!("{want:?}"))
+                })?
             }
         };
         if dims.iter().product::<usize>() != c.len() {
@@ -829,7 +903,10 @@ impl<'g> Cx<'g> {
         let mut picks: Vec<Vec<usize>> = c.dims.iter().map(|&d| (0..d).collect()).collect();
         for k in 0..starts.len() {
             let a = if axes[k] < 0 { axes[k] + r as i64 } else { axes[k] };
-            let a = usize::try_from(a).ok().filter(|&a| a < r).ok_or_else(|| bad(format!("axis {} of node {} is out of range", axes[k], label(n))))?;
+            let a = usize::try_from(a)
+                .ok()
+                .filter(|&a| a < r)
+                .ok_or_else(|| bad(format!("axis {} of node {} is out of range", axes[k], label(n))))?;
             let d = c.dims[a] as i128;
             let step = steps[k] as i128;
             if step == 0 {
@@ -876,7 +953,11 @@ impl<'g> Cx<'g> {
     fn node(&mut self, i: usize) -> Result<()> {
         let n = self.n(i);
         if !n.domain.is_empty() && n.domain != "ai.onnx" {
-            return Err(Error::Unsupported { what: "ONNX op".into(), name: format!("{}.{} (node {})", n.domain, n.op_type, label(n)), supported: SUPPORTED_OPS.into() });
+            return Err(Error::Unsupported {
+                what: "ONNX op".into(),
+                name: format!("{}.{} (node {})", n.domain, n.op_type, label(n)),
+                supported: SUPPORTED_OPS.into(),
+            });
         }
         match n.op_type.as_str() {
             "Conv" => self.conv(i),
@@ -904,7 +985,11 @@ impl<'g> Cx<'g> {
                 let to = Attrs(n).int("to", 0)? as i32;
                 let float = matches!(to, data_type::FLOAT | data_type::DOUBLE);
                 if !(float || (self.int_input && x.node == 0 && matches!(to, data_type::INT64 | data_type::INT32))) {
-                    return Err(unsupported_option(n, format!("to={}", data_type::name(to)), "casts to FLOAT, or of integer token ids to INT32/INT64"));
+                    return Err(unsupported_option(
+                        n,
+                        format!("to={}", data_type::name(to)),
+                        "casts to FLOAT, or of integer token ids to INT32/INT64",
+                    ));
                 }
                 self.bind(i, 0, Val::Act(x))
             }
@@ -921,14 +1006,22 @@ impl<'g> Cx<'g> {
             "Shape" => {
                 let x = self.act_any(i, 0)?;
                 if !x.fold.is_empty() {
-                    return Err(Error::Unsupported { what: "ONNX node".into(), name: format!("{} of a batch-merged tensor", label(n)), supported: "Shape of tensors whose batch axis holds only samples".into() });
+                    return Err(Error::Unsupported {
+                        what: "ONNX node".into(),
+                        name: format!("{} of a batch-merged tensor", label(n)),
+                        supported: "Shape of tensors whose batch axis holds only samples".into(),
+                    });
                 }
                 let mut dims: Vec<i64> = x.shape.iter().map(|&d| d as i64).collect();
                 dims.insert(x.batch.min(dims.len()), BATCH);
                 let v = self.shape_slice(i, dims)?;
                 self.bind(i, 0, Val::Const(Rc::new(Const::new(vec![v.len()], Data::I64(v)))))
             }
-            _ => Err(Error::Unsupported { what: "ONNX op".into(), name: format!("{} (node {})", n.op_type, label(n)), supported: SUPPORTED_OPS.into() }),
+            _ => Err(Error::Unsupported {
+                what: "ONNX op".into(),
+                name: format!("{} (node {})", n.op_type, label(n)),
+                supported: SUPPORTED_OPS.into(),
+            }),
         }
     }
 
@@ -983,10 +1076,18 @@ impl<'g> Cx<'g> {
         }
         let x = self.act_any(i, 0)?;
         if x.batch != 0 {
-            return Err(Error::shape(format!("input A of Gemm node {}", label(n)), "[batch, features]", format!("batch on axis {}", x.batch)));
+            return Err(Error::shape(
+                format!("input A of Gemm node {}", label(n)),
+                "[batch, features]",
+                format!("batch on axis {}", x.batch),
+            ));
         }
         if x.shape.len() != 1 {
-            return Err(Error::shape(format!("input A of Gemm node {}", label(n)), "a matrix [batch, features]", format!("[batch, {:?}]", x.shape)));
+            return Err(Error::shape(
+                format!("input A of Gemm node {}", label(n)),
+                "a matrix [batch, features]",
+                format!("[batch, {:?}]", x.shape),
+            ));
         }
         let w = self.konst(i, 1, "weights B")?;
         let [r, c] = w.dims[..] else {
@@ -995,7 +1096,11 @@ impl<'g> Cx<'g> {
         let trans_b = at.int("transB", 0)? != 0;
         let (k, m) = if trans_b { (c, r) } else { (r, c) };
         if k != x.shape[0] {
-            return Err(Error::shape(format!("weights B of node {}", label(n)), format!("{} input features", x.shape[0]), format!("{:?} (transB={})", w.dims, trans_b as u8)));
+            return Err(Error::shape(
+                format!("weights B of node {}", label(n)),
+                format!("{} input features", x.shape[0]),
+                format!("{:?} (transB={})", w.dims, trans_b as u8),
+            ));
         }
         let (alpha, beta) = (at.float("alpha", 1.0)?, at.float("beta", 1.0)?);
         let wv = w.f32s();
@@ -1009,7 +1114,13 @@ impl<'g> Cx<'g> {
         let bias = match self.opt_konst(i, 2, "bias C")? {
             None => vec![0.0; m],
             Some(cst) => channel_vector(&cst, 2, 1, m)
-                .ok_or_else(|| Error::shape(format!("bias C of node {}", label(n)), format!("[{m}] or [1, {m}] or a scalar"), format!("{:?}", cst.dims)))?
+                .ok_or_else(|| {
+                    Error::shape(
+                        format!("bias C of node {}", label(n)),
+                        format!("[{m}] or [1, {m}] or a scalar"),
+                        format!("{:?}", cst.dims),
+                    )
+                })?
                 .into_iter()
                 .map(|v| v * beta)
                 .collect(),
@@ -1021,7 +1132,11 @@ impl<'g> Cx<'g> {
         let n = self.n(i);
         let x = self.act_any(i, 0)?;
         if x.batch == x.shape.len() {
-            return Err(Error::shape(format!("input A of MatMul node {}", label(n)), "features on the last axis, not the batch", format!("batch on axis {}", x.batch)));
+            return Err(Error::shape(
+                format!("input A of MatMul node {}", label(n)),
+                "features on the last axis, not the batch",
+                format!("batch on axis {}", x.batch),
+            ));
         }
         let w = self.konst(i, 1, "weights B")?;
         let [k, m] = w.dims[..] else {
@@ -1032,7 +1147,11 @@ impl<'g> Cx<'g> {
             });
         };
         if x.shape.last() != Some(&k) {
-            return Err(Error::shape(format!("weights B of node {}", label(n)), format!("{:?} input features", x.shape.last()), format!("{:?}", w.dims)));
+            return Err(Error::shape(
+                format!("weights B of node {}", label(n)),
+                format!("{:?} input features", x.shape.last()),
+                format!("{:?}", w.dims),
+            ));
         }
         let kernel = Array2::from_shape_vec((k, m), w.f32s()).map_err(|e| bad(e.to_string()))?;
         self.dense(i, x, kernel, vec![0.0; m])
@@ -1119,12 +1238,10 @@ impl<'g> Cx<'g> {
         if [t, l, b, r] == [0; 4] {
             return Ok(Padding::Valid);
         }
-        let ex = Padding::Explicit([t, l, b, r]).geometry(h, w, 1, kh, kw, s[0], s[1]).ok_or_else(|| {
-            Error::Unsupported {
-                what: format!("padding of ONNX node {}", label(n)),
-                name: format!("pads [{t}, {l}, {b}, {r}] (after ceil_mode) for a {kh}×{kw} window on {h}×{w}"),
-                supported: "pads smaller than the window, with a window that fits".into(),
-            }
+        let ex = Padding::Explicit([t, l, b, r]).geometry(h, w, 1, kh, kw, s[0], s[1]).ok_or_else(|| Error::Unsupported {
+            what: format!("padding of ONNX node {}", label(n)),
+            name: format!("pads [{t}, {l}, {b}, {r}] (after ceil_mode) for a {kh}×{kw} window on {h}×{w}"),
+            supported: "pads smaller than the window, with a window that fits".into(),
         })?;
         match Padding::Same.geometry(h, w, 1, kh, kw, s[0], s[1]) {
             Some(g) if (g.oh, g.ow, g.pad_top, g.pad_left) == (ex.oh, ex.ow, ex.pad_top, ex.pad_left) => Ok(Padding::Same),
@@ -1166,7 +1283,9 @@ impl<'g> Cx<'g> {
         }
         let s = at.sizes("strides", 2, Some(1))?;
         let padding = self.padding(i, h, wd, kh, kw, &s, false)?;
-        let g = padding.geometry(h, wd, c, kh, kw, s[0], s[1]).ok_or_else(|| Error::shape(format!("node {}", label(n)), format!("a {kh}×{kw} window that fits"), format!("input {h}×{wd}")))?;
+        let g = padding.geometry(h, wd, c, kh, kw, s[0], s[1]).ok_or_else(|| {
+            Error::shape(format!("node {}", label(n)), format!("a {kh}×{kw} window that fits"), format!("input {h}×{wd}"))
+        })?;
         let mut bias = match self.opt_konst(i, 2, "bias B")? {
             None => vec![0.0; m],
             Some(b) if b.len() == m => b.f32s(),
@@ -1180,7 +1299,8 @@ impl<'g> Cx<'g> {
         self.spend(w.len() + m, i)?;
         let wv = w.f32s();
         let kernel = Array4::from_shape_fn((kh, kw, c, m), |(dy, dx, ci, co)| wv[((co * c + ci) * kh + dy) * kw + dx]);
-        let id = self.emit(i, Op::Conv2D { kernel, bias: Array1::from_vec(bias), strides: [s[0], s[1]], padding, activation }, &[x.node])?;
+        let id =
+            self.emit(i, Op::Conv2D { kernel, bias: Array1::from_vec(bias), strides: [s[0], s[1]], padding, activation }, &[x.node])?;
         let layout = Layout::Axes(axes_in(&shape, &[1, 2, 0]));
         self.bind_name(out, Val::Act(Act::new(id, shape, layout)));
         Ok(())
@@ -1202,9 +1322,15 @@ impl<'g> Cx<'g> {
         let padding = self.padding(i, h, w, k[0], k[1], &s, ceil)?;
         let kind = if n.op_type == "MaxPool" { PoolKind::Max } else { PoolKind::Avg };
         if kind == PoolKind::Avg && at.int("count_include_pad", 0)? != 0 && padding != Padding::Valid {
-            return Err(unsupported_option(n, "count_include_pad=1 with padding".into(), "count_include_pad=0 (padding not counted), or no padding"));
+            return Err(unsupported_option(
+                n,
+                "count_include_pad=1 with padding".into(),
+                "count_include_pad=0 (padding not counted), or no padding",
+            ));
         }
-        let g = padding.geometry(h, w, c, k[0], k[1], s[0], s[1]).ok_or_else(|| Error::shape(format!("node {}", label(n)), format!("a {}×{} window that fits", k[0], k[1]), format!("input {h}×{w}")))?;
+        let g = padding.geometry(h, w, c, k[0], k[1], s[0], s[1]).ok_or_else(|| {
+            Error::shape(format!("node {}", label(n)), format!("a {}×{} window that fits", k[0], k[1]), format!("input {h}×{w}"))
+        })?;
         let id = self.emit(i, Op::Pool2D { kind, size: [k[0], k[1]], strides: [s[0], s[1]], padding }, &[x.node])?;
         let shape = vec![c, g.oh, g.ow];
         let layout = Layout::Axes(axes_in(&shape, &[1, 2, 0]));
@@ -1288,7 +1414,8 @@ impl<'g> Cx<'g> {
     fn arith(&mut self, i: usize) -> Result<()> {
         let n = self.n(i);
         let op = n.op_type.as_str();
-        let ins: Vec<Val> = (0..n.input.len()).map(|k| self.input(i, k)).collect::<Result<Vec<_>>>()?.into_iter().flatten().cloned().collect();
+        let ins: Vec<Val> =
+            (0..n.input.len()).map(|k| self.input(i, k)).collect::<Result<Vec<_>>>()?.into_iter().flatten().cloned().collect();
         let acts: Vec<&Act> = ins.iter().filter_map(|v| if let Val::Act(a) = v { Some(a) } else { None }).collect();
         if acts.len() == ins.len() && matches!(op, "Add" | "Sum") {
             let first = acts.first().ok_or_else(|| bad(format!("node {} has no inputs", label(n))))?;
@@ -1297,7 +1424,12 @@ impl<'g> Cx<'g> {
                 return self.bind(i, 0, Val::Act(a));
             }
             for a in &acts[1..] {
-                if a.shape != first.shape || a.layout != first.layout || a.batch != first.batch || a.fold != first.fold || self.ir_shape(a) != self.ir_shape(first) {
+                if a.shape != first.shape
+                    || a.layout != first.layout
+                    || a.batch != first.batch
+                    || a.fold != first.fold
+                    || self.ir_shape(a) != self.ir_shape(first)
+                {
                     return Err(Error::Unsupported {
                         what: format!("inputs of ONNX node {}", label(n)),
                         name: format!("{:?} and {:?} per sample (broadcast or differently stored)", first.shape, a.shape),
@@ -1311,7 +1443,9 @@ impl<'g> Cx<'g> {
             let mut activation = Activation::Linear;
             if let Some(j) = self.sole_reader(out) {
                 let m = &self.nodes[j];
-                if let (true, Some(a), Some(o)) = (m.domain.is_empty(), activation_of(&m.op_type), m.output.first().filter(|o| !o.is_empty())) {
+                if let (true, Some(a), Some(o)) =
+                    (m.domain.is_empty(), activation_of(&m.op_type), m.output.first().filter(|o| !o.is_empty()))
+                {
                     activation = a;
                     self.absorbed[j] = true;
                     out = o.as_str();
@@ -1327,9 +1461,16 @@ impl<'g> Cx<'g> {
             _ => {
                 return Err(Error::Unsupported {
                     what: format!("inputs of ONNX node {}", label(n)),
-                    name: format!("{op} of {}", ins.iter().map(|v| if matches!(v, Val::Act(_)) { "a computed tensor" } else { "a constant" }).collect::<Vec<_>>().join(" and ")),
-                    supported: "Add/Sum of computed tensors of one shape; Add/Sub/Mul/Div of a computed tensor and a per-channel constant".into(),
-                })
+                    name: format!(
+                        "{op} of {}",
+                        ins.iter()
+                            .map(|v| if matches!(v, Val::Act(_)) { "a computed tensor" } else { "a constant" })
+                            .collect::<Vec<_>>()
+                            .join(" and ")
+                    ),
+                    supported: "Add/Sum of computed tensors of one shape; Add/Sub/Mul/Div of a computed tensor and a per-channel constant"
+                        .into(),
+                });
             }
         };
         if x.batch != 0 {
@@ -1360,7 +1501,11 @@ impl<'g> Cx<'g> {
         let full: Vec<usize> = std::iter::once(1).chain(x.shape.iter().copied()).collect();
         let cv = c.f32s();
         if c.dims.len() > full.len() {
-            return Err(Error::shape(format!("constant of node {}", label(n)), format!("at most {} axes", full.len()), format!("{:?}", c.dims)));
+            return Err(Error::shape(
+                format!("constant of node {}", label(n)),
+                format!("at most {} axes", full.len()),
+                format!("{:?}", c.dims),
+            ));
         }
         let off = full.len() - c.dims.len();
         let cst = strides(&c.dims);
@@ -1369,7 +1514,11 @@ impl<'g> Cx<'g> {
         for (k, &d) in c.dims.iter().enumerate() {
             let pos = off + k;
             if d != 1 && (d != full[pos] || pos == 0) {
-                return Err(Error::shape(format!("constant of node {}", label(n)), format!("a shape that broadcasts to [batch, {:?}]", x.shape), format!("{:?}", c.dims)));
+                return Err(Error::shape(
+                    format!("constant of node {}", label(n)),
+                    format!("a shape that broadcasts to [batch, {:?}]", x.shape),
+                    format!("{:?}", c.dims),
+                ));
             }
             if pos > 0 && d != 1 {
                 bst[pos - 1] = cst[k];
@@ -1404,7 +1553,11 @@ impl<'g> Cx<'g> {
         let n = self.n(i);
         let x = self.act_any(i, 0)?;
         if x.batch != 0 {
-            return Err(Error::Unsupported { what: format!("ONNX node {}", label(n)), name: format!("Softmax of a tensor with its batch on axis {}", x.batch), supported: "batch-first tensors".into() });
+            return Err(Error::Unsupported {
+                what: format!("ONNX node {}", label(n)),
+                name: format!("Softmax of a tensor with its batch on axis {}", x.batch),
+                supported: "batch-first tensors".into(),
+            });
         }
         let r = x.shape.len() + 1;
         let axis = Attrs(n).int("axis", if self.opset < 13 { 1 } else { -1 })?;
@@ -1442,7 +1595,8 @@ impl<'g> Cx<'g> {
             name: what,
             supported: "reshapes that keep the batch as the first axis".into(),
         };
-        let axes_of = |this: &Self| -> Result<Option<Vec<i64>>> { if this.opset < 13 { at.ints("axes") } else { this.ints_input(i, 1, "axes") } };
+        let axes_of =
+            |this: &Self| -> Result<Option<Vec<i64>>> { if this.opset < 13 { at.ints("axes") } else { this.ints_input(i, 1, "axes") } };
         if matches!(n.op_type.as_str(), "Squeeze" | "Unsqueeze") {
             if !x.fold.is_empty() {
                 return Err(batch_op(format!("{} of a tensor whose batch axis holds {:?} per sample as well", n.op_type, x.fold)));
@@ -1463,7 +1617,13 @@ impl<'g> Cx<'g> {
                             match full[k] {
                                 None => return Err(batch_op(format!("Squeeze of the batch axis {k}"))),
                                 Some(1) => {}
-                                Some(_) => return Err(Error::shape(format!("node {}", label(n)), "axes of size 1 to squeeze", format!("axis {k} of {s:?} per sample"))),
+                                Some(_) => {
+                                    return Err(Error::shape(
+                                        format!("node {}", label(n)),
+                                        "axes of size 1 to squeeze",
+                                        format!("axis {k} of {s:?} per sample"),
+                                    ));
+                                }
                             }
                         }
                         full = full.into_iter().enumerate().filter(|(k, _)| !drop.contains(k)).map(|(_, d)| d).collect();
@@ -1502,13 +1662,17 @@ impl<'g> Cx<'g> {
                 let allowzero = self.opset >= 14 && at.int("allowzero", 0)? != 0;
                 let first = *want.first().ok_or_else(|| batch_op("Reshape to a scalar".into()))?;
                 let per_row: usize = s.iter().product();
-                let rest: Option<usize> = want[1..].iter().try_fold(1usize, |p, &d| usize::try_from(d).ok().filter(|&d| d > 0).and_then(|d| p.checked_mul(d)));
+                let rest: Option<usize> =
+                    want[1..].iter().try_fold(1usize, |p, &d| usize::try_from(d).ok().filter(|&d| d > 0).and_then(|d| p.checked_mul(d)));
                 if first == -1 && rest.is_some() && rest != Some(per_row) {
                     // Leading per-sample axes merged into the batch, or split back out of it.
                     let rest_dims: Vec<usize> = want[1..].iter().map(|&d| d as usize).collect();
                     return self.refold(i, x, rest_dims);
                 }
-                let keeps_batch = first == BATCH || (first == 0 && !allowzero) || (first == -1 && !want[1..].contains(&-1)) || (first > 0 && Some(first) == self.batch);
+                let keeps_batch = first == BATCH
+                    || (first == 0 && !allowzero)
+                    || (first == -1 && !want[1..].contains(&-1))
+                    || (first > 0 && Some(first) == self.batch);
                 if !keeps_batch || want[1..].contains(&BATCH) {
                     return Err(batch_op(format!("Reshape of [batch, {s:?}] to {want:?}")));
                 }
@@ -1516,7 +1680,9 @@ impl<'g> Cx<'g> {
                 full_s.extend(&s);
                 let mut w = want.clone();
                 w[0] = 1;
-                let t = resolve_shape(&w, &full_s, allowzero).ok_or_else(|| Error::shape(format!("node {}", label(n)), format!("a shape for [batch, {s:?}]"), format!("{want:?}")))?;
+                let t = resolve_shape(&w, &full_s, allowzero).ok_or_else(|| {
+                    Error::shape(format!("node {}", label(n)), format!("a shape for [batch, {s:?}]"), format!("{want:?}"))
+                })?;
                 if !x.fold.is_empty() && t[1..] != s[..] {
                     return Err(batch_op(format!("Reshape of [batch·{}, {s:?}] to {want:?}", x.fold.iter().product::<usize>())));
                 }
@@ -1524,7 +1690,11 @@ impl<'g> Cx<'g> {
             }
         };
         if target.iter().product::<usize>() != s.iter().product::<usize>() || target.contains(&0) {
-            return Err(Error::shape(format!("node {}", label(n)), format!("{} values per sample", s.iter().product::<usize>()), format!("{target:?}")));
+            return Err(Error::shape(
+                format!("node {}", label(n)),
+                format!("{} values per sample", s.iter().product::<usize>()),
+                format!("{target:?}"),
+            ));
         }
         if !x.fold.is_empty() {
             return self.bind(i, 0, Val::Act(x));
@@ -1593,7 +1763,11 @@ impl<'g> Cx<'g> {
         let n = self.n(i);
         let x = self.act_any(i, 0)?;
         if !x.fold.is_empty() {
-            return Err(Error::Unsupported { what: format!("ONNX node {}", label(n)), name: format!("Transpose of a tensor whose batch holds {:?} per sample as well", x.fold), supported: "transposes of unmerged tensors".into() });
+            return Err(Error::Unsupported {
+                what: format!("ONNX node {}", label(n)),
+                name: format!("Transpose of a tensor whose batch holds {:?} per sample as well", x.fold),
+                supported: "transposes of unmerged tensors".into(),
+            });
         }
         let r = x.shape.len() + 1;
         let perm = perm_attr(n, r)?;
@@ -1640,10 +1814,14 @@ impl<'g> Cx<'g> {
         let refuse = |name: String| Error::Unsupported {
             what: format!("ONNX node {}", label(n)),
             name,
-            supported: "Tile of a vector along one axis of size 1 by constant repeats, the batch once (Keras RepeatVector: Unsqueeze + Tile)".into(),
+            supported:
+                "Tile of a vector along one axis of size 1 by constant repeats, the batch once (Keras RepeatVector: Unsqueeze + Tile)"
+                    .into(),
         };
         let reps = match self.input(i, 1)? {
-            Some(Val::Const(c)) => c.i64s().map(<[i64]>::to_vec).ok_or_else(|| bad(format!("repeats of node {} must be integers", label(n))))?,
+            Some(Val::Const(c)) => {
+                c.i64s().map(<[i64]>::to_vec).ok_or_else(|| bad(format!("repeats of node {} must be integers", label(n))))?
+            }
             Some(_) => return Err(refuse("repeats computed at run time".into())),
             None => return Err(bad(format!("node {} lacks its repeats (input 1)", label(n)))),
         };
@@ -1651,7 +1829,11 @@ impl<'g> Cx<'g> {
             return Err(refuse("repeats computed from the batch size at run time".into()));
         }
         if reps.len() != x.shape.len() + 1 {
-            return Err(Error::shape(format!("repeats of node {}", label(n)), format!("{} values (one per axis)", x.shape.len() + 1), reps.len()));
+            return Err(Error::shape(
+                format!("repeats of node {}", label(n)),
+                format!("{} values (one per axis)", x.shape.len() + 1),
+                reps.len(),
+            ));
         }
         if let Some(&k) = reps.iter().find(|&&k| k < 1) {
             return Err(bad(format!("node {} repeats an axis {k} times", label(n))));
@@ -1692,26 +1874,35 @@ impl<'g> Cx<'g> {
         if self.last_step.contains(&i) {
             return self.take_last_step(i);
         }
-        let table = match self.input(i, 0)? {
-            Some(Val::Const(c)) => c.clone(),
-            _ => {
-                return Err(Error::Unsupported {
+        let table =
+            match self.input(i, 0)? {
+                Some(Val::Const(c)) => c.clone(),
+                _ => return Err(Error::Unsupported {
                     what: format!("ONNX node {}", label(n)),
                     name: "Gather from a computed tensor".into(),
-                    supported: "Gather of token ids from a constant embedding table (axis 0), or of the last step of a recurrent layer's output".into(),
-                })
-            }
-        };
+                    supported:
+                        "Gather of token ids from a constant embedding table (axis 0), or of the last step of a recurrent layer's output"
+                            .into(),
+                }),
+            };
         let ids = self.act(i, 1)?;
         let axis = Attrs(n).int("axis", 0)?;
         let [vocab, dim] = table.dims[..] else {
-            return Err(Error::shape(format!("embedding table of node {}", label(n)), "[vocabulary, dimension]", format!("{:?}", table.dims)));
+            return Err(Error::shape(
+                format!("embedding table of node {}", label(n)),
+                "[vocabulary, dimension]",
+                format!("{:?}", table.dims),
+            ));
         };
         if axis != 0 {
             return Err(unsupported_option(n, format!("axis={axis}"), "axis=0 (rows of the embedding table)"));
         }
         if !Self::is_plain(&ids) || self.ir_shape(&ids) != ids.shape {
-            return Err(Error::Unsupported { what: format!("input layout of ONNX node {}", label(n)), name: format!("token ids {:?} per sample, reordered", ids.shape), supported: "token ids in their own order".into() });
+            return Err(Error::Unsupported {
+                what: format!("input layout of ONNX node {}", label(n)),
+                name: format!("token ids {:?} per sample, reordered", ids.shape),
+                supported: "token ids in their own order".into(),
+            });
         }
         self.spend(table.len(), i)?;
         let t = Array2::from_shape_vec((vocab, dim), table.f32s()).map_err(|e| bad(e.to_string()))?;
@@ -1809,7 +2000,12 @@ impl<'g> Cx<'g> {
                         None => (0..starts.len()).collect(),
                     };
                     let steps_ok = ints(4, "steps").is_none_or(|s| s.iter().all(|&s| s == 1));
-                    let ok = axes == [time] && starts.len() == 1 && ends.len() == 1 && is_last(starts[0]) && (ends[0] >= steps as i64) && steps_ok;
+                    let ok = axes == [time]
+                        && starts.len() == 1
+                        && ends.len() == 1
+                        && is_last(starts[0])
+                        && (ends[0] >= steps as i64)
+                        && steps_ok;
                     return ok.then_some(j);
                 }
                 "Gather" => {
@@ -1833,7 +2029,11 @@ impl<'g> Cx<'g> {
         let layout = if self.opset >= 14 { at.int("layout", 0)? } else { 0 };
         let want_batch = if layout == 0 { 1 } else { 0 };
         let [steps, f] = x.shape[..] else {
-            return Err(Error::shape(format!("input X of node {}", label(n)), "[sequence, batch, features]", format!("{:?} besides the batch", x.shape)));
+            return Err(Error::shape(
+                format!("input X of node {}", label(n)),
+                "[sequence, batch, features]",
+                format!("{:?} besides the batch", x.shape),
+            ));
         };
         if x.batch != want_batch || !x.fold.is_empty() || !Self::is_plain(&x) || self.ir_shape(&x) != x.shape {
             return Err(Error::Unsupported {
@@ -1869,12 +2069,20 @@ impl<'g> Cx<'g> {
         };
         let act = |k: usize| -> Result<Activation> {
             let name = acts.get(k).ok_or_else(|| bad(format!("node {} lists {} activations", label(n), acts.len())))?;
-            activation_of(name).ok_or_else(|| Error::Unsupported { what: format!("activation in ONNX node {}", label(n)), name: name.clone(), supported: "Relu, Tanh, Sigmoid".into() })
+            activation_of(name).ok_or_else(|| Error::Unsupported {
+                what: format!("activation in ONNX node {}", label(n)),
+                name: name.clone(),
+                supported: "Relu, Tanh, Sigmoid".into(),
+            })
         };
         let (activation, recurrent_activation) = match op {
             "LSTM" => {
                 if act(1)? != act(2)? {
-                    return Err(unsupported_option(n, format!("activations={acts:?}"), "the same activation for the cell input and output (g = h)"));
+                    return Err(unsupported_option(
+                        n,
+                        format!("activations={acts:?}"),
+                        "the same activation for the cell input and output (g = h)",
+                    ));
                 }
                 (act(1)?, act(0)?)
             }
@@ -1884,11 +2092,19 @@ impl<'g> Cx<'g> {
         let w = self.konst(i, 1, "weights W")?;
         let r = self.konst(i, 2, "recurrence weights R")?;
         let &[dirs, gu, fin] = &w.dims[..] else {
-            return Err(Error::shape(format!("weights W of node {}", label(n)), "[directions, gates·hidden, input]", format!("{:?}", w.dims)));
+            return Err(Error::shape(
+                format!("weights W of node {}", label(n)),
+                "[directions, gates·hidden, input]",
+                format!("{:?}", w.dims),
+            ));
         };
         let units = gu / gates;
         if dirs != 1 || gu % gates != 0 || units == 0 || fin != f {
-            return Err(Error::shape(format!("weights W of node {}", label(n)), format!("[1, {gates}·hidden, {f}]"), format!("{:?}", w.dims)));
+            return Err(Error::shape(
+                format!("weights W of node {}", label(n)),
+                format!("[1, {gates}·hidden, {f}]"),
+                format!("{:?}", w.dims),
+            ));
         }
         if let Some(h) = at.get("hidden_size", attr_type::INT, "an integer")?
             && h.i != units as i64
@@ -1896,12 +2112,18 @@ impl<'g> Cx<'g> {
             return Err(Error::shape(format!("hidden_size of node {}", label(n)), units, h.i));
         }
         if r.dims != [1, gu, units] {
-            return Err(Error::shape(format!("recurrence weights R of node {}", label(n)), format!("[1, {gu}, {units}]"), format!("{:?}", r.dims)));
+            return Err(Error::shape(
+                format!("recurrence weights R of node {}", label(n)),
+                format!("[1, {gu}, {units}]"),
+                format!("{:?}", r.dims),
+            ));
         }
         let b = match self.opt_konst(i, 3, "bias B")? {
             None => vec![0.0; 2 * gu],
             Some(b) if b.dims == [1, 2 * gu] => b.f32s(),
-            Some(b) => return Err(Error::shape(format!("bias B of node {}", label(n)), format!("[1, {}]", 2 * gu), format!("{:?}", b.dims))),
+            Some(b) => {
+                return Err(Error::shape(format!("bias B of node {}", label(n)), format!("[1, {}]", 2 * gu), format!("{:?}", b.dims)));
+            }
         };
         if self.input(i, 4)?.is_some() {
             return Err(unsupported_option(n, "sequence_lens".into(), "no sequence_lens (every sequence has the full length)"));
@@ -1919,7 +2141,11 @@ impl<'g> Cx<'g> {
         }
         let outs: Vec<bool> = (0..3).map(|k| n.output.get(k).is_some_and(|t| self.is_read(t))).collect();
         if outs[2] || (outs[0] && outs[1]) {
-            return Err(unsupported_option(n, "uses of Y_c, or of both Y and Y_h".into(), "one of Y (the sequence) and Y_h (the last state)"));
+            return Err(unsupported_option(
+                n,
+                "uses of Y_c, or of both Y and Y_h".into(),
+                "one of Y (the sequence) and Y_h (the last state)",
+            ));
         }
         // Y read only for its last step: the layer returns only that step.
         let time = if layout == 0 { 0 } else { 1 };
@@ -1946,7 +2172,17 @@ impl<'g> Cx<'g> {
             _ => (reorder(wb).iter().zip(reorder(rb)).map(|(a, b)| a + b).collect(), None),
         };
         self.spend(kernel.len() + recurrent.len() + 2 * gu, i)?;
-        let rec = Recurrent { cell, units, kernel, recurrent, bias: Array1::from_vec(bias), recurrent_bias, activation, recurrent_activation, return_sequences: sequences };
+        let rec = Recurrent {
+            cell,
+            units,
+            kernel,
+            recurrent,
+            bias: Array1::from_vec(bias),
+            recurrent_bias,
+            activation,
+            recurrent_activation,
+            return_sequences: sequences,
+        };
         let id = self.emit(i, Op::Recurrent(Box::new(rec)), &[x.node])?;
         if outs[0] {
             // Y: [T, 1, N, H] (layout 0) or [N, T, 1, H]; T is 1 when only the last step is kept.

@@ -31,11 +31,14 @@ use std::collections::HashSet;
 
 use prost::Message;
 
-use super::proto::{attr_type, data_type, AttributeProto, Dimension, GraphProto, NodeProto, OperatorSetIdProto, TensorProto, TensorShapeProto, TypeProto, TypeProtoTensor, ValueInfoProto};
-use crate::decompose::Head;
+use super::proto::{
+    AttributeProto, Dimension, GraphProto, NodeProto, OperatorSetIdProto, TensorProto, TensorShapeProto, TypeProto, TypeProtoTensor,
+    ValueInfoProto, attr_type, data_type,
+};
+use crate::engine::decompose::Head;
+use crate::engine::kernels::PoolKind;
+use crate::engine::model::{Activation, Cell, InputKind, Masks, Model, NodeId, Op, Padding};
 use crate::error::{Error, Result};
-use crate::kernels::PoolKind;
-use crate::model::{Activation, Cell, InputKind, Masks, Model, NodeId, Op, Padding};
 
 /// The opset the exported graph imports (ONNX 1.12, 2022; onnxruntime ≥ 1.12).
 pub const OPSET: i64 = 17;
@@ -140,7 +143,15 @@ pub fn export_composition(modules: &[ExportModule], class_names: &[String], opts
             models.push(m.model);
             models.len() - 1
         });
-        let mut b = ModuleBuilder { g: &mut g, model: m.model, masks: m.masks, model_key: mi, prefix: format!("m{i}"), values: vec![None; m.model.nodes.len()], tokens };
+        let mut b = ModuleBuilder {
+            g: &mut g,
+            model: m.model,
+            masks: m.masks,
+            model_key: mi,
+            prefix: format!("m{i}"),
+            values: vec![None; m.model.nodes.len()],
+            tokens,
+        };
         let z = b.logits()?;
         logits_of.push(z.clone());
         diffs.push(channeled_head(&mut g, &format!("m{i}"), &z, m.model.classes(), m.class)?);
@@ -172,7 +183,13 @@ pub fn export_composition(modules: &[ExportModule], class_names: &[String], opts
     let mut dims = vec![None];
     dims.extend(shape.iter().map(|&d| Some(d as i64)));
     let input = value_info("input", if tokens { data_type::INT64 } else { data_type::FLOAT }, &dims);
-    let graph = GraphProto { node: g.nodes, name: if opts.name.is_empty() { "composition".into() } else { opts.name.clone() }, initializer: g.inits, input: vec![input], output: outputs };
+    let graph = GraphProto {
+        node: g.nodes,
+        name: if opts.name.is_empty() { "composition".into() } else { opts.name.clone() },
+        initializer: g.inits,
+        input: vec![input],
+        output: outputs,
+    };
     let json = |v: &[String]| serde_json::to_string(v).unwrap_or_default();
     let scales: Vec<String> = modules.iter().map(|m| format!("{}·x+{}", m.model.input.scale, m.model.input.offset)).collect();
     let model = ExportModelProto {
@@ -265,17 +282,35 @@ impl Graph {
 
     fn const_f32(&mut self, name: &str, dims: &[usize], data: Vec<f32>) -> String {
         let raw = data.iter().flat_map(|v| v.to_le_bytes()).collect();
-        self.init(TensorProto { dims: dims.iter().map(|&d| d as i64).collect(), data_type: data_type::FLOAT, name: name.into(), raw_data: raw, ..Default::default() })
+        self.init(TensorProto {
+            dims: dims.iter().map(|&d| d as i64).collect(),
+            data_type: data_type::FLOAT,
+            name: name.into(),
+            raw_data: raw,
+            ..Default::default()
+        })
     }
 
     fn const_i64(&mut self, name: &str, dims: &[usize], data: Vec<i64>) -> String {
         let raw = data.iter().flat_map(|v| v.to_le_bytes()).collect();
-        self.init(TensorProto { dims: dims.iter().map(|&d| d as i64).collect(), data_type: data_type::INT64, name: name.into(), raw_data: raw, ..Default::default() })
+        self.init(TensorProto {
+            dims: dims.iter().map(|&d| d as i64).collect(),
+            data_type: data_type::INT64,
+            name: name.into(),
+            raw_data: raw,
+            ..Default::default()
+        })
     }
 
     fn const_bool(&mut self, name: &str, dims: &[usize], data: Vec<bool>) -> String {
         let raw = data.iter().map(|&b| b as u8).collect();
-        self.init(TensorProto { dims: dims.iter().map(|&d| d as i64).collect(), data_type: data_type::BOOL, name: name.into(), raw_data: raw, ..Default::default() })
+        self.init(TensorProto {
+            dims: dims.iter().map(|&d| d as i64).collect(),
+            data_type: data_type::BOOL,
+            name: name.into(),
+            raw_data: raw,
+            ..Default::default()
+        })
     }
 
     fn check_size(&self) -> Result<()> {
@@ -295,7 +330,12 @@ fn attr_ints(name: &str, ints: &[usize]) -> AttributeProto {
 }
 
 fn attr_strings(name: &str, v: &[&str]) -> AttributeProto {
-    AttributeProto { name: name.into(), strings: v.iter().map(|s| s.as_bytes().to_vec()).collect(), r#type: attr_type::STRINGS, ..Default::default() }
+    AttributeProto {
+        name: name.into(),
+        strings: v.iter().map(|s| s.as_bytes().to_vec()).collect(),
+        r#type: attr_type::STRINGS,
+        ..Default::default()
+    }
 }
 
 fn value_info(name: &str, elem: i32, dims: &[Option<i64>]) -> ValueInfoProto {
@@ -306,7 +346,10 @@ fn value_info(name: &str, elem: i32, dims: &[Option<i64>]) -> ValueInfoProto {
             None => Dimension { dim_value: None, dim_param: Some("N".into()) },
         })
         .collect();
-    ValueInfoProto { name: name.into(), r#type: Some(TypeProto { tensor_type: Some(TypeProtoTensor { elem_type: elem, shape: Some(TensorShapeProto { dim }) }) }) }
+    ValueInfoProto {
+        name: name.into(),
+        r#type: Some(TypeProto { tensor_type: Some(TypeProtoTensor { elem_type: elem, shape: Some(TensorShapeProto { dim }) }) }),
+    }
 }
 
 /// `[H, W, C]` data (row-major) → `[C, H, W]`.
@@ -384,7 +427,11 @@ impl ModuleBuilder<'_, '_> {
             return Err(unsupported(format!("per-step head of '{}' (a class per time step)", model.name)));
         }
         for (&id, m) in &self.masks.nodes {
-            let units = if id < model.nodes.len() { model.units(id) } else { return Err(Error::invalid(format!("a mask names node {id}; model '{}' has {}", model.name, model.nodes.len()))) };
+            let units = if id < model.nodes.len() {
+                model.units(id)
+            } else {
+                return Err(Error::invalid(format!("a mask names node {id}; model '{}' has {}", model.name, model.nodes.len())));
+            };
             if m.keep.len() != units || m.clip_negative.as_ref().is_some_and(|c| c.len() != units) {
                 return Err(Error::shape(format!("mask of layer '{}'", model.nodes[id].name), units, m.keep.len()));
             }
@@ -433,7 +480,8 @@ impl ModuleBuilder<'_, '_> {
         }
         let shape = &self.model.nodes[id].shape;
         let bits: Vec<bool> = (0..m.keep.len()).map(|u| m.keep.contains(u)).collect();
-        let (data, dims) = if v.layout == Layout::Nchw { (hwc_to_chw(&bits, shape), vec![shape[2], shape[0], shape[1]]) } else { (bits, shape.clone()) };
+        let (data, dims) =
+            if v.layout == Layout::Nchw { (hwc_to_chw(&bits, shape), vec![shape[2], shape[0], shape[1]]) } else { (bits, shape.clone()) };
         let out = self.keep(id, &v.name, &dims, data);
         Value { name: out, ..v }
     }
@@ -488,7 +536,9 @@ impl ModuleBuilder<'_, '_> {
                     Some(clip) => {
                         let first: Vec<bool> = (0..fout).map(|j| clip.contains(j)).collect();
                         let same = (0..steps).all(|t| (0..fout).all(|j| clip.contains(t * fout + j) == first[j]));
-                        let clipped = |cols: &[bool]| kernel.indexed_iter().map(|((_, j), &w)| if cols[j] { w.max(0.0) } else { w }).collect::<Vec<f32>>();
+                        let clipped = |cols: &[bool]| {
+                            kernel.indexed_iter().map(|((_, j), &w)| if cols[j] { w.max(0.0) } else { w }).collect::<Vec<f32>>()
+                        };
                         if same {
                             let w = self.g.const_f32(&self.name(id, "kernel_clipped"), &[fin, fout], clipped(&first));
                             self.g.op("MatMul", &[&x.name, &w], vec![], &self.name(id, "matmul"))
@@ -498,7 +548,11 @@ impl ModuleBuilder<'_, '_> {
                             let wp = self.g.const_f32(&self.name(id, "kernel_positive"), &[fin, fout], clipped(&vec![true; fout]));
                             let a = self.g.op("MatMul", &[&x.name, &w], vec![], &self.name(id, "matmul"));
                             let b = self.g.op("MatMul", &[&x.name, &wp], vec![], &self.name(id, "matmul_positive"));
-                            let sel = self.g.const_bool(&self.name(id, "clip"), &node.shape, (0..steps * fout).map(|u| clip.contains(u)).collect());
+                            let sel = self.g.const_bool(
+                                &self.name(id, "clip"),
+                                &node.shape,
+                                (0..steps * fout).map(|u| clip.contains(u)).collect(),
+                            );
                             self.g.op("Where", &[&sel, &b, &a], vec![], &self.name(id, "matmul_clipped"))
                         }
                     }
@@ -613,7 +667,9 @@ impl ModuleBuilder<'_, '_> {
             return Ok(p);
         }
         let [h, w, c] = shape else { return Err(Error::shape("window input", "[H, W, C]", format!("{shape:?}"))) };
-        let g = padding.geometry(*h, *w, *c, kh, kw, strides[0], strides[1]).ok_or_else(|| Error::shape("window", format!("{kh}×{kw} fitting {h}×{w}"), "a window that does not fit"))?;
+        let g = padding
+            .geometry(*h, *w, *c, kh, kw, strides[0], strides[1])
+            .ok_or_else(|| Error::shape("window", format!("{kh}×{kw} fitting {h}×{w}"), "a window that does not fit"))?;
         let bottom = ((g.oh - 1) * g.sh + kh).saturating_sub(h + g.pad_top);
         let right = ((g.ow - 1) * g.sw + kw).saturating_sub(w + g.pad_left);
         Ok([g.pad_top, g.pad_left, bottom, right])
@@ -633,7 +689,10 @@ impl ModuleBuilder<'_, '_> {
                 let first: Vec<bool> = (0..u).map(|n| !m.keep.contains(n)).collect();
                 // A step that keeps a unit the first step removes, or the reverse.
                 if (1..steps).any(|t| (0..u).any(|n| m.keep.contains(t * u + n) == first[n])) {
-                    return Err(unsupported(format!("unrolled mask of layer '{}' (different units removed at different steps)", node.name)));
+                    return Err(unsupported(format!(
+                        "unrolled mask of layer '{}' (different units removed at different steps)",
+                        node.name
+                    )));
                 }
                 first
             }
@@ -648,13 +707,18 @@ impl ModuleBuilder<'_, '_> {
                 }
                 let first: Vec<bool> = (0..gu).map(|c| !k.contains(c)).collect();
                 if (1..steps).any(|t| (0..gu).any(|c| k.contains(t * gu + c) == first[c])) {
-                    return Err(unsupported(format!("unrolled gate mask of layer '{}' (different gate columns removed at different steps)", node.name)));
+                    return Err(unsupported(format!(
+                        "unrolled gate mask of layer '{}' (different gate columns removed at different steps)",
+                        node.name
+                    )));
                 }
                 first
             }
         };
-        let act = act_name(r.activation).ok_or_else(|| unsupported(format!("{:?} activation of recurrent layer '{}'", r.activation, node.name)))?;
-        let gate = act_name(r.recurrent_activation).ok_or_else(|| unsupported(format!("{:?} recurrent activation of layer '{}'", r.recurrent_activation, node.name)))?;
+        let act = act_name(r.activation)
+            .ok_or_else(|| unsupported(format!("{:?} activation of recurrent layer '{}'", r.activation, node.name)))?;
+        let gate = act_name(r.recurrent_activation)
+            .ok_or_else(|| unsupported(format!("{:?} recurrent activation of layer '{}'", r.recurrent_activation, node.name)))?;
         // ONNX gate blocks in Keras' column blocks: LSTM i,o,f,c ← i,f,c,o; GRU z,r,h and RNN as they are.
         let order: Vec<usize> = match r.cell {
             Cell::Lstm => vec![0, 3, 1, 2],
@@ -684,7 +748,8 @@ impl ModuleBuilder<'_, '_> {
             let k = keyed(role);
             if s.g.written.contains(&k) { k } else { s.g.const_f32(&k, dims, data) }
         };
-        let (wn, rn, bn) = (name(self, "W", &[1, gates * u, f], w), name(self, "R", &[1, gates * u, u], rr), name(self, "B", &[1, 2 * gates * u], b));
+        let (wn, rn, bn) =
+            (name(self, "W", &[1, gates * u, f], w), name(self, "R", &[1, gates * u, u], rr), name(self, "B", &[1, 2 * gates * u], b));
         let x = self.get(node.inputs[0], Layout::Ir);
         let xt = self.g.op("Transpose", &[&x.name], vec![attr_ints("perm", &[1, 0, 2])], &self.name(id, "time_major"));
         let (op, acts) = match r.cell {
@@ -701,7 +766,14 @@ impl ModuleBuilder<'_, '_> {
         if r.cell == Cell::Lstm {
             outputs.push(self.name(id, "Y_c"));
         }
-        self.g.nodes.push(NodeProto { input: vec![xt, wn, rn, bn], output: outputs, name: self.name(id, "cell"), op_type: op.into(), attribute: attrs, domain: String::new() });
+        self.g.nodes.push(NodeProto {
+            input: vec![xt, wn, rn, bn],
+            output: outputs,
+            name: self.name(id, "cell"),
+            op_type: op.into(),
+            attribute: attrs,
+            domain: String::new(),
+        });
         let (out, mask_dims) = if r.return_sequences {
             let ax = self.g.const_i64("axis1", &[1], vec![1]);
             let sq = self.g.op("Squeeze", &[&y, &ax], vec![], &self.name(id, "Y_seq"));

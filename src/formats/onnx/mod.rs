@@ -36,8 +36,8 @@ mod tensor;
 
 pub use convert::SUPPORTED_OPS;
 
+use crate::engine::model::Model;
 use crate::error::{Error, Result};
-use crate::model::Model;
 
 /// Largest `.onnx` file accepted (1 GiB, like a Keras weights file).
 pub const MAX_ONNX_BYTES: u64 = 1 << 30;

@@ -205,7 +205,8 @@ pub const MAX_GRAPH_IO: usize = 1 << 12;
 /// Decodes a model after checking the counts above on the wire format.
 pub fn decode(bytes: &[u8]) -> Result<ModelProto> {
     check_counts(bytes)?;
-    ModelProto::decode(bytes).map_err(|e| Error::format("ONNX", format!("not a readable ONNX protobuf (truncated, or not an .onnx file): {e}")))
+    ModelProto::decode(bytes)
+        .map_err(|e| Error::format("ONNX", format!("not a readable ONNX protobuf (truncated, or not an .onnx file): {e}")))
 }
 
 fn malformed(why: &str) -> Error {
@@ -315,7 +316,8 @@ mod tests {
 
     #[test]
     fn round_trip_and_limits() {
-        let node = NodeProto { input: vec!["x".into()], output: vec!["y".into()], name: "r".into(), op_type: "Relu".into(), ..Default::default() };
+        let node =
+            NodeProto { input: vec!["x".into()], output: vec!["y".into()], name: "r".into(), op_type: "Relu".into(), ..Default::default() };
         let m = ModelProto {
             ir_version: 8,
             graph: Some(GraphProto { node: vec![node.clone()], ..Default::default() }),

@@ -1,8 +1,8 @@
 //! Constant tensors: initializers, `Constant` nodes and what constant folding
 //! makes of them. Floating types become f32, integer types i64.
 
-use super::proto::{data_type as dt, TensorProto};
-use crate::error::{checked_elems, Error, Result};
+use super::proto::{TensorProto, data_type as dt};
+use crate::error::{Error, Result, checked_elems};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Data {
@@ -79,10 +79,11 @@ impl Const {
                     what: "ONNX tensor type".into(),
                     name: format!("{} ({other}) of {what}", dt::name(other)),
                     supported: "FLOAT, DOUBLE, INT64, INT32, INT8, UINT8, BOOL".into(),
-                })
+                });
             }
         };
-        let bad_len = |found: usize, field: &str| Error::format("ONNX", format!("{what}: dims {dims:?} need {n} values, {field} holds {found}"));
+        let bad_len =
+            |found: usize, field: &str| Error::format("ONNX", format!("{what}: dims {dims:?} need {n} values, {field} holds {found}"));
         if !t.raw_data.is_empty() {
             if t.raw_data.len() as u64 != n as u64 * size {
                 return Err(bad_len(t.raw_data.len() / size as usize, "raw_data"));
@@ -130,7 +131,12 @@ mod tests {
         assert_eq!(Const::from_proto(&t, "w").unwrap().f32s(), vec![1.5, -2.0]);
         let t = TensorProto { dims: vec![3], data_type: dt::FLOAT, raw_data: raw, ..Default::default() };
         assert!(Const::from_proto(&t, "w").is_err());
-        let t = TensorProto { dims: vec![2], data_type: dt::INT64, raw_data: [7i64, -1].iter().flat_map(|x| x.to_le_bytes()).collect(), ..Default::default() };
+        let t = TensorProto {
+            dims: vec![2],
+            data_type: dt::INT64,
+            raw_data: [7i64, -1].iter().flat_map(|x| x.to_le_bytes()).collect(),
+            ..Default::default()
+        };
         assert_eq!(Const::from_proto(&t, "s").unwrap().i64s(), Some(&[7i64, -1][..]));
         let t = TensorProto { dims: vec![1], data_type: 10, raw_data: vec![0, 0], ..Default::default() };
         assert!(Const::from_proto(&t, "h").unwrap_err().to_string().contains("FLOAT16"));

@@ -11,11 +11,11 @@
 
 use std::collections::BTreeMap;
 
-use super::*;
-use crate::bits::{BitMatrix, BitSet};
-use crate::error::{Error, Result};
 use super::recurrent::Scratch as CellScratch;
-use crate::kernels::{conv2d, global_avg_pool, matmul, pool2d};
+use super::*;
+use crate::engine::bits::{BitMatrix, BitSet};
+use crate::engine::kernels::{conv2d, global_avg_pool, matmul, pool2d};
+use crate::error::{Error, Result};
 
 pub const DEFAULT_BATCH: usize = 128;
 /// Activation bytes one batch may touch. Every layer's output for the whole
@@ -133,8 +133,11 @@ pub fn forward_with(
     let c = model.nodes[model.head].len();
     let tracked = if record { model.tracked() } else { vec![] };
     let mut bits: Vec<BitMatrix> = tracked.iter().map(|&t| BitMatrix::new(model.units(t), n)).collect();
-    let mut states: BTreeMap<NodeId, Vec<f32>> =
-        tracked.iter().filter(|&&t| matches!(model.nodes[t].op, Op::Recurrent(_))).map(|&t| (t, Vec::with_capacity(n * model.units(t)))).collect();
+    let mut states: BTreeMap<NodeId, Vec<f32>> = tracked
+        .iter()
+        .filter(|&&t| matches!(model.nodes[t].op, Op::Recurrent(_)))
+        .map(|&t| (t, Vec::with_capacity(n * model.units(t))))
+        .collect();
     let gate_len = |t: NodeId| match &model.nodes[t].op {
         Op::Recurrent(r) => model.steps(t) * r.cell.gates() * r.units,
         _ => 0,
@@ -200,7 +203,7 @@ pub fn forward_with(
             return Err(Error::Cancelled);
         }
     }
-    let recording = record.then(|| Recording { nodes: tracked, bits, states, gates });
+    let recording = record.then_some(Recording { nodes: tracked, bits, states, gates });
     Ok(ForwardOutput { logits, probs, recording })
 }
 
@@ -249,7 +252,8 @@ fn run_node<'s>(
             let rows = b * model.nodes[node.inputs[0]].len() / fin;
             let w = kernel.as_standard_layout();
             matmul(input(0), w.as_slice().unwrap(), out, rows, fin, fout);
-            if let (Some(wp), Some(clip)) = (positive.get(&id), masks.and_then(|m| m.nodes.get(&id)).and_then(|m| m.clip_negative.as_ref())) {
+            if let (Some(wp), Some(clip)) = (positive.get(&id), masks.and_then(|m| m.nodes.get(&id)).and_then(|m| m.clip_negative.as_ref()))
+            {
                 let mut alt = vec![0f32; rows * fout];
                 matmul(input(0), wp.as_standard_layout().as_slice().unwrap(), &mut alt, rows, fin, fout);
                 // The mask's units are per sample (`steps × fout` for a per-step Dense); row r is step r % steps.
@@ -270,7 +274,14 @@ fn run_node<'s>(
             let k = kernel.as_standard_layout();
             let (il, ol) = (h * w * cin, node.len());
             for s in 0..b {
-                conv2d(&g, &input(0)[s * il..][..il], k.as_slice().unwrap(), bias.as_slice().unwrap(), &mut out[s * ol..][..ol], &mut scratch.im2col);
+                conv2d(
+                    &g,
+                    &input(0)[s * il..][..il],
+                    k.as_slice().unwrap(),
+                    bias.as_slice().unwrap(),
+                    &mut out[s * ol..][..ol],
+                    &mut scratch.im2col,
+                );
             }
         }
         Op::Pool2D { kind, size, strides, padding } => {

@@ -8,13 +8,13 @@ mod forward;
 mod recurrent;
 
 pub use build::ModelBuilder;
-pub use forward::{ForwardOutput, Masks, Record, Recording, UnitMask, forward, forward_with, DEFAULT_BATCH};
+pub use forward::{DEFAULT_BATCH, ForwardOutput, Masks, Record, Recording, UnitMask, forward, forward_with};
 pub use recurrent::{Cell, Recurrent};
 
 use ndarray::{Array1, Array2, Array4};
 use serde::{Deserialize, Serialize};
 
-use crate::kernels::{self, PoolKind};
+use crate::engine::kernels::{self, PoolKind};
 
 pub type NodeId = usize;
 
@@ -39,11 +39,7 @@ impl Activation {
             "sigmoid" => Activation::Sigmoid,
             "softmax" => Activation::Softmax,
             other => {
-                return Err(crate::Error::Unsupported {
-                    what: "activation".into(),
-                    name: other.into(),
-                    supported: Self::SUPPORTED.into(),
-                })
+                return Err(crate::Error::Unsupported { what: "activation".into(), name: other.into(), supported: Self::SUPPORTED.into() });
             }
         })
     }
@@ -104,11 +100,20 @@ pub enum Padding {
 impl Padding {
     /// The window sweep over an `h × w × c` input, or `None` when it does not fit.
     #[allow(clippy::too_many_arguments)]
-    pub fn geometry(self, h: usize, w: usize, c: usize, kh: usize, kw: usize, sh: usize, sw: usize) -> Option<crate::kernels::Conv2dGeom> {
-        use crate::kernels::Conv2dGeom;
+    pub fn geometry(
+        self,
+        h: usize,
+        w: usize,
+        c: usize,
+        kh: usize,
+        kw: usize,
+        sh: usize,
+        sw: usize,
+    ) -> Option<crate::engine::kernels::Conv2dGeom> {
+        use crate::engine::kernels::Conv2dGeom;
         match self {
-            Padding::Valid => Conv2dGeom::new(h, w, c, kh, kw, sh, sw, false),
-            Padding::Same => Conv2dGeom::new(h, w, c, kh, kw, sh, sw, true),
+            Padding::Valid => Conv2dGeom::new([h, w, c], [kh, kw], [sh, sw], false),
+            Padding::Same => Conv2dGeom::new([h, w, c], [kh, kw], [sh, sw], true),
             Padding::Explicit(p) => Conv2dGeom::explicit(h, w, c, kh, kw, sh, sw, p),
         }
     }
@@ -120,23 +125,47 @@ impl Padding {
 pub enum Op {
     Input,
     /// Applies to the last axis (so on `[T, F]` it is a TimeDistributed Dense).
-    Dense { kernel: Array2<f32>, bias: Array1<f32>, activation: Activation },
-    Conv2D { kernel: Array4<f32>, bias: Array1<f32>, strides: [usize; 2], padding: Padding, activation: Activation },
-    Pool2D { kind: PoolKind, size: [usize; 2], strides: [usize; 2], padding: Padding },
+    Dense {
+        kernel: Array2<f32>,
+        bias: Array1<f32>,
+        activation: Activation,
+    },
+    Conv2D {
+        kernel: Array4<f32>,
+        bias: Array1<f32>,
+        strides: [usize; 2],
+        padding: Padding,
+        activation: Activation,
+    },
+    Pool2D {
+        kind: PoolKind,
+        size: [usize; 2],
+        strides: [usize; 2],
+        padding: Padding,
+    },
     GlobalAvgPool,
     Flatten,
     /// Element-wise sum of its inputs (residual connections), then an activation.
-    Add { activation: Activation },
+    Add {
+        activation: Activation,
+    },
     /// `y = x * scale + shift` per channel (last axis): inference BatchNorm folded.
-    BatchNorm { scale: Array1<f32>, shift: Array1<f32> },
+    BatchNorm {
+        scale: Array1<f32>,
+        shift: Array1<f32>,
+    },
     Activation(Activation),
     /// Identity at inference; kept so the diagram matches the source model.
     Dropout,
     /// Token ids `[T]` → vectors `[T, D]`: row `id` of `table` (vocab × D).
-    Embedding { table: Array2<f32> },
+    Embedding {
+        table: Array2<f32>,
+    },
     /// `[F]` → `[times, F]`: the vector once per step (Keras RepeatVector; the
     /// bridge from an encoder's last state to a decoder's input sequence).
-    RepeatVector { times: usize },
+    RepeatVector {
+        times: usize,
+    },
     /// SimpleRNN / LSTM / GRU over `[T, F]`: `[T, U]` with `return_sequences`,
     /// else the last state `[U]`. Boxed: it is much larger than the other ops.
     Recurrent(Box<Recurrent>),
@@ -201,6 +230,8 @@ impl Node {
         self.source_params.unwrap_or_else(|| self.op.params())
     }
 
+    /// Values per sample (the product of the shape).
+    #[allow(clippy::len_without_is_empty)] // a node always has a shape; "empty" has no meaning
     pub fn len(&self) -> usize {
         self.shape.iter().product()
     }

@@ -10,15 +10,18 @@
 
 use serde::Serialize;
 
-use crate::compose::{binary_accuracy, compose, ClassId, Composition};
-use crate::data::Dataset;
+use crate::engine::compose::{ClassId, Composition, binary_accuracy, compose};
+use crate::engine::data::Dataset;
 use std::collections::HashMap;
 
-use crate::bits::BitSet;
-use crate::decompose::{concerned_scores, decompose, ColumnCache, jaccard_ref, kept_weights, module_masks, Decomposition, Module, Settings};
+use crate::engine::bits::BitSet;
+use crate::engine::decompose::{
+    ColumnCache, Decomposition, Module, Settings, concerned_scores, decompose, jaccard_ref, kept_weights, module_masks,
+};
+use crate::engine::model::{InputKind, Model, Op, forward};
 use crate::error::{Error, Result};
+use crate::formats::dataset::{read_idx_dataset, read_npz_dataset};
 use crate::formats::{load_model, native};
-use crate::model::{forward, InputKind, Model, Op};
 
 pub type DatasetId = usize;
 pub type ModelId = usize;
@@ -201,13 +204,13 @@ impl Workbench {
     }
 
     pub fn add_dataset(&mut self, bytes: &[u8], name: &str) -> Result<DatasetInfo> {
-        let d = Dataset::from_npz(bytes, name)?;
+        let d = read_npz_dataset(bytes, name)?;
         Ok(self.add_data(d))
     }
 
-    /// Adds an IDX images file with its labels file (see [`Dataset::from_idx`]).
+    /// Adds an IDX images file with its labels file (see [`read_idx_dataset`]).
     pub fn add_idx_dataset(&mut self, images: &[u8], labels: &[u8], name: &str) -> Result<DatasetInfo> {
-        let d = Dataset::from_idx(images, labels, name)?;
+        let d = read_idx_dataset(images, labels, name)?;
         Ok(self.add_data(d))
     }
 
@@ -278,7 +281,15 @@ impl Workbench {
         let c = model.classes();
         let correct = out.probs.chunks_exact(c).zip(&d.test.y).filter(|(p, y)| argmax(p) == **y as usize).count();
         let accuracy = correct as f32 / d.test.y.len().max(1) as f32;
-        self.models.push(ModelEntry { model, dataset, accuracy, test_probs: out.probs, decomposition: None, scores: vec![], infos: vec![] });
+        self.models.push(ModelEntry {
+            model,
+            dataset,
+            accuracy,
+            test_probs: out.probs,
+            decomposition: None,
+            scores: vec![],
+            infos: vec![],
+        });
         Ok(self.models.len() - 1)
     }
 
@@ -303,7 +314,12 @@ impl Workbench {
         }
         if dec.modules.len() != d.class_names.len() || dec.modules.iter().enumerate().any(|(i, m)| m.class != i) {
             let classes: Vec<usize> = dec.modules.iter().map(|m| m.class).collect();
-            return Err(Error::invalid(format!("module set '{}' has modules for classes {classes:?}; data set '{}' needs one for each of its {} classes", model.name, d.name, d.class_names.len())));
+            return Err(Error::invalid(format!(
+                "module set '{}' has modules for classes {classes:?}; data set '{}' needs one for each of its {} classes",
+                model.name,
+                d.name,
+                d.class_names.len()
+            )));
         }
         let id = self.push_model(model, dataset)?;
         match self.install(id, dec, &mut |_| true) {
@@ -327,7 +343,7 @@ impl Workbench {
     /// order), `argmax` (an index into [`ComposeResult::class_names`]) and,
     /// with `softmax`, `softmax`.
     pub fn export_onnx(&self, picks: &[Pick], softmax: bool) -> Result<Vec<u8>> {
-        use crate::formats::onnx::export::{export_composition, ExportModule, ExportOptions};
+        use crate::formats::onnx::export::{ExportModule, ExportOptions, export_composition};
         if picks.is_empty() {
             return Err(Error::invalid("select at least one module to export"));
         }
@@ -341,13 +357,24 @@ impl Workbench {
         for (p, c) in picks.iter().zip(&row_class) {
             let e = self.entry(p.model)?;
             let dec = e.decomposition.as_ref().ok_or_else(|| Error::invalid(format!("model '{}' is not decomposed yet", e.model.name)))?;
-            let m = dec.modules.get(p.class).ok_or_else(|| Error::invalid(format!("model '{}' has no module {}", e.model.name, p.class)))?;
-            modules.push(ExportModule { model: &e.model, masks: &m.masks, class: m.class, head: m.head, label: classes.binary_search(c).unwrap_or(0) });
+            let m =
+                dec.modules.get(p.class).ok_or_else(|| Error::invalid(format!("model '{}' has no module {}", e.model.name, p.class)))?;
+            modules.push(ExportModule {
+                model: &e.model,
+                masks: &m.masks,
+                class: m.class,
+                head: m.head,
+                label: classes.binary_search(c).unwrap_or(0),
+            });
             names.push(format!("{} ({})", self.class_name(*c, &datasets), e.model.name));
         }
         let class_names: Vec<String> = classes.iter().map(|&c| self.class_name(c, &datasets)).collect();
         let input_shape = Some(self.datasets[datasets[0]].sample_shape.clone());
-        export_composition(&modules, &class_names, &ExportOptions { name: "remodule_composition".into(), softmax, module_names: names, input_shape })
+        export_composition(
+            &modules,
+            &class_names,
+            &ExportOptions { name: "remodule_composition".into(), softmax, module_names: names, input_shape },
+        )
     }
 
     /// What an exported composition should answer on its evaluation samples:
@@ -398,7 +425,13 @@ impl Workbench {
                     _ => n.shape.clone(),
                 };
                 let bits = mask.gates.as_ref().unwrap_or(&mask.keep);
-                UnitsView { layer: n.name.clone(), kind: n.op.kind().into(), grid, kept: (0..bits.len()).map(|u| bits.contains(u) as u8).collect(), gates: mask.gates.is_some() }
+                UnitsView {
+                    layer: n.name.clone(),
+                    kind: n.op.kind().into(),
+                    grid,
+                    kept: (0..bits.len()).map(|u| bits.contains(u) as u8).collect(),
+                    gates: mask.gates.is_some(),
+                }
             })
             .collect())
     }
@@ -409,7 +442,8 @@ impl Workbench {
         let e = self.entry(id)?;
         let dec = e.decomposition.as_ref().ok_or_else(|| Error::invalid(format!("model '{}' is not decomposed yet", e.model.name)))?;
         // Per-gate masks compare gate columns.
-        let sets: Vec<Vec<&BitSet>> = dec.modules.iter().map(|m| m.masks.nodes.values().map(|u| u.gates.as_ref().unwrap_or(&u.keep)).collect()).collect();
+        let sets: Vec<Vec<&BitSet>> =
+            dec.modules.iter().map(|m| m.masks.nodes.values().map(|u| u.gates.as_ref().unwrap_or(&u.keep)).collect()).collect();
         let pair = |a: &[&BitSet], b: &[&BitSet]| {
             let (mut both, mut any) = (0usize, 0usize);
             for (x, y) in a.iter().zip(b) {
@@ -496,7 +530,13 @@ impl Workbench {
                 return Err(Error::Cancelled);
             }
         }
-        let info = DecompositionInfo { model: id, settings: dec.settings.clone(), recorded_samples: dec.recorded_samples, modules: infos.clone(), mask_digest: dec.digest() };
+        let info = DecompositionInfo {
+            model: id,
+            settings: dec.settings.clone(),
+            recorded_samples: dec.recorded_samples,
+            modules: infos.clone(),
+            mask_digest: dec.digest(),
+        };
         self.updated.retain(|picks, _| picks.iter().all(|p| p.model != id));
         let e = &mut self.models[id];
         e.decomposition = Some(dec);
@@ -527,7 +567,8 @@ impl Workbench {
         for p in picks {
             let e = self.entry(p.model)?;
             let dec = e.decomposition.as_ref().ok_or_else(|| Error::invalid(format!("model '{}' is not decomposed yet", e.model.name)))?;
-            let m = dec.modules.get(p.class).ok_or_else(|| Error::invalid(format!("model '{}' has no module {}", e.model.name, p.class)))?;
+            let m =
+                dec.modules.get(p.class).ok_or_else(|| Error::invalid(format!("model '{}' has no module {}", e.model.name, p.class)))?;
             if raw.len() != e.model.input_len() {
                 return Err(Error::shape(format!("input for model '{}'", e.model.name), e.model.input_len(), raw.len()));
             }
@@ -553,7 +594,11 @@ impl Workbench {
     /// The global class id of class `class` of model `model`'s data set.
     /// The global id of data set `d`'s class `class`.
     pub fn dataset_class_id(&self, d: DatasetId, class: usize) -> Result<ClassId> {
-        self.class_ids.get(d).and_then(|ids| ids.get(class)).copied().ok_or_else(|| Error::invalid(format!("data set {d} has no class {class}")))
+        self.class_ids
+            .get(d)
+            .and_then(|ids| ids.get(class))
+            .copied()
+            .ok_or_else(|| Error::invalid(format!("data set {d} has no class {class}")))
     }
 
     pub fn class_id(&self, model: ModelId, class: usize) -> Result<ClassId> {
@@ -574,7 +619,12 @@ impl Workbench {
             return Ok(());
         }
         let data = &self.datasets[d];
-        data.check_fits_input(&e.model).map_err(|_| Error::invalid(format!("module '{}' of model '{}' cannot read data set '{}' (input shapes differ)", e.infos[p.class].class_name, e.model.name, data.name)))?;
+        data.check_fits_input(&e.model).map_err(|_| {
+            Error::invalid(format!(
+                "module '{}' of model '{}' cannot read data set '{}' (input shapes differ)",
+                e.infos[p.class].class_name, e.model.name, data.name
+            ))
+        })?;
         let row = concerned_scores(&e.model, m, &test_inputs(&e.model, data), data.test.len(), &mut |_, _| true)?;
         let slot = &mut self.models[p.model].scores[p.class];
         slot.resize(self.datasets.len(), None);
@@ -627,7 +677,13 @@ impl Workbench {
     /// 4): a sample the composition answers with one of the `watched` classes
     /// is answered again by `verifier`'s modules (for the composition's
     /// classes it has; the others cannot win then).
-    pub fn compose_verified(&mut self, picks: &[Pick], watched: &[ClassId], verifier: ModelId, base: Option<ModelId>) -> Result<ComposeResult> {
+    pub fn compose_verified(
+        &mut self,
+        picks: &[Pick],
+        watched: &[ClassId],
+        verifier: ModelId,
+        base: Option<ModelId>,
+    ) -> Result<ComposeResult> {
         let datasets = self.pick_datasets(picks)?;
         let vd = self.entry(verifier)?.dataset;
         let checks: Vec<Option<Pick>> = picks
@@ -642,7 +698,9 @@ impl Workbench {
                 self.ensure_scores(*p, d)?;
             }
         }
-        let row = |p: &Pick| -> Vec<f32> { datasets.iter().flat_map(|&d| self.models[p.model].scores[p.class][d].as_deref().unwrap().iter().copied()).collect() };
+        let row = |p: &Pick| -> Vec<f32> {
+            datasets.iter().flat_map(|&d| self.models[p.model].scores[p.class][d].as_deref().unwrap().iter().copied()).collect()
+        };
         let mut rows: Vec<Vec<f32>> = picks.iter().map(row).collect();
         let second: Vec<Option<Vec<f32>>> = checks.iter().map(|c| c.as_ref().map(row)).collect();
         let row_class: Vec<ClassId> = picks.iter().map(|p| self.class_ids[self.models[p.model].dataset][p.class]).collect();
@@ -667,11 +725,8 @@ impl Workbench {
         datasets.sort_unstable();
         datasets.dedup();
         let covers = |big: DatasetId, small: DatasetId| self.class_ids[small].iter().all(|c| self.class_ids[big].contains(c));
-        let keep: Vec<DatasetId> = datasets
-            .iter()
-            .copied()
-            .filter(|&d| !datasets.iter().any(|&o| o != d && covers(o, d) && (!covers(d, o) || o < d)))
-            .collect();
+        let keep: Vec<DatasetId> =
+            datasets.iter().copied().filter(|&d| !datasets.iter().any(|&o| o != d && covers(o, d) && (!covers(d, o) || o < d))).collect();
         Ok(keep)
     }
 
@@ -684,7 +739,9 @@ impl Workbench {
         if own.train.steps > 1 {
             return Err(Error::invalid("module update works on per-sample tasks, not per-step ones"));
         }
-        let first = |d: &Dataset, class: usize, k: usize| -> Vec<usize> { (0..d.train.len()).filter(|&r| d.train.y[r] as usize == class).take(k).collect() };
+        let first = |d: &Dataset, class: usize, k: usize| -> Vec<usize> {
+            (0..d.train.len()).filter(|&r| d.train.y[r] as usize == class).take(k).collect()
+        };
         let own_id = self.class_ids[e.dataset][p.class];
         let concerned = first(own, p.class, s.samples_per_class);
         let mut others: Vec<(DatasetId, usize)> = vec![];
@@ -711,7 +768,8 @@ impl Workbench {
         let c_set = BitSet::from_indices(n, 0..concerned.len());
         let u_set = BitSet::from_indices(n, concerned.len()..n);
         let masks = module_masks(&e.model, &rec, p.class, &c_set, &u_set, s, &ColumnCache::default());
-        let module = Module { class: p.class, head: s.head, masks, concerned: concerned.len(), unconcerned: n_other, kept_units: 0, total_units: 0 };
+        let module =
+            Module { class: p.class, head: s.head, masks, concerned: concerned.len(), unconcerned: n_other, kept_units: 0, total_units: 0 };
         let mut row = vec![];
         for &d in datasets {
             let data = &self.datasets[d];
@@ -768,7 +826,7 @@ impl Workbench {
     /// picks' per-step answers (argmax over modules, as [`Self::compose`])
     /// read as one output per test sequence, cut at the first step answered
     /// with the class named `<end>`, against the references cut the same
-    /// way: exact match and corpus BLEU-4 ([`crate::metrics`]); also for
+    /// way: exact match and corpus BLEU-4 ([`crate::engine::metrics`]); also for
     /// model `base`'s own argmax answers.
     pub fn sequence_scores(&mut self, picks: &[Pick], base: Option<ModelId>) -> Result<SequenceScores> {
         let datasets = self.pick_datasets(picks)?;
@@ -787,8 +845,10 @@ impl Workbench {
         let data = &self.datasets[d];
         let end = data.class_names.iter().position(|n| n == "<end>").map(|c| c as u32);
         let rows: Vec<&[f32]> = picks.iter().map(|p| self.models[p.model].scores[p.class][d].as_deref().unwrap()).collect();
-        let composed: Vec<u32> = (0..data.test.y.len()).map(|i| picks[(0..rows.len()).fold(0, |b, m| if rows[m][i] > rows[b][i] { m } else { b })].class as u32).collect();
-        let split = |v: &[u32]| -> Vec<Vec<u32>> { v.chunks_exact(steps).map(|s| crate::metrics::until_end(s, end)).collect() };
+        let composed: Vec<u32> = (0..data.test.y.len())
+            .map(|i| picks[(0..rows.len()).fold(0, |b, m| if rows[m][i] > rows[b][i] { m } else { b })].class as u32)
+            .collect();
+        let split = |v: &[u32]| -> Vec<Vec<u32>> { v.chunks_exact(steps).map(|s| crate::engine::metrics::until_end(s, end)).collect() };
         let refs = split(&data.test.y);
         let cand = split(&composed);
         let model = match base {
@@ -801,7 +861,7 @@ impl Workbench {
             }
             None => None,
         };
-        use crate::metrics::{bleu, exact_match};
+        use crate::engine::metrics::{bleu, exact_match};
         Ok(SequenceScores {
             sequences: refs.len(),
             exact_match: exact_match(&cand, &refs),
@@ -812,9 +872,9 @@ impl Workbench {
     }
 
     /// Benchmark figures for model `id` on its data set (see `bench`).
-    pub fn bench(&self, id: ModelId, clock: &dyn Fn() -> f64, decompose: bool) -> Result<crate::bench::ModelBench> {
+    pub fn bench(&self, id: ModelId, clock: &dyn Fn() -> f64, decompose: bool) -> Result<crate::app::bench::ModelBench> {
         let e = self.entry(id)?;
-        crate::bench::bench_model(&e.model, &self.datasets[e.dataset], clock, decompose)
+        crate::app::bench::bench_model(&e.model, &self.datasets[e.dataset], clock, decompose)
     }
 }
 

@@ -1,15 +1,22 @@
 //! Decomposition on hand-computed and random small models.
 
-use ndarray::{arr1, arr2, Array1, Array2};
+use ndarray::{Array1, Array2, arr1, arr2};
 use proptest::prelude::*;
 
 use super::*;
-use crate::data::Split;
-use crate::model::{forward, Activation, InputKind, InputSpec, ModelBuilder};
+use crate::engine::data::Split;
+use crate::engine::model::{Activation, InputKind, InputSpec, ModelBuilder, forward};
 
 fn dataset(x: Vec<f32>, y: Vec<u32>, features: usize, classes: usize) -> Dataset {
     let split = Split { x, y, steps: 1 };
-    Dataset { name: "t".into(), sample_shape: vec![features], class_names: (0..classes).map(|c| c.to_string()).collect(), vocab: None, train: split.clone(), test: split }
+    Dataset {
+        name: "t".into(),
+        sample_shape: vec![features],
+        class_names: (0..classes).map(|c| c.to_string()).collect(),
+        vocab: None,
+        train: split.clone(),
+        test: split,
+    }
 }
 
 fn mlp(w1: Array2<f32>, b1: Array1<f32>, w2: Array2<f32>, b2: Array1<f32>) -> Model {
@@ -51,7 +58,14 @@ fn paper_masks_by_hand() {
 fn reference_masks_intersect_clip_and_restore() {
     let (m, d) = two_class();
     // With a tiny tangling ratio, each module sees 1 unconcerned sample.
-    let s = Settings { mode: Mode::Reference, technique: Technique::Mc, samples_per_class: 2, tangling_ratio: 0.5, confidence: 0.5, ..Settings::default() };
+    let s = Settings {
+        mode: Mode::Reference,
+        technique: Technique::Mc,
+        samples_per_class: 2,
+        tangling_ratio: 0.5,
+        confidence: 0.5,
+        ..Settings::default()
+    };
     let dec = decompose(&m, &d, &s, &mut |_| true).unwrap();
     let m0 = &dec.modules[0].masks.nodes[&1];
     // u0: active for every concerned sample -> kept and clipped; u1: restored by TI (not clipped).
@@ -173,7 +187,7 @@ fn removal_caps_and_keeps_near_worst() {
 /// SimpleRNN (tanh) over 3 steps: unit 0 follows feature 0 (class 0's
 /// input), unit 1 feature 1 (class 1's), unit 2 nothing.
 fn tiny_rnn() -> (Model, Dataset) {
-    use crate::model::{Cell, Recurrent};
+    use crate::engine::model::{Cell, Recurrent};
     let spec = InputSpec { shape: vec![3, 2], kind: InputKind::Vectors, scale: 1.0, offset: 0.0 };
     let mut b = ModelBuilder::new("rnn", spec).unwrap();
     let r = Recurrent {
@@ -188,7 +202,11 @@ fn tiny_rnn() -> (Model, Dataset) {
         return_sequences: false,
     };
     b.push("rnn", Op::Recurrent(Box::new(r))).unwrap();
-    b.push("out", Op::Dense { kernel: arr2(&[[1.0, -1.0], [-1.0, 1.0], [0.5, 0.5]]), bias: arr1(&[0.0, 0.0]), activation: Activation::Softmax }).unwrap();
+    b.push(
+        "out",
+        Op::Dense { kernel: arr2(&[[1.0, -1.0], [-1.0, 1.0], [0.5, 0.5]]), bias: arr1(&[0.0, 0.0]), activation: Activation::Softmax },
+    )
+    .unwrap();
     let m = b.finish(vec!["a".into(), "b".into()]).unwrap();
     let (c0, c1) = ([1.0, 0.0].repeat(3), [0.0, 1.0].repeat(3));
     let x = [c0.clone(), c1.clone(), c0, c1].concat();
@@ -233,8 +251,8 @@ fn recurrent_paper_mode_keeps_units_active_for_any_sample() {
 /// "candidate" +2 from feature n (|h̃| high for its class only), "open" has
 /// no input weight and bias +3 (open for everyone). LSTM i, f, c̃, o = own,
 /// open, candidate, own; GRU z, r, h̃ = own, open, candidate.
-fn tiny_gated(cell: crate::model::Cell) -> (Model, Dataset, Vec<bool>) {
-    use crate::model::{Cell, Recurrent};
+fn tiny_gated(cell: crate::engine::model::Cell) -> (Model, Dataset, Vec<bool>) {
+    use crate::engine::model::{Cell, Recurrent};
     #[derive(Clone, Copy, PartialEq)]
     enum P {
         Own,
@@ -271,7 +289,8 @@ fn tiny_gated(cell: crate::model::Cell) -> (Model, Dataset, Vec<bool>) {
     let spec = InputSpec { shape: vec![2, 2], kind: InputKind::Vectors, scale: 1.0, offset: 0.0 };
     let mut b = ModelBuilder::new("gated", spec).unwrap();
     b.push("rnn", Op::Recurrent(Box::new(r))).unwrap();
-    b.push("out", Op::Dense { kernel: arr2(&[[1.0, -1.0], [-1.0, 1.0]]), bias: arr1(&[0.0, 0.0]), activation: Activation::Softmax }).unwrap();
+    b.push("out", Op::Dense { kernel: arr2(&[[1.0, -1.0], [-1.0, 1.0]]), bias: arr1(&[0.0, 0.0]), activation: Activation::Softmax })
+        .unwrap();
     let m = b.finish(vec!["a".into(), "b".into()]).unwrap();
     let (c0, c1) = ([1.0, 0.0].repeat(2), [0.0, 1.0].repeat(2));
     let x = [c0.clone(), c1.clone(), c0, c1].concat();
@@ -281,7 +300,7 @@ fn tiny_gated(cell: crate::model::Cell) -> (Model, Dataset, Vec<bool>) {
 
 #[test]
 fn per_gate_statistic_removes_the_other_class_gate_columns_by_hand() {
-    use crate::model::Cell;
+    use crate::engine::model::Cell;
     for cell in [Cell::Lstm, Cell::Gru { reset_after: true }, Cell::Gru { reset_after: false }] {
         let (m, d, prunable) = tiny_gated(cell);
         let g = prunable.len();
@@ -384,7 +403,17 @@ fn mc_bln_delta_rule_through_dense_layers_by_hand() {
 /// x(4×4×1) → conv 1×1 (ReLU) → `mid` → Flatten → head(3) against class 0 at flat unit 0.
 fn conv_model(mid: Op) -> Model {
     let mut b = ModelBuilder::new("c", image(4, 4)).unwrap();
-    b.push("conv_a", Op::Conv2D { kernel: ndarray::Array4::from_elem((1, 1, 1, 1), 1.0), bias: arr1(&[0.1]), strides: [1, 1], padding: crate::model::Padding::Valid, activation: Activation::Relu }).unwrap();
+    b.push(
+        "conv_a",
+        Op::Conv2D {
+            kernel: ndarray::Array4::from_elem((1, 1, 1, 1), 1.0),
+            bias: arr1(&[0.1]),
+            strides: [1, 1],
+            padding: crate::engine::model::Padding::Valid,
+            activation: Activation::Relu,
+        },
+    )
+    .unwrap();
     b.push("mid", mid).unwrap();
     b.push("flat", Op::Flatten).unwrap();
     b.push("out", head_against_class_0(4)).unwrap();
@@ -393,7 +422,12 @@ fn conv_model(mid: Op) -> Model {
 
 #[test]
 fn mc_bln_maps_a_removed_flatten_unit_to_its_pool_window() {
-    let m = conv_model(Op::Pool2D { kind: crate::kernels::PoolKind::Max, size: [2, 2], strides: [2, 2], padding: crate::model::Padding::Valid });
+    let m = conv_model(Op::Pool2D {
+        kind: crate::engine::kernels::PoolKind::Max,
+        size: [2, 2],
+        strides: [2, 2],
+        padding: crate::engine::model::Padding::Valid,
+    });
     let d = positive_data(16);
     let bln = decompose(&m, &d, &with(Technique::McBln), &mut |_| true).unwrap();
     // Pooled unit 0 is the window rows 0–1 × cols 0–1 = conv positions 0, 1, 4, 5.
@@ -405,7 +439,13 @@ fn mc_bln_maps_a_removed_flatten_unit_to_its_pool_window() {
 #[test]
 fn mc_bi_backtracks_through_a_convolution_and_never_changes_scores() {
     // conv_b: 2×2, stride 2 (ReLU): its output 0 reads conv_a positions 0, 1, 4, 5 only.
-    let conv_b = Op::Conv2D { kernel: ndarray::Array4::from_elem((2, 2, 1, 1), 0.25), bias: arr1(&[0.1]), strides: [2, 2], padding: crate::model::Padding::Valid, activation: Activation::Relu };
+    let conv_b = Op::Conv2D {
+        kernel: ndarray::Array4::from_elem((2, 2, 1, 1), 0.25),
+        bias: arr1(&[0.1]),
+        strides: [2, 2],
+        padding: crate::engine::model::Padding::Valid,
+        activation: Activation::Relu,
+    };
     let m = conv_model(conv_b);
     let d = positive_data(16);
     let bln = decompose(&m, &d, &with(Technique::McBln), &mut |_| true).unwrap();
@@ -430,7 +470,7 @@ proptest! {
         let mut b = ModelBuilder::new("c", image(6, 6)).unwrap();
         let conv = |r: &mut dyn FnMut() -> f32, k: usize, cin: usize, cout: usize, stride: usize| Op::Conv2D {
             kernel: ndarray::Array4::from_shape_fn((k, k, cin, cout), |_| r()), bias: Array1::from_shape_fn(cout, |_| r() - 0.5),
-            strides: [stride, stride], padding: crate::model::Padding::Valid, activation: Activation::Relu };
+            strides: [stride, stride], padding: crate::engine::model::Padding::Valid, activation: Activation::Relu };
         b.push("c1", conv(&mut r, 2, 1, 2, 1)).unwrap();
         b.push("c2", conv(&mut r, 2, 2, 2, 2)).unwrap();
         b.push("flat", Op::Flatten).unwrap();
@@ -458,8 +498,20 @@ fn reference_head_votes_and_merges_irrelevant_units_by_hand() {
     // x(2) → h(3, ReLU, identity-like) → head(3). For class 0, h units 1 and 2
     // have |w_c| < 0.05: CM-RIE merges them into one unit (mean column, summed row).
     let mut b = ModelBuilder::new("m", vectors(2)).unwrap();
-    b.push("h", Op::Dense { kernel: arr2(&[[1.0, 1.0, 0.0], [0.0, 1.0, 2.0]]), bias: arr1(&[0.0, 0.0, -1.0]), activation: Activation::Relu }).unwrap();
-    b.push("out", Op::Dense { kernel: arr2(&[[2.0, 0.0, 0.0], [0.01, 1.0, 0.0], [0.02, 0.0, 1.0]]), bias: arr1(&[0.0, 0.0, 0.0]), activation: Activation::Softmax }).unwrap();
+    b.push(
+        "h",
+        Op::Dense { kernel: arr2(&[[1.0, 1.0, 0.0], [0.0, 1.0, 2.0]]), bias: arr1(&[0.0, 0.0, -1.0]), activation: Activation::Relu },
+    )
+    .unwrap();
+    b.push(
+        "out",
+        Op::Dense {
+            kernel: arr2(&[[2.0, 0.0, 0.0], [0.01, 1.0, 0.0], [0.02, 0.0, 1.0]]),
+            bias: arr1(&[0.0, 0.0, 0.0]),
+            activation: Activation::Softmax,
+        },
+    )
+    .unwrap();
     let m = b.finish(vec!["a".into(), "b".into(), "c".into()]).unwrap();
     let module = |head| Module { class: 0, head, masks: Masks::default(), concerned: 1, unconcerned: 1, kept_units: 0, total_units: 0 };
     let x = [1.0, 1.0];
@@ -483,7 +535,18 @@ fn residual_block_with_same_padding_masks_by_hand() {
     // x(3×3×1) → conv 2×2 "same" (ones, bias −2.5, ReLU) → add = ReLU(conv + x) → Flatten → head(2).
     // TF "same" with k = 2 pads one row/column at the bottom/right.
     let mut b = ModelBuilder::new("res", image(3, 3)).unwrap();
-    let conv = b.push("conv", Op::Conv2D { kernel: ndarray::Array4::ones((2, 2, 1, 1)), bias: arr1(&[-2.5]), strides: [1, 1], padding: crate::model::Padding::Same, activation: Activation::Relu }).unwrap();
+    let conv = b
+        .push(
+            "conv",
+            Op::Conv2D {
+                kernel: ndarray::Array4::ones((2, 2, 1, 1)),
+                bias: arr1(&[-2.5]),
+                strides: [1, 1],
+                padding: crate::engine::model::Padding::Same,
+                activation: Activation::Relu,
+            },
+        )
+        .unwrap();
     b.add("add", Op::Add { activation: Activation::Relu }, &[conv, 0]).unwrap();
     b.push("flat", Op::Flatten).unwrap();
     let mut head = Array2::from_elem((9, 2), 0.1);

@@ -14,13 +14,13 @@ mod recurrent;
 
 pub use backtrack::Technique;
 pub use columns::ColumnCache;
-pub use head::{concerned_scores, Head, RIE_THRESHOLD};
+pub use head::{Head, RIE_THRESHOLD, concerned_scores};
 pub use recurrent::{removal, robust_mean};
 
-use crate::bits::BitSet;
-use crate::data::Dataset;
+use crate::engine::bits::BitSet;
+use crate::engine::data::Dataset;
+use crate::engine::model::{Masks, Model, NodeId, Op, Record, Recording, UnitMask, forward_with};
 use crate::error::{Error, Result};
-use crate::model::{forward_with, Masks, Model, NodeId, Op, Record, Recording, UnitMask};
 
 /// Which reading of the papers to follow (ALGORITHMS.md §0).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -104,7 +104,11 @@ impl Settings {
     pub fn describe(&self, recurrent: bool) -> String {
         let name = |m: Mode| format!("{m:?}").to_lowercase();
         if recurrent {
-            let rule = if self.recurrent_mode == Mode::Paper { "paper (sign rule)".into() } else { format!("reference (max remove {})", self.max_remove) };
+            let rule = if self.recurrent_mode == Mode::Paper {
+                "paper (sign rule)".into()
+            } else {
+                format!("reference (max remove {})", self.max_remove)
+            };
             let gates = if self.gates && self.recurrent_mode == Mode::Reference { ", per gate" } else { "" };
             let encoder = if self.keep_encoder { ", shared encoder kept" } else { "" };
             format!("{rule}, {}{gates}{encoder}", if self.unrolled { "unrolled" } else { "rolled" })
@@ -197,7 +201,10 @@ pub fn decompose(model: &Model, data: &Dataset, settings: &Settings, progress: &
     let classes = data.class_names.len();
     let rows = decomposition_rows(data, settings.samples_per_class);
     if let Some(c) = (0..classes as u32).find(|c| !data.train.y.contains(c)) {
-        return Err(Error::invalid(format!("data set '{}' has no training samples of class '{}'", data.name, data.class_names[c as usize])));
+        return Err(Error::invalid(format!(
+            "data set '{}' has no training samples of class '{}'",
+            data.name, data.class_names[c as usize]
+        )));
     }
     let x = data.inputs(model, &data.train, &rows);
     let n = rows.len();
@@ -220,7 +227,15 @@ pub fn decompose(model: &Model, data: &Dataset, settings: &Settings, progress: &
         };
         let masks = module_masks(model, &rec, c, &concerned, &unconcerned, settings, &cache);
         let (kept_units, total_units) = masks.unit_counts();
-        modules.push(Module { class: c, head: settings.head, masks, concerned: concerned.count(), unconcerned: unconcerned.count(), kept_units, total_units });
+        modules.push(Module {
+            class: c,
+            head: settings.head,
+            masks,
+            concerned: concerned.count(),
+            unconcerned: unconcerned.count(),
+            kept_units,
+            total_units,
+        });
         if !progress(0.9 + 0.1 * (c + 1) as f32 / classes as f32) {
             return Err(Error::Cancelled);
         }
@@ -239,7 +254,8 @@ pub fn decomposition_rows(data: &Dataset, e: usize) -> Vec<usize> {
     let mut seen = vec![0usize; data.class_names.len()];
     (0..data.train.len())
         .filter(|&r| {
-            let mut present: Vec<usize> = data.train.y[r * steps..(r + 1) * steps].iter().map(|&y| y as usize).filter(|&y| y < seen.len()).collect();
+            let mut present: Vec<usize> =
+                data.train.y[r * steps..(r + 1) * steps].iter().map(|&y| y as usize).filter(|&y| y < seen.len()).collect();
             present.sort_unstable();
             present.dedup();
             let wanted = present.iter().any(|&y| seen[y] < e);
@@ -314,7 +330,15 @@ fn recurrent_sample_sets(c: usize, labels: &[usize], e: usize) -> Result<(BitSet
 
 /// CI + TI for the module of `class`, as bit-row operations (and, for
 /// recurrent layers, statistics of the recorded states), then backtracking.
-pub fn module_masks(model: &Model, rec: &Recording, class: usize, concerned: &BitSet, unconcerned: &BitSet, settings: &Settings, cache: &ColumnCache) -> Masks {
+pub fn module_masks(
+    model: &Model,
+    rec: &Recording,
+    class: usize,
+    concerned: &BitSet,
+    unconcerned: &BitSet,
+    settings: &Settings,
+    cache: &ColumnCache,
+) -> Masks {
     let mut masks = Masks::default();
     for (k, &node) in rec.nodes.iter().enumerate() {
         if matches!(model.nodes[node].op, Op::Recurrent(_)) {
@@ -349,7 +373,11 @@ pub fn module_masks(model: &Model, rec: &Recording, class: usize, concerned: &Bi
                 }
                 UnitMask { keep, clip_negative: Some(clip), gates: None }
             }
-            _ => UnitMask { keep: BitSet::from_indices(units, (0..units).filter(|&u| bits.row_meets(u, &both))), clip_negative: None, gates: None },
+            _ => UnitMask {
+                keep: BitSet::from_indices(units, (0..units).filter(|&u| bits.row_meets(u, &both))),
+                clip_negative: None,
+                gates: None,
+            },
         };
         masks.nodes.insert(node, mask);
     }
@@ -460,7 +488,9 @@ pub fn jaccard_ref(model: &Model, module: &Module) -> f32 {
                 let clip = module.masks.nodes.get(&id).and_then(|m| m.clip_negative.as_ref());
                 let steps = node.len() / kernel.ncols();
                 for ((i, j), &w) in kernel.indexed_iter() {
-                    let live = in_kept(i) && (0..steps).any(|t| unit_kept(t * kernel.ncols() + j)) && !(clip.is_some_and(|c| c.contains(j)) && w < 0.0);
+                    let live = in_kept(i)
+                        && (0..steps).any(|t| unit_kept(t * kernel.ncols() + j))
+                        && !(clip.is_some_and(|c| c.contains(j)) && w < 0.0);
                     a.insert(key(if live { w } else { 0.0 }));
                 }
                 len_a += kernel.len();
@@ -473,7 +503,8 @@ pub fn jaccard_ref(model: &Model, module: &Module) -> f32 {
                 let gu = r.kernel.ncols();
                 for ((i, col), &w) in r.kernel.indexed_iter() {
                     let n = col % u;
-                    let live = (0..steps).any(|t| unit_kept(t * u + n) && gates.is_none_or(|k| k.contains(t * gu + col))) && input_kept(model, module, node.inputs[0], i, None);
+                    let live = (0..steps).any(|t| unit_kept(t * u + n) && gates.is_none_or(|k| k.contains(t * gu + col)))
+                        && input_kept(model, module, node.inputs[0], i, None);
                     a.insert(key(if live { w } else { 0.0 }));
                 }
                 len_a += r.kernel.len();

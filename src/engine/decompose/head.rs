@@ -15,11 +15,11 @@
 //! the largest `p_c`; none → the largest `p_c`) and `score > 0.5` is the
 //! module's own yes/no answer.
 
-use ndarray::{s, Array1, Array2};
+use ndarray::{Array1, Array2, s};
 
-use crate::bits::BitSet;
+use crate::engine::bits::BitSet;
+use crate::engine::model::{Masks, Model, NodeId, Op, UnitMask, forward};
 use crate::error::Result;
-use crate::model::{forward, Masks, Model, NodeId, Op, UnitMask};
 
 use super::Module;
 
@@ -35,7 +35,13 @@ pub enum Head {
 pub const RIE_THRESHOLD: f32 = 0.05;
 
 /// The module's score for each of the `n` samples in `x` (see module docs).
-pub fn concerned_scores(model: &Model, module: &Module, x: &[f32], n: usize, progress: &mut dyn FnMut(usize, usize) -> bool) -> Result<Vec<f32>> {
+pub fn concerned_scores(
+    model: &Model,
+    module: &Module,
+    x: &[f32],
+    n: usize,
+    progress: &mut dyn FnMut(usize, usize) -> bool,
+) -> Result<Vec<f32>> {
     let k = module.class;
     if module.head == Head::Two {
         let out = forward(model, x, n, Some(&module.masks), false, progress)?;
@@ -130,7 +136,9 @@ fn merge_irrelevant(model: &Model, module: &Module) -> Option<(Model, Masks)> {
         *kernel = hw2;
     }
     let mut masks = module.masks.clone();
-    let grow = |set: &BitSet, extra: bool, drop: &[usize]| BitSet::from_indices(h + 1, set.iter().filter(|i| !drop.contains(i)).chain(extra.then_some(h)));
+    let grow = |set: &BitSet, extra: bool, drop: &[usize]| {
+        BitSet::from_indices(h + 1, set.iter().filter(|i| !drop.contains(i)).chain(extra.then_some(h)))
+    };
     let keep = grow(&mask.keep, true, &irrelevant);
     let clip_negative = mask.clip_negative.as_ref().map(|c| grow(c, false, &[]));
     masks.nodes.insert(l as NodeId, UnitMask { keep, clip_negative, gates: None });

@@ -1,9 +1,9 @@
 //! Hand-computed forward passes and activity records.
 
-use ndarray::{arr1, arr2, Array4};
+use ndarray::{Array4, arr1, arr2};
 
 use super::*;
-use crate::kernels::PoolKind;
+use crate::engine::kernels::PoolKind;
 
 fn spec(shape: &[usize]) -> InputSpec {
     InputSpec { shape: shape.to_vec(), kind: InputKind::Vectors, scale: 1.0, offset: 0.0 }
@@ -44,11 +44,18 @@ fn dense_forward_and_record_by_hand() {
 fn masks_zero_units_and_clip_negative_weights() {
     let m = tiny_mlp();
     let mut masks = Masks::default();
-    masks.nodes.insert(1, UnitMask { keep: crate::bits::BitSet::from_indices(2, [1]), clip_negative: None, gates: None });
+    masks.nodes.insert(1, UnitMask { keep: crate::engine::bits::BitSet::from_indices(2, [1]), clip_negative: None, gates: None });
     let out = forward(&m, &[0.0, 1.0], 1, Some(&masks), false, &mut no_progress()).unwrap();
     assert_eq!(out.logits, vec![0.0, 1.5]);
     // Clip unit 1's negative weight (-1 from x0): x = (1, 1) -> max(W,0) col 1 = (0, 2): 2 - 0.5 = 1.5
-    masks.nodes.insert(1, UnitMask { keep: crate::bits::BitSet::full(2), clip_negative: Some(crate::bits::BitSet::from_indices(2, [1])), gates: None });
+    masks.nodes.insert(
+        1,
+        UnitMask {
+            keep: crate::engine::bits::BitSet::full(2),
+            clip_negative: Some(crate::engine::bits::BitSet::from_indices(2, [1])),
+            gates: None,
+        },
+    );
     let out = forward(&m, &[1.0, 1.0], 1, Some(&masks), false, &mut no_progress()).unwrap();
     assert_eq!(out.logits, vec![2.0, 1.5]);
 }
@@ -60,7 +67,16 @@ fn conv_pool_add_record_by_hand() {
     let mut b = ModelBuilder::new("c", InputSpec { shape: vec![3, 3, 1], kind: InputKind::Image, scale: 1.0, offset: 0.0 }).unwrap();
     let x = b.last();
     let conv = b
-        .push("conv", Op::Conv2D { kernel: Array4::ones((2, 2, 1, 1)), bias: arr1(&[-2.5]), strides: [1, 1], padding: Padding::Same, activation: Activation::Relu })
+        .push(
+            "conv",
+            Op::Conv2D {
+                kernel: Array4::ones((2, 2, 1, 1)),
+                bias: arr1(&[-2.5]),
+                strides: [1, 1],
+                padding: Padding::Same,
+                activation: Activation::Relu,
+            },
+        )
         .unwrap();
     assert_eq!(b.shape(conv), &[3, 3, 1]);
     b.add("add", Op::Add { activation: Activation::Relu }, &[conv, x]).unwrap();
@@ -89,17 +105,33 @@ fn construction_rejects_bad_models() {
     let mut b = ModelBuilder::new("bad", spec(&[3])).unwrap();
     let e = b.push("d", Op::Dense { kernel: arr2(&[[1.0], [2.0]]), bias: arr1(&[0.0]), activation: Activation::Relu }).unwrap_err();
     assert!(matches!(e, crate::Error::Shape { .. }), "{e}");
-    let e = b.push("d", Op::Dense { kernel: arr2(&[[1.0], [f32::NAN], [0.0]]), bias: arr1(&[0.0]), activation: Activation::Relu }).unwrap_err();
+    let e =
+        b.push("d", Op::Dense { kernel: arr2(&[[1.0], [f32::NAN], [0.0]]), bias: arr1(&[0.0]), activation: Activation::Relu }).unwrap_err();
     assert_eq!(e.to_string(), "layer 'd': kernel contains NaN or infinite values");
     let e = b.add("d", Op::Flatten, &[7]).unwrap_err();
     assert!(e.to_string().contains("acyclic"), "{e}");
-    let e = b.push("c", Op::Conv2D { kernel: Array4::ones((3, 3, 1, 1)), bias: arr1(&[0.0]), strides: [1, 1], padding: Padding::Valid, activation: Activation::Relu }).unwrap_err();
+    let e = b
+        .push(
+            "c",
+            Op::Conv2D {
+                kernel: Array4::ones((3, 3, 1, 1)),
+                bias: arr1(&[0.0]),
+                strides: [1, 1],
+                padding: Padding::Valid,
+                activation: Activation::Relu,
+            },
+        )
+        .unwrap_err();
     assert!(e.to_string().contains("image input"), "{e}");
     assert!(ModelBuilder::new("huge", spec(&[1 << 20, 1 << 20])).is_err());
     assert!(Activation::parse("gelu").unwrap_err().to_string().contains("supported: linear, relu"));
     // A model whose output is not a class vector.
     let mut b = ModelBuilder::new("x", spec(&[2])).unwrap();
-    b.push("h", Op::Dense { kernel: arr2(&[[1.0, 1.0, 1.0], [1.0, 1.0, 1.0]]), bias: arr1(&[0.0, 0.0, 0.0]), activation: Activation::Relu }).unwrap();
+    b.push(
+        "h",
+        Op::Dense { kernel: arr2(&[[1.0, 1.0, 1.0], [1.0, 1.0, 1.0]]), bias: arr1(&[0.0, 0.0, 0.0]), activation: Activation::Relu },
+    )
+    .unwrap();
     assert!(b.finish(names(2)).is_err());
 }
 
@@ -238,21 +270,23 @@ fn recurrent_masks_prune_like_zeroed_weights_per_step() {
     let removed = |t: usize, k: usize| k == 1 || (k == 3 && (1..3).contains(&t));
     for cell in CELLS {
         let r = recurrent(cell, f, u, true);
-        let keep = crate::bits::BitSet::from_indices(steps * u, (0..steps * u).filter(|&i| !removed(i / u, i % u)));
+        let keep = crate::engine::bits::BitSet::from_indices(steps * u, (0..steps * u).filter(|&i| !removed(i / u, i % u)));
         let mut masks = Masks::default();
         masks.nodes.insert(1, UnitMask { keep, clip_negative: None, gates: None });
         let mut probe = ModelBuilder::new("probe", spec(&[steps, f])).unwrap();
         probe.push("rnn", Op::Recurrent(Box::new(r.clone()))).unwrap();
         probe.push("flat", Op::Flatten).unwrap();
-        probe.push("id", Op::Dense { kernel: Array2::eye(steps * u), bias: Array1::zeros(steps * u), activation: Activation::Linear }).unwrap();
+        probe
+            .push("id", Op::Dense { kernel: Array2::eye(steps * u), bias: Array1::zeros(steps * u), activation: Activation::Linear })
+            .unwrap();
         let probe = probe.finish(names(steps * u)).unwrap();
         let out = forward(&probe, &x, n, Some(&masks), false, &mut no_progress()).unwrap();
         for s in 0..n {
             let want = naive_states(&r, &x[s * steps * f..][..steps * f], steps, &removed);
-            for t in 0..steps {
-                for k in 0..u {
+            for (t, want) in want.iter().enumerate() {
+                for (k, want) in want.iter().enumerate() {
                     let got = out.logits[s * steps * u + t * u + k];
-                    assert!((got as f64 - want[t][k]).abs() < 1e-5, "{cell:?} s{s} t{t} u{k}: {got} vs {}", want[t][k]);
+                    assert!((got as f64 - want).abs() < 1e-5, "{cell:?} s{s} t{t} u{k}: {got} vs {want}");
                 }
             }
             // Rolled removal silences the unit's state itself (zero pre-activations from a zero start).
@@ -306,7 +340,14 @@ fn clipping_a_per_step_dense_uses_each_step_mask() {
     b.push("out", Op::Dense { kernel: Array2::eye(6), bias: Array1::zeros(6), activation: Activation::Linear }).unwrap();
     let m = b.finish(names(6)).unwrap();
     let mut masks = Masks::default();
-    masks.nodes.insert(1, UnitMask { keep: crate::bits::BitSet::full(6), clip_negative: Some(crate::bits::BitSet::from_indices(6, [5])), gates: None });
+    masks.nodes.insert(
+        1,
+        UnitMask {
+            keep: crate::engine::bits::BitSet::full(6),
+            clip_negative: Some(crate::engine::bits::BitSet::from_indices(6, [5])),
+            gates: None,
+        },
+    );
     let x = [1.0, 2.0, 1.0, 2.0, 1.0, 2.0];
     let out = forward(&m, &x, 1, Some(&masks), false, &mut no_progress()).unwrap();
     // Unit 1 = relu(-x0 + x1) = 1 unclipped; clipped at step 2: relu(0·x0 + x1) = 2.
@@ -361,7 +402,7 @@ fn repeat_vector_encoder_decoder_by_hand() {
     assert_eq!((rec.bits[0].rows(), rec.bits[1].rows()), (2, 3));
     // Removing the encoder's unit at its last step: the decoder reads 0, so every step is 50/50.
     let mut masks = Masks::default();
-    masks.nodes.insert(1, UnitMask { keep: crate::bits::BitSet::from_indices(2, [0]), clip_negative: None, gates: None });
+    masks.nodes.insert(1, UnitMask { keep: crate::engine::bits::BitSet::from_indices(2, [0]), clip_negative: None, gates: None });
     let cut = forward(&m, &x, 2, Some(&masks), false, &mut no_progress()).unwrap();
     assert!(cut.probs.iter().all(|p| (p - 0.5).abs() < 1e-6), "{:?}", cut.probs);
 }
@@ -392,9 +433,9 @@ proptest::proptest! {
         r.kernel = weights(f, cell.gates() * u, seed + 1);
         let gu = cell.gates() * u;
         let cols: Vec<usize> = (0..gu).filter(|&c| removed[c]).collect();
-        let keep = crate::bits::BitSet::from_indices(steps * gu, (0..steps * gu).filter(|&i| !removed[i % gu]));
+        let keep = crate::engine::bits::BitSet::from_indices(steps * gu, (0..steps * gu).filter(|&i| !removed[i % gu]));
         let mut masks = Masks::default();
-        masks.nodes.insert(1, UnitMask { keep: crate::bits::BitSet::full(steps * u), clip_negative: None, gates: Some(keep) });
+        masks.nodes.insert(1, UnitMask { keep: crate::engine::bits::BitSet::full(steps * u), clip_negative: None, gates: Some(keep) });
         let masked = forward(&seq_model(r.clone(), steps, f), &x, n, Some(&masks), false, &mut no_progress()).unwrap();
         let pruned = forward(&seq_model(zero_gate_columns(&r, &cols), steps, f), &x, n, None, false, &mut no_progress()).unwrap();
         for (a, b) in masked.logits.iter().zip(&pruned.logits) {

@@ -14,8 +14,8 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use crate::bits::BitSet;
-use crate::model::NodeId;
+use crate::engine::bits::BitSet;
+use crate::engine::model::NodeId;
 
 /// One unit's (or gate column's) values over a layer's universe of items.
 pub enum Column {

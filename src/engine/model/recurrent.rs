@@ -20,8 +20,8 @@
 use ndarray::{Array1, Array2};
 
 use super::Activation;
-use crate::bits::BitSet;
-use crate::kernels::matmul;
+use crate::engine::bits::BitSet;
+use crate::engine::kernels::matmul;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cell {
@@ -29,7 +29,9 @@ pub enum Cell {
     Lstm,
     /// `reset_after = true` (Keras 3 default, CuDNN-compatible): the reset
     /// gate multiplies `h·U_h + b_rh`; `false`: it multiplies `h` before `U_h`.
-    Gru { reset_after: bool },
+    Gru {
+        reset_after: bool,
+    },
 }
 
 impl Cell {
@@ -98,7 +100,17 @@ impl Recurrent {
     /// (`T × G × U`) keeps gate columns. `gates_out` (`b × T × G·U`), when
     /// given, receives every gate's activation (SimpleRNN: its state).
     #[allow(clippy::too_many_arguments)]
-    pub fn run(&self, x: &[f32], b: usize, steps: usize, keep: Option<&BitSet>, gate_keep: Option<&BitSet>, seq: &mut [f32], mut gates_out: Option<&mut [f32]>, s: &mut Scratch) {
+    pub fn run(
+        &self,
+        x: &[f32],
+        b: usize,
+        steps: usize,
+        keep: Option<&BitSet>,
+        gate_keep: Option<&BitSet>,
+        seq: &mut [f32],
+        mut gates_out: Option<&mut [f32]>,
+        s: &mut Scratch,
+    ) {
         let (f, u) = (self.kernel.nrows(), self.units);
         let gu = self.cell.gates() * u;
         let (kernel, recurrent) = (self.kernel.as_standard_layout(), self.recurrent.as_standard_layout());
@@ -220,7 +232,13 @@ impl Recurrent {
                     let inner = &s.tmp[i * u..][..u];
                     for n in 0..u {
                         // reset_after: r ⊙ (h·U_h + b_h); before: (r ⊙ h)·U_h. Removed units: 0 (zeroed columns).
-                        let part = if reset_after { rec[u + n] * rec[2 * u + n] } else if removed(t, n) || gate_removed(t, 2, n) { 0.0 } else { inner[n] };
+                        let part = if reset_after {
+                            rec[u + n] * rec[2 * u + n]
+                        } else if removed(t, n) || gate_removed(t, 2, n) {
+                            0.0
+                        } else {
+                            inner[n]
+                        };
                         cand[n] = pre[2 * u + n] + part;
                     }
                     act.apply_elementwise(cand);

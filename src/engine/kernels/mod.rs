@@ -7,9 +7,9 @@ pub mod conv;
 pub mod matmul;
 pub mod pool;
 
-pub use conv::{conv2d, conv2d_im2col, Conv2dGeom};
+pub use conv::{Conv2dGeom, conv2d, conv2d_im2col};
 pub use matmul::{matmul, matmul_portable};
-pub use pool::{global_avg_pool, pool2d, PoolKind};
+pub use pool::{PoolKind, global_avg_pool, pool2d};
 
 /// True when this build runs the `simd128` kernels.
 pub const fn simd_active() -> bool {

@@ -24,8 +24,8 @@
 //!    is inactive when every output position its sliding windows feed is
 //!    inactive, padding excluded).
 
-use crate::bits::BitSet;
-use crate::model::{Masks, Model, NodeId, Op};
+use crate::engine::bits::BitSet;
+use crate::engine::model::{Masks, Model, NodeId, Op};
 
 /// Which modularisation of the concern (ALGORITHMS.md §4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -118,7 +118,9 @@ fn force_zero(model: &Model, id: NodeId, units: &[usize], masks: &mut Masks) {
     }
     match &node.op {
         Op::Flatten | Op::Dropout => force_zero(model, node.inputs[0], units, masks),
-        Op::Add { activation: crate::model::Activation::Linear } => node.inputs.iter().for_each(|&i| force_zero(model, i, units, masks)),
+        Op::Add { activation: crate::engine::model::Activation::Linear } => {
+            node.inputs.iter().for_each(|&i| force_zero(model, i, units, masks))
+        }
         Op::Pool2D { .. } => {
             let Some(g) = window(model, id) else { return };
             let c = g.cin;
@@ -147,11 +149,13 @@ fn force_zero(model: &Model, id: NodeId, units: &[usize], masks: &mut Masks) {
 }
 
 /// The window sweep of a Conv2D or Pool2D node over its input.
-fn window(model: &Model, id: NodeId) -> Option<crate::kernels::Conv2dGeom> {
+fn window(model: &Model, id: NodeId) -> Option<crate::engine::kernels::Conv2dGeom> {
     let node = &model.nodes[id];
     let [h, w, c] = model.nodes[node.inputs[0]].shape[..] else { return None };
     match &node.op {
-        Op::Conv2D { kernel, strides, padding, .. } => padding.geometry(h, w, c, kernel.shape()[0], kernel.shape()[1], strides[0], strides[1]),
+        Op::Conv2D { kernel, strides, padding, .. } => {
+            padding.geometry(h, w, c, kernel.shape()[0], kernel.shape()[1], strides[0], strides[1])
+        }
         Op::Pool2D { size, strides, padding, .. } => padding.geometry(h, w, c, size[0], size[1], strides[0], strides[1]),
         _ => None,
     }

@@ -27,7 +27,7 @@ impl Conv2dGeom {
     /// `same = true` is TF "same" padding (output = ceil(in / stride), extra
     /// padding at bottom/right); otherwise "valid". `None` when the window does
     /// not fit (valid padding on a too-small input) or a stride/kernel is 0.
-    pub fn new(h: usize, w: usize, cin: usize, kh: usize, kw: usize, sh: usize, sw: usize, same: bool) -> Option<Self> {
+    pub fn new([h, w, cin]: [usize; 3], [kh, kw]: [usize; 2], [sh, sw]: [usize; 2], same: bool) -> Option<Self> {
         if kh == 0 || kw == 0 || sh == 0 || sw == 0 || h == 0 || w == 0 {
             return None;
         }
@@ -141,7 +141,10 @@ mod simd {
     /// starts at +0 (so this matches im2col + matmul bit for bit).
     pub fn conv2d(g: &Conv2dGeom, input: &[f32], kernel: &[f32], bias: &[f32], out: &mut [f32]) -> bool {
         let cout = bias.len();
-        assert!(input.len() >= g.h * g.w * g.cin && kernel.len() >= g.patch_len() * cout && out.len() >= g.oh * g.ow * cout, "conv2d slice sizes");
+        assert!(
+            input.len() >= g.h * g.w * g.cin && kernel.len() >= g.patch_len() * cout && out.len() >= g.oh * g.ow * cout,
+            "conv2d slice sizes"
+        );
         match cout {
             4 => run::<1>(g, input, kernel, bias, out),
             8 => run::<2>(g, input, kernel, bias, out),
@@ -232,12 +235,12 @@ mod tests {
     #[test]
     fn same_padding_matches_tensorflow_rule() {
         // TF: 5 wide, k=3, s=2, same -> out 3, total pad 2, left 1.
-        let g = Conv2dGeom::new(5, 5, 1, 3, 3, 2, 2, true).unwrap();
+        let g = Conv2dGeom::new([5, 5, 1], [3, 3], [2, 2], true).unwrap();
         assert_eq!((g.oh, g.ow, g.pad_top, g.pad_left), (3, 3, 1, 1));
         // 4 wide, k=3, s=2, same -> out 2, total pad 1, left 0 (extra goes right).
-        let g = Conv2dGeom::new(4, 4, 1, 3, 3, 2, 2, true).unwrap();
+        let g = Conv2dGeom::new([4, 4, 1], [3, 3], [2, 2], true).unwrap();
         assert_eq!((g.oh, g.pad_top), (2, 0));
-        assert!(Conv2dGeom::new(2, 2, 1, 3, 3, 1, 1, false).is_none());
+        assert!(Conv2dGeom::new([2, 2, 1], [3, 3], [1, 1], false).is_none());
     }
 
     #[test]
@@ -263,7 +266,7 @@ mod tests {
                               explicit in proptest::option::of([0usize..3, 0usize..3, 0usize..3, 0usize..3])) {
             let g = match explicit {
                 Some(p) => Conv2dGeom::explicit(h, w, cin, k, k, s, s, p),
-                None => Conv2dGeom::new(h, w, cin, k, k, s, s, same),
+                None => Conv2dGeom::new([h, w, cin], [k, k], [s, s], same),
             };
             let Some(g) = g else { return Ok(()) };
             let f = |i: usize| (((i as u32).wrapping_mul(2654435761).wrapping_add(seed) >> 8) % 1000) as f32 / 500.0 - 1.0;

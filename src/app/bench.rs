@@ -3,11 +3,11 @@
 
 use ndarray::{Array1, Array2};
 
-use crate::compose::compose;
-use crate::data::{Dataset, Split};
-use crate::decompose::{decompose, decomposition_rows, Mode, Settings};
+use crate::engine::compose::compose;
+use crate::engine::data::{Dataset, Split};
+use crate::engine::decompose::{Mode, Settings, decompose, decomposition_rows};
+use crate::engine::model::{Activation, InputKind, InputSpec, Model, ModelBuilder, Op, forward};
 use crate::error::Result;
-use crate::model::{forward, Activation, InputKind, InputSpec, Model, ModelBuilder, Op};
 
 /// (modules, samples) of the recomposition benchmark, natively and in wasm.
 pub const RECOMPOSE_SIZES: [(usize, usize); 6] = [(10, 1_000), (10, 10_000), (10, 100_000), (100, 1_000), (100, 10_000), (100, 100_000)];
@@ -104,7 +104,12 @@ pub fn bench_model(model: &Model, data: &Dataset, clock: &dyn Fn() -> f64, decom
     let fwd = time(clock, 0.5, &mut || forward(model, &x, n, None, false, &mut |_, _| true).map(drop))?;
     let techniques = if decompose { techniques(model) } else { vec![] };
     let decompose = techniques.iter().map(|s| bench_decompose(model, data, s, 0.5, clock)).collect::<Result<_>>()?;
-    Ok(ModelBench { model: model.name.clone(), samples_per_s: n as f64 / fwd, gflops: flops_per_sample(model) * n as f64 / fwd / 1e9, decompose })
+    Ok(ModelBench {
+        model: model.name.clone(),
+        samples_per_s: n as f64 / fwd,
+        gflops: flops_per_sample(model) * n as f64 / fwd / 1e9,
+        decompose,
+    })
 }
 
 /// Decompose all classes, and one recorded forward pass over exactly the
@@ -115,7 +120,9 @@ pub fn bench_decompose(model: &Model, data: &Dataset, settings: &Settings, min_s
     let t = time_each(
         clock,
         2.0 * min_s,
-        &mut [&mut || decompose(model, data, settings, &mut |_| true).map(drop), &mut || forward(model, &x, rows.len(), None, true, &mut |_, _| true).map(drop)],
+        &mut [&mut || decompose(model, data, settings, &mut |_| true).map(drop), &mut || {
+            forward(model, &x, rows.len(), None, true, &mut |_, _| true).map(drop)
+        }],
     )?;
     let (decompose_s, pass_s) = (t[0], t[1]);
     Ok(DecomposeBench { technique: settings.describe(model.is_recurrent()), ratio: decompose_s / pass_s, decompose_s, pass_s })
@@ -142,7 +149,11 @@ pub fn synthetic_dense(classes: usize, width: usize, samples: usize, seed: u64) 
     let mut r = uniform(seed);
     let mut dense = |i: usize, o: usize, activation| {
         let k = (6.0 / (i + o) as f32).sqrt(); // Glorot-uniform range
-        Op::Dense { kernel: Array2::from_shape_fn((i, o), |_| (2.0 * r() - 1.0) * k), bias: Array1::from_shape_fn(o, |_| 0.1 * (r() - 0.5)), activation }
+        Op::Dense {
+            kernel: Array2::from_shape_fn((i, o), |_| (2.0 * r() - 1.0) * k),
+            bias: Array1::from_shape_fn(o, |_| 0.1 * (r() - 0.5)),
+            activation,
+        }
     };
     let spec = InputSpec { shape: vec![SYNTH_FEATURES], kind: InputKind::Vectors, scale: 1.0, offset: 0.0 };
     let mut b = ModelBuilder::new(format!("dense_{classes}c_{width}w"), spec)?;
@@ -152,7 +163,11 @@ pub fn synthetic_dense(classes: usize, width: usize, samples: usize, seed: u64) 
     let class_names: Vec<String> = (0..classes).map(|c| c.to_string()).collect();
     let model = b.finish(class_names.clone())?;
     let mut r = uniform(seed ^ 0x5eed);
-    let split = |n: usize, r: &mut dyn FnMut() -> f32| Split { x: (0..n * SYNTH_FEATURES).map(|_| r()).collect(), y: (0..n).map(|i| (i % classes) as u32).collect(), steps: 1 };
+    let split = |n: usize, r: &mut dyn FnMut() -> f32| Split {
+        x: (0..n * SYNTH_FEATURES).map(|_| r()).collect(),
+        y: (0..n).map(|i| (i % classes) as u32).collect(),
+        steps: 1,
+    };
     let train = split(samples, &mut r);
     let test = split(classes, &mut r);
     Ok((model, Dataset { name: "synthetic".into(), sample_shape: vec![SYNTH_FEATURES], class_names, vocab: None, train, test }))

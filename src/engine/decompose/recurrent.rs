@@ -19,14 +19,22 @@
 
 use super::columns::{Column, ColumnCache};
 use super::{Mode, Settings};
-use crate::bits::BitSet;
-use crate::model::{Activation, Cell, Model, NodeId, Op, Recording, UnitMask};
+use crate::engine::bits::BitSet;
+use crate::engine::model::{Activation, Cell, Model, NodeId, Op, Recording, UnitMask};
 
 /// The mask (`T × U`, step-major) of recurrent node `node` for one module.
 /// `concerned` / `unconcerned` are items: samples, or (sequence, step) pairs
 /// (step-minor) for per-step tasks, whose statistic is taken at their step;
 /// the two are disjoint. `cache` holds the sorted columns across classes.
-pub fn recurrent_mask(model: &Model, node: NodeId, rec: &Recording, k: usize, (concerned, unconcerned): (&BitSet, &BitSet), s: &Settings, cache: &ColumnCache) -> UnitMask {
+pub fn recurrent_mask(
+    model: &Model,
+    node: NodeId,
+    rec: &Recording,
+    k: usize,
+    (concerned, unconcerned): (&BitSet, &BitSet),
+    s: &Settings,
+    cache: &ColumnCache,
+) -> UnitMask {
     let Op::Recurrent(r) = &model.nodes[node].op else { unreachable!("recurrent_mask on a {}", model.nodes[node].op.kind()) };
     let (steps, u) = (model.steps(node), r.units);
     let rows = rec.bits[k].cols();
@@ -161,7 +169,15 @@ impl Rule {
 /// Columns `0..u` to remove, given how to read column `n` over a pair list.
 /// With `rest` (the sorted columns and the concerned items' indices in
 /// them), `neg` is every item but `pos` and its statistic comes from the columns.
-fn removed_units(column: impl Fn(&[(usize, usize)], usize) -> Vec<f32>, pos: &[(usize, usize)], neg: &[(usize, usize)], u: usize, rule: Rule, max_remove: f32, rest: Option<(&[Column], &[usize])>) -> Vec<usize> {
+fn removed_units(
+    column: impl Fn(&[(usize, usize)], usize) -> Vec<f32>,
+    pos: &[(usize, usize)],
+    neg: &[(usize, usize)],
+    u: usize,
+    rule: Rule,
+    max_remove: f32,
+    rest: Option<(&[Column], &[usize])>,
+) -> Vec<usize> {
     let d: Vec<f32> = (0..u)
         .map(|n| match (rest, rule) {
             // |x| of the concerned items, in item order, from the unit's own column.
@@ -215,11 +231,7 @@ pub fn removal(d: &[f32], threshold: f32, max_remove: f32, near_worst: bool) -> 
     let cap = (max_remove * d.len() as f32).floor() as usize;
     let Some(&worst) = cand.first() else { return vec![] };
     let worst = d[worst];
-    cand.iter()
-        .enumerate()
-        .filter(|&(i, &n)| i < cap || (near_worst && d[n] <= 0.9 * worst))
-        .map(|(_, &n)| n)
-        .collect()
+    cand.iter().enumerate().filter(|&(i, &n)| i < cap || (near_worst && d[n] <= 0.9 * worst)).map(|(_, &n)| n).collect()
 }
 
 /// Mean of the values whose |x − median| / MAD < 2 (the authors' robust

@@ -58,7 +58,7 @@ mod tests {
     fn max_and_avg_by_hand() {
         // 3x3 single channel, 2x2 window, stride 2, same padding -> 2x2 output.
         let x = [1., 2., 3., 4., 5., 6., 7., 8., 9.];
-        let g = Conv2dGeom::new(3, 3, 1, 2, 2, 2, 2, true).unwrap();
+        let g = Conv2dGeom::new([3, 3, 1], [2, 2], [2, 2], true).unwrap();
         let mut o = [0f32; 4];
         pool2d(PoolKind::Max, &g, &x, &mut o);
         assert_eq!(o, [5., 6., 8., 9.]);

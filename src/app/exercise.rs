@@ -9,11 +9,11 @@ use std::io::Read;
 
 use serde::{Deserialize, Serialize};
 
-use crate::compose::ClassId;
-use crate::decompose::Settings;
+use crate::app::catalog::Catalog;
+use crate::app::plan::Loader;
+use crate::engine::compose::ClassId;
+use crate::engine::decompose::Settings;
 use crate::error::{Error, Result};
-use crate::tables::Catalog;
-use crate::plan::Loader;
 use crate::workbench::{ComposeResult, ModelId, Pick};
 
 /// The link format this reads (`VERSION` in www/share.js).
@@ -37,7 +37,10 @@ pub enum Check {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         classes: Option<Vec<String>>,
     },
-    ClassAccuracy { class: String, min: f32 },
+    ClassAccuracy {
+        class: String,
+        min: f32,
+    },
     ModulesFrom {
         model: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -45,10 +48,21 @@ pub enum Check {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         max: Option<usize>,
     },
-    NoModule { class: String },
-    ModuleFrom { class: String, model: String },
-    ModuleUpdate { #[serde(default = "yes")] on: bool },
-    Verified { class: String, by: String },
+    NoModule {
+        class: String,
+    },
+    ModuleFrom {
+        class: String,
+        model: String,
+    },
+    ModuleUpdate {
+        #[serde(default = "yes")]
+        on: bool,
+    },
+    Verified {
+        class: String,
+        by: String,
+    },
 }
 
 fn yes() -> bool {
@@ -111,7 +125,10 @@ pub fn parse_state(text: &str) -> Result<State> {
         }
         let packed = base64url(s)?;
         let mut out = vec![];
-        flate2::read::DeflateDecoder::new(&packed[..]).take(MAX_STATE + 1).read_to_end(&mut out).map_err(|e| Error::invalid(format!("the link is damaged: {e}")))?;
+        flate2::read::DeflateDecoder::new(&packed[..])
+            .take(MAX_STATE + 1)
+            .read_to_end(&mut out)
+            .map_err(|e| Error::invalid(format!("the link is damaged: {e}")))?;
         if out.len() as u64 > MAX_STATE {
             return Err(Error::invalid("the link's state is too large"));
         }
@@ -148,9 +165,13 @@ fn base64url(s: &str) -> Result<Vec<u8>> {
 /// or an exercise's JSON; `None` = the one the state carries.
 pub fn find_exercise(spec: Option<&str>, state: &State, builtin: &[u8]) -> Result<Exercise> {
     let all: Vec<Exercise> = serde_json::from_slice(builtin).map_err(|e| Error::invalid(format!("built-in exercises: {e}")))?;
-    let by_id = |id: &str| all.iter().find(|e| e.id.as_deref() == Some(id)).cloned().ok_or_else(|| Error::invalid(format!("no built-in exercise '{id}'")));
+    let by_id = |id: &str| {
+        all.iter().find(|e| e.id.as_deref() == Some(id)).cloned().ok_or_else(|| Error::invalid(format!("no built-in exercise '{id}'")))
+    };
     match (spec, &state.exercise) {
-        (Some(s), _) if s.trim_start().starts_with('{') => serde_json::from_str(s).map_err(|e| Error::invalid(format!("the exercise: {e}"))),
+        (Some(s), _) if s.trim_start().starts_with('{') => {
+            serde_json::from_str(s).map_err(|e| Error::invalid(format!("the exercise: {e}")))
+        }
         (Some(id), _) => by_id(id),
         (None, Some(serde_json::Value::String(id))) => by_id(id),
         (None, Some(ex)) => serde_json::from_value(ex.clone()).map_err(|e| Error::invalid(format!("the link's exercise: {e}"))),
@@ -173,7 +194,8 @@ pub fn check(ex: &Exercise, st: &State, cat: &Catalog, read: &dyn Fn(&str) -> Re
     let mut datasets: BTreeMap<&str, usize> = BTreeMap::new();
     for f in &files {
         let entry = cat.models.iter().find(|m| m.file == *f).ok_or_else(|| Error::invalid(format!("'{f}' is not a bundled model")))?;
-        let file = &cat.datasets.get(&entry.dataset).ok_or_else(|| Error::invalid(format!("catalog: no data set '{}'", entry.dataset)))?.file;
+        let file =
+            &cat.datasets.get(&entry.dataset).ok_or_else(|| Error::invalid(format!("catalog: no data set '{}'", entry.dataset)))?.file;
         let ds = loader.dataset(&format!("data/{file}"), &entry.dataset)?;
         datasets.insert(&entry.dataset, ds);
         ids.push(loader.model(&format!("models/{f}"), ds, Some(&st.settings))?);
@@ -193,7 +215,12 @@ pub fn check(ex: &Exercise, st: &State, cat: &Catalog, read: &dyn Fn(&str) -> Re
             on.push((id, files[m]));
         }
     }
-    let spans = on.iter().map(|&(_, f)| cat.models.iter().find(|m| m.file == f).map(|m| m.dataset.as_str())).collect::<std::collections::BTreeSet<_>>().len() > 1;
+    let spans = on
+        .iter()
+        .map(|&(_, f)| cat.models.iter().find(|m| m.file == f).map(|m| m.dataset.as_str()))
+        .collect::<std::collections::BTreeSet<_>>()
+        .len()
+        > 1;
     let update = spans && st.update.unwrap_or(0) != 0;
     let base = Some(ids[st.current]);
     let result: Option<ComposeResult> = match (picks.is_empty(), &st.verify) {
@@ -208,11 +235,17 @@ pub fn check(ex: &Exercise, st: &State, cat: &Catalog, read: &dyn Fn(&str) -> Re
     let class = |q: &str| -> Result<ClassId> {
         let (ds, name) = q.split_once(':').ok_or_else(|| Error::invalid(format!("class '{q}' is not \"<data set>:<class>\"")))?;
         let d = *datasets.get(ds).ok_or_else(|| Error::invalid(format!("class '{q}': data set '{ds}' is not loaded by this state")))?;
-        let c = wb.dataset_info(d).class_names.iter().position(|n| n == name).ok_or_else(|| Error::invalid(format!("class '{q}' does not exist")))?;
+        let c = wb
+            .dataset_info(d)
+            .class_names
+            .iter()
+            .position(|n| n == name)
+            .ok_or_else(|| Error::invalid(format!("class '{q}' does not exist")))?;
         wb.dataset_class_id(d, c)
     };
     let composed: std::collections::BTreeSet<ClassId> = on.iter().map(|&(c, _)| c).collect();
-    let per_class = |c: ClassId| result.as_ref().and_then(|r| r.composition.classes.iter().position(|&x| x == c).map(|k| r.composition.per_class[k]));
+    let per_class =
+        |c: ClassId| result.as_ref().and_then(|r| r.composition.classes.iter().position(|&x| x == c).map(|k| r.composition.per_class[k]));
     let mut checks = vec![];
     for c in &ex.goal {
         let ok = match c {

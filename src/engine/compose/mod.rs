@@ -89,14 +89,7 @@ pub fn compose(rows: &[&[f32]], row_class: &[ClassId], labels: &[ClassId]) -> Re
     let correct: u32 = (0..k).map(|i| confusion[i][i]).sum();
     let per_class = confusion.iter().enumerate().map(|(i, r)| r[i] as f32 / r.iter().sum::<u32>().max(1) as f32).collect();
     let frac = |x: usize| x as f32 / evaluated.max(1) as f32;
-    Ok(Composition {
-        classes,
-        evaluated,
-        top1: frac(correct as usize),
-        top5: top5.then(|| frac(hits5)),
-        confusion,
-        per_class,
-    })
+    Ok(Composition { classes, evaluated, top1: frac(correct as usize), top5: top5.then(|| frac(hits5)), confusion, per_class })
 }
 
 /// A module as a binary classifier ("is this class c?", `p_c > 0.5`), scored

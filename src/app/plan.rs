@@ -22,9 +22,9 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use crate::decompose::Settings;
+use crate::engine::compose::ClassId;
+use crate::engine::decompose::Settings;
 use crate::error::{Error, Result};
-use crate::compose::ClassId;
 use crate::workbench::{ComposeResult, DatasetId, ModelId, Pick, Workbench};
 
 #[derive(Debug, Clone, Deserialize)]
@@ -126,7 +126,9 @@ impl<'r> Loader<'r> {
         let name = path.rsplit('/').next().unwrap_or(path);
         let f = self.wb.add_file(&(self.read)(path)?, name, ds).map_err(|e| in_file(path, e))?;
         match (f.decomposition, settings) {
-            (Some(_), Some(_)) => Err(Error::invalid(format!("{path} is a module set: its modules are used as saved, so \"settings\" does not apply"))),
+            (Some(_), Some(_)) => {
+                Err(Error::invalid(format!("{path} is a module set: its modules are used as saved, so \"settings\" does not apply")))
+            }
             (Some(_), None) => Ok(f.model.id),
             (None, s) => {
                 self.wb.decompose(f.model.id, &s.cloned().unwrap_or_default(), &mut |_| true)?;
@@ -152,7 +154,10 @@ pub enum Mode {
     /// Module update (`"update": true`).
     Update,
     /// Answers of `watched` are checked by the modules of model `by`.
-    Verify { watched: Vec<ClassId>, by: ModelId },
+    Verify {
+        watched: Vec<ClassId>,
+        by: ModelId,
+    },
 }
 
 impl Built {
@@ -180,7 +185,9 @@ pub fn build(plan: &Plan, read: &dyn Fn(&str) -> Result<Vec<u8>>, progress: &mut
         ids.insert(key, id);
     }
     let wb = loader.wb;
-    let model = |key: &str| ids.get(key).copied().ok_or_else(|| Error::invalid(format!("composition file: no model named '{key}' under \"models\"")));
+    let model = |key: &str| {
+        ids.get(key).copied().ok_or_else(|| Error::invalid(format!("composition file: no model named '{key}' under \"models\"")))
+    };
     let class = |id: ModelId, c: &ClassRef| -> Result<usize> {
         let names = wb.model_info(id).class_names;
         match c {
@@ -188,7 +195,16 @@ pub fn build(plan: &Plan, read: &dyn Fn(&str) -> Result<Vec<u8>>, progress: &mut
             ClassRef::Name(n) => names.iter().position(|x| x == n),
             _ => None,
         }
-        .map_or_else(|| Err(Error::invalid(format!("composition file: model '{}' has no class {c} (its classes: {})", wb.model_info(id).name, names.join(", ")))), Ok)
+        .map_or_else(
+            || {
+                Err(Error::invalid(format!(
+                    "composition file: model '{}' has no class {c} (its classes: {})",
+                    wb.model_info(id).name,
+                    names.join(", ")
+                )))
+            },
+            Ok,
+        )
     };
     let mut picks = vec![];
     for group in &plan.modules {
@@ -212,7 +228,10 @@ pub fn build(plan: &Plan, read: &dyn Fn(&str) -> Result<Vec<u8>>, progress: &mut
                 .classes
                 .iter()
                 .map(|c| {
-                    let p = picks.iter().find(|p| class(p.model, c).is_ok_and(|k| k == p.class)).ok_or_else(|| Error::invalid(format!("composition file: watched class {c} is not in the composition")))?;
+                    let p = picks
+                        .iter()
+                        .find(|p| class(p.model, c).is_ok_and(|k| k == p.class))
+                        .ok_or_else(|| Error::invalid(format!("composition file: watched class {c} is not in the composition")))?;
                     wb.class_id(p.model, p.class)
                 })
                 .collect::<Result<Vec<_>>>()?;

@@ -2,56 +2,12 @@
 //! bundled model and mode, and the reuse / replacement scenarios. Every number
 //! is computed here; nothing is typed by hand.
 
-use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use serde::Deserialize;
-
-use crate::decompose::{Head, Mode, Settings, Technique};
+use super::catalog::{Catalog, load_all};
+use crate::engine::decompose::{Head, Mode, Settings, Technique};
 use crate::error::{Error, Result};
 use crate::workbench::{Pick, Workbench};
-
-#[derive(Debug, Deserialize)]
-pub struct CatalogDataset {
-    pub file: String,
-    pub title: String,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct CatalogModel {
-    pub file: String,
-    pub title: String,
-    pub dataset: String,
-}
-
-/// `models/catalog.json`: the bundled models and data sets the page offers.
-#[derive(Debug, Deserialize)]
-pub struct Catalog {
-    pub datasets: BTreeMap<String, CatalogDataset>,
-    pub models: Vec<CatalogModel>,
-}
-
-impl Catalog {
-    pub fn parse(bytes: &[u8]) -> Result<Self> {
-        serde_json::from_slice(bytes).map_err(|e| Error::format("catalog", e.to_string()))
-    }
-}
-
-/// Loads every catalog data set and model into a fresh workbench; returns it
-/// with the model ids in catalog order.
-fn load_all(cat: &Catalog, read: &dyn Fn(&str) -> Result<Vec<u8>>) -> Result<(Workbench, Vec<usize>)> {
-    let mut wb = Workbench::new();
-    let mut ds_ids = BTreeMap::new();
-    for (key, d) in &cat.datasets {
-        ds_ids.insert(key.clone(), wb.add_dataset(&read(&format!("data/{}", d.file))?, key)?.id);
-    }
-    let mut ids = vec![];
-    for m in &cat.models {
-        let ds = *ds_ids.get(&m.dataset).ok_or_else(|| Error::invalid(format!("catalog: model {} names unknown data set {}", m.file, m.dataset)))?;
-        ids.push(wb.add_model(&read(&format!("models/{}", m.file))?, &m.file, ds, None)?.id);
-    }
-    Ok((wb, ids))
-}
 
 fn all_picks(wb: &Workbench, id: usize) -> Vec<Pick> {
     (0..wb.model_info(id).class_names.len()).map(|class| Pick { model: id, class }).collect()
@@ -103,7 +59,8 @@ pub fn fidelity_markdown(cat: &Catalog, read: &dyn Fn(&str) -> Result<Vec<u8>>, 
             let dec = match wb.decompose(id, &settings, &mut |_| true) {
                 Ok(dec) => dec,
                 Err(e) => {
-                    writeln!(w, "| {} | {mode_name} | {:.4} | not decomposable: {e} ||||||||", m.title, wb.model_info(id).accuracy).unwrap();
+                    writeln!(w, "| {} | {mode_name} | {:.4} | not decomposable: {e} ||||||||", m.title, wb.model_info(id).accuracy)
+                        .unwrap();
                     continue;
                 }
             };
@@ -210,7 +167,13 @@ pub fn fidelity_markdown(cat: &Catalog, read: &dyn Fn(&str) -> Result<Vec<u8>>, 
         let watched = [wb.class_id(faulty, 1)?, seven_id];
         let r = wb.compose_verified(&base, &watched, b, Some(faulty))?;
         let seven = r.composition.classes.iter().position(|&c| c == seven_id).map(|i| r.composition.per_class[i]);
-        writeln!(w, "| faulty model's modules, answers 1 or 7 re-checked by MLP B | {:.4} | {} |", r.composition.top1, seven.map_or("—".into(), |a| format!("{a:.4}"))).unwrap();
+        writeln!(
+            w,
+            "| faulty model's modules, answers 1 or 7 re-checked by MLP B | {:.4} | {} |",
+            r.composition.top1,
+            seven.map_or("—".into(), |a| format!("{a:.4}"))
+        )
+        .unwrap();
     }
     if let (Some(d), Some(c)) = (find("digits_mlp.keras"), find("clothing_mlp.keras")) {
         writeln!(w, "\n## Reuse\n").unwrap();
@@ -218,12 +181,26 @@ pub fn fidelity_markdown(cat: &Catalog, read: &dyn Fn(&str) -> Result<Vec<u8>>, 
         for classes in [vec![0usize, 1], vec![3, 5, 8], vec![4, 7, 9]] {
             let picks: Vec<Pick> = classes.iter().map(|&class| Pick { model: d, class }).collect();
             let r = wb.compose(&picks, Some(d))?;
-            writeln!(w, "| intra-dataset (digits MLP) | {} | {:.4} | {:.4} |", r.class_names.join(", "), r.composition.top1, r.model_accuracy.unwrap_or(f32::NAN)).unwrap();
+            writeln!(
+                w,
+                "| intra-dataset (digits MLP) | {} | {:.4} | {:.4} |",
+                r.class_names.join(", "),
+                r.composition.top1,
+                r.model_accuracy.unwrap_or(f32::NAN)
+            )
+            .unwrap();
         }
         for (dc, cc) in [(vec![0usize, 1], vec![7usize, 8]), (vec![1, 7], vec![1, 5])] {
-            let picks: Vec<Pick> = dc.iter().map(|&class| Pick { model: d, class }).chain(cc.iter().map(|&class| Pick { model: c, class })).collect();
+            let picks: Vec<Pick> =
+                dc.iter().map(|&class| Pick { model: d, class }).chain(cc.iter().map(|&class| Pick { model: c, class })).collect();
             let r = wb.compose(&picks, None)?;
-            writeln!(w, "| inter-dataset (digits + clothing MLPs), no module update | {} | {:.4} | — |", r.class_names.join(", "), r.composition.top1).unwrap();
+            writeln!(
+                w,
+                "| inter-dataset (digits + clothing MLPs), no module update | {} | {:.4} | — |",
+                r.class_names.join(", "),
+                r.composition.top1
+            )
+            .unwrap();
         }
     }
     languages(w, &mut wb, &find)?;
@@ -245,7 +222,14 @@ pub fn model_cards_markdown(cat: &Catalog, read: &dyn Fn(&str) -> Result<Vec<u8>
         let title = cat.datasets.get(&m.dataset).map_or(m.dataset.as_str(), |d| d.title.as_str());
         writeln!(w, "\n## {}\n", m.title).unwrap();
         writeln!(w, "- file: `models/{}`", m.file).unwrap();
-        writeln!(w, "- data: {title} (`data/{}`; {} train / {} test samples)", cat.datasets.get(&m.dataset).map_or("?", |d| d.file.as_str()), data.train, data.test).unwrap();
+        writeln!(
+            w,
+            "- data: {title} (`data/{}`; {} train / {} test samples)",
+            cat.datasets.get(&m.dataset).map_or("?", |d| d.file.as_str()),
+            data.train,
+            data.test
+        )
+        .unwrap();
         writeln!(w, "- classes ({}): {}", info.class_names.len(), info.class_names.join(", ")).unwrap();
         writeln!(w, "- parameters: {}", info.params).unwrap();
         writeln!(w, "- test accuracy: {:.4}\n", info.accuracy).unwrap();
@@ -261,7 +245,9 @@ pub fn model_cards_markdown(cat: &Catalog, read: &dyn Fn(&str) -> Result<Vec<u8>
 
 /// The ICSE'23 scenarios on the bundled language models.
 fn languages(w: &mut String, wb: &mut Workbench, find: &dyn Fn(&str) -> Option<usize>) -> Result<()> {
-    let (Some(a), Some(b), Some(rnn)) = (find("lang_a_lstm.keras"), find("lang_b_lstm.keras"), find("lang_a_rnn.keras")) else { return Ok(()) };
+    let (Some(a), Some(b), Some(rnn)) = (find("lang_a_lstm.keras"), find("lang_b_lstm.keras"), find("lang_a_rnn.keras")) else {
+        return Ok(());
+    };
     writeln!(w, "\n## Languages: add a language, replace a weak module (recurrent reference, rolled)\n").unwrap();
     writeln!(w, "| composition | evaluated | composed top-1 | per class |\n|---|---:|---:|---|").unwrap();
     let mut row = |wb: &mut Workbench, label: &str, picks: &[Pick], update: bool| -> Result<()> {
@@ -288,7 +274,8 @@ fn languages(w: &mut String, wb: &mut Workbench, find: &dyn Fn(&str) -> Option<u
 
     writeln!(w, "\n## Recurrent units removed per module (`max_remove`) — set A LSTM\n").unwrap();
     writeln!(w, "The authors cap removal at 5 % of a layer; a larger cap prunes more for a small cost.\n").unwrap();
-    writeln!(w, "| max_remove | rolled top-1 | rolled kept weights | unrolled top-1 | unrolled kept weights |\n|---:|---:|---:|---:|---:|").unwrap();
+    writeln!(w, "| max_remove | rolled top-1 | rolled kept weights | unrolled top-1 | unrolled kept weights |\n|---:|---:|---:|---:|---:|")
+        .unwrap();
     for max_remove in [0.05, 0.25, 0.5] {
         let mut cells = vec![];
         for unrolled in [false, true] {
@@ -317,7 +304,11 @@ fn cell_of(wb: &Workbench, id: usize) -> String {
 /// per-step heads), whole-sequence exact match and, for the encoder–decoders,
 /// BLEU-4.
 fn cells_by_architecture(w: &mut String, wb: &mut Workbench, find: &dyn Fn(&str) -> Option<usize>) -> Result<()> {
-    let groups = [("many-to-one (language ID)", CLASSIFIERS), ("many-to-many (language per character)", TAGGERS), ("encoder–decoder (word reversal)", ENCODER_DECODERS)];
+    let groups = [
+        ("many-to-one (language ID)", CLASSIFIERS),
+        ("many-to-many (language per character)", TAGGERS),
+        ("encoder–decoder (word reversal)", ENCODER_DECODERS),
+    ];
     if groups.iter().all(|(_, files)| files.iter().all(|f| find(f).is_none())) {
         return Ok(());
     }
@@ -362,7 +353,11 @@ fn taggers(w: &mut String, wb: &mut Workbench, find: &dyn Fn(&str) -> Option<usi
     }
     writeln!(w, "\n## Many-to-many: the language of each character (Embedding → recurrent layer → TimeDistributed Dense)\n").unwrap();
     writeln!(w, "One module per language; items are (window, character) pairs; the composition votes per step. (No model gets all 64 characters of a window right, so exact match is not reported.)\n").unwrap();
-    writeln!(w, "| cell | technique | model per-step | composed per-step | Δ | mean module acc. | mean Jaccard | mean kept weights | time (s) |").unwrap();
+    writeln!(
+        w,
+        "| cell | technique | model per-step | composed per-step | Δ | mean module acc. | mean Jaccard | mean kept weights | time (s) |"
+    )
+    .unwrap();
     writeln!(w, "|---|---|---:|---:|---:|---:|---:|---:|---:|").unwrap();
     for id in ids {
         let picks = all_picks(wb, id);
@@ -396,7 +391,8 @@ fn encoder_decoder(w: &mut String, wb: &mut Workbench, find: &dyn Fn(&str) -> Op
     if ids.is_empty() {
         return Ok(());
     }
-    writeln!(w, "\n## Encoder–decoder: word reversal (recurrent encoder → RepeatVector → recurrent decoder, one cell type per model)\n").unwrap();
+    writeln!(w, "\n## Encoder–decoder: word reversal (recurrent encoder → RepeatVector → recurrent decoder, one cell type per model)\n")
+        .unwrap();
     writeln!(w, "One module per output letter (and `<end>`), per-step items; the composition votes per step and its answers are read as words up to `<end>`. Test words never occur in training.\n").unwrap();
     writeln!(w, "| cell | technique | model per-step | composed per-step | model exact match | composed exact match | model BLEU-4 | composed BLEU-4 | mean Jaccard | mean kept weights | time (s) |").unwrap();
     writeln!(w, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|").unwrap();

@@ -2,7 +2,7 @@
 //! and checks weights (shapes, finiteness) before the node exists.
 
 use super::*;
-use crate::error::{checked_elems, Error, Result};
+use crate::error::{Error, Result, checked_elems};
 
 /// Largest per-sample activation the engine accepts (16 Mi floats).
 const MAX_ACTIVATION: u64 = 1 << 24;
@@ -42,7 +42,9 @@ impl ModelBuilder {
     pub fn add(&mut self, name: impl Into<String>, op: Op, inputs: &[NodeId]) -> Result<NodeId> {
         let name = name.into();
         if let Some(&bad) = inputs.iter().find(|&&i| i >= self.nodes.len()) {
-            return Err(Error::invalid(format!("layer '{name}' reads node {bad}, which is not defined before it (graphs must be acyclic)")));
+            return Err(Error::invalid(format!(
+                "layer '{name}' reads node {bad}, which is not defined before it (graphs must be acyclic)"
+            )));
         }
         let ins: Vec<&[usize]> = inputs.iter().map(|&i| self.nodes[i].shape.as_slice()).collect();
         let shape = infer(&name, &op, &ins)?;
@@ -91,13 +93,17 @@ impl ModelBuilder {
         }
         let head = match &self.nodes[out].op {
             Op::Dense { .. } => out,
-            Op::Activation(Activation::Softmax | Activation::Linear) if matches!(self.nodes[out - 1].op, Op::Dense { .. }) && self.nodes[out].inputs == [out - 1] => out - 1,
+            Op::Activation(Activation::Softmax | Activation::Linear)
+                if matches!(self.nodes[out - 1].op, Op::Dense { .. }) && self.nodes[out].inputs == [out - 1] =>
+            {
+                out - 1
+            }
             other => {
                 return Err(Error::Unsupported {
                     what: "output layer".into(),
                     name: format!("{} ({})", self.nodes[out].name, other.kind()),
                     supported: "a Dense layer with softmax or linear activation, optionally followed by a Softmax activation".into(),
-                })
+                });
             }
         };
         Ok(Model { name: self.name, nodes: self.nodes, input: self.input, class_names, head })
@@ -144,14 +150,16 @@ fn infer(name: &str, op: &Op, ins: &[&[usize]]) -> Result<Vec<usize>> {
             if bias.len() != kout {
                 return Err(Error::shape(format!("{} bias", ctx()), kout, bias.len()));
             }
-            let g = padding.geometry(h, w, c, kh, kw, strides[0], strides[1])
-                .ok_or_else(|| Error::shape(ctx(), format!("a {kh}×{kw} window with strides {strides:?} that fits"), format!("input {h}×{w}")))?;
+            let g = padding.geometry(h, w, c, kh, kw, strides[0], strides[1]).ok_or_else(|| {
+                Error::shape(ctx(), format!("a {kh}×{kw} window with strides {strides:?} that fits"), format!("input {h}×{w}"))
+            })?;
             vec![g.oh, g.ow, kout]
         }
         Op::Pool2D { size, strides, padding, .. } => {
             let (h, w, c) = image(ins[0])?;
-            let g = padding.geometry(h, w, c, size[0], size[1], strides[0], strides[1])
-                .ok_or_else(|| Error::shape(ctx(), format!("a {size:?} window with strides {strides:?} that fits"), format!("input {h}×{w}")))?;
+            let g = padding.geometry(h, w, c, size[0], size[1], strides[0], strides[1]).ok_or_else(|| {
+                Error::shape(ctx(), format!("a {size:?} window with strides {strides:?} that fits"), format!("input {h}×{w}"))
+            })?;
             vec![g.oh, g.ow, c]
         }
         Op::GlobalAvgPool => vec![image(ins[0])?.2],
@@ -194,14 +202,24 @@ fn infer(name: &str, op: &Op, ins: &[&[usize]]) -> Result<Vec<usize>> {
                 return Err(Error::shape(format!("{} kernel", ctx()), format!("({f}, {gu})"), format!("{:?}", r.kernel.dim())));
             }
             if r.recurrent.dim() != (r.units, gu) {
-                return Err(Error::shape(format!("{} recurrent kernel", ctx()), format!("({}, {gu})", r.units), format!("{:?}", r.recurrent.dim())));
+                return Err(Error::shape(
+                    format!("{} recurrent kernel", ctx()),
+                    format!("({}, {gu})", r.units),
+                    format!("{:?}", r.recurrent.dim()),
+                ));
             }
             if r.bias.len() != gu {
                 return Err(Error::shape(format!("{} bias", ctx()), gu, r.bias.len()));
             }
             let wants_rb = matches!(r.cell, Cell::Gru { reset_after: true });
             match &r.recurrent_bias {
-                Some(rb) if !wants_rb => return Err(Error::invalid(format!("{}: only a GRU with reset_after has a recurrent bias ({} values given)", ctx(), rb.len()))),
+                Some(rb) if !wants_rb => {
+                    return Err(Error::invalid(format!(
+                        "{}: only a GRU with reset_after has a recurrent bias ({} values given)",
+                        ctx(),
+                        rb.len()
+                    )));
+                }
                 Some(rb) if rb.len() != gu => return Err(Error::shape(format!("{} recurrent bias", ctx()), gu, rb.len())),
                 None if wants_rb => return Err(Error::invalid(format!("{}: a GRU with reset_after needs a recurrent bias", ctx()))),
                 _ => {}
@@ -232,9 +250,11 @@ fn check_finite(name: &str, op: &Op) -> Result<()> {
         Op::Conv2D { kernel, bias, .. } => finite(name, "kernel", kernel.iter()).and(finite(name, "bias", bias.iter())),
         Op::BatchNorm { scale, shift } => finite(name, "scale", scale.iter()).and(finite(name, "shift", shift.iter())),
         Op::Embedding { table } => finite(name, "embeddings", table.iter()),
-        Op::Recurrent(r) => finite(name, "kernel", r.kernel.iter())
-            .and(finite(name, "recurrent kernel", r.recurrent.iter()))
-            .and(finite(name, "bias", r.bias.iter().chain(r.recurrent_bias.iter().flatten()))),
+        Op::Recurrent(r) => finite(name, "kernel", r.kernel.iter()).and(finite(name, "recurrent kernel", r.recurrent.iter())).and(finite(
+            name,
+            "bias",
+            r.bias.iter().chain(r.recurrent_bias.iter().flatten()),
+        )),
         _ => Ok(()),
     }
 }

@@ -1,0 +1,89 @@
+//! Data sets from files: the `keras.datasets` `.npz` layout and IDX image +
+//! label files (MNIST's), read into the engine's in-memory [`Dataset`].
+
+use super::idx::read_idx;
+use super::npz::read_npz;
+use crate::engine::data::{Dataset, Split};
+use crate::error::{Error, Result};
+
+/// Reads the `keras.datasets` `.npz` convention (`x_train`, `y_train`,
+/// `x_test`, `y_test`; optional `class_names` as UTF-8 JSON bytes).
+pub fn read_npz_dataset(bytes: &[u8], name: &str) -> Result<Dataset> {
+    let arrays = read_npz(bytes)?;
+    let get = |k: &str| {
+        arrays.get(k).ok_or_else(|| Error::format("npz", format!("missing array '{k}' (expected x_train, y_train, x_test, y_test)")))
+    };
+    let split = |xk: &str, yk: &str| -> Result<(Vec<usize>, Split)> {
+        let (x, y) = (get(xk)?, get(yk)?);
+        let n = *x.shape.first().ok_or_else(|| Error::format("npz", format!("'{xk}' is a scalar")))?;
+        if y.shape.first() != Some(&n) || y.shape.len() > 2 {
+            return Err(Error::shape(
+                format!("'{yk}'"),
+                format!("{n} labels, or {n} rows of per-step labels (one per row of '{xk}')"),
+                format!("{:?}", y.shape),
+            ));
+        }
+        let steps = y.shape.get(1).copied().unwrap_or(1);
+        if steps == 0 {
+            return Err(Error::shape(format!("'{yk}'"), "at least one label per sample", format!("{:?}", y.shape)));
+        }
+        Ok((x.shape[1..].to_vec(), Split { x: x.to_f32(), y: y.to_labels()?, steps }))
+    };
+    let (shape, train) = split("x_train", "y_train")?;
+    let (test_shape, test) = split("x_test", "y_test")?;
+    if shape != test_shape {
+        return Err(Error::shape("x_test samples", format!("{shape:?} like x_train"), format!("{test_shape:?}")));
+    }
+    if train.steps != test.steps {
+        return Err(Error::shape("y_test labels per sample", train.steps, test.steps));
+    }
+    let classes = train.y.iter().chain(&test.y).max().map_or(0, |m| *m as usize + 1);
+    let strings = |key: &str| -> Result<Option<Vec<String>>> {
+        let Some(a) = arrays.get(key) else { return Ok(None) };
+        let bytes: Vec<u8> = a.to_f32().iter().map(|&b| b as u8).collect();
+        serde_json::from_slice(&bytes).map(Some).map_err(|e| Error::format("npz", format!("{key} is not a JSON list of strings: {e}")))
+    };
+    let class_names = match strings("class_names")? {
+        Some(names) if names.len() < classes => return Err(Error::shape("class_names", format!("at least {classes} names"), names.len())),
+        Some(names) => names,
+        None => (0..classes).map(|c| c.to_string()).collect(),
+    };
+    let vocab = strings("vocab")?;
+    if let Some(v) = &vocab {
+        let top = train.x.iter().chain(&test.x).fold(0f32, |m, &x| m.max(x));
+        if v.len() < 2 || top >= v.len() as f32 {
+            return Err(Error::shape(
+                "vocab",
+                format!("at least {} entries (the largest token id is {top})", (top as usize + 1).max(2)),
+                v.len(),
+            ));
+        }
+    }
+    Ok(Dataset { name: name.into(), sample_shape: shape, class_names, vocab, train, test })
+}
+
+/// An IDX images file (`N × …` unsigned bytes, e.g. MNIST's
+/// `t10k-images-idx3-ubyte`) and its labels file (`N` bytes). The one set
+/// of samples serves as both the train and the test split; class names
+/// are the label numbers.
+pub fn read_idx_dataset(images: &[u8], labels: &[u8], name: &str) -> Result<Dataset> {
+    let x = read_idx(images).map_err(|e| Error::invalid(format!("images: {e}")))?;
+    let y = read_idx(labels).map_err(|e| Error::invalid(format!("labels: {e}")))?;
+    let n = x.shape[0];
+    if x.shape.len() < 2 {
+        return Err(Error::shape("IDX images", "[samples, …] with at least 2 axes", format!("{:?}", x.shape)));
+    }
+    if y.shape != [n] {
+        return Err(Error::shape("IDX labels", format!("[{n}] (one per image)"), format!("{:?}", y.shape)));
+    }
+    let classes = y.data.iter().max().map_or(0, |&m| m as usize + 1);
+    let split = Split { x: x.data.iter().map(|&v| v as f32).collect(), y: y.data.iter().map(|&v| v as u32).collect(), steps: 1 };
+    Ok(Dataset {
+        name: name.into(),
+        sample_shape: x.shape[1..].to_vec(),
+        class_names: (0..classes).map(|c| c.to_string()).collect(),
+        vocab: None,
+        train: split.clone(),
+        test: split,
+    })
+}
