@@ -30,9 +30,37 @@ pub enum Error {
     #[error("{format} version {found} is newer than this build supports (max {supported})")]
     Version { format: &'static str, found: u32, supported: u32 },
 
-    /// A request that contradicts itself or the model (unknown class, empty set, ...).
+    /// No loaded model has this id (the page or a plan named one that is not there).
+    #[error("no model {0}")]
+    NoModel(usize),
+
+    /// No loaded data set has this id.
+    #[error("no data set {0}")]
+    NoDataset(usize),
+
+    /// A module was asked of a model that has not been decomposed.
+    #[error("model '{model}' is not decomposed yet")]
+    NotDecomposed { model: String },
+
+    /// A model's decomposition has no module for this class.
+    #[error("model '{model}' has no module {class}")]
+    NoModule { model: String, class: usize },
+
+    /// A class index beyond a model's or data set's classes.
+    #[error("{owner} has no class {class}")]
+    NoClass { owner: String, class: usize },
+
+    /// A request that contradicts itself or the model (empty set, mixed modes, ...).
     #[error("{0}")]
     Invalid(String),
+
+    /// A file could not be read or written (the CLI's file system; the reason is the OS's).
+    #[error("{path}: {reason}")]
+    Io { path: String, reason: String },
+
+    /// An error in a file the user named (a plan's model, a data set path).
+    #[error("{path}: {source}")]
+    InFile { path: String, source: Box<Error> },
 
     /// The caller's progress callback asked to stop.
     #[error("cancelled")]
@@ -50,6 +78,10 @@ impl Error {
     }
     pub fn invalid(msg: impl Into<String>) -> Self {
         Error::Invalid(msg.into())
+    }
+    /// This error, as raised by the file at `path`.
+    pub fn in_file(self, path: impl Into<String>) -> Self {
+        Error::InFile { path: path.into(), source: Box::new(self) }
     }
     pub fn too_large(what: impl Into<String>, value: u64, limit: u64) -> Self {
         Error::TooLarge { what: what.into(), value, limit }

@@ -5,7 +5,7 @@
 use wasm_bindgen::prelude::*;
 
 use crate::engine::decompose::Settings;
-use crate::workbench::{Pick, Workbench};
+use crate::workbench::{ComposeMode, Pick, Workbench};
 
 #[wasm_bindgen(start)]
 pub fn start() {
@@ -149,7 +149,8 @@ impl Session {
     /// Benchmark figures for a loaded model (see `bench::bench_model`), timed with `Date.now()`;
     /// `inference_only` skips the decomposition figures.
     pub fn bench(&self, model: usize, inference_only: Option<bool>) -> Result<JsValue, JsError> {
-        engine(self.wb.bench(model, &|| js_sys::Date::now() / 1000.0, inference_only != Some(true)))
+        let clock = || js_sys::Date::now() / 1000.0;
+        engine(self.wb.model(model).and_then(|(m, d)| crate::app::bench::bench_model(m, d, &clock, inference_only != Some(true))))
     }
 
     /// Seconds per recomposition of `modules` rows × `samples` (see `bench::bench_recompose`).
@@ -165,11 +166,9 @@ impl Session {
     pub fn compose(&mut self, picks: JsValue, base: Option<usize>, update: Option<bool>, verify: JsValue) -> Result<JsValue, JsError> {
         let picks: Vec<Pick> = from_js(picks, "module selection")?;
         let verify: Option<Verify> = if verify.is_undefined() || verify.is_null() { None } else { Some(from_js(verify, "verification")?) };
-        match (verify, update == Some(true)) {
-            (Some(_), true) => Err(JsError::new("choose either module update or verification, not both")),
-            (Some(v), false) => engine(self.wb.compose_verified(&picks, &v.watched, v.verifier, base)),
-            (None, true) => engine(self.wb.compose_updated(&picks, base)),
-            (None, false) => engine(self.wb.compose(&picks, base)),
-        }
+        engine(
+            ComposeMode::new(update == Some(true), verify.map(|v| (v.watched, v.verifier)))
+                .and_then(|mode| self.wb.compose_in(&picks, base, &mode)),
+        )
     }
 }

@@ -149,8 +149,8 @@ fn clipped_columns_become_a_module_copy_of_the_kernel_and_cnn_recurrent_graphs_a
 fn what_cannot_be_exported_exactly_is_a_typed_error() {
     let wb = bench("digits", &["digits_mlp.keras"], &Settings::default());
     assert!(matches!(wb.export_onnx(&[], false), Err(Error::Invalid(_))));
-    assert!(matches!(wb.export_onnx(&[Pick { model: 0, class: 10 }], false), Err(Error::Invalid(_))));
-    assert!(matches!(wb.export_onnx(&[Pick { model: 3, class: 0 }], false), Err(Error::Invalid(_))));
+    assert!(matches!(wb.export_onnx(&[Pick { model: 0, class: 10 }], false), Err(Error::NoClass { class: 10, .. })));
+    assert!(matches!(wb.export_onnx(&[Pick { model: 3, class: 0 }], false), Err(Error::NoModel(3))));
 
     // Unrolled recurrent masks (different units per step) have no rolled ONNX op.
     let wb = bench("lang_a", &["lang_a_lstm.keras"], &Settings { unrolled: true, ..Settings::default() });
@@ -176,7 +176,7 @@ fn what_cannot_be_exported_exactly_is_a_typed_error() {
     let mut wb = Workbench::new();
     let ds = wb.add_dataset(&read("data/digits.npz"), "digits").unwrap().id;
     wb.add_model(&read("models/digits_mlp.keras"), "digits_mlp.keras", ds, None).unwrap();
-    assert!(matches!(wb.export_onnx(&picks(0, 0..2), false), Err(Error::Invalid(_))));
+    assert!(matches!(wb.export_onnx(&picks(0, 0..2), false), Err(Error::NotDecomposed { .. })));
 }
 
 #[test]

@@ -133,7 +133,7 @@ fn tiny_upload_fixture_is_small_and_loads() {
                 let h: Vec<f32> =
                     (0..HIDDEN).map(|j| (b1[j] + (0..POOLED).map(|i| x[i] * w1[i * HIDDEN + j]).sum::<f32>()).max(0.0)).collect();
                 let z: Vec<f32> = (0..10).map(|k| b2[k] + (0..HIDDEN).map(|j| h[j] * w2[j * 10 + k]).sum::<f32>()).collect();
-                remodule::workbench::argmax(&z) == **y as usize
+                remodule::engine::compose::argmax(&z) == **y as usize
             })
             .count();
         eprintln!("trainer's own test accuracy: {}", own as f32 / d.test.len() as f32);
@@ -146,7 +146,7 @@ fn tiny_upload_fixture_is_small_and_loads() {
     model.input.scale = 1.0 / 255.0;
     let rows: Vec<usize> = (0..d.test.len()).collect();
     let out = forward(&model, &d.inputs(&model, &d.test, &rows), d.test.len(), None, false, &mut |_, _| true).unwrap();
-    let right = out.probs.chunks(10).zip(&d.test.y).filter(|(p, y)| remodule::workbench::argmax(p) == **y as usize).count();
+    let right = out.probs.chunks(10).zip(&d.test.y).filter(|(p, y)| remodule::engine::compose::argmax(p) == **y as usize).count();
     let acc = right as f32 / d.test.len() as f32;
     eprintln!("tiny_digits.h5: {} bytes, test accuracy {acc:.3}", bytes.len());
     assert!(acc > 0.7, "accuracy {acc}");

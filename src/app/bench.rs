@@ -212,6 +212,113 @@ pub fn bench_recompose(modules: usize, samples: usize, clock: &dyn Fn() -> f64) 
     time(clock, 0.3, &mut || compose(&refs, &classes, &labels).map(drop))
 }
 
+/// One decomposition cost curve: `by` (classes, samples or width) varies
+/// from the base (10 classes, 5000 samples, width 128), with fitted log-log
+/// exponents.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ScaleCurve {
+    pub by: &'static str,
+    pub points: Vec<ScalePoint>,
+    pub decompose_exponent: f64,
+    pub pass_exponent: f64,
+    pub ratio_exponent: f64,
+}
+
+/// The three scaling curves of `remodule bench --scaling`.
+pub fn scaling_curves(clock: &dyn Fn() -> f64) -> Result<Vec<ScaleCurve>> {
+    let sweeps: [(&'static str, Vec<[usize; 3]>); 3] = [
+        ("classes", [10, 20, 50, 100].iter().map(|&c| [c, 5_000, 128]).collect()),
+        ("samples", [1_000, 2_000, 5_000, 10_000, 20_000].iter().map(|&n| [10, n, 128]).collect()),
+        ("width", [32, 64, 128, 256, 512].iter().map(|&w| [10, 5_000, w]).collect()),
+    ];
+    let mut curves = vec![];
+    for (by, at) in sweeps {
+        let points = at.iter().map(|&[c, n, w]| bench_scaling(c, n, w, clock)).collect::<Result<Vec<_>>>()?;
+        let x = |p: &ScalePoint| {
+            (match by {
+                "classes" => p.classes,
+                "samples" => p.samples,
+                _ => p.width,
+            }) as f64
+        };
+        let fit = |f: &dyn Fn(&ScalePoint) -> f64| loglog_slope(&points.iter().map(|p| (x(p), f(p))).collect::<Vec<_>>());
+        let (decompose_exponent, pass_exponent, ratio_exponent) = (fit(&|p| p.decompose_s), fit(&|p| p.pass_s), fit(&|p| p.ratio));
+        curves.push(ScaleCurve { by, points, decompose_exponent, pass_exponent, ratio_exponent });
+    }
+    Ok(curves)
+}
+
+/// One point of the recomposition benchmark.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RecomposePoint {
+    pub modules: usize,
+    pub samples: usize,
+    pub ms: f64,
+}
+
+/// Everything `remodule bench` prints (`--json`: this, serialised; `scripts/bench` reads it).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BenchReport {
+    pub rows: Vec<ModelBench>,
+    pub recompose: Vec<RecomposePoint>,
+    pub scaling: Vec<ScaleCurve>,
+}
+
+impl BenchReport {
+    /// Per-model rows (with `full`, their decomposition figures and the
+    /// recomposition grid), and with `scaling` the cost curves.
+    pub fn run(models: &[(&Model, &Dataset)], full: bool, scaling: bool, clock: &dyn Fn() -> f64) -> Result<Self> {
+        let rows = models.iter().map(|(m, d)| bench_model(m, d, clock, full)).collect::<Result<Vec<_>>>()?;
+        let recompose = if full {
+            RECOMPOSE_SIZES
+                .into_iter()
+                .map(|(modules, samples)| Ok(RecomposePoint { modules, samples, ms: bench_recompose(modules, samples, clock)? * 1e3 }))
+                .collect::<Result<Vec<_>>>()?
+        } else {
+            vec![]
+        };
+        let scaling = if scaling { scaling_curves(clock)? } else { vec![] };
+        Ok(BenchReport { rows, recompose, scaling })
+    }
+
+    /// The report as Markdown tables.
+    pub fn markdown(&self) -> String {
+        use std::fmt::Write;
+        let mut w = String::new();
+        let _ = writeln!(w, "| model | samples/s | GFLOP/s | technique | decompose all (s) | decompose ÷ one recorded pass |");
+        let _ = writeln!(w, "|---|---:|---:|---|---:|---:|");
+        for b in &self.rows {
+            if b.decompose.is_empty() {
+                let _ = writeln!(w, "| {} | {:.0} | {:.2} | – | – | – |", b.model, b.samples_per_s, b.gflops);
+            }
+            for d in &b.decompose {
+                let _ = writeln!(
+                    w,
+                    "| {} | {:.0} | {:.2} | {} | {:.3} | {:.2} |",
+                    b.model, b.samples_per_s, b.gflops, d.technique, d.decompose_s, d.ratio
+                );
+            }
+        }
+        let _ = writeln!(w, "\n| modules × samples | recompose (ms) |\n|---|---:|");
+        for r in &self.recompose {
+            let _ = writeln!(w, "| {} × {} | {:.3} |", r.modules, r.samples, r.ms);
+        }
+        for c in &self.scaling {
+            let _ = writeln!(w, "\n| {} | decompose (s) | one recorded pass (s) | ratio |\n|---:|---:|---:|---:|", c.by);
+            for p in &c.points {
+                let x = match c.by {
+                    "classes" => p.classes,
+                    "samples" => p.samples,
+                    _ => p.width,
+                };
+                let _ = writeln!(w, "| {x} | {:.4} | {:.4} | {:.2} |", p.decompose_s, p.pass_s, p.ratio);
+            }
+            let _ = writeln!(w, "fitted exponent: decompose {:.2}, pass {:.2}", c.decompose_exponent, c.pass_exponent);
+        }
+        w
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

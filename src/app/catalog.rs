@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use super::loader::{Loader, Read};
 use crate::error::{Error, Result};
-use crate::workbench::Workbench;
+use crate::workbench::{ModelId, Workbench};
 
 #[derive(Debug, Deserialize)]
 pub struct CatalogDataset {
@@ -34,20 +35,20 @@ impl Catalog {
     }
 }
 
-/// Loads every catalog data set and model into a fresh workbench; returns it
-/// with the model ids in catalog order.
-pub fn load_all(cat: &Catalog, read: &dyn Fn(&str) -> Result<Vec<u8>>) -> Result<(Workbench, Vec<usize>)> {
-    let mut wb = Workbench::new();
+/// Loads every catalog data set and model into a fresh workbench (through
+/// [`Loader`]; nothing decomposed); returns it with the model ids in catalog order.
+pub fn load_all(cat: &Catalog, read: Read) -> Result<(Workbench, Vec<ModelId>)> {
+    let mut loader = Loader::new(read);
     let mut ds_ids = BTreeMap::new();
     for (key, d) in &cat.datasets {
-        ds_ids.insert(key.clone(), wb.add_dataset(&read(&format!("data/{}", d.file))?, key)?.id);
+        ds_ids.insert(key.clone(), loader.dataset(&format!("data/{}", d.file), Some(key))?);
     }
     let mut ids = vec![];
     for m in &cat.models {
         let ds = *ds_ids
             .get(&m.dataset)
             .ok_or_else(|| Error::invalid(format!("catalog: model {} names unknown data set {}", m.file, m.dataset)))?;
-        ids.push(wb.add_model(&read(&format!("models/{}", m.file))?, &m.file, ds, None)?.id);
+        ids.push(loader.file(&format!("models/{}", m.file), ds)?.model.id);
     }
-    Ok((wb, ids))
+    Ok((loader.wb, ids))
 }

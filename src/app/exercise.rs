@@ -10,7 +10,7 @@ use std::io::Read;
 use serde::{Deserialize, Serialize};
 
 use crate::app::catalog::Catalog;
-use crate::app::plan::Loader;
+use crate::app::loader::Loader;
 use crate::engine::compose::ClassId;
 use crate::engine::decompose::Settings;
 use crate::error::{Error, Result};
@@ -196,7 +196,7 @@ pub fn check(ex: &Exercise, st: &State, cat: &Catalog, read: &dyn Fn(&str) -> Re
         let entry = cat.models.iter().find(|m| m.file == *f).ok_or_else(|| Error::invalid(format!("'{f}' is not a bundled model")))?;
         let file =
             &cat.datasets.get(&entry.dataset).ok_or_else(|| Error::invalid(format!("catalog: no data set '{}'", entry.dataset)))?.file;
-        let ds = loader.dataset(&format!("data/{file}"), &entry.dataset)?;
+        let ds = loader.dataset(&format!("data/{file}"), Some(&entry.dataset))?;
         datasets.insert(&entry.dataset, ds);
         ids.push(loader.model(&format!("models/{f}"), ds, Some(&st.settings))?);
     }

@@ -5,5 +5,6 @@
 pub mod bench;
 pub mod catalog;
 pub mod exercise;
+pub mod loader;
 pub mod plan;
 pub mod tables;

@@ -22,10 +22,10 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use crate::engine::compose::ClassId;
+use super::loader::Loader;
 use crate::engine::decompose::Settings;
 use crate::error::{Error, Result};
-use crate::workbench::{ComposeResult, DatasetId, ModelId, Pick, Workbench};
+use crate::workbench::{ComposeMode, ComposeResult, ModelId, Pick, Workbench};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -95,78 +95,18 @@ impl Plan {
     }
 }
 
-/// Reads files into one workbench: each data set once (by path), each model
-/// file or module set decomposed with its settings. The composition file, the
-/// exercise checker and the CLI load through it.
-pub struct Loader<'r> {
-    pub wb: Workbench,
-    read: &'r dyn Fn(&str) -> Result<Vec<u8>>,
-    datasets: BTreeMap<String, DatasetId>,
-}
-
-impl<'r> Loader<'r> {
-    pub fn new(read: &'r dyn Fn(&str) -> Result<Vec<u8>>) -> Self {
-        Loader { wb: Workbench::new(), read, datasets: BTreeMap::new() }
-    }
-
-    /// The data set at `path` (.npz), added on first use under `name`.
-    pub fn dataset(&mut self, path: &str, name: &str) -> Result<DatasetId> {
-        if let Some(&d) = self.datasets.get(path) {
-            return Ok(d);
-        }
-        let d = self.wb.add_dataset(&(self.read)(path)?, name).map_err(|e| in_file(path, e))?.id;
-        self.datasets.insert(path.to_string(), d);
-        Ok(d)
-    }
-
-    /// The model file at `path` on data set `ds`, decomposed with `settings`
-    /// (defaults when `None`); a saved module set is used as saved, so it
-    /// refuses settings.
-    pub fn model(&mut self, path: &str, ds: DatasetId, settings: Option<&Settings>) -> Result<ModelId> {
-        let name = path.rsplit('/').next().unwrap_or(path);
-        let f = self.wb.add_file(&(self.read)(path)?, name, ds).map_err(|e| in_file(path, e))?;
-        match (f.decomposition, settings) {
-            (Some(_), Some(_)) => {
-                Err(Error::invalid(format!("{path} is a module set: its modules are used as saved, so \"settings\" does not apply")))
-            }
-            (Some(_), None) => Ok(f.model.id),
-            (None, s) => {
-                self.wb.decompose(f.model.id, &s.cloned().unwrap_or_default(), &mut |_| true)?;
-                Ok(f.model.id)
-            }
-        }
-    }
-}
-
 /// What a composition file asks for, loaded and decomposed.
 pub struct Built {
     pub wb: Workbench,
     /// The modules in voting order.
     pub picks: Vec<Pick>,
     pub base: Option<ModelId>,
-    pub mode: Mode,
-}
-
-/// How the picks are composed.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Mode {
-    Plain,
-    /// Module update (`"update": true`).
-    Update,
-    /// Answers of `watched` are checked by the modules of model `by`.
-    Verify {
-        watched: Vec<ClassId>,
-        by: ModelId,
-    },
+    pub mode: ComposeMode,
 }
 
 impl Built {
     pub fn compose(&mut self) -> Result<ComposeResult> {
-        match &self.mode {
-            Mode::Plain => self.wb.compose(&self.picks, self.base),
-            Mode::Update => self.wb.compose_updated(&self.picks, self.base),
-            Mode::Verify { watched, by } => self.wb.compose_verified(&self.picks, watched, *by, self.base),
-        }
+        self.wb.compose_in(&self.picks, self.base, &self.mode)
     }
 }
 
@@ -179,7 +119,7 @@ pub fn build(plan: &Plan, read: &dyn Fn(&str) -> Result<Vec<u8>>, progress: &mut
     let mut loader = Loader::new(read);
     let mut ids: BTreeMap<&str, ModelId> = BTreeMap::new();
     for (key, m) in &plan.models {
-        let ds = loader.dataset(&m.data, &file_stem(&m.data))?;
+        let ds = loader.dataset(&m.data, None)?;
         progress(&format!("loading {key} ({})", m.model));
         let id = loader.model(&m.model, ds, m.settings.as_ref()).map_err(|e| Error::invalid(format!("model '{key}': {e}")))?;
         ids.insert(key, id);
@@ -219,11 +159,9 @@ pub fn build(plan: &Plan, read: &dyn Fn(&str) -> Result<Vec<u8>>, progress: &mut
         }
     }
     let base = plan.base.as_deref().map(model).transpose()?;
-    let mode = match (&plan.verify, plan.update) {
-        (Some(_), true) => return Err(Error::invalid("composition file: choose either \"update\" or \"verify\", not both")),
-        (Some(v), false) => {
-            let by = model(&v.by)?;
-            // Watched classes are named as in the composition's models.
+    // Watched classes are named as in the composition's models.
+    let verify = match &plan.verify {
+        Some(v) => {
             let watched = v
                 .classes
                 .iter()
@@ -235,11 +173,11 @@ pub fn build(plan: &Plan, read: &dyn Fn(&str) -> Result<Vec<u8>>, progress: &mut
                     wb.class_id(p.model, p.class)
                 })
                 .collect::<Result<Vec<_>>>()?;
-            Mode::Verify { watched, by }
+            Some((watched, model(&v.by)?))
         }
-        (None, true) => Mode::Update,
-        (None, false) => Mode::Plain,
+        None => None,
     };
+    let mode = ComposeMode::new(plan.update, verify).map_err(|e| Error::invalid(format!("composition file: {e}")))?;
     Ok(Built { wb, picks, base, mode })
 }
 
@@ -248,13 +186,4 @@ pub fn run(plan: &Plan, read: &dyn Fn(&str) -> Result<Vec<u8>>, progress: &mut d
     let mut built = build(plan, read, progress)?;
     progress("composing");
     built.compose()
-}
-
-fn file_stem(path: &str) -> String {
-    let name = path.rsplit('/').next().unwrap_or(path);
-    name.split('.').next().unwrap_or(name).to_string()
-}
-
-fn in_file(path: &str, e: Error) -> Error {
-    Error::invalid(format!("{path}: {e}"))
 }

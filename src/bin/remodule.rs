@@ -5,15 +5,15 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::{Parser, Subcommand};
-use remodule::engine::data::Dataset;
+use remodule::app::bench::BenchReport;
+use remodule::app::loader::Loader;
+use remodule::app::plan::{Built, Plan};
 use remodule::engine::decompose::{Head, Mode, Settings, Technique};
 use remodule::engine::model::{InputKind, forward};
-use remodule::formats::dataset::{read_idx_dataset, read_npz_dataset};
-use remodule::formats::{idx, load_model, native, npz};
-use remodule::workbench::{DecompositionInfo, Pick, Workbench};
-
-/// (classes, samples, width) of one synthetic scaling point.
-type ScalePoint3 = (usize, usize, usize);
+use remodule::formats::dataset::read_samples;
+use remodule::formats::{file_stem, load_model, native, npz};
+use remodule::workbench::{ComposeMode, DecompositionInfo, Pick, Workbench};
+use remodule::{Error, Result};
 
 #[derive(Parser)]
 #[command(name = "remodule", version, about = "Decompose a trained classifier into per-class modules and recompose them")]
@@ -49,24 +49,26 @@ struct Composition {
 }
 
 impl Composition {
-    fn build(&self) -> Result<remodule::app::plan::Built, String> {
+    fn build(&self) -> Result<Built> {
         let target = &self.target;
         if target.extension().is_some_and(|e| e == "json") {
             if self.data.is_some() || !self.classes.is_empty() || self.opts.any_given() {
-                return Err("a composition file says everything itself: --data, --classes and decomposition options do not apply".into());
+                return Err(Error::invalid(
+                    "a composition file says everything itself: --data, --classes and decomposition options do not apply",
+                ));
             }
-            let plan = remodule::app::plan::Plan::parse(&read(target)?).map_err(|e| format!("{}: {e}", target.display()))?;
+            let plan = Plan::parse(&read(target)?).map_err(|e| e.in_file(target.display().to_string()))?;
             let dir = target.parent().map(Path::to_path_buf).unwrap_or_default();
-            let reader = |p: &str| std::fs::read(dir.join(p)).map_err(|e| remodule::Error::invalid(format!("{p}: {e}")));
-            return remodule::app::plan::build(&plan, &reader, &mut |m| eprintln!("{m}")).map_err(|e| e.to_string());
+            let reader = |p: &str| read(&dir.join(p));
+            return remodule::app::plan::build(&plan, &reader, &mut |m| eprintln!("{m}"));
         }
-        let data = self.data.clone().ok_or("give --data with a model file (or a composition file .json)")?;
+        let data = self.data.clone().ok_or_else(|| Error::invalid("give --data with a model file (or a composition file .json)"))?;
         let (mut wb, id, saved) = load(&ModelData { model: target.clone(), data })?;
         self.opts.decompose(&mut wb, id, saved)?;
         let classes: Vec<usize> =
             if self.classes.is_empty() { (0..wb.model_info(id).class_names.len()).collect() } else { self.classes.clone() };
         let picks = classes.into_iter().map(|class| Pick { model: id, class }).collect();
-        Ok(remodule::app::plan::Built { wb, picks, base: Some(id), mode: remodule::app::plan::Mode::Plain })
+        Ok(Built { wb, picks, base: Some(id), mode: ComposeMode::Plain })
     }
 }
 
@@ -75,20 +77,20 @@ impl Composition {
 #[derive(clap::Args)]
 struct DecomposeOpts {
     /// Dense/conv layers: which reading of the papers: paper (union of activity; default) or reference (the authors' code)
-    #[arg(long, value_parser = ["paper", "reference"])]
-    mode: Option<String>,
+    #[arg(long, value_enum)]
+    mode: Option<Mode>,
     /// Backtracking after channeling: mc (none), mc-bln (through the dense layers to the last convolution), mc-bi (on to the input) [default: mc-bln]
-    #[arg(long, value_parser = ["mc", "mc-bln", "mc-bi"])]
-    technique: Option<String>,
+    #[arg(long, value_enum)]
+    technique: Option<Technique>,
     /// MC-BLN/MC-BI: strong-edge threshold δ [default: 0.5]
     #[arg(long)]
     delta: Option<f32>,
     /// Module output: two (the channeled 2-unit head) or reference (the authors' N-output head with CM-RIE and voting) [default: two]
-    #[arg(long, value_parser = ["two", "reference"])]
-    head: Option<String>,
+    #[arg(long, value_enum)]
+    head: Option<Head>,
     /// Recurrent layers: reference (robust-mean statistic, capped removal; default) or paper (sign rule)
-    #[arg(long, value_parser = ["paper", "reference"])]
-    recurrent_mode: Option<String>,
+    #[arg(long, value_enum)]
+    recurrent_mode: Option<Mode>,
     /// Recurrent layers: prune each time step separately (unrolled) instead of one set for all steps
     #[arg(long)]
     unrolled: bool,
@@ -112,26 +114,12 @@ struct DecomposeOpts {
 impl DecomposeOpts {
     fn settings(&self) -> Settings {
         let d = Settings::default();
-        let mode = |m: &Option<String>, default| match m.as_deref() {
-            Some("reference") => Mode::Reference,
-            Some(_) => Mode::Paper,
-            None => default,
-        };
         Settings {
-            mode: mode(&self.mode, d.mode),
-            technique: match self.technique.as_deref() {
-                Some("mc-bln") => Technique::McBln,
-                Some("mc-bi") => Technique::McBi,
-                Some(_) => Technique::Mc,
-                None => d.technique,
-            },
+            mode: self.mode.unwrap_or(d.mode),
+            technique: self.technique.unwrap_or(d.technique),
             delta: self.delta.unwrap_or(d.delta),
-            head: match self.head.as_deref() {
-                Some("reference") => Head::Reference,
-                Some(_) => Head::Two,
-                None => d.head,
-            },
-            recurrent_mode: mode(&self.recurrent_mode, d.recurrent_mode),
+            head: self.head.unwrap_or(d.head),
+            recurrent_mode: self.recurrent_mode.unwrap_or(d.recurrent_mode),
             unrolled: self.unrolled,
             max_remove: self.max_remove.unwrap_or(d.max_remove),
             gates: self.gates,
@@ -157,11 +145,13 @@ impl DecomposeOpts {
     }
 
     /// The loaded module set's decomposition, or a new one with these options.
-    fn decompose(&self, wb: &mut Workbench, id: usize, saved: Option<DecompositionInfo>) -> Result<DecompositionInfo, String> {
+    fn decompose(&self, wb: &mut Workbench, id: usize, saved: Option<DecompositionInfo>) -> Result<DecompositionInfo> {
         match saved {
-            Some(_) if self.any_given() => Err("the model file is a module set: its modules are used as saved, so decomposition options do not apply (decompose the source model to change them)".into()),
+            Some(_) if self.any_given() => Err(Error::invalid(
+                "the model file is a module set: its modules are used as saved, so decomposition options do not apply (decompose the source model to change them)",
+            )),
             Some(dec) => Ok(dec),
-            None => wb.decompose(id, &self.settings(), &mut |_| true).map_err(|e| e.to_string()),
+            None => wb.decompose(id, &self.settings(), &mut |_| true),
         }
     }
 }
@@ -181,8 +171,8 @@ enum Cmd {
         #[arg(long)]
         data: PathBuf,
         /// Which split of a .npz to use
-        #[arg(long, default_value = "test", value_parser = ["test", "train"])]
-        split: String,
+        #[arg(long, value_enum, default_value_t = Split::Test)]
+        split: Split,
         /// Model input = stored value × scale (default: 1/255 for image models, 1 otherwise)
         #[arg(long)]
         scale: Option<f32>,
@@ -292,6 +282,13 @@ enum Cmd {
     },
 }
 
+/// Which split of a data set `.npz` `predict` reads.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Split {
+    Test,
+    Train,
+}
+
 #[derive(Subcommand)]
 enum ExerciseCmd {
     /// Rebuild a playground state's composition and check an exercise's goal. Exit code 0 when
@@ -310,72 +307,34 @@ enum ExerciseCmd {
     },
 }
 
-fn read(path: &Path) -> Result<Vec<u8>, String> {
-    std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))
+fn read(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| Error::Io { path: path.display().to_string(), reason: e.to_string() })
 }
 
-fn stem(path: &Path) -> String {
-    path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+fn write(path: &Path, bytes: &[u8]) -> Result<()> {
+    std::fs::write(path, bytes).map_err(|e| Error::Io { path: path.display().to_string(), reason: format!("cannot write: {e}") })
 }
 
-/// An IDX images file's labels file, by the MNIST naming convention.
-fn idx_labels(images: &Path) -> Result<PathBuf, String> {
-    idx::labels_name(&images.to_string_lossy()).map(PathBuf::from).filter(|p| p.is_file()).ok_or_else(|| {
-        format!("{}: an IDX images file needs its labels file next to it (…-images-idx3-ubyte → …-labels-idx1-ubyte)", images.display())
-    })
+fn path_str(path: &Path) -> String {
+    path.to_string_lossy().into_owned()
 }
 
-/// A labelled data set: `.npz`, or IDX images plus the labels file next to them.
-fn dataset(path: &Path) -> Result<Dataset, String> {
-    let bytes = read(path)?;
-    let d = if idx::looks_like_idx(&bytes) || bytes.starts_with(&[0x1f, 0x8b]) {
-        read_idx_dataset(&bytes, &read(&idx_labels(path)?)?, &stem(path))
-    } else {
-        read_npz_dataset(&bytes, &stem(path))
-    };
-    d.map_err(|e| format!("{}: {e}", path.display()))
+/// A workbench with the data set and the model (through the one loader);
+/// for a module set, also its decomposition as saved.
+fn load(md: &ModelData) -> Result<(Workbench, usize, Option<DecompositionInfo>)> {
+    let reader = |p: &str| read(Path::new(p));
+    let mut loader = Loader::new(&reader);
+    let ds = loader.dataset(&path_str(&md.data), None)?;
+    let f = loader.file(&path_str(&md.model), ds)?;
+    Ok((loader.wb, f.model.id, f.decomposition))
 }
 
-/// Samples to predict: (raw values, count).
-fn samples(path: &Path, split: &str) -> Result<(Vec<f32>, usize), String> {
-    let bytes = read(path)?;
-    let at = |e: remodule::Error| format!("{}: {e}", path.display());
-    if idx::looks_like_idx(&bytes) || bytes.starts_with(&[0x1f, 0x8b]) {
-        let a = idx::read_idx(&bytes).map_err(at)?;
-        return Ok((a.data.iter().map(|&v| v as f32).collect(), a.shape[0]));
-    }
-    if bytes.starts_with(b"\x93NUMPY") {
-        let a = npz::read_npy(&bytes).map_err(at)?;
-        let n = *a.shape.first().ok_or_else(|| format!("{}: a scalar, not an array of samples", path.display()))?;
-        return Ok((a.to_f32(), n));
-    }
-    let d = read_npz_dataset(&bytes, &stem(path)).map_err(at)?;
-    let s = if split == "train" { d.train } else { d.test };
-    let n = s.len();
-    Ok((s.x, n))
+/// The bundled catalog of the repository at `root`.
+fn catalog(root: &Path) -> Result<remodule::app::catalog::Catalog> {
+    remodule::app::catalog::Catalog::parse(&read(&root.join("models/catalog.json"))?)
 }
 
-fn write(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    std::fs::write(path, bytes).map_err(|e| format!("{}: {e}", path.display()))
-}
-
-/// A workbench with the data set and the model; for a module set, also its
-/// decomposition as saved.
-fn load(md: &ModelData) -> Result<(Workbench, usize, Option<DecompositionInfo>), String> {
-    let mut wb = Workbench::new();
-    let ds = wb.add_data(dataset(&md.data)?);
-    let (id, dec) = add_file(&mut wb, &md.model, ds.id)?;
-    Ok((wb, id, dec))
-}
-
-/// Adds a model file or a module set on data set `ds`.
-fn add_file(wb: &mut Workbench, path: &Path, ds: usize) -> Result<(usize, Option<DecompositionInfo>), String> {
-    let file = path.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-    let f = wb.add_file(&read(path)?, &file, ds).map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok((f.model.id, f.decomposition))
-}
-
-fn run(cli: Cli) -> Result<(), String> {
+fn run(cli: Cli) -> Result<()> {
     let cards = matches!(cli.cmd, Cmd::Cards { .. });
     match cli.cmd {
         Cmd::Info { md } => {
@@ -388,25 +347,26 @@ fn run(cli: Cli) -> Result<(), String> {
         }
         Cmd::Predict { model, data, split, scale, out } => {
             let file = model.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-            let m = load_model(&read(&model)?, &file).map_err(|e| format!("{}: {e}", model.display()))?;
-            let (raw, n) = samples(&data, &split)?;
+            let m = load_model(&read(&model)?, &file).map_err(|e| e.in_file(model.display().to_string()))?;
+            let split = if split == Split::Train { "train" } else { "test" };
+            let (raw, n) = read_samples(&read(&data)?, file_stem(&path_str(&data)), split).map_err(|e| e.in_file(path_str(&data)))?;
             let len = m.input_len();
             if raw.len() != n * len {
-                return Err(format!(
+                return Err(Error::invalid(format!(
                     "{}: {n} samples of {} values each; model '{}' takes {len} ({:?})",
                     data.display(),
                     raw.len() / n.max(1),
                     m.name,
                     m.input.shape
-                ));
+                )));
             }
             let scale = scale.unwrap_or(if m.input.kind == InputKind::Image { 1.0 / 255.0 } else { 1.0 });
             let x: Vec<f32> = raw.iter().map(|v| v * scale).collect();
-            let probs = forward(&m, &x, n, None, false, &mut |_, _| true).map_err(|e| e.to_string())?.probs;
+            let probs = forward(&m, &x, n, None, false, &mut |_, _| true)?.probs;
             let (c, steps) = (m.classes(), m.out_steps());
             let shape = if steps > 1 { vec![n, steps, c] } else { vec![n, c] };
-            let bytes = npz::write_npy_f32(&shape, &probs).map_err(|e| e.to_string())?;
-            std::fs::write(&out, bytes).map_err(|e| format!("{}: {e}", out.display()))?;
+            let bytes = npz::write_npy_f32(&shape, &probs)?;
+            write(&out, &bytes)?;
             println!("{}: wrote {shape:?} float32 probabilities to {}", m.name, out.display());
         }
         Cmd::Eval { md, json } => {
@@ -423,10 +383,10 @@ fn run(cli: Cli) -> Result<(), String> {
             let t = Instant::now();
             let dec = opts.decompose(&mut wb, id, saved)?;
             let picks: Vec<Pick> = dec.modules.iter().map(|m| Pick { model: id, class: m.class }).collect();
-            let c = wb.compose(&picks, Some(id)).map_err(|e| e.to_string())?;
+            let c = wb.compose(&picks, Some(id))?;
             let seconds = t.elapsed().as_secs_f64();
             if let Some(path) = &out {
-                write(path, &wb.export_modules(id).map_err(|e| e.to_string())?)?;
+                write(path, &wb.export_modules(id)?)?;
             }
             let model_acc = wb.model_info(id).accuracy;
             if json {
@@ -455,93 +415,32 @@ fn run(cli: Cli) -> Result<(), String> {
             }
         }
         Cmd::Bench { models, data, json, scaling, inference_only } => {
-            use remodule::app::bench::{RECOMPOSE_SIZES, bench_recompose, bench_scaling, loglog_slope};
             let t0 = Instant::now();
             let clock = move || t0.elapsed().as_secs_f64();
-            let mut rows = vec![];
+            let mut loaded = vec![];
             for spec in &models {
                 let (model, data) = match spec.split_once('=') {
                     Some((m, d)) => (PathBuf::from(m), PathBuf::from(d)),
-                    None => (PathBuf::from(spec), data.clone().ok_or_else(|| format!("{spec}: give --data or write MODEL=DATA"))?),
+                    None => (
+                        PathBuf::from(spec),
+                        data.clone().ok_or_else(|| Error::invalid(format!("{spec}: give --data or write MODEL=DATA")))?,
+                    ),
                 };
                 let (wb, id, _) = load(&ModelData { model, data })?;
-                rows.push(wb.bench(id, &clock, !inference_only).map_err(|e| e.to_string())?);
+                loaded.push((wb, id));
             }
-            let mut recompose = vec![];
-            for (m, s) in RECOMPOSE_SIZES.into_iter().filter(|_| !inference_only) {
-                let t = bench_recompose(m, s, &clock).map_err(|e| e.to_string())?;
-                recompose.push(serde_json::json!({"modules": m, "samples": s, "ms": t * 1e3}));
-            }
-            // Each curve varies one of (classes, samples, width) from the base (10, 5000, 128).
-            let mut curves = vec![];
-            if scaling {
-                let sweeps: [(&str, Vec<ScalePoint3>); 3] = [
-                    ("classes", [10, 20, 50, 100].iter().map(|&c| (c, 5_000, 128)).collect()),
-                    ("samples", [1_000, 2_000, 5_000, 10_000, 20_000].iter().map(|&n| (10, n, 128)).collect()),
-                    ("width", [32, 64, 128, 256, 512].iter().map(|&w| (10, 5_000, w)).collect()),
-                ];
-                for (by, points) in sweeps {
-                    let pts = points
-                        .iter()
-                        .map(|&(c, n, w)| bench_scaling(c, n, w, &clock))
-                        .collect::<Result<Vec<_>, _>>()
-                        .map_err(|e| e.to_string())?;
-                    let x = |p: &remodule::app::bench::ScalePoint| {
-                        (match by {
-                            "classes" => p.classes,
-                            "samples" => p.samples,
-                            _ => p.width,
-                        }) as f64
-                    };
-                    let fit = |f: &dyn Fn(&remodule::app::bench::ScalePoint) -> f64| {
-                        loglog_slope(&pts.iter().map(|p| (x(p), f(p))).collect::<Vec<_>>())
-                    };
-                    curves.push(serde_json::json!({"by": by, "points": pts, "decompose_exponent": fit(&|p| p.decompose_s), "pass_exponent": fit(&|p| p.pass_s), "ratio_exponent": fit(&|p| p.ratio)}));
-                }
-            }
+            let pairs = loaded.iter().map(|(wb, id)| wb.model(*id)).collect::<Result<Vec<_>>>()?;
+            let report = BenchReport::run(&pairs, !inference_only, scaling, &clock)?;
             if json {
-                println!("{}", serde_json::json!({"rows": rows, "recompose": recompose, "scaling": curves}));
-                return Ok(());
-            }
-            println!("| model | samples/s | GFLOP/s | technique | decompose all (s) | decompose ÷ one recorded pass |");
-            println!("|---|---:|---:|---|---:|---:|");
-            for b in &rows {
-                if b.decompose.is_empty() {
-                    println!("| {} | {:.0} | {:.2} | – | – | – |", b.model, b.samples_per_s, b.gflops);
-                }
-                for d in &b.decompose {
-                    println!(
-                        "| {} | {:.0} | {:.2} | {} | {:.3} | {:.2} |",
-                        b.model, b.samples_per_s, b.gflops, d.technique, d.decompose_s, d.ratio
-                    );
-                }
-            }
-            println!("\n| modules × samples | recompose (ms) |\n|---|---:|");
-            for r in &recompose {
-                println!("| {} × {} | {:.3} |", r["modules"], r["samples"], r["ms"].as_f64().unwrap_or(f64::NAN));
-            }
-            for c in &curves {
-                println!("\n| {} | decompose (s) | one recorded pass (s) | ratio |\n|---:|---:|---:|---:|", c["by"].as_str().unwrap_or(""));
-                for p in c["points"].as_array().into_iter().flatten() {
-                    println!(
-                        "| {} | {:.4} | {:.4} | {:.2} |",
-                        p[c["by"].as_str().unwrap_or("")],
-                        p["decompose_s"].as_f64().unwrap_or(f64::NAN),
-                        p["pass_s"].as_f64().unwrap_or(f64::NAN),
-                        p["ratio"].as_f64().unwrap_or(f64::NAN)
-                    );
-                }
-                println!(
-                    "fitted exponent: decompose {:.2}, pass {:.2}",
-                    c["decompose_exponent"].as_f64().unwrap_or(f64::NAN),
-                    c["pass_exponent"].as_f64().unwrap_or(f64::NAN)
-                );
+                println!("{}", serde_json::to_string(&report).map_err(|e| Error::invalid(e.to_string()))?);
+            } else {
+                print!("{}", report.markdown());
             }
         }
         Cmd::Convert { model, out } => {
             let file = model.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-            let m = load_model(&read(&model)?, &file).map_err(|e| e.to_string())?;
-            let bytes = native::save_model(&m).map_err(|e| e.to_string())?;
+            let m = load_model(&read(&model)?, &file)?;
+            let bytes = native::save_model(&m)?;
             write(&out, &bytes)?;
             println!(
                 "{}: {} layers, {} parameters, {} classes -> {} ({} bytes)",
@@ -555,35 +454,31 @@ fn run(cli: Cli) -> Result<(), String> {
         }
         Cmd::Table { root, out } | Cmd::Cards { root, out } => {
             let t0 = Instant::now();
-            let catalog = remodule::app::catalog::Catalog::parse(&read(&root.join("models/catalog.json"))?).map_err(|e| e.to_string())?;
-            let reader = |p: &str| std::fs::read(root.join(p)).map_err(|e| remodule::Error::invalid(format!("{p}: {e}")));
+            let (catalog, reader) = (catalog(&root)?, |p: &str| read(&root.join(p)));
             let md = if cards {
                 remodule::app::tables::model_cards_markdown(&catalog, &reader)
             } else {
                 remodule::app::tables::fidelity_markdown(&catalog, &reader, &move || t0.elapsed().as_secs_f64())
-            }
-            .map_err(|e| e.to_string())?;
+            }?;
             match out {
-                Some(p) => std::fs::write(&p, md).map_err(|e| format!("{}: {e}", p.display()))?,
+                Some(p) => write(&p, md.as_bytes())?,
                 None => print!("{md}"),
             }
         }
         Cmd::Exercise { cmd: ExerciseCmd::Check { exercise, state, root, json } } => {
             use remodule::app::exercise;
             let text = if Path::new(&state).is_file() { String::from_utf8_lossy(&read(Path::new(&state))?).into_owned() } else { state };
-            let st = exercise::parse_state(&text).map_err(|e| e.to_string())?;
+            let st = exercise::parse_state(&text)?;
             let spec = match exercise.as_str() {
                 "-" => None,
                 e if e.ends_with(".json") => Some(String::from_utf8_lossy(&read(Path::new(e))?).into_owned()),
                 id => Some(id.to_string()),
             };
-            let ex = exercise::find_exercise(spec.as_deref(), &st, &read(&root.join("www/exercises/builtin.json"))?)
-                .map_err(|e| e.to_string())?;
-            let cat = remodule::app::catalog::Catalog::parse(&read(&root.join("models/catalog.json"))?).map_err(|e| e.to_string())?;
-            let reader = |p: &str| std::fs::read(root.join(p)).map_err(|e| remodule::Error::invalid(format!("{p}: {e}")));
-            let r = exercise::check(&ex, &st, &cat, &reader).map_err(|e| e.to_string())?;
+            let ex = exercise::find_exercise(spec.as_deref(), &st, &read(&root.join("www/exercises/builtin.json"))?)?;
+            let (cat, reader) = (catalog(&root)?, |p: &str| read(&root.join(p)));
+            let r = exercise::check(&ex, &st, &cat, &reader)?;
             if json {
-                println!("{}", serde_json::to_string(&r).map_err(|e| e.to_string())?);
+                println!("{}", serde_json::to_string(&r).map_err(|e| Error::invalid(e.to_string()))?);
             } else {
                 println!("{}: {}", r.exercise, if r.solved { "solved" } else { "not solved" });
                 for c in &r.checks {
@@ -597,11 +492,11 @@ fn run(cli: Cli) -> Result<(), String> {
         Cmd::Decompose { md, opts, out } => {
             let (mut wb, id, saved) = load(&md)?;
             if saved.is_some() {
-                return Err(format!("{}: already a module set", md.model.display()));
+                return Err(Error::invalid(format!("{}: already a module set", md.model.display())));
             }
             let t = Instant::now();
             let dec = opts.decompose(&mut wb, id, None)?;
-            let bytes = wb.export_modules(id).map_err(|e| e.to_string())?;
+            let bytes = wb.export_modules(id)?;
             write(&out, &bytes)?;
             let info = wb.model_info(id);
             println!(
@@ -616,12 +511,14 @@ fn run(cli: Cli) -> Result<(), String> {
         }
         Cmd::Export { what, softmax, out, expected } => {
             let mut built = what.build()?;
-            if built.mode != remodule::app::plan::Mode::Plain {
-                return Err("export writes the modules as decomposed: a composition with module update or verification is not exported (remove \"update\" / \"verify\")".into());
+            if built.mode != ComposeMode::Plain {
+                return Err(Error::invalid(
+                    "export writes the modules as decomposed: a composition with module update or verification is not exported (remove \"update\" / \"verify\")",
+                ));
             }
-            let c = built.compose().map_err(|e| e.to_string())?;
+            let c = built.compose()?;
             let (wb, picks) = (&mut built.wb, &built.picks);
-            let bytes = wb.export_onnx(picks, softmax).map_err(|e| e.to_string())?;
+            let bytes = wb.export_onnx(picks, softmax)?;
             write(&out, &bytes)?;
             println!(
                 "{} modules -> {} ({} bytes); composed accuracy {:.4} over {} samples of classes {:?}",
@@ -633,9 +530,9 @@ fn run(cli: Cli) -> Result<(), String> {
                 c.class_names
             );
             if let Some(prefix) = expected {
-                let s = wb.composition_scores(picks).map_err(|e| e.to_string())?;
+                let s = wb.composition_scores(picks)?;
                 let n = s.answers.len();
-                let npy = |shape: &[usize], v: &[f32]| npz::write_npy_f32(shape, v).map_err(|e| e.to_string());
+                let npy = |shape: &[usize], v: &[f32]| npz::write_npy_f32(shape, v);
                 let shape: Vec<usize> = std::iter::once(n).chain(s.sample_shape.iter().copied()).collect();
                 write(Path::new(&format!("{prefix}.samples.npy")), &npy(&shape, &s.samples)?)?;
                 let scores: Vec<f32> = (0..n).flat_map(|i| s.rows.iter().map(move |r| r[i])).collect();
@@ -645,9 +542,9 @@ fn run(cli: Cli) -> Result<(), String> {
             }
         }
         Cmd::Compose { what, json } => {
-            let c = what.build()?.compose().map_err(|e| e.to_string())?;
+            let c = what.build()?.compose()?;
             if json {
-                println!("{}", serde_json::to_string(&c).map_err(|e| e.to_string())?);
+                println!("{}", serde_json::to_string(&c).map_err(|e| Error::invalid(e.to_string()))?);
             } else {
                 let base = c.model_accuracy.map(|a| format!(" (base model on these classes {a:.4})")).unwrap_or_default();
                 println!(

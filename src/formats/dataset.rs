@@ -1,7 +1,9 @@
 //! Data sets from files: the `keras.datasets` `.npz` layout and IDX image +
 //! label files (MNIST's), read into the engine's in-memory [`Dataset`].
 
-use super::idx::read_idx;
+use super::file_stem;
+use super::idx::{labels_name, looks_like_idx, read_idx};
+use super::npz::read_npy;
 use super::npz::read_npz;
 use crate::engine::data::{Dataset, Split};
 use crate::error::{Error, Result};
@@ -86,4 +88,47 @@ pub fn read_idx_dataset(images: &[u8], labels: &[u8], name: &str) -> Result<Data
         train: split.clone(),
         test: split,
     })
+}
+
+/// The data set in the file at `path`: a `.npz`, or an IDX images file whose
+/// labels file (MNIST's naming: `…-images-idx3-ubyte` → `…-labels-idx1-ubyte`)
+/// `read` finds next to it. Named after the file unless `name` is given.
+pub fn read_dataset_file(path: &str, name: Option<&str>, read: &dyn Fn(&str) -> Result<Vec<u8>>) -> Result<Dataset> {
+    let bytes = read(path)?;
+    let name = name.unwrap_or(file_stem(path));
+    let d = if is_idx(&bytes) {
+        let labels = labels_name(path).ok_or_else(|| {
+            Error::invalid("an IDX images file needs its labels file next to it (…-images-idx3-ubyte → …-labels-idx1-ubyte)")
+        })?;
+        let label_bytes = read(&labels).map_err(|e| {
+            Error::invalid(format!("an IDX images file needs its labels file next to it (…-images-idx3-ubyte → …-labels-idx1-ubyte): {e}"))
+        })?;
+        read_idx_dataset(&bytes, &label_bytes, name)
+    } else {
+        read_npz_dataset(&bytes, name)
+    };
+    d.map_err(|e| e.in_file(path))
+}
+
+/// IDX by its magic, or a gzip file (most likely a downloaded `.gz` IDX; the IDX reader says to decompress it).
+fn is_idx(bytes: &[u8]) -> bool {
+    looks_like_idx(bytes) || bytes.starts_with(&[0x1f, 0x8b])
+}
+
+/// Samples without labels, as stored, and how many: an IDX images file, a
+/// `.npy` array `[N, …]`, or split `split` (`train`/`test`) of a data set `.npz`.
+pub fn read_samples(bytes: &[u8], name: &str, split: &str) -> Result<(Vec<f32>, usize)> {
+    if is_idx(bytes) {
+        let a = read_idx(bytes)?;
+        return Ok((a.data.iter().map(|&v| v as f32).collect(), a.shape[0]));
+    }
+    if bytes.starts_with(b"\x93NUMPY") {
+        let a = read_npy(bytes)?;
+        let n = *a.shape.first().ok_or_else(|| Error::invalid("a scalar, not an array of samples"))?;
+        return Ok((a.to_f32(), n));
+    }
+    let d = read_npz_dataset(bytes, name)?;
+    let s = if split == "train" { d.train } else { d.test };
+    let n = s.len();
+    Ok((s.x, n))
 }

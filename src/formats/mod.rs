@@ -45,10 +45,16 @@ pub fn sniff(bytes: &[u8], file_name: &str) -> Result<ModelFormat> {
     }
 }
 
+/// A file's name without folders and extensions (`models/digits_mlp.keras`
+/// → `digits_mlp`): what a loaded model or data set is called.
+pub fn file_stem(path: &str) -> &str {
+    let name = path.rsplit(['/', '\\']).next().unwrap_or(path);
+    name.split('.').next().unwrap_or(name)
+}
+
 /// Loads any supported model file. `file_name` names the model and breaks ties.
 pub fn load_model(bytes: &[u8], file_name: &str) -> Result<Model> {
-    let stem = file_name.rsplit('/').next().unwrap_or(file_name);
-    let stem = stem.split('.').next().unwrap_or(stem);
+    let stem = file_stem(file_name);
     match sniff(bytes, file_name)? {
         ModelFormat::Keras => keras::load_keras_zip(bytes, stem),
         ModelFormat::KerasH5 => keras::load_keras_h5(bytes, stem),

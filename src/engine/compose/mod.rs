@@ -33,9 +33,7 @@ pub fn compose(rows: &[&[f32]], row_class: &[ClassId], labels: &[ClassId]) -> Re
     if rows.len() != row_class.len() || rows.iter().any(|r| r.len() != labels.len()) {
         return Err(Error::shape("score rows", format!("{} rows of {} scores", row_class.len(), labels.len()), "rows of other lengths"));
     }
-    let mut classes: Vec<ClassId> = row_class.to_vec();
-    classes.sort_unstable();
-    classes.dedup();
+    let classes = classes_of(row_class);
     let k = classes.len();
     // Class id -> matrix index, as a table (ids are small and dense).
     let top_id = classes.iter().chain(labels).copied().max().unwrap_or(0) as usize;
@@ -46,16 +44,7 @@ pub fn compose(rows: &[&[f32]], row_class: &[ClassId], labels: &[ClassId]) -> Re
 
     // Module-major streaming passes (contiguous rows, vectorisable):
     // 1) argmax over modules, ties to the first;
-    let mut best_v = rows[0].to_vec();
-    let mut best_m = vec![0u32; n];
-    for (m, row) in rows.iter().enumerate().skip(1) {
-        for ((bv, bm), &v) in best_v.iter_mut().zip(best_m.iter_mut()).zip(row.iter()) {
-            if v > *bv {
-                *bv = v;
-                *bm = m as u32;
-            }
-        }
-    }
+    let best_m = winners(rows);
     // 2) top-5: the true class is among the 5 best modules when fewer than 5
     //    modules score strictly above its best module.
     let top5 = rows.len() >= 5;
@@ -90,6 +79,42 @@ pub fn compose(rows: &[&[f32]], row_class: &[ClassId], labels: &[ClassId]) -> Re
     let per_class = confusion.iter().enumerate().map(|(i, r)| r[i] as f32 / r.iter().sum::<u32>().max(1) as f32).collect();
     let frac = |x: usize| x as f32 / evaluated.max(1) as f32;
     Ok(Composition { classes, evaluated, top1: frac(correct as usize), top5: top5.then(|| frac(hits5)), confusion, per_class })
+}
+
+/// The classes a composition answers: its modules' classes, ascending and
+/// without repeats — the order of the confusion matrix, of `Composition::classes`
+/// and of an exported graph's `argmax` labels.
+pub fn classes_of(row_class: &[ClassId]) -> Vec<ClassId> {
+    let mut classes = row_class.to_vec();
+    classes.sort_unstable();
+    classes.dedup();
+    classes
+}
+
+/// THE voting rule: per sample, the row (module) with the highest score,
+/// ties to the first — every composed answer (accuracy, try-it, verification,
+/// sequences) comes from here, and an exported ONNX graph's `ArgMax` follows
+/// the same tie rule (`select_last_index = 0`). Rows shorter than the first
+/// are an error the callers rule out; an empty `rows` gives no winners.
+pub fn winners(rows: &[&[f32]]) -> Vec<u32> {
+    let Some(first) = rows.first() else { return vec![] };
+    let mut best_v = first.to_vec();
+    let mut best_m = vec![0u32; first.len()];
+    for (m, row) in rows.iter().enumerate().skip(1) {
+        for ((bv, bm), &v) in best_v.iter_mut().zip(best_m.iter_mut()).zip(row.iter()) {
+            if v > *bv {
+                *bv = v;
+                *bm = m as u32;
+            }
+        }
+    }
+    best_m
+}
+
+/// The index of the largest value, ties to the first (a model's own answer
+/// from its output probabilities).
+pub fn argmax(v: &[f32]) -> usize {
+    (1..v.len()).fold(0, |b, i| if v[i] > v[b] { i } else { b })
 }
 
 /// A module as a binary classifier ("is this class c?", `p_c > 0.5`), scored

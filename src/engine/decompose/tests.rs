@@ -151,8 +151,8 @@ proptest! {
         }).collect();
         for s in 0..n {
             let z = &out.logits[s * c..(s + 1) * c];
-            let model_answer = crate::workbench::argmax(z);
-            let module_answer = crate::workbench::argmax(&rows.iter().map(|r| r[s]).collect::<Vec<_>>());
+            let model_answer = crate::engine::compose::argmax(z);
+            let module_answer = crate::engine::compose::argmax(&rows.iter().map(|r| r[s]).collect::<Vec<_>>());
             // z_c - mean(others) = (C z_c - Σz)/(C-1): monotone in z_c, so the argmax agrees.
             prop_assert_eq!(model_answer, module_answer);
         }

@@ -1,0 +1,163 @@
+//! Decomposition and the score cache: every module's concerned probability
+//! over each data set's test split, computed once (lazily for data sets other
+//! than its own), so that composing is an argmax over cached rows.
+
+use super::{DatasetId, DecompositionInfo, ModelId, ModuleInfo, Pick, Workbench, test_inputs};
+use crate::engine::bits::BitSet;
+use crate::engine::compose::binary_accuracy;
+use crate::engine::data::Dataset;
+use crate::engine::decompose::{
+    ColumnCache, Decomposition, Module, Settings, concerned_scores, decompose, first_of_class, jaccard_ref, kept_weights, module_masks,
+    unconcerned_quota,
+};
+use crate::engine::model::forward;
+use crate::error::{Error, Result};
+
+impl Workbench {
+    /// Decomposes model `id` into one module per class of its data set and
+    /// fills the score cache for its data set. `progress(fraction)` may cancel.
+    pub fn decompose(&mut self, id: ModelId, settings: &Settings, progress: &mut dyn FnMut(f32) -> bool) -> Result<DecompositionInfo> {
+        let e = self.entry(id)?;
+        let dec = decompose(&e.model, &self.datasets[e.dataset], settings, &mut |f| progress(0.5 * f))?;
+        self.install(id, dec, &mut |f| progress(0.5 + 0.5 * f))
+    }
+
+    /// Makes `dec` model `id`'s decomposition: scores every module on its data
+    /// set's test split (the score cache) and computes the module metrics.
+    pub(super) fn install(&mut self, id: ModelId, dec: Decomposition, progress: &mut dyn FnMut(f32) -> bool) -> Result<DecompositionInfo> {
+        let e = self.entry(id)?;
+        let d = &self.datasets[e.dataset];
+        let mut scores = Vec::with_capacity(dec.modules.len());
+        let mut infos = Vec::with_capacity(dec.modules.len());
+        let x = test_inputs(&e.model, d);
+        let labels = self.global_labels(e.dataset);
+        let total = dec.modules.len();
+        for (i, m) in dec.modules.iter().enumerate() {
+            let row = concerned_scores(&e.model, m, &x, d.test.len(), &mut |_, _| true)?;
+            let class_id = self.class_ids[e.dataset][m.class];
+            infos.push(ModuleInfo {
+                model: id,
+                class: m.class,
+                class_id,
+                class_name: d.class_names[m.class].clone(),
+                concerned: m.concerned,
+                unconcerned: m.unconcerned,
+                kept_units: m.kept_units,
+                total_units: m.total_units,
+                jaccard_units: m.jaccard_units(),
+                jaccard_ref: jaccard_ref(&e.model, m),
+                kept_weights: kept_weights(&e.model, m),
+                accuracy: binary_accuracy(&row, class_id, &labels),
+            });
+            let mut per_dataset = vec![None; self.datasets.len()];
+            per_dataset[e.dataset] = Some(row);
+            scores.push(per_dataset);
+            if !progress((i + 1) as f32 / total as f32) {
+                return Err(Error::Cancelled);
+            }
+        }
+        let info = DecompositionInfo {
+            model: id,
+            settings: dec.settings.clone(),
+            recorded_samples: dec.recorded_samples,
+            modules: infos.clone(),
+            mask_digest: dec.digest(),
+        };
+        self.updated.retain(|picks, _| picks.iter().all(|p| p.model != id));
+        let e = &mut self.models[id];
+        e.decomposition = Some(dec);
+        e.scores = scores;
+        e.infos = infos;
+        Ok(info)
+    }
+
+    /// Makes sure module `p`'s scores on data set `d` are cached.
+    pub(super) fn ensure_scores(&mut self, p: Pick, d: DatasetId) -> Result<()> {
+        let (e, m) = self.module(p)?;
+        if e.scores[p.class].get(d).is_some_and(Option::is_some) {
+            return Ok(());
+        }
+        let data = &self.datasets[d];
+        data.check_fits_input(&e.model).map_err(|_| {
+            Error::invalid(format!(
+                "module '{}' of model '{}' cannot read data set '{}' (input shapes differ)",
+                e.infos[p.class].class_name, e.model.name, data.name
+            ))
+        })?;
+        let row = concerned_scores(&e.model, m, &test_inputs(&e.model, data), data.test.len(), &mut |_, _| true)?;
+        let slot = &mut self.models[p.model].scores[p.class];
+        slot.resize(self.datasets.len(), None);
+        slot[d] = Some(row);
+        Ok(())
+    }
+
+    /// The data sets a composition is evaluated on and each pick's cached score row over them.
+    pub(super) fn composition_rows(&mut self, picks: &[Pick]) -> Result<(Vec<DatasetId>, Vec<Vec<f32>>)> {
+        let datasets = self.pick_datasets(picks)?;
+        let rows = self.rows_on(picks, &datasets)?;
+        Ok((datasets, rows))
+    }
+
+    /// Each pick's score row over the test splits of `datasets`, in order (scored first where not cached).
+    pub(super) fn rows_on(&mut self, picks: &[Pick], datasets: &[DatasetId]) -> Result<Vec<Vec<f32>>> {
+        for p in picks {
+            for &d in datasets {
+                self.ensure_scores(*p, d)?;
+            }
+        }
+        Ok(picks
+            .iter()
+            .map(|p| {
+                datasets
+                    .iter()
+                    .flat_map(|&d| self.models[p.model].scores[p.class][d].as_deref().unwrap_or_default().iter().copied())
+                    .collect()
+            })
+            .collect())
+    }
+
+    /// Pick `p`'s module re-decomposed against the other picks' classes, scored on `datasets`.
+    pub(super) fn updated_row(&self, p: Pick, picks: &[Pick], datasets: &[DatasetId]) -> Result<Vec<f32>> {
+        let (e, dec) = self.decomposition(p.model)?;
+        let s = &dec.settings;
+        let own = &self.datasets[e.dataset];
+        if own.train.steps > 1 {
+            return Err(Error::invalid("module update works on per-sample tasks, not per-step ones"));
+        }
+        let first = |d: &Dataset, class: usize, k: usize| first_of_class(d.train.y.iter().map(|&y| y as usize), class, k);
+        let own_id = self.class_ids[e.dataset][p.class];
+        let concerned = first(own, p.class, s.samples_per_class);
+        let mut others: Vec<(DatasetId, usize)> = vec![];
+        for q in picks {
+            let qd = self.entry(q.model)?.dataset;
+            let id = self.class_ids[qd][q.class];
+            if id != own_id && !others.iter().any(|&(d, c)| self.class_ids[d][c] == id) {
+                others.push((qd, q.class));
+            }
+        }
+        let per_class = unconcerned_quota(concerned.len(), s.tangling_ratio, others.len());
+        let mut x = own.inputs(&e.model, &own.train, &concerned);
+        let mut n_other = 0;
+        for &(d, c) in &others {
+            let data = &self.datasets[d];
+            data.check_fits_input(&e.model)?;
+            let rows = first(data, c, per_class);
+            n_other += rows.len();
+            x.extend(data.inputs(&e.model, &data.train, &rows));
+        }
+        let n = concerned.len() + n_other;
+        let out = forward(&e.model, &x, n, None, true, &mut |_, _| true)?;
+        let rec = out.recording.expect("recording was requested");
+        let c_set = BitSet::from_indices(n, 0..concerned.len());
+        let u_set = BitSet::from_indices(n, concerned.len()..n);
+        let masks = module_masks(&e.model, &rec, p.class, &c_set, &u_set, s, &ColumnCache::default());
+        let module =
+            Module { class: p.class, head: s.head, masks, concerned: concerned.len(), unconcerned: n_other, kept_units: 0, total_units: 0 };
+        let mut row = vec![];
+        for &d in datasets {
+            let data = &self.datasets[d];
+            row.extend(concerned_scores(&e.model, &module, &test_inputs(&e.model, data), data.test.len(), &mut |_, _| true)?);
+        }
+        Ok(row)
+    }
+}
