@@ -31,10 +31,14 @@
 
 mod convert;
 pub mod export;
+mod fold;
+mod graph;
+mod layout;
+mod ops;
 pub mod proto;
 mod tensor;
 
-pub use convert::SUPPORTED_OPS;
+pub use ops::SUPPORTED_OPS;
 
 use crate::engine::model::Model;
 use crate::error::{Error, Result};
