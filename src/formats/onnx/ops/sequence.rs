@@ -15,7 +15,8 @@ use crate::formats::onnx::convert::{Attrs, BATCH, Cx, MAX_TOTAL_ACTIVATION, Val,
 use crate::formats::onnx::layout::{Act, Layout, axis_index, plain, slice_range};
 use crate::formats::onnx::proto::attr_type;
 
-/// `Gather(table, ids)`: an embedding lookup of token ids.
+/// `Gather(table, ids)`: an embedding lookup of token ids; or the last step
+/// of a recurrent output (see [`recurrent`]).
 pub(super) fn gather(cx: &mut Cx, i: usize) -> Result<()> {
     let n = cx.n(i);
     if cx.last_step.contains(&i) {
@@ -56,6 +57,7 @@ pub(super) fn gather(cx: &mut Cx, i: usize) -> Result<()> {
     cx.bind(i, 0, Val::Act(Act::new(id, shape, layout)))
 }
 
+/// Slices of computed tensors: only the last step of a recurrent output.
 pub(super) fn slice(cx: &mut Cx, i: usize) -> Result<()> {
     if cx.last_step.contains(&i) {
         return take_last_step(cx, i);
