@@ -1,40 +1,97 @@
 //! ONNX models (`.onnx`, a protobuf `ModelProto`), as written by PyTorch's
-//! exporter, tf2onnx and `onnx.helper`.
+//! exporter, tf2onnx and `onnx.helper`, read into the IR; and written back
+//! out ([`export`]).
 //!
-//! - Decoding: hand-written `prost` messages for the subset of `onnx.proto`
-//!   needed ([`proto`]); counts of nodes, attributes and initializers are
-//!   checked on the wire before decoding, every tensor's declared size
-//!   against its stored bytes, and the weights materialised into the IR
-//!   against the file size (shared or broadcast weights cannot blow up).
-//! - Graph: one float input `[batch, …]` with fixed sizes besides the batch,
-//!   one output `[batch, classes]`. Nodes may come in any order (they are
-//!   sorted; a cycle or a read of an undefined tensor is an error); only the
-//!   nodes the output depends on are converted.
-//! - Layout: the IR is channels-last. An image input `N×C×H×W` (it reaches a
-//!   Conv, pooling or BatchNormalization through element-wise ops, or looks
-//!   like one: C ≤ 4 < H, W) is presented to the engine as `H×W×C`: feed it
-//!   NHWC data (for one channel the bytes are the same, so the bundled
-//!   `N×28×28` images feed both kinds). Conv kernels are transposed from
-//!   (out, in, kh, kw) to (kh, kw, in, out); a Flatten of a channels-first
-//!   tensor reorders the next Dense layer's rows, so the IR computes the ONNX
-//!   function. tf2onnx's NHWC↔NCHW Transposes (or Reshapes, for one channel)
-//!   cost nothing. See `convert` for the details.
-//! - Sequences: integer inputs are token ids (`InputKind::Tokens`); Gather
-//!   from a constant table is an Embedding; LSTM (ONNX gates i,o,f,c → Keras
-//!   i,f,c,o), GRU (z,r,h; `linear_before_reset=1` ≡ Keras `reset_after`) and
-//!   RNN become the IR's recurrent layer (forward direction, zero initial
-//!   state, no peepholes/clip). Time-major transposes are tracked; a Slice or
-//!   Gather of the last step of `Y` makes the layer return its last state;
-//!   tf2onnx's TimeDistributed (`[N·T, F]` reshapes) maps to a per-step Dense.
-//! - Ops: [`SUPPORTED_OPS`]; anything else is `Error::Unsupported` naming the
-//!   op and the node.
+//! # Files
+//! - [`proto`]: hand-written `prost` messages for the subset of `onnx.proto`
+//!   needed (no code generation); node, attribute and initializer counts are
+//!   checked on the wire before decoding.
+//! - `tensor.rs`: initializers and constants, declared sizes checked against
+//!   the stored bytes.
+//! - `graph.rs`: one float (or token-id) input `[batch, …]` with fixed sizes
+//!   besides the batch, one output. Nodes may come in any order: they are
+//!   sorted (a cycle, or a read of a tensor nothing defines, is an error) and
+//!   only those the output depends on are converted.
+//! - `layout.rs`: the layout record below, and the shape algebra every op
+//!   uses (axis normalisation, strides, index iteration, slice ranges).
+//! - `fold.rs`: constant folding. `convert.rs`: the conversion context.
+//! - `ops/`: the op table (`ops/mod.rs`) and one file per family: `dense`
+//!   (Gemm, MatMul, bias/activation fusion), `conv` (Conv, pooling,
+//!   BatchNormalization, padding), `elementwise` (arithmetic, activations,
+//!   Softmax, Identity/Dropout/Cast), `shape` (Reshape, Flatten, Transpose,
+//!   Squeeze/Unsqueeze, Shape, Concat, and the constant versions of Gather
+//!   and Slice), `sequence` (embeddings, LSTM/GRU/RNN, last step, Tile).
+//!
+//! # Layout
+//! The IR is per sample and channels-last; ONNX tensors carry the batch and
+//! images are channels-first. Every computed tensor carries its ONNX
+//! (logical) shape and how the IR node stores it: an axis permutation, or an
+//! element order after a Flatten, plus where the batch axis is (time-major
+//! sequences) and any leading axes merged into the batch (tf2onnx's
+//! TimeDistributed: `[N·T, F]` reshapes, then a per-step Dense). Transposes,
+//! Squeeze/Unsqueeze and unit-axis reshapes only update that record, so
+//! tf2onnx's NHWC↔NCHW Transposes cost nothing; Conv and pooling need their
+//! input stored channels-last; a Flatten of a channels-first tensor becomes an
+//! IR Flatten whose element order the next Dense absorbs by permuting its
+//! kernel rows. Conv kernels are transposed from (out, in, kh, kw) to
+//! (kh, kw, in, out). So the IR computes the ONNX function.
+//!
+//! **Inputs**: an image input `N×C×H×W` (it reaches a Conv, pooling or
+//! BatchNormalization through element-wise ops, or looks like one: C ≤ 4 <
+//! H, W) is presented to the engine channels-last, `H×W×C`: feed it NHWC data
+//! (for one channel the bytes are the same, so the bundled `N×28×28` images
+//! feed both kinds). Integer inputs are token ids (`InputKind::Tokens`), and
+//! a Gather from a constant table is an Embedding.
+//!
+//! # Folding and fusion
+//! Constant-only subgraphs (Shape/Gather/Concat/Slice/Cast/Reshape…) are
+//! folded at load time, with the batch size kept symbolic;
+//! `Expand`/`ConstantOfShape` of a scalar (zero initial states) stay symbolic
+//! fills. Biases and activations after Gemm/MatMul/Conv/Add fuse into the IR
+//! layer; per-channel constant Add/Sub/Mul/Div become a BatchNorm. ONNX
+//! `pads` map to the IR's `Same` when they give its geometry, else
+//! `Padding::Explicit`; `ceil_mode` becomes extra trailing padding.
+//!
+//! # Sequences
+//! LSTM (ONNX gates i,o,f,c → the IR's Keras order i,f,c,o), GRU (z,r,h;
+//! `linear_before_reset=1` ≡ Keras `reset_after`) and RNN map to the IR's
+//! recurrent layer: forward direction, zero initial state, no
+//! peepholes/clip. A Slice or Gather of the last step of `Y` makes the layer
+//! return its last state. A `Tile` of such a vector along a unit axis by
+//! constant repeats (tf2onnx's Keras RepeatVector: Unsqueeze + Tile) becomes
+//! a `RepeatVector`; any other Tile is a typed error.
+//!
+//! # Limits
+//! Weights and folded constants materialised into the IR are capped by the
+//! file size (shared or broadcast weights cannot multiply memory), as are the
+//! sum of activation sizes and the layout bookkeeping. Ops outside
+//! [`SUPPORTED_OPS`] are `Error::Unsupported` naming the op and the node;
+//! options an op's converter cannot express are `Error::Unsupported` naming
+//! the option; malformed files are `Error::Format`. Nothing panics.
+//!
+//! # Adding an op
+//! Write its converter, `fn(&mut Cx, usize) -> Result<()>` (read inputs
+//! with `cx.act`/`cx.konst`, emit IR layers with `cx.emit`, bind outputs with
+//! `cx.bind`), in the family file it belongs to under `ops/`; if it can also
+//! be computed on constants, a fold, `fn(&mut Cx, usize) -> Result<Option<Val>>`
+//! (usually `cx.fold_consts(..)`). Add one row to `FAMILIES` in `ops/mod.rs`:
+//! `Rule::layer("Op", family::convert)`, with `.fold(..)`, `.role(..)` (if it
+//! reads images, or is element-wise) and `.note(..)` (if only part of it is
+//! mapped). The supported list in errors follows from that row. Test it in
+//! the family file's `tests` module with a small graph from `ops/testing.rs`
+//! (`Net::new(&[..]).node(..).load()`), and, if an exporter writes it, with
+//! a fixture from `tools/make_onnx_fixtures.py` in `tests/onnx_fixtures.rs`.
 
 mod convert;
 pub mod export;
+mod fold;
+mod graph;
+mod layout;
+mod ops;
 pub mod proto;
 mod tensor;
 
-pub use convert::SUPPORTED_OPS;
+pub use ops::SUPPORTED_OPS;
 
 use crate::engine::model::Model;
 use crate::error::{Error, Result};

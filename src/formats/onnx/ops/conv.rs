@@ -1,0 +1,303 @@
+//! Conv, MaxPool/AveragePool, GlobalAveragePool and BatchNormalization on
+//! NCHW tensors stored channels-last, and ONNX padding (`pads`, `auto_pad`,
+//! `ceil_mode`) as the IR's `Valid`/`Same`/`Explicit` padding.
+
+use ndarray::{Array1, Array4};
+
+use crate::engine::kernels::PoolKind;
+use crate::engine::model::{Op, Padding};
+use crate::error::{Error, Result};
+use crate::formats::onnx::convert::{Attrs, Cx, MAX_WINDOW, Val, bad, label, unsupported_option};
+use crate::formats::onnx::layout::{Act, Layout, axes_in, plain};
+use crate::formats::onnx::proto::NodeProto;
+
+/// The IR padding for an ONNX window (`pads` or `auto_pad`, `ceil_mode`).
+fn padding(n: &NodeProto, h: usize, w: usize, kh: usize, kw: usize, s: &[usize], ceil: bool) -> Result<Padding> {
+    let at = Attrs(n);
+    let auto = at.string("auto_pad")?.unwrap_or_default();
+    let lower = |inp: usize, k: usize, st: usize| {
+        let o = inp.div_ceil(st);
+        let total = ((o - 1) * st + k).saturating_sub(inp);
+        (total - total / 2, total / 2)
+    };
+    let pads = match auto.as_str() {
+        "" | "NOTSET" => {
+            let p = at.ints("pads")?.unwrap_or_else(|| vec![0; 4]);
+            if p.len() != 4 || p.iter().any(|&x| x < 0 || x as u64 > MAX_WINDOW as u64) {
+                return Err(bad(format!("attribute 'pads' of node {} must be 4 integers from 0 to {MAX_WINDOW}, got {p:?}", label(n))));
+            }
+            [p[0] as usize, p[1] as usize, p[2] as usize, p[3] as usize]
+        }
+        "VALID" => [0; 4],
+        "SAME_UPPER" => return Ok(Padding::Same),
+        "SAME_LOWER" => {
+            let (t, b) = lower(h, kh, s[0]);
+            let (l, r) = lower(w, kw, s[1]);
+            [t, l, b, r]
+        }
+        other => return Err(bad(format!("auto_pad '{other}' of node {} is not an ONNX value", label(n)))),
+    };
+    let [t, l, mut b, mut r] = pads;
+    if ceil {
+        // ONNX ceil_mode: one more window where a partial one starts inside
+        // the input or its leading padding; expressed as extra trailing padding.
+        let extra = |inp: usize, before: usize, after: usize, k: usize, st: usize| -> usize {
+            let span = (inp + before + after).saturating_sub(k);
+            let mut o = span.div_ceil(st) + 1;
+            if (o - 1) * st >= inp + before {
+                o -= 1;
+            }
+            ((o - 1) * st + k).saturating_sub(inp + before + after)
+        };
+        b += extra(h, t, b, kh, s[0]);
+        r += extra(w, l, r, kw, s[1]);
+    }
+    if [t, l, b, r] == [0; 4] {
+        return Ok(Padding::Valid);
+    }
+    let ex = Padding::Explicit([t, l, b, r]).geometry(h, w, 1, kh, kw, s[0], s[1]).ok_or_else(|| Error::Unsupported {
+        what: format!("padding of ONNX node {}", label(n)),
+        name: format!("pads [{t}, {l}, {b}, {r}] (after ceil_mode) for a {kh}×{kw} window on {h}×{w}"),
+        supported: "pads smaller than the window, with a window that fits".into(),
+    })?;
+    match Padding::Same.geometry(h, w, 1, kh, kw, s[0], s[1]) {
+        Some(g) if (g.oh, g.ow, g.pad_top, g.pad_left) == (ex.oh, ex.ow, ex.pad_top, ex.pad_left) => Ok(Padding::Same),
+        _ => Ok(Padding::Explicit([t, l, b, r])),
+    }
+}
+
+pub(super) fn conv(cx: &mut Cx, i: usize) -> Result<()> {
+    let n = cx.n(i);
+    let at = Attrs(n);
+    let x = cx.act(i, 0)?;
+    let w = cx.konst(i, 1, "weights W")?;
+    let &[m, cg, kh, kw] = &w.dims[..] else {
+        return Err(Error::Unsupported {
+            what: "ONNX Conv".into(),
+            name: format!("weights of shape {:?} in node {}", w.dims, label(n)),
+            supported: "2-D convolution: weights [out, in, kh, kw]".into(),
+        });
+    };
+    let (h, wd, c) = cx.nchw(i, &x)?;
+    let group = at.int("group", 1)?;
+    if group != 1 {
+        return Err(unsupported_option(n, format!("group={group}"), "group=1 (no grouped or depthwise convolution)"));
+    }
+    if cg != c {
+        return Err(Error::shape(format!("weights W of node {}", label(n)), format!("{c} input channels"), format!("{:?}", w.dims)));
+    }
+    if let Some(ks) = at.ints("kernel_shape")?
+        && ks != [kh as i64, kw as i64]
+    {
+        return Err(Error::shape(format!("kernel_shape of node {}", label(n)), format!("{:?} (from W)", [kh, kw]), format!("{ks:?}")));
+    }
+    if kh > MAX_WINDOW || kw > MAX_WINDOW || kh == 0 || kw == 0 {
+        return Err(bad(format!("node {}: kernel {kh}×{kw} is not from 1 to {MAX_WINDOW}", label(n))));
+    }
+    let dil = at.sizes("dilations", 2, Some(1))?;
+    if dil != [1, 1] {
+        return Err(unsupported_option(n, format!("dilations={dil:?}"), "dilations=[1, 1]"));
+    }
+    let s = at.sizes("strides", 2, Some(1))?;
+    let padding = padding(n, h, wd, kh, kw, &s, false)?;
+    let g = padding
+        .geometry(h, wd, c, kh, kw, s[0], s[1])
+        .ok_or_else(|| Error::shape(format!("node {}", label(n)), format!("a {kh}×{kw} window that fits"), format!("input {h}×{wd}")))?;
+    let mut bias = match cx.opt_konst(i, 2, "bias B")? {
+        None => vec![0.0; m],
+        Some(b) if b.len() == m => b.f32s(),
+        Some(b) => return Err(Error::shape(format!("bias B of node {}", label(n)), m, format!("{:?}", b.dims))),
+    };
+    let shape = vec![m, g.oh, g.ow];
+    let (out, extra, activation) = cx.tail(i, &shape, 0, false)?;
+    if let Some(e) = extra {
+        bias.iter_mut().zip(e).for_each(|(b, e)| *b += e);
+    }
+    cx.spend(w.len() + m, i)?;
+    let wv = w.f32s();
+    let kernel = Array4::from_shape_fn((kh, kw, c, m), |(dy, dx, ci, co)| wv[((co * c + ci) * kh + dy) * kw + dx]);
+    let id = cx.emit(i, Op::Conv2D { kernel, bias: Array1::from_vec(bias), strides: [s[0], s[1]], padding, activation }, &[x.node])?;
+    let layout = Layout::Axes(axes_in(&shape, &[1, 2, 0]));
+    cx.bind_name(out, Val::Act(Act::new(id, shape, layout)));
+    Ok(())
+}
+
+pub(super) fn pool(cx: &mut Cx, i: usize) -> Result<()> {
+    let n = cx.n(i);
+    let at = Attrs(n);
+    cx.first_output_only(i)?;
+    let x = cx.act(i, 0)?;
+    let (h, w, c) = cx.nchw(i, &x)?;
+    let k = at.sizes("kernel_shape", 2, None)?;
+    let s = at.sizes("strides", 2, Some(1))?;
+    let dil = at.sizes("dilations", 2, Some(1))?;
+    if dil != [1, 1] {
+        return Err(unsupported_option(n, format!("dilations={dil:?}"), "dilations=[1, 1]"));
+    }
+    let ceil = at.int("ceil_mode", 0)? != 0;
+    let padding = padding(n, h, w, k[0], k[1], &s, ceil)?;
+    let kind = if n.op_type == "MaxPool" { PoolKind::Max } else { PoolKind::Avg };
+    if kind == PoolKind::Avg && at.int("count_include_pad", 0)? != 0 && padding != Padding::Valid {
+        return Err(unsupported_option(
+            n,
+            "count_include_pad=1 with padding".into(),
+            "count_include_pad=0 (padding not counted), or no padding",
+        ));
+    }
+    let g = padding.geometry(h, w, c, k[0], k[1], s[0], s[1]).ok_or_else(|| {
+        Error::shape(format!("node {}", label(n)), format!("a {}×{} window that fits", k[0], k[1]), format!("input {h}×{w}"))
+    })?;
+    let id = cx.emit(i, Op::Pool2D { kind, size: [k[0], k[1]], strides: [s[0], s[1]], padding }, &[x.node])?;
+    let shape = vec![c, g.oh, g.ow];
+    let layout = Layout::Axes(axes_in(&shape, &[1, 2, 0]));
+    cx.bind(i, 0, Val::Act(Act::new(id, shape, layout)))
+}
+
+pub(super) fn global_average_pool(cx: &mut Cx, i: usize) -> Result<()> {
+    let x = cx.act(i, 0)?;
+    let (_, _, c) = cx.nchw(i, &x)?;
+    let id = cx.emit(i, Op::GlobalAvgPool, &[x.node])?;
+    let shape = vec![c, 1, 1];
+    let layout = plain(&shape);
+    cx.bind(i, 0, Val::Act(Act::new(id, shape, layout)))
+}
+
+pub(super) fn batch_norm(cx: &mut Cx, i: usize) -> Result<()> {
+    let n = cx.n(i);
+    let at = Attrs(n);
+    cx.first_output_only(i)?;
+    if at.int("training_mode", 0)? != 0 {
+        return Err(unsupported_option(n, "training_mode=1".into(), "training_mode=0 (inference)"));
+    }
+    if at.int("spatial", 1)? != 1 {
+        return Err(unsupported_option(n, "spatial=0".into(), "spatial=1"));
+    }
+    let x = cx.act(i, 0)?;
+    let Some(&c) = x.shape.first() else {
+        return Err(Error::shape(format!("input of node {}", label(n)), "[batch, channels, …]", "[batch]"));
+    };
+    let eps = at.float("epsilon", 1e-5)? as f64;
+    if !(eps.is_finite() && eps >= 0.0) {
+        return Err(bad(format!("epsilon of node {} must be a non-negative number", label(n))));
+    }
+    let mut p = vec![];
+    for (k, what) in [(1, "scale"), (2, "B"), (3, "input_mean"), (4, "input_var")] {
+        let v = cx.konst(i, k, what)?;
+        if v.len() != c {
+            return Err(Error::shape(format!("{what} of node {}", label(n)), c, format!("{:?}", v.dims)));
+        }
+        let v = v.f32s();
+        if !v.iter().all(|x| x.is_finite()) {
+            return Err(Error::NonFinite { layer: cx.ir_name(i), what: what.into() });
+        }
+        p.push(v);
+    }
+    let (mut s, mut t) = (Vec::with_capacity(c), Vec::with_capacity(c));
+    let [gamma, beta, mean, var] = &p[..] else { unreachable!("four parameters were read") };
+    for (ch, (((&g, &bt), &m), &v)) in gamma.iter().zip(beta).zip(mean).zip(var).enumerate() {
+        let var = v as f64 + eps;
+        if var <= 0.0 {
+            return Err(Error::invalid(format!("node {}: input_var + epsilon must be positive (channel {ch} has {var})", label(n))));
+        }
+        let sc = g as f64 / var.sqrt();
+        s.push(sc as f32);
+        t.push((bt as f64 - m as f64 * sc) as f32);
+    }
+    let (scale, shift) = per_channel(cx, i, &x, &s, &t)?;
+    cx.spend(scale.len() * 2, i)?;
+    let id = cx.emit(i, Op::BatchNorm { scale: Array1::from_vec(scale), shift: Array1::from_vec(shift) }, &[x.node])?;
+    cx.bind(i, 0, Val::Act(Act { node: id, ..x }))
+}
+
+/// Per-channel (logical axis 0) vectors as the IR's per-last-axis vectors.
+fn per_channel(cx: &Cx, i: usize, x: &Act, s: &[f32], t: &[f32]) -> Result<(Vec<f32>, Vec<f32>)> {
+    let c = s.len();
+    let ir = cx.ir_shape(x);
+    match &x.layout {
+        Layout::Elems(map) => {
+            let inner: usize = x.shape[1..].iter().product::<usize>().max(1);
+            Ok(map.iter().map(|&f| (s[f as usize / inner], t[f as usize / inner])).unzip())
+        }
+        Layout::Axes(ax) if ir.last() == Some(&c) && (c == 1 || ax.last() == Some(&0)) => Ok((s.to_vec(), t.to_vec())),
+        Layout::Axes(_) => Err(Error::Unsupported {
+            what: format!("input layout of ONNX node {}", label(cx.n(i))),
+            name: format!("{:?} per sample with the channels (axis 1) not stored last", x.shape),
+            supported: "channels stored last: NCHW tensors from Conv/pooling or the input, and vectors".into(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{Net, attr_float, attr_int, attr_ints, attr_string, floats, run};
+    use super::*;
+
+    fn pad(attrs: Vec<crate::formats::onnx::proto::AttributeProto>, hw: usize, k: usize, s: usize, ceil: bool) -> Result<Padding> {
+        padding(&NodeProto { attribute: attrs, ..Default::default() }, hw, hw, k, k, &[s, s], ceil)
+    }
+
+    fn identity(n: usize) -> Vec<f32> {
+        (0..n * n).map(|k| if k / n == k % n { 1.0 } else { 0.0 }).collect()
+    }
+
+    #[test]
+    fn padding_rules() {
+        assert_eq!(pad(vec![], 5, 3, 1, false), Ok(Padding::Valid));
+        // Equal pads that give Keras's "same" geometry are `Same`; others stay explicit.
+        assert_eq!(pad(vec![attr_ints("pads", &[1, 1, 1, 1])], 5, 3, 1, false), Ok(Padding::Same));
+        assert_eq!(pad(vec![attr_ints("pads", &[1, 0, 0, 0])], 5, 3, 1, false), Ok(Padding::Explicit([1, 0, 0, 0])));
+        assert_eq!(pad(vec![attr_string("auto_pad", "SAME_UPPER")], 6, 3, 2, false), Ok(Padding::Same));
+        assert_eq!(pad(vec![attr_string("auto_pad", "SAME_LOWER")], 6, 2, 2, false), Ok(Padding::Valid));
+        assert_eq!(pad(vec![attr_string("auto_pad", "SAME_LOWER")], 5, 2, 1, false), Ok(Padding::Explicit([1, 1, 0, 0])));
+        // ceil_mode: a last, partial window is extra trailing padding (here Keras's "same").
+        assert_eq!(pad(vec![], 4, 3, 2, true), Ok(Padding::Same));
+        assert_eq!(pad(vec![], 5, 3, 2, true), Ok(Padding::Valid), "the windows already cover the input");
+        assert_eq!(pad(vec![attr_ints("pads", &[1, 1, 0, 0])], 6, 2, 2, false), Ok(Padding::Explicit([1, 1, 0, 0])));
+        assert_eq!(pad(vec![attr_ints("pads", &[1, 1, 0, 0])], 6, 2, 2, true), Ok(Padding::Explicit([1, 1, 1, 1])));
+        assert!(pad(vec![attr_ints("pads", &[1, 1])], 5, 3, 1, false).is_err());
+        assert!(pad(vec![attr_string("auto_pad", "WIDE")], 5, 3, 1, false).is_err());
+    }
+
+    #[test]
+    fn conv_kernels_are_transposed_and_images_stored_channels_last() {
+        // Two input channels, one output: out = in0 − in1 at each pixel (1×1 kernel), then Relu.
+        let m = Net::new(&[2, 5, 5])
+            .init(floats("W", &[1, 2, 1, 1], &[1.0, -1.0]))
+            .node("Conv", &["x", "W"], &["c"], vec![attr_ints("kernel_shape", &[1, 1])])
+            .node("Relu", &["c"], &["r"], vec![])
+            .node("Flatten", &["r"], &["f"], vec![attr_int("axis", 1)])
+            .init(floats("I", &[25, 25], &identity(25)))
+            .node("MatMul", &["f", "I"], &["y"], vec![])
+            .load()
+            .unwrap();
+        assert_eq!(m.input.shape, [5, 5, 2]);
+        // NHWC: pixel p holds (in0, in1) at 2p, 2p + 1.
+        let x: Vec<f32> = (0..50).map(|k| if k % 2 == 0 { (k / 2) as f32 } else { 3.0 }).collect();
+        let want: Vec<f32> = (0..25).map(|p| (p as f32 - 3.0).max(0.0)).collect();
+        assert_eq!(run(&m, &x), want);
+        let e = Net::new(&[2, 5, 5])
+            .init(floats("W", &[1, 2, 1, 1], &[1.0, -1.0]))
+            .node("Conv", &["x", "W"], &["y"], vec![attr_int("group", 2)])
+            .load()
+            .unwrap_err();
+        assert!(matches!(e, Error::Unsupported { .. }) && e.to_string().contains("group=2"), "{e}");
+    }
+
+    #[test]
+    fn batch_norm_becomes_scale_and_shift() {
+        let m = Net::new(&[2, 4, 4])
+            .init(floats("g", &[2], &[2.0, 1.0]))
+            .init(floats("b", &[2], &[1.0, 0.0]))
+            .init(floats("mean", &[2], &[0.0, 1.0]))
+            .init(floats("var", &[2], &[1.0, 4.0]))
+            .node("BatchNormalization", &["x", "g", "b", "mean", "var"], &["n"], vec![attr_float("epsilon", 0.0)])
+            .node("GlobalAveragePool", &["n"], &["p"], vec![])
+            .node("Flatten", &["p"], &["f"], vec![])
+            .init(floats("I", &[2, 2], &identity(2)))
+            .node("MatMul", &["f", "I"], &["y"], vec![])
+            .load()
+            .unwrap();
+        assert!(matches!(&m.nodes[1].op, Op::BatchNorm { scale, shift } if scale.to_vec() == [2.0, 0.5] && shift.to_vec() == [1.0, -0.5]));
+        assert_eq!(run(&m, &[3.0; 32]), [7.0, 1.0]);
+    }
+}

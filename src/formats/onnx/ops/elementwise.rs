@@ -1,0 +1,312 @@
+//! Element-wise ops: Add/Sum of computed tensors (residual connections),
+//! Add/Sub/Mul/Div by a per-channel constant (an IR BatchNorm), activations,
+//! Softmax, and the ops that leave values alone (Identity, Dropout, Cast).
+
+use ndarray::Array1;
+
+use crate::engine::model::{Activation, NodeId, Op};
+use crate::error::{Error, Result};
+use crate::formats::onnx::convert::{Attrs, Cx, Val, bad, label, unsupported_option};
+use crate::formats::onnx::fold::first;
+use crate::formats::onnx::layout::{Act, Layout, restride, sample_axis, strides};
+use crate::formats::onnx::proto::data_type;
+use crate::formats::onnx::tensor::{Const, Data};
+
+/// The activation an op name stands for (also in recurrent `activations`).
+pub(super) fn activation_of(op: &str) -> Option<Activation> {
+    match op {
+        "Relu" => Some(Activation::Relu),
+        "Tanh" => Some(Activation::Tanh),
+        "Sigmoid" => Some(Activation::Sigmoid),
+        _ => None,
+    }
+}
+
+/// Relu, Tanh, Sigmoid.
+pub(super) fn activation(cx: &mut Cx, i: usize) -> Result<()> {
+    let x = cx.act_any(i, 0)?;
+    let a = activation_of(&cx.n(i).op_type).unwrap_or(Activation::Linear);
+    let id = cx.emit(i, Op::Activation(a), &[x.node])?;
+    cx.bind(i, 0, Val::Act(Act { node: id, ..x }))
+}
+
+pub(super) fn dropout(cx: &mut Cx, i: usize) -> Result<()> {
+    cx.first_output_only(i)?;
+    let x = cx.act_any(i, 0)?;
+    let id = cx.emit(i, Op::Dropout, &[x.node])?;
+    cx.bind(i, 0, Val::Act(Act { node: id, ..x }))
+}
+
+pub(super) fn identity(cx: &mut Cx, i: usize) -> Result<()> {
+    let x = cx.act_any(i, 0)?;
+    cx.bind(i, 0, Val::Act(x))
+}
+
+pub(super) fn fold_identity(cx: &mut Cx, i: usize) -> Result<Option<Val>> {
+    cx.fold_consts(i, true, |cx, i, ins| Ok((*first(cx.n(i), ins)?).clone()))
+}
+
+/// Casts to float change nothing (the IR computes in f32); token ids may be
+/// cast between integer types.
+pub(super) fn cast(cx: &mut Cx, i: usize) -> Result<()> {
+    let n = cx.n(i);
+    let x = cx.act_any(i, 0)?;
+    let to = Attrs(n).int("to", 0)? as i32;
+    let float = matches!(to, data_type::FLOAT | data_type::DOUBLE);
+    if !(float || (cx.int_input && x.node == 0 && matches!(to, data_type::INT64 | data_type::INT32))) {
+        return Err(unsupported_option(n, format!("to={}", data_type::name(to)), "casts to FLOAT, or of integer token ids to INT32/INT64"));
+    }
+    cx.bind(i, 0, Val::Act(x))
+}
+
+pub(super) fn fold_cast(cx: &mut Cx, i: usize) -> Result<Option<Val>> {
+    cx.fold_consts(i, true, |cx, i, ins| {
+        let n = cx.n(i);
+        let c = first(n, ins)?;
+        Ok(match Attrs(n).int("to", 0)? as i32 {
+            data_type::FLOAT | data_type::DOUBLE => Const::new(c.dims.clone(), Data::F32(c.f32s())),
+            data_type::INT64 | data_type::INT32 => match &c.data {
+                Data::I64(_) => (*c).clone(),
+                Data::F32(v) => Const::new(c.dims.clone(), Data::I64(v.iter().map(|&x| x as i64).collect())),
+            },
+            t => {
+                return Err(Error::Unsupported {
+                    what: "ONNX Cast target".into(),
+                    name: format!("{} in node {}", data_type::name(t), label(n)),
+                    supported: "FLOAT, DOUBLE, INT32, INT64".into(),
+                });
+            }
+        })
+    })
+}
+
+pub(super) fn arith<'g>(cx: &mut Cx<'g>, i: usize) -> Result<()> {
+    let n = cx.n(i);
+    let op = n.op_type.as_str();
+    let ins: Vec<Val> = (0..n.input.len()).map(|k| cx.input(i, k)).collect::<Result<Vec<_>>>()?.into_iter().flatten().cloned().collect();
+    let acts: Vec<&Act> = ins.iter().filter_map(|v| if let Val::Act(a) = v { Some(a) } else { None }).collect();
+    if acts.len() == ins.len() && matches!(op, "Add" | "Sum") {
+        let first = acts.first().ok_or_else(|| bad(format!("node {} has no inputs", label(n))))?;
+        if acts.len() == 1 {
+            let a = (*first).clone();
+            return cx.bind(i, 0, Val::Act(a));
+        }
+        for a in &acts[1..] {
+            if a.shape != first.shape
+                || a.layout != first.layout
+                || a.batch != first.batch
+                || a.fold != first.fold
+                || cx.ir_shape(a) != cx.ir_shape(first)
+            {
+                return Err(Error::Unsupported {
+                    what: format!("inputs of ONNX node {}", label(n)),
+                    name: format!("{:?} and {:?} per sample (broadcast or differently stored)", first.shape, a.shape),
+                    supported: "inputs of the same shape, computed the same way (residual connections)".into(),
+                });
+            }
+        }
+        let ids: Vec<NodeId> = acts.iter().map(|a| a.node).collect();
+        let model = Act::clone(first);
+        let mut out: &'g str = n.output.first().map(String::as_str).unwrap_or("");
+        let mut activation = Activation::Linear;
+        if let Some(j) = cx.sole_reader(out) {
+            let m = &cx.nodes[j];
+            if let (true, Some(a), Some(o)) = (m.domain.is_empty(), activation_of(&m.op_type), m.output.first().filter(|o| !o.is_empty())) {
+                activation = a;
+                cx.absorbed[j] = true;
+                out = o.as_str();
+            }
+        }
+        let id = cx.emit(i, Op::Add { activation }, &ids)?;
+        cx.bind_name(out, Val::Act(Act { node: id, ..model }));
+        return Ok(());
+    }
+    let (x, c, x_first) = match (&ins[..], op) {
+        ([Val::Act(a), Val::Const(c)], _) => (a.clone(), c.clone(), true),
+        ([Val::Const(c), Val::Act(a)], "Add" | "Mul" | "Sub" | "Sum") => (a.clone(), c.clone(), false),
+        _ => {
+            return Err(Error::Unsupported {
+                what: format!("inputs of ONNX node {}", label(n)),
+                name: format!(
+                    "{op} of {}",
+                    ins.iter()
+                        .map(|v| if matches!(v, Val::Act(_)) { "a computed tensor" } else { "a constant" })
+                        .collect::<Vec<_>>()
+                        .join(" and ")
+                ),
+                supported: "Add/Sum of computed tensors of one shape; Add/Sub/Mul/Div of a computed tensor and a per-channel constant"
+                    .into(),
+            });
+        }
+    };
+    if x.batch != 0 {
+        return Err(Error::Unsupported {
+            what: format!("inputs of ONNX node {}", label(n)),
+            name: format!("{op} of a constant and a tensor with its batch axis moved to axis {}", x.batch),
+            supported: "constants broadcast over batch-first tensors".into(),
+        });
+    }
+    let v = row_constant(cx, i, &x, &c)?;
+    let l = v.len();
+    let (scale, shift): (Vec<f32>, Vec<f32>) = match (op, x_first) {
+        ("Add", _) | ("Sum", _) => (vec![1.0; l], v),
+        ("Sub", true) => (vec![1.0; l], v.iter().map(|c| -c).collect()),
+        ("Sub", false) => (vec![-1.0; l], v),
+        ("Mul", _) => (v, vec![0.0; l]),
+        _ => (v.iter().map(|c| 1.0 / c).collect(), vec![0.0; l]),
+    };
+    cx.spend(2 * l, i)?;
+    let id = cx.emit(i, Op::BatchNorm { scale: Array1::from_vec(scale), shift: Array1::from_vec(shift) }, &[x.node])?;
+    cx.bind(i, 0, Val::Act(Act { node: id, ..x }))
+}
+
+/// The constant `c`, broadcast over `x`, as one value per position of the
+/// IR's last axis; fails unless it is the same for every row.
+fn row_constant(cx: &mut Cx, i: usize, x: &Act, c: &Const) -> Result<Vec<f32>> {
+    let n = cx.n(i);
+    let full: Vec<usize> = std::iter::once(1).chain(x.shape.iter().copied()).collect();
+    let cv = c.f32s();
+    if c.dims.len() > full.len() {
+        return Err(Error::shape(
+            format!("constant of node {}", label(n)),
+            format!("at most {} axes", full.len()),
+            format!("{:?}", c.dims),
+        ));
+    }
+    let off = full.len() - c.dims.len();
+    let cst = strides(&c.dims);
+    // Stride in the constant of each logical per-sample axis (0 = broadcast).
+    let mut bst = vec![0usize; x.shape.len()];
+    for (k, &d) in c.dims.iter().enumerate() {
+        let pos = off + k;
+        if d != 1 && (d != full[pos] || pos == 0) {
+            return Err(Error::shape(
+                format!("constant of node {}", label(n)),
+                format!("a shape that broadcasts to [batch, {:?}]", x.shape),
+                format!("{:?}", c.dims),
+            ));
+        }
+        if pos > 0 && d != 1 {
+            bst[pos - 1] = cst[k];
+        }
+    }
+    let lst = strides(&x.shape);
+    let map = cx.elem_map(x)?;
+    let l = *cx.ir_shape(x).last().unwrap_or(&1);
+    let mut row = Vec::with_capacity(l);
+    for (p, &f) in map.iter().enumerate() {
+        let v = cv.get(restride(f as usize, &lst, &bst)).copied().unwrap_or(f32::NAN);
+        if p < l {
+            row.push(v);
+        } else if row[p % l].to_bits() != v.to_bits() {
+            return Err(Error::Unsupported {
+                what: format!("constant of ONNX node {}", label(n)),
+                name: format!("shape {:?} on a tensor of {:?} per sample (varies along more than the channel axis)", c.dims, x.shape),
+                supported: "scalars and per-channel constants".into(),
+            });
+        }
+    }
+    Ok(row)
+}
+
+pub(super) fn softmax(cx: &mut Cx, i: usize) -> Result<()> {
+    let n = cx.n(i);
+    let x = cx.act_any(i, 0)?;
+    if x.batch != 0 {
+        return Err(Error::Unsupported {
+            what: format!("ONNX node {}", label(n)),
+            name: format!("Softmax of a tensor with its batch on axis {}", x.batch),
+            supported: "batch-first tensors".into(),
+        });
+    }
+    let r = x.shape.len() + 1;
+    let axis = Attrs(n).int("axis", if cx.opset < 13 { 1 } else { -1 })?;
+    let a = sample_axis(axis, r).ok_or_else(|| Error::Unsupported {
+        what: format!("option of ONNX node {}", label(n)),
+        name: format!("axis={axis}"),
+        supported: "a softmax over non-batch axes".into(),
+    })?;
+    let total: usize = x.shape.iter().product();
+    let ir = cx.ir_shape(&x);
+    let last = *ir.last().unwrap_or(&0);
+    // Elements sharing one softmax: all from axis `a` on (opset < 13), or axis `a`.
+    let group: usize = if cx.opset < 13 { x.shape[a..].iter().product() } else { x.shape[a] };
+    let whole = group == total && last == total;
+    let last_axis = matches!(&x.layout, Layout::Axes(ax) if ax.last() == Some(&a)) && last == x.shape[a] && group == x.shape[a];
+    if !(whole || last_axis) {
+        return Err(Error::Unsupported {
+            what: format!("ONNX node {}", label(n)),
+            name: format!("Softmax over axis {axis} of {:?} per sample", x.shape),
+            supported: "a softmax over the features of a vector, or over the axis stored last".into(),
+        });
+    }
+    let id = cx.emit(i, Op::Activation(Activation::Softmax), &[x.node])?;
+    cx.bind(i, 0, Val::Act(Act { node: id, ..x }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{Net, attr_int, floats, run};
+    use super::*;
+
+    fn head(net: Net, from: &str, n: usize) -> Result<crate::engine::model::Model> {
+        let eye: Vec<f32> = (0..n * n).map(|k| if k / n == k % n { 1.0 } else { 0.0 }).collect();
+        net.init(floats("D", &[n as i64, n as i64], &eye)).node("MatMul", &[from, "D"], &["y"], vec![]).load()
+    }
+
+    #[test]
+    fn arithmetic_with_a_per_channel_constant_is_a_batch_norm() {
+        let c = floats("c", &[2], &[2.0, 4.0]);
+        for (op, const_first, want) in
+            [("Sub", false, [-1.0, -3.0]), ("Sub", true, [1.0, 3.0]), ("Div", false, [0.5, 0.25]), ("Mul", true, [2.0, 4.0])]
+        {
+            let ins = if const_first { ["c", "x"] } else { ["x", "c"] };
+            let m = head(Net::new(&[2]).init(c.clone()).node(op, &ins, &["a"], vec![]), "a", 2).unwrap();
+            assert!(matches!(m.nodes[1].op, Op::BatchNorm { .. }), "{op}");
+            assert_eq!(run(&m, &[1.0, 1.0]), want, "{op} (constant first: {const_first})");
+        }
+        // Div of a constant by a tensor has no IR form.
+        let e = head(Net::new(&[2]).init(c.clone()).node("Div", &["c", "x"], &["a"], vec![]), "a", 2).unwrap_err();
+        assert!(matches!(e, Error::Unsupported { .. }) && e.to_string().contains("Div of a constant and a computed tensor"), "{e}");
+        // A constant that varies along more than the channel axis neither.
+        let e = head(
+            Net::new(&[2, 2]).init(floats("m", &[2, 2], &[1.0, 2.0, 3.0, 4.0])).node("Mul", &["x", "m"], &["a"], vec![]).node(
+                "Flatten",
+                &["a"],
+                &["f"],
+                vec![],
+            ),
+            "f",
+            4,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("per-channel"), "{e}");
+    }
+
+    #[test]
+    fn residual_adds_fuse_their_activation() {
+        let m = head(
+            Net::new(&[2]).node("Relu", &["x"], &["r"], vec![]).node("Add", &["x", "r"], &["s"], vec![]).node(
+                "Tanh",
+                &["s"],
+                &["t"],
+                vec![],
+            ),
+            "t",
+            2,
+        )
+        .unwrap();
+        assert!(m.nodes.iter().any(|n| matches!(n.op, Op::Add { activation: Activation::Tanh })), "{:?}", m.nodes);
+        assert_eq!(m.nodes.len(), 4, "input, Relu, Add + Tanh, Dense");
+    }
+
+    #[test]
+    fn softmax_and_cast_options() {
+        let e = head(Net::new(&[2]).node("Softmax", &["x"], &["s"], vec![attr_int("axis", 0)]), "s", 2).unwrap_err();
+        assert!(e.to_string().contains("axis=0"), "{e}");
+        let m = head(Net::new(&[2]).node("Cast", &["x"], &["c"], vec![attr_int("to", data_type::DOUBLE as i64)]), "c", 2).unwrap();
+        assert_eq!(m.nodes.len(), 2, "a cast to a float type is nothing");
+        let e = head(Net::new(&[2]).node("Cast", &["x"], &["c"], vec![attr_int("to", data_type::INT64 as i64)]), "c", 2).unwrap_err();
+        assert!(matches!(e, Error::Unsupported { .. }) && e.to_string().contains("to=INT64"), "{e}");
+    }
+}

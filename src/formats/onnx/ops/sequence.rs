@@ -1,0 +1,489 @@
+//! Sequences: token-id embeddings (Gather from a constant table), LSTM, GRU
+//! and RNN as the IR's recurrent layer, a Slice/Gather of the last step of
+//! `Y` (the layer then returns only its last state), and tf2onnx's Keras
+//! RepeatVector (Unsqueeze + Tile by constant repeats).
+
+use std::collections::BTreeSet;
+
+use ndarray::{Array1, Array2};
+
+use super::elementwise::activation_of;
+use super::shape::{perm_attr, reshape_to};
+use crate::engine::model::{Activation, Cell, Op, Recurrent};
+use crate::error::{Error, Result};
+use crate::formats::onnx::convert::{Attrs, BATCH, Cx, MAX_TOTAL_ACTIVATION, Val, bad, label, unsupported_option};
+use crate::formats::onnx::layout::{Act, Layout, axis_index, plain, slice_range};
+use crate::formats::onnx::proto::attr_type;
+
+/// `Gather(table, ids)`: an embedding lookup of token ids; or the last step
+/// of a recurrent output (see [`recurrent`]).
+pub(super) fn gather(cx: &mut Cx, i: usize) -> Result<()> {
+    let n = cx.n(i);
+    if cx.last_step.contains(&i) {
+        return take_last_step(cx, i);
+    }
+    let table = match cx.input(i, 0)? {
+        Some(Val::Const(c)) => c.clone(),
+        _ => {
+            return Err(Error::Unsupported {
+                what: format!("ONNX node {}", label(n)),
+                name: "Gather from a computed tensor".into(),
+                supported:
+                    "Gather of token ids from a constant embedding table (axis 0), or of the last step of a recurrent layer's output".into(),
+            });
+        }
+    };
+    let ids = cx.act(i, 1)?;
+    let axis = Attrs(n).int("axis", 0)?;
+    let [vocab, dim] = table.dims[..] else {
+        return Err(Error::shape(format!("embedding table of node {}", label(n)), "[vocabulary, dimension]", format!("{:?}", table.dims)));
+    };
+    if axis != 0 {
+        return Err(unsupported_option(n, format!("axis={axis}"), "axis=0 (rows of the embedding table)"));
+    }
+    if !ids.is_plain() || cx.ir_shape(&ids) != ids.shape {
+        return Err(Error::Unsupported {
+            what: format!("input layout of ONNX node {}", label(n)),
+            name: format!("token ids {:?} per sample, reordered", ids.shape),
+            supported: "token ids in their own order".into(),
+        });
+    }
+    cx.spend(table.len(), i)?;
+    let t = Array2::from_shape_vec((vocab, dim), table.f32s()).map_err(|e| bad(e.to_string()))?;
+    let id = cx.emit(i, Op::Embedding { table: t }, &[ids.node])?;
+    let mut shape = ids.shape.clone();
+    shape.push(dim);
+    let layout = plain(&shape);
+    cx.bind(i, 0, Val::Act(Act::new(id, shape, layout)))
+}
+
+/// Slices of computed tensors: only the last step of a recurrent output.
+pub(super) fn slice(cx: &mut Cx, i: usize) -> Result<()> {
+    if cx.last_step.contains(&i) {
+        return take_last_step(cx, i);
+    }
+    let n = cx.n(i);
+    Err(Error::Unsupported {
+        what: format!("ONNX node {}", label(n)),
+        name: "Slice of a computed tensor".into(),
+        supported: "the last step of a recurrent layer's output sequence (then the layer returns only its last state)".into(),
+    })
+}
+
+/// A Slice/Gather that `recurrent` found taking the last step of its
+/// output: the layer already returns only that step (the time axis has
+/// size 1 here), so Slice is the identity and Gather drops the axis.
+fn take_last_step(cx: &mut Cx, i: usize) -> Result<()> {
+    let n = cx.n(i);
+    let x = cx.act_any(i, 0)?;
+    if n.op_type == "Gather" && cx.opt_konst(i, 1, "indices")?.is_some_and(|c| c.dims.is_empty()) {
+        let axis = Attrs(n).int("axis", 0)?;
+        let r = x.shape.len() + 1;
+        let a = axis_index(axis, r)
+            .filter(|&a| a != x.batch)
+            .ok_or_else(|| bad(format!("axis {axis} of node {} is not a time axis", label(n))))?;
+        let k = if a < x.batch { a } else { a - 1 };
+        let mut shape = x.shape.clone();
+        shape.remove(k);
+        let batch = x.batch - usize::from(a < x.batch);
+        let mut out = reshape_to(cx, i, Act { batch: 0, ..x }, shape)?;
+        out.batch = batch;
+        return cx.bind(i, 0, Val::Act(out));
+    }
+    cx.bind(i, 0, Val::Act(x))
+}
+
+/// Follows the only readers of a recurrent layer's output `y` (time on
+/// whole-tensor axis `time` of `rank`) through Squeeze/Unsqueeze/
+/// Transpose/Identity to a Slice or Gather that keeps only the last of
+/// `steps` steps; returns that node.
+fn last_step_reader(cx: &Cx, y: &str, mut time: usize, mut rank: usize, steps: usize) -> Option<usize> {
+    let nodes = cx.nodes;
+    let mut cur = y;
+    loop {
+        let j = cx.sole_reader(cur)?;
+        let m = &nodes[j];
+        if !m.domain.is_empty() || m.input.first().map(String::as_str) != Some(cur) {
+            return None;
+        }
+        let at = Attrs(m);
+        let ints = |k: usize, attr: &str| -> Option<Vec<i64>> {
+            match cx.known(m, k) {
+                Some(Val::Const(c)) => c.i64s().map(<[i64]>::to_vec),
+                Some(_) => None,
+                None => at.ints(attr).ok().flatten(),
+            }
+        };
+        let norm = axis_index;
+        match m.op_type.as_str() {
+            "Identity" => {}
+            "Squeeze" => {
+                let ax: Vec<usize> = ints(1, "axes")?.into_iter().map(|a| norm(a, rank)).collect::<Option<_>>()?;
+                if ax.contains(&time) {
+                    return None;
+                }
+                time -= ax.iter().filter(|&&a| a < time).count();
+                rank -= ax.len();
+            }
+            "Unsqueeze" => {
+                let ax = ints(1, "axes")?;
+                let out = rank + ax.len();
+                let ax: BTreeSet<usize> = ax.into_iter().map(|a| norm(a, out)).collect::<Option<_>>()?;
+                time = (0..out).filter(|k| !ax.contains(k)).nth(time)?;
+                rank = out;
+            }
+            "Transpose" => {
+                let perm = perm_attr(m, rank).ok()?;
+                time = perm.iter().position(|&p| p == time)?;
+            }
+            "Slice" => {
+                let (starts, ends) = (ints(1, "starts")?, ints(2, "ends")?);
+                let axes: Vec<usize> = match ints(3, "axes") {
+                    Some(a) => a.into_iter().map(|a| norm(a, rank)).collect::<Option<_>>()?,
+                    None => (0..starts.len()).collect(),
+                };
+                let step = ints(4, "steps").unwrap_or(vec![1]);
+                // The constant Slice's own rule: exactly the last step is kept.
+                let ok = axes == [time]
+                    && (starts.len(), ends.len(), step.len()) == (1, 1, 1)
+                    && step[0] != 0
+                    && slice_range(starts[0], ends[0], step[0], steps) == [steps - 1];
+                return ok.then_some(j);
+            }
+            "Gather" => {
+                let idx = ints(1, "")?;
+                let axis = norm(at.int("axis", 0).ok()?, rank)?;
+                return (axis == time && idx.len() == 1 && norm(idx[0], steps) == Some(steps - 1)).then_some(j);
+            }
+            _ => return None,
+        }
+        cur = m.output.first()?;
+    }
+}
+
+/// LSTM, GRU and RNN (forward, one direction, zero initial state) as the
+/// IR's Keras-semantics recurrent layer.
+pub(super) fn recurrent(cx: &mut Cx, i: usize) -> Result<()> {
+    let n = cx.n(i);
+    let at = Attrs(n);
+    let op = n.op_type.as_str();
+    let x = cx.act_any(i, 0)?;
+    let layout = if cx.opset >= 14 { at.int("layout", 0)? } else { 0 };
+    let want_batch = if layout == 0 { 1 } else { 0 };
+    let [steps, f] = x.shape[..] else {
+        return Err(Error::shape(
+            format!("input X of node {}", label(n)),
+            "[sequence, batch, features]",
+            format!("{:?} besides the batch", x.shape),
+        ));
+    };
+    if x.batch != want_batch || !x.fold.is_empty() || !x.is_plain() || cx.ir_shape(&x) != x.shape {
+        return Err(Error::Unsupported {
+            what: format!("input layout of ONNX node {}", label(n)),
+            name: format!("X with the batch on axis {} (layout={layout})", x.batch),
+            supported: "[sequence, batch, features] (layout=0) or [batch, sequence, features] (layout=1)".into(),
+        });
+    }
+    let direction = at.string("direction")?.unwrap_or_else(|| "forward".into());
+    if direction != "forward" {
+        return Err(unsupported_option(n, format!("direction={direction}"), "direction=forward"));
+    }
+    for key in ["clip", "activation_alpha", "activation_beta"] {
+        if n.attribute.iter().any(|a| a.name == key) {
+            return Err(unsupported_option(n, key.into(), "no clip, activation_alpha or activation_beta"));
+        }
+    }
+    if at.int("input_forget", 0)? != 0 {
+        return Err(unsupported_option(n, "input_forget=1".into(), "input_forget=0"));
+    }
+    let (cell, gates) = match op {
+        "LSTM" => (Cell::Lstm, 4),
+        "GRU" => (Cell::Gru { reset_after: at.int("linear_before_reset", 0)? != 0 }, 3),
+        _ => (Cell::SimpleRnn, 1),
+    };
+    let acts: Vec<String> = match at.get("activations", attr_type::STRINGS, "a list of strings")? {
+        Some(a) => a.strings.iter().map(|s| String::from_utf8_lossy(s).into_owned()).collect(),
+        None => match op {
+            "LSTM" => vec!["Sigmoid".into(), "Tanh".into(), "Tanh".into()],
+            "GRU" => vec!["Sigmoid".into(), "Tanh".into()],
+            _ => vec!["Tanh".into()],
+        },
+    };
+    let act = |k: usize| -> Result<Activation> {
+        let name = acts.get(k).ok_or_else(|| bad(format!("node {} lists {} activations", label(n), acts.len())))?;
+        activation_of(name).ok_or_else(|| Error::Unsupported {
+            what: format!("activation in ONNX node {}", label(n)),
+            name: name.clone(),
+            supported: "Relu, Tanh, Sigmoid".into(),
+        })
+    };
+    let (activation, recurrent_activation) = match op {
+        "LSTM" => {
+            if act(1)? != act(2)? {
+                return Err(unsupported_option(
+                    n,
+                    format!("activations={acts:?}"),
+                    "the same activation for the cell input and output (g = h)",
+                ));
+            }
+            (act(1)?, act(0)?)
+        }
+        "GRU" => (act(1)?, act(0)?),
+        _ => (act(0)?, Activation::Sigmoid),
+    };
+    let w = cx.konst(i, 1, "weights W")?;
+    let r = cx.konst(i, 2, "recurrence weights R")?;
+    let &[dirs, gu, fin] = &w.dims[..] else {
+        return Err(Error::shape(format!("weights W of node {}", label(n)), "[directions, gates·hidden, input]", format!("{:?}", w.dims)));
+    };
+    let units = gu / gates;
+    if dirs != 1 || gu % gates != 0 || units == 0 || fin != f {
+        return Err(Error::shape(format!("weights W of node {}", label(n)), format!("[1, {gates}·hidden, {f}]"), format!("{:?}", w.dims)));
+    }
+    if let Some(h) = at.get("hidden_size", attr_type::INT, "an integer")?
+        && h.i != units as i64
+    {
+        return Err(Error::shape(format!("hidden_size of node {}", label(n)), units, h.i));
+    }
+    if r.dims != [1, gu, units] {
+        return Err(Error::shape(
+            format!("recurrence weights R of node {}", label(n)),
+            format!("[1, {gu}, {units}]"),
+            format!("{:?}", r.dims),
+        ));
+    }
+    let b = match cx.opt_konst(i, 3, "bias B")? {
+        None => vec![0.0; 2 * gu],
+        Some(b) if b.dims == [1, 2 * gu] => b.f32s(),
+        Some(b) => {
+            return Err(Error::shape(format!("bias B of node {}", label(n)), format!("[1, {}]", 2 * gu), format!("{:?}", b.dims)));
+        }
+    };
+    if cx.input(i, 4)?.is_some() {
+        return Err(unsupported_option(n, "sequence_lens".into(), "no sequence_lens (every sequence has the full length)"));
+    }
+    for (k, what) in [(5, "initial_h"), (6, "initial_c"), (7, "peepholes P")] {
+        let zero = match cx.input(i, k)? {
+            None => true,
+            Some(Val::Fill(v)) => *v == 0.0,
+            Some(Val::Const(c)) => c.f32s().iter().all(|&v| v == 0.0),
+            Some(Val::Act(_)) => false,
+        };
+        if !zero || (k > 5 && op != "LSTM" && n.input.get(k).is_some_and(|s| !s.is_empty())) {
+            return Err(unsupported_option(n, format!("{what} (input {k})"), "zero initial states and no peepholes"));
+        }
+    }
+    let outs: Vec<bool> = (0..3).map(|k| n.output.get(k).is_some_and(|t| cx.is_read(t))).collect();
+    if outs[2] || (outs[0] && outs[1]) {
+        return Err(unsupported_option(n, "uses of Y_c, or of both Y and Y_h".into(), "one of Y (the sequence) and Y_h (the last state)"));
+    }
+    // Y read only for its last step: the layer returns only that step.
+    let time = if layout == 0 { 0 } else { 1 };
+    let last = if outs[0] { n.output.first().and_then(|y| last_step_reader(cx, y, time, 4, steps)) } else { None };
+    let sequences = outs[0] && last.is_none();
+    if let Some(j) = last {
+        cx.last_step.insert(j);
+    }
+    // ONNX gate blocks → Keras order: LSTM i,o,f,c → i,f,c,o; GRU z,r,h and RNN as they are.
+    let order: &[usize] = match op {
+        "LSTM" => &[0, 2, 3, 1],
+        "GRU" => &[0, 1, 2],
+        _ => &[0],
+    };
+    let (wv, rv) = (w.f32s(), r.f32s());
+    // IR column k (Keras gate block k / units) is ONNX row `col(k)` of W, R and B.
+    let col = |k: usize| order[k / units] * units + k % units;
+    let kernel = Array2::from_shape_fn((f, gu), |(fi, k)| wv[col(k) * f + fi]);
+    let recurrent = Array2::from_shape_fn((units, gu), |(h, k)| rv[col(k) * units + h]);
+    let (wb, rb) = b.split_at(gu);
+    let reorder = |v: &[f32]| -> Vec<f32> { (0..gu).map(|k| v[col(k)]).collect() };
+    let (bias, recurrent_bias) = match cell {
+        Cell::Gru { reset_after: true } => (reorder(wb), Some(Array1::from_vec(reorder(rb)))),
+        _ => (reorder(wb).iter().zip(reorder(rb)).map(|(a, b)| a + b).collect(), None),
+    };
+    cx.spend(kernel.len() + recurrent.len() + 2 * gu, i)?;
+    let rec = Recurrent {
+        cell,
+        units,
+        kernel,
+        recurrent,
+        bias: Array1::from_vec(bias),
+        recurrent_bias,
+        activation,
+        recurrent_activation,
+        return_sequences: sequences,
+    };
+    let id = cx.emit(i, Op::Recurrent(Box::new(rec)), &[x.node])?;
+    if outs[0] {
+        // Y: [T, 1, N, H] (layout 0) or [N, T, 1, H]; T is 1 when only the last step is kept.
+        let t = if sequences { steps } else { 1 };
+        let shape = vec![t, 1, units];
+        let layout_y = plain(&shape);
+        cx.bind(i, 0, Val::Act(Act { node: id, shape, layout: layout_y, batch: if layout == 0 { 2 } else { 0 }, fold: vec![] }))?;
+    }
+    if outs[1] {
+        // Y_h: [1, N, H] (layout 0) or [N, 1, H].
+        let shape = vec![1, units];
+        let layout_h = plain(&shape);
+        cx.bind(i, 1, Val::Act(Act { node: id, shape, layout: layout_h, batch: if layout == 0 { 1 } else { 0 }, fold: vec![] }))?;
+    }
+    Ok(())
+}
+
+/// `Tile` of a vector along one axis of size 1, the batch once, with
+/// constant repeats: tf2onnx's Keras RepeatVector (`Unsqueeze` to
+/// `[N, 1, F]`, then `Tile` by `[1, T, 1]`) → the IR's RepeatVector.
+pub(super) fn tile(cx: &mut Cx, i: usize) -> Result<()> {
+    let n = cx.n(i);
+    let x = cx.act_any(i, 0)?;
+    let refuse = |name: String| Error::Unsupported {
+        what: format!("ONNX node {}", label(n)),
+        name,
+        supported: "Tile of a vector along one axis of size 1 by constant repeats, the batch once (Keras RepeatVector: Unsqueeze + Tile)"
+            .into(),
+    };
+    let reps = match cx.input(i, 1)? {
+        Some(Val::Const(c)) => {
+            c.i64s().map(<[i64]>::to_vec).ok_or_else(|| bad(format!("repeats of node {} must be integers", label(n))))?
+        }
+        Some(_) => return Err(refuse("repeats computed at run time".into())),
+        None => return Err(bad(format!("node {} lacks its repeats (input 1)", label(n)))),
+    };
+    if reps.contains(&BATCH) {
+        return Err(refuse("repeats computed from the batch size at run time".into()));
+    }
+    if reps.len() != x.shape.len() + 1 {
+        return Err(Error::shape(
+            format!("repeats of node {}", label(n)),
+            format!("{} values (one per axis)", x.shape.len() + 1),
+            reps.len(),
+        ));
+    }
+    if let Some(&k) = reps.iter().find(|&&k| k < 1) {
+        return Err(bad(format!("node {} repeats an axis {k} times", label(n))));
+    }
+    if x.batch != 0 || !x.fold.is_empty() {
+        return Err(refuse(format!("a tensor with the batch on axis {} or merged with {:?}", x.batch, x.fold)));
+    }
+    if reps[0] != 1 {
+        return Err(refuse(format!("repeats {reps:?} (the batch {} times)", reps[0])));
+    }
+    let tiled: Vec<usize> = (0..x.shape.len()).filter(|&a| reps[a + 1] > 1).collect();
+    let a = match tiled[..] {
+        [] => return cx.bind(i, 0, Val::Act(x)),
+        [a] => a,
+        _ => return Err(refuse(format!("repeats {reps:?} (more than one axis)"))),
+    };
+    let features: Vec<usize> = (0..x.shape.len()).filter(|&k| x.shape[k] != 1).collect();
+    if x.shape[a] != 1 || features.len() > 1 || cx.ir_shape(&x).len() != 1 || !x.is_plain() {
+        return Err(refuse(format!("repeats {reps:?} of a tensor of shape {:?} per sample", x.shape)));
+    }
+    let f = x.shape.iter().product::<usize>() as u64;
+    let times = reps[a + 1] as u64;
+    if times.saturating_mul(f) > MAX_TOTAL_ACTIVATION {
+        return Err(Error::too_large(format!("output of node {}", label(n)), times.saturating_mul(f), MAX_TOTAL_ACTIVATION));
+    }
+    let id = cx.emit(i, Op::RepeatVector { times: times as usize }, &[x.node])?;
+    let mut shape = x.shape.clone();
+    shape[a] = times as usize;
+    // The IR stores [times, F]: the repeated axis first, then the vector's.
+    cx.bind(i, 0, Val::Act(Act::new(id, shape, Layout::Axes([a].into_iter().chain(features).collect()))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{Net, attr_int, attr_ints, floats, ints, run};
+    use super::*;
+
+    /// Token ids [2] → embedding [2, 1] → time-major → a 1-unit tanh RNN
+    /// (W = 1, R = 0) → `last` keeps the last step → [N, 1] → a Dense copying it.
+    fn rnn(last: impl FnOnce(Net) -> Net) -> Result<crate::engine::model::Model> {
+        let net = Net::tokens(&[2])
+            .init(floats("table", &[3, 1], &[0.0, 0.5, 1.0]))
+            .node("Gather", &["table", "x"], &["e"], vec![])
+            .node("Transpose", &["e"], &["t"], vec![attr_ints("perm", &[1, 0, 2])])
+            .init(floats("W", &[1, 1, 1], &[1.0]))
+            .init(floats("R", &[1, 1, 1], &[0.0]))
+            .node("RNN", &["t", "W", "R"], &["Y"], vec![attr_int("hidden_size", 1)]);
+        last(net).init(floats("D", &[1, 2], &[1.0, 0.0])).node("MatMul", &["h", "D"], &["y"], vec![]).load()
+    }
+
+    fn returns_sequences(m: &crate::engine::model::Model) -> bool {
+        m.nodes.iter().any(|n| matches!(&n.op, Op::Recurrent(r) if r.return_sequences))
+    }
+
+    #[test]
+    fn last_step_of_y_is_the_last_state() {
+        let gather = rnn(|net| {
+            net.init(ints("last", &[], &[-1]))
+                .node("Gather", &["Y", "last"], &["g"], vec![attr_int("axis", 0)])
+                .node("Squeeze", &["g", "ax"], &["h"], vec![])
+                .init(ints("ax", &[1], &[0]))
+        })
+        .unwrap();
+        assert!(!returns_sequences(&gather));
+        // Tokens (1, 2): the last state is tanh(1.0) (R = 0 forgets the first step).
+        assert!((run(&gather, &[1.0, 2.0])[0] - 1f32.tanh()).abs() < 1e-6);
+        let slice = rnn(|net| {
+            net.init(ints("s", &[1], &[1]))
+                .init(ints("end", &[1], &[i64::MAX]))
+                .init(ints("a", &[1], &[0]))
+                .node("Slice", &["Y", "s", "end", "a"], &["l"], vec![])
+                .init(ints("ax", &[2], &[0, 1]))
+                .node("Squeeze", &["l", "ax"], &["h"], vec![])
+        })
+        .unwrap();
+        assert!(!returns_sequences(&slice));
+        assert!((run(&slice, &[1.0, 2.0])[0] - 1f32.tanh()).abs() < 1e-6);
+        // A Slice of the first step is not the last state: refused.
+        let e = rnn(|net| {
+            net.init(ints("s", &[1], &[0]))
+                .init(ints("end", &[1], &[1]))
+                .init(ints("a", &[1], &[0]))
+                .node("Slice", &["Y", "s", "end", "a"], &["l"], vec![])
+                .init(ints("ax", &[2], &[0, 1]))
+                .node("Squeeze", &["l", "ax"], &["h"], vec![])
+        })
+        .unwrap_err();
+        assert!(matches!(e, Error::Unsupported { .. }) && e.to_string().contains("Slice of a computed tensor"), "{e}");
+    }
+
+    #[test]
+    fn lstm_gates_are_reordered_for_the_ir() {
+        // ONNX blocks i, o, f, c → the IR's (Keras) i, f, c, o.
+        let m = Net::new(&[3, 1])
+            .node("Transpose", &["x"], &["t"], vec![attr_ints("perm", &[1, 0, 2])])
+            .init(floats("W", &[1, 4, 1], &[1.0, 2.0, 3.0, 4.0]))
+            .init(floats("R", &[1, 4, 1], &[10.0, 20.0, 30.0, 40.0]))
+            .node("LSTM", &["t", "W", "R"], &["Y", "Y_h"], vec![])
+            .node("Squeeze", &["Y_h", "ax"], &["h"], vec![])
+            .init(ints("ax", &[1], &[0]))
+            .init(floats("D", &[1, 2], &[1.0, 0.0]))
+            .node("MatMul", &["h", "D"], &["y"], vec![])
+            .load()
+            .unwrap();
+        let Some(Op::Recurrent(r)) = m.nodes.iter().map(|n| &n.op).find(|op| matches!(op, Op::Recurrent(_))) else { panic!() };
+        assert_eq!((r.cell, r.return_sequences), (Cell::Lstm, false));
+        assert_eq!(r.kernel.iter().copied().collect::<Vec<_>>(), [1.0, 3.0, 4.0, 2.0]);
+        assert_eq!(r.recurrent.iter().copied().collect::<Vec<_>>(), [10.0, 30.0, 40.0, 20.0]);
+    }
+
+    #[test]
+    fn tile_of_a_vector_is_a_repeat_vector() {
+        let net = |reps: &[i64]| {
+            Net::new(&[2])
+                .init(ints("ax", &[1], &[1]))
+                .node("Unsqueeze", &["x", "ax"], &["u"], vec![])
+                .init(ints("reps", &[3], reps))
+                .node("Tile", &["u", "reps"], &["t"], vec![])
+                .init(floats("D", &[2, 2], &[1.0, 0.0, 0.0, 1.0]))
+                .node("MatMul", &["t", "D"], &["y"], vec![])
+                .load()
+        };
+        let m = net(&[1, 3, 1]).unwrap();
+        assert!(m.nodes.iter().any(|n| matches!(n.op, Op::RepeatVector { times: 3 })));
+        assert_eq!(run(&m, &[1.0, 2.0]), [1.0, 2.0, 1.0, 2.0, 1.0, 2.0]);
+        let e = net(&[2, 3, 1]).unwrap_err();
+        assert!(matches!(e, Error::Unsupported { .. }) && e.to_string().contains("the batch 2 times"), "{e}");
+    }
+}
