@@ -8,7 +8,31 @@ WASM_BINDGEN_VERSION=0.2.130
 unset RUSTFLAGS
 export PATH="$HOME/.cargo/bin:$PATH"
 
-step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+# step NAME: prints a heading and starts timing the step (step_summary prints the times).
+STEP_NAMES=()
+STEP_SECONDS=()
+step_started=$SECONDS
+step() {
+  step_end
+  STEP_NAMES+=("$*")
+  step_started=$SECONDS
+  printf '\n\033[1m== %s\033[0m\n' "$*"
+}
+# Closes the step under way (its wall time goes into the summary).
+step_end() {
+  if [ ${#STEP_NAMES[@]} -gt ${#STEP_SECONDS[@]} ]; then STEP_SECONDS+=($((SECONDS - step_started))); fi
+}
+# Prints the wall time of every step so far, and the total.
+step_summary() {
+  step_end
+  local i total=0
+  printf '\n%6s  %s\n' "wall" "step"
+  for i in "${!STEP_NAMES[@]}"; do
+    printf '%5ds  %s\n' "${STEP_SECONDS[$i]}" "${STEP_NAMES[$i]}"
+    total=$((total + STEP_SECONDS[i]))
+  done
+  printf '%5ds  %s\n' "$total" "total"
+}
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 ensure_wasm_toolchain() {
