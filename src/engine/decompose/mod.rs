@@ -12,6 +12,7 @@ mod columns;
 mod head;
 mod recurrent;
 mod sampling;
+pub mod schema;
 
 pub use backtrack::Technique;
 pub use columns::ColumnCache;
@@ -123,21 +124,18 @@ impl Settings {
         }
     }
 
+    /// Checks every numeric setting against its bounds in `www/settings.json`
+    /// (the page checks the same bounds; see [`schema`]).
     pub fn validate(&self) -> Result<()> {
-        if self.samples_per_class == 0 || self.samples_per_class > 100_000 {
-            return Err(Error::invalid(format!("samples per class must be between 1 and 100000, not {}", self.samples_per_class)));
-        }
-        if !(self.tangling_ratio > 0.0 && self.tangling_ratio <= 10.0) {
-            return Err(Error::invalid(format!("tangling ratio must be in (0, 10], not {}", self.tangling_ratio)));
-        }
-        if !(0.0..=1.0).contains(&self.max_remove) {
-            return Err(Error::invalid(format!("max_remove must be in [0, 1], not {}", self.max_remove)));
-        }
-        if !(self.delta > 0.0 && self.delta.is_finite()) {
-            return Err(Error::invalid(format!("delta must be a positive number, not {}", self.delta)));
-        }
-        if !(0.0..1.0).contains(&self.confidence) {
-            return Err(Error::invalid(format!("confidence must be in [0, 1), not {}", self.confidence)));
+        let schema = schema::schema()?;
+        // Through JSON text, so that an f32 is compared as written (0.1, not 0.100000001).
+        let json = serde_json::to_string(self).map_err(|e| Error::invalid(format!("settings: {e}")))?;
+        let values: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(&json).map_err(|e| Error::invalid(format!("settings: {e}")))?;
+        for spec in &schema.settings {
+            if let Some(v) = values.get(&spec.name) {
+                spec.check(v)?;
+            }
         }
         Ok(())
     }
