@@ -36,6 +36,9 @@ step_summary() {
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 ensure_wasm_toolchain() {
+  for c in rustfmt clippy; do
+    rustup component list --installed | grep -q "^$c" || rustup component add "$c"
+  done
   if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
     step "installing the wasm32 target"
     rustup target add wasm32-unknown-unknown

@@ -510,7 +510,7 @@ fn hostile_module_sets_are_errors() {
     let e = edit(&|m| m["modules"]["modules"][0]["masks"][0]["units"] = (1u64 << 62).into()).unwrap_err();
     assert!(matches!(e, Error::Shape { .. }), "{e}");
     let e = edit(&|m| m["modules"]["settings"]["samples_per_class"] = 0.into()).unwrap_err();
-    assert!(e.to_string().contains("samples per class"), "{e}");
+    assert!(e.to_string().contains("samples_per_class"), "{e}");
     let e = edit(&|m| m["modules"]["modules"][1]["masks"][0]["clip_negative"] = true.into()).unwrap_err();
     assert!(e.to_string().contains("modules.1.masks.1.clip_negative' is missing"), "{e}");
     let e = edit(&|m| {
