@@ -28,8 +28,7 @@ use crate::engine::bits::BitSet;
 use crate::engine::model::{Masks, Model, NodeId, Op};
 
 /// Which modularisation of the concern (ALGORITHMS.md §4).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[cfg_attr(not(target_arch = "wasm32"), derive(clap::ValueEnum))] // the CLI's --mode/--technique/--head
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)] // the CLI's --mode/--technique/--head
 #[serde(rename_all = "kebab-case")]
 pub enum Technique {
     /// Channeling only (MC).

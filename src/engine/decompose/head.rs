@@ -23,8 +23,7 @@ use crate::error::Result;
 
 use super::Module;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[cfg_attr(not(target_arch = "wasm32"), derive(clap::ValueEnum))] // the CLI's --mode/--technique/--head
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize, clap::ValueEnum)] // the CLI's --mode/--technique/--head
 #[serde(rename_all = "snake_case")]
 pub enum Head {
     #[default]

@@ -27,8 +27,7 @@ use crate::engine::model::{Masks, Model, NodeId, Op, Record, Recording, UnitMask
 use crate::error::{Error, Result};
 
 /// Which reading of the papers to follow (ALGORITHMS.md §0).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[cfg_attr(not(target_arch = "wasm32"), derive(clap::ValueEnum))] // the CLI's --mode/--technique/--head
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)] // the CLI's --mode/--technique/--head
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
     /// The authors' dense code: a unit must be active for EVERY concerned
