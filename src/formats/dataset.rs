@@ -97,12 +97,9 @@ pub fn read_dataset_file(path: &str, name: Option<&str>, read: &dyn Fn(&str) -> 
     let bytes = read(path)?;
     let name = name.unwrap_or(file_stem(path));
     let d = if is_idx(&bytes) {
-        let labels = labels_name(path).ok_or_else(|| {
-            Error::invalid("an IDX images file needs its labels file next to it (…-images-idx3-ubyte → …-labels-idx1-ubyte)")
-        })?;
-        let label_bytes = read(&labels).map_err(|e| {
-            Error::invalid(format!("an IDX images file needs its labels file next to it (…-images-idx3-ubyte → …-labels-idx1-ubyte): {e}"))
-        })?;
+        const NEEDS: &str = "an IDX images file needs its labels file next to it (…-images-idx3-ubyte → …-labels-idx1-ubyte)";
+        let labels = labels_name(path).ok_or_else(|| Error::invalid(NEEDS))?;
+        let label_bytes = read(&labels).map_err(|e| Error::invalid(format!("{NEEDS}: {e}")))?;
         read_idx_dataset(&bytes, &label_bytes, name)
     } else {
         read_npz_dataset(&bytes, name)

@@ -110,7 +110,7 @@ impl Workbench {
             .map(|p| {
                 datasets
                     .iter()
-                    .flat_map(|&d| self.models[p.model].scores[p.class][d].as_deref().unwrap_or_default().iter().copied())
+                    .flat_map(|&d| self.models[p.model].scores[p.class][d].as_deref().expect("scored just above").iter().copied())
                     .collect()
             })
             .collect())
