@@ -7,7 +7,8 @@ import { TryIt } from './tryit.js';
 import { TypeIt } from './typeit.js';
 import { highlightLayers, renderJaccard, renderUnits } from './units.js';
 import * as store from './store.js';
-import { LIMITS, ShareLinkError, decodeFragment, encodeState, isShareFragment, sha256Hex, settingsProblem, stateToJson, validateState } from './share.js';
+import { buildSettingsForm, nonDefault, readSettingsForm, settingsProblem, showSettingsForm } from './settings.js';
+import { LIMITS, ShareLinkError, decodeFragment, encodeState, isShareFragment, sha256Hex, stateToJson, validateState } from './share.js';
 import { HIDEABLE, evaluate, exerciseFromState, exerciseId, validateExercise } from './exercises.js';
 
 const $ = (id) => document.getElementById(id);
@@ -145,6 +146,12 @@ function afterCompose() {
   renderExercise();
   renderTeacherGoal();
   persist();
+}
+
+/** Until the new composition is in (samples may still be loading): no numbers of the previous model. */
+function showPendingScores(m) {
+  $('model-acc').textContent = pct(m.info.accuracy);
+  for (const id of ['composed-acc', 'delta', 'composed-top5']) $(id).textContent = '…';
 }
 
 function renderScores(result) {
@@ -704,6 +711,7 @@ async function select(key, { slots } = {}) {
     : m.modules.map((mod) => ({ class: mod.class, source: key, on: true }));
   renderModel();
   renderModules();
+  showPendingScores(m);
   const image = m.dataset.sample_shape.join('×') === '28×28';
   const text = Boolean(m.dataset.vocab);
   $('try-panel').hidden = !image;
@@ -813,12 +821,9 @@ async function upload(file) {
   await select(`upload:${file.name}`);
 }
 
-/** The engine's defaults (ALGORITHMS.md); state.settings holds only the differences. */
-const DEFAULTS = { mode: 'paper', technique: 'mc-bln', delta: 0.5, head: 'two', recurrent_mode: 'reference', unrolled: false, max_remove: 0.05, gates: false, keep_encoder: false, samples_per_class: 1000, tangling_ratio: 1 };
-
+/** The form shows state.settings, which holds only the differences from the defaults (settings.js). */
 function showSettings() {
-  const f = $('settings-form');
-  for (const [k, v] of Object.entries({ ...DEFAULTS, ...state.settings })) if (f.elements[k]) f.elements[k].value = String(v);
+  showSettingsForm($('settings-form'), state.settings);
 }
 
 /** Re-decomposes every loaded model with new settings, keeping the composition. */
@@ -844,15 +849,7 @@ async function applySettings(next) {
 }
 
 function readSettings() {
-  const f = $('settings-form');
-  const v = {
-    mode: f.elements.mode.value, technique: f.elements.technique.value, delta: Number(f.elements.delta.value), head: f.elements.head.value,
-    recurrent_mode: f.elements.recurrent_mode.value, unrolled: f.elements.unrolled.value === 'true',
-    max_remove: Number(f.elements.max_remove.value), gates: f.elements.gates.value === 'true', keep_encoder: f.elements.keep_encoder.value === 'true',
-    samples_per_class: Number(f.elements.samples_per_class.value), tangling_ratio: Number(f.elements.tangling_ratio.value),
-  };
-  // Only what differs from the defaults (links stay short; {} means "the papers' defaults").
-  const next = Object.fromEntries(Object.entries(v).filter(([k, x]) => x !== DEFAULTS[k]));
+  const next = nonDefault(readSettingsForm($('settings-form')));
   // Checked before anything is torn down.
   const problem = settingsProblem(next);
   if (problem) throw new Error(`Decomposition ${problem.replace(/^settings\./, 'setting ')}`);
@@ -877,6 +874,7 @@ function wireControls() {
     },
   });
   $('units-class').addEventListener('change', () => showInside(state.models.get(state.current)).catch(showError));
+  buildSettingsForm($('settings-form'), $('s-actions'));
   showSettings();
   $('settings-form').addEventListener('submit', (e) => {
     e.preventDefault();

@@ -6,6 +6,7 @@
 // returns a validated state or throws ShareLinkError — for any input. The
 // format is documented in docs/SHARE.md.
 import { ExerciseError, HIDEABLE, validateExercise } from './exercises.js';
+import { settingsProblem } from './settings.js';
 
 export const VERSION = 1;
 export const LIMITS = Object.freeze({
@@ -23,22 +24,6 @@ export const LIMITS = Object.freeze({
   /** Characters of typed text (the text box's maxlength). */
   text: 400,
 });
-
-/** Settings the engine's decomposition takes (src/decompose/mod.rs `Settings`). */
-const SETTINGS = {
-  mode: (v) => v === 'paper' || v === 'reference',
-  technique: (v) => v === 'mc' || v === 'mc-bln' || v === 'mc-bi',
-  delta: (v) => typeof v === 'number' && v > 0 && v <= 10,
-  head: (v) => v === 'two' || v === 'reference',
-  recurrent_mode: (v) => v === 'paper' || v === 'reference',
-  unrolled: (v) => typeof v === 'boolean',
-  max_remove: (v) => typeof v === 'number' && v >= 0 && v <= 1,
-  gates: (v) => typeof v === 'boolean',
-  keep_encoder: (v) => typeof v === 'boolean',
-  samples_per_class: (v) => Number.isInteger(v) && v >= 1 && v <= 100000,
-  tangling_ratio: (v) => typeof v === 'number' && v > 0 && v <= 10,
-  confidence: (v) => typeof v === 'number' && v >= 0 && v < 1,
-};
 
 /** Why a link could not be opened; `code` says which stage refused it. */
 export class ShareLinkError extends Error {
@@ -223,17 +208,6 @@ function validModel(raw, k, catalog) {
     if (bytes.length === 0) bad(`${path}.bytes is empty`);
   }
   return { key: `upload:${name}`, dataset: raw.dataset, upload: { name, sha256: raw.sha256, bytes } };
-}
-
-/** What is wrong with decomposition settings (known keys, values in range), or null. */
-export function settingsProblem(raw) {
-  if (!isObj(raw)) return 'settings must be an object';
-  for (const k of Object.keys(raw)) {
-    // An ignored setting would silently give other numbers than the sender's.
-    if (!has(SETTINGS, k)) return `settings has an unknown key "${k.slice(0, 40)}"`;
-    if (!SETTINGS[k](raw[k])) return `settings.${k} is out of range`;
-  }
-  return null;
 }
 
 function validSettings(raw) {

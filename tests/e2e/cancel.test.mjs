@@ -47,11 +47,11 @@ test('cancel a slow decomposition: the previous composition stays and the page k
   await page.locator('#model-picker').selectOption('digits_cnn.keras');
   await page.waitForFunction(() => document.querySelector('#model-info strong')?.textContent.includes('small CNN'), null, { timeout: 60000 });
   const cnn = await pageState(page);
-  await page.locator('#s-e').fill('100000');
-  await page.locator('#s-tr').fill('10');
+  await page.locator('#s-samples_per_class').fill('100000');
+  await page.locator('#s-tangling_ratio').fill('10');
   await page.locator('#s-apply').click();
   await cancelWhile(page, 'CNN');
-  assert.equal(await page.locator('#s-e').inputValue(), '1000');
+  assert.equal(await page.locator('#s-samples_per_class').inputValue(), '1000');
   assert.deepEqual(await pageState(page), cnn);
   const report = cli('report', 'models/digits_cnn.keras', '--data', 'data/digits.npz', '--json');
   assert.equal(await page.locator('#app').getAttribute('data-mask-digest'), report.mask_digest);

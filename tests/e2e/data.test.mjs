@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ROOT, cli, pctText, start, shot } from './harness.mjs';
-import { open, toggle } from './page.mjs';
+import { composedChange, open, toggle } from './page.mjs';
 
 let env;
 before(async () => { env = await start(); });
@@ -27,7 +27,8 @@ async function expectError(page, upload, pattern) {
 test('an uploaded .npz: the model is decomposed and evaluated on it as the CLI does; bad data is refused', async () => {
   const page = await env.newPage();
   await open(page, env.url);
-  await page.locator('#data-upload').setInputFiles(FIXTURE);
+  // Until the new composition is in, the scores still show the bundled data set's (a race seen once in CI).
+  await composedChange(page, () => page.locator('#data-upload').setInputFiles(FIXTURE));
   await page.waitForFunction(() => document.querySelector('#model-info strong')?.textContent.includes('on digits_small.npz'), null, { timeout: 60000 });
   const report = cli('report', 'models/digits_mlp.keras', '--data', FIXTURE, '--json');
   assert.equal(await page.locator('#app').getAttribute('data-mask-digest'), report.mask_digest);

@@ -2,6 +2,7 @@
 // chosen technique and gets the CLI's masks; bad values are refused in place.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { cli, pctText, start, shot } from './harness.mjs';
 import { copyLink, open } from './page.mjs';
 
@@ -10,6 +11,18 @@ before(async () => { env = await start(); });
 after(async () => { await env?.close(); });
 
 const digest = (page) => page.locator('#app').getAttribute('data-mask-digest');
+const schema = JSON.parse(readFileSync(new URL('../../www/settings.json', import.meta.url), 'utf8')).settings;
+
+test('the form is built from www/settings.json: one labelled control per entry with a label, at its default', async () => {
+  const page = await env.newPage();
+  await open(page, env.url);
+  const shown = await page.locator('#settings-form').evaluate((f) => [...f.elements].filter((c) => c.name)
+    .map((c) => ({ name: c.name, value: c.value, label: f.querySelector(`label[for="${c.id}"]`)?.textContent, min: c.min ?? '', max: c.max ?? '' })));
+  const want = schema.filter((s) => s.label).map((s) => ({
+    name: s.name, value: String(s.default), label: s.label, min: s.min === undefined ? '' : String(s.min), max: s.max === undefined ? '' : String(s.max),
+  }));
+  assert.deepEqual(shown, want);
+});
 
 test('reference technique and unrolled RNN modules match the CLI, and survive a share link', async () => {
   const page = await env.newPage();
@@ -24,7 +37,7 @@ test('reference technique and unrolled RNN modules match the CLI, and survive a 
   await page.locator('#model-picker').selectOption('lang_a_lstm.keras');
   await page.locator('#type-panel:not([hidden])').waitFor();
   await page.locator('#s-unrolled').selectOption('true');
-  await page.locator('#s-max').fill('0.25');
+  await page.locator('#s-max_remove').fill('0.25');
   await page.locator('#s-apply').click();
   const un = cli('report', 'models/lang_a_lstm.keras', '--data', 'data/lang_a.npz', '--mode', 'reference', '--unrolled', '--max-remove', '0.25', '--json');
   await page.waitForFunction((d) => document.getElementById('app').dataset.maskDigest === d, un.mask_digest, { timeout: 60000 });
@@ -65,7 +78,7 @@ test('an out-of-range setting is refused with a message and the page keeps worki
   await open(page, env.url);
   const before = await digest(page);
   await page.locator('#settings summary').click();
-  await page.locator('#s-e').fill('0');
+  await page.locator('#s-samples_per_class').fill('0');
   await page.locator('#s-apply').click();
   await page.locator('#error-banner:not([hidden])').waitFor();
   assert.match(await page.locator('#error-text').textContent(), /samples_per_class/);
@@ -78,7 +91,7 @@ test('backtracking technique, δ and the authors\' head match the CLI', async ()
   const page = await env.newPage();
   await open(page, env.url);
   await page.locator('#settings summary').click();
-  await page.locator('#s-tech').selectOption('mc-bi');
+  await page.locator('#s-technique').selectOption('mc-bi');
   await page.locator('#s-delta').fill('0.1');
   await page.locator('#s-head').selectOption('reference');
   await page.locator('#s-apply').click();

@@ -61,7 +61,7 @@ test('verification in the page composes as `remodule compose` with "verify" does
 
   // Other decomposition settings re-decompose the verifying model too (it is not on a card), and the check stays on.
   await other.locator('#settings summary').click();
-  await other.locator('#s-e').fill('200');
+  await other.locator('#s-samples_per_class').fill('200');
   await composedChange(other, () => other.locator('#s-apply').click());
   const settings = { samples_per_class: 200 };
   writeFileSync(plan, JSON.stringify({
