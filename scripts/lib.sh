@@ -7,6 +7,10 @@ WASM_BINDGEN_VERSION=0.2.130
 # A RUSTFLAGS variable would silently replace .cargo/config.toml's +simd128.
 unset RUSTFLAGS
 export PATH="$HOME/.cargo/bin:$PATH"
+# The wasm32 builds have their own target directory: cargo locks a target directory per build,
+# so with one of their own they can run beside the native tests (scripts/test).
+WASM_TARGET_DIR="$ROOT/target/wasm"
+wasm_cargo() { CARGO_TARGET_DIR="$WASM_TARGET_DIR" cargo "$@"; }
 
 # step NAME: prints a heading and starts timing the step (step_summary prints the times).
 STEP_NAMES=()
@@ -74,8 +78,8 @@ ensure_npm() {
 # into www/bundled (both git-ignored) so www/ alone is the static site.
 build_site() {
   step "building the wasm engine (release, simd128)"
-  cargo build --lib --release --target wasm32-unknown-unknown
-  local wasm="target/wasm32-unknown-unknown/release/remodule.wasm"
+  wasm_cargo build --lib --release --target wasm32-unknown-unknown
+  local wasm="$WASM_TARGET_DIR/wasm32-unknown-unknown/release/remodule.wasm"
   if [ ! -f www/pkg/remodule_bg.wasm ] || [ "$wasm" -nt www/pkg/remodule_bg.wasm ]; then
     wasm-bindgen --target web --no-typescript --out-dir www/pkg "$wasm"
   fi

@@ -113,7 +113,7 @@ fn clipped_columns_become_a_module_copy_of_the_kernel_and_cnn_recurrent_graphs_a
     };
     let names = vec!["a".to_string()];
     let bytes = export_composition(
-        &[ExportModule { model: &mlp, masks: &masks, class: 3, head: Head::Two, label: 0 }],
+        &[ExportModule { model: &mlp, masks: &masks, class: 3, head: Head::Two, calibration: None, label: 0 }],
         &names,
         &ExportOptions::default(),
     )
@@ -186,7 +186,7 @@ fn hostile_modules_given_to_the_exporter_are_refused() {
     let none = Masks::default();
     let names = vec!["a".to_string(), "b".to_string()];
     let opts = ExportOptions::default();
-    let module = |model, masks, class, label| ExportModule { model, masks, class, head: Head::Two, label };
+    let module = |model, masks, class, label| ExportModule { model, masks, class, head: Head::Two, calibration: None, label };
     // Different inputs cannot share one graph input.
     let e = export_composition(&[module(&mlp, &none, 0, 0), module(&lstm, &none, 1, 1)], &names, &opts).unwrap_err();
     assert!(matches!(e, Error::Invalid(_)), "{e}");

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use ndarray::{Array1, Array2};
 use remodule::engine::bits::BitSet;
 use remodule::engine::data::Dataset;
-use remodule::engine::decompose::{Decomposition, Mode, Module, Settings, concerned_scores, decompose};
+use remodule::engine::decompose::{Calibration, Decomposition, Mode, Module, Settings, concerned_scores, decompose};
 use remodule::engine::model::{Activation, InputKind, InputSpec, Masks, Model, ModelBuilder, Op, UnitMask, forward};
 use remodule::formats::dataset::read_npz_dataset;
 use remodule::formats::native::{self, Contents, load_modules, load_native, save_model, save_modules};
@@ -484,6 +484,7 @@ fn tiny_set() -> (Model, Decomposition) {
             unconcerned: 5,
             kept_units: keep.len(),
             total_units: 3,
+            calibration: None,
         }
     };
     let dec = Decomposition {
@@ -622,4 +623,26 @@ fn per_gate_module_sets_round_trip_as_version_3() {
     let (tiny_model, mut tiny_dec) = tiny_set();
     tiny_dec.modules[0].masks.nodes.get_mut(&1).unwrap().gates = Some(BitSet::full(3));
     assert!(save_modules(&tiny_model, &tiny_dec).unwrap_err().to_string().contains("needs a recurrent layer"));
+}
+
+/// Version 4 adds class relevance: a set decomposed at a strength keeps its
+/// settings and every module's calibration; the same set without them stays version 1.
+#[test]
+fn calibrated_module_sets_round_trip_as_version_4() {
+    let version = |bytes: &[u8]| -> u64 {
+        let (_, meta) = safetensors::SafeTensors::read_metadata(bytes).unwrap();
+        let m: Value = serde_json::from_str(&meta.metadata().as_ref().unwrap()["remodule"]).unwrap();
+        m["version"].as_u64().unwrap()
+    };
+    let (model, mut dec) = tiny_set();
+    dec.settings = Settings { mode: Mode::Paper, ..Settings::default() };
+    assert_eq!(version(&save_modules(&model, &dec).unwrap()), 1);
+    dec.settings.strength = 0.3;
+    dec.modules[0].calibration = Some(Calibration { mean: 0.25, scale: 1.5 });
+    dec.modules[1].calibration = Some(Calibration { mean: -1.0, scale: 0.125 });
+    let saved = save_modules(&model, &dec).unwrap();
+    assert_eq!(version(&saved), 4);
+    assert_eq!(load_set(&saved, "calibrated").unwrap(), (model, dec));
+    let e = load_set(&with_manifest(&saved, |m| m["modules"]["modules"][0]["calibration"] = "x".into()), "bad").unwrap_err();
+    assert!(e.to_string().to_lowercase().contains("calibration"), "{e}");
 }

@@ -40,8 +40,19 @@ fn expected_names(err: serde_json::Error) -> BTreeSet<String> {
 }
 
 /// `Settings::default()` as JSON, through text (so an f32 reads as written: 0.05, not 0.0500000007).
+/// Fields left out of JSON at their zero value (`gates`, `keep_encoder` when false, `strength`
+/// when 0) are filled in as the zero of their schema type.
 fn rust_defaults() -> Map<String, Value> {
-    serde_json::from_str(&serde_json::to_string(&Settings::default()).unwrap()).unwrap()
+    let mut m: Map<String, Value> = serde_json::from_str(&serde_json::to_string(&Settings::default()).unwrap()).unwrap();
+    for e in entries() {
+        let zero = match e["type"].as_str() {
+            Some("boolean") => json!(false),
+            Some("number") => json!(0.0),
+            _ => continue,
+        };
+        m.entry(name(&e).to_string()).or_insert(zero);
+    }
+    m
 }
 
 #[test]
@@ -71,8 +82,7 @@ fn each_default_equals_settings_default() {
     for e in entries() {
         let n = name(&e);
         let want = &e["default"];
-        // Fields skipped when false (`gates`, `keep_encoder`) are false.
-        let got = rust.get(n).cloned().unwrap_or(json!(false));
+        let got = rust.get(n).cloned().unwrap_or_else(|| panic!("'{n}' is not a field of Settings"));
         let same = match (want.as_f64(), got.as_f64()) {
             (Some(a), Some(b)) => a == b,
             _ => *want == got,

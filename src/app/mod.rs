@@ -5,6 +5,7 @@
 pub mod bench;
 pub mod catalog;
 pub mod exercise;
+pub mod front;
 pub mod loader;
 pub mod plan;
 pub mod tables;

@@ -111,6 +111,7 @@ pub fn fidelity_markdown(cat: &Catalog, read: &dyn Fn(&str) -> Result<Vec<u8>>, 
             }
         }
     }
+    super::front::front_markdown(w, cat, &mut wb, &ids)?;
     if let Some(i) = cat.models.iter().position(|m| m.file == "digits_mlp.keras") {
         let id = ids[i];
         writeln!(w, "\n## Concerned samples per class (E) — {}\n", cat.models[i].title).unwrap();

@@ -12,7 +12,7 @@ use remodule::engine::decompose::{Head, Mode, Settings, Technique};
 use remodule::engine::model::{InputKind, forward};
 use remodule::formats::dataset::read_samples;
 use remodule::formats::{file_stem, load_model, native, npz};
-use remodule::workbench::{ComposeMode, DecompositionInfo, Pick, Workbench};
+use remodule::workbench::{ComposeMode, DecompositionInfo, Pick, Workbench, mean_off_diagonal};
 use remodule::{Error, Result};
 
 #[derive(Parser)]
@@ -109,6 +109,9 @@ struct DecomposeOpts {
     /// Unconcerned : concerned samples [default: 1]
     #[arg(long)]
     tangling_ratio: Option<f32>,
+    /// Class relevance: each dense/conv layer of a module drops up to this share of its units that serve the class least, in [0, 1] (0 = the papers' modules) [default: 0]
+    #[arg(long)]
+    strength: Option<f32>,
 }
 
 impl DecomposeOpts {
@@ -126,6 +129,7 @@ impl DecomposeOpts {
             keep_encoder: self.keep_encoder,
             samples_per_class: self.samples.unwrap_or(d.samples_per_class),
             tangling_ratio: self.tangling_ratio.unwrap_or(d.tangling_ratio),
+            strength: self.strength.unwrap_or(d.strength),
             ..d
         }
     }
@@ -142,6 +146,7 @@ impl DecomposeOpts {
             || self.keep_encoder
             || self.samples.is_some()
             || self.tangling_ratio.is_some()
+            || self.strength.is_some()
     }
 
     /// The loaded module set's decomposition, or a new one with these options.
@@ -389,6 +394,9 @@ fn run(cli: Cli) -> Result<()> {
                 write(path, &wb.export_modules(id)?)?;
             }
             let model_acc = wb.model_info(id).accuracy;
+            let jaccard = wb.module_jaccard(id)?;
+            let mean_jaccard = mean_off_diagonal(&jaccard);
+            let mean_kept = dec.modules.iter().map(|m| m.kept_weights).sum::<f32>() / dec.modules.len().max(1) as f32;
             if json {
                 let modules: Vec<_> = dec
                     .modules
@@ -398,7 +406,9 @@ fn run(cli: Cli) -> Result<()> {
                 println!(
                     "{}",
                     serde_json::json!({"model_accuracy": model_acc, "composed_accuracy": c.composition.top1, "composed_top5": c.composition.top5,
-                        "technique": dec.settings.describe(wb.model_info(id).recurrent), "modules": modules, "mask_digest": dec.mask_digest, "seconds": seconds})
+                        "technique": dec.settings.describe(wb.model_info(id).recurrent), "strength": dec.settings.strength, "modules": modules,
+                        "mean_kept_weights": mean_kept, "module_jaccard": jaccard, "mean_module_jaccard": mean_jaccard,
+                        "mask_digest": dec.mask_digest, "seconds": seconds})
                 );
             } else {
                 let technique = dec.settings.describe(wb.model_info(id).recurrent);
@@ -406,6 +416,7 @@ fn run(cli: Cli) -> Result<()> {
                     "model accuracy {model_acc:.4}  composed {:.4}  top-5 {:?}  ({seconds:.2} s, {technique})",
                     c.composition.top1, c.composition.top5
                 );
+                println!("mean kept weights {mean_kept:.3}  mean module↔module Jaccard {mean_jaccard:.3}");
                 for m in &dec.modules {
                     println!(
                         "  {:<12} acc {:.4}  jaccard {:.3} (ref {:.3})  kept weights {:.3}",

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::engine::bits::BitSet;
-use crate::engine::decompose::{Decomposition, Module, Settings};
+use crate::engine::decompose::{Calibration, Decomposition, Module, Settings};
 use crate::engine::kernels::PoolKind;
 use crate::engine::model::{Activation, Cell, InputSpec, Masks, Model, ModelBuilder, NodeId, Op, Padding, Recurrent, UnitMask};
 use crate::error::{Error, MAX_TENSOR_ELEMS, Result, checked_elems};
@@ -37,8 +37,9 @@ const KEY: &str = "remodule";
 /// to it. A file is written with the lowest version that can express it, so
 /// older readers still open every file they could read before: version 2
 /// adds the `RepeatVector` kind (option `times`); version 3 adds per-gate
-/// recurrent masks (a mask's `gates` length and its `.gates` tensor).
-pub const VERSION: u32 = 3;
+/// recurrent masks (a mask's `gates` length and its `.gates` tensor);
+/// version 4 adds class relevance (settings `strength`, a module's `calibration`).
+pub const VERSION: u32 = 4;
 /// Largest pool window, stride or conv kernel side (as the Keras loader).
 const MAX_WINDOW: usize = 1 << 16;
 /// Op kinds a manifest may name (`Op::kind`).
@@ -64,7 +65,9 @@ const KINDS: &[&str] = &[
 /// The lowest manifest version that can express `model` and its
 /// decomposition `dec` (see [`VERSION`]).
 fn version_for(model: &Model, dec: Option<&Decomposition>) -> u32 {
-    if dec.is_some_and(|d| d.modules.iter().any(|m| m.masks.nodes.values().any(|k| k.gates.is_some()))) {
+    if dec.is_some_and(|d| d.settings.strength > 0.0 || d.modules.iter().any(|m| m.calibration.is_some())) {
+        4
+    } else if dec.is_some_and(|d| d.modules.iter().any(|m| m.masks.nodes.values().any(|k| k.gates.is_some()))) {
         3
     } else if model.nodes.iter().any(|n| matches!(n.op, Op::RepeatVector { .. })) {
         2
@@ -148,6 +151,9 @@ struct ModuleSpec {
     concerned: usize,
     unconcerned: usize,
     masks: Vec<MaskSpec>,
+    /// Modules pruned by class relevance only (version 4): the margin's standardisation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    calibration: Option<Calibration>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -231,7 +237,13 @@ pub fn save_modules(model: &Model, dec: &Decomposition) -> Result<Vec<u8>> {
                 gates: mask.gates.as_ref().map(BitSet::len),
             });
         }
-        modules.push(ModuleSpec { class: module.class, concerned: module.concerned, unconcerned: module.unconcerned, masks });
+        modules.push(ModuleSpec {
+            class: module.class,
+            concerned: module.concerned,
+            unconcerned: module.unconcerned,
+            masks,
+            calibration: module.calibration,
+        });
     }
     let set = ModuleSetSpec { settings: dec.settings.clone(), recorded_samples: dec.recorded_samples, modules };
     write(
@@ -371,6 +383,7 @@ pub fn load_modules(bytes: &[u8], name: &str) -> Result<(Model, Decomposition)> 
             unconcerned: spec.unconcerned,
             kept_units,
             total_units,
+            calibration: spec.calibration,
         });
     }
     r.all_used()?;

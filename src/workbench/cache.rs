@@ -124,6 +124,13 @@ impl Workbench {
         if own.train.steps > 1 {
             return Err(Error::invalid("module update works on per-sample tasks, not per-step ones"));
         }
+        if s.strength > 0.0 {
+            // Its modules are pruned by class relevance and calibrated against their own classes.
+            return Err(Error::invalid(format!(
+                "module update is not available for modules decomposed at strength {} (use strength 0)",
+                s.strength
+            )));
+        }
         let first = |d: &Dataset, class: usize, k: usize| first_of_class(d.train.y.iter().map(|&y| y as usize), class, k);
         let own_id = self.class_ids[e.dataset][p.class];
         let concerned = first(own, p.class, s.samples_per_class);
@@ -151,8 +158,16 @@ impl Workbench {
         let c_set = BitSet::from_indices(n, 0..concerned.len());
         let u_set = BitSet::from_indices(n, concerned.len()..n);
         let masks = module_masks(&e.model, &rec, p.class, &c_set, &u_set, s, &ColumnCache::default());
-        let module =
-            Module { class: p.class, head: s.head, masks, concerned: concerned.len(), unconcerned: n_other, kept_units: 0, total_units: 0 };
+        let module = Module {
+            class: p.class,
+            head: s.head,
+            masks,
+            concerned: concerned.len(),
+            unconcerned: n_other,
+            kept_units: 0,
+            total_units: 0,
+            calibration: None,
+        };
         let mut row = vec![];
         for &d in datasets {
             let data = &self.datasets[d];

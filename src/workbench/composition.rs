@@ -300,7 +300,14 @@ impl Workbench {
         let mut names = Vec::with_capacity(picks.len());
         for ((p, c), &label) in picks.iter().zip(&row_class).zip(&labels) {
             let (e, m) = self.module(*p)?;
-            modules.push(ExportModule { model: &e.model, masks: &m.masks, class: m.class, head: m.head, label });
+            modules.push(ExportModule {
+                model: &e.model,
+                masks: &m.masks,
+                class: m.class,
+                head: m.head,
+                calibration: m.calibration,
+                label,
+            });
             names.push(format!("{} ({})", self.class_name(*c, &datasets), e.model.name));
         }
         let class_names: Vec<String> = classes.iter().map(|&c| self.class_name(c, &datasets)).collect();

@@ -22,7 +22,9 @@ use std::collections::HashMap;
 use serde::Serialize;
 
 pub use composition::{ComposeMode, ComposeResult, CompositionScores, SequenceScores, TryResult};
-pub use views::{DatasetInfo, DecompositionInfo, ImportedModules, LayerInfo, LoadedFile, ModelInfo, ModuleInfo, UnitsView};
+pub use views::{
+    DatasetInfo, DecompositionInfo, ImportedModules, LayerInfo, LoadedFile, ModelInfo, ModuleInfo, UnitsView, mean_off_diagonal,
+};
 
 use crate::engine::compose::{ClassId, argmax};
 use crate::engine::data::Dataset;

@@ -190,3 +190,14 @@ impl Workbench {
         Ok(sets.iter().map(|a| sets.iter().map(|b| pair(a, b)).collect()).collect())
     }
 }
+
+/// The mean of a square matrix's off-diagonal entries (module↔module Jaccard
+/// between different modules); 1 for fewer than two modules.
+pub fn mean_off_diagonal(m: &[Vec<f32>]) -> f32 {
+    let k = m.len();
+    if k < 2 {
+        return 1.0;
+    }
+    let total: f32 = m.iter().enumerate().flat_map(|(i, row)| row.iter().enumerate().filter(move |&(j, _)| j != i).map(|(_, &v)| v)).sum();
+    total / (k * (k - 1)) as f32
+}

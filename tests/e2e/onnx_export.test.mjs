@@ -83,6 +83,11 @@ test('CNN composition', () => check('cnn', ['models/digits_cnn.keras', ...digits
 test('CNN composition backtracked to the input (MC-BI, δ 0.2)', () =>
   check('cnn_mcbi', ['models/digits_cnn.keras', ...digits, '--technique', 'mc-bi', '--delta', '0.2', '--samples', '300']));
 
+test('modules pruned by class relevance: calibrated margins (MLP and CNN)', async () => {
+  await check('relevance_mlp', ['models/digits_mlp.keras', ...digits, '--strength', '0.35']);
+  await check('relevance_cnn', ['models/digits_cnn.keras', ...digits, '--strength', '0.25', '--samples', '300']);
+});
+
 test('residual CNN composition (Add, BatchNorm, global pooling)', () => check('resnet', ['models/digits_resnet.keras', ...digits]));
 
 test('LSTM language-ID composition (reference mode removes units)', () => check('lstm', ['models/lang_a_lstm.keras', '--data', 'data/lang_a.npz']));

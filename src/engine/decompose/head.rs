@@ -1,7 +1,8 @@
 //! How a module turns the masked network's logits into its concerned score
 //! (ALGORITHMS.md §3 and §5).
 //!
-//! - [`Head::Two`] (default): the channeled 2-unit head, `p_c = σ(z_c − z_uc)`.
+//! - [`Head::Two`] (default): the channeled 2-unit head, `p_c = σ(z_c − z_uc)`
+//!   (a module pruned by relevance standardises the margin first, [`Calibration`](super::Calibration)).
 //! - [`Head::Reference`]: the authors' dense code — the module keeps an
 //!   N-output layer in which `V_c` and `V_uc` are the only non-zero logits
 //!   (the other N−2 are exactly 0 and still enter the softmax), after CM-RIE
@@ -44,9 +45,11 @@ pub fn concerned_scores(
 ) -> Result<Vec<f32>> {
     let k = module.class;
     if module.head == Head::Two {
-        let out = forward(model, x, n, Some(&module.masks), false, progress)?;
-        let c = model.classes();
-        return Ok(out.logits.chunks_exact(c).map(|z| sigmoid(z[k] - mean_others(z, k))).collect());
+        let margins = margins(model, module, x, n, progress)?;
+        return Ok(match module.calibration {
+            Some(cal) => margins.iter().map(|&m| sigmoid(cal.apply(m))).collect(),
+            None => margins.iter().map(|&m| sigmoid(m)).collect(),
+        });
     }
     let merged = merge_irrelevant(model, module);
     let (m, masks) = merged.as_ref().map_or((model, &module.masks), |(m, masks)| (m, masks));
@@ -65,6 +68,14 @@ pub fn concerned_scores(
             pc + votes as u8 as f32
         })
         .collect())
+}
+
+/// The channeled margin `z_c − z_uc` of the masked network for each sample
+/// (before any calibration).
+pub fn margins(model: &Model, module: &Module, x: &[f32], n: usize, progress: &mut dyn FnMut(usize, usize) -> bool) -> Result<Vec<f32>> {
+    let k = module.class;
+    let out = forward(model, x, n, Some(&module.masks), false, progress)?;
+    Ok(out.logits.chunks_exact(model.classes()).map(|z| z[k] - mean_others(z, k)).collect())
 }
 
 fn sigmoid(x: f32) -> f32 {

@@ -9,15 +9,18 @@
 
 mod backtrack;
 mod columns;
+mod gradient;
 mod head;
 mod recurrent;
+mod relevance;
 mod sampling;
 pub mod schema;
 
 pub use backtrack::Technique;
 pub use columns::ColumnCache;
-pub use head::{Head, RIE_THRESHOLD, concerned_scores};
+pub use head::{Head, RIE_THRESHOLD, concerned_scores, margins};
 pub use recurrent::{removal, robust_mean};
+pub use relevance::{Calibration, relevance};
 pub use sampling::{decomposition_rows, first_of_class, unconcerned_quota};
 use sampling::{recurrent_sample_sets, sample_sets, step_sample_sets};
 
@@ -81,6 +84,16 @@ pub struct Settings {
     /// `reference` mode only: a concerned sample must be classified as its
     /// class with at least this probability (the authors' code uses 0.9).
     pub confidence: f32,
+    /// Class relevance (Remodule's, not the papers'; see [`relevance`]): each
+    /// dense/conv layer of a module drops up to this share of its units that
+    /// serve the class least. 0 = the faithful module (left out of JSON at 0,
+    /// so files written before it stay byte-identical).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub strength: f32,
+}
+
+fn is_zero(v: &f32) -> bool {
+    *v == 0.0
 }
 
 impl Default for Settings {
@@ -98,6 +111,7 @@ impl Default for Settings {
             samples_per_class: 1000,
             tangling_ratio: 1.0,
             confidence: 0.9,
+            strength: 0.0,
         }
     }
 }
@@ -119,7 +133,8 @@ impl Settings {
         } else {
             let delta = if self.technique == Technique::Mc { String::new() } else { format!(", δ {}", self.delta) };
             let head = if self.head == Head::Reference { ", N-output head + CM-RIE" } else { "" };
-            format!("{} ({}{delta}{head})", self.technique.name(), name(self.mode))
+            let strength = if self.strength > 0.0 { format!(", relevance strength {}", self.strength) } else { String::new() };
+            format!("{} ({}{delta}{head}{strength})", self.technique.name(), name(self.mode))
         }
     }
 
@@ -152,6 +167,8 @@ pub struct Module {
     pub unconcerned: usize,
     pub kept_units: usize,
     pub total_units: usize,
+    /// Modules pruned by relevance: their margin, standardised (see [`Calibration`]).
+    pub calibration: Option<Calibration>,
 }
 
 impl Module {
@@ -210,11 +227,24 @@ pub fn decompose(model: &Model, data: &Dataset, settings: &Settings, progress: &
     let x = data.inputs(model, &data.train, &rows);
     let n = rows.len();
     let what = if settings.gates && settings.recurrent_mode == Mode::Reference { Record::Gates } else { Record::Units };
-    let out = forward_with(model, &x, n, None, what, &mut |done, total| progress(0.9 * done as f32 / total as f32))?;
+    let steps = data.train.steps;
+    if settings.strength > 0.0 && steps > 1 {
+        return Err(Error::invalid("strength (class relevance) is for models with one answer per sample; per-step heads take strength 0"));
+    }
+    if settings.strength > 0.0 && settings.head == Head::Reference {
+        // Its scores are the voting rule's, which standardised margins would not follow.
+        return Err(Error::invalid("strength (class relevance) works with the 2-unit head (head two), not the authors' N-output head"));
+    }
+    // Relevance needs each sample's class in the pass (per-class sums of every unit's output).
+    let groups: Vec<u32> = rows.iter().map(|&r| data.train.y[r]).collect();
+    let groups = (settings.strength > 0.0).then_some(groups.as_slice());
+    let out = forward_with(model, &x, n, None, what, groups, &mut |done, total| progress(0.8 * done as f32 / total as f32))?;
     let rec = out.recording.expect("recording was requested");
     // One label per item: a sample, or a (sequence, step) pair for per-step tasks.
-    let steps = data.train.steps;
     let labels: Vec<usize> = rows.iter().flat_map(|&r| data.train.y[r * steps..(r + 1) * steps].iter().map(|&y| y as usize)).collect();
+    // Pruned modules only (one label per sample): the recorded samples their margins are fitted on.
+    let calibration_rows = if settings.strength > 0.0 { calibration_rows(&labels, classes) } else { vec![] };
+    let calibration_x = data.inputs(model, &data.train, &calibration_rows.iter().map(|&i| rows[i]).collect::<Vec<_>>());
 
     let mut modules = Vec::with_capacity(classes);
     let cache = ColumnCache::default();
@@ -228,7 +258,7 @@ pub fn decompose(model: &Model, data: &Dataset, settings: &Settings, progress: &
         };
         let masks = module_masks(model, &rec, c, &concerned, &unconcerned, settings, &cache);
         let (kept_units, total_units) = masks.unit_counts();
-        modules.push(Module {
+        let mut module = Module {
             class: c,
             head: settings.head,
             masks,
@@ -236,8 +266,16 @@ pub fn decompose(model: &Model, data: &Dataset, settings: &Settings, progress: &
             unconcerned: unconcerned.count(),
             kept_units,
             total_units,
-        });
-        if !progress(0.9 + 0.1 * (c + 1) as f32 / classes as f32) {
+            calibration: None,
+        };
+        if settings.strength > 0.0 {
+            check_paths(model, &module, settings.strength, &data.class_names[c])?;
+            let m = margins(model, &module, &calibration_x, calibration_rows.len(), &mut |_, _| true)?;
+            let target: Vec<f32> = calibration_rows.iter().map(|&i| model_margin(&out.logits, model.classes(), i, c)).collect();
+            module.calibration = Some(Calibration::fit(&m, &target));
+        }
+        modules.push(module);
+        if !progress(0.8 + 0.2 * (c + 1) as f32 / classes as f32) {
             return Err(Error::Cancelled);
         }
     }
@@ -297,8 +335,47 @@ pub fn module_masks(
         };
         masks.nodes.insert(node, mask);
     }
+    relevance::prune(model, rec, class, settings.strength, &mut masks);
     backtrack::backtrack(model, class, &mut masks, settings.technique, settings.delta);
     masks
+}
+
+/// Samples per class the calibration of pruned modules runs over (a tenth
+/// of the default decomposition samples, so that calibrating every module
+/// costs about one more recorded pass).
+const CALIBRATION_PER_CLASS: usize = 100;
+
+/// Indices into the recorded samples: the first [`CALIBRATION_PER_CLASS`] of each class.
+fn calibration_rows(labels: &[usize], classes: usize) -> Vec<usize> {
+    let mut taken = vec![0usize; classes];
+    (0..labels.len())
+        .filter(|&i| {
+            let t = &mut taken[labels[i].min(classes - 1)];
+            *t += 1;
+            *t <= CALIBRATION_PER_CLASS
+        })
+        .collect()
+}
+
+/// The full model's channeled margin `z_c − z_uc` for recorded sample `i`
+/// (what a pruned module's margin is calibrated to).
+fn model_margin(logits: &[f32], classes: usize, i: usize, c: usize) -> f32 {
+    let z = &logits[i * classes..(i + 1) * classes];
+    z[c] - (z.iter().sum::<f32>() - z[c]) / (classes - 1).max(1) as f32
+}
+
+/// A module must keep at least one unit in every tracked layer (else it
+/// scores every sample the same — a constant, or NaN once standardised).
+fn check_paths(model: &Model, module: &Module, strength: f32, class: &str) -> Result<()> {
+    for (&node, mask) in &module.masks.nodes {
+        if mask.keep.count() == 0 {
+            return Err(Error::invalid(format!(
+                "at strength {strength}, the module of class '{class}' keeps no unit of layer '{}'; lower the strength",
+                model.nodes[node].name
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Items (`rows × steps`, step-minor) → the rows holding any of them.

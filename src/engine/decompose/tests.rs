@@ -7,7 +7,7 @@ use super::*;
 use crate::engine::data::Split;
 use crate::engine::model::{Activation, InputKind, InputSpec, ModelBuilder, forward};
 
-fn dataset(x: Vec<f32>, y: Vec<u32>, features: usize, classes: usize) -> Dataset {
+pub(super) fn dataset(x: Vec<f32>, y: Vec<u32>, features: usize, classes: usize) -> Dataset {
     let split = Split { x, y, steps: 1 };
     Dataset {
         name: "t".into(),
@@ -19,7 +19,7 @@ fn dataset(x: Vec<f32>, y: Vec<u32>, features: usize, classes: usize) -> Dataset
     }
 }
 
-fn mlp(w1: Array2<f32>, b1: Array1<f32>, w2: Array2<f32>, b2: Array1<f32>) -> Model {
+pub(super) fn mlp(w1: Array2<f32>, b1: Array1<f32>, w2: Array2<f32>, b2: Array1<f32>) -> Model {
     let spec = InputSpec { shape: vec![w1.nrows()], kind: InputKind::Vectors, scale: 1.0, offset: 0.0 };
     let mut b = ModelBuilder::new("m", spec).unwrap();
     b.push("h", Op::Dense { kernel: w1, bias: b1, activation: Activation::Relu }).unwrap();
@@ -30,7 +30,7 @@ fn mlp(w1: Array2<f32>, b1: Array1<f32>, w2: Array2<f32>, b2: Array1<f32>) -> Mo
 
 /// Hidden units: u0 = x0, u1 = x1, u2 = x0 + x1 - 1.5 (only when both are on).
 /// Class 0 samples light x0, class 1 samples light x1.
-fn two_class() -> (Model, Dataset) {
+pub(super) fn two_class() -> (Model, Dataset) {
     let m = mlp(
         arr2(&[[1.0, 0.0, 1.0], [0.0, 1.0, 1.0]]),
         arr1(&[0.0, 0.0, -1.5]),
@@ -146,7 +146,7 @@ proptest! {
         let c = m.classes();
         let full = Masks::default();
         let rows: Vec<Vec<f32>> = (0..c).map(|k| {
-            let module = Module { class: k, head: Head::Two, masks: full.clone(), concerned: 1, unconcerned: 1, kept_units: 0, total_units: 0 };
+            let module = Module { class: k, head: Head::Two, masks: full.clone(), concerned: 1, unconcerned: 1, kept_units: 0, total_units: 0, calibration: None };
             concerned_scores(&m, &module, &d.train.x, n, &mut |_, _| true).unwrap()
         }).collect();
         for s in 0..n {
@@ -513,7 +513,16 @@ fn reference_head_votes_and_merges_irrelevant_units_by_hand() {
     )
     .unwrap();
     let m = b.finish(vec!["a".into(), "b".into(), "c".into()]).unwrap();
-    let module = |head| Module { class: 0, head, masks: Masks::default(), concerned: 1, unconcerned: 1, kept_units: 0, total_units: 0 };
+    let module = |head| Module {
+        class: 0,
+        head,
+        masks: Masks::default(),
+        concerned: 1,
+        unconcerned: 1,
+        kept_units: 0,
+        total_units: 0,
+        calibration: None,
+    };
     let x = [1.0, 1.0];
     // h = (1, 2, 1). Merged unit: relu(mean pre-activation of units 1, 2) = relu((2 + 1) / 2) = 1.5,
     // its row = (0.03, 1, 1). Logits: z = (2·1 + 0.03·1.5, 1.5, 1.5) → z_c = 2.045, z_uc = 1.5.

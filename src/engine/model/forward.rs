@@ -80,6 +80,27 @@ pub struct Recording {
     /// With [`Record::Gates`]: recurrent node → gate activations,
     /// `samples × T × G·U` (Keras gate order; SimpleRNN: its state).
     pub gates: BTreeMap<NodeId, Vec<f32>>,
+    /// With sample groups given to the pass: per tracked non-recurrent node,
+    /// Σ output and Σ output² of every unit over each group's samples (the
+    /// class-relevance statistic; empty otherwise).
+    pub moments: BTreeMap<NodeId, Moments>,
+}
+
+/// Σ v and Σ v² per (group, unit) of one node's outputs, `groups × units`
+/// row-major, and the samples per group. Accumulated in f64: a sum over
+/// thousands of samples.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Moments {
+    pub units: usize,
+    pub count: Vec<usize>,
+    pub sum: Vec<f64>,
+    pub sq: Vec<f64>,
+}
+
+impl Moments {
+    fn new(groups: usize, units: usize) -> Self {
+        Moments { units, count: vec![0; groups], sum: vec![0.0; groups * units], sq: vec![0.0; groups * units] }
+    }
 }
 
 /// What a forward pass records.
@@ -112,16 +133,19 @@ pub fn forward(
     record: bool,
     progress: &mut dyn FnMut(usize, usize) -> bool,
 ) -> Result<ForwardOutput> {
-    forward_with(model, x, n, masks, if record { Record::Units } else { Record::Nothing }, progress)
+    forward_with(model, x, n, masks, if record { Record::Units } else { Record::Nothing }, None, progress)
 }
 
-/// [`forward`] with a choice of what to record.
+/// [`forward`] with a choice of what to record; with `groups` (one group id
+/// per sample) the recording also sums every tracked unit's outputs per
+/// group ([`Recording::moments`]).
 pub fn forward_with(
     model: &Model,
     x: &[f32],
     n: usize,
     masks: Option<&Masks>,
     what: Record,
+    groups: Option<&[u32]>,
     progress: &mut dyn FnMut(usize, usize) -> bool,
 ) -> Result<ForwardOutput> {
     let record = what != Record::Nothing;
@@ -144,6 +168,18 @@ pub fn forward_with(
     };
     let mut gates: BTreeMap<NodeId, Vec<f32>> =
         if what == Record::Gates { states.keys().map(|&t| (t, Vec::with_capacity(n * gate_len(t)))).collect() } else { BTreeMap::new() };
+    if groups.is_some_and(|g| g.len() != n) {
+        return Err(Error::shape("sample groups", format!("{n} group ids"), groups.map_or(0, <[u32]>::len)));
+    }
+    let n_groups = groups.and_then(|g| g.iter().max()).map_or(0, |&g| g as usize + 1);
+    let mut moments: BTreeMap<NodeId, Moments> = match groups {
+        Some(_) if record => tracked
+            .iter()
+            .filter(|&&t| !matches!(model.nodes[t].op, Op::Recurrent(_)))
+            .map(|&t| (t, Moments::new(n_groups, model.units(t))))
+            .collect(),
+        _ => BTreeMap::new(),
+    };
     let positive_kernels = positive_kernels(model, masks);
     let mut scratch = Scratch::default();
     let mut logits = vec![0f32; n * c];
@@ -181,10 +217,21 @@ pub fn forward_with(
                 // A recurrent layer's units are its states at every step.
                 let units = seq.unwrap_or(&out);
                 let len = model.units(id);
+                let mut sums = moments.get_mut(&id);
                 for (s, row) in units.chunks_exact(len).enumerate() {
                     for (u, &v) in row.iter().enumerate() {
                         if v > 0.0 {
                             bits[k].set(u, start + s);
+                        }
+                    }
+                    // ReLU outputs: the zeros add nothing, so only active units are summed.
+                    if let (Some(m), Some(g)) = (sums.as_deref_mut(), groups) {
+                        let g = g[start + s] as usize;
+                        m.count[g] += 1;
+                        let (sum, sq) = (&mut m.sum[g * len..(g + 1) * len], &mut m.sq[g * len..(g + 1) * len]);
+                        for (u, &v) in row.iter().enumerate().filter(|&(_, &v)| v > 0.0) {
+                            sum[u] += v as f64;
+                            sq[u] += (v * v) as f64;
                         }
                     }
                 }
@@ -203,7 +250,7 @@ pub fn forward_with(
             return Err(Error::Cancelled);
         }
     }
-    let recording = record.then_some(Recording { nodes: tracked, bits, states, gates });
+    let recording = record.then_some(Recording { nodes: tracked, bits, states, gates, moments });
     Ok(ForwardOutput { logits, probs, recording })
 }
 

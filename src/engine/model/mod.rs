@@ -8,7 +8,7 @@ mod forward;
 mod recurrent;
 
 pub use build::ModelBuilder;
-pub use forward::{DEFAULT_BATCH, ForwardOutput, Masks, Record, Recording, UnitMask, forward, forward_with};
+pub use forward::{DEFAULT_BATCH, ForwardOutput, Masks, Moments, Record, Recording, UnitMask, forward, forward_with};
 pub use recurrent::{Cell, Recurrent};
 
 use ndarray::{Array1, Array2, Array4};

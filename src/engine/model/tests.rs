@@ -453,7 +453,7 @@ fn recorded_gates_rebuild_the_states() {
     let x: Vec<f32> = weights(n * steps, f, 5).iter().copied().collect();
     for cell in CELLS {
         let m = seq_model(recurrent(cell, f, u, true), steps, f);
-        let out = forward_with(&m, &x, n, None, Record::Gates, &mut no_progress()).unwrap();
+        let out = forward_with(&m, &x, n, None, Record::Gates, None, &mut no_progress()).unwrap();
         let rec = out.recording.unwrap();
         let (h, g) = (&rec.states[&1], &rec.gates[&1]);
         let gu = cell.gates() * u;

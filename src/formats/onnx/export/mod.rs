@@ -27,18 +27,16 @@
 //! consumer needs the other one (masks and BatchNorm constants follow the
 //! layout). Weights a module does not change are stored once per model.
 
-use std::collections::HashSet;
-
 use prost::Message;
 
-use super::proto::{
-    AttributeProto, Dimension, GraphProto, NodeProto, OperatorSetIdProto, TensorProto, TensorShapeProto, TypeProto, TypeProtoTensor,
-    ValueInfoProto, attr_type, data_type,
-};
-use crate::engine::decompose::Head;
+use super::proto::{GraphProto, NodeProto, OperatorSetIdProto, data_type};
+use crate::engine::decompose::{Calibration, Head};
 use crate::engine::kernels::PoolKind;
 use crate::engine::model::{Activation, Cell, InputKind, Masks, Model, NodeId, Op, Padding};
 use crate::error::{Error, Result};
+use writer::{Graph, Layout, Value, act_name, attr_i, attr_ints, attr_strings, hwc_to_chw, value_info};
+
+mod writer;
 
 /// The opset the exported graph imports (ONNX 1.12, 2022; onnxruntime ≥ 1.12).
 pub const OPSET: i64 = 17;
@@ -54,6 +52,8 @@ pub struct ExportModule<'a> {
     pub masks: &'a Masks,
     pub class: usize,
     pub head: Head,
+    /// Modules pruned by class relevance: the margin's standardisation.
+    pub calibration: Option<Calibration>,
     pub label: usize,
 }
 
@@ -154,7 +154,7 @@ pub fn export_composition(modules: &[ExportModule], class_names: &[String], opts
         };
         let z = b.logits()?;
         logits_of.push(z.clone());
-        diffs.push(channeled_head(&mut g, &format!("m{i}"), &z, m.model.classes(), m.class)?);
+        diffs.push(channeled_head(&mut g, &format!("m{i}"), &z, m.model.classes(), m.class, m.calibration)?);
     }
     // p = 1 / (1 + exp(−d)) per module, exactly concerned_scores' formula.
     let one = g.const_f32("one", &[], vec![1.0]);
@@ -212,8 +212,9 @@ pub fn export_composition(modules: &[ExportModule], class_names: &[String], opts
     Ok(model.encode_to_vec())
 }
 
-/// `(mean of the other logits − z_c, z_c − mean of the other logits)`, `[N, 1]` each.
-fn channeled_head(g: &mut Graph, p: &str, z: &str, classes: usize, class: usize) -> Result<(String, String)> {
+/// `(−d, d)` with `d = z_c − mean of the other logits`, `[N, 1]` each; a
+/// calibrated module's `d` is standardised as `Calibration::apply` does.
+fn channeled_head(g: &mut Graph, p: &str, z: &str, classes: usize, class: usize, cal: Option<Calibration>) -> Result<(String, String)> {
     if classes < 2 || class >= classes {
         return Err(Error::invalid(format!("module {class} of a {classes}-class model has no channeled head")));
     }
@@ -224,156 +225,18 @@ fn channeled_head(g: &mut Graph, p: &str, z: &str, classes: usize, class: usize)
     let rest = g.op("Sub", &[&sum, &zc], vec![], &format!("{p}_rest"));
     let n = g.const_f32(&format!("others{}", classes - 1), &[], vec![(classes - 1) as f32]);
     let others = g.op("Div", &[&rest, &n], vec![], &format!("{p}_others"));
-    let neg = g.op("Sub", &[&others, &zc], vec![], &format!("{p}_neg_diff"));
-    let diff = g.op("Sub", &[&zc, &others], vec![], &format!("{p}_diff"));
+    let Some(cal) = cal else {
+        let neg = g.op("Sub", &[&others, &zc], vec![], &format!("{p}_neg_diff"));
+        let diff = g.op("Sub", &[&zc, &others], vec![], &format!("{p}_diff"));
+        return Ok((neg, diff));
+    };
+    let raw = g.op("Sub", &[&zc, &others], vec![], &format!("{p}_margin"));
+    let mean = g.const_f32(&format!("{p}_cal_mean"), &[], vec![cal.mean]);
+    let scale = g.const_f32(&format!("{p}_cal_scale"), &[], vec![cal.scale]);
+    let centred = g.op("Sub", &[&raw, &mean], vec![], &format!("{p}_centred"));
+    let diff = g.op("Div", &[&centred, &scale], vec![], &format!("{p}_diff"));
+    let neg = g.op("Neg", &[&diff], vec![], &format!("{p}_neg_diff"));
     Ok((neg, diff))
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Layout {
-    /// As the IR stores it: channels last (and every rank other than 3).
-    Ir,
-    /// `[N, C, H, W]` for an IR `[H, W, C]`.
-    Nchw,
-}
-
-#[derive(Debug, Clone)]
-struct Value {
-    name: String,
-    layout: Layout,
-    /// Token ids (int64), straight from the graph input.
-    int: bool,
-}
-
-#[derive(Default)]
-struct Graph {
-    nodes: Vec<NodeProto>,
-    inits: Vec<TensorProto>,
-    /// Initializer names already written (shared constants, a model's unchanged weights).
-    written: HashSet<String>,
-    weight_bytes: u64,
-}
-
-impl Graph {
-    fn op(&mut self, op: &str, inputs: &[&str], attrs: Vec<AttributeProto>, out: &str) -> String {
-        self.op_named(op, inputs, attrs, out);
-        out.to_string()
-    }
-
-    fn op_named(&mut self, op: &str, inputs: &[&str], attrs: Vec<AttributeProto>, out: &str) {
-        self.nodes.push(NodeProto {
-            input: inputs.iter().map(|s| s.to_string()).collect(),
-            output: vec![out.to_string()],
-            name: out.to_string(),
-            op_type: op.into(),
-            attribute: attrs,
-            domain: String::new(),
-        });
-    }
-
-    fn init(&mut self, t: TensorProto) -> String {
-        let name = t.name.clone();
-        if self.written.insert(name.clone()) {
-            self.weight_bytes += t.raw_data.len() as u64;
-            self.inits.push(t);
-        }
-        name
-    }
-
-    fn const_f32(&mut self, name: &str, dims: &[usize], data: Vec<f32>) -> String {
-        let raw = data.iter().flat_map(|v| v.to_le_bytes()).collect();
-        self.init(TensorProto {
-            dims: dims.iter().map(|&d| d as i64).collect(),
-            data_type: data_type::FLOAT,
-            name: name.into(),
-            raw_data: raw,
-            ..Default::default()
-        })
-    }
-
-    fn const_i64(&mut self, name: &str, dims: &[usize], data: Vec<i64>) -> String {
-        let raw = data.iter().flat_map(|v| v.to_le_bytes()).collect();
-        self.init(TensorProto {
-            dims: dims.iter().map(|&d| d as i64).collect(),
-            data_type: data_type::INT64,
-            name: name.into(),
-            raw_data: raw,
-            ..Default::default()
-        })
-    }
-
-    fn const_bool(&mut self, name: &str, dims: &[usize], data: Vec<bool>) -> String {
-        let raw = data.iter().map(|&b| b as u8).collect();
-        self.init(TensorProto {
-            dims: dims.iter().map(|&d| d as i64).collect(),
-            data_type: data_type::BOOL,
-            name: name.into(),
-            raw_data: raw,
-            ..Default::default()
-        })
-    }
-
-    fn check_size(&self) -> Result<()> {
-        if self.weight_bytes > MAX_EXPORT_BYTES {
-            return Err(Error::too_large("weights of the exported ONNX graph (bytes)", self.weight_bytes, MAX_EXPORT_BYTES));
-        }
-        Ok(())
-    }
-}
-
-fn attr_i(name: &str, i: i64) -> AttributeProto {
-    AttributeProto { name: name.into(), i, r#type: attr_type::INT, ..Default::default() }
-}
-
-fn attr_ints(name: &str, ints: &[usize]) -> AttributeProto {
-    AttributeProto { name: name.into(), ints: ints.iter().map(|&v| v as i64).collect(), r#type: attr_type::INTS, ..Default::default() }
-}
-
-fn attr_strings(name: &str, v: &[&str]) -> AttributeProto {
-    AttributeProto {
-        name: name.into(),
-        strings: v.iter().map(|s| s.as_bytes().to_vec()).collect(),
-        r#type: attr_type::STRINGS,
-        ..Default::default()
-    }
-}
-
-fn value_info(name: &str, elem: i32, dims: &[Option<i64>]) -> ValueInfoProto {
-    let dim = dims
-        .iter()
-        .map(|d| match d {
-            Some(v) => Dimension { dim_value: Some(*v), dim_param: None },
-            None => Dimension { dim_value: None, dim_param: Some("N".into()) },
-        })
-        .collect();
-    ValueInfoProto {
-        name: name.into(),
-        r#type: Some(TypeProto { tensor_type: Some(TypeProtoTensor { elem_type: elem, shape: Some(TensorShapeProto { dim }) }) }),
-    }
-}
-
-/// `[H, W, C]` data (row-major) → `[C, H, W]`.
-fn hwc_to_chw<T: Copy>(v: &[T], shape: &[usize]) -> Vec<T> {
-    let [h, w, c] = shape else { return v.to_vec() };
-    let (h, w, c) = (*h, *w, *c);
-    let mut out = Vec::with_capacity(v.len());
-    for ch in 0..c {
-        for y in 0..h {
-            for x in 0..w {
-                out.push(v[(y * w + x) * c + ch]);
-            }
-        }
-    }
-    out
-}
-
-fn act_name(a: Activation) -> Option<&'static str> {
-    match a {
-        Activation::Tanh => Some("Tanh"),
-        Activation::Sigmoid => Some("Sigmoid"),
-        Activation::Relu => Some("Relu"),
-        Activation::Linear | Activation::Softmax => None,
-    }
 }
 
 struct ModuleBuilder<'g, 'm> {

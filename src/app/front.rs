@@ -1,0 +1,75 @@
+//! The accuracy–size front of class relevance (docs/FIDELITY.md): for every
+//! bundled model without recurrent layers, composed
+//! accuracy, mean kept weights and mean module↔module Jaccard at several
+//! strengths, beside the faithful `paper` and `reference` points.
+
+use std::fmt::Write;
+
+use super::catalog::Catalog;
+use crate::engine::decompose::{Mode, Settings};
+use crate::error::Result;
+use crate::workbench::{Pick, Workbench, mean_off_diagonal};
+
+/// The strengths the front is measured at.
+pub const STRENGTHS: [f32; 6] = [0.1, 0.2, 0.35, 0.5, 0.65, 0.8];
+
+/// One measured point of a model's front.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct FrontPoint {
+    pub technique: String,
+    pub strength: f32,
+    pub composed: f32,
+    pub kept_weights: f32,
+    pub jaccard: f32,
+}
+
+/// The points of model `id`: the faithful `paper` (strength 0) and `reference` settings, then relevance at [`STRENGTHS`].
+pub fn front(wb: &mut Workbench, id: usize) -> Result<Vec<FrontPoint>> {
+    let faithful = [Settings::default(), Settings { mode: Mode::Reference, ..Settings::default() }];
+    let relevance = STRENGTHS.iter().map(|&strength| Settings { strength, ..Settings::default() });
+    let mut points = vec![];
+    for s in faithful.into_iter().chain(relevance) {
+        let dec = wb.decompose(id, &s, &mut |_| true)?;
+        let picks: Vec<Pick> = dec.modules.iter().map(|m| Pick { model: id, class: m.class }).collect();
+        let composed = wb.compose(&picks, Some(id))?.composition.top1;
+        let kept_weights = dec.modules.iter().map(|m| m.kept_weights).sum::<f32>() / dec.modules.len().max(1) as f32;
+        let jaccard = mean_off_diagonal(&wb.module_jaccard(id)?);
+        let technique = if s.strength > 0.0 { "relevance".into() } else { format!("{:?}", s.mode).to_lowercase() };
+        points.push(FrontPoint { technique, strength: s.strength, composed, kept_weights, jaccard });
+    }
+    Ok(points)
+}
+
+/// The front's section of docs/FIDELITY.md.
+pub fn front_markdown(w: &mut String, cat: &Catalog, wb: &mut Workbench, ids: &[usize]) -> Result<()> {
+    writeln!(w, "\n## Class-specific modules: the accuracy–size front (class relevance)\n").unwrap();
+    writeln!(
+        w,
+        "Remodule's technique, not the papers' (ALGORITHMS.md §7): after CI/TI each dense/conv layer of a module drops the `⌊strength · n⌋` units (conv: channels) that serve its class least, and each pruned module's margin is calibrated to the model's. `paper` and `reference` are the faithful points (strength 0). Jaccard here is module↔module (kept units of two modules, the page's matrix), averaged over the pairs of different modules.\n"
+    )
+    .unwrap();
+    writeln!(w, "| model | technique | strength | composed top-1 | Δ | mean kept weights | mean module↔module Jaccard |\n|---|---|---:|---:|---:|---:|---:|").unwrap();
+    for (m, &id) in cat.models.iter().zip(ids) {
+        let info = wb.model_info(id);
+        // Relevance prunes dense and conv layers (recurrent layers keep the ICSE'23 removal).
+        if info.recurrent {
+            continue;
+        }
+        let acc = info.accuracy;
+        for p in front(wb, id)? {
+            writeln!(
+                w,
+                "| {} | {} | {} | {:.4} | {:+.4} | {:.3} | {:.3} |",
+                m.title,
+                p.technique,
+                p.strength,
+                p.composed,
+                p.composed - acc,
+                p.kept_weights,
+                p.jaccard
+            )
+            .unwrap();
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,245 @@
+//! Class relevance (Remodule's technique, not the papers'; ALGORITHMS.md §7):
+//! after concern and tangling identification, a module of class `c` drops the
+//! units that serve `c` least, up to a share `strength` of each layer.
+//!
+//! Why: tangling identification keeps every unit that any unconcerned sample
+//! activates, and a trained ReLU network activates nearly every unit for some
+//! input, so the faithful modules are (almost) the whole network for every
+//! class alike. Relevance ranks units from statistics of the one recorded
+//! pass — Σ output and Σ output² per class and unit ([`Moments`]) and the
+//! activity bits — so no model runs to rank them.
+//!
+//! - **Relevance** of a unit for `c`: `(μ_c − μ_other) · g`, the first-order
+//!   change in the gap between the module's mean margin `z_c − z_uc` on class
+//!   `c` and on the other classes when the unit is removed. `μ_c` is the unit's
+//!   mean output over class `c`'s samples, `μ_other` the mean of the other
+//!   classes' means, and `g` the margin's gradient with respect to the unit
+//!   ([`super::gradient`]: back-propagated once per class through dense,
+//!   conv, pooling and residual layers with mean-field derivatives). Negative
+//!   means the unit blurs the class, and goes first.
+//! - **Granularity**: a Dense unit; a convolution's whole channel (the sum over
+//!   its positions), so that removing it removes its kernel. Layers the
+//!   gradient does not reach rank by the channel's `(μ_c − μ_other) / σ`.
+//! - **Strength** `s ∈ [0, 1]`: each tracked non-recurrent layer removes the
+//!   `⌊s · n⌋` least relevant of its `n` units (channels), always keeping at
+//!   least one (`s = 0` is the faithful module). Units the faithful masks
+//!   removed stay removed. Backtracking then runs as usual.
+//!
+//! Pruned modules are pruned differently, so their raw margins stop being
+//! comparable; each module's margin is mapped affinely onto the full model's
+//! margin for its class over calibration samples ([`Calibration::fit`]).
+//! Measured on the digits MLP at strength 0.25 (71 % kept weights): the plain
+//! standardised gap costs 7.3 points of composed accuracy, the
+//! gradient-weighted gap 2.5 with each margin standardised by its own mean and
+//! spread, and 1.8 with the fitted margins (standardising costs 1.7 points
+//! even at strength 0.02, where the fit costs 0.6). On the digits CNN at 0.25
+//! the gradient through the convolutions costs 2.5 points where the plain gap
+//! on conv channels cost 6.5; pruning conv *positions* instead of channels
+//! gave lower Jaccard (0.58 against 0.86) at 6.1 points.
+
+use super::gradient::margin_gradients;
+use crate::engine::model::{Masks, Model, Moments, NodeId, Recording};
+
+/// A unit (or channel) kept by relevance; `σ` below this counts as constant.
+const MIN_SPREAD: f64 = 1e-6;
+
+/// A pruned module's margin `z_c − z_uc` recalibrated: `(margin − mean) / scale`
+/// (two numbers per module; no weight changes).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Calibration {
+    pub mean: f32,
+    pub scale: f32,
+}
+
+impl Calibration {
+    /// Standardisation: the margins' mean and standard deviation (the fallback of [`Calibration::fit`]).
+    pub fn of(margins: &[f32]) -> Calibration {
+        let n = margins.len().max(1) as f64;
+        let mean = margins.iter().map(|&m| m as f64).sum::<f64>() / n;
+        let var = margins.iter().map(|&m| (m as f64 - mean).powi(2)).sum::<f64>() / n;
+        Calibration { mean: mean as f32, scale: var.sqrt().max(MIN_SPREAD) as f32 }
+    }
+
+    /// The affine map that best takes the module's margins to `target`, the
+    /// full model's margins on the same samples (least squares); the
+    /// standardisation when the two do not rise together.
+    pub fn fit(margins: &[f32], target: &[f32]) -> Calibration {
+        let n = margins.len().max(1) as f64;
+        let mp = margins.iter().map(|&m| m as f64).sum::<f64>() / n;
+        let mt = target.iter().map(|&m| m as f64).sum::<f64>() / n;
+        let cov: f64 = margins.iter().zip(target).map(|(&p, &t)| (p as f64 - mp) * (t as f64 - mt)).sum::<f64>() / n;
+        let var: f64 = margins.iter().map(|&p| (p as f64 - mp).powi(2)).sum::<f64>() / n;
+        if cov <= 0.0 || var <= 0.0 {
+            return Calibration::of(margins);
+        }
+        let a = cov / var;
+        let b = mt - a * mp;
+        // (m − mean) / scale = a·m + b.
+        Calibration { mean: (-b / a) as f32, scale: (1.0 / a) as f32 }
+    }
+
+    pub fn apply(&self, margin: f32) -> f32 {
+        (margin - self.mean) / self.scale
+    }
+}
+
+/// Removes, in every tracked layer with recorded moments, the `⌊strength · n⌋`
+/// least relevant units (channels) for `class` from `masks` (see the module docs).
+pub fn prune(model: &Model, rec: &Recording, class: usize, strength: f32, masks: &mut Masks) {
+    if strength <= 0.0 {
+        return;
+    }
+    let grads = margin_gradients(model, rec, class);
+    for (&node, m) in &rec.moments {
+        let Some(mask) = masks.nodes.get_mut(&node) else { continue };
+        let channels = channels(model, node);
+        let scores = match grads.get(&node) {
+            // Σ over a channel's positions of (gap × gradient).
+            Some(g) => {
+                let mut s = vec![0f32; channels];
+                for (u, (d, g)) in gap(m, class).iter().zip(g).enumerate() {
+                    s[u % channels] += d * g;
+                }
+                s
+            }
+            None => relevance(m, class, channels),
+        };
+        // Only kept channels compete; a channel is kept when any of its positions is.
+        let kept = |ch: usize| (0..m.units / channels).any(|p| mask.keep.contains(p * channels + ch));
+        let mut order: Vec<usize> = (0..channels).filter(|&ch| kept(ch)).collect();
+        order.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]).then(a.cmp(&b)));
+        let remove = ((strength as f64 * channels as f64).floor() as usize).min(order.len().saturating_sub(1));
+        for &ch in &order[..remove] {
+            for p in 0..m.units / channels {
+                mask.keep.remove(p * channels + ch);
+            }
+        }
+    }
+}
+
+/// Per unit: `μ_c − μ_other` (mean outputs, as in [`relevance`], unpooled).
+fn gap(m: &Moments, class: usize) -> Vec<f32> {
+    let groups: Vec<usize> = (0..m.count.len()).filter(|&g| m.count[g] > 0 && g != class).collect();
+    let mean = |g: usize, u: usize| m.sum[g * m.units + u] / m.count[g].max(1) as f64;
+    (0..m.units)
+        .map(|u| {
+            let other = groups.iter().map(|&g| mean(g, u)).sum::<f64>() / groups.len().max(1) as f64;
+            (if m.count.get(class).is_some_and(|&n| n > 0) { mean(class, u) } else { 0.0 } - other) as f32
+        })
+        .collect()
+}
+
+/// Channels of a tracked node: the last dimension of its output (a Dense
+/// layer's units; a convolution's filters).
+fn channels(model: &Model, node: NodeId) -> usize {
+    *model.nodes[node].shape.last().unwrap_or(&1)
+}
+
+/// Relevance of every channel for `class`: `(μ_c − μ_other) / σ` over the
+/// channel's positions pooled.
+pub fn relevance(m: &Moments, class: usize, channels: usize) -> Vec<f32> {
+    let groups = m.count.len();
+    let positions = m.units / channels.max(1);
+    // Per group and channel: mean output and mean square, over samples and positions.
+    let mean_of = |g: usize, ch: usize, v: &[f64]| {
+        let total: f64 = (0..positions).map(|p| v[g * m.units + p * channels + ch]).sum();
+        total / (m.count[g].max(1) * positions) as f64
+    };
+    let present: Vec<usize> = (0..groups).filter(|&g| m.count[g] > 0).collect();
+    let all: usize = m.count.iter().sum();
+    (0..channels)
+        .map(|ch| {
+            let mu_c = if m.count.get(class).copied().unwrap_or(0) > 0 { mean_of(class, ch, &m.sum) } else { 0.0 };
+            let others: Vec<f64> = present.iter().filter(|&&g| g != class).map(|&g| mean_of(g, ch, &m.sum)).collect();
+            let mu_other = others.iter().sum::<f64>() / others.len().max(1) as f64;
+            // Spread over every sample (each weighs by its count).
+            let w = |g: usize| m.count[g] as f64 / all.max(1) as f64;
+            let e1: f64 = present.iter().map(|&g| w(g) * mean_of(g, ch, &m.sum)).sum();
+            let e2: f64 = present.iter().map(|&g| w(g) * mean_of(g, ch, &m.sq)).sum();
+            let sd = (e2 - e1 * e1).max(0.0).sqrt();
+            if sd < MIN_SPREAD { 0.0 } else { ((mu_c - mu_other) / sd) as f32 }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use ndarray::{Array2, arr1};
+
+    use super::super::tests::{dataset, mlp, two_class};
+    use super::super::{Mode, Settings, Technique, decompose};
+    use super::*;
+    use crate::engine::compose::compose;
+    use crate::engine::data::Dataset;
+    use crate::engine::decompose::concerned_scores;
+    use crate::engine::model::Model;
+
+    fn settings(strength: f32) -> Settings {
+        Settings { mode: Mode::Paper, technique: Technique::Mc, samples_per_class: 2, strength, ..Settings::default() }
+    }
+
+    /// Three classes, class k lights input k; hidden unit k copies input k;
+    /// the head weighs unit k by 3, 2, 1 for class k.
+    fn three_class() -> (Model, Dataset) {
+        let m = mlp(Array2::eye(3), arr1(&[0.0; 3]), Array2::from_diag(&arr1(&[3.0, 2.0, 1.0])), arr1(&[0.0; 3]));
+        let x = vec![1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 1.0];
+        (m, dataset(x, vec![0, 0, 1, 1, 2, 2], 3, 3))
+    }
+
+    #[test]
+    fn each_module_drops_the_unit_that_separates_its_class_least() {
+        let (m, d) = three_class();
+        let faithful = decompose(&m, &d, &settings(0.0), &mut |_| true).unwrap();
+        assert!(faithful.modules.iter().all(|md| md.masks.nodes[&1].keep.count() == 3 && md.calibration.is_none()));
+        // Module 0: g = W2 · (1, −½, −½) = (3, −1, −½); gaps (μ_0 − μ_other) = (1, −½, −½);
+        // relevance (3, ½, ¼): ⌊0.34 · 3⌋ = 1 unit goes, unit 2. Module 1: (¾, 2, ¼) → unit 2;
+        // module 2: g = (−1½, −1, 1), relevance (¾, ½, 1) → unit 1.
+        let dec = decompose(&m, &d, &settings(0.34), &mut |_| true).unwrap();
+        let kept: Vec<Vec<usize>> = dec.modules.iter().map(|md| md.masks.nodes[&1].keep.iter().collect()).collect();
+        assert_eq!(kept, vec![vec![0, 1], vec![0, 1], vec![0, 2]]);
+        let rows: Vec<Vec<f32>> = dec.modules.iter().map(|md| concerned_scores(&m, md, &d.test.x, 6, &mut |_, _| true).unwrap()).collect();
+        let refs: Vec<&[f32]> = rows.iter().map(Vec::as_slice).collect();
+        assert_eq!(compose(&refs, &[0, 1, 2], &d.test.y).unwrap().top1, 1.0);
+        assert!(dec.modules.iter().all(|md| md.calibration.is_some_and(|c| c.scale > 0.0)));
+    }
+
+    #[test]
+    fn the_fit_maps_margins_onto_the_model_s() {
+        // Pruned margins (2, 2, 0, 0), the model's (2, 2, −2, −2): twice, shifted by −2.
+        let c = Calibration::fit(&[2.0, 2.0, 0.0, 0.0], &[2.0, 2.0, -2.0, -2.0]);
+        assert_eq!((c.mean, c.scale), (1.0, 0.5));
+        assert_eq!([c.apply(2.0), c.apply(0.0)], [2.0, -2.0]);
+        // Falling instead of rising: the standardisation.
+        assert_eq!(Calibration::fit(&[1.0, 3.0], &[3.0, 1.0]), Calibration::of(&[1.0, 3.0]));
+    }
+
+    #[test]
+    fn full_strength_keeps_one_unit_per_layer() {
+        let (m, d) = two_class();
+        let dec = decompose(&m, &d, &settings(1.0), &mut |_| true).unwrap();
+        for module in &dec.modules {
+            assert_eq!(module.masks.nodes[&1].keep.count(), 1, "class {}", module.class);
+        }
+    }
+
+    #[test]
+    fn relevance_is_the_standardised_difference_of_class_means() {
+        // 2 groups × 2 units; group 0: 2 samples, group 1: 2 samples.
+        // Unit 0 outputs 1, 1 (group 0) and 0, 0 (group 1): μ0 = 1, μ1 = 0, σ = 0.5 → +2 for class 0.
+        // Unit 1 outputs 0, 2 (group 0) and 1, 1 (group 1): μ0 = 1, μ1 = 1 → 0.
+        let m = Moments { units: 2, count: vec![2, 2], sum: vec![2.0, 2.0, 0.0, 2.0], sq: vec![2.0, 4.0, 0.0, 2.0] };
+        assert_eq!(relevance(&m, 0, 2), vec![2.0, 0.0]);
+        assert_eq!(relevance(&m, 1, 2), vec![-2.0, 0.0]);
+        // One channel of two positions: the positions pool.
+        assert_eq!(relevance(&m, 0, 1), vec![((1.0 - 0.5) / (1.0f64 - 0.75f64 * 0.75).sqrt()) as f32]);
+    }
+
+    #[test]
+    fn calibration_is_mean_and_spread() {
+        let c = Calibration::of(&[1.0, 3.0, 1.0, 3.0]);
+        assert_eq!((c.mean, c.scale), (2.0, 1.0));
+        assert_eq!(c.apply(4.0), 2.0);
+        // A constant margin does not divide by zero.
+        assert!(Calibration::of(&[5.0, 5.0]).apply(6.0).is_finite());
+    }
+}
