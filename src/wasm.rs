@@ -140,6 +140,14 @@ impl Session {
         engine(self.wb.module_jaccard(model))
     }
 
+    /// The accuracy–size front of model `id` around its current settings
+    /// (`app::front`): `[{technique, strength, composed, kept_weights, jaccard}]`;
+    /// the model stays decomposed as it was.
+    pub fn front(&mut self, model: usize) -> Result<JsValue, JsError> {
+        let base = self.wb.settings_of(model);
+        engine(base.and_then(|base| crate::app::front::front(&mut self.wb, model, &base)))
+    }
+
     /// Token ids for typed text in a text data set's vocabulary.
     #[wasm_bindgen(js_name = encodeText)]
     pub fn encode_text(&self, dataset: usize, text: &str) -> Result<JsValue, JsError> {

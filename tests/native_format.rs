@@ -553,19 +553,14 @@ fn hostile_module_sets_are_errors() {
 /// can express it, so a model without one stays readable by version-1 readers.
 #[test]
 fn files_carry_the_lowest_version_that_expresses_them() {
-    let version = |bytes: &[u8]| -> u64 {
-        let (_, meta) = safetensors::SafeTensors::read_metadata(bytes).unwrap();
-        let m: Value = serde_json::from_str(&meta.metadata().as_ref().unwrap()["remodule"]).unwrap();
-        m["version"].as_u64().unwrap()
-    };
-    assert_eq!(version(&save_model(&tiny()).unwrap()), 1);
+    assert_eq!(manifest_version(&save_model(&tiny()).unwrap()), 1);
     let rev = remodule::formats::load_model(
         &std::fs::read(format!("{}/models/lang_rev_lstm.keras", env!("CARGO_MANIFEST_DIR"))).unwrap(),
         "lang_rev_lstm.keras",
     )
     .unwrap();
     let bytes = save_model(&rev).unwrap();
-    assert_eq!(version(&bytes), 2);
+    assert_eq!(manifest_version(&bytes), 2);
     let back = load(&bytes, "rev").unwrap();
     assert_eq!(back, rev);
     // A RepeatVector without its option is a clear error.
@@ -584,11 +579,6 @@ fn files_carry_the_lowest_version_that_expresses_them() {
 /// layer that has no gates, is refused.
 #[test]
 fn per_gate_module_sets_round_trip_as_version_3() {
-    let version = |bytes: &[u8]| -> u64 {
-        let (_, meta) = safetensors::SafeTensors::read_metadata(bytes).unwrap();
-        let m: Value = serde_json::from_str(&meta.metadata().as_ref().unwrap()["remodule"]).unwrap();
-        m["version"].as_u64().unwrap()
-    };
     let d = dataset("lang_a");
     let model = model_on("lang_a_lstm.keras", &d);
     let gated = Settings { gates: true, samples_per_class: 40, ..Settings::default() };
@@ -598,7 +588,7 @@ fn per_gate_module_sets_round_trip_as_version_3() {
         "no gate removed"
     );
     let saved = save_modules(&model, &dec).unwrap();
-    assert_eq!(version(&saved), 3);
+    assert_eq!(manifest_version(&saved), 3);
     let (m2, d2) = load_set(&saved, "a per-gate set").unwrap();
     assert_eq!((&m2, &d2), (&model, &dec));
     assert_eq!(save_modules(&m2, &d2).unwrap(), saved, "not byte-stable");
@@ -611,7 +601,7 @@ fn per_gate_module_sets_round_trip_as_version_3() {
         );
     }
     let plain = decompose(&model, &d, &Settings { gates: false, ..gated.clone() }, &mut |_| true).unwrap();
-    assert_eq!(version(&save_modules(&model, &plain).unwrap()), 1);
+    assert_eq!(manifest_version(&save_modules(&model, &plain).unwrap()), 1);
 
     let node = *dec.modules[0].masks.nodes.keys().next().unwrap();
     let mut bad = dec.clone();
@@ -629,20 +619,22 @@ fn per_gate_module_sets_round_trip_as_version_3() {
 /// settings and every module's calibration; the same set without them stays version 1.
 #[test]
 fn calibrated_module_sets_round_trip_as_version_4() {
-    let version = |bytes: &[u8]| -> u64 {
-        let (_, meta) = safetensors::SafeTensors::read_metadata(bytes).unwrap();
-        let m: Value = serde_json::from_str(&meta.metadata().as_ref().unwrap()["remodule"]).unwrap();
-        m["version"].as_u64().unwrap()
-    };
     let (model, mut dec) = tiny_set();
     dec.settings = Settings { mode: Mode::Paper, ..Settings::default() };
-    assert_eq!(version(&save_modules(&model, &dec).unwrap()), 1);
+    assert_eq!(manifest_version(&save_modules(&model, &dec).unwrap()), 1);
     dec.settings.strength = 0.3;
     dec.modules[0].calibration = Some(Calibration { mean: 0.25, scale: 1.5 });
     dec.modules[1].calibration = Some(Calibration { mean: -1.0, scale: 0.125 });
     let saved = save_modules(&model, &dec).unwrap();
-    assert_eq!(version(&saved), 4);
+    assert_eq!(manifest_version(&saved), 4);
     assert_eq!(load_set(&saved, "calibrated").unwrap(), (model, dec));
     let e = load_set(&with_manifest(&saved, |m| m["modules"]["modules"][0]["calibration"] = "x".into()), "bad").unwrap_err();
     assert!(e.to_string().to_lowercase().contains("calibration"), "{e}");
+}
+
+/// The manifest version a saved file declares.
+fn manifest_version(bytes: &[u8]) -> u64 {
+    let (_, meta) = safetensors::SafeTensors::read_metadata(bytes).unwrap();
+    let m: Value = serde_json::from_str(&meta.metadata().as_ref().unwrap()["remodule"]).unwrap();
+    m["version"].as_u64().unwrap()
 }

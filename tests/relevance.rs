@@ -75,3 +75,19 @@ fn strengths_outside_0_1_and_the_n_output_head_are_refused() {
     let (ok, _, err) = run(&["report", "models/digits_mlp.keras", "--data", "data/digits.npz", "--strength", "0.3", "--head", "reference"]);
     assert!(!ok && err.contains("2-unit head"), "{err}");
 }
+
+/// The "class-specific modules" exercise: the CLI grades a state by decomposing at its strength —
+/// 0.35 keeps the composed accuracy at 89 % (solved), 0.2 is not strong enough, 0.5 costs too much.
+#[test]
+fn the_class_specific_exercise_is_graded_at_the_state_s_strength() {
+    let grade = |strength: f32| {
+        let state = format!(r#"{{"models": ["digits_mlp.keras"], "settings": {{"strength": {strength}}}, "current": 0}}"#);
+        let root = root();
+        let (_, out, err) = run(&["exercise", "check", "class-specific-modules", &state, "--json", "--root", root.to_str().unwrap()]);
+        let r: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out} {err}"));
+        (r["solved"].as_bool().unwrap(), r["checks"][0]["ok"].as_bool().unwrap(), r["checks"][1]["ok"].as_bool().unwrap())
+    };
+    assert_eq!(grade(0.35), (true, true, true));
+    assert_eq!(grade(0.2), (false, false, true));
+    assert_eq!(grade(0.5), (false, true, false));
+}

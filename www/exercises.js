@@ -4,7 +4,7 @@
 
 /** Controls an exercise (or a link's `<control>_hide=true`) may hide. */
 export const HIDEABLE = Object.freeze(['picker', 'upload', 'layers', 'addmodule', 'tryit', 'matrix', 'teacher']);
-export const CHECKS = Object.freeze(['accuracy', 'class_accuracy', 'modules_from', 'no_module', 'module_from', 'module_update', 'verified']);
+export const CHECKS = Object.freeze(['accuracy', 'class_accuracy', 'modules_from', 'no_module', 'module_from', 'module_update', 'verified', 'strength']);
 const LIMITS = { title: 120, story: 2000, hint: 500, hints: 10, goal: 20, models: 8, classes: 64 };
 
 /** A malformed exercise; the message names the field. */
@@ -95,6 +95,14 @@ function check(raw, path, ctx) {
       return { check: kind, on: raw.on ?? true };
     case 'verified':
       return { check: kind, class: classRef(raw.class, `${path}.class`, ctx.catalog), by: modelRef(raw.by, `${path}.by`, ctx) };
+    case 'strength': {
+      const c = { check: kind };
+      if (has(raw, 'min')) c.min = fraction(raw.min, `${path}.min`);
+      if (has(raw, 'max')) c.max = fraction(raw.max, `${path}.max`);
+      if (c.min === undefined && c.max === undefined) fail(path, 'needs "min" or "max"');
+      if (c.min !== undefined && c.max !== undefined && c.min > c.max) fail(path, 'has min > max');
+      return c;
+    }
   }
 }
 
@@ -171,6 +179,9 @@ export function describe(c, { catalog, multi = false }) {
       return c.on ? 'Module update is on (modules from different data sets)' : 'Module update is off';
     case 'verified':
       return `Answers of class ${cls(c.class)} are checked again by the modules of ${modelLabel(c.by, catalog)}`;
+    case 'strength':
+      if (c.min !== undefined && c.max !== undefined) return `Class-specific strength between ${c.min} and ${c.max}`;
+      return c.min !== undefined ? `Class-specific strength at least ${c.min}` : `Class-specific strength at most ${c.max}`;
   }
   return c.check;
 }
@@ -181,7 +192,8 @@ export function describe(c, { catalog, multi = false }) {
  * `result` is the composition of the slots that are on (null when none are);
  * `update`: module update applies to it (the switch is on and the
  * composition spans data sets); `verify`: null | {class: "digits:1", by:
- * model key} — the answers of that class are checked by that model's modules.
+ * model key} — the answers of that class are checked by that model's modules;
+ * `strength`: the decomposition's class-specific strength (0 when unset).
  * Returns {solved, multi, checks: [{check, ok, text, now}]}.
  */
 export function evaluate(ex, snap, { catalog }) {
@@ -234,6 +246,12 @@ export function evaluate(ex, snap, { catalog }) {
         const v = snap.verify;
         ok = !!v && v.class === c.class && v.by === c.by;
         now = !v ? 'nothing checked' : ok ? 'yes' : `now class ${classLabel(v.class, multi)} by ${modelLabel(v.by, catalog)}`;
+        break;
+      }
+      case 'strength': {
+        const st = snap.strength ?? 0;
+        ok = (c.min === undefined || st + 1e-6 >= c.min) && (c.max === undefined || st <= c.max + 1e-6);
+        now = `now ${st}`;
         break;
       }
     }

@@ -7,6 +7,7 @@ import { TryIt } from './tryit.js';
 import { TypeIt } from './typeit.js';
 import { highlightLayers, renderJaccard, renderUnits } from './units.js';
 import * as store from './store.js';
+import { renderFront } from './front.js';
 import { buildSettingsForm, nonDefault, readSettingsForm, settingsProblem, showSettingsForm } from './settings.js';
 import { LIMITS, ShareLinkError, decodeFragment, encodeState, isShareFragment, sha256Hex, stateToJson, validateState } from './share.js';
 import { HIDEABLE, evaluate, exerciseFromState, exerciseId, validateExercise } from './exercises.js';
@@ -136,6 +137,7 @@ async function recompose(beforeRender = () => {}) {
 
 let composes = 0;
 function afterCompose() {
+  renderFrontIfKnown();
   document.body.dataset.composes = String(++composes); // lets tests wait for "recomposed"
   if (!$('share-box').hidden && $('share-box').dataset.ready) {
     delete $('share-box').dataset.ready;
@@ -152,6 +154,39 @@ function afterCompose() {
 function showPendingScores(m) {
   $('model-acc').textContent = pct(m.info.accuracy);
   for (const id of ['composed-acc', 'delta', 'composed-top5']) $(id).textContent = '…';
+}
+
+// ---- the accuracy–size front ------------------------------------------------
+
+/** Fronts measured, by model and settings (strength aside: the front spans it). */
+const fronts = new Map();
+const frontKey = (m) => `${m.key} ${JSON.stringify({ ...state.settings, strength: undefined })}`;
+
+async function measureFront() {
+  const m = state.models.get(state.current);
+  $('front-btn').disabled = true;
+  $('front-note').textContent = 'Measuring…';
+  try {
+    fronts.set(frontKey(m), await engine.call('front', { model: m.info.id }));
+  } finally {
+    $('front-btn').disabled = false;
+  }
+  renderFrontIfKnown();
+}
+
+/** Redraws the current model's front with the current strength ringed, or says it is not measured. */
+function renderFrontIfKnown() {
+  const m = state.models.get(state.current);
+  const points = m && fronts.get(frontKey(m));
+  const strength = state.settings.strength ?? 0;
+  if (!points) {
+    $('front').replaceChildren();
+    $('front-note').textContent = '';
+    return;
+  }
+  renderFront($('front'), points, strength);
+  const here = points.find((p) => Math.abs(p.strength - strength) < 1e-6);
+  $('front-note').textContent = here ? `ringed: strength ${strength}` : `strength ${strength} is between the measured ones`;
 }
 
 function renderScores(result) {
@@ -556,7 +591,7 @@ function exerciseSnapshot() {
   const v = state.verify && lastResult ? state.verify : null;
   const cur = state.models.get(state.current).dataset;
   const verify = v ? { class: `${cur.name}:${cur.class_names[v.class]}`, by: v.by } : null;
-  return { slots, result, update: document.body.dataset.update === 'true', verify };
+  return { slots, result, update: document.body.dataset.update === 'true', verify, strength: state.settings.strength ?? 0 };
 }
 
 function applyHide() {
@@ -874,8 +909,11 @@ function wireControls() {
     },
   });
   $('units-class').addEventListener('change', () => showInside(state.models.get(state.current)).catch(showError));
-  buildSettingsForm($('settings-form'), $('s-actions'));
+  buildSettingsForm($('settings-form'), $('s-actions'), $('strength-row'));
   showSettings();
+  // The strength slider applies as it is released (a new strength reuses the recorded pass).
+  $('s-strength').addEventListener('change', () => { try { applySettings(readSettings()).catch(showError); } catch (err) { showError(err); } });
+  $('front-btn').addEventListener('click', () => measureFront().catch(showError));
   $('settings-form').addEventListener('submit', (e) => {
     e.preventDefault();
     try { applySettings(readSettings()).catch(showError); } catch (err) { showError(err); }

@@ -60,7 +60,11 @@ const FORMED = SETTINGS.filter((s) => s.label);
 
 function control(spec) {
   let c;
-  if (spec.type === 'enum' || spec.type === 'boolean') {
+  if (spec.control === 'range') {
+    c = document.createElement('input');
+    c.type = 'range';
+    Object.assign(c, { min: String(spec.min), max: String(spec.max), step: String(spec.step ?? 'any') });
+  } else if (spec.type === 'enum' || spec.type === 'boolean') {
     c = document.createElement('select');
     const values = spec.type === 'enum' ? spec.values : ['false', 'true'];
     for (const v of values) c.append(new Option(spec.labels?.[v] ?? v, v));
@@ -76,21 +80,45 @@ function control(spec) {
   return c;
 }
 
-/** Puts a label and a control for every labelled setting before `before` (the buttons' row). */
-export function buildSettingsForm(form, before) {
+/**
+ * Puts a label and a control for every labelled setting before `before` (the buttons' row);
+ * a slider (`control: "range"`) goes into `sliders` instead, outside the fold, with a readout,
+ * still one of the form's elements (the `form` attribute).
+ */
+export function buildSettingsForm(form, before, sliders) {
   for (const spec of FORMED) {
     const label = document.createElement('label');
     label.htmlFor = `s-${spec.name}`;
     label.textContent = spec.label;
     if (spec.help) label.title = spec.help;
-    form.insertBefore(label, before);
-    form.insertBefore(control(spec), before);
+    const c = control(spec);
+    if (spec.control === 'range' && sliders) {
+      c.setAttribute('form', form.id);
+      const out = document.createElement('output');
+      out.id = `s-${spec.name}-out`;
+      out.htmlFor = c.id;
+      c.addEventListener('input', () => { out.textContent = readout(spec, Number(c.value)); });
+      sliders.append(label, c, out);
+    } else {
+      form.insertBefore(label, before);
+      form.insertBefore(c, before);
+    }
   }
+}
+
+/** A slider's readout: its value, and what 0 means. */
+function readout(spec, v) {
+  return v === spec.default ? `${v} (the papers' modules)` : String(v);
 }
 
 /** Shows `values` (missing ones as their defaults) in the form. */
 export function showSettingsForm(form, values) {
-  for (const spec of FORMED) form.elements[spec.name].value = String(values[spec.name] ?? spec.default);
+  for (const spec of FORMED) {
+    const v = values[spec.name] ?? spec.default;
+    form.elements[spec.name].value = String(v);
+    const out = document.getElementById(`s-${spec.name}-out`);
+    if (out) out.textContent = readout(spec, v);
+  }
 }
 
 /** The form's values, typed as the schema says (an empty number field reads as NaN and is refused). */

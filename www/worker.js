@@ -20,6 +20,7 @@ const ops = {
   encodeText: ({ dataset, text }) => session.encodeText(dataset, text),
   moduleUnits: ({ model, class: c }) => session.moduleUnits(model, c),
   moduleJaccard: ({ model }) => session.moduleJaccard(model),
+  front: ({ model }) => session.front(model),
 };
 
 self.onmessage = async ({ data: { id, op, args } }) => {

@@ -63,6 +63,13 @@ pub enum Check {
         class: String,
         by: String,
     },
+    /// The decomposition's class-specific strength within [min, max].
+    Strength {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        min: Option<f32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max: Option<f32>,
+    },
 }
 
 fn yes() -> bool {
@@ -270,6 +277,10 @@ pub fn check(ex: &Exercise, st: &State, cat: &Catalog, read: &dyn Fn(&str) -> Re
                 on.iter().any(|&(c, f)| c == id && f == model)
             }
             Check::ModuleUpdate { on } => update == *on,
+            Check::Strength { min, max } => {
+                let s = st.settings.strength;
+                min.is_none_or(|m| s + 1e-6 >= m) && max.is_none_or(|m| s <= m + 1e-6)
+            }
             Check::Verified { class: q, by } => match &st.verify {
                 Some(v) => class(q)? == wb.class_id(ids[st.current], v.class)? && files.get(v.by) == Some(&by.as_str()),
                 None => false,

@@ -7,8 +7,8 @@ use crate::engine::bits::BitSet;
 use crate::engine::compose::binary_accuracy;
 use crate::engine::data::Dataset;
 use crate::engine::decompose::{
-    ColumnCache, Decomposition, Module, Settings, concerned_scores, decompose, first_of_class, jaccard_ref, kept_weights, module_masks,
-    unconcerned_quota,
+    ColumnCache, Decomposition, Module, Settings, concerned_scores, decompose_recorded, first_of_class, jaccard_ref, kept_weights,
+    module_masks, record, unconcerned_quota,
 };
 use crate::engine::model::forward;
 use crate::error::{Error, Result};
@@ -16,9 +16,18 @@ use crate::error::{Error, Result};
 impl Workbench {
     /// Decomposes model `id` into one module per class of its data set and
     /// fills the score cache for its data set. `progress(fraction)` may cancel.
+    /// A new strength with otherwise the same settings starts from the last
+    /// decomposition's recorded pass: only masks, calibration and scores are redone.
     pub fn decompose(&mut self, id: ModelId, settings: &Settings, progress: &mut dyn FnMut(f32) -> bool) -> Result<DecompositionInfo> {
         let e = self.entry(id)?;
-        let dec = decompose(&e.model, &self.datasets[e.dataset], settings, &mut |f| progress(0.5 * f))?;
+        let data = &self.datasets[e.dataset];
+        let reuse = e.recorded.as_ref().is_some_and(|r| r.serves(settings));
+        let fresh = if reuse { None } else { Some(record(&e.model, data, settings, &mut |f| progress(0.4 * f))?) };
+        let recorded = fresh.as_ref().or(e.recorded.as_ref()).expect("recorded above or reused");
+        let dec = decompose_recorded(&e.model, data, recorded, settings, &mut |f| progress(0.4 + 0.1 * f))?;
+        if let Some(r) = fresh {
+            self.models[id].recorded = Some(r);
+        }
         self.install(id, dec, &mut |f| progress(0.5 + 0.5 * f))
     }
 

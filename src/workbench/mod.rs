@@ -28,7 +28,7 @@ pub use views::{
 
 use crate::engine::compose::{ClassId, argmax};
 use crate::engine::data::Dataset;
-use crate::engine::decompose::{Decomposition, Module};
+use crate::engine::decompose::{Decomposition, Module, Recorded, Settings};
 use crate::engine::model::{InputKind, Model, forward};
 use crate::error::{Error, Result};
 use crate::formats::dataset::{read_idx_dataset, read_npz_dataset};
@@ -52,6 +52,8 @@ struct ModelEntry {
     /// Model outputs on its data set's test split (`samples × classes`).
     test_probs: Vec<f32>,
     decomposition: Option<Decomposition>,
+    /// The last decomposition's recorded pass: another strength starts from it.
+    recorded: Option<Recorded>,
     /// `scores[module][dataset]`: the module's concerned probability on that
     /// data set's test split, computed once (lazily for other data sets).
     scores: Vec<Vec<Option<Vec<f32>>>>,
@@ -146,6 +148,7 @@ impl Workbench {
             accuracy,
             test_probs: out.probs,
             decomposition: None,
+            recorded: None,
             scores: vec![],
             infos: vec![],
         });
@@ -208,6 +211,11 @@ impl Workbench {
     }
 
     /// Model `id`'s decomposition.
+    /// The settings model `id` was last decomposed with.
+    pub fn settings_of(&self, id: ModelId) -> Result<Settings> {
+        Ok(self.decomposition(id)?.1.settings.clone())
+    }
+
     fn decomposition(&self, id: ModelId) -> Result<(&ModelEntry, &Decomposition)> {
         let e = self.entry(id)?;
         let dec = e.decomposition.as_ref().ok_or_else(|| Error::NotDecomposed { model: e.model.name.clone() })?;

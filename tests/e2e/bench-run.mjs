@@ -10,7 +10,7 @@ import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { ROOT, start } from './harness.mjs';
-import { open, toggle } from './page.mjs';
+import { composedChange as composedAfter, open, toggle } from './page.mjs';
 
 const [nativeFile, outFile] = process.argv.slice(2);
 if (nativeFile === '--quick') {
@@ -62,7 +62,25 @@ try {
     await toggle(p, cls);
     clicks.push(await p.evaluate(() => [Number(document.body.dataset.lastComposeMs), Number(document.body.dataset.lastRenderMs)]));
   }
-  page = { firstViewMs, clicks, chromium: env.browser.version() };
+  // Slider → every view updated: a new strength re-derives masks, calibration and scores from the
+  // recorded pass (one warm-up move per model, then the median of three).
+  const slider = {};
+  for (const [name, file] of [['MLP', 'digits_mlp.keras'], ['CNN', 'digits_cnn.keras']]) {
+    await composedAfter(p, () => p.locator('#model-picker').selectOption(file));
+    const times = [];
+    for (const s of [0.2, 0.35, 0.5, 0.35]) {
+      const t0 = Date.now();
+      await composedAfter(p, async () => {
+        await p.locator('#s-strength').fill(String(s));
+      });
+      times.push(Date.now() - t0);
+    }
+    slider[name] = times.slice(1);
+    await composedAfter(p, async () => {
+      await p.locator('#s-strength').fill('0');
+    });
+  }
+  page = { firstViewMs, clicks, slider, chromium: env.browser.version() };
   if (env.errors.length) throw new Error(`page errors: ${env.errors.join('; ')}`);
 } finally {
   await env.close();
@@ -150,6 +168,9 @@ out(`| with the JS glue (\`remodule.js\`) raw / gzip -9 | ${f((wasm.length + glu
 out(`| time to first decomposed view, default model, fresh profile | ${f(page.firstViewMs)} ms |`);
 out(`| click → recomposed and rendered, median of ${composeMs.length} toggles (min–max) | ${f(median(composeMs), 1)} ms (${f(Math.min(...composeMs), 1)}–${f(Math.max(...composeMs), 1)}) |`);
 out(`| of which rendering, median | ${f(median(renderMs), 1)} ms |`);
+for (const [name, t] of Object.entries(page.slider)) {
+  out(`| strength slider released → modules re-derived, rescored and every view updated, digits ${name}, median of ${t.length} | ${f(median(t))} ms |`);
+}
 
 const goal = (ok, text) => out(`- ${ok ? 'met' : '**missed**'}: ${text}`);
 out();

@@ -199,3 +199,18 @@ test('fix-7-remove and fix-7-small-model: solved by their option only', () => {
   // The faulty 7-module still in: the 7 is not the small model's.
   assert.equal(evaluate(small, withSmall(false), { catalog }).solved, false);
 });
+
+test('the strength check: a range on the decomposition\'s class-specific strength', () => {
+  const ex = byId['class-specific-modules'];
+  const snap = (strength, top1) => ({ ...faulty({ top1 }), strength, slots: Array.from({ length: 10 }, (_, c) => ({ cls: digits(c), model: 'digits_mlp.keras', on: true })) });
+  assert.equal(evaluate(ex, snap(0.35, 0.899), { catalog }).solved, true);
+  const weak = evaluate(ex, snap(0.2, 0.91), { catalog });
+  assert.deepEqual(weak.checks.map((c) => c.ok), [false, true]);
+  assert.match(weak.checks[0].text, /^Class-specific strength at least 0\.35$/);
+  assert.equal(weak.checks[0].now, 'now 0.2');
+  // No strength in the snapshot is strength 0.
+  assert.equal(evaluate(ex, { ...snap(0.35, 0.9), strength: undefined }, { catalog }).checks[0].ok, false);
+  for (const [raw, why] of [[{ check: 'strength' }, /needs "min" or "max"/], [{ check: 'strength', min: 0.5, max: 0.2 }, /min > max/], [{ check: 'strength', min: 2 }, /min/]]) {
+    assert.throws(() => validateExercise({ ...ex, goal: [raw] }, { catalog }), why);
+  }
+});

@@ -214,6 +214,33 @@ impl Decomposition {
 /// forward pass over the decomposition samples. `progress(fraction)` returns
 /// `false` to cancel.
 pub fn decompose(model: &Model, data: &Dataset, settings: &Settings, progress: &mut dyn FnMut(f32) -> bool) -> Result<Decomposition> {
+    let recorded = record(model, data, settings, &mut |f| progress(0.8 * f))?;
+    decompose_recorded(model, data, &recorded, settings, &mut |f| progress(0.8 + 0.2 * f))
+}
+
+/// The one recorded pass and what the masks are computed from; a new
+/// strength reuses it ([`Recorded::serves`]) — only masks and calibration are redone.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    /// The settings it was recorded for, strength aside.
+    key: Settings,
+    rows: Vec<usize>,
+    /// One label per item: a sample, or a (sequence, step) pair for per-step tasks.
+    labels: Vec<usize>,
+    logits: Vec<f32>,
+    probs: Vec<f32>,
+    rec: Recording,
+}
+
+impl Recorded {
+    /// Whether decomposing with `settings` may start from this recording.
+    pub fn serves(&self, settings: &Settings) -> bool {
+        self.key == Settings { strength: 0.0, ..settings.clone() }
+    }
+}
+
+/// Checks the settings and data, and runs the recorded pass (progress 0 → 1).
+pub fn record(model: &Model, data: &Dataset, settings: &Settings, progress: &mut dyn FnMut(f32) -> bool) -> Result<Recorded> {
     settings.validate()?;
     data.check_fits(model)?;
     let classes = data.class_names.len();
@@ -224,9 +251,6 @@ pub fn decompose(model: &Model, data: &Dataset, settings: &Settings, progress: &
             data.name, data.class_names[c as usize]
         )));
     }
-    let x = data.inputs(model, &data.train, &rows);
-    let n = rows.len();
-    let what = if settings.gates && settings.recurrent_mode == Mode::Reference { Record::Gates } else { Record::Units };
     let steps = data.train.steps;
     if settings.strength > 0.0 && steps > 1 {
         return Err(Error::invalid("strength (class relevance) is for models with one answer per sample; per-step heads take strength 0"));
@@ -235,28 +259,51 @@ pub fn decompose(model: &Model, data: &Dataset, settings: &Settings, progress: &
         // Its scores are the voting rule's, which standardised margins would not follow.
         return Err(Error::invalid("strength (class relevance) works with the 2-unit head (head two), not the authors' N-output head"));
     }
-    // Relevance needs each sample's class in the pass (per-class sums of every unit's output).
-    let groups: Vec<u32> = rows.iter().map(|&r| data.train.y[r]).collect();
-    let groups = (settings.strength > 0.0).then_some(groups.as_slice());
-    let out = forward_with(model, &x, n, None, what, groups, &mut |done, total| progress(0.8 * done as f32 / total as f32))?;
+    let x = data.inputs(model, &data.train, &rows);
+    let what = if settings.gates && settings.recurrent_mode == Mode::Reference { Record::Gates } else { Record::Units };
+    // Each sample's class goes into the pass (per-class sums of every unit's output, for class
+    // relevance), so that any strength can start from this recording.
+    let groups: Vec<u32> = rows.iter().map(|&r| data.train.y[r * steps]).collect();
+    let groups = (steps == 1 && settings.head == Head::Two).then_some(groups.as_slice());
+    let out = forward_with(model, &x, rows.len(), None, what, groups, &mut |done, total| progress(done as f32 / total as f32))?;
     let rec = out.recording.expect("recording was requested");
-    // One label per item: a sample, or a (sequence, step) pair for per-step tasks.
     let labels: Vec<usize> = rows.iter().flat_map(|&r| data.train.y[r * steps..(r + 1) * steps].iter().map(|&y| y as usize)).collect();
+    Ok(Recorded { key: Settings { strength: 0.0, ..settings.clone() }, rows, labels, logits: out.logits, probs: out.probs, rec })
+}
+
+/// The modules of every class from a recording made for these settings (strength aside).
+pub fn decompose_recorded(
+    model: &Model,
+    data: &Dataset,
+    recorded: &Recorded,
+    settings: &Settings,
+    progress: &mut dyn FnMut(f32) -> bool,
+) -> Result<Decomposition> {
+    settings.validate()?;
+    if !recorded.serves(settings) {
+        return Err(Error::invalid("the recording was made for other decomposition settings"));
+    }
+    if settings.strength > 0.0 && recorded.rec.moments.is_empty() && !recorded.rec.nodes.is_empty() {
+        return Err(Error::invalid("strength (class relevance) needs a recording with per-class sums (one answer per sample, head two)"));
+    }
+    let Recorded { rows, labels, logits, probs, rec, .. } = recorded;
+    let classes = data.class_names.len();
+    let steps = data.train.steps;
     // Pruned modules only (one label per sample): the recorded samples their margins are fitted on.
-    let calibration_rows = if settings.strength > 0.0 { calibration_rows(&labels, classes) } else { vec![] };
+    let calibration_rows = if settings.strength > 0.0 { calibration_rows(labels, classes) } else { vec![] };
     let calibration_x = data.inputs(model, &data.train, &calibration_rows.iter().map(|&i| rows[i]).collect::<Vec<_>>());
 
     let mut modules = Vec::with_capacity(classes);
     let cache = ColumnCache::default();
     for c in 0..classes {
         let (concerned, unconcerned) = if steps > 1 {
-            step_sample_sets(c, &labels)?
+            step_sample_sets(c, labels)?
         } else if model.is_recurrent() && settings.recurrent_mode == Mode::Reference {
-            recurrent_sample_sets(c, &labels, settings.samples_per_class)?
+            recurrent_sample_sets(c, labels, settings.samples_per_class)?
         } else {
-            sample_sets(c, &labels, &out.probs, model.classes(), settings)?
+            sample_sets(c, labels, probs, model.classes(), settings)?
         };
-        let masks = module_masks(model, &rec, c, &concerned, &unconcerned, settings, &cache);
+        let masks = module_masks(model, rec, c, &concerned, &unconcerned, settings, &cache);
         let (kept_units, total_units) = masks.unit_counts();
         let mut module = Module {
             class: c,
@@ -271,15 +318,15 @@ pub fn decompose(model: &Model, data: &Dataset, settings: &Settings, progress: &
         if settings.strength > 0.0 {
             check_paths(model, &module, settings.strength, &data.class_names[c])?;
             let m = margins(model, &module, &calibration_x, calibration_rows.len(), &mut |_, _| true)?;
-            let target: Vec<f32> = calibration_rows.iter().map(|&i| model_margin(&out.logits, model.classes(), i, c)).collect();
+            let target: Vec<f32> = calibration_rows.iter().map(|&i| model_margin(logits, model.classes(), i, c)).collect();
             module.calibration = Some(Calibration::fit(&m, &target));
         }
         modules.push(module);
-        if !progress(0.8 + 0.2 * (c + 1) as f32 / classes as f32) {
+        if !progress((c + 1) as f32 / classes as f32) {
             return Err(Error::Cancelled);
         }
     }
-    Ok(Decomposition { settings: settings.clone(), modules, recorded_samples: n })
+    Ok(Decomposition { settings: settings.clone(), modules, recorded_samples: rows.len() })
 }
 
 /// CI + TI for the module of `class`, as bit-row operations (and, for

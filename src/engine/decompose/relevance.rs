@@ -20,7 +20,7 @@
 //! - **Granularity**: a Dense unit; a convolution's whole channel (the sum over
 //!   its positions), so that removing it removes its kernel. Layers the
 //!   gradient does not reach rank by the channel's `(μ_c − μ_other) / σ`.
-//! - **Strength** `s ∈ [0, 1]`: each tracked non-recurrent layer removes the
+//! - **Strength** `s ∈ [0, 1]`: each tracked Dense or Conv2D layer removes the
 //!   `⌊s · n⌋` least relevant of its `n` units (channels), always keeping at
 //!   least one (`s = 0` is the faithful module). Units the faithful masks
 //!   removed stay removed. Backtracking then runs as usual.
@@ -38,7 +38,7 @@
 //! gave lower Jaccard (0.58 against 0.86) at 6.1 points.
 
 use super::gradient::margin_gradients;
-use crate::engine::model::{Masks, Model, Moments, NodeId, Recording};
+use crate::engine::model::{Masks, Model, Moments, NodeId, Op, Recording};
 
 /// A unit (or channel) kept by relevance; `σ` below this counts as constant.
 const MIN_SPREAD: f64 = 1e-6;
@@ -91,6 +91,12 @@ pub fn prune(model: &Model, rec: &Recording, class: usize, strength: f32, masks:
     }
     let grads = margin_gradients(model, rec, class);
     for (&node, m) in &rec.moments {
+        // Only layers with their own kernel: removing a unit there removes its weights. A ReLU after
+        // a BatchNorm or a residual Add is shared by the paths that meet there (measured on the
+        // residual CNN: pruning them cost 19 points at strength 0.1 and kept every weight).
+        if !matches!(model.nodes[node].op, Op::Dense { .. } | Op::Conv2D { .. }) {
+            continue;
+        }
         let Some(mask) = masks.nodes.get_mut(&node) else { continue };
         let channels = channels(model, node);
         let scores = match grads.get(&node) {
