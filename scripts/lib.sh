@@ -7,8 +7,8 @@ WASM_BINDGEN_VERSION=0.2.130
 # A RUSTFLAGS variable would silently replace .cargo/config.toml's +simd128.
 unset RUSTFLAGS
 export PATH="$HOME/.cargo/bin:$PATH"
-# The wasm32 builds have their own target directory: cargo locks a target directory per build,
-# so with one of their own they can run beside the native tests (scripts/test).
+# The wasm32 builds have their own target directory, so that a native build (serve, bench) never
+# waits on the lock of a wasm one.
 WASM_TARGET_DIR="$ROOT/target/wasm"
 wasm_cargo() { CARGO_TARGET_DIR="$WASM_TARGET_DIR" cargo "$@"; }
 

@@ -16,12 +16,14 @@ const schema = JSON.parse(readFileSync(new URL('../../www/settings.json', import
 test('the form is built from www/settings.json: one labelled control per entry with a label, at its default', async () => {
   const page = await env.newPage();
   await open(page, env.url);
+  // The form's elements include the strength slider above the module cards (its `form` attribute).
   const shown = await page.locator('#settings-form').evaluate((f) => [...f.elements].filter((c) => c.name)
-    .map((c) => ({ name: c.name, value: c.value, label: f.querySelector(`label[for="${c.id}"]`)?.textContent, min: c.min ?? '', max: c.max ?? '' })));
+    .map((c) => ({ name: c.name, value: c.value, label: document.querySelector(`label[for="${c.id}"]`)?.textContent, min: c.min ?? '', max: c.max ?? '' })));
   const want = schema.filter((s) => s.label).map((s) => ({
     name: s.name, value: String(s.default), label: s.label, min: s.min === undefined ? '' : String(s.min), max: s.max === undefined ? '' : String(s.max),
   }));
-  assert.deepEqual(shown, want);
+  const byName = (a, b) => a.name.localeCompare(b.name);
+  assert.deepEqual(shown.sort(byName), want.sort(byName));
 });
 
 test('reference technique and unrolled RNN modules match the CLI, and survive a share link', async () => {
