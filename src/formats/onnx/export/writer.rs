@@ -62,34 +62,24 @@ impl Graph {
     }
 
     pub(super) fn const_f32(&mut self, name: &str, dims: &[usize], data: Vec<f32>) -> String {
-        let raw = data.iter().flat_map(|v| v.to_le_bytes()).collect();
-        self.init(TensorProto {
-            dims: dims.iter().map(|&d| d as i64).collect(),
-            data_type: data_type::FLOAT,
-            name: name.into(),
-            raw_data: raw,
-            ..Default::default()
-        })
+        self.constant(name, dims, data_type::FLOAT, data.iter().flat_map(|v| v.to_le_bytes()).collect())
     }
 
     pub(super) fn const_i64(&mut self, name: &str, dims: &[usize], data: Vec<i64>) -> String {
-        let raw = data.iter().flat_map(|v| v.to_le_bytes()).collect();
-        self.init(TensorProto {
-            dims: dims.iter().map(|&d| d as i64).collect(),
-            data_type: data_type::INT64,
-            name: name.into(),
-            raw_data: raw,
-            ..Default::default()
-        })
+        self.constant(name, dims, data_type::INT64, data.iter().flat_map(|v| v.to_le_bytes()).collect())
     }
 
     pub(super) fn const_bool(&mut self, name: &str, dims: &[usize], data: Vec<bool>) -> String {
-        let raw = data.iter().map(|&b| b as u8).collect();
+        self.constant(name, dims, data_type::BOOL, data.iter().map(|&b| b as u8).collect())
+    }
+
+    /// An initializer of element type `data_type` from its little-endian bytes.
+    fn constant(&mut self, name: &str, dims: &[usize], data_type: i32, raw_data: Vec<u8>) -> String {
         self.init(TensorProto {
             dims: dims.iter().map(|&d| d as i64).collect(),
-            data_type: data_type::BOOL,
+            data_type,
             name: name.into(),
-            raw_data: raw,
+            raw_data,
             ..Default::default()
         })
     }
