@@ -4,6 +4,7 @@
 
 use wasm_bindgen::prelude::*;
 
+use crate::engine::data::InputOverride;
 use crate::engine::decompose::Settings;
 use crate::workbench::{ComposeMode, Pick, Workbench};
 
@@ -69,7 +70,7 @@ impl Session {
 
     #[wasm_bindgen(js_name = addModel)]
     pub fn add_model(&mut self, bytes: &[u8], file_name: &str, dataset: usize) -> Result<JsValue, JsError> {
-        engine(self.wb.add_model(bytes, file_name, dataset, None))
+        engine(self.wb.add_model(bytes, file_name, dataset, InputOverride::default()))
     }
 
     /// Adds a saved module set (`.remodule`) on a data set without
@@ -86,9 +87,12 @@ impl Session {
     }
 
     /// A model file, or a saved module set with its modules as saved: `{model, decomposition}` (`null` for a model).
+    /// `input`: `{scale, offset}` overriding the input rule (either may be missing), or undefined.
     #[wasm_bindgen(js_name = addFile)]
-    pub fn add_file(&mut self, bytes: &[u8], file_name: &str, dataset: usize) -> Result<JsValue, JsError> {
-        engine(self.wb.add_file(bytes, file_name, dataset))
+    pub fn add_file(&mut self, bytes: &[u8], file_name: &str, dataset: usize, input: JsValue) -> Result<JsValue, JsError> {
+        let input: InputOverride =
+            if input.is_undefined() || input.is_null() { InputOverride::default() } else { from_js(input, "input scaling")? };
+        engine(self.wb.add_file(bytes, file_name, dataset, input))
     }
 
     /// The composition `picks` as ONNX bytes (`Workbench::export_onnx`).

@@ -26,13 +26,14 @@ fn bundled_models_match_their_cards() {
         let d = *datasets
             .entry(m.dataset.clone())
             .or_insert_with(|| wb.add_dataset(&read(&format!("data/{}", cat.datasets[&m.dataset].file)), &m.dataset).unwrap().id);
-        let info = wb.add_model(&read(&format!("models/{}", m.file)), &m.file, d, None).unwrap();
+        let info = wb.add_model(&read(&format!("models/{}", m.file)), &m.file, d, Default::default()).unwrap();
         assert_eq!(format!("{:.4}", info.accuracy), field("test accuracy"), "{}", m.file);
         assert_eq!(info.params.to_string(), field("parameters"), "{}", m.file);
         assert!(info.params < 200_000, "{} is too big for the page", m.file);
         // The native copy (tools/convert_models.sh) is the same model.
         let stem = m.file.rsplit_once('.').map_or(m.file.as_str(), |(s, _)| s);
-        let native = wb.add_model(&read(&format!("models/native/{stem}.remodule")), &format!("{stem}.remodule"), d, None).unwrap();
+        let native =
+            wb.add_model(&read(&format!("models/native/{stem}.remodule")), &format!("{stem}.remodule"), d, Default::default()).unwrap();
         assert_eq!((native.accuracy, native.params), (info.accuracy, info.params), "{}", m.file);
     }
 }

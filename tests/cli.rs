@@ -209,8 +209,8 @@ fn decompose_then_compose_from_a_composition_file() {
     let mut wb = Workbench::new();
     let ds = wb.add_dataset(&std::fs::read(digits()).unwrap(), "digits").unwrap().id;
     let read = |f: &str| std::fs::read(models.join(f)).unwrap();
-    let faulty = wb.add_model(&read("digits_mlp_faulty.keras"), "digits_mlp_faulty.keras", ds, None).unwrap().id;
-    let b = wb.add_model(&read("digits_mlp_b.keras"), "digits_mlp_b.keras", ds, None).unwrap().id;
+    let faulty = wb.add_model(&read("digits_mlp_faulty.keras"), "digits_mlp_faulty.keras", ds, Default::default()).unwrap().id;
+    let b = wb.add_model(&read("digits_mlp_b.keras"), "digits_mlp_b.keras", ds, Default::default()).unwrap().id;
     wb.decompose(faulty, &Settings { technique: Technique::McBi, ..Settings::default() }, &mut |_| true).unwrap();
     wb.decompose(b, &Settings { mode: remodule::engine::decompose::Mode::Reference, ..Settings::default() }, &mut |_| true).unwrap();
     let mut picks: Vec<Pick> = (0..10).filter(|&c| c != 7).map(|class| Pick { model: faulty, class }).collect();

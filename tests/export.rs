@@ -25,7 +25,7 @@ fn bench(data: &str, models: &[&str], settings: &Settings) -> Workbench {
     let mut wb = Workbench::new();
     let ds = wb.add_dataset(&read(&format!("data/{data}.npz")), data).unwrap().id;
     for m in models {
-        let id = wb.add_model(&read(&format!("models/{m}")), m, ds, None).unwrap().id;
+        let id = wb.add_model(&read(&format!("models/{m}")), m, ds, Default::default()).unwrap().id;
         wb.decompose(id, settings, &mut |_| true).unwrap();
     }
     wb
@@ -113,7 +113,7 @@ fn clipped_columns_become_a_module_copy_of_the_kernel_and_cnn_recurrent_graphs_a
     };
     let names = vec!["a".to_string()];
     let bytes = export_composition(
-        &[ExportModule { model: &mlp, masks: &masks, class: 3, head: Head::Two, calibration: None, label: 0 }],
+        &[ExportModule { model: &mlp, input: as_stored(), masks: &masks, class: 3, head: Head::Two, calibration: None, label: 0 }],
         &names,
         &ExportOptions::default(),
     )
@@ -175,7 +175,7 @@ fn what_cannot_be_exported_exactly_is_a_typed_error() {
     // A model not decomposed yet.
     let mut wb = Workbench::new();
     let ds = wb.add_dataset(&read("data/digits.npz"), "digits").unwrap().id;
-    wb.add_model(&read("models/digits_mlp.keras"), "digits_mlp.keras", ds, None).unwrap();
+    wb.add_model(&read("models/digits_mlp.keras"), "digits_mlp.keras", ds, Default::default()).unwrap();
     assert!(matches!(wb.export_onnx(&picks(0, 0..2), false), Err(Error::NotDecomposed { .. })));
 }
 
@@ -186,7 +186,8 @@ fn hostile_modules_given_to_the_exporter_are_refused() {
     let none = Masks::default();
     let names = vec!["a".to_string(), "b".to_string()];
     let opts = ExportOptions::default();
-    let module = |model, masks, class, label| ExportModule { model, masks, class, head: Head::Two, calibration: None, label };
+    let module =
+        |model, masks, class, label| ExportModule { model, input: as_stored(), masks, class, head: Head::Two, calibration: None, label };
     // Different inputs cannot share one graph input.
     let e = export_composition(&[module(&mlp, &none, 0, 0), module(&lstm, &none, 1, 1)], &names, &opts).unwrap_err();
     assert!(matches!(e, Error::Invalid(_)), "{e}");
@@ -210,7 +211,7 @@ fn a_saved_module_set_exports_the_same_graph_as_its_source() {
     let set = wb.export_modules(0).unwrap();
     let mut back = Workbench::new();
     let ds = back.add_dataset(&read("data/digits.npz"), "digits").unwrap().id;
-    let f = back.add_file(&set, "digits_cnn.remodule", ds).unwrap();
+    let f = back.add_file(&set, "digits_cnn.remodule", ds, Default::default()).unwrap();
     assert!(f.decomposition.is_some(), "a module set comes back with its modules");
     assert_eq!(native::contents(&set).unwrap(), native::Contents::Modules);
     let p = picks(0, [0, 3, 8]);
@@ -243,7 +244,12 @@ fn the_clipped_module_set_fixture_is_current() {
     // The export holds a clipped kernel copy for each module.
     let mut back = Workbench::new();
     let ds = back.add_dataset(&read("data/digits_1v7.npz"), "digits_1v7").unwrap().id;
-    back.add_file(&bytes, "digits_1v7_clipped.remodule", ds).unwrap();
+    back.add_file(&bytes, "digits_1v7_clipped.remodule", ds, Default::default()).unwrap();
     let g = well_formed(&back.export_onnx(&picks(0, 0..2), false).unwrap(), 2, false).graph.unwrap();
     assert_eq!(g.initializer.iter().filter(|t| t.name.contains("kernel_clipped")).count(), 2);
+}
+
+/// The graph's input used as it comes.
+fn as_stored() -> remodule::engine::data::InputMap {
+    remodule::engine::data::InputMap { scale: 1.0, offset: 0.0, reason: remodule::engine::data::MapReason::AsStored }
 }

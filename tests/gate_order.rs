@@ -40,6 +40,7 @@ fn data(model: &Model, n: usize, vocab: u64) -> Dataset {
         vocab: None,
         train: split.clone(),
         test: split,
+        stored: remodule::engine::data::Stored::Integer,
     }
 }
 

@@ -84,7 +84,9 @@ fn the_file_name_names_a_model_only_when_the_manifest_does_not() {
 
 /// Input [4] → Dense(3, relu) "hidden" → Dense(2, softmax) "out".
 fn tiny() -> Model {
-    let mut b = ModelBuilder::new("tiny", InputSpec { shape: vec![4], kind: InputKind::Vectors, scale: 0.5, offset: 0.25 }).unwrap();
+    let mut b =
+        ModelBuilder::new("tiny", InputSpec { scale: Some(0.5), offset: Some(0.25), ..InputSpec::new(vec![4], InputKind::Vectors) })
+            .unwrap();
     let k1 = Array2::from_shape_fn((4, 3), |(i, j)| (i as f32 - j as f32) * 0.3);
     b.push("hidden", Op::Dense { kernel: k1, bias: Array1::from(vec![0.1, -0.2, 0.0]), activation: Activation::Relu }).unwrap();
     let k2 = Array2::from_shape_fn((3, 2), |(i, j)| (i + 2 * j) as f32 * 0.1 - 0.2);
@@ -211,8 +213,8 @@ fn unknown_op_kinds_are_unsupported() {
     let saved = save_model(&tiny()).unwrap();
     let e = load(&with_manifest(&saved, |m| m["model"]["nodes"][1]["kind"] = "Transformer".into()), "an unknown op").unwrap_err();
     assert!(matches!(&e, Error::Unsupported { name, .. } if name == "Transformer"), "{e}");
-    let e = load(&with_manifest(&saved, |m| m["model"]["nodes"][1]["activation"] = "gelu".into()), "an unknown activation").unwrap_err();
-    assert!(matches!(&e, Error::Format { .. }) && e.to_string().contains("gelu"), "{e}");
+    let e = load(&with_manifest(&saved, |m| m["model"]["nodes"][1]["activation"] = "mish".into()), "an unknown activation").unwrap_err();
+    assert!(matches!(&e, Error::Format { .. }) && e.to_string().contains("mish"), "{e}");
     let e = load(
         &with_manifest(&saved, |m| m["model"]["nodes"][1].as_object_mut().unwrap().remove("activation").map(drop).unwrap()),
         "no activation",
@@ -367,12 +369,9 @@ fn dataset(name: &str) -> Dataset {
     read_npz_dataset(&read(format!("data/{name}.npz")), name).unwrap()
 }
 
-/// The model as the workbench runs it on `data` (pixels scaled to [0, 1], the data set's class names).
+/// The model as the workbench runs it on `data` (the input rule, the data set's class names).
 fn model_on(file: &str, data: &Dataset) -> Model {
     let mut m = load_model(&read(format!("models/{file}")), file).unwrap();
-    if m.input.kind == InputKind::Image {
-        m.input.scale = 1.0 / 255.0;
-    }
     m.class_names = data.class_names.clone();
     m
 }
@@ -424,7 +423,7 @@ fn the_workbench_imports_and_exports_module_sets() {
     ] {
         let mut wb = Workbench::new();
         let ds = wb.add_dataset(&read(format!("data/{data}.npz")), data).unwrap().id;
-        let id = wb.add_model(&read(format!("models/{file}")), file, ds, None).unwrap().id;
+        let id = wb.add_model(&read(format!("models/{file}")), file, ds, Default::default()).unwrap().id;
         assert!(wb.export_modules(id).unwrap_err().to_string().contains("not decomposed"));
         let dec = wb.decompose(id, &s, &mut |_| true).unwrap();
         let saved = wb.export_modules(id).unwrap();
@@ -459,7 +458,7 @@ fn module_sets_for_another_data_set_are_refused() {
     let e = wb.import_modules(&saved, "digits.remodule", clothing).unwrap_err();
     assert!(e.to_string().contains("was decomposed for classes"), "{e}");
     // A refused import leaves no model behind.
-    assert_eq!(wb.add_model(&read("models/digits_mlp.keras"), "digits_mlp.keras", clothing, None).unwrap().id, 0);
+    assert_eq!(wb.add_model(&read("models/digits_mlp.keras"), "digits_mlp.keras", clothing, Default::default()).unwrap().id, 0);
     // Fewer modules than the data set has classes.
     let partial = Decomposition { modules: dec.modules[..3].to_vec(), ..dec.clone() };
     let digits_id = wb.add_dataset(&read("data/digits.npz"), "digits").unwrap().id;
@@ -553,7 +552,11 @@ fn hostile_module_sets_are_errors() {
 /// can express it, so a model without one stays readable by version-1 readers.
 #[test]
 fn files_carry_the_lowest_version_that_expresses_them() {
-    assert_eq!(manifest_version(&save_model(&tiny()).unwrap()), 1);
+    // Version 5: a model file that states its own input scale (older readers ignored it).
+    assert_eq!(manifest_version(&save_model(&tiny()).unwrap()), 5);
+    let mut rule = tiny();
+    (rule.input.scale, rule.input.offset) = (None, None);
+    assert_eq!(manifest_version(&save_model(&rule).unwrap()), 1);
     let rev = remodule::formats::load_model(
         &std::fs::read(format!("{}/models/lang_rev_lstm.keras", env!("CARGO_MANIFEST_DIR"))).unwrap(),
         "lang_rev_lstm.keras",

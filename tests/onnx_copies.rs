@@ -5,7 +5,7 @@
 //! model's. The encoder–decoders' RepeatVector comes back from Unsqueeze + Tile.
 
 use remodule::app::catalog::Catalog;
-use remodule::engine::model::{InputKind, Model, forward};
+use remodule::engine::model::forward;
 use remodule::formats::dataset::read_npz_dataset;
 use remodule::formats::load_model;
 
@@ -17,24 +17,15 @@ fn argmax(row: &[f32]) -> usize {
     row.iter().enumerate().fold(0, |b, (i, &v)| if v > row[b] { i } else { b })
 }
 
-/// The bundled models' input convention (as `Workbench::add_model` applies it): pixels ÷ 255.
-fn scaled(mut m: Model) -> Model {
-    if m.input.kind == InputKind::Image {
-        m.input.scale = 1.0 / 255.0;
-    }
-    m
-}
-
 #[test]
 fn onnx_copies_match_the_bundled_models() {
     let cat = Catalog::parse(&read("models/catalog.json")).unwrap();
     let mut checked = 0;
     for m in &cat.models {
         let stem = m.file.rsplit_once('.').map_or(m.file.as_str(), |(s, _)| s);
-        let keras = scaled(load_model(&read(&format!("models/{}", m.file)), &m.file).unwrap());
-        let onnx = scaled(
-            load_model(&read(&format!("models/onnx/{stem}.onnx")), &format!("{stem}.onnx")).unwrap_or_else(|e| panic!("{stem}.onnx: {e}")),
-        );
+        let keras = load_model(&read(&format!("models/{}", m.file)), &m.file).unwrap();
+        let onnx =
+            load_model(&read(&format!("models/onnx/{stem}.onnx")), &format!("{stem}.onnx")).unwrap_or_else(|e| panic!("{stem}.onnx: {e}"));
         assert_eq!((onnx.input_len(), onnx.classes(), onnx.out_steps()), (keras.input_len(), keras.classes(), keras.out_steps()), "{stem}");
         let data = read_npz_dataset(&read(&format!("data/{}", cat.datasets[&m.dataset].file)), &m.dataset).unwrap();
         let rows: Vec<usize> = (0..data.test.len()).collect();

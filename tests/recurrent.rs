@@ -73,7 +73,7 @@ fn languages(models: &[(&str, usize)], settings: &Settings) -> Workbench {
     wb.add_dataset(&read("data/lang_a.npz"), "lang_a").unwrap();
     wb.add_dataset(&read("data/lang_b.npz"), "lang_b").unwrap();
     for (file, ds) in models {
-        let id = wb.add_model(&read(&format!("models/{file}")), file, *ds, None).unwrap().id;
+        let id = wb.add_model(&read(&format!("models/{file}")), file, *ds, Default::default()).unwrap().id;
         wb.decompose(id, settings, &mut |_| true).unwrap();
     }
     wb
@@ -87,7 +87,7 @@ fn picks(model: usize, classes: impl IntoIterator<Item = usize>) -> Vec<Pick> {
 fn language_modules_compose_close_to_their_model() {
     for file in ["lang_a_rnn.keras", "lang_a_lstm.keras", "lang_a_gru.keras"] {
         let mut wb = languages(&[], &Settings::default());
-        let id = wb.add_model(&read(&format!("models/{file}")), file, 0, None).unwrap().id;
+        let id = wb.add_model(&read(&format!("models/{file}")), file, 0, Default::default()).unwrap().id;
         let model = wb.model_info(id).accuracy;
         for unrolled in [false, true] {
             let info = wb.decompose(id, &Settings { unrolled, ..Settings::default() }, &mut |_| true).unwrap();
@@ -158,7 +158,7 @@ fn typed_text_is_classified_by_the_modules() {
 fn per_step_tagger_decomposes_and_composes_per_step() {
     let mut wb = Workbench::new();
     wb.add_dataset(&read("data/lang_tags.npz"), "tags").unwrap();
-    let info = wb.add_model(&read("models/lang_tags_lstm.keras"), "lang_tags_lstm.keras", 0, None).unwrap();
+    let info = wb.add_model(&read("models/lang_tags_lstm.keras"), "lang_tags_lstm.keras", 0, Default::default()).unwrap();
     let d = wb.dataset_info(0);
     for unrolled in [true, false] {
         wb.decompose(info.id, &Settings { unrolled, ..Settings::default() }, &mut |_| true).unwrap();
@@ -183,7 +183,7 @@ fn per_step_tagger_decomposes_and_composes_per_step() {
 fn encoder_decoder_modules_compose_close_to_the_model() {
     let mut wb = Workbench::new();
     wb.add_dataset(&read("data/lang_rev.npz"), "lang_rev").unwrap();
-    let info = wb.add_model(&read("models/lang_rev_lstm.keras"), "lang_rev_lstm.keras", 0, None).unwrap();
+    let info = wb.add_model(&read("models/lang_rev_lstm.keras"), "lang_rev_lstm.keras", 0, Default::default()).unwrap();
     assert_eq!(info.class_names.len(), 27);
     assert!(info.layers.iter().any(|l| l.kind == "RepeatVector"), "{:?}", info.layers);
     // The engine reads the model's words as Keras did when it was trained.
@@ -230,7 +230,7 @@ fn encoder_decoder_modules_compose_close_to_the_model() {
     // Sequence scores are for per-step tasks only.
     let mut lang = Workbench::new();
     lang.add_dataset(&read("data/lang_a.npz"), "lang_a").unwrap();
-    let id = lang.add_model(&read("models/lang_a_lstm.keras"), "lang_a_lstm.keras", 0, None).unwrap().id;
+    let id = lang.add_model(&read("models/lang_a_lstm.keras"), "lang_a_lstm.keras", 0, Default::default()).unwrap().id;
     lang.decompose(id, &Settings::default(), &mut |_| true).unwrap();
     assert!(lang.sequence_scores(&picks(id, 0..5), Some(id)).is_err());
 }
@@ -246,7 +246,7 @@ fn the_saved_encoder_decoder_module_sets_are_current() {
         wb.add_dataset(&read("data/lang_rev.npz"), "lang_rev").unwrap();
         let saved = wb.import_modules(&read(&format!("tests/fixtures/{saved_file}")), saved_file, 0).unwrap();
         assert!(saved.decomposition.settings.unrolled && saved.decomposition.modules.iter().any(|m| m.jaccard_units < 1.0), "{saved_file}");
-        let id = wb.add_model(&read(&format!("models/{model}")), model, 0, None).unwrap().id;
+        let id = wb.add_model(&read(&format!("models/{model}")), model, 0, Default::default()).unwrap().id;
         let fresh = wb.decompose(id, &saved.decomposition.settings, &mut |_| true).unwrap();
         assert_eq!(fresh.mask_digest, saved.decomposition.mask_digest, "{saved_file}");
     }
@@ -284,7 +284,7 @@ fn gru_and_simple_rnn_decompose_in_both_sequence_architectures() {
         let mut wb = Workbench::new();
         let d = wb.add_dataset(&read(&format!("data/{data}.npz")), data).unwrap();
         let file = format!("{stem}.keras");
-        let info = wb.add_model(&read(&format!("models/{file}")), &file, d.id, None).unwrap();
+        let info = wb.add_model(&read(&format!("models/{file}")), &file, d.id, Default::default()).unwrap();
         assert!(
             info.layers.iter().filter(|l| l.kind == cell).count() >= 1
                 && info.layers.iter().all(|l| !["LSTM", "GRU", "SimpleRNN"].contains(&l.kind.as_str()) || l.kind == cell),
@@ -387,7 +387,7 @@ fn the_saved_per_gate_module_set_is_current() {
     wb.add_dataset(&read("data/lang_a.npz"), "lang_a").unwrap();
     let saved = wb.import_modules(&read("tests/fixtures/lang_a_gates_modules.remodule"), "lang_a_gates_modules.remodule", 0).unwrap();
     assert!(saved.decomposition.settings.gates && saved.decomposition.modules.iter().all(|m| m.jaccard_units < 1.0));
-    let id = wb.add_model(&read("models/lang_a_lstm.keras"), "lang_a_lstm.keras", 0, None).unwrap().id;
+    let id = wb.add_model(&read("models/lang_a_lstm.keras"), "lang_a_lstm.keras", 0, Default::default()).unwrap().id;
     let fresh = wb.decompose(id, &saved.decomposition.settings, &mut |_| true).unwrap();
     assert_eq!(fresh.mask_digest, saved.decomposition.mask_digest);
 }

@@ -13,7 +13,7 @@ fn bench_with(models: &[(&str, usize)]) -> Workbench {
     wb.add_dataset(&read("data/digits.npz"), "digits").unwrap();
     wb.add_dataset(&read("data/clothing.npz"), "clothing").unwrap();
     for (file, ds) in models {
-        let id = wb.add_model(&read(&format!("models/{file}")), file, *ds, None).unwrap().id;
+        let id = wb.add_model(&read(&format!("models/{file}")), file, *ds, Default::default()).unwrap().id;
         wb.decompose(id, &Settings::default(), &mut |_| true).unwrap();
     }
     wb
@@ -81,7 +81,7 @@ fn bad_requests_are_errors() {
     assert!(wb.compose(&[], Some(0)).is_err());
     assert!(wb.compose(&[Pick { model: 5, class: 0 }], None).unwrap_err().to_string().contains("no model 5"));
     assert!(wb.compose(&[Pick { model: 0, class: 12 }], None).unwrap_err().to_string().contains("no module 12"));
-    let e = wb.add_model(b"PK\x03\x04 junk", "x.keras", 0, None).unwrap_err();
+    let e = wb.add_model(b"PK\x03\x04 junk", "x.keras", 0, Default::default()).unwrap_err();
     assert!(e.to_string().contains("zip"), "{e}");
     assert!(wb.add_dataset(b"not an npz", "bad").is_err());
 }
@@ -118,7 +118,7 @@ fn bundled_models_match_the_keras_training_report() {
         let mut wb = Workbench::new();
         let data = entry["dataset"].as_str().unwrap();
         wb.add_dataset(&read(&format!("data/{data}.npz")), data).unwrap();
-        let info = wb.add_model(&read(&format!("models/{file}")), file, 0, None).unwrap();
+        let info = wb.add_model(&read(&format!("models/{file}")), file, 0, Default::default()).unwrap();
         let keras = entry["test_accuracy"].as_f64().unwrap() as f32;
         assert!((info.accuracy - keras).abs() < 1e-6, "{file}: engine {} vs Keras {keras}", info.accuracy);
         assert_eq!(info.params as u64, entry["params"].as_u64().unwrap(), "{file}");
@@ -182,7 +182,7 @@ fn module_pictures_and_jaccard_describe_the_masks() {
 fn per_gate_module_pictures_show_gate_columns() {
     let mut wb = Workbench::new();
     wb.add_dataset(&read("data/lang_a.npz"), "lang_a").unwrap();
-    let id = wb.add_model(&read("models/lang_a_lstm.keras"), "lang_a_lstm.keras", 0, None).unwrap().id;
+    let id = wb.add_model(&read("models/lang_a_lstm.keras"), "lang_a_lstm.keras", 0, Default::default()).unwrap().id;
     let info = wb.decompose(id, &Settings { gates: true, samples_per_class: 50, ..Settings::default() }, &mut |_| true).unwrap();
     for m in &info.modules {
         let views = wb.module_units(id, m.class).unwrap();
@@ -231,7 +231,7 @@ fn idx_images_with_labels_are_a_data_set_and_mismatched_labels_are_refused() {
     let mut wb = Workbench::new();
     let d = wb.add_idx_dataset(&images, &labels, "mine").unwrap();
     assert_eq!((d.sample_shape.as_slice(), d.train, d.test, d.class_names.len()), (&[28usize, 28][..], 100, 100, 10));
-    let id = wb.add_model(&read("models/digits_mlp.keras"), "digits_mlp.keras", d.id, None).unwrap().id;
+    let id = wb.add_model(&read("models/digits_mlp.keras"), "digits_mlp.keras", d.id, Default::default()).unwrap().id;
     assert_eq!(wb.decompose(id, &Settings::default(), &mut |_| true).unwrap().modules.len(), 10);
     // Labels for other images, images and labels swapped: typed errors, nothing added.
     let err = wb.add_idx_dataset(&images, &labels[..60], "cut").unwrap_err().to_string();

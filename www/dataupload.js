@@ -42,12 +42,33 @@ async function dataCall(files) {
 }
 
 /**
- * `deps`: {engine, state, ensureModel(key, {title, dataset, bytes}),
- * modelBytes(m) → ArrayBuffer of model m's file, select(key), listModel(key, title)}.
+ * The input map the user typed beside "Evaluate on your data": `{scale, offset}` with
+ * blanks left out (the engine's input rule decides those), or undefined for none.
+ * A value that is not a finite number (or a zero scale) is refused, naming the field.
+ */
+export function inputOverride(scaleText, offsetText) {
+  const out = {};
+  for (const [name, text] of [['scale', scaleText], ['offset', offsetText]]) {
+    const t = String(text ?? '').trim();
+    if (!t) continue;
+    const v = Number(t);
+    if (!Number.isFinite(v) || (name === 'scale' && v === 0)) {
+      throw new Error(`input ${name} must be a ${name === 'scale' ? 'non-zero ' : ''}number, not "${t}"`);
+    }
+    out[name] = v;
+  }
+  return Object.keys(out).length ? out : undefined;
+}
+
+/**
+ * `deps`: {engine, state, ensureModel(key, {title, dataset, bytes, input}),
+ * modelBytes(m) → ArrayBuffer of model m's file, select(key), listModel(key, title),
+ * input() → the typed input map (see inputOverride)}.
  * Returns `upload(files)`: one .npz, or two IDX files (images and labels).
  */
-export function dataUploader({ engine, state, ensureModel, modelBytes, select, listModel }) {
+export function dataUploader({ engine, state, ensureModel, modelBytes, select, listModel, input: readInput }) {
   return async function uploadData(files) {
+    const input = readInput?.();
     const call = await dataCall(files);
     const base = state.models.get(state.current);
     const source = base.onData?.model ?? base.key; // a model already on uploaded data: its own file
@@ -63,8 +84,8 @@ export function dataUploader({ engine, state, ensureModel, modelBytes, select, l
     try {
       const title = `${src.title} on ${call.name}`;
       const fileBytes = await modelBytes(src);
-      m = await ensureModel(modelKey, { title, dataset: key, bytes: fileBytes.slice(0) });
-      Object.assign(m, { onData: { model: source, data: key }, fileBytes });
+      m = await ensureModel(modelKey, { title, dataset: key, bytes: fileBytes.slice(0), input });
+      Object.assign(m, { onData: { model: source, data: key, input }, fileBytes });
       listModel(modelKey, title);
     } catch (e) {
       state.datasets.delete(key);
@@ -77,6 +98,6 @@ export function dataUploader({ engine, state, ensureModel, modelBytes, select, l
 
 /** Loads (and decomposes) model-on-data `m` again, e.g. with new settings. */
 export async function reloadOnData(m, ensureModel) {
-  const again = await ensureModel(m.key, { title: m.title, dataset: m.dataset.name, bytes: m.fileBytes.slice(0) });
+  const again = await ensureModel(m.key, { title: m.title, dataset: m.dataset.name, bytes: m.fileBytes.slice(0), input: m.onData.input });
   return Object.assign(again, { onData: m.onData, fileBytes: m.fileBytes });
 }

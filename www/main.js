@@ -1,7 +1,7 @@
 // UI thread: state, rendering and user input. The engine runs in worker.js.
 import { CancelledError, Engine } from './engine.js';
 import { wireCancel } from './cancel.js';
-import { dataTitle, dataUploader, isDataKey, reloadOnData } from './dataupload.js';
+import { dataTitle, dataUploader, inputOverride, isDataKey, reloadOnData } from './dataupload.js';
 import { el, pct, signedPct, renderLayers, renderMatrix } from './view.js';
 import { TryIt } from './tryit.js';
 import { TypeIt } from './typeit.js';
@@ -70,14 +70,14 @@ async function ensureDataset(key) {
 }
 
 /** Loads (and decomposes) a model; `bytes` for uploads, else from the bundle. */
-async function ensureModel(key, { title, dataset, bytes } = {}) {
+async function ensureModel(key, { title, dataset, bytes, input } = {}) {
   if (state.models.has(key)) return state.models.get(key);
   const entry = state.catalog.models.find((m) => m.file === key);
   if (!entry && !bytes) throw new Error(`no model ${key} is loaded`);
   const ds = await ensureDataset(dataset ?? entry.dataset);
   bytes ??= await fetchBytes(`bundled/${key}`);
   // A saved module set comes back with its modules (as decomposed then); a model is decomposed here.
-  const { model: info, decomposition } = await engine.call('addFile', { bytes, fileName: key, dataset: ds.id }, null, [bytes]);
+  const { model: info, decomposition } = await engine.call('addFile', { bytes, fileName: key, dataset: ds.id, input }, null, [bytes]);
   const onProgress = progress(`Decomposing ${title ?? entry?.title ?? key}…`);
   try {
     const settings = Object.keys(state.settings).length ? state.settings : null;
@@ -372,6 +372,9 @@ function renderModel() {
   $('model-info').replaceChildren(
     el('strong', {}, m.title), ' · ', `${m.info.params.toLocaleString('en')} parameters · ${m.info.class_names.length} classes · `,
     `data: ${state.catalog.datasets[ds.name]?.title ?? (isDataKey(ds.name) ? dataTitle(ds.name) : ds.name)} (${ds.train} train / ${ds.test} test)`);
+  $('model-input').textContent = `Input: ${m.info.input}`;
+  $('model-notice').textContent = m.info.notice ? `⚠ ${m.info.notice}` : '';
+  $('model-notice').hidden = !m.info.notice;
   renderLayers($('layers'), m.info.layers);
   $('app').dataset.maskDigest = m.digest;
   $('model-picker').value = m.key;
@@ -896,6 +899,7 @@ function wireControls() {
     engine, state, ensureModel, select,
     modelBytes: (m) => (m.upload ? m.bytes.slice(0) : fetchBytes(`bundled/${m.key}`)),
     listModel,
+    input: () => inputOverride($('data-scale').value, $('data-offset').value),
   });
   wireCancel({
     engine, button: $('cancel-btn'), note: $('cancel-note'), progress, done: progressDone, onError: showError,

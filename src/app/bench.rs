@@ -4,7 +4,7 @@
 use ndarray::{Array1, Array2};
 
 use crate::engine::compose::compose;
-use crate::engine::data::{Dataset, Split};
+use crate::engine::data::{Dataset, Split, Stored};
 use crate::engine::decompose::{Mode, Settings, decompose, decomposition_rows};
 use crate::engine::model::{Activation, InputKind, InputSpec, Model, ModelBuilder, Op, forward};
 use crate::error::Result;
@@ -155,7 +155,7 @@ pub fn synthetic_dense(classes: usize, width: usize, samples: usize, seed: u64) 
             activation,
         }
     };
-    let spec = InputSpec { shape: vec![SYNTH_FEATURES], kind: InputKind::Vectors, scale: 1.0, offset: 0.0 };
+    let spec = InputSpec::new(vec![SYNTH_FEATURES], InputKind::Vectors);
     let mut b = ModelBuilder::new(format!("dense_{classes}c_{width}w"), spec)?;
     b.push("dense_1", dense(SYNTH_FEATURES, width, Activation::Relu))?;
     b.push("dense_2", dense(width, width, Activation::Relu))?;
@@ -170,7 +170,18 @@ pub fn synthetic_dense(classes: usize, width: usize, samples: usize, seed: u64) 
     };
     let train = split(samples, &mut r);
     let test = split(classes, &mut r);
-    Ok((model, Dataset { name: "synthetic".into(), sample_shape: vec![SYNTH_FEATURES], class_names, vocab: None, train, test }))
+    Ok((
+        model,
+        Dataset {
+            name: "synthetic".into(),
+            sample_shape: vec![SYNTH_FEATURES],
+            class_names,
+            vocab: None,
+            train,
+            test,
+            stored: Stored::Float,
+        },
+    ))
 }
 
 /// One point of a decomposition scaling curve on a synthetic dense model

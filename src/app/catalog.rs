@@ -48,7 +48,7 @@ pub fn load_all(cat: &Catalog, read: Read) -> Result<(Workbench, Vec<ModelId>)> 
         let ds = *ds_ids
             .get(&m.dataset)
             .ok_or_else(|| Error::invalid(format!("catalog: model {} names unknown data set {}", m.file, m.dataset)))?;
-        ids.push(loader.file(&format!("models/{}", m.file), ds)?.model.id);
+        ids.push(loader.file(&format!("models/{}", m.file), ds, Default::default())?.model.id);
     }
     Ok((loader.wb, ids))
 }

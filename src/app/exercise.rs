@@ -205,7 +205,7 @@ pub fn check(ex: &Exercise, st: &State, cat: &Catalog, read: &dyn Fn(&str) -> Re
             &cat.datasets.get(&entry.dataset).ok_or_else(|| Error::invalid(format!("catalog: no data set '{}'", entry.dataset)))?.file;
         let ds = loader.dataset(&format!("data/{file}"), Some(&entry.dataset))?;
         datasets.insert(&entry.dataset, ds);
-        ids.push(loader.model(&format!("models/{f}"), ds, Some(&st.settings))?);
+        ids.push(loader.model(&format!("models/{f}"), ds, Some(&st.settings), Default::default())?);
     }
     let mut wb = loader.wb;
     let slots: Vec<(usize, usize, bool)> = match &st.slots {

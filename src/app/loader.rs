@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::engine::data::InputOverride;
 use crate::engine::decompose::Settings;
 use crate::error::{Error, Result};
 use crate::formats::dataset::read_dataset_file;
@@ -38,16 +39,16 @@ impl<'r> Loader<'r> {
 
     /// The model file or module set at `path` on data set `ds`, as loaded
     /// (a module set comes with its decomposition; a model has none yet).
-    pub fn file(&mut self, path: &str, ds: DatasetId) -> Result<LoadedFile> {
+    pub fn file(&mut self, path: &str, ds: DatasetId, input: InputOverride) -> Result<LoadedFile> {
         let bytes = (self.read)(path)?;
-        self.wb.add_file(&bytes, path, ds).map_err(|e| e.in_file(path))
+        self.wb.add_file(&bytes, path, ds, input).map_err(|e| e.in_file(path))
     }
 
     /// The model file at `path` on data set `ds`, decomposed with `settings`
     /// (defaults when `None`); a saved module set is used as saved, so it
     /// refuses settings.
-    pub fn model(&mut self, path: &str, ds: DatasetId, settings: Option<&Settings>) -> Result<ModelId> {
-        let f = self.file(path, ds)?;
+    pub fn model(&mut self, path: &str, ds: DatasetId, settings: Option<&Settings>, input: InputOverride) -> Result<ModelId> {
+        let f = self.file(path, ds, input)?;
         match (f.decomposition, settings) {
             (Some(_), Some(_)) => {
                 Err(Error::invalid(format!("{path} is a module set: its modules are used as saved, so \"settings\" does not apply")))

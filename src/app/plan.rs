@@ -23,6 +23,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use super::loader::Loader;
+use crate::engine::data::InputOverride;
 use crate::engine::decompose::Settings;
 use crate::error::{Error, Result};
 use crate::workbench::{ComposeMode, ComposeResult, ModelId, Pick, Workbench};
@@ -55,6 +56,11 @@ pub struct PlanModel {
     /// Decomposition settings; omitted fields take their defaults. Not allowed for module sets.
     #[serde(default)]
     pub settings: Option<Settings>,
+    /// Model input = stored × scale + offset, overriding the input rule (like `--scale`/`--offset`).
+    #[serde(default)]
+    pub scale: Option<f32>,
+    #[serde(default)]
+    pub offset: Option<f32>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -121,7 +127,9 @@ pub fn build(plan: &Plan, read: &dyn Fn(&str) -> Result<Vec<u8>>, progress: &mut
     for (key, m) in &plan.models {
         let ds = loader.dataset(&m.data, None)?;
         progress(&format!("loading {key} ({})", m.model));
-        let id = loader.model(&m.model, ds, m.settings.as_ref()).map_err(|e| Error::invalid(format!("model '{key}': {e}")))?;
+        let id = loader
+            .model(&m.model, ds, m.settings.as_ref(), InputOverride { scale: m.scale, offset: m.offset })
+            .map_err(|e| Error::invalid(format!("model '{key}': {e}")))?;
         ids.insert(key, id);
     }
     let wb = loader.wb;

@@ -8,11 +8,12 @@ use clap::{Parser, Subcommand};
 use remodule::app::bench::BenchReport;
 use remodule::app::loader::Loader;
 use remodule::app::plan::{Built, Plan};
+use remodule::engine::data::{InputOverride, input_map};
 use remodule::engine::decompose::{Head, Mode, Settings, Technique};
-use remodule::engine::model::{InputKind, forward};
+use remodule::engine::model::forward;
 use remodule::formats::dataset::read_samples;
 use remodule::formats::{file_stem, load_model, native, npz};
-use remodule::workbench::{ComposeMode, DecompositionInfo, Pick, Workbench, mean_off_diagonal};
+use remodule::workbench::{ComposeMode, DecompositionInfo, LayerInfo, Pick, Workbench, layer_infos, mean_off_diagonal};
 use remodule::{Error, Result};
 
 #[derive(Parser)]
@@ -30,6 +31,27 @@ struct ModelData {
     /// file (MNIST's …-images-idx3-ubyte) with its …-labels-idx1-ubyte next to it
     #[arg(long)]
     data: PathBuf,
+    #[command(flatten)]
+    input: InputFlags,
+}
+
+/// The input rule's override (docs/DATA.md "Input scaling"): by default
+/// integer image data is scaled by 1/255 (unless the model starts with its own
+/// Rescaling), and float data, token ids and vectors are fed as stored.
+#[derive(clap::Args, Clone, Copy, Default)]
+struct InputFlags {
+    /// Model input = stored value × SCALE + OFFSET, instead of the input rule's scale
+    #[arg(long, allow_hyphen_values = true)]
+    scale: Option<f32>,
+    /// Added after --scale (e.g. -1 with --scale 0.00784 maps 0–255 to [-1, 1]) [default: 0]
+    #[arg(long, allow_hyphen_values = true)]
+    offset: Option<f32>,
+}
+
+impl InputFlags {
+    fn given(self) -> InputOverride {
+        InputOverride { scale: self.scale, offset: self.offset }
+    }
 }
 
 /// What to compose: a composition file (which modules of which models), or
@@ -42,6 +64,8 @@ struct Composition {
     #[arg(long)]
     data: Option<PathBuf>,
     #[command(flatten)]
+    input: InputFlags,
+    #[command(flatten)]
     opts: DecomposeOpts,
     /// Classes whose modules to compose [default: all] (not with a composition file)
     #[arg(long, value_delimiter = ',')]
@@ -52,9 +76,9 @@ impl Composition {
     fn build(&self) -> Result<Built> {
         let target = &self.target;
         if target.extension().is_some_and(|e| e == "json") {
-            if self.data.is_some() || !self.classes.is_empty() || self.opts.any_given() {
+            if self.data.is_some() || !self.classes.is_empty() || self.opts.any_given() || self.input.given().is_given() {
                 return Err(Error::invalid(
-                    "a composition file says everything itself: --data, --classes and decomposition options do not apply",
+                    "a composition file says everything itself: --data, --classes, --scale/--offset and decomposition options do not apply (a plan's model takes \"scale\" and \"offset\")",
                 ));
             }
             let plan = Plan::parse(&read(target)?).map_err(|e| e.in_file(target.display().to_string()))?;
@@ -63,7 +87,7 @@ impl Composition {
             return remodule::app::plan::build(&plan, &reader, &mut |m| eprintln!("{m}"));
         }
         let data = self.data.clone().ok_or_else(|| Error::invalid("give --data with a model file (or a composition file .json)"))?;
-        let (mut wb, id, saved) = load(&ModelData { model: target.clone(), data })?;
+        let (mut wb, id, saved) = load(&ModelData { model: target.clone(), data, input: self.input })?;
         self.opts.decompose(&mut wb, id, saved)?;
         let classes: Vec<usize> =
             if self.classes.is_empty() { (0..wb.model_info(id).class_names.len()).collect() } else { self.classes.clone() };
@@ -165,8 +189,13 @@ impl DecomposeOpts {
 enum Cmd {
     /// Architecture, shapes, parameters and classes of a model (and its accuracy with --data)
     Info {
+        /// Model file (.keras, .h5, .onnx, .remodule)
+        model: PathBuf,
+        /// A data set to evaluate it on (as for `eval`)
+        #[arg(long)]
+        data: Option<PathBuf>,
         #[command(flatten)]
-        md: ModelData,
+        input: InputFlags,
     },
     /// Write the model's output probabilities for every sample of a data set to a .npy (float32)
     Predict {
@@ -178,9 +207,8 @@ enum Cmd {
         /// Which split of a .npz to use
         #[arg(long, value_enum, default_value_t = Split::Test)]
         split: Split,
-        /// Model input = stored value × scale (default: 1/255 for image models, 1 otherwise)
-        #[arg(long)]
-        scale: Option<f32>,
+        #[command(flatten)]
+        input: InputFlags,
         /// Output file: N × classes (N × steps × classes for per-step models) float32
         #[arg(long)]
         out: PathBuf,
@@ -218,6 +246,8 @@ enum Cmd {
         models: Vec<String>,
         #[arg(long)]
         data: Option<PathBuf>,
+        #[command(flatten)]
+        input: InputFlags,
         /// Machine-readable output
         #[arg(long)]
         json: bool,
@@ -326,11 +356,15 @@ fn path_str(path: &Path) -> String {
 
 /// A workbench with the data set and the model (through the one loader);
 /// for a module set, also its decomposition as saved.
+/// Says the model's input warning (accuracy at chance) on stderr.
 fn load(md: &ModelData) -> Result<(Workbench, usize, Option<DecompositionInfo>)> {
     let reader = |p: &str| read(Path::new(p));
     let mut loader = Loader::new(&reader);
     let ds = loader.dataset(&path_str(&md.data), None)?;
-    let f = loader.file(&path_str(&md.model), ds)?;
+    let f = loader.file(&path_str(&md.model), ds, md.input.given())?;
+    if let Some(n) = &f.model.notice {
+        eprintln!("warning: {n}");
+    }
     Ok((loader.wb, f.model.id, f.decomposition))
 }
 
@@ -342,31 +376,45 @@ fn catalog(root: &Path) -> Result<remodule::app::catalog::Catalog> {
 fn run(cli: Cli) -> Result<()> {
     let cards = matches!(cli.cmd, Cmd::Cards { .. });
     match cli.cmd {
-        Cmd::Info { md } => {
-            let (wb, id, _) = load(&md)?;
+        Cmd::Info { model, data: Some(data), input } => {
+            let (wb, id, _) = load(&ModelData { model, data, input })?;
             let m = wb.model_info(id);
             println!("{}: {} parameters, {} classes, test accuracy {:.4}", m.name, m.params, m.class_names.len(), m.accuracy);
-            for l in &m.layers {
-                println!("  {:<24} {:<24} {:>14} {:>9}", l.name, l.kind, format!("{:?}", l.shape), l.params);
-            }
+            println!("input: {}", m.input);
+            print_layers(&m.layers);
         }
-        Cmd::Predict { model, data, split, scale, out } => {
+        Cmd::Info { model, data: None, input } => {
+            if input.given().is_given() {
+                return Err(Error::invalid("--scale / --offset apply to data: give --data too"));
+            }
+            let file = model.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            let m = load_model(&read(&model)?, &file).map_err(|e| e.in_file(model.display().to_string()))?;
+            let kind = format!("{:?}", m.input.kind).to_lowercase();
+            println!("{}: {} parameters, {} classes (accuracy: give --data)", m.name, m.params(), m.classes());
+            let rescales = if m.input.rescales { "; the model rescales its own input" } else { "" };
+            println!("input: {kind} {:?} per sample{rescales}", m.input.shape);
+            print_layers(&layer_infos(&m));
+        }
+        Cmd::Predict { model, data, split, input, out } => {
             let file = model.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
             let m = load_model(&read(&model)?, &file).map_err(|e| e.in_file(model.display().to_string()))?;
             let split = if split == Split::Train { "train" } else { "test" };
-            let (raw, n) = read_samples(&read(&data)?, file_stem(&path_str(&data)), split).map_err(|e| e.in_file(path_str(&data)))?;
-            let len = m.input_len();
-            if raw.len() != n * len {
+            let s = read_samples(&read(&data)?, file_stem(&path_str(&data)), split).map_err(|e| e.in_file(path_str(&data)))?;
+            let (len, n) = (m.input_len(), s.n);
+            if s.x.len() != n * len {
                 return Err(Error::invalid(format!(
                     "{}: {n} samples of {} values each; model '{}' takes {len} ({:?})",
                     data.display(),
-                    raw.len() / n.max(1),
+                    s.x.len() / n.max(1),
                     m.name,
                     m.input.shape
                 )));
             }
-            let scale = scale.unwrap_or(if m.input.kind == InputKind::Image { 1.0 / 255.0 } else { 1.0 });
-            let x: Vec<f32> = raw.iter().map(|v| v * scale).collect();
+            let mut spec = m.input.clone();
+            input.given().apply_to(&mut spec);
+            let map = input_map(&spec, s.stored);
+            eprintln!("input: {}", map.describe());
+            let x: Vec<f32> = s.x.iter().map(|&v| map.apply(v)).collect();
             let probs = forward(&m, &x, n, None, false, &mut |_, _| true)?.probs;
             let (c, steps) = (m.classes(), m.out_steps());
             let shape = if steps > 1 { vec![n, steps, c] } else { vec![n, c] };
@@ -425,7 +473,7 @@ fn run(cli: Cli) -> Result<()> {
                 }
             }
         }
-        Cmd::Bench { models, data, json, scaling, inference_only } => {
+        Cmd::Bench { models, data, input, json, scaling, inference_only } => {
             let t0 = Instant::now();
             let clock = move || t0.elapsed().as_secs_f64();
             let mut loaded = vec![];
@@ -437,7 +485,7 @@ fn run(cli: Cli) -> Result<()> {
                         data.clone().ok_or_else(|| Error::invalid(format!("{spec}: give --data or write MODEL=DATA")))?,
                     ),
                 };
-                let (wb, id, _) = load(&ModelData { model, data })?;
+                let (wb, id, _) = load(&ModelData { model, data, input })?;
                 loaded.push((wb, id));
             }
             let pairs = loaded.iter().map(|(wb, id)| wb.model(*id)).collect::<Result<Vec<_>>>()?;
@@ -566,6 +614,12 @@ fn run(cli: Cli) -> Result<()> {
         }
     }
     Ok(())
+}
+
+fn print_layers(layers: &[LayerInfo]) {
+    for l in layers {
+        println!("  {:<24} {:<24} {:>14} {:>9}", l.name, l.kind, format!("{:?}", l.shape), l.params);
+    }
 }
 
 fn main() -> ExitCode {

@@ -3,13 +3,14 @@
 
 use super::file_stem;
 use super::idx::{labels_name, looks_like_idx, read_idx};
-use super::npz::read_npy;
-use super::npz::read_npz;
-use crate::engine::data::{Dataset, Split};
+use super::npz::{NpyArray, NpyData, read_npy, read_npz};
+use crate::engine::data::{Dataset, Split, Stored};
 use crate::error::{Error, Result};
 
 /// Reads the `keras.datasets` `.npz` convention (`x_train`, `y_train`,
-/// `x_test`, `y_test`; optional `class_names` as UTF-8 JSON bytes).
+/// `x_test`, `y_test`; optional `class_names` as a string array or UTF-8
+/// JSON bytes). Labels are class ids (one per sample, or one per time step:
+/// `N × T` with T the samples' first axis), or one-hot rows `N × C`.
 pub fn read_npz_dataset(bytes: &[u8], name: &str) -> Result<Dataset> {
     let arrays = read_npz(bytes)?;
     let get = |k: &str| {
@@ -25,11 +26,22 @@ pub fn read_npz_dataset(bytes: &[u8], name: &str) -> Result<Dataset> {
                 format!("{:?}", y.shape),
             ));
         }
-        let steps = y.shape.get(1).copied().unwrap_or(1);
+        if matches!(x.data, NpyData::Str(_)) {
+            return Err(Error::format("npz", format!("'{xk}' holds strings; samples must be numbers")));
+        }
+        let labels = y.to_labels().map_err(|e| Error::format("npz", format!("'{yk}': {e}")))?;
+        let (labels, steps) = match one_hot(y, &labels, x.shape.get(1).copied()) {
+            Some(ids) => (ids, 1),
+            None => (labels, y.shape.get(1).copied().unwrap_or(1)),
+        };
         if steps == 0 {
             return Err(Error::shape(format!("'{yk}'"), "at least one label per sample", format!("{:?}", y.shape)));
         }
-        Ok((x.shape[1..].to_vec(), Split { x: x.to_f32(), y: y.to_labels()?, steps }))
+        let values = x.to_f32();
+        if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+            return Err(Error::format("npz", format!("'{xk}' holds {} at flat index {i}; samples must be finite", values[i])));
+        }
+        Ok((x.shape[1..].to_vec(), Split { x: values, y: labels, steps }))
     };
     let (shape, train) = split("x_train", "y_train")?;
     let (test_shape, test) = split("x_test", "y_test")?;
@@ -42,8 +54,13 @@ pub fn read_npz_dataset(bytes: &[u8], name: &str) -> Result<Dataset> {
     let classes = train.y.iter().chain(&test.y).max().map_or(0, |m| *m as usize + 1);
     let strings = |key: &str| -> Result<Option<Vec<String>>> {
         let Some(a) = arrays.get(key) else { return Ok(None) };
+        if let NpyData::Str(v) = &a.data {
+            return Ok(Some(v.clone()));
+        }
         let bytes: Vec<u8> = a.to_f32().iter().map(|&b| b as u8).collect();
-        serde_json::from_slice(&bytes).map(Some).map_err(|e| Error::format("npz", format!("{key} is not a JSON list of strings: {e}")))
+        serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+            Error::format("npz", format!("{key} is neither a string array (np.array(names)) nor UTF-8 JSON bytes of a list: {e}"))
+        })
     };
     let class_names = match strings("class_names")? {
         Some(names) if names.len() < classes => return Err(Error::shape("class_names", format!("at least {classes} names"), names.len())),
@@ -61,7 +78,30 @@ pub fn read_npz_dataset(bytes: &[u8], name: &str) -> Result<Dataset> {
             ));
         }
     }
-    Ok(Dataset { name: name.into(), sample_shape: shape, class_names, vocab, train, test })
+    let stored = if get("x_train")?.is_float() || get("x_test")?.is_float() { Stored::Float } else { Stored::Integer };
+    Ok(Dataset { name: name.into(), sample_shape: shape, class_names, vocab, train, test, stored })
+}
+
+/// One-hot label rows `N × C` (what `to_categorical` writes) as class ids.
+/// A 2-D integer array as long as the samples' first axis is per-step labels
+/// instead; a float one must be one-hot (one 1 per row, the rest 0).
+fn one_hot(y: &NpyArray, labels: &[u32], seq_len: Option<usize>) -> Option<Vec<u32>> {
+    let &[_, c] = y.shape.as_slice() else { return None };
+    if c < 2 || (!y.is_float() && seq_len == Some(c)) {
+        return None;
+    }
+    let rows: Option<Vec<u32>> =
+        labels
+            .chunks_exact(c)
+            .map(|r| {
+                if r.iter().all(|&v| v <= 1) && r.iter().sum::<u32>() == 1 {
+                    r.iter().position(|&v| v == 1).map(|p| p as u32)
+                } else {
+                    None
+                }
+            })
+            .collect();
+    rows.filter(|r| !r.is_empty())
 }
 
 /// An IDX images file (`N × …` unsigned bytes, e.g. MNIST's
@@ -87,6 +127,7 @@ pub fn read_idx_dataset(images: &[u8], labels: &[u8], name: &str) -> Result<Data
         vocab: None,
         train: split.clone(),
         test: split,
+        stored: Stored::Integer,
     })
 }
 
@@ -112,20 +153,29 @@ fn is_idx(bytes: &[u8]) -> bool {
     looks_like_idx(bytes) || bytes.starts_with(&[0x1f, 0x8b])
 }
 
-/// Samples without labels, as stored, and how many: an IDX images file, a
-/// `.npy` array `[N, …]`, or split `split` (`train`/`test`) of a data set `.npz`.
-pub fn read_samples(bytes: &[u8], name: &str, split: &str) -> Result<(Vec<f32>, usize)> {
+/// Samples without labels, as stored: an IDX images file, a `.npy` array
+/// `[N, …]`, or split `split` (`train`/`test`) of a data set `.npz`.
+pub struct Samples {
+    pub x: Vec<f32>,
+    pub n: usize,
+    pub stored: Stored,
+}
+
+pub fn read_samples(bytes: &[u8], name: &str, split: &str) -> Result<Samples> {
     if is_idx(bytes) {
         let a = read_idx(bytes)?;
-        return Ok((a.data.iter().map(|&v| v as f32).collect(), a.shape[0]));
+        return Ok(Samples { x: a.data.iter().map(|&v| v as f32).collect(), n: a.shape[0], stored: Stored::Integer });
     }
     if bytes.starts_with(b"\x93NUMPY") {
         let a = read_npy(bytes)?;
         let n = *a.shape.first().ok_or_else(|| Error::invalid("a scalar, not an array of samples"))?;
-        return Ok((a.to_f32(), n));
+        if matches!(a.data, NpyData::Str(_)) {
+            return Err(Error::invalid("an array of strings, not of samples"));
+        }
+        let stored = if a.is_float() { Stored::Float } else { Stored::Integer };
+        return Ok(Samples { x: a.to_f32(), n, stored });
     }
     let d = read_npz_dataset(bytes, name)?;
     let s = if split == "train" { d.train } else { d.test };
-    let n = s.len();
-    Ok((s.x, n))
+    Ok(Samples { n: s.len(), x: s.x, stored: d.stored })
 }

@@ -45,7 +45,12 @@ pub fn load_keras_zip(bytes: &[u8], name: &str) -> Result<Model> {
         .map_err(|e| Error::format("Keras (.keras)", format!("not a readable zip archive (truncated, or not a .keras file): {e}")))?;
     let config = read_entry(&mut zip, "config.json", MAX_CONFIG_BYTES, bytes.len() as u64)?;
     let json = parse_json(&config, "config.json")?;
-    let graph = config::parse(&json)?;
+    let mut graph = config::parse(&json)?;
+    // tf_keras 2.13+ can write .keras archives too; metadata.json says which Keras.
+    if let Ok(meta) = read_entry(&mut zip, "metadata.json", MAX_CONFIG_BYTES, bytes.len() as u64) {
+        let version = parse_json(&meta, "metadata.json")?.get("keras_version").and_then(|v| v.as_str().map(str::to_string));
+        graph.keras2 = version.is_some_and(|v| v.starts_with("2."));
+    }
     let weights = read_entry(&mut zip, "model.weights.h5", MAX_WEIGHTS_BYTES, bytes.len() as u64)?;
     let h5 = H5::open(weights, "model.weights.h5")?;
     convert::build(&graph, &Keras3Weights { h5 }, name)
@@ -64,7 +69,9 @@ pub fn load_keras_h5(bytes: &[u8], name: &str) -> Result<Model> {
         }
     })?;
     let json = parse_json(config.trim_end_matches('\0').as_bytes(), "the model_config attribute")?;
-    let graph = config::parse(&json)?;
+    let mut graph = config::parse(&json)?;
+    let version = attr_string(&attrs, "keras_version").map_err(|m| h5.err(m))?;
+    graph.keras2 = version.is_some_and(|v| v.starts_with("2."));
     let root = "model_weights";
     h5.group(root).map_err(|m| Error::format("HDF5", format!("{m}; a saved Keras model keeps its weights there")))?;
     convert::build(&graph, &LegacyWeights { h5, root }, name)

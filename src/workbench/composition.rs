@@ -271,7 +271,8 @@ impl Workbench {
             if raw.iter().any(|v| !v.is_finite()) {
                 return Err(Error::invalid("the input contains NaN or infinite values"));
             }
-            let x: Vec<f32> = raw.iter().map(|v| v * e.model.input.scale + e.model.input.offset).collect();
+            let map = self.datasets[e.dataset].input_map(&e.model);
+            let x: Vec<f32> = raw.iter().map(|&v| map.apply(v)).collect();
             rows.push(concerned_scores(&e.model, m, &x, 1, &mut |_, _| true)?);
         }
         // One row per pick over the input's steps (1 for per-sample models).
@@ -302,6 +303,7 @@ impl Workbench {
             let (e, m) = self.module(*p)?;
             modules.push(ExportModule {
                 model: &e.model,
+                input: self.datasets[datasets[0]].input_map(&e.model),
                 masks: &m.masks,
                 class: m.class,
                 head: m.head,

@@ -23,13 +23,14 @@ use serde::Serialize;
 
 pub use composition::{ComposeMode, ComposeResult, CompositionScores, SequenceScores, TryResult};
 pub use views::{
-    DatasetInfo, DecompositionInfo, ImportedModules, LayerInfo, LoadedFile, ModelInfo, ModuleInfo, UnitsView, mean_off_diagonal,
+    DatasetInfo, DecompositionInfo, ImportedModules, LayerInfo, LoadedFile, ModelInfo, ModuleInfo, UnitsView, layer_infos,
+    mean_off_diagonal,
 };
 
 use crate::engine::compose::{ClassId, argmax};
-use crate::engine::data::Dataset;
+use crate::engine::data::{Dataset, InputOverride};
 use crate::engine::decompose::{Decomposition, Module, Recorded, Settings};
-use crate::engine::model::{InputKind, Model, forward};
+use crate::engine::model::{Model, ModelBuilder, forward};
 use crate::error::{Error, Result};
 use crate::formats::dataset::{read_idx_dataset, read_npz_dataset};
 use crate::formats::{file_stem, load_model, native};
@@ -109,16 +110,16 @@ impl Workbench {
         self.dataset_info(self.datasets.len() - 1)
     }
 
-    /// Loads a model file and evaluates it on `dataset`'s test split. u8-range
-    /// image data is scaled to [0, 1] (the bundled models' convention) unless
-    /// `input_scale` says otherwise.
-    pub fn add_model(&mut self, bytes: &[u8], file_name: &str, dataset: DatasetId, input_scale: Option<f32>) -> Result<ModelInfo> {
+    /// Loads a model file and evaluates it on `dataset`'s test split; its
+    /// input goes through the input rule (`engine::data::input_map`), with
+    /// `input`'s parts overriding it.
+    pub fn add_model(&mut self, bytes: &[u8], file_name: &str, dataset: DatasetId, input: InputOverride) -> Result<ModelInfo> {
         let d = self.data(dataset)?;
         let mut model = load_model(bytes, file_name)?;
         d.check_fits(&model)?;
-        // Token ids and vector sequences are used as stored.
-        let default_scale = if model.input.kind == InputKind::Image { 1.0 / 255.0 } else { 1.0 };
-        model.input.scale = input_scale.unwrap_or(default_scale);
+        input.apply_to(&mut model.input);
+        // The builder's check of the map (finite, non-zero scale) on the given values.
+        ModelBuilder::check_input(&model.input)?;
         model.class_names = class_names_on(&model, d);
         let id = self.push_model(model, dataset)?;
         Ok(self.model_info(id))
@@ -127,12 +128,18 @@ impl Workbench {
     /// A model file or a saved module set (`.remodule` holding modules,
     /// added by [`Self::import_modules`], its decomposition as saved): what an
     /// upload or the CLI's model argument may be.
-    pub fn add_file(&mut self, bytes: &[u8], file_name: &str, dataset: DatasetId) -> Result<LoadedFile> {
+    /// A module set keeps the map it was decomposed with, so `input` must be empty for one.
+    pub fn add_file(&mut self, bytes: &[u8], file_name: &str, dataset: DatasetId, input: InputOverride) -> Result<LoadedFile> {
         if native::sniff(bytes) && native::contents(bytes).ok() == Some(native::Contents::Modules) {
+            if input.is_given() {
+                return Err(Error::invalid(
+                    "a module set keeps the input scaling it was decomposed with: --scale / --offset do not apply (give them when decomposing its source model)",
+                ));
+            }
             let set = self.import_modules(bytes, file_name, dataset)?;
             return Ok(LoadedFile { model: set.model, decomposition: Some(set.decomposition) });
         }
-        Ok(LoadedFile { model: self.add_model(bytes, file_name, dataset, None)?, decomposition: None })
+        Ok(LoadedFile { model: self.add_model(bytes, file_name, dataset, input)?, decomposition: None })
     }
 
     /// Evaluates a model that fits data set `dataset` on its test split and adds it.
@@ -193,9 +200,13 @@ impl Workbench {
     }
 
     /// Model `id` and its decomposition as a module set (`.remodule`).
+    /// The set carries the input map it was decomposed with (its data set's).
     pub fn export_modules(&self, id: ModelId) -> Result<Vec<u8>> {
         let (e, dec) = self.decomposition(id)?;
-        native::save_modules(&e.model, dec)
+        let map = self.datasets[e.dataset].input_map(&e.model);
+        let mut model = e.model.clone();
+        (model.input.scale, model.input.offset) = (Some(map.scale), Some(map.offset));
+        native::save_modules(&model, dec)
     }
 
     fn entry(&self, id: ModelId) -> Result<&ModelEntry> {

@@ -7,7 +7,7 @@ use super::{DatasetId, ModelId, Pick, Workbench};
 use crate::engine::bits::BitSet;
 use crate::engine::compose::ClassId;
 use crate::engine::decompose::Settings;
-use crate::engine::model::{InputKind, Op};
+use crate::engine::model::{InputKind, Model, Op};
 use crate::error::Result;
 
 #[derive(Debug, Clone, Serialize)]
@@ -45,6 +45,10 @@ pub struct ModelInfo {
     pub input_kind: InputKind,
     /// Has recurrent layers (their decomposition settings apply).
     pub recurrent: bool,
+    /// How it reads its data set's values (`engine::data::input_map`), said for people.
+    pub input: String,
+    /// A warning for the page and the CLI: accuracy at chance, with the likely cause.
+    pub notice: Option<String>,
 }
 
 /// One tracked layer of a module, for the active-unit picture.
@@ -117,18 +121,7 @@ impl Workbench {
 
     pub fn model_info(&self, id: ModelId) -> ModelInfo {
         let e = &self.models[id];
-        let layers = e
-            .model
-            .nodes
-            .iter()
-            .map(|n| LayerInfo {
-                name: n.name.clone(),
-                kind: n.op.kind().into(),
-                shape: n.shape.clone(),
-                params: n.params(),
-                activation: n.op.activation().filter(|_| !matches!(n.op, Op::Activation(_))).map(|a| format!("{a:?}").to_lowercase()),
-            })
-            .collect();
+        let layers = layer_infos(&e.model);
         ModelInfo {
             id,
             name: e.model.name.clone(),
@@ -139,6 +132,8 @@ impl Workbench {
             accuracy: e.accuracy,
             input_kind: e.model.input.kind,
             recurrent: e.model.is_recurrent(),
+            input: self.datasets[e.dataset].input_map(&e.model).describe(),
+            notice: self.datasets[e.dataset].input_notice(&e.model, e.accuracy),
         }
     }
 
@@ -200,4 +195,19 @@ pub fn mean_off_diagonal(m: &[Vec<f32>]) -> f32 {
     }
     let total: f32 = m.iter().enumerate().flat_map(|(i, row)| row.iter().enumerate().filter(move |&(j, _)| j != i).map(|(_, &v)| v)).sum();
     total / (k * (k - 1)) as f32
+}
+
+/// Each layer of `model` as the page and `remodule info` list it.
+pub fn layer_infos(model: &Model) -> Vec<LayerInfo> {
+    model
+        .nodes
+        .iter()
+        .map(|n| LayerInfo {
+            name: n.name.clone(),
+            kind: n.op.kind().into(),
+            shape: n.shape.clone(),
+            params: n.params(),
+            activation: n.op.activation().filter(|_| !matches!(n.op, Op::Activation(_))).map(|a| format!("{a:?}").to_lowercase()),
+        })
+        .collect()
 }

@@ -137,7 +137,7 @@ fn force_zero(model: &Model, id: NodeId, units: &[usize], masks: &mut Masks) {
             }
             force_zero(model, node.inputs[0], &taps.iter().collect::<Vec<_>>(), masks);
         }
-        Op::GlobalAvgPool => {
+        Op::GlobalPool(_) => {
             let c = node.len();
             let positions = model.nodes[node.inputs[0]].len() / c;
             let all: Vec<usize> = (0..positions).flat_map(|p| units.iter().map(move |&ch| p * c + ch)).collect();
@@ -219,7 +219,7 @@ fn live_inputs(model: &Model, k: NodeId, src: NodeId, needed: Option<&BitSet>, t
                 }
             }
         }
-        Op::GlobalAvgPool => {
+        Op::GlobalPool(_) => {
             let c = node.len();
             (0..in_len).filter(|&u| needed.contains(u % c)).for_each(|u| live.insert(u));
         }

@@ -36,11 +36,9 @@ pub fn margin_gradients(model: &Model, rec: &Recording, class: usize) -> BTreeMa
         } else {
             let Some(out) = grads[id].take() else { continue };
             grads[id] = Some(out.clone());
-            match node.op.activation() {
-                Some(Activation::Relu) => match freq(id) {
-                    Some(f) => out.iter().zip(&f).map(|(g, f)| g * f).collect(),
-                    None => out,
-                },
+            // ReLU-like: the mean slope is (share of samples on) + (share off) × the off slope.
+            match (node.op.activation().and_then(Activation::off_slope), freq(id)) {
+                (Some(off), Some(f)) => out.iter().zip(&f).map(|(g, f)| g * (f + (1.0 - f) * off)).collect(),
                 _ => out,
             }
         };
@@ -114,7 +112,8 @@ pub fn margin_gradients(model: &Model, rec: &Recording, class: usize) -> BTreeMa
                     }
                 });
             }
-            Op::GlobalAvgPool => {
+            // Max: spread like the mean (a mean-field guess at which position wins).
+            Op::GlobalPool(_) => {
                 let src = node.inputs[0];
                 let positions = model.nodes[src].len() / pre.len().max(1);
                 into(&mut grads, src, &|g| {
@@ -163,7 +162,7 @@ mod tests {
     /// mean-field gradient is the exact one.
     #[test]
     fn the_margin_gradient_goes_back_through_convolutions_by_hand() {
-        let spec = InputSpec { shape: vec![3, 3, 1], kind: InputKind::Image, scale: 1.0, offset: 0.0 };
+        let spec = InputSpec::new(vec![3, 3, 1], InputKind::Image);
         let mut b = ModelBuilder::new("m", spec).unwrap();
         let conv = |w: [f32; 4]| Op::Conv2D {
             kernel: Array4::from_shape_vec((2, 2, 1, 1), w.to_vec()).unwrap(),

@@ -16,11 +16,12 @@ pub(super) fn dataset(x: Vec<f32>, y: Vec<u32>, features: usize, classes: usize)
         vocab: None,
         train: split.clone(),
         test: split,
+        stored: crate::engine::data::Stored::Float,
     }
 }
 
 pub(super) fn mlp(w1: Array2<f32>, b1: Array1<f32>, w2: Array2<f32>, b2: Array1<f32>) -> Model {
-    let spec = InputSpec { shape: vec![w1.nrows()], kind: InputKind::Vectors, scale: 1.0, offset: 0.0 };
+    let spec = InputSpec::new(vec![w1.nrows()], InputKind::Vectors);
     let mut b = ModelBuilder::new("m", spec).unwrap();
     b.push("h", Op::Dense { kernel: w1, bias: b1, activation: Activation::Relu }).unwrap();
     let c = w2.ncols();
@@ -188,7 +189,7 @@ fn removal_caps_and_keeps_near_worst() {
 /// input), unit 1 feature 1 (class 1's), unit 2 nothing.
 fn tiny_rnn() -> (Model, Dataset) {
     use crate::engine::model::{Cell, Recurrent};
-    let spec = InputSpec { shape: vec![3, 2], kind: InputKind::Vectors, scale: 1.0, offset: 0.0 };
+    let spec = InputSpec::new(vec![3, 2], InputKind::Vectors);
     let mut b = ModelBuilder::new("rnn", spec).unwrap();
     let r = Recurrent {
         cell: Cell::SimpleRnn,
@@ -286,7 +287,7 @@ fn tiny_gated(cell: crate::engine::model::Cell) -> (Model, Dataset, Vec<bool>) {
         recurrent_activation: Activation::Sigmoid,
         return_sequences: false,
     };
-    let spec = InputSpec { shape: vec![2, 2], kind: InputKind::Vectors, scale: 1.0, offset: 0.0 };
+    let spec = InputSpec::new(vec![2, 2], InputKind::Vectors);
     let mut b = ModelBuilder::new("gated", spec).unwrap();
     b.push("rnn", Op::Recurrent(Box::new(r))).unwrap();
     b.push("out", Op::Dense { kernel: arr2(&[[1.0, -1.0], [-1.0, 1.0]]), bias: arr1(&[0.0, 0.0]), activation: Activation::Softmax })
@@ -344,11 +345,11 @@ fn per_gate_statistic_falls_back_to_units_for_a_simple_rnn() {
 // ---- Backtracking (MC-BLN / MC-BI) and the reference head ----
 
 fn vectors(n: usize) -> InputSpec {
-    InputSpec { shape: vec![n], kind: InputKind::Vectors, scale: 1.0, offset: 0.0 }
+    InputSpec::new(vec![n], InputKind::Vectors)
 }
 
 fn image(h: usize, w: usize) -> InputSpec {
-    InputSpec { shape: vec![h, w, 1], kind: InputKind::Vectors, scale: 1.0, offset: 0.0 }
+    InputSpec::new(vec![h, w, 1], InputKind::Vectors)
 }
 
 fn dense(kernel: Array2<f32>, bias: f32, activation: Activation) -> Op {

@@ -6,10 +6,11 @@ pub mod activation;
 pub mod conv;
 pub mod matmul;
 pub mod pool;
+pub mod smooth;
 
 pub use conv::{Conv2dGeom, conv2d, conv2d_im2col};
 pub use matmul::{matmul, matmul_portable};
-pub use pool::{PoolKind, global_avg_pool, pool2d};
+pub use pool::{PoolKind, global_avg_pool, global_pool, pool2d};
 
 /// True when this build runs the `simd128` kernels.
 pub const fn simd_active() -> bool {

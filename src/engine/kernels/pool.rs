@@ -39,6 +39,17 @@ pub fn pool2d(kind: PoolKind, g: &Conv2dGeom, input: &[f32], out: &mut [f32]) {
     }
 }
 
+/// One sample, `input` (positions × C) → `out` C: the mean or the max per channel.
+pub fn global_pool(kind: PoolKind, input: &[f32], c: usize, out: &mut [f32]) {
+    if kind == PoolKind::Avg {
+        return global_avg_pool(input, c, out);
+    }
+    out[..c].fill(f32::NEG_INFINITY);
+    for px in input.chunks_exact(c) {
+        out.iter_mut().zip(px).for_each(|(a, &b)| *a = if b > *a { b } else { *a });
+    }
+}
+
 /// One sample, `input` (positions × C) → `out` C.
 pub fn global_avg_pool(input: &[f32], c: usize, out: &mut [f32]) {
     out[..c].fill(0.0);

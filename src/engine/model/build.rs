@@ -22,11 +22,22 @@ impl ModelBuilder {
         if len as u64 > MAX_ACTIVATION {
             return Err(Error::too_large("input size", len as u64, MAX_ACTIVATION));
         }
-        if !(input.scale.is_finite() && input.offset.is_finite()) {
-            return Err(Error::invalid("input scale/offset must be finite"));
-        }
+        Self::check_input(&input)?;
         let node = Node { name: "input".into(), op: Op::Input, inputs: vec![], shape: input.shape.clone(), source_params: None };
         Ok(ModelBuilder { name: name.into(), nodes: vec![node], input })
+    }
+
+    /// A given input map must be usable: a finite non-zero scale, a finite offset.
+    pub fn check_input(input: &InputSpec) -> Result<()> {
+        let finite = [input.scale, input.offset].iter().flatten().all(|v| v.is_finite());
+        if !finite || input.scale == Some(0.0) {
+            return Err(Error::invalid(format!(
+                "input scale {} / offset {}: the scale must be a finite non-zero number, the offset a finite number",
+                input.scale.map_or("(rule)".into(), |v| v.to_string()),
+                input.offset.map_or("(rule)".into(), |v| v.to_string())
+            )));
+        }
+        Ok(())
     }
 
     /// The most recently added node (the input right after `new`).
@@ -162,7 +173,7 @@ fn infer(name: &str, op: &Op, ins: &[&[usize]]) -> Result<Vec<usize>> {
             })?;
             vec![g.oh, g.ow, c]
         }
-        Op::GlobalAvgPool => vec![image(ins[0])?.2],
+        Op::GlobalPool(_) => vec![image(ins[0])?.2],
         Op::Flatten => vec![ins[0].iter().product()],
         Op::Add { .. } => {
             if let Some(s) = ins.iter().find(|s| *s != &ins[0]) {
@@ -229,7 +240,7 @@ fn infer(name: &str, op: &Op, ins: &[&[usize]]) -> Result<Vec<usize>> {
                     return Err(Error::Unsupported {
                         what: format!("activation in {}", ctx()),
                         name: "softmax".into(),
-                        supported: "an elementwise activation (linear, relu, tanh, sigmoid)".into(),
+                        supported: "an elementwise activation (any but softmax)".into(),
                     });
                 }
             }
@@ -244,6 +255,13 @@ fn check_finite(name: &str, op: &Op) -> Result<()> {
             true => Ok(()),
             false => Err(Error::NonFinite { layer: layer.into(), what: what.into() }),
         }
+    }
+    if let Some(a) = op.activation().or(match op {
+        Op::Recurrent(r) => [r.activation, r.recurrent_activation].into_iter().find(|a| !a.is_valid()),
+        _ => None,
+    }) && !a.is_valid()
+    {
+        return Err(Error::NonFinite { layer: name.into(), what: format!("constant of its {a:?} activation") });
     }
     match op {
         Op::Dense { kernel, bias, .. } => finite(name, "kernel", kernel.iter()).and(finite(name, "bias", bias.iter())),

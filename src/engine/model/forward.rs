@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use super::recurrent::Scratch as CellScratch;
 use super::*;
 use crate::engine::bits::{BitMatrix, BitSet};
-use crate::engine::kernels::{conv2d, global_avg_pool, matmul, pool2d};
+use crate::engine::kernels::{conv2d, global_pool, matmul, pool2d};
 use crate::error::{Error, Result};
 
 pub const DEFAULT_BATCH: usize = 128;
@@ -339,11 +339,11 @@ fn run_node<'s>(
                 pool2d(*kind, &g, &input(0)[s * il..][..il], &mut out[s * ol..][..ol]);
             }
         }
-        Op::GlobalAvgPool => {
+        Op::GlobalPool(kind) => {
             let il = model.nodes[node.inputs[0]].len();
             let c = node.len();
             for s in 0..b {
-                global_avg_pool(&input(0)[s * il..][..il], c, &mut out[s * c..][..c]);
+                global_pool(*kind, &input(0)[s * il..][..il], c, &mut out[s * c..][..c]);
             }
         }
         Op::Flatten | Op::Dropout | Op::Activation(_) => out.copy_from_slice(input(0)),

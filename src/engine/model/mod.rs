@@ -18,7 +18,10 @@ use crate::engine::kernels::{self, PoolKind};
 
 pub type NodeId = usize;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// Elementwise activations (and softmax, per row). The parameterised ones
+/// carry their constant: leaky ReLU's negative slope, ELU's α, hard
+/// sigmoid's slope (Keras 2 and ONNX 0.2, Keras 3 1/6).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Activation {
     Linear,
@@ -26,11 +29,24 @@ pub enum Activation {
     Tanh,
     Sigmoid,
     Softmax,
+    LeakyRelu(f32),
+    Elu(f32),
+    /// Exact: x·Φ(x).
+    Gelu,
+    /// The tanh approximation.
+    GeluTanh,
+    /// x·sigmoid(x) (SiLU).
+    Swish,
+    Softplus,
+    HardSigmoid(f32),
 }
 
 impl Activation {
-    pub const SUPPORTED: &'static str = "linear, relu, tanh, sigmoid, softmax";
+    pub const SUPPORTED: &'static str = "linear, relu, tanh, sigmoid, softmax, leaky_relu, elu, gelu, swish (silu), softplus, hard_sigmoid";
 
+    /// An activation by the name Keras and PyTorch give it, with their
+    /// default constants (leaky_relu 0.2, elu 1). `hard_sigmoid` is not
+    /// here: its slope depends on the Keras version (the Keras reader decides).
     pub fn parse(name: &str) -> crate::Result<Self> {
         Ok(match name {
             "linear" | "identity" | "none" => Activation::Linear,
@@ -38,21 +54,42 @@ impl Activation {
             "tanh" => Activation::Tanh,
             "sigmoid" => Activation::Sigmoid,
             "softmax" => Activation::Softmax,
+            "leaky_relu" => Activation::LeakyRelu(0.2),
+            "elu" => Activation::Elu(1.0),
+            "gelu" => Activation::Gelu,
+            "swish" | "silu" => Activation::Swish,
+            "softplus" => Activation::Softplus,
             other => {
                 return Err(crate::Error::Unsupported { what: "activation".into(), name: other.into(), supported: Self::SUPPORTED.into() });
             }
         })
     }
 
+    /// Its constant must be a finite number (a file could say anything).
+    pub fn is_valid(self) -> bool {
+        match self {
+            Activation::LeakyRelu(a) | Activation::Elu(a) | Activation::HardSigmoid(a) => a.is_finite(),
+            _ => true,
+        }
+    }
+
     /// One value through an elementwise activation. Softmax is not
     /// elementwise: it passes values through, and layers that call this
     /// (recurrent cells) refuse it at construction.
     pub fn at(self, x: f32) -> f32 {
+        use kernels::smooth;
         match self {
             Activation::Linear | Activation::Softmax => x,
             Activation::Relu => x.max(0.0),
             Activation::Tanh => kernels::activation::tanh(x),
             Activation::Sigmoid => kernels::activation::sigmoid(x),
+            Activation::LeakyRelu(a) => smooth::leaky_relu(x, a),
+            Activation::Elu(a) => smooth::elu(x, a),
+            Activation::Gelu => smooth::gelu(x),
+            Activation::GeluTanh => smooth::gelu_tanh(x),
+            Activation::Swish => smooth::swish(x),
+            Activation::Softplus => smooth::softplus(x),
+            Activation::HardSigmoid(a) => smooth::hard_sigmoid(x, a),
         }
     }
 
@@ -65,6 +102,7 @@ impl Activation {
             Activation::Relu => v.iter_mut().for_each(|x| *x = if *x > 0.0 { *x } else { 0.0 }),
             Activation::Tanh => kernels::activation::tanh_slice(v),
             Activation::Sigmoid => kernels::activation::sigmoid_slice(v),
+            a => v.iter_mut().for_each(|x| *x = a.at(*x)),
         }
     }
 
@@ -73,6 +111,20 @@ impl Activation {
         match self {
             Activation::Softmax => v.chunks_exact_mut(width).for_each(softmax_row),
             a => a.apply_elementwise(v),
+        }
+    }
+
+    /// For ReLU-like activations (a unit is "on" when its output is > 0 and
+    /// nearly linear then): the slope where it is off — 0 for ReLU and the
+    /// smooth ones (ELU, GELU, swish, softplus flatten out), α for leaky
+    /// ReLU. `None` for squashing and linear activations.
+    pub fn off_slope(self) -> Option<f32> {
+        match self {
+            Activation::Relu | Activation::Elu(_) | Activation::Gelu | Activation::GeluTanh | Activation::Swish | Activation::Softplus => {
+                Some(0.0)
+            }
+            Activation::LeakyRelu(a) => Some(a),
+            _ => None,
         }
     }
 }
@@ -143,7 +195,8 @@ pub enum Op {
         strides: [usize; 2],
         padding: Padding,
     },
-    GlobalAvgPool,
+    /// Average or max over all positions of `[H, W, C]`: `[C]`.
+    GlobalPool(PoolKind),
     Flatten,
     /// Element-wise sum of its inputs (residual connections), then an activation.
     Add {
@@ -179,7 +232,8 @@ impl Op {
             Op::Conv2D { .. } => "Conv2D",
             Op::Pool2D { kind: PoolKind::Max, .. } => "MaxPool2D",
             Op::Pool2D { kind: PoolKind::Avg, .. } => "AvgPool2D",
-            Op::GlobalAvgPool => "GlobalAveragePooling2D",
+            Op::GlobalPool(PoolKind::Avg) => "GlobalAveragePooling2D",
+            Op::GlobalPool(PoolKind::Max) => "GlobalMaxPooling2D",
             Op::Flatten => "Flatten",
             Op::Add { .. } => "Add",
             Op::BatchNorm { .. } => "BatchNormalization",
@@ -245,21 +299,30 @@ pub enum InputKind {
     Vectors,
 }
 
-/// What the model expects: per-sample shape, what the values mean, and the
-/// affine map from stored data (u8 pixels, token ids) to model input.
+/// What the model expects: per-sample shape, what the values mean, and what
+/// decides the map from stored data to model input (`engine::data::input_map`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InputSpec {
     pub shape: Vec<usize>,
     pub kind: InputKind,
-    /// Model input = raw * scale + offset (e.g. pixels 0..255 with scale 1/255).
-    #[serde(default = "one")]
-    pub scale: f32,
-    #[serde(default)]
-    pub offset: f32,
+    /// Model input = stored × scale + offset, when given (`--scale`, a plan,
+    /// the page); `None` leaves each part to the input rule. Files saved
+    /// before the rule always carry both (their map then stays as it was).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale: Option<f32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<f32>,
+    /// The model starts with its own `Rescaling` / `Normalization`: integer
+    /// images are fed raw.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rescales: bool,
 }
 
-fn one() -> f32 {
-    1.0
+impl InputSpec {
+    /// A spec with the map left to the input rule.
+    pub fn new(shape: Vec<usize>, kind: InputKind) -> Self {
+        InputSpec { shape, kind, scale: None, offset: None, rescales: false }
+    }
 }
 
 /// A validated model. Build one with [`ModelBuilder`]; fields are read-only by

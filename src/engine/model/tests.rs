@@ -6,7 +6,7 @@ use super::*;
 use crate::engine::kernels::PoolKind;
 
 fn spec(shape: &[usize]) -> InputSpec {
-    InputSpec { shape: shape.to_vec(), kind: InputKind::Vectors, scale: 1.0, offset: 0.0 }
+    InputSpec::new(shape.to_vec(), InputKind::Vectors)
 }
 
 fn names(n: usize) -> Vec<String> {
@@ -64,7 +64,7 @@ fn masks_zero_units_and_clip_negative_weights() {
 fn conv_pool_add_record_by_hand() {
     // 3×3×1 input, 2×2 conv (one filter of ones, same padding) -> 3×3×1,
     // residual Add with the input, 2×2 max pool (valid) -> 1×1, flatten, head.
-    let mut b = ModelBuilder::new("c", InputSpec { shape: vec![3, 3, 1], kind: InputKind::Image, scale: 1.0, offset: 0.0 }).unwrap();
+    let mut b = ModelBuilder::new("c", InputSpec::new(vec![3, 3, 1], InputKind::Image)).unwrap();
     let x = b.last();
     let conv = b
         .push(
@@ -124,7 +124,7 @@ fn construction_rejects_bad_models() {
         .unwrap_err();
     assert!(e.to_string().contains("image input"), "{e}");
     assert!(ModelBuilder::new("huge", spec(&[1 << 20, 1 << 20])).is_err());
-    assert!(Activation::parse("gelu").unwrap_err().to_string().contains("supported: linear, relu"));
+    assert!(Activation::parse("mish").unwrap_err().to_string().contains("supported: linear, relu"));
     // A model whose output is not a class vector.
     let mut b = ModelBuilder::new("x", spec(&[2])).unwrap();
     b.push(
@@ -297,7 +297,7 @@ fn recurrent_masks_prune_like_zeroed_weights_per_step() {
 
 #[test]
 fn embedding_looks_up_rows_and_refuses_bad_ids() {
-    let mut b = ModelBuilder::new("emb", InputSpec { shape: vec![3], kind: InputKind::Tokens, scale: 1.0, offset: 0.0 }).unwrap();
+    let mut b = ModelBuilder::new("emb", InputSpec::new(vec![3], InputKind::Tokens)).unwrap();
     b.push("emb", Op::Embedding { table: arr2(&[[0.0, 1.0], [2.0, 3.0], [4.0, 5.0]]) }).unwrap();
     b.push("flat", Op::Flatten).unwrap();
     b.push("id", Op::Dense { kernel: Array2::eye(6), bias: Array1::zeros(6), activation: Activation::Linear }).unwrap();

@@ -12,9 +12,10 @@ use crate::error::{Error, Result};
 
 /// What `Unsupported` errors list as loadable.
 pub const SUPPORTED_LAYERS: &str = "InputLayer, Dense, Conv2D, MaxPooling2D, AveragePooling2D, \
-    GlobalAveragePooling2D, Flatten, Dropout (and SpatialDropout2D, GaussianNoise, GaussianDropout, \
-    AlphaDropout: identities at inference), Activation, ReLU, Softmax, Add, BatchNormalization, \
-    Embedding, SimpleRNN, LSTM, GRU, RepeatVector, TimeDistributed(Dense)";
+    GlobalAveragePooling2D, GlobalMaxPooling2D, Flatten, Dropout (and SpatialDropout2D, GaussianNoise, \
+    GaussianDropout, AlphaDropout: identities at inference), Activation, ReLU, LeakyReLU, ELU, Softmax, \
+    Add, BatchNormalization, Rescaling, Normalization, Embedding, SimpleRNN, LSTM, GRU, RepeatVector, \
+    TimeDistributed(Dense)";
 
 /// Sequence layers the IR does not have, named as such in errors.
 const SEQUENCE_LAYERS: &[&str] = &[
@@ -51,13 +52,18 @@ pub enum Class {
     MaxPool,
     AvgPool,
     GlobalAvgPool,
+    GlobalMaxPool,
     Flatten,
     Dropout,
     Activation,
     ReLU,
+    LeakyRelu,
+    Elu,
     Softmax,
     Add,
     BatchNorm,
+    Rescaling,
+    Normalization,
     Embedding,
     RepeatVector,
     SimpleRnn,
@@ -74,7 +80,12 @@ impl Class {
             "Conv2D" => Conv2D,
             "MaxPooling2D" => MaxPool,
             "AveragePooling2D" => AvgPool,
-            "GlobalAveragePooling2D" => GlobalAvgPool,
+            "GlobalAveragePooling2D" | "GlobalAvgPool2D" => GlobalAvgPool,
+            "GlobalMaxPooling2D" | "GlobalMaxPool2D" => GlobalMaxPool,
+            "LeakyReLU" => LeakyRelu,
+            "ELU" => Elu,
+            "Rescaling" => Rescaling,
+            "Normalization" => Normalization,
             "Flatten" => Flatten,
             "Dropout" | "SpatialDropout2D" | "GaussianNoise" | "GaussianDropout" | "AlphaDropout" => Dropout,
             "Activation" => Activation,
@@ -130,6 +141,8 @@ impl Layer {
 
 #[derive(Debug, Clone)]
 pub struct Graph {
+    /// Written by Keras 2 (tf_keras), whose `hard_sigmoid` differs from Keras 3's.
+    pub keras2: bool,
     pub layers: Vec<Layer>,
     /// A topological build order: the input layer first, the output last,
     /// every layer once.
@@ -246,7 +259,7 @@ fn sequential(cfg: &Map<String, Value>, entries: Vec<Layer>) -> Result<Graph> {
         layers.push(l);
     }
     let order = (0..layers.len()).collect();
-    Ok(Graph { layers, order })
+    Ok(Graph { keras2: false, layers, order })
 }
 
 fn functional(cfg: &Map<String, Value>, list: &[Value], mut layers: Vec<Layer>) -> Result<Graph> {
@@ -370,7 +383,7 @@ fn functional(cfg: &Map<String, Value>, list: &[Value], mut layers: Vec<Layer>) 
     if order.first() != Some(&input) || order.last() != Some(&output) {
         return Err(bad("the layer graph does not run from the input to the output"));
     }
-    Ok(Graph { layers, order })
+    Ok(Graph { keras2: false, layers, order })
 }
 
 /// A reference to a layer output: `[layer, node_index, tensor_index]`.

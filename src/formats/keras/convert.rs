@@ -36,7 +36,7 @@ pub fn build(graph: &Graph, src: &dyn WeightSource, name: &str) -> Result<Model>
         _ if reads_tokens => InputKind::Tokens,
         _ => InputKind::Vectors,
     };
-    let mut b = ModelBuilder::new(name, InputSpec { shape, kind, scale: 1.0, offset: 0.0 })?;
+    let mut b = ModelBuilder::new(name, InputSpec::new(shape, kind))?;
     let mut node_of: Vec<Option<NodeId>> = vec![None; layers.len()];
     if let Some(slot) = node_of.get_mut(first) {
         *slot = Some(b.last());
@@ -50,7 +50,7 @@ pub fn build(graph: &Graph, src: &dyn WeightSource, name: &str) -> Result<Model>
                 node_of.get(j).copied().flatten().ok_or_else(|| bad(format!("{} reads a layer that is not built before it", l.label())))
             })
             .collect::<Result<Vec<_>>>()?;
-        let op = op_for(l, &b, &ins, src)?;
+        let op = op_for(l, &b, &ins, src, graph.keras2)?;
         let stored = stored_params(l, &op)?;
         let id = b.add(l.name.clone(), op, &ins)?;
         if let Some(n) = stored {
@@ -64,11 +64,15 @@ pub fn build(graph: &Graph, src: &dyn WeightSource, name: &str) -> Result<Model>
     if classes > MAX_CLASSES {
         return Err(Error::too_large("number of classes (model outputs)", classes as u64, MAX_CLASSES as u64));
     }
-    b.finish((0..classes).map(|i| i.to_string()).collect())
+    let mut model = b.finish((0..classes).map(|i| i.to_string()).collect())?;
+    // A model that scales its own input is fed integer images raw (the input rule).
+    let first = rest.first().and_then(|&i| layers.get(i));
+    model.input.rescales = first.is_some_and(|l| matches!(l.class, Class::Rescaling | Class::Normalization));
+    Ok(model)
 }
 
 fn input_shape(l: &Layer) -> Result<Vec<usize>> {
-    let p = Params(l);
+    let p = Params(l, false);
     let (v, batch) = match (p.get("batch_shape").or_else(|| p.get("batch_input_shape")), p.get("shape")) {
         (Some(v), _) => (v, true),
         (None, Some(v)) => (v, false),
@@ -91,8 +95,8 @@ fn input_shape(l: &Layer) -> Result<Vec<usize>> {
         .collect()
 }
 
-fn op_for(l: &Layer, b: &ModelBuilder, ins: &[NodeId], src: &dyn WeightSource) -> Result<Op> {
-    let p = Params(l);
+fn op_for(l: &Layer, b: &ModelBuilder, ins: &[NodeId], src: &dyn WeightSource, keras2: bool) -> Result<Op> {
+    let p = Params(l, keras2);
     let one = || one_input(l, b, ins);
     let image = || -> Result<[usize; 3]> {
         match *one_input(l, b, ins)? {
@@ -153,13 +157,13 @@ fn op_for(l: &Layer, b: &ModelBuilder, ins: &[NodeId], src: &dyn WeightSource) -
             let kind = if l.class == Class::MaxPool { PoolKind::Max } else { PoolKind::Avg };
             Op::Pool2D { kind, size, strides, padding }
         }
-        Class::GlobalAvgPool => {
+        Class::GlobalAvgPool | Class::GlobalMaxPool => {
             image()?;
             p.channels_last()?;
             if p.flag("keepdims", false)? {
                 return Err(p.unsupported_option("keepdims=true".into(), "keepdims=false"));
             }
-            Op::GlobalAvgPool
+            Op::GlobalPool(if l.class == Class::GlobalMaxPool { PoolKind::Max } else { PoolKind::Avg })
         }
         Class::Flatten => {
             if one()?.len() > 1 {
@@ -186,6 +190,14 @@ fn op_for(l: &Layer, b: &ModelBuilder, ins: &[NodeId], src: &dyn WeightSource) -
             }
             Op::Activation(Activation::Relu)
         }
+        Class::LeakyRelu => {
+            // Keras 3 names the slope negative_slope, Keras 2 alpha; both default to 0.3.
+            let key = if p.get("negative_slope").is_some() { "negative_slope" } else { "alpha" };
+            Op::Activation(Activation::LeakyRelu(p.float(key, 0.3)? as f32))
+        }
+        Class::Elu => Op::Activation(Activation::Elu(p.float("alpha", 1.0)? as f32)),
+        Class::Rescaling => rescaling(&p, one()?)?,
+        Class::Normalization => normalization(&p, one()?, src)?,
         Class::Softmax => {
             p.last_axis(one()?.len())?;
             Op::Activation(Activation::Softmax)
@@ -270,8 +282,17 @@ fn recurrent(p: &Params, input: &[usize], src: &dyn WeightSource) -> Result<Op> 
 /// different number: BatchNorm keeps gamma, beta, mean and variance (the IR
 /// folds them to 2 per channel); `use_bias=false` layers have no bias.
 fn stored_params(l: &Layer, op: &Op) -> Result<Option<usize>> {
-    let p = Params(l);
+    let p = Params(l, false);
     Ok(match op {
+        Op::BatchNorm { .. } if l.class == Class::Rescaling => Some(0),
+        // Adapted mean, variance and count (Keras counts them), or none when given in the config.
+        Op::BatchNorm { scale, .. } if l.class == Class::Normalization => Some(if p.get("mean").is_some() {
+            0
+        } else if p.per_value_axis() {
+            3
+        } else {
+            2 * scale.len() + 1
+        }),
         Op::BatchNorm { scale, .. } => Some(scale.len() * (2 + p.flag("center", true)? as usize + p.flag("scale", true)? as usize)),
         Op::Dense { kernel, .. } if !p.flag("use_bias", true)? => Some(kernel.len()),
         Op::Conv2D { kernel, .. } if !p.flag("use_bias", true)? => Some(kernel.len()),
@@ -293,6 +314,71 @@ fn bias(w: Option<Vec<f32>>, n: usize) -> Array1<f32> {
         Some(v) => Array1::from_vec(v),
         None => Array1::zeros(n),
     }
+}
+
+/// A number or one per channel (`key` of Rescaling), as `c` values.
+fn per_channel(p: &Params, key: &str, default: f64, c: usize) -> Result<Vec<f32>> {
+    let v = match p.get(key) {
+        None => return Ok(vec![default as f32; c]),
+        Some(v) => v,
+    };
+    let values: Vec<f32> = match v {
+        Value::Array(a) => a.iter().map(|x| x.as_f64().map(|f| f as f32)).collect::<Option<_>>().ok_or_else(|| p.err(key, "numbers", v))?,
+        x => vec![x.as_f64().ok_or_else(|| p.err(key, "a number or a list of numbers", v))? as f32],
+    };
+    match values.len() {
+        1 => Ok(vec![values[0]; c]),
+        n if n == c => Ok(values),
+        n => Err(Error::shape(format!("'{key}' of {}", p.0.label()), format!("1 or {c} values (one per channel)"), n)),
+    }
+}
+
+/// `Rescaling`: y = x · scale + offset, per channel (a folded BatchNorm).
+fn rescaling(p: &Params, input: &[usize]) -> Result<Op> {
+    let c = input.last().copied().unwrap_or(1);
+    let (scale, shift) = (per_channel(p, "scale", 1.0, c)?, per_channel(p, "offset", 0.0, c)?);
+    if !scale.iter().chain(&shift).all(|v| v.is_finite()) {
+        return Err(Error::NonFinite { layer: p.0.name.clone(), what: "scale/offset".into() });
+    }
+    Ok(Op::BatchNorm { scale: Array1::from_vec(scale), shift: Array1::from_vec(shift) })
+}
+
+/// `Normalization` (adapted or given mean and variance) over the last axis
+/// or all axes: y = (x − mean) / max(√variance, ε) with Keras' ε = 1e-7.
+fn normalization(p: &Params, input: &[usize], src: &dyn WeightSource) -> Result<Op> {
+    let l = p.0;
+    if p.flag("invert", false)? {
+        return Err(p.unsupported_option("invert=true".into(), "invert=false"));
+    }
+    let c = input.last().copied().unwrap_or(1);
+    let n = if p.per_value_axis() { 1 } else { p.last_axis(input.len()).map(|_| c)? };
+    let (mean, var) = match (p.get("mean"), p.get("variance")) {
+        (Some(_), Some(_)) => (per_channel(p, "mean", 0.0, n)?, per_channel(p, "variance", 1.0, n)?),
+        _ => {
+            let arrays = src.arrays(l)?;
+            // Adapted: mean, variance and the sample count (not used at inference).
+            // axis=None stores scalars.
+            let dims = if p.per_value_axis() { vec![] } else { vec![n] };
+            let want = [("mean", dims.clone()), ("variance", dims), ("count", vec![])];
+            let want = &want[..arrays.len().clamp(2, 3)];
+            let mut w = weights(src, l, want)?.into_iter();
+            (w.next().unwrap_or_default(), w.next().unwrap_or_default())
+        }
+    };
+    if !mean.iter().chain(&var).all(|v| v.is_finite()) {
+        return Err(Error::NonFinite { layer: l.name.clone(), what: "mean/variance".into() });
+    }
+    if let Some(k) = var.iter().position(|&v| v < 0.0) {
+        return Err(Error::invalid(format!("{}: variance must be ≥ 0 (channel {k} has {})", l.label(), var[k])));
+    }
+    let (mut scale, mut shift) = (Vec::with_capacity(c), Vec::with_capacity(c));
+    for k in 0..c {
+        let (m, v) = (mean[k % n] as f64, var[k % n] as f64);
+        let s = 1.0 / v.sqrt().max(1e-7);
+        scale.push(s as f32);
+        shift.push((-m * s) as f32);
+    }
+    Ok(Op::BatchNorm { scale: Array1::from_vec(scale), shift: Array1::from_vec(shift) })
 }
 
 /// Inference BatchNormalization folded into `y = x * scale + shift`.
@@ -375,8 +461,8 @@ fn weights(src: &dyn WeightSource, l: &Layer, want: &[(&'static str, Vec<usize>)
         .collect()
 }
 
-/// Typed access to a layer's `config` object.
-struct Params<'a>(&'a Layer);
+/// Typed access to a layer's `config` object (and whether Keras 2 wrote it).
+struct Params<'a>(&'a Layer, bool);
 
 impl Params<'_> {
     /// The value at `key`, treating JSON null as absent.
@@ -464,6 +550,15 @@ impl Params<'_> {
         }
     }
 
+    /// `axis=None` (saved as null or as an empty list): one statistic for every value.
+    fn per_value_axis(&self) -> bool {
+        match self.0.config.get("axis") {
+            Some(Value::Null) => true,
+            Some(Value::Array(a)) => a.is_empty(),
+            _ => false,
+        }
+    }
+
     /// `axis` (an int or a one-element list; Keras counts the batch axis as 0)
     /// must name the last axis of a per-sample shape of `rank` dimensions.
     fn last_axis(&self, rank: usize) -> Result<()> {
@@ -493,6 +588,12 @@ impl Params<'_> {
             }
             Some(v) => short(v),
         };
+        match name.as_str() {
+            // Keras 2: clip(0.2x + 0.5, 0, 1); Keras 3: relu6(x + 3) / 6.
+            "hard_sigmoid" => return Ok(Activation::HardSigmoid(if self.1 { 0.2 } else { 1.0 / 6.0 })),
+            "gelu" if self.get("approximate").and_then(Value::as_bool) == Some(true) => return Ok(Activation::GeluTanh),
+            _ => {}
+        }
         Activation::parse(&name).map_err(|e| match e {
             Error::Unsupported { name, supported, .. } => {
                 Error::Unsupported { what: format!("activation in {}", self.0.label()), name, supported }

@@ -112,6 +112,9 @@ pub(super) struct Cx<'g> {
     pub(super) last_step: HashSet<usize>,
     /// The graph input holds integers (token ids).
     pub(super) int_input: bool,
+    /// The first op on the input is an Add/Sub/Mul/Div by constants: the
+    /// model scales its own input (Keras `Rescaling` through tf2onnx).
+    pub(super) rescales: bool,
 }
 
 /// Builds the IR model for `g`. `opset` is the default domain's opset
@@ -128,7 +131,7 @@ pub fn build(g: &GraphProto, opset: i64, name: &str, file_len: usize) -> Result<
         3 => InputKind::Image,
         _ => InputKind::Vectors,
     };
-    let b = ModelBuilder::new(name, InputSpec { shape: ir_shape, kind, scale: 1.0, offset: 0.0 })?;
+    let b = ModelBuilder::new(name, InputSpec::new(ir_shape, kind))?;
     let first = b.last();
     vals.insert(input.name.as_str(), Val::Act(Act::new(first, shape, layout)));
 
@@ -146,6 +149,7 @@ pub fn build(g: &GraphProto, opset: i64, name: &str, file_len: usize) -> Result<
         activations: 0,
         last_step: HashSet::new(),
         int_input: kind == InputKind::Tokens,
+        rescales: false,
     };
     // Constants first; a second try once `Shape` of computed tensors is known.
     let mut folded = vec![false; nodes.len()];
@@ -353,7 +357,10 @@ impl<'g> Cx<'g> {
         if classes > MAX_CLASSES {
             return Err(Error::too_large("number of classes (model outputs)", classes as u64, MAX_CLASSES as u64));
         }
-        self.b.finish((0..classes).map(|c| c.to_string()).collect())
+        let rescales = self.rescales;
+        let mut model = self.b.finish((0..classes).map(|c| c.to_string()).collect())?;
+        model.input.rescales = rescales;
+        Ok(model)
     }
 }
 

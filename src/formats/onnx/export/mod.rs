@@ -30,11 +30,12 @@
 use prost::Message;
 
 use super::proto::{GraphProto, NodeProto, OperatorSetIdProto, data_type};
+use crate::engine::data::InputMap;
 use crate::engine::decompose::{Calibration, Head};
 use crate::engine::kernels::PoolKind;
 use crate::engine::model::{Activation, Cell, InputKind, Masks, Model, NodeId, Op, Padding};
 use crate::error::{Error, Result};
-use writer::{Graph, Layout, Value, act_name, attr_i, attr_ints, attr_strings, hwc_to_chw, value_info};
+use writer::{Graph, Layout, Value, act_name, attr_f, attr_i, attr_ints, attr_strings, hwc_to_chw, value_info};
 
 mod writer;
 
@@ -49,6 +50,8 @@ pub const MAX_EXPORT_BYTES: u64 = 1 << 30;
 #[derive(Debug, Clone, Copy)]
 pub struct ExportModule<'a> {
     pub model: &'a Model,
+    /// How the model reads the graph's input (the data as stored).
+    pub input: InputMap,
     pub masks: &'a Masks,
     pub class: usize,
     pub head: Head,
@@ -146,6 +149,7 @@ pub fn export_composition(modules: &[ExportModule], class_names: &[String], opts
         let mut b = ModuleBuilder {
             g: &mut g,
             model: m.model,
+            input: m.input,
             masks: m.masks,
             model_key: mi,
             prefix: format!("m{i}"),
@@ -191,7 +195,7 @@ pub fn export_composition(modules: &[ExportModule], class_names: &[String], opts
         output: outputs,
     };
     let json = |v: &[String]| serde_json::to_string(v).unwrap_or_default();
-    let scales: Vec<String> = modules.iter().map(|m| format!("{}·x+{}", m.model.input.scale, m.model.input.offset)).collect();
+    let scales: Vec<String> = modules.iter().map(|m| format!("{}·x+{}", m.input.scale, m.input.offset)).collect();
     let model = ExportModelProto {
         ir_version: IR_VERSION,
         producer_name: "remodule".into(),
@@ -242,6 +246,7 @@ fn channeled_head(g: &mut Graph, p: &str, z: &str, classes: usize, class: usize,
 struct ModuleBuilder<'g, 'm> {
     g: &'g mut Graph,
     model: &'m Model,
+    input: InputMap,
     masks: &'m Masks,
     /// Index of the model among the composition's (names its shared weights).
     model_key: usize,
@@ -319,16 +324,17 @@ impl ModuleBuilder<'_, '_> {
         let shape = self.g.const_i64(&format!("{}_input_shape", self.prefix), &[dims.len()], dims);
         let reshaped = self.name(0, "reshaped");
         v.name = self.g.op("Reshape", &[&v.name, &shape], vec![], &reshaped);
-        if spec.scale != 1.0 || spec.offset != 0.0 {
+        let map = self.input;
+        if map.scale != 1.0 || map.offset != 0.0 {
             if v.int {
                 v = self.float(0, &v);
             }
-            if spec.scale != 1.0 {
-                let s = self.g.const_f32(&format!("{}_scale", self.prefix), &[], vec![spec.scale]);
+            if map.scale != 1.0 {
+                let s = self.g.const_f32(&format!("{}_scale", self.prefix), &[], vec![map.scale]);
                 v.name = self.g.op("Mul", &[&v.name, &s], vec![], &self.name(0, "scaled"));
             }
-            if spec.offset != 0.0 {
-                let o = self.g.const_f32(&format!("{}_offset", self.prefix), &[], vec![spec.offset]);
+            if map.offset != 0.0 {
+                let o = self.g.const_f32(&format!("{}_offset", self.prefix), &[], vec![map.offset]);
                 v.name = self.g.op("Add", &[&v.name, &o], vec![], &self.name(0, "shifted"));
             }
         }
@@ -357,15 +363,48 @@ impl ModuleBuilder<'_, '_> {
     }
 
     fn activate(&mut self, id: NodeId, pre: Value, a: Activation) -> Value {
-        let op = match a {
-            Activation::Linear => return pre,
-            Activation::Softmax => "Softmax",
-            other => act_name(other).unwrap(),
-        };
-        let pre = if a == Activation::Softmax && pre.layout != Layout::Ir { self.get_value(id, pre, Layout::Ir) } else { pre };
         let out = self.name(id, "act");
-        let attrs = if a == Activation::Softmax { vec![attr_i("axis", -1)] } else { vec![] };
-        self.g.op(op, &[&pre.name], attrs, &out);
+        let x = pre.name.clone();
+        let (op, attrs) = match a {
+            Activation::Linear => return pre,
+            Activation::Softmax => {
+                let pre = if pre.layout != Layout::Ir { self.get_value(id, pre, Layout::Ir) } else { pre };
+                self.g.op("Softmax", &[&pre.name], vec![attr_i("axis", -1)], &out);
+                return Value { name: out, ..pre };
+            }
+            Activation::LeakyRelu(alpha) => ("LeakyRelu", vec![attr_f("alpha", alpha)]),
+            Activation::Elu(alpha) => ("Elu", vec![attr_f("alpha", alpha)]),
+            Activation::HardSigmoid(alpha) => ("HardSigmoid", vec![attr_f("alpha", alpha), attr_f("beta", 0.5)]),
+            Activation::Swish => {
+                let s = self.g.op("Sigmoid", &[&x], vec![], &self.name(id, "sigmoid"));
+                self.g.op("Mul", &[&x, &s], vec![], &out);
+                return Value { name: out, ..pre };
+            }
+            // Opset 17 has no Gelu op: 0.5·x·(1 + erf(x/√2)), or the tanh form.
+            Activation::Gelu | Activation::GeluTanh => {
+                let c = |g: &mut Graph, v: f32| g.const_f32(&format!("c_{v}"), &[], vec![v]);
+                let inner = if a == Activation::Gelu {
+                    let k = c(self.g, std::f32::consts::FRAC_1_SQRT_2);
+                    let t = self.g.op("Mul", &[&x, &k], vec![], &self.name(id, "gelu_in"));
+                    self.g.op("Erf", &[&t], vec![], &self.name(id, "gelu_erf"))
+                } else {
+                    let (k, cube) = (c(self.g, 0.797_884_6), c(self.g, 0.044_715));
+                    let x2 = self.g.op("Mul", &[&x, &x], vec![], &self.name(id, "gelu_x2"));
+                    let x3 = self.g.op("Mul", &[&x2, &x], vec![], &self.name(id, "gelu_x3"));
+                    let t = self.g.op("Mul", &[&x3, &cube], vec![], &self.name(id, "gelu_cx3"));
+                    let t = self.g.op("Add", &[&x, &t], vec![], &self.name(id, "gelu_sum"));
+                    let t = self.g.op("Mul", &[&t, &k], vec![], &self.name(id, "gelu_in"));
+                    self.g.op("Tanh", &[&t], vec![], &self.name(id, "gelu_tanh"))
+                };
+                let (one, half) = (c(self.g, 1.0), c(self.g, 0.5));
+                let t = self.g.op("Add", &[&inner, &one], vec![], &self.name(id, "gelu_1p"));
+                let t = self.g.op("Mul", &[&t, &half], vec![], &self.name(id, "gelu_half"));
+                self.g.op("Mul", &[&x, &t], vec![], &out);
+                return Value { name: out, ..pre };
+            }
+            other => (act_name(other).unwrap_or("Identity"), vec![]),
+        };
+        self.g.op(op, &[&x], attrs, &out);
         Value { name: out, ..pre }
     }
 
@@ -461,11 +500,12 @@ impl ModuleBuilder<'_, '_> {
                 let out = self.g.op(op, &[&x.name], attrs, &self.name(id, "pre"));
                 Value { name: out, layout: Layout::Nchw, int: false }
             }
-            Op::GlobalAvgPool => {
+            Op::GlobalPool(kind) => {
                 let x = self.get(input(0), Layout::Ir);
                 let rank = in_shape(0).len();
                 let axes: Vec<usize> = (1..rank).collect();
-                let out = self.g.op("ReduceMean", &[&x.name], vec![attr_ints("axes", &axes), attr_i("keepdims", 0)], &self.name(id, "pre"));
+                let op = if *kind == PoolKind::Max { "ReduceMax" } else { "ReduceMean" };
+                let out = self.g.op(op, &[&x.name], vec![attr_ints("axes", &axes), attr_i("keepdims", 0)], &self.name(id, "pre"));
                 Value { name: out, layout: Layout::Ir, int: false }
             }
             Op::Flatten => {

@@ -138,11 +138,18 @@ pub(super) fn hwc_to_chw<T: Copy>(v: &[T], shape: &[usize]) -> Vec<T> {
     out
 }
 
+/// The ONNX op of an activation that is one op without attributes (also
+/// what an ONNX RNN's `activations` attribute may name).
 pub(super) fn act_name(a: Activation) -> Option<&'static str> {
     match a {
         Activation::Tanh => Some("Tanh"),
         Activation::Sigmoid => Some("Sigmoid"),
         Activation::Relu => Some("Relu"),
-        Activation::Linear | Activation::Softmax => None,
+        Activation::Softplus => Some("Softplus"),
+        _ => None,
     }
+}
+
+pub(super) fn attr_f(name: &str, f: f32) -> AttributeProto {
+    AttributeProto { name: name.into(), f, r#type: attr_type::FLOAT, ..Default::default() }
 }

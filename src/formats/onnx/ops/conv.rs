@@ -153,10 +153,12 @@ pub(super) fn pool(cx: &mut Cx, i: usize) -> Result<()> {
     cx.bind(i, 0, Val::Act(Act::new(id, shape, layout)))
 }
 
-pub(super) fn global_average_pool(cx: &mut Cx, i: usize) -> Result<()> {
+/// GlobalAveragePool, GlobalMaxPool.
+pub(super) fn global_pool(cx: &mut Cx, i: usize) -> Result<()> {
     let x = cx.act(i, 0)?;
     let (_, _, c) = cx.nchw(i, &x)?;
-    let id = cx.emit(i, Op::GlobalAvgPool, &[x.node])?;
+    let kind = if cx.n(i).op_type == "GlobalMaxPool" { PoolKind::Max } else { PoolKind::Avg };
+    let id = cx.emit(i, Op::GlobalPool(kind), &[x.node])?;
     let shape = vec![c, 1, 1];
     let layout = plain(&shape);
     cx.bind(i, 0, Val::Act(Act::new(id, shape, layout)))

@@ -9,25 +9,64 @@ use crate::error::{Error, Result};
 use crate::formats::onnx::convert::{Attrs, Cx, Val, bad, label, unsupported_option};
 use crate::formats::onnx::fold::first;
 use crate::formats::onnx::layout::{Act, Layout, restride, sample_axis, strides};
-use crate::formats::onnx::proto::data_type;
+use crate::formats::onnx::proto::{NodeProto, data_type};
 use crate::formats::onnx::tensor::{Const, Data};
 
-/// The activation an op name stands for (also in recurrent `activations`).
+/// The activation an op name stands for without attributes (also in recurrent `activations`).
 pub(super) fn activation_of(op: &str) -> Option<Activation> {
     match op {
         "Relu" => Some(Activation::Relu),
         "Tanh" => Some(Activation::Tanh),
         "Sigmoid" => Some(Activation::Sigmoid),
+        "Softplus" => Some(Activation::Softplus),
         _ => None,
     }
 }
 
-/// Relu, Tanh, Sigmoid.
+/// The activation of node `n`, with its attributes (ONNX defaults).
+fn activation_with_attrs(n: &NodeProto) -> Result<Activation> {
+    let a = Attrs(n);
+    Ok(match n.op_type.as_str() {
+        "LeakyRelu" => Activation::LeakyRelu(a.float("alpha", 0.01)?),
+        "Elu" => Activation::Elu(a.float("alpha", 1.0)?),
+        "HardSigmoid" => {
+            let beta = a.float("beta", 0.5)?;
+            if beta != 0.5 {
+                return Err(unsupported_option(n, format!("beta={beta}"), "beta=0.5"));
+            }
+            Activation::HardSigmoid(a.float("alpha", 0.2)?)
+        }
+        "Gelu" => match a.string("approximate")?.as_deref() {
+            None | Some("none") => Activation::Gelu,
+            Some("tanh") => Activation::GeluTanh,
+            Some(other) => return Err(unsupported_option(n, format!("approximate={other}"), "approximate=none or tanh")),
+        },
+        op => activation_of(op).unwrap_or(Activation::Linear),
+    })
+}
+
+/// Relu, Tanh, Sigmoid (x·Sigmoid(x) read as swish), Softplus, LeakyRelu, Elu, HardSigmoid, Gelu.
 pub(super) fn activation(cx: &mut Cx, i: usize) -> Result<()> {
     let x = cx.act_any(i, 0)?;
-    let a = activation_of(&cx.n(i).op_type).unwrap_or(Activation::Linear);
+    let n = cx.n(i);
+    let mut a = activation_with_attrs(n)?;
+    let mut out: &str = n.output.first().map(String::as_str).unwrap_or("");
+    // SiLU as exported: Mul(x, Sigmoid(x)), in either order.
+    if a == Activation::Sigmoid
+        && let Some(j) = cx.sole_reader(out)
+    {
+        let m = &cx.nodes[j];
+        let x_name = n.input.first().map(String::as_str).unwrap_or("");
+        let other = m.input.iter().find(|t| t.as_str() != out).map(String::as_str);
+        if m.domain.is_empty() && m.op_type == "Mul" && m.input.len() == 2 && other == Some(x_name) {
+            a = Activation::Swish;
+            cx.absorbed[j] = true;
+            out = m.output.first().map(String::as_str).unwrap_or("");
+        }
+    }
     let id = cx.emit(i, Op::Activation(a), &[x.node])?;
-    cx.bind(i, 0, Val::Act(Act { node: id, ..x }))
+    cx.bind_name(out, Val::Act(Act { node: id, ..x }));
+    Ok(())
 }
 
 pub(super) fn dropout(cx: &mut Cx, i: usize) -> Result<()> {
@@ -156,6 +195,7 @@ pub(super) fn arith<'g>(cx: &mut Cx<'g>, i: usize) -> Result<()> {
         _ => (v.iter().map(|c| 1.0 / c).collect(), vec![0.0; l]),
     };
     cx.spend(2 * l, i)?;
+    cx.rescales |= x.node == 0;
     let id = cx.emit(i, Op::BatchNorm { scale: Array1::from_vec(scale), shift: Array1::from_vec(shift) }, &[x.node])?;
     cx.bind(i, 0, Val::Act(Act { node: id, ..x }))
 }

@@ -38,8 +38,13 @@ const KEY: &str = "remodule";
 /// older readers still open every file they could read before: version 2
 /// adds the `RepeatVector` kind (option `times`); version 3 adds per-gate
 /// recurrent masks (a mask's `gates` length and its `.gates` tensor);
-/// version 4 adds class relevance (settings `strength`, a module's `calibration`).
-pub const VERSION: u32 = 4;
+/// version 4 adds class relevance (settings `strength`, a module's `calibration`);
+/// version 5 adds `rescales` (the model scales its own input), `GlobalMaxPooling2D`
+/// and the activations beyond linear/relu/tanh/sigmoid/softmax. The input
+/// rule: a model file leaves scale and offset to it (before version 5 a model
+/// file's scale was ignored on loading, so it still is); a module set carries
+/// the map it was decomposed with.
+pub const VERSION: u32 = 5;
 /// Largest pool window, stride or conv kernel side (as the Keras loader).
 const MAX_WINDOW: usize = 1 << 16;
 /// Op kinds a manifest may name (`Op::kind`).
@@ -50,6 +55,7 @@ const KINDS: &[&str] = &[
     "MaxPool2D",
     "AvgPool2D",
     "GlobalAveragePooling2D",
+    "GlobalMaxPooling2D",
     "Flatten",
     "Add",
     "BatchNormalization",
@@ -65,7 +71,21 @@ const KINDS: &[&str] = &[
 /// The lowest manifest version that can express `model` and its
 /// decomposition `dec` (see [`VERSION`]).
 fn version_for(model: &Model, dec: Option<&Decomposition>) -> u32 {
-    if dec.is_some_and(|d| d.settings.strength > 0.0 || d.modules.iter().any(|m| m.calibration.is_some())) {
+    let old_activation =
+        |a: Activation| matches!(a, Activation::Linear | Activation::Relu | Activation::Tanh | Activation::Sigmoid | Activation::Softmax);
+    let activations = model.nodes.iter().flat_map(|n| match &n.op {
+        Op::Recurrent(r) => vec![r.activation, r.recurrent_activation],
+        op => op.activation().into_iter().collect(),
+    });
+    // A model file that states its own scale (not the rule's) needs a reader that keeps it.
+    let given = dec.is_none() && (model.input.scale.is_some() || model.input.offset.is_some());
+    if given
+        || model.input.rescales
+        || model.nodes.iter().any(|n| matches!(n.op, Op::GlobalPool(PoolKind::Max)))
+        || activations.into_iter().any(|a| !old_activation(a))
+    {
+        5
+    } else if dec.is_some_and(|d| d.settings.strength > 0.0 || d.modules.iter().any(|m| m.calibration.is_some())) {
         4
     } else if dec.is_some_and(|d| d.modules.iter().any(|m| m.masks.nodes.values().any(|k| k.gates.is_some()))) {
         3
@@ -305,7 +325,7 @@ fn model_spec(model: &Model, t: &mut Tensors) -> ModelSpec {
                 }
             }
             Op::RepeatVector { times } => spec.times = Some(*times),
-            Op::Input | Op::GlobalAvgPool | Op::Flatten | Op::Add { .. } | Op::Activation(_) | Op::Dropout => {}
+            Op::Input | Op::GlobalPool(_) | Op::Flatten | Op::Add { .. } | Op::Activation(_) | Op::Dropout => {}
         }
         nodes.push(spec);
     }
@@ -336,9 +356,13 @@ pub fn contents(bytes: &[u8]) -> Result<Contents> {
 pub fn load_native(bytes: &[u8], name: &str) -> Result<Model> {
     let (file, manifest) = open(bytes)?;
     let mut r = Reader { file, used: HashSet::new() };
-    let model = read_model(&manifest.model, &mut r, name)?;
+    let mut model = read_model(&manifest.model, &mut r, name)?;
     if manifest.contents == Contents::Model {
         r.all_used()?;
+        // Before the input rule (version 5) the stored scale of a model file was never used.
+        if manifest.version < 5 {
+            (model.input.scale, model.input.offset) = (None, None);
+        }
     }
     Ok(model)
 }
@@ -589,7 +613,8 @@ fn read_op(i: usize, node: &NodeSpec, r: &mut Reader) -> Result<Op> {
             strides: window("strides", node.strides)?,
             padding: padding()?,
         },
-        "GlobalAveragePooling2D" => Op::GlobalAvgPool,
+        "GlobalAveragePooling2D" => Op::GlobalPool(PoolKind::Avg),
+        "GlobalMaxPooling2D" => Op::GlobalPool(PoolKind::Max),
         "Flatten" => Op::Flatten,
         "Add" => Op::Add { activation: activation()? },
         "BatchNormalization" => Op::BatchNorm { scale: r.vector(&t("scale"))?, shift: r.vector(&t("shift"))? },
@@ -694,104 +719,4 @@ fn check_decomposition(model: &Model, dec: &Decomposition) -> Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn small(shape: &[usize], seed: &mut f32) -> ndarray::ArrayD<f32> {
-        ndarray::ArrayD::from_shape_fn(shape, |_| {
-            *seed = (*seed * 7.31 + 0.17).fract();
-            *seed - 0.5
-        })
-    }
-
-    /// Two small models that hold every op kind between them.
-    fn every_kind() -> Vec<Model> {
-        let s = &mut 0.3;
-        let m2 = |r: usize, c: usize, s: &mut f32| small(&[r, c], s).into_dimensionality().unwrap();
-        let v = |n: usize, s: &mut f32| small(&[n], s).into_dimensionality().unwrap();
-        let image = InputSpec { shape: vec![6, 6, 2], kind: crate::engine::model::InputKind::Image, scale: 1.0 / 255.0, offset: 0.0 };
-        let mut b = ModelBuilder::new("image", image).unwrap();
-        let conv = Op::Conv2D {
-            kernel: small(&[3, 3, 2, 4], s).into_dimensionality().unwrap(),
-            bias: v(4, s),
-            strides: [1, 1],
-            padding: Padding::Same,
-            activation: Activation::Linear,
-        };
-        let c = b.push("conv", conv).unwrap();
-        b.push("bn", Op::BatchNorm { scale: v(4, s), shift: v(4, s) }).unwrap();
-        let a = b.push("relu", Op::Activation(Activation::Relu)).unwrap();
-        b.add("add", Op::Add { activation: Activation::Relu }, &[c, a]).unwrap();
-        b.push("max", Op::Pool2D { kind: PoolKind::Max, size: [2, 2], strides: [2, 2], padding: Padding::Valid }).unwrap();
-        b.push("avg", Op::Pool2D { kind: PoolKind::Avg, size: [2, 2], strides: [1, 1], padding: Padding::Same }).unwrap();
-        let pooled = b.last();
-        b.push("gap", Op::GlobalAvgPool).unwrap();
-        b.add("flat", Op::Flatten, &[pooled]).unwrap();
-        b.push("drop", Op::Dropout).unwrap();
-        b.push("head", Op::Dense { kernel: m2(36, 3, s), bias: v(3, s), activation: Activation::Softmax }).unwrap();
-        let image = b.finish(vec!["a".into(), "b".into(), "c".into()]).unwrap();
-
-        let tokens = InputSpec { shape: vec![5], kind: crate::engine::model::InputKind::Tokens, scale: 1.0, offset: 0.0 };
-        let mut b = ModelBuilder::new("tokens", tokens).unwrap();
-        b.push("emb", Op::Embedding { table: m2(7, 3, s) }).unwrap();
-        let rec = |cell: Cell, f: usize, u: usize, seq: bool, s: &mut f32| {
-            let g = cell.gates() * u;
-            Op::Recurrent(Box::new(Recurrent {
-                cell,
-                units: u,
-                kernel: m2(f, g, s),
-                recurrent: m2(u, g, s),
-                bias: v(g, s),
-                recurrent_bias: matches!(cell, Cell::Gru { reset_after: true }).then(|| v(g, s)),
-                activation: Activation::Tanh,
-                recurrent_activation: Activation::Sigmoid,
-                return_sequences: seq,
-            }))
-        };
-        b.push("rnn", rec(Cell::SimpleRnn, 3, 4, true, s)).unwrap();
-        b.push("lstm", rec(Cell::Lstm, 4, 3, true, s)).unwrap();
-        b.push("gru", rec(Cell::Gru { reset_after: false }, 3, 2, true, s)).unwrap();
-        b.push("gru2", rec(Cell::Gru { reset_after: true }, 2, 3, false, s)).unwrap();
-        // An encoder–decoder tail: the last state repeated for a per-step decoder.
-        b.push("repeat", Op::RepeatVector { times: 4 }).unwrap();
-        b.push("decoder", rec(Cell::Lstm, 3, 2, true, s)).unwrap();
-        b.push("head", Op::Dense { kernel: m2(2, 2, s), bias: v(2, s), activation: Activation::Linear }).unwrap();
-        b.declare_params(1, 99);
-        vec![image, b.finish(vec!["x".into(), "y".into()]).unwrap()]
-    }
-
-    #[test]
-    fn every_op_kind_round_trips() {
-        let mut kinds = vec![];
-        for m in every_kind() {
-            let back = load_native(&save_model(&m).unwrap(), "").unwrap();
-            assert_eq!(back, m);
-            kinds.extend(m.nodes.iter().map(|n| n.op.kind()));
-        }
-        kinds.sort();
-        kinds.dedup();
-        let mut all = KINDS.to_vec();
-        all.sort();
-        assert_eq!(kinds, all);
-    }
-
-    /// Settings and the input scale are f32s in JSON: they must come back bit for bit.
-    #[test]
-    fn f32_survives_json() {
-        let mut seed = 0x9e3779b97f4a7c15u64;
-        for _ in 0..200_000 {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            let x = f32::from_bits(seed as u32);
-            if x.is_finite() {
-                let back: f32 = serde_json::from_str(&serde_json::to_string(&x).unwrap()).unwrap();
-                assert_eq!(back.to_bits(), x.to_bits(), "{x:e}");
-            }
-        }
-        for x in [1.0 / 255.0, 0.05f32, 0.9, f32::MIN_POSITIVE, f32::MAX, -0.0] {
-            let back: f32 = serde_json::from_str(&serde_json::to_string(&x).unwrap()).unwrap();
-            assert_eq!(back.to_bits(), x.to_bits(), "{x:e}");
-        }
-    }
-}
+mod tests;

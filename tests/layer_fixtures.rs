@@ -1,0 +1,179 @@
+//! Models as ordinary Keras code writes them (tools/make_layer_fixtures.py:
+//! Keras 3 `.keras`, tf_keras `.h5`, their tf2onnx copies) with Rescaling,
+//! Normalization, LeakyReLU, ELU, GELU, swish, softplus, hard_sigmoid and
+//! GlobalMaxPooling2D, and data as NumPy users save it (float images, `<U`
+//! class names). Outputs must match Keras to 1e-4; the input rule must give
+//! Keras' own accuracy on float data, on u8 data and for models that rescale
+//! themselves, with no flags — and warn when a given scale is wrong.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use remodule::engine::data::{InputOverride, Stored};
+use remodule::engine::model::forward;
+use remodule::formats::dataset::read_npz_dataset;
+use remodule::formats::{load_model, npz};
+use remodule::workbench::Workbench;
+use serde_json::Value;
+
+fn dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/layers")
+}
+
+fn read(file: &str) -> Vec<u8> {
+    std::fs::read(dir().join(file)).unwrap_or_else(|e| panic!("{file}: {e}"))
+}
+
+/// Keras' test accuracy of each model (accuracy.json).
+fn keras_accuracy(model: &str) -> f32 {
+    let v: Value = serde_json::from_slice(&read("accuracy.json")).unwrap();
+    v[model].as_f64().unwrap_or_else(|| panic!("no accuracy for {model}")) as f32
+}
+
+const STEMS: [&str; 5] = ["float_cnn", "rescaling_cnn", "norm_mlp", "acts_mlp", "gmp_cnn"];
+
+/// Largest |prob − Keras prob| of `file` on the inputs stored with `expected`.
+fn max_diff(file: &str, expected: &str) -> f32 {
+    let m = load_model(&read(file), file).unwrap_or_else(|e| panic!("{file}: {e}"));
+    let exp = npz::read_npz(&read(expected)).unwrap();
+    let n = exp["x"].shape[0];
+    let out = forward(&m, &exp["x"].to_f32(), n, None, false, &mut |_, _| true).unwrap();
+    let want = exp["probs"].to_f32();
+    assert_eq!(out.probs.len(), want.len(), "{file}");
+    out.probs.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max)
+}
+
+#[test]
+fn every_layer_matches_keras_in_keras3_keras2_and_their_onnx_copies() {
+    for stem in STEMS {
+        for (file, expected) in
+            [(format!("{stem}.keras"), format!("{stem}.expected.npz")), (format!("{stem}.k2.h5"), format!("{stem}.k2.expected.npz"))]
+        {
+            let d = max_diff(&file, &expected);
+            assert!(d < 1e-4, "{file}: max |Δprob| {d}");
+        }
+    }
+    // tf2onnx writes these layers as single ops (Mul/Add for Rescaling, Elu, GlobalMaxPool).
+    for stem in ["float_cnn", "rescaling_cnn", "gmp_cnn"] {
+        let d = max_diff(&format!("{stem}.k2.onnx"), &format!("{stem}.k2.expected.npz"));
+        assert!(d < 1e-4, "{stem}.k2.onnx: max |Δprob| {d}");
+    }
+    // Where tf2onnx spells an activation out in ops on computed tensors (ELU with α ≠ 1 as
+    // Greater/Where; GELU it cannot convert), the refusal names the op.
+    for (stem, op) in [("norm_mlp", "'Greater"), ("acts_mlp", "'Neg")] {
+        let e = load_model(&read(&format!("{stem}.k2.onnx")), "x.onnx").unwrap_err().to_string();
+        assert!(e.contains(op) && e.contains("supported:"), "{stem}.k2.onnx: {e}");
+    }
+}
+
+#[test]
+fn hard_sigmoid_follows_the_keras_version_that_wrote_the_file() {
+    use remodule::engine::model::{Activation, Op};
+    let slope = |file: &str| {
+        let m = load_model(&read(file), file).unwrap();
+        m.nodes.iter().find_map(|n| match n.op {
+            Op::Dense { activation: Activation::HardSigmoid(a), .. } => Some(a),
+            _ => None,
+        })
+    };
+    assert_eq!(slope("acts_mlp.keras"), Some(1.0 / 6.0), "Keras 3: relu6(x + 3) / 6");
+    assert_eq!(slope("acts_mlp.k2.h5"), Some(0.2), "Keras 2: clip(0.2x + 0.5, 0, 1)");
+}
+
+/// The workbench's accuracy of `model` on data set `data` (and its input notice).
+fn accuracy_on(model: &str, data: &str, input: InputOverride) -> (f32, Option<String>) {
+    let mut wb = Workbench::new();
+    let d = wb.add_dataset(&read(data), data.trim_end_matches(".npz")).unwrap().id;
+    let info = wb.add_model(&read(model), model, d, input).unwrap_or_else(|e| panic!("{model} on {data}: {e}"));
+    (info.accuracy, info.notice)
+}
+
+#[test]
+fn the_input_rule_gives_keras_accuracy_without_flags() {
+    let float = read_npz_dataset(&read("digits_float.npz"), "f").unwrap();
+    let u8s = read_npz_dataset(&read("digits_u8.npz"), "u").unwrap();
+    assert_eq!((float.stored, u8s.stored), (Stored::Float, Stored::Integer));
+    assert_eq!(float.class_names, (0..10).map(|c| c.to_string()).collect::<Vec<_>>(), "'<U1' class names");
+    let none = InputOverride::default();
+    let close = |what: &str, got: f32, want: f32| assert!((got - want).abs() < 1.5 / 400.0, "{what}: {got}, Keras {want}");
+    // A model trained on floats in [0, 1]: float data as stored, u8 data × 1/255.
+    for (model, keras) in [("float_cnn.keras", "float_cnn"), ("float_cnn.k2.h5", "float_cnn.k2"), ("float_cnn.k2.onnx", "float_cnn.k2")] {
+        for data in ["digits_float.npz", "digits_u8.npz"] {
+            let (acc, notice) = accuracy_on(model, data, none);
+            close(&format!("{model} on {data}"), acc, keras_accuracy(keras));
+            assert_eq!(notice, None, "{model} on {data}");
+        }
+    }
+    // Models that scale their own input (Rescaling, Normalization; through tf2onnx: a Mul):
+    // u8 data is fed raw.
+    for (model, keras) in [
+        ("rescaling_cnn.keras", "rescaling_cnn"),
+        ("rescaling_cnn.k2.h5", "rescaling_cnn.k2"),
+        ("rescaling_cnn.k2.onnx", "rescaling_cnn.k2"),
+        ("norm_mlp.keras", "norm_mlp"),
+        ("norm_mlp.k2.h5", "norm_mlp.k2"),
+    ] {
+        let (acc, notice) = accuracy_on(model, "digits_u8.npz", none);
+        close(model, acc, keras_accuracy(keras));
+        assert_eq!(notice, None, "{model}");
+    }
+    // An explicit scale wins: scaling twice puts the Rescaling model at chance, and it says so.
+    let given = InputOverride { scale: Some(1.0 / 255.0), offset: None };
+    let (acc, notice) = accuracy_on("rescaling_cnn.keras", "digits_u8.npz", given);
+    assert!(acc < 0.2, "scaled twice: {acc}");
+    let notice = notice.expect("a chance-level warning");
+    assert!(notice.contains("chance") && notice.contains("as given") && notice.contains("--scale"), "{notice}");
+    // The same explicit scale on the float model's u8 data is the rule's own: Keras' accuracy.
+    let (acc, _) = accuracy_on("float_cnn.keras", "digits_u8.npz", given);
+    close("float_cnn with --scale 1/255", acc, keras_accuracy("float_cnn"));
+}
+
+fn cli(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_remodule")).args(args).current_dir(dir()).output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn the_cli_applies_the_rule_takes_scale_and_offset_and_warns_at_chance() {
+    let acc = |out: &str| out.trim().strip_prefix("accuracy ").and_then(|a| a.parse::<f32>().ok()).unwrap_or_else(|| panic!("{out}"));
+    let (ok, out, err) = cli(&["eval", "float_cnn.keras", "--data", "digits_float.npz"]);
+    assert!(ok && !err.contains("warning"), "{err}");
+    assert!((acc(&out) - keras_accuracy("float_cnn")).abs() < 1.5 / 400.0, "{out}");
+    // 1/255 into a model that expects 0–255 (its Normalization was adapted on raw values):
+    // at chance, with the flag named.
+    let (ok, out, err) = cli(&["eval", "norm_mlp.keras", "--data", "digits_u8.npz", "--scale", "0.00392156862745098"]);
+    assert!(ok && acc(&out) < 0.2, "{out}");
+    assert!(err.contains("warning:") && err.contains("--scale"), "{err}");
+    // Scale and offset given explicitly as the rule would: Keras' accuracy, no warning.
+    let (_, out, err) = cli(&["eval", "float_cnn.keras", "--data", "digits_u8.npz", "--scale", "0.00392156862745098", "--offset", "0"]);
+    assert!((acc(&out) - keras_accuracy("float_cnn")).abs() < 1.5 / 400.0 && !err.contains("warning"), "{out} {err}");
+    // An offset moves every input: accuracy drops.
+    let (_, out, _) = cli(&["eval", "float_cnn.keras", "--data", "digits_u8.npz", "--offset", "-5"]);
+    assert!(acc(&out) < keras_accuracy("float_cnn") - 0.1, "{out}");
+    // A zero scale is refused, naming it.
+    let (ok, _, err) = cli(&["eval", "float_cnn.keras", "--data", "digits_u8.npz", "--scale", "0"]);
+    assert!(!ok && err.contains("scale"), "{err}");
+    // `info` needs no data; with data it says how the input is read.
+    let (ok, out, err) = cli(&["info", "rescaling_cnn.keras"]);
+    assert!(ok && out.contains("rescales its own input") && out.contains("Conv2D"), "{out} {err}");
+    let (ok, out, _) = cli(&["info", "float_cnn.keras", "--data", "digits_u8.npz"]);
+    assert!(ok && out.contains("× 1/255") && out.contains("test accuracy"), "{out}");
+}
+
+#[test]
+fn data_as_numpy_users_save_it_loads_or_is_refused_by_name() {
+    let variant = |f: &str| read_npz_dataset(&read(&format!("variants/{f}")), f);
+    let digits = read_npz_dataset(&std::fs::read(dir().join("../../../data/digits.npz")).unwrap(), "digits").unwrap();
+    // float16 images, one-hot labels, '|S' names: the same labels as the class ids.
+    let d = variant("onehot_f16.npz").unwrap();
+    assert_eq!((d.stored, d.train.steps, &d.train.y[..], &d.test.y[..]), (Stored::Float, 1, &digits.train.y[..40], &digits.test.y[..30]));
+    assert_eq!(d.class_names[7], "7");
+    let worst = d.test.x.iter().zip(&digits.test.x).map(|(a, b)| (a - b / 255.0).abs()).fold(0f32, f32::max);
+    assert!(worst < 1e-3, "float16 pixels off by {worst}");
+    let d = variant("int_labels.npz").unwrap();
+    assert_eq!((d.stored, &d.test.y[..]), (Stored::Integer, &digits.test.y[..30]));
+    let e = variant("nan.npz").unwrap_err().to_string();
+    assert!(e.contains("x_test") && e.contains("NaN") && e.contains("finite"), "{e}");
+    let e = variant("pickled.npz").unwrap_err().to_string();
+    assert!(e.contains("class_names") && e.contains("pickled"), "{e}");
+}
