@@ -177,3 +177,32 @@ fn data_as_numpy_users_save_it_loads_or_is_refused_by_name() {
     let e = variant("pickled.npz").unwrap_err().to_string();
     assert!(e.contains("class_names") && e.contains("pickled"), "{e}");
 }
+
+/// The page's "try it" speaks pixels 0–255 whatever the file stores: a float data set's
+/// test images come out ×255, and a drawing or sample given back is scored in the data's range.
+#[test]
+fn try_it_pixels_are_0_to_255_for_float_data_too() {
+    use remodule::engine::decompose::Settings;
+    use remodule::workbench::Pick;
+    let mut wb = Workbench::new();
+    let f = wb.add_dataset(&read("digits_float.npz"), "float").unwrap().id;
+    let u = wb.add_dataset(&read("digits_u8.npz"), "u8").unwrap().id;
+    let settings = Settings { samples_per_class: 20, ..Settings::default() };
+    let mut ids = vec![];
+    for d in [f, u] {
+        let id = wb.add_model(&read("float_cnn.keras"), "float_cnn.keras", d, InputOverride::default()).unwrap().id;
+        wb.decompose(id, &settings, &mut |_| true).unwrap();
+        ids.push(id);
+    }
+    for i in 0..12 {
+        let (pf, _) = wb.test_sample(f, i).unwrap();
+        let (pu, _) = wb.test_sample(u, i).unwrap();
+        let worst = pf.iter().zip(&pu).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(worst < 1e-3, "sample {i}: float data shown off by {worst} of 255");
+        let answer = |id, px: &[f32]| {
+            let picks: Vec<Pick> = (0..10).map(|class| Pick { model: id, class }).collect();
+            wb.try_input(&picks, px).unwrap().answer
+        };
+        assert_eq!(answer(ids[0], &pf), answer(ids[1], &pu), "sample {i}");
+    }
+}

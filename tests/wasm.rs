@@ -266,3 +266,34 @@ fn per_gate_masks_match_native_in_wasm() {
     let here = decompose(&model, &data, &saved.settings, &mut |_| true).unwrap();
     assert_eq!(here.digest(), saved.digest());
 }
+
+/// The layer fixtures (Rescaling, Normalization, LeakyReLU, ELU, GELU, swish,
+/// softplus, hard_sigmoid, GlobalMaxPooling2D) from Keras 3, tf_keras and tf2onnx, in wasm.
+#[wasm_bindgen_test]
+fn layer_fixtures_match_keras_in_wasm() {
+    macro_rules! case {
+        ($file:literal, $expected:literal) => {
+            (
+                $file,
+                &include_bytes!(concat!("fixtures/layers/", $file))[..],
+                &include_bytes!(concat!("fixtures/layers/", $expected, ".expected.npz"))[..],
+            )
+        };
+    }
+    let cases: [(&str, &[u8], &[u8]); 13] = [
+        case!("float_cnn.keras", "float_cnn"),
+        case!("float_cnn.k2.onnx", "float_cnn.k2"),
+        case!("rescaling_cnn.keras", "rescaling_cnn"),
+        case!("rescaling_cnn.k2.h5", "rescaling_cnn.k2"),
+        case!("rescaling_cnn.k2.onnx", "rescaling_cnn.k2"),
+        case!("norm_mlp.keras", "norm_mlp"),
+        case!("norm_mlp.k2.h5", "norm_mlp.k2"),
+        case!("acts_mlp.keras", "acts_mlp"),
+        case!("acts_mlp.k2.h5", "acts_mlp.k2"),
+        case!("gmp_cnn.keras", "gmp_cnn"),
+        case!("gmp_cnn.k2.h5", "gmp_cnn.k2"),
+        case!("gmp_cnn.k2.onnx", "gmp_cnn.k2"),
+        case!("float_cnn.k2.h5", "float_cnn.k2"),
+    ];
+    assert_match(&cases, 1e-4);
+}

@@ -203,6 +203,14 @@ impl Dataset {
         Ok(())
     }
 
+    /// The stored value of a full pixel, for showing samples and for the
+    /// drawing pad (which speaks 0–255): 255 for integer data, 1 for float
+    /// images in [0, 1] (by the test split: what the page shows), else 255.
+    pub fn pixel_max(&self) -> f32 {
+        let hi = self.test.x.iter().fold(0f32, |m, &v| m.max(v));
+        if self.stored == Stored::Float && self.vocab.is_none() && hi <= 1.0 { 1.0 } else { 255.0 }
+    }
+
     /// How `model` reads this data set's values ([`input_map`]).
     pub fn input_map(&self, model: &Model) -> InputMap {
         input_map(&model.input, self.stored)

@@ -256,8 +256,9 @@ impl Workbench {
         })
     }
 
-    /// Scores one raw input (same range as the data, e.g. pixels 0–255) with
-    /// every picked module and composes them: the "try it" panel.
+    /// Scores one input with every picked module and composes them: the "try
+    /// it" panel. Images are pixels 0–255 (as [`Self::test_sample`] gives
+    /// them), brought to each model's data range; token ids as they are.
     pub fn try_input(&self, picks: &[Pick], raw: &[f32]) -> Result<TryResult> {
         if picks.is_empty() {
             return Err(Error::invalid("select at least one module to compose"));
@@ -271,8 +272,9 @@ impl Workbench {
             if raw.iter().any(|v| !v.is_finite()) {
                 return Err(Error::invalid("the input contains NaN or infinite values"));
             }
-            let map = self.datasets[e.dataset].input_map(&e.model);
-            let x: Vec<f32> = raw.iter().map(|&v| map.apply(v)).collect();
+            let d = &self.datasets[e.dataset];
+            let (map, from_pixels) = (d.input_map(&e.model), d.pixel_max() / 255.0);
+            let x: Vec<f32> = raw.iter().map(|&v| map.apply(if from_pixels == 1.0 { v } else { v * from_pixels })).collect();
             rows.push(concerned_scores(&e.model, m, &x, 1, &mut |_, _| true)?);
         }
         // One row per pick over the input's steps (1 for per-sample models).

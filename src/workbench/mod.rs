@@ -252,7 +252,10 @@ impl Workbench {
         }
         let len = data.sample_len();
         let steps = data.test.steps;
-        Ok((data.test.x[index * len..(index + 1) * len].to_vec(), data.test.y[index * steps..(index + 1) * steps].to_vec()))
+        // As pixels 0–255 (what `try_input` takes), whatever range the file stores.
+        let to_pixels = 255.0 / data.pixel_max();
+        let x = data.test.x[index * len..(index + 1) * len].iter().map(|&v| if to_pixels == 1.0 { v } else { v * to_pixels }).collect();
+        Ok((x, data.test.y[index * steps..(index + 1) * steps].to_vec()))
     }
 
     /// Token ids (raw input for [`Self::try_input`]) for typed text, with

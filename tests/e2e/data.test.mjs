@@ -65,6 +65,33 @@ test('an uploaded .npz: the model is decomposed and evaluated on it as the CLI d
   assert.match(await page.locator('#model-info').textContent(), /1000 test/);
 });
 
+test('float data is fed as stored, the input scale beside the upload overrides the rule, and a chance-level result is flagged', async () => {
+  const page = await env.newPage();
+  await open(page, env.url);
+  // Floats in [0, 1] as a NumPy user saves them (tools/make_layer_fixtures.py): no scale to give.
+  const FLOAT = join(ROOT, 'tests', 'fixtures', 'layers', 'digits_float.npz');
+  await composedChange(page, () => page.locator('#data-upload').setInputFiles(FLOAT));
+  await page.waitForFunction(() => document.querySelector('#model-info strong')?.textContent.includes('on digits_float.npz'), null, { timeout: 60000 });
+  const asStored = cli('report', 'models/digits_mlp.keras', '--data', FLOAT, '--json');
+  assert.equal(await page.locator('#app').getAttribute('data-mask-digest'), asStored.mask_digest);
+  assert.equal(await page.locator('#model-acc').textContent(), pctText(asStored.model_accuracy));
+  assert.match(await page.locator('#model-input').textContent(), /as stored/);
+  assert.equal(await page.locator('#model-notice').isHidden(), true);
+  // A scale typed beside the upload wins, as --scale does; at chance the page says why.
+  await page.locator('#data-scale').fill('0.001');
+  await composedChange(page, () => page.locator('#data-upload').setInputFiles(FLOAT));
+  await page.locator('#model-notice:not([hidden])').waitFor({ timeout: 60000 });
+  const given = cli('report', 'models/digits_mlp.keras', '--data', FLOAT, '--scale', '0.001', '--json');
+  assert.equal(await page.locator('#app').getAttribute('data-mask-digest'), given.mask_digest);
+  assert.equal(await page.locator('#model-acc').textContent(), pctText(given.model_accuracy));
+  assert.match(await page.locator('#model-notice').textContent(), /chance.*× 0\.001 \(as given\)/);
+  await shot(page, 'data-upload-chance');
+  // Not a number: refused, naming the field; the view stays.
+  await page.locator('#data-scale').fill('0');
+  await expectError(page, () => page.locator('#data-upload').setInputFiles(FLOAT), /input scale must be a non-zero number/);
+  assert.equal(await page.locator('#model-acc').textContent(), pctText(given.model_accuracy));
+});
+
 test('an IDX images file with its labels file, chosen together, is a data set too', async () => {
   const page = await env.newPage();
   await open(page, env.url);
