@@ -20,6 +20,10 @@ use remodule::{Error, Result};
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
+    /// Bit-identical kernels: on x86-64, AVX2 with separate mul and add (the page's and the
+    /// portable loops' results, bit for bit) instead of FMA
+    #[arg(long, global = true)]
+    exact: bool,
 }
 
 #[derive(clap::Args)]
@@ -340,6 +344,7 @@ fn catalog(root: &Path) -> Result<remodule::app::catalog::Catalog> {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    remodule::engine::kernels::set_exact(cli.exact);
     let cards = matches!(cli.cmd, Cmd::Cards { .. });
     match cli.cmd {
         Cmd::Info { md } => {
@@ -349,6 +354,7 @@ fn run(cli: Cli) -> Result<()> {
             for l in &m.layers {
                 println!("  {:<24} {:<24} {:>14} {:>9}", l.name, l.kind, format!("{:?}", l.shape), l.params);
             }
+            println!("kernels: {}", remodule::engine::kernels::kernel_set());
         }
         Cmd::Predict { model, data, split, scale, out } => {
             let file = model.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();

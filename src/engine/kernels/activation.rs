@@ -39,10 +39,18 @@ pub fn sigmoid(x: f32) -> f32 {
 }
 
 pub fn tanh_slice(v: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if super::x86::tanh_slice(v) {
+        return;
+    }
     v.iter_mut().for_each(|x| *x = tanh(*x));
 }
 
 pub fn sigmoid_slice(v: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if super::x86::sigmoid_slice(v) {
+        return;
+    }
     v.iter_mut().for_each(|x| *x = sigmoid(*x));
 }
 

@@ -84,6 +84,10 @@ pub fn conv2d(g: &Conv2dGeom, input: &[f32], kernel: &[f32], bias: &[f32], out: 
     if simd::conv2d(g, input, kernel, bias, out) {
         return;
     }
+    #[cfg(target_arch = "x86_64")]
+    if super::x86::conv2d(g, input, kernel, bias, out) {
+        return;
+    }
     conv2d_im2col(g, input, kernel, bias, out, scratch)
 }
 

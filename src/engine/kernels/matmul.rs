@@ -15,6 +15,10 @@ pub fn matmul(a: &[f32], b: &[f32], c: &mut [f32], m: usize, k: usize, n: usize)
     }
     #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
     {
+        #[cfg(target_arch = "x86_64")]
+        if super::x86::matmul(a, b, c, m, k, n) {
+            return;
+        }
         matmul_portable(a, b, c, m, k, n);
     }
 }
