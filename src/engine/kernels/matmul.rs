@@ -4,6 +4,7 @@
 //! registers across the whole k loop, so each B row segment is loaded once per
 //! 4 output rows. Dense layers call this with A = batch activations and
 //! B = the Keras kernel (in × out); convolutions call it on im2col patches.
+//! On x86-64 with AVX2 it runs `x86/matmul.rs` (the same order of sums).
 
 /// `c = a · b` (overwrites `c`). Panics only on slice-length mismatch, which is
 /// a caller bug (shapes are validated when the model is built).

@@ -5,6 +5,10 @@
 //! which never changes a sum that starts at +0), taps run in im2col order
 //! (dy, dx, ci), so with `FMA = false` this equals im2col + matmul bit for bit.
 
+// Index loops on purpose: iterator adapters are generic functions without AVX
+// enabled, and one left out of line passes its __m256 values through memory.
+#![allow(clippy::needless_range_loop)]
+
 use core::arch::x86_64::*;
 
 use super::super::Conv2dGeom;
@@ -41,7 +45,6 @@ fn taps(o: usize, stride: usize, pad: usize, k: usize, size: usize) -> (usize, u
 #[inline]
 fn run<const V: usize, const P: usize, const FMA: bool>(g: &Conv2dGeom, input: &[f32], kernel: &[f32], bias: &[f32], out: &mut [f32]) {
     let cout = 8 * V;
-    // Index loops, not iterator adapters or closures (see the matmul kernel).
     let mut bv = [_mm256_setzero_ps(); V];
     for q in 0..V {
         // SAFETY: bias has cout = 8·V floats.

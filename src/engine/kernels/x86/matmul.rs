@@ -5,6 +5,10 @@
 //! the result is bit-identical to the portable and the wasm kernels; with
 //! `FMA = true` each step rounds once (faster on some CPUs, last bits differ).
 
+// Index loops on purpose: iterator adapters are generic functions without AVX
+// enabled, and one left out of line passes its __m256 values through memory.
+#![allow(clippy::needless_range_loop)]
+
 use core::arch::x86_64::*;
 
 /// Rows per block for 16-column blocks: 12 accumulators, 2 B vectors, the
@@ -26,8 +30,6 @@ unsafe fn tile<const R: usize, const V: usize, const FMA: bool>(
     ldb: usize,
     k: usize,
 ) -> [[__m256; V]; R] {
-    // Index loops, not iterator adapters: those are generic functions without AVX
-    // enabled, and when one is not inlined its __m256 arguments go through memory.
     let mut acc = [[_mm256_setzero_ps(); V]; R];
     for p in 0..k {
         // SAFETY: in bounds by the function's contract; loads are unaligned.

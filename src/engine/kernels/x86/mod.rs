@@ -16,7 +16,7 @@ const UNKNOWN: u8 = 0;
 const NONE: u8 = 1;
 const AVX2_FMA: u8 = 2;
 static LEVEL: AtomicU8 = AtomicU8::new(UNKNOWN);
-static EXACT: AtomicBool = AtomicBool::new(false);
+static FMA: AtomicBool = AtomicBool::new(false);
 
 /// True when the CPU has AVX2 and FMA (every x86-64 CPU with one has the
 /// other; requiring both keeps one code path). AVX-512 is not used: on the
@@ -33,13 +33,13 @@ pub fn avx2() -> bool {
     }
 }
 
-/// See [`super::set_exact`].
-pub fn set_exact(exact: bool) {
-    EXACT.store(exact, Relaxed);
+/// See [`super::set_fma`].
+pub fn set_fma(fma: bool) {
+    FMA.store(fma, Relaxed);
 }
 
-pub fn exact() -> bool {
-    EXACT.load(Relaxed)
+pub fn fma() -> bool {
+    FMA.load(Relaxed)
 }
 
 /// `c = a · b` with AVX2; `false` (nothing written) when the CPU lacks it.
@@ -48,7 +48,7 @@ pub fn matmul(a: &[f32], b: &[f32], c: &mut [f32], m: usize, k: usize, n: usize)
         return false;
     }
     // SAFETY: AVX2 and FMA are present (checked above); the caller checked the slice sizes.
-    unsafe { if exact() { matmul::matmul::<false>(a, b, c, m, k, n) } else { matmul::matmul::<true>(a, b, c, m, k, n) } }
+    unsafe { if fma() { matmul::matmul::<true>(a, b, c, m, k, n) } else { matmul::matmul::<false>(a, b, c, m, k, n) } }
     true
 }
 
@@ -59,12 +59,12 @@ pub fn conv2d(g: &Conv2dGeom, input: &[f32], kernel: &[f32], bias: &[f32], out: 
         return false;
     }
     // SAFETY: AVX2 and FMA are present (checked above).
-    unsafe { if exact() { conv::conv2d::<false>(g, input, kernel, bias, out) } else { conv::conv2d::<true>(g, input, kernel, bias, out) } }
+    unsafe { if fma() { conv::conv2d::<true>(g, input, kernel, bias, out) } else { conv::conv2d::<false>(g, input, kernel, bias, out) } }
 }
 
 /// The portable activation loops compiled for AVX2 (8 lanes instead of
 /// SSE2's 4). Rust never fuses a mul and an add on its own, so these are
-/// bit-identical to the portable loops in either mode.
+/// bit-identical to the portable loops, with or without `set_fma`.
 #[target_feature(enable = "avx2,fma")]
 fn tanh_avx2(v: &mut [f32]) {
     v.iter_mut().for_each(|x| *x = activation::tanh(*x));
