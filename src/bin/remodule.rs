@@ -20,7 +20,7 @@ use remodule::{Error, Result};
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
-    /// x86-64: fused multiply-add kernels (about 12 % faster on the bundled models; results
+    /// x86-64: fused multiply-add kernels (about 10 % faster on the bundled models; results
     /// differ from the page's in the last bits, so masks and digests may too)
     #[arg(long, global = true)]
     fma: bool,

@@ -8,9 +8,9 @@
 //! default x86 kernels give the same bits — the page (and every browser) and
 //! the CLI agree on numbers, masks and digests. `set_fma(true)` (CLI
 //! `--fma`) swaps the x86 matmul and convolution for fused multiply-add:
-//! measured on the bundled models (Zen 4, one core) mul + add ran at 0.81–1.01
-//! of FMA's speed (geometric mean 0.89), within the ~15 % that bit-identical
-//! results everywhere are worth, so FMA is opt-in.
+//! measured on the bundled models (Zen 4, one core, two runs) mul + add ran
+//! at 0.76–1.01 of FMA's speed per model, 0.89–0.90 in geometric mean: within
+//! the ~15 % that bit-identical results everywhere are worth, so FMA is opt-in.
 
 pub mod activation;
 pub mod conv;
