@@ -6,6 +6,7 @@ use ndarray::{Array1, Array2};
 use crate::engine::compose::compose;
 use crate::engine::data::{Dataset, Split, Stored};
 use crate::engine::decompose::{Mode, Settings, decompose, decomposition_rows};
+use crate::engine::kernels;
 use crate::engine::model::{Activation, InputKind, InputSpec, Model, ModelBuilder, Op, forward};
 use crate::error::Result;
 
@@ -270,6 +271,8 @@ pub struct RecomposePoint {
 /// Everything `remodule bench` prints (`--json`: this, serialised; `scripts/bench` reads it).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct BenchReport {
+    /// Which kernels ran (`kernels::kernel_set`).
+    pub kernels: &'static str,
     pub rows: Vec<ModelBench>,
     pub recompose: Vec<RecomposePoint>,
     pub scaling: Vec<ScaleCurve>,
@@ -289,13 +292,14 @@ impl BenchReport {
             vec![]
         };
         let scaling = if scaling { scaling_curves(clock)? } else { vec![] };
-        Ok(BenchReport { rows, recompose, scaling })
+        Ok(BenchReport { kernels: kernels::kernel_set(), rows, recompose, scaling })
     }
 
     /// The report as Markdown tables.
     pub fn markdown(&self) -> String {
         use std::fmt::Write;
         let mut w = String::new();
+        let _ = writeln!(w, "kernels: {}\n", self.kernels);
         let _ = writeln!(w, "| model | samples/s | GFLOP/s | technique | decompose all (s) | decompose ÷ one recorded pass |");
         let _ = writeln!(w, "|---|---:|---:|---|---:|---:|");
         for b in &self.rows {

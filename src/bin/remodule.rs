@@ -21,6 +21,10 @@ use remodule::{Error, Result};
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
+    /// x86-64: fused multiply-add kernels (about 10 % faster on the bundled models; results
+    /// differ from the page's in the last bits, so masks and digests may too)
+    #[arg(long, global = true)]
+    fma: bool,
 }
 
 #[derive(clap::Args)]
@@ -374,6 +378,7 @@ fn catalog(root: &Path) -> Result<remodule::app::catalog::Catalog> {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    remodule::engine::kernels::set_fma(cli.fma);
     let cards = matches!(cli.cmd, Cmd::Cards { .. });
     match cli.cmd {
         Cmd::Info { model, data: Some(data), input } => {
@@ -382,6 +387,7 @@ fn run(cli: Cli) -> Result<()> {
             println!("{}: {} parameters, {} classes, test accuracy {:.4}", m.name, m.params, m.class_names.len(), m.accuracy);
             println!("input: {}", m.input);
             print_layers(&m.layers);
+            println!("kernels: {}", remodule::engine::kernels::kernel_set());
         }
         Cmd::Info { model, data: None, input } => {
             if input.given().is_given() {
@@ -394,6 +400,7 @@ fn run(cli: Cli) -> Result<()> {
             let rescales = if m.input.rescales { "; the model rescales its own input" } else { "" };
             println!("input: {kind} {:?} per sample{rescales}", m.input.shape);
             print_layers(&layer_infos(&m));
+            println!("kernels: {}", remodule::engine::kernels::kernel_set());
         }
         Cmd::Predict { model, data, split, input, out } => {
             let file = model.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();

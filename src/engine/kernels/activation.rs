@@ -18,10 +18,29 @@ const ROUND: f32 = 12_582_912.0;
 #[inline(always)]
 pub fn exp(x: f32) -> f32 {
     let x = x.clamp(-87.0, 88.0);
-    let n = (x * LOG2E + ROUND) - ROUND;
+    let t = x * LOG2E + ROUND;
+    let n = t - ROUND;
     let r = x - n * LN2_HI - n * LN2_LO;
     let p = 1.0 + r * (1.0 + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r * (1.0 / 5040.0)))))));
-    p * f32::from_bits(((n as i32 + 127) as u32) << 23)
+    p * f32::from_bits(((exponent(n, t) + 127) as u32) << 23)
+}
+
+/// The integer `n` (|n| ≤ 127) as an i32; `t` = n + ROUND, the float it came from.
+#[inline(always)]
+fn exponent(n: f32, t: f32) -> i32 {
+    // On x86 the saturating `n as i32` does not vectorise (a scalar convert and
+    // two compares per lane were most of an LSTM's tanh/sigmoid time); n is also
+    // t's low mantissa bits (t = 1.5·2^23 + n has an ulp of 1). The same integer.
+    #[cfg(target_arch = "x86_64")]
+    {
+        let _ = n;
+        t.to_bits() as i32 - ROUND.to_bits() as i32
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = t;
+        n as i32
+    }
 }
 
 #[inline(always)]
@@ -39,10 +58,18 @@ pub fn sigmoid(x: f32) -> f32 {
 }
 
 pub fn tanh_slice(v: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if super::x86::tanh_slice(v) {
+        return;
+    }
     v.iter_mut().for_each(|x| *x = tanh(*x));
 }
 
 pub fn sigmoid_slice(v: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if super::x86::sigmoid_slice(v) {
+        return;
+    }
     v.iter_mut().for_each(|x| *x = sigmoid(*x));
 }
 
@@ -59,6 +86,14 @@ mod tests {
         for x in grid() {
             let (got, want) = (exp(x) as f64, (x.clamp(-87.0, 88.0) as f64).exp());
             assert!(((got - want) / want).abs() < 1e-6, "exp({x}) = {got}, want {want}");
+        }
+    }
+
+    #[test]
+    fn exponent_bits_are_the_cast() {
+        for x in grid() {
+            let t = x.clamp(-87.0, 88.0) * LOG2E + ROUND;
+            assert_eq!(exponent(t - ROUND, t), (t - ROUND) as i32, "{x}");
         }
     }
 

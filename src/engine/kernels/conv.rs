@@ -2,8 +2,9 @@
 //! simd128, output channel counts that are a multiple of 4 up to 32 (every
 //! bundled model) convolve directly, without the patch matrix: copying
 //! patches was 35–45 % of the CNN's wasm time (a window row of 1 input
-//! channel is 3 floats, one `memory.copy` each). Both paths sum the taps in
-//! the same order, so their results are bit-identical.
+//! channel is 3 floats, one `memory.copy` each). On x86-64 with AVX2,
+//! multiples of 8 up to 32 convolve directly too (`x86/conv.rs`). All paths
+//! sum the taps in the same order, so their results are bit-identical.
 
 use super::matmul;
 
@@ -84,10 +85,15 @@ pub fn conv2d(g: &Conv2dGeom, input: &[f32], kernel: &[f32], bias: &[f32], out: 
     if simd::conv2d(g, input, kernel, bias, out) {
         return;
     }
+    #[cfg(target_arch = "x86_64")]
+    if super::x86::conv2d(g, input, kernel, bias, out) {
+        return;
+    }
     conv2d_im2col(g, input, kernel, bias, out, scratch)
 }
 
-/// The portable path (and the reference the SIMD path is tested against).
+/// im2col + [`matmul`]: the portable path, and the one for channel counts
+/// the direct kernels do not take.
 pub fn conv2d_im2col(g: &Conv2dGeom, input: &[f32], kernel: &[f32], bias: &[f32], out: &mut [f32], scratch: &mut Vec<f32>) {
     let cout = bias.len();
     let plen = g.patch_len();

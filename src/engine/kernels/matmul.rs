@@ -4,6 +4,7 @@
 //! registers across the whole k loop, so each B row segment is loaded once per
 //! 4 output rows. Dense layers call this with A = batch activations and
 //! B = the Keras kernel (in × out); convolutions call it on im2col patches.
+//! On x86-64 with AVX2 it runs `x86/matmul.rs` (the same order of sums).
 
 /// `c = a · b` (overwrites `c`). Panics only on slice-length mismatch, which is
 /// a caller bug (shapes are validated when the model is built).
@@ -15,6 +16,10 @@ pub fn matmul(a: &[f32], b: &[f32], c: &mut [f32], m: usize, k: usize, n: usize)
     }
     #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
     {
+        #[cfg(target_arch = "x86_64")]
+        if super::x86::matmul(a, b, c, m, k, n) {
+            return;
+        }
         matmul_portable(a, b, c, m, k, n);
     }
 }
