@@ -95,6 +95,14 @@ impl Session {
         engine(self.wb.add_file(bytes, file_name, dataset, input))
     }
 
+    /// Which bundled data sets an uploaded model fits (`Catalog::fitting`), before it is added:
+    /// `{input_shape, classes, fits, message}`. `catalog` is `models/catalog.json` as parsed.
+    #[wasm_bindgen(js_name = fitUpload)]
+    pub fn fit_upload(&self, bytes: &[u8], file_name: &str, catalog: JsValue) -> Result<JsValue, JsError> {
+        let catalog: crate::app::catalog::Catalog = from_js(catalog, "catalog")?;
+        engine(catalog.fit_file(bytes, file_name))
+    }
+
     /// The composition `picks` as ONNX bytes (`Workbench::export_onnx`).
     #[wasm_bindgen(js_name = exportOnnx)]
     pub fn export_onnx(&self, picks: JsValue, softmax: Option<bool>) -> Result<Vec<u8>, JsError> {

@@ -322,3 +322,22 @@ fn exercise_check_grades_states_and_links() {
         assert!(err.contains(needle), "{state}: {err}");
     }
 }
+
+/// `compose MODEL` without `--data`: the bundled data set the model fits (by sample size and
+/// class count), when exactly one does; otherwise the message names the candidates or the need.
+#[test]
+fn compose_without_data_finds_the_bundled_data_set_the_model_fits() {
+    let (success, out, err) = run(&["compose", "models/digits_1v7.keras", "--json"]);
+    assert!(success && err.contains("data/digits_1v7.npz"), "{err}");
+    let with: serde_json::Value =
+        serde_json::from_str(&ok(&["compose", "models/digits_1v7.keras", "--data", "data/digits_1v7.npz", "--json"])).unwrap();
+    let without: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(with["composition"]["top1"], without["composition"]["top1"]);
+    let (success, _, err) = run(&["compose", "models/digits_mlp.keras"]);
+    assert!(
+        !success && err.contains("several bundled data sets fit") && err.contains("data/digits.npz") && err.contains("data/clothing.npz"),
+        "{err}"
+    );
+    let (success, _, err) = run(&["compose", "tests/fixtures/keras/lstm_vectors.keras"]);
+    assert!(!success && err.contains("[7, 3]") && err.contains("no bundled data set fits"), "{err}");
+}

@@ -30,7 +30,7 @@ fn keras_accuracy(model: &str) -> f32 {
     v[model].as_f64().unwrap_or_else(|| panic!("no accuracy for {model}")) as f32
 }
 
-const STEMS: [&str; 5] = ["float_cnn", "rescaling_cnn", "norm_mlp", "acts_mlp", "gmp_cnn"];
+const STEMS: [&str; 7] = ["float_cnn", "rescaling_cnn", "norm_mlp", "acts_mlp", "gmp_cnn", "norm01_mlp", "onnx_acts_mlp"];
 
 /// Largest |prob − Keras prob| of `file` on the inputs stored with `expected`.
 fn max_diff(file: &str, expected: &str) -> f32 {
@@ -53,8 +53,9 @@ fn every_layer_matches_keras_in_keras3_keras2_and_their_onnx_copies() {
             assert!(d < 1e-4, "{file}: max |Δprob| {d}");
         }
     }
-    // tf2onnx writes these layers as single ops (Mul/Add for Rescaling, Elu, GlobalMaxPool).
-    for stem in ["float_cnn", "rescaling_cnn", "gmp_cnn"] {
+    // tf2onnx writes these layers as single ops (Mul/Add for Rescaling, Sub/Div for Normalization,
+    // Elu, GlobalMaxPool, LeakyRelu, Softplus; swish as Mul(x, Sigmoid(x))).
+    for stem in ["float_cnn", "rescaling_cnn", "gmp_cnn", "norm01_mlp", "onnx_acts_mlp"] {
         let d = max_diff(&format!("{stem}.k2.onnx"), &format!("{stem}.k2.expected.npz"));
         assert!(d < 1e-4, "{stem}.k2.onnx: max |Δprob| {d}");
     }
@@ -116,6 +117,17 @@ fn the_input_rule_gives_keras_accuracy_without_flags() {
         let (acc, notice) = accuracy_on(model, "digits_u8.npz", none);
         close(model, acc, keras_accuracy(keras));
         assert_eq!(notice, None, "{model}");
+    }
+    // A Normalization adapted on [0, 1] images scales nothing itself: u8 data keeps the 1/255,
+    // float data is fed as stored (Keras 3, Keras 2, and tf2onnx's Sub/Div).
+    for (model, keras) in
+        [("norm01_mlp.keras", "norm01_mlp"), ("norm01_mlp.k2.h5", "norm01_mlp.k2"), ("norm01_mlp.k2.onnx", "norm01_mlp.k2")]
+    {
+        for data in ["digits_float.npz", "digits_u8.npz"] {
+            let (acc, notice) = accuracy_on(model, data, none);
+            close(&format!("{model} on {data}"), acc, keras_accuracy(keras));
+            assert_eq!(notice, None, "{model} on {data}");
+        }
     }
     // An explicit scale wins: scaling twice puts the Rescaling model at chance, and it says so.
     let given = InputOverride { scale: Some(1.0 / 255.0), offset: None };

@@ -280,7 +280,10 @@ fn layer_fixtures_match_keras_in_wasm() {
             )
         };
     }
-    let cases: [(&str, &[u8], &[u8]); 13] = [
+    let cases: [(&str, &[u8], &[u8]); 16] = [
+        case!("norm01_mlp.k2.onnx", "norm01_mlp.k2"),
+        case!("onnx_acts_mlp.keras", "onnx_acts_mlp"),
+        case!("onnx_acts_mlp.k2.onnx", "onnx_acts_mlp.k2"),
         case!("float_cnn.keras", "float_cnn"),
         case!("float_cnn.k2.onnx", "float_cnn.k2"),
         case!("rescaling_cnn.keras", "rescaling_cnn"),

@@ -13,8 +13,10 @@ computes on them:
                       (float models: digits_float.npz; Rescaling models: the raw u8 digits)
 
 Run (TensorFlow, tf_keras, tf2onnx, onnx in one venv; ~3 minutes on 2 cores):
-    /opt/mlvenv/bin/python tools/make_layer_fixtures.py
+    /opt/mlvenv/bin/python tools/make_layer_fixtures.py [--only name,name]
+(--only rebuilds just those models; the other entries of accuracy.json are kept.)
 """
+import argparse
 import json
 import os
 from pathlib import Path
@@ -39,10 +41,12 @@ x_te_u8, y_te = src["x_test"][te], src["y_test"][te].astype(np.int64)
 x_tr_f, x_te_f = (x_tr_u8 / 255.0).astype(np.float32), (x_te_u8 / 255.0).astype(np.float32)
 names = np.array([str(c) for c in range(10)])
 # The data files keep 500 of the training images (decomposing needs some; evaluating none).
+# (Written once: the draws are seeded, and rewriting would only change zip timestamps.)
 K = 500
-np.savez_compressed(OUT / "digits_float.npz", x_train=x_tr_f[:K], y_train=y_tr[:K], x_test=x_te_f, y_test=y_te, class_names=names)
-# The same samples as stored u8 (what the input rule scales by 1/255).
-np.savez_compressed(OUT / "digits_u8.npz", x_train=x_tr_u8[:K], y_train=y_tr[:K], x_test=x_te_u8, y_test=y_te, class_names=names)
+if not (OUT / "digits_float.npz").exists():
+    np.savez_compressed(OUT / "digits_float.npz", x_train=x_tr_f[:K], y_train=y_tr[:K], x_test=x_te_f, y_test=y_te, class_names=names)
+    # The same samples as stored u8 (what the input rule scales by 1/255).
+    np.savez_compressed(OUT / "digits_u8.npz", x_train=x_tr_u8[:K], y_train=y_tr[:K], x_test=x_te_u8, y_test=y_te, class_names=names)
 
 
 def build(K, name):
@@ -78,6 +82,20 @@ def build(K, name):
         x = L.Dense(24, activation="elu")(x)
         x = L.Dense(16, activation="hard_sigmoid")(x)
         out = L.Dense(10, activation="softmax")(x)
+    elif name == "norm01_mlp":  # Normalization adapted on [0, 1] floats: wants the rule's 1/255
+        norm = L.Normalization()
+        norm.adapt(x_tr_f[..., None])
+        x = L.Flatten()(norm(inp))
+        x = L.Dense(32, activation="relu")(x)
+        out = L.Dense(10, activation="softmax")(x)
+    elif name == "onnx_acts_mlp":  # activations tf2onnx writes as single ONNX ops (its hard_sigmoid is a Min/Max clip)
+        x = L.Flatten()(inp)
+        x = L.Dense(32)(x)
+        x = L.LeakyReLU(0.1)(x)
+        x = L.Dense(24, activation="softplus")(x)
+        x = L.Dense(24, activation="swish")(x)
+        x = L.Dense(24, activation="elu")(x)
+        out = L.Dense(10, activation="softmax")(x)
     elif name == "gmp_cnn":  # GlobalMaxPooling2D after a strided ELU conv
         x = L.Conv2D(8, 3, activation="relu")(inp)
         x = L.Conv2D(16, 3, strides=2, activation="elu")(x)
@@ -89,8 +107,13 @@ def build(K, name):
 
 
 RAW = {"rescaling_cnn", "norm_mlp"}  # fed the stored 0-255 values
-accuracy = {}
-for name in ["float_cnn", "rescaling_cnn", "norm_mlp", "acts_mlp", "gmp_cnn"]:
+ALL = ["float_cnn", "rescaling_cnn", "norm_mlp", "acts_mlp", "gmp_cnn", "norm01_mlp", "onnx_acts_mlp"]
+ap = argparse.ArgumentParser()
+ap.add_argument("--only", default=",".join(ALL))
+only = ap.parse_args().only.split(",")
+report = OUT / "accuracy.json"
+accuracy = json.loads(report.read_text()) if report.exists() else {}
+for name in [n for n in ALL if n in only]:
     x_train, x_test = (x_tr_u8, x_te_u8) if name in RAW else (x_tr_f, x_te_f)
     x_train = x_train[..., None].astype(np.float32)
     x_test = x_test[..., None].astype(np.float32)

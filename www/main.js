@@ -852,11 +852,31 @@ async function exportModuleSets() {
   }
 }
 
+/**
+ * An uploaded model goes on a bundled data set it fits (the engine's rule: same values per
+ * sample, same class count): the current one if it fits, the only one, or the one the user
+ * picks; none fitting is refused with what the model needs.
+ */
 async function upload(file) {
   const bytes = await file.arrayBuffer();
-  const dataset = state.models.get(state.current)?.dataset.name ?? 'digits';
+  const fit = await engine.call('fitUpload', { bytes: bytes.slice(0), fileName: file.name, catalog: state.catalog });
+  if (!fit.fits.length) throw new Error(fit.message);
+  const current = state.models.get(state.current)?.dataset.name;
+  const dataset = fit.fits.includes(current) ? current : fit.fits.length === 1 ? fit.fits[0] : await chooseDataset(file.name, fit.fits);
+  if (!dataset) return; // the user cancelled
   await addUpload(file.name, dataset, bytes);
   await select(`upload:${file.name}`);
+}
+
+/** Asks which of the data sets `keys` the uploaded model `name` is for; null when cancelled. */
+function chooseDataset(name, keys) {
+  const dialog = $('fit-dialog');
+  $('fit-text').textContent = `${name} fits ${keys.length} bundled data sets. Which one is it for?`;
+  $('fit-choice').replaceChildren(...keys.map((k) => el('option', { value: k }, state.catalog.datasets[k]?.title ?? k)));
+  return new Promise((resolve) => {
+    dialog.addEventListener('close', () => resolve(dialog.returnValue === 'ok' ? $('fit-choice').value : null), { once: true });
+    dialog.showModal();
+  });
 }
 
 /** The form shows state.settings, which holds only the differences from the defaults (settings.js). */

@@ -10,6 +10,7 @@ const ops = {
   addDataset: ({ bytes, name }) => session.addDataset(new Uint8Array(bytes), name),
   addIdxDataset: ({ images, labels, name }) => session.addIdxDataset(new Uint8Array(images), new Uint8Array(labels), name),
   addModel: ({ bytes, fileName, dataset }) => session.addModel(new Uint8Array(bytes), fileName, dataset),
+  fitUpload: ({ bytes, fileName, catalog }) => session.fitUpload(new Uint8Array(bytes), fileName, catalog),
   addFile: ({ bytes, fileName, dataset, input }) => session.addFile(new Uint8Array(bytes), fileName, dataset, input),
   exportOnnx: ({ picks, softmax }) => session.exportOnnx(picks, softmax ?? false),
   exportModules: ({ model }) => session.exportModules(model),

@@ -64,7 +64,8 @@ impl InputFlags {
 struct Composition {
     /// A composition file (.json, docs/COMPOSE.md), or a model file / module set
     target: PathBuf,
-    /// The model's data set (not with a composition file)
+    /// The model's data set (not with a composition file) [default: the bundled data set of
+    /// ./models/catalog.json the model fits, when exactly one does]
     #[arg(long)]
     data: Option<PathBuf>,
     #[command(flatten)]
@@ -90,7 +91,10 @@ impl Composition {
             let reader = |p: &str| read(&dir.join(p));
             return remodule::app::plan::build(&plan, &reader, &mut |m| eprintln!("{m}"));
         }
-        let data = self.data.clone().ok_or_else(|| Error::invalid("give --data with a model file (or a composition file .json)"))?;
+        let data = match &self.data {
+            Some(d) => d.clone(),
+            None => bundled_fit(target)?,
+        };
         let (mut wb, id, saved) = load(&ModelData { model: target.clone(), data, input: self.input })?;
         self.opts.decompose(&mut wb, id, saved)?;
         let classes: Vec<usize> =
@@ -370,6 +374,27 @@ fn load(md: &ModelData) -> Result<(Workbench, usize, Option<DecompositionInfo>)>
         eprintln!("warning: {n}");
     }
     Ok((loader.wb, f.model.id, f.decomposition))
+}
+
+/// The one bundled data set (of ./models/catalog.json) that the model in `model` fits; several
+/// or none is an error naming them / what the model needs.
+fn bundled_fit(model: &Path) -> Result<PathBuf> {
+    let give = "give --data with a model file (or a composition file .json)";
+    let cat = catalog(Path::new(".")).map_err(|_| Error::invalid(give))?;
+    let fit = cat.fit_file(&read(model)?, &path_str(model))?;
+    let file = |k: &String| format!("data/{}", cat.datasets[k].file);
+    match fit.fits.as_slice() {
+        [one] => {
+            eprintln!("data: {} (the bundled data set {} fits)", file(one), model.display());
+            Ok(PathBuf::from(file(one)))
+        }
+        [] => Err(Error::invalid(fit.message.unwrap_or_else(|| give.into()))),
+        several => Err(Error::invalid(format!(
+            "{}: several bundled data sets fit; name one with --data: {}",
+            model.display(),
+            several.iter().map(file).collect::<Vec<_>>().join(", ")
+        ))),
+    }
 }
 
 /// The bundled catalog of the repository at `root`.

@@ -86,9 +86,9 @@ impl InputOverride {
 
 /// THE input rule, one for the CLI, the page and plans: an explicit scale or
 /// offset wins (each for its own part); otherwise integer image data is
-/// scaled by 1/255 unless the model starts with its own `Rescaling` /
-/// `Normalization` (then it is fed raw), and everything else — float data,
-/// token ids, vectors — is fed as stored.
+/// scaled by 1/255 unless the model scales raw pixels itself (`rescales`:
+/// see `Model::scales_raw_pixels`; then it is fed raw), and everything else —
+/// float data, token ids, vectors — is fed as stored.
 pub fn input_map(input: &InputSpec, stored: Stored) -> InputMap {
     let pixels = input.kind == InputKind::Image && stored == Stored::Integer && !input.rescales;
     let given = input.scale.is_some() || input.offset.is_some();

@@ -193,3 +193,31 @@ test('ONNX models (PyTorch-style NCHW and tf2onnx) upload and decompose as they 
   await shot(page, 'onnx-upload');
   assert.deepEqual(env.errors, []);
 });
+
+test('an uploaded model finds the bundled data set it fits: the current one, the one the user picks, or a clear refusal', async () => {
+  const page = await env.newPage();
+  await openDefault(page);
+  // On a language model, a 28×28 ten-class model fits digits and clothing: the page asks which.
+  await page.locator('#model-picker').selectOption('lang_a_lstm.keras');
+  await page.waitForFunction(() => document.querySelector('#model-info strong')?.textContent.includes('LSTM'), null, { timeout: 60000 });
+  await page.locator('#upload').setInputFiles(join(ROOT, 'models', 'digits_mlp_b.keras'));
+  await page.locator('#fit-dialog[open]').waitFor();
+  const choices = await page.locator('#fit-choice option').evaluateAll((os) => os.map((o) => o.value));
+  assert.deepEqual(choices.sort(), ['clothing', 'digits']);
+  await shot(page, 'upload-fit-chooser');
+  await page.locator('#fit-choice').selectOption('digits');
+  await page.locator('#fit-ok').click();
+  await page.waitForFunction(() => document.querySelector('#model-info strong')?.textContent.includes('digits_mlp_b.keras'), null, { timeout: 60000 });
+  const report = cli('report', 'models/digits_mlp_b.keras', '--data', 'data/digits.npz', '--json');
+  await page.waitForFunction((d) => document.getElementById('app').dataset.maskDigest === d, report.mask_digest);
+  assert.equal(await page.locator('#model-acc').textContent(), pctText(report.model_accuracy));
+  // The current data set fits: no question asked.
+  await page.locator('#upload').setInputFiles(join(ROOT, 'models', 'digits_mlp.h5'));
+  await page.waitForFunction(() => document.querySelector('#model-info strong')?.textContent.includes('digits_mlp.h5'), null, { timeout: 60000 });
+  assert.equal(await page.locator('#fit-dialog[open]').count(), 0);
+  // A model no bundled data set fits is refused with what it needs, and the view stays.
+  await page.locator('#upload').setInputFiles(join(ROOT, 'tests', 'fixtures', 'keras', 'lstm_vectors.keras'));
+  await page.locator('#error-banner:not([hidden])').waitFor({ timeout: 30000 });
+  assert.match(await page.locator('#error-text').textContent(), /lstm_vectors\.keras: the model takes samples of shape .* no bundled data set fits .*Evaluate it on your own data/);
+  assert.match(await page.locator('#model-info strong').textContent(), /digits_mlp\.h5/);
+});

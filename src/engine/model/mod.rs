@@ -352,14 +352,35 @@ impl Model {
         self.nodes.iter().map(Node::params).sum()
     }
 
-    /// Nodes whose units decomposition tracks: hidden ReLU outputs (Dense and
-    /// Conv2D units, Add outputs, standalone ReLU activations) and recurrent
-    /// layers. A unit's activity bit is "output > 0", i.e. pre-activation > 0,
-    /// as in the papers; removing a unit forces its output to 0. The head is
-    /// never tracked.
+    /// Whether the model's own leading affine map (node 1: a Keras `Rescaling` or
+    /// `Normalization`, or an ONNX Add/Sub/Mul/Div by constants, on the input;
+    /// `leads_with_scaling` says the loader saw one) was made for raw 0–255
+    /// values: read as (x − m) / σ per channel, it expects values up to m + σ,
+    /// and beyond 2 they are not [0, 1] data. `Rescaling(1/255)` (σ = 255): yes;
+    /// a `Normalization` adapted on [0, 1] images (m ≈ 0.1, σ ≈ 0.3), or
+    /// `Rescaling(2, offset=−1)`: no — those want the input rule's 1/255.
+    pub fn scales_raw_pixels(&self, leads_with_scaling: bool) -> bool {
+        match self.nodes.get(1) {
+            Some(Node { op: Op::BatchNorm { scale, shift }, inputs, .. }) if leads_with_scaling && inputs == &[0] => {
+                scale.iter().zip(shift).any(|(&s, &t)| s != 0.0 && -t / s + 1.0 / s.abs() > 2.0)
+            }
+            _ => false,
+        }
+    }
+
+    /// Nodes whose units decomposition tracks: hidden outputs of ReLU-like
+    /// activations (ReLU, leaky ReLU, ELU, GELU, swish, softplus: see
+    /// [`Activation::off_slope`]) — Dense and Conv2D units, Add outputs,
+    /// standalone activations — and recurrent layers. A unit's activity bit is
+    /// "output > 0" (for ReLU: pre-activation > 0, as in the papers; for the
+    /// others the same sign rule); removing a unit forces its output to 0.
+    /// The head is never tracked.
     pub fn tracked(&self) -> Vec<NodeId> {
         (0..self.head)
-            .filter(|&i| self.nodes[i].op.activation() == Some(Activation::Relu) || matches!(self.nodes[i].op, Op::Recurrent(_)))
+            .filter(|&i| {
+                let op = &self.nodes[i].op;
+                op.activation().and_then(Activation::off_slope).is_some() || matches!(op, Op::Recurrent(_))
+            })
             .collect()
     }
 

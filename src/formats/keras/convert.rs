@@ -65,9 +65,9 @@ pub fn build(graph: &Graph, src: &dyn WeightSource, name: &str) -> Result<Model>
         return Err(Error::too_large("number of classes (model outputs)", classes as u64, MAX_CLASSES as u64));
     }
     let mut model = b.finish((0..classes).map(|i| i.to_string()).collect())?;
-    // A model that scales its own input is fed integer images raw (the input rule).
-    let first = rest.first().and_then(|&i| layers.get(i));
-    model.input.rescales = first.is_some_and(|l| matches!(l.class, Class::Rescaling | Class::Normalization));
+    // A model that scales raw pixels itself is fed integer images raw (the input rule).
+    let first = rest.first().and_then(|&i| layers.get(i)).map(|l| l.class);
+    model.input.rescales = model.scales_raw_pixels(matches!(first, Some(Class::Rescaling | Class::Normalization)));
     Ok(model)
 }
 

@@ -357,9 +357,9 @@ impl<'g> Cx<'g> {
         if classes > MAX_CLASSES {
             return Err(Error::too_large("number of classes (model outputs)", classes as u64, MAX_CLASSES as u64));
         }
-        let rescales = self.rescales;
+        let leads_with_scaling = self.rescales;
         let mut model = self.b.finish((0..classes).map(|c| c.to_string()).collect())?;
-        model.input.rescales = rescales;
+        model.input.rescales = model.scales_raw_pixels(leads_with_scaling);
         Ok(model)
     }
 }
