@@ -102,3 +102,15 @@ test('LSTM and GRU per-gate compositions (removed gate columns zeroed in W, R an
 test('modules from two data sets (digits and clothing)', () =>
   check('two_datasets', [compositionFile('two_datasets', { digits: ['models/digits_cnn.keras', 'data/digits.npz'], clothing: ['models/clothing_cnn.keras', 'data/clothing.npz'] },
     [['digits', ['0', '1']], ['clothing', ['Bag', 'Ankle boot']]])]));
+
+// The layers of ordinary Keras code (tests/fixtures/layers): GELU, swish, softplus, ELU and hard
+// sigmoid; GlobalMaxPooling2D; Normalization and Rescaling feeding on raw u8 data; float data;
+// an explicit input map — decomposed (with class relevance, so units are removed), exported, run.
+test('the new layers and input maps export exactly', async () => {
+  const L = 'tests/fixtures/layers';
+  await check('acts_mlp', [`${L}/acts_mlp.keras`, '--data', `${L}/digits_float.npz`, '--strength', '0.35', '--samples', '100']);
+  await check('gmp_cnn', [`${L}/gmp_cnn.keras`, '--data', `${L}/digits_float.npz`, '--strength', '0.2', '--samples', '100']);
+  await check('norm_mlp', [`${L}/norm_mlp.k2.h5`, '--data', `${L}/digits_u8.npz`, '--strength', '0.35', '--samples', '100']);
+  await check('rescaling_onnx', [`${L}/rescaling_cnn.k2.onnx`, '--data', `${L}/digits_u8.npz`, '--samples', '100']);
+  await check('given_map', [`${L}/float_cnn.keras`, '--data', `${L}/digits_u8.npz`, '--scale', '0.00392156862745098', '--offset', '-0.01', '--samples', '100']);
+});
