@@ -1,7 +1,7 @@
 //! Models as ordinary Keras code writes them (tools/make_layer_fixtures.py:
 //! Keras 3 `.keras`, tf_keras `.h5`, their tf2onnx copies) with Rescaling,
-//! Normalization, LeakyReLU, ELU, GELU, swish, softplus, hard_sigmoid and
-//! GlobalMaxPooling2D, and data as NumPy users save it (float images, `<U`
+//! Normalization, LeakyReLU, ELU, GELU, swish, softplus, hard_sigmoid,
+//! GlobalMaxPooling2D, ZeroPadding2D and Concatenate, and data as NumPy users save it (float images, `<U`
 //! class names). Outputs must match Keras to 1e-4; the input rule must give
 //! Keras' own accuracy on float data, on u8 data and for models that rescale
 //! themselves, with no flags — and warn when a given scale is wrong.
@@ -30,7 +30,7 @@ fn keras_accuracy(model: &str) -> f32 {
     v[model].as_f64().unwrap_or_else(|| panic!("no accuracy for {model}")) as f32
 }
 
-const STEMS: [&str; 7] = ["float_cnn", "rescaling_cnn", "norm_mlp", "acts_mlp", "gmp_cnn", "norm01_mlp", "onnx_acts_mlp"];
+const STEMS: [&str; 8] = ["float_cnn", "rescaling_cnn", "norm_mlp", "acts_mlp", "gmp_cnn", "norm01_mlp", "onnx_acts_mlp", "pad_concat_cnn"];
 
 /// Largest |prob − Keras prob| of `file` on the inputs stored with `expected`.
 fn max_diff(file: &str, expected: &str) -> f32 {
@@ -54,8 +54,9 @@ fn every_layer_matches_keras_in_keras3_keras2_and_their_onnx_copies() {
         }
     }
     // tf2onnx writes these layers as single ops (Mul/Add for Rescaling, Sub/Div for Normalization,
-    // Elu, GlobalMaxPool, LeakyRelu, Softplus; swish as Mul(x, Sigmoid(x))).
-    for stem in ["float_cnn", "rescaling_cnn", "gmp_cnn", "norm01_mlp", "onnx_acts_mlp"] {
+    // Elu, GlobalMaxPool, LeakyRelu, Softplus; swish as Mul(x, Sigmoid(x)); Concat of two conv
+    // branches on the channel axis — and ZeroPadding2D folded into the next Conv's pads).
+    for stem in ["float_cnn", "rescaling_cnn", "gmp_cnn", "norm01_mlp", "onnx_acts_mlp", "pad_concat_cnn"] {
         let d = max_diff(&format!("{stem}.k2.onnx"), &format!("{stem}.k2.expected.npz"));
         assert!(d < 1e-4, "{stem}.k2.onnx: max |Δprob| {d}");
     }

@@ -280,7 +280,9 @@ fn layer_fixtures_match_keras_in_wasm() {
             )
         };
     }
-    let cases: [(&str, &[u8], &[u8]); 16] = [
+    let cases: [(&str, &[u8], &[u8]); 18] = [
+        case!("pad_concat_cnn.keras", "pad_concat_cnn"),
+        case!("pad_concat_cnn.k2.onnx", "pad_concat_cnn.k2"),
         case!("norm01_mlp.k2.onnx", "norm01_mlp.k2"),
         case!("onnx_acts_mlp.keras", "onnx_acts_mlp"),
         case!("onnx_acts_mlp.k2.onnx", "onnx_acts_mlp.k2"),

@@ -96,6 +96,15 @@ def build(K, name):
         x = L.Dense(24, activation="swish")(x)
         x = L.Dense(24, activation="elu")(x)
         out = L.Dense(10, activation="softmax")(x)
+    elif name == "pad_concat_cnn":  # ZeroPadding2D before a valid conv; two branches concatenated
+        x = L.ZeroPadding2D(((1, 2), (2, 1)))(inp)
+        x = L.Conv2D(8, 3, activation="relu")(x)
+        a = L.Conv2D(6, 3, padding="same", activation="relu")(x)
+        b = L.Conv2D(4, 1, activation="relu")(x)
+        x = L.Concatenate()([a, b])
+        x = L.MaxPooling2D()(x)
+        x = L.Flatten()(x)
+        out = L.Dense(10, activation="softmax")(x)
     elif name == "gmp_cnn":  # GlobalMaxPooling2D after a strided ELU conv
         x = L.Conv2D(8, 3, activation="relu")(inp)
         x = L.Conv2D(16, 3, strides=2, activation="elu")(x)
@@ -107,7 +116,7 @@ def build(K, name):
 
 
 RAW = {"rescaling_cnn", "norm_mlp"}  # fed the stored 0-255 values
-ALL = ["float_cnn", "rescaling_cnn", "norm_mlp", "acts_mlp", "gmp_cnn", "norm01_mlp", "onnx_acts_mlp"]
+ALL = ["float_cnn", "rescaling_cnn", "norm_mlp", "acts_mlp", "gmp_cnn", "norm01_mlp", "onnx_acts_mlp", "pad_concat_cnn"]
 ap = argparse.ArgumentParser()
 ap.add_argument("--only", default=",".join(ALL))
 only = ap.parse_args().only.split(",")

@@ -143,6 +143,13 @@ fn force_zero(model: &Model, id: NodeId, units: &[usize], masks: &mut Masks) {
             let all: Vec<usize> = (0..positions).flat_map(|p| units.iter().map(move |&ch| p * c + ch)).collect();
             force_zero(model, node.inputs[0], &all, masks);
         }
+        // Padding zeros stay zeros; the rest is the input's (each part's, for a concatenation).
+        Op::ZeroPad2D { .. } | Op::Concat => {
+            for (k, &src) in node.inputs.iter().enumerate() {
+                let from: Vec<usize> = units.iter().filter_map(|&u| model.route(id, u)).filter(|&(j, _)| j == k).map(|(_, v)| v).collect();
+                force_zero(model, src, &from, masks);
+            }
+        }
         // Anything else (BatchNorm's shift, a linear Dense's bias) does not map 0 to 0.
         _ => {}
     }
@@ -222,6 +229,13 @@ fn live_inputs(model: &Model, k: NodeId, src: NodeId, needed: Option<&BitSet>, t
         Op::GlobalPool(_) => {
             let c = node.len();
             (0..in_len).filter(|&u| needed.contains(u % c)).for_each(|u| live.insert(u));
+        }
+        Op::ZeroPad2D { .. } | Op::Concat => {
+            for (j, v) in needed.iter().filter_map(|u| model.route(k, u)) {
+                if node.inputs[j] == src {
+                    live.insert(v);
+                }
+            }
         }
         Op::Pool2D { .. } => {
             let g = window(model, k)?;

@@ -133,6 +133,13 @@ pub fn margin_gradients(model: &Model, rec: &Recording, class: usize) -> BTreeMa
             Op::Flatten | Op::Dropout | Op::Activation(_) => {
                 into(&mut grads, node.inputs[0], &|g| g.iter_mut().zip(&pre).for_each(|(x, p)| *x += p));
             }
+            Op::ZeroPad2D { .. } | Op::Concat => {
+                for (u, &p) in pre.iter().enumerate() {
+                    if let Some((k, v)) = model.route(id, u) {
+                        into(&mut grads, node.inputs[k], &|g| g[v] += p);
+                    }
+                }
+            }
             Op::Add { .. } => {
                 for &src in &node.inputs {
                     into(&mut grads, src, &|g| g.iter_mut().zip(&pre).for_each(|(x, p)| *x += p));

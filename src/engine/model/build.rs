@@ -6,6 +6,8 @@ use crate::error::{Error, Result, checked_elems};
 
 /// Largest per-sample activation the engine accepts (16 Mi floats).
 const MAX_ACTIVATION: u64 = 1 << 24;
+/// Largest zero padding on a side (as the largest window).
+const MAX_PAD: usize = 1 << 16;
 
 pub struct ModelBuilder {
     name: String,
@@ -125,7 +127,7 @@ fn infer(name: &str, op: &Op, ins: &[&[usize]]) -> Result<Vec<usize>> {
     let ctx = || format!("layer '{name}' ({})", op.kind());
     let want = match op {
         Op::Input => 0,
-        Op::Add { .. } => ins.len().max(2),
+        Op::Add { .. } | Op::Concat => ins.len().max(2),
         _ => 1,
     };
     if ins.len() != want {
@@ -175,6 +177,23 @@ fn infer(name: &str, op: &Op, ins: &[&[usize]]) -> Result<Vec<usize>> {
         }
         Op::GlobalPool(_) => vec![image(ins[0])?.2],
         Op::Flatten => vec![ins[0].iter().product()],
+        Op::ZeroPad2D { pads } => {
+            let (h, w, c) = image(ins[0])?;
+            if pads.iter().any(|&p| p > MAX_PAD) {
+                return Err(Error::too_large(format!("padding of {}", ctx()), *pads.iter().max().unwrap_or(&0) as u64, MAX_PAD as u64));
+            }
+            vec![h + pads[0] + pads[2], w + pads[1] + pads[3], c]
+        }
+        Op::Concat => {
+            let lead = |s: &[usize]| s[..s.len().saturating_sub(1)].to_vec();
+            if ins.len() < 2 || ins.iter().any(|s| s.is_empty() || lead(s) != lead(ins[0])) {
+                let got: Vec<String> = ins.iter().map(|s| format!("{s:?}")).collect();
+                return Err(Error::shape(ctx(), "two or more inputs alike but in their last axis", got.join(" and ")));
+            }
+            let mut out = lead(ins[0]);
+            out.push(ins.iter().map(|s| s[s.len() - 1]).sum());
+            out
+        }
         Op::Add { .. } => {
             if let Some(s) = ins.iter().find(|s| *s != &ins[0]) {
                 return Err(Error::shape(ctx(), format!("{:?} (all inputs alike)", ins[0]), format!("{s:?}")));

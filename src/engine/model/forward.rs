@@ -347,6 +347,30 @@ fn run_node<'s>(
             }
         }
         Op::Flatten | Op::Dropout | Op::Activation(_) => out.copy_from_slice(input(0)),
+        Op::ZeroPad2D { pads: [t, l, _, _] } => {
+            let &[h, w, c] = in_shape(0) else { unreachable!("the builder checked an image") };
+            let (ow, il, ol) = (node.shape[1], h * w * c, node.len());
+            out.fill(0.0);
+            for s in 0..b {
+                for y in 0..h {
+                    let dst = s * ol + ((y + t) * ow + l) * c;
+                    out[dst..dst + w * c].copy_from_slice(&input(0)[s * il + y * w * c..][..w * c]);
+                }
+            }
+        }
+        Op::Concat => {
+            // Row by row: each position's channels from each input in turn.
+            let width = *node.shape.last().unwrap();
+            let rows = b * node.len() / width;
+            let mut at = 0;
+            for r in 0..rows {
+                for k in 0..node.inputs.len() {
+                    let c = *in_shape(k).last().unwrap();
+                    out[at..at + c].copy_from_slice(&input(k)[r * c..][..c]);
+                    at += c;
+                }
+            }
+        }
         // One pass each (not a copy, then an update in place).
         Op::Add { .. } => {
             out.iter_mut().zip(input(0)).zip(input(1)).for_each(|((o, a), b)| *o = a + b);

@@ -198,6 +198,12 @@ pub enum Op {
     /// Average or max over all positions of `[H, W, C]`: `[C]`.
     GlobalPool(PoolKind),
     Flatten,
+    /// Zeros around an image `[H, W, C]`: `[top, left, bottom, right]` rows/columns.
+    ZeroPad2D {
+        pads: [usize; 4],
+    },
+    /// Its inputs side by side along the last axis (all other axes alike).
+    Concat,
     /// Element-wise sum of its inputs (residual connections), then an activation.
     Add {
         activation: Activation,
@@ -235,6 +241,8 @@ impl Op {
             Op::GlobalPool(PoolKind::Avg) => "GlobalAveragePooling2D",
             Op::GlobalPool(PoolKind::Max) => "GlobalMaxPooling2D",
             Op::Flatten => "Flatten",
+            Op::ZeroPad2D { .. } => "ZeroPadding2D",
+            Op::Concat => "Concatenate",
             Op::Add { .. } => "Add",
             Op::BatchNorm { .. } => "BatchNormalization",
             Op::Activation(_) => "Activation",
@@ -365,6 +373,36 @@ impl Model {
                 scale.iter().zip(shift).any(|(&s, &t)| s != 0.0 && -t / s + 1.0 / s.abs() > 2.0)
             }
             _ => false,
+        }
+    }
+
+    /// Where output unit `u` of a routing node (one that only moves values:
+    /// Flatten, Dropout, ZeroPad2D, Concat) comes from: `(input index, unit)`,
+    /// or `None` for a padding zero. `None` too for nodes that compute.
+    pub fn route(&self, id: NodeId, u: usize) -> Option<(usize, usize)> {
+        let node = &self.nodes[id];
+        match &node.op {
+            Op::Flatten | Op::Dropout => Some((0, u)),
+            Op::ZeroPad2D { pads: [t, l, _, _] } => {
+                let &[h, w, c] = self.nodes[node.inputs[0]].shape.as_slice() else { return None };
+                let ow = node.shape[1];
+                let (p, ch) = (u / c, u % c);
+                let (y, x) = ((p / ow).checked_sub(*t)?, (p % ow).checked_sub(*l)?);
+                (y < h && x < w).then_some((0, (y * w + x) * c + ch))
+            }
+            Op::Concat => {
+                let width = *node.shape.last()?;
+                let (pos, mut ch) = (u / width, u % width);
+                for (k, &i) in node.inputs.iter().enumerate() {
+                    let c = *self.nodes[i].shape.last()?;
+                    if ch < c {
+                        return Some((k, pos * c + ch));
+                    }
+                    ch -= c;
+                }
+                None
+            }
+            _ => None,
         }
     }
 

@@ -481,3 +481,42 @@ fn recorded_gates_rebuild_the_states() {
         assert!(forward(&m, &x, n, None, true, &mut no_progress()).unwrap().recording.unwrap().gates.is_empty());
     }
 }
+
+/// ZeroPad2D and Concat by hand: values, shapes, and where each output unit comes from.
+#[test]
+fn zero_padding_and_concatenation_by_hand() {
+    // [2, 2, 1] → pads [top 1, left 0, bottom 0, right 1] → [3, 3, 1].
+    let mut b = ModelBuilder::new("pad", InputSpec::new(vec![2, 2, 1], InputKind::Image)).unwrap();
+    let p = b.push("pad", Op::ZeroPad2D { pads: [1, 0, 0, 1] }).unwrap();
+    // Two 1×1 convs (ReLU) of 1 and 2 channels, side by side: [3, 3, 3].
+    let conv = |k: &[f32], c: usize| Op::Conv2D {
+        kernel: Array4::from_shape_vec((1, 1, 1, c), k.to_vec()).unwrap(),
+        bias: ndarray::Array1::zeros(c),
+        strides: [1, 1],
+        padding: Padding::Valid,
+        activation: Activation::Relu,
+    };
+    let a = b.add("a", conv(&[1.0], 1), &[p]).unwrap();
+    let c = b.add("b", conv(&[2.0, -1.0], 2), &[p]).unwrap();
+    let cat = b.add("cat", Op::Concat, &[a, c]).unwrap();
+    b.push("flat", Op::Flatten).unwrap();
+    b.push("head", Op::Dense { kernel: ndarray::Array2::ones((27, 2)), bias: arr1(&[0.0, 0.0]), activation: Activation::Linear }).unwrap();
+    let m = b.finish(names(2)).unwrap();
+    assert_eq!((m.nodes[p].shape.clone(), m.nodes[cat].shape.clone()), (vec![3, 3, 1], vec![3, 3, 3]));
+    let x = [1.0, 2.0, 3.0, 4.0];
+    let out = forward(&m, &x, 1, None, false, &mut no_progress()).unwrap();
+    // Padded: row 0 zeros; rows 1–2 = [1 2 0], [3 4 0]. Channels: a = v, b = (2v, relu(−v) = 0).
+    let padded = [0., 0., 0., 1., 2., 0., 3., 4., 0.];
+    let want: f32 = padded.iter().map(|v| v + 2.0 * v).sum();
+    assert_eq!(out.logits, vec![want, want]);
+    assert_eq!((m.route(p, 0), m.route(p, 3), m.route(p, 5), m.route(p, 7)), (None, Some((0, 0)), None, Some((0, 3))));
+    // Position 4 (row 1, col 1) of the concatenation: a's unit 4, then b's units 8 and 9.
+    assert_eq!((m.route(cat, 12), m.route(cat, 13), m.route(cat, 14)), (Some((0, 4)), Some((1, 8)), Some((1, 9))));
+    // Inputs that differ in more than the last axis are refused.
+    let mut b = ModelBuilder::new("bad", InputSpec::new(vec![4], InputKind::Vectors)).unwrap();
+    let d1 =
+        b.push("d1", Op::Dense { kernel: ndarray::Array2::ones((4, 2)), bias: arr1(&[0.0, 0.0]), activation: Activation::Relu }).unwrap();
+    let r = b.push("rep", Op::RepeatVector { times: 2 }).unwrap();
+    assert!(b.add("cat", Op::Concat, &[d1, r]).is_err());
+    assert!(b.add("cat1", Op::Concat, &[d1]).is_err());
+}

@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 pub const SUPPORTED_LAYERS: &str = "InputLayer, Dense, Conv2D, MaxPooling2D, AveragePooling2D, \
     GlobalAveragePooling2D, GlobalMaxPooling2D, Flatten, Dropout (and SpatialDropout2D, GaussianNoise, \
     GaussianDropout, AlphaDropout: identities at inference), Activation, ReLU, LeakyReLU, ELU, Softmax, \
-    Add, BatchNormalization, Rescaling, Normalization, Embedding, SimpleRNN, LSTM, GRU, RepeatVector, \
+    Add, Concatenate, ZeroPadding2D, BatchNormalization, Rescaling, Normalization, Embedding, SimpleRNN, LSTM, GRU, RepeatVector, \
     TimeDistributed(Dense)";
 
 /// Sequence layers the IR does not have, named as such in errors.
@@ -53,6 +53,8 @@ pub enum Class {
     AvgPool,
     GlobalAvgPool,
     GlobalMaxPool,
+    ZeroPad,
+    Concat,
     Flatten,
     Dropout,
     Activation,
@@ -85,6 +87,8 @@ impl Class {
             "LeakyReLU" => LeakyRelu,
             "ELU" => Elu,
             "Rescaling" => Rescaling,
+            "ZeroPadding2D" => ZeroPad,
+            "Concatenate" => Concat,
             "Normalization" => Normalization,
             "Flatten" => Flatten,
             "Dropout" | "SpatialDropout2D" | "GaussianNoise" | "GaussianDropout" | "AlphaDropout" => Dropout,

@@ -203,6 +203,16 @@ fn op_for(l: &Layer, b: &ModelBuilder, ins: &[NodeId], src: &dyn WeightSource, k
             Op::Activation(Activation::Softmax)
         }
         Class::Add => Op::Add { activation: Activation::Linear },
+        Class::Concat => {
+            let rank = ins.first().map_or(0, |&i| b.shape(i).len());
+            p.last_axis(rank)?;
+            Op::Concat
+        }
+        Class::ZeroPad => {
+            image()?;
+            p.channels_last()?;
+            Op::ZeroPad2D { pads: p.pads()? }
+        }
         Class::BatchNorm => batch_norm(&p, one()?, src)?,
         Class::Embedding => {
             one()?;
@@ -512,6 +522,30 @@ impl Params<'_> {
                 Ok([x, x])
             }
         }
+    }
+
+    /// ZeroPadding2D's `padding`: n, (rows, cols), or ((top, bottom), (left, right)) → [t, l, b, r].
+    fn pads(&self) -> Result<[usize; 4]> {
+        let v = self.get("padding").ok_or_else(|| bad(format!("{} has no 'padding'", self.0.label())))?;
+        let n = |x: &Value| x.as_u64().and_then(|x| usize::try_from(x).ok()).filter(|&x| x <= MAX_WINDOW);
+        let pair = |x: &Value| match x {
+            Value::Array(a) => match a.as_slice() {
+                [p, q] => n(p).zip(n(q)),
+                _ => None,
+            },
+            x => n(x).map(|p| (p, p)),
+        };
+        let pads = match v {
+            Value::Array(a) => match a.as_slice() {
+                [r, c] if r.is_array() || c.is_array() => pair(r).zip(pair(c)).map(|((t, b), (l, r))| [t, l, b, r]),
+                [r, c] => n(r).zip(n(c)).map(|(r, c)| [r, c, r, c]),
+                _ => None,
+            },
+            x => n(x).map(|p| [p; 4]),
+        };
+        pads.ok_or_else(|| {
+            self.err("padding", &format!("n, (rows, cols) or ((top, bottom), (left, right)) of integers up to {MAX_WINDOW}"), v)
+        })
     }
 
     fn flag(&self, key: &str, default: bool) -> Result<bool> {

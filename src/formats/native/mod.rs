@@ -39,8 +39,9 @@ const KEY: &str = "remodule";
 /// adds the `RepeatVector` kind (option `times`); version 3 adds per-gate
 /// recurrent masks (a mask's `gates` length and its `.gates` tensor);
 /// version 4 adds class relevance (settings `strength`, a module's `calibration`);
-/// version 5 adds `rescales` (the model scales its own input), `GlobalMaxPooling2D`
-/// and the activations beyond linear/relu/tanh/sigmoid/softmax. The input
+/// version 5 adds `rescales` (the model scales its own input), `GlobalMaxPooling2D`,
+/// `ZeroPadding2D` (its pads as `padding`), `Concatenate` and the activations
+/// beyond linear/relu/tanh/sigmoid/softmax. The input
 /// rule: a model file leaves scale and offset to it (before version 5 a model
 /// file's scale was ignored on loading, so it still is); a module set carries
 /// the map it was decomposed with.
@@ -56,6 +57,8 @@ const KINDS: &[&str] = &[
     "AvgPool2D",
     "GlobalAveragePooling2D",
     "GlobalMaxPooling2D",
+    "ZeroPadding2D",
+    "Concatenate",
     "Flatten",
     "Add",
     "BatchNormalization",
@@ -81,7 +84,7 @@ fn version_for(model: &Model, dec: Option<&Decomposition>) -> u32 {
     let given = dec.is_none() && (model.input.scale.is_some() || model.input.offset.is_some());
     if given
         || model.input.rescales
-        || model.nodes.iter().any(|n| matches!(n.op, Op::GlobalPool(PoolKind::Max)))
+        || model.nodes.iter().any(|n| matches!(n.op, Op::GlobalPool(PoolKind::Max) | Op::ZeroPad2D { .. } | Op::Concat))
         || activations.into_iter().any(|a| !old_activation(a))
     {
         5
@@ -325,7 +328,8 @@ fn model_spec(model: &Model, t: &mut Tensors) -> ModelSpec {
                 }
             }
             Op::RepeatVector { times } => spec.times = Some(*times),
-            Op::Input | Op::GlobalPool(_) | Op::Flatten | Op::Add { .. } | Op::Activation(_) | Op::Dropout => {}
+            Op::ZeroPad2D { pads } => spec.padding = Some(Padding::Explicit(*pads)),
+            Op::Input | Op::Concat | Op::GlobalPool(_) | Op::Flatten | Op::Add { .. } | Op::Activation(_) | Op::Dropout => {}
         }
         nodes.push(spec);
     }
@@ -616,6 +620,11 @@ fn read_op(i: usize, node: &NodeSpec, r: &mut Reader) -> Result<Op> {
         "GlobalAveragePooling2D" => Op::GlobalPool(PoolKind::Avg),
         "GlobalMaxPooling2D" => Op::GlobalPool(PoolKind::Max),
         "Flatten" => Op::Flatten,
+        "ZeroPadding2D" => match padding()? {
+            Padding::Explicit(pads) => Op::ZeroPad2D { pads },
+            other => return Err(Error::format(FORMAT, format!("layer '{}': ZeroPadding2D needs explicit pads, not {other:?}", node.name))),
+        },
+        "Concatenate" => Op::Concat,
         "Add" => Op::Add { activation: activation()? },
         "BatchNormalization" => Op::BatchNorm { scale: r.vector(&t("scale"))?, shift: r.vector(&t("shift"))? },
         "Activation" => Op::Activation(activation()?),

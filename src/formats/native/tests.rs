@@ -32,6 +32,8 @@ fn every_kind() -> Vec<Model> {
     let pooled = b.last();
     b.push("gap", Op::GlobalPool(PoolKind::Avg)).unwrap();
     b.add("gmp", Op::GlobalPool(PoolKind::Max), &[pooled]).unwrap();
+    let zp = b.add("zp", Op::ZeroPad2D { pads: [1, 0, 2, 3] }, &[pooled]).unwrap();
+    b.add("cat", Op::Concat, &[zp, zp]).unwrap();
     b.add("flat", Op::Flatten, &[pooled]).unwrap();
     for (k, a) in [Activation::LeakyRelu(0.1), Activation::Elu(0.7), Activation::Gelu, Activation::GeluTanh, Activation::Swish]
         .into_iter()

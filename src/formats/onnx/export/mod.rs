@@ -513,6 +513,19 @@ impl ModuleBuilder<'_, '_> {
                 let out = self.g.op("Flatten", &[&x.name], vec![attr_i("axis", 1)], &self.name(id, "pre"));
                 Value { name: out, layout: Layout::Ir, int: false }
             }
+            // On NHWC values: pads [N, top, left, C begins, N, bottom, right, C ends].
+            Op::ZeroPad2D { pads: [t, l, b, r] } => {
+                let x = self.get(input(0), Layout::Ir);
+                let p = self.g.const_i64(&self.name(id, "pads"), &[8], [0, *t, *l, 0, 0, *b, *r, 0].iter().map(|&v| v as i64).collect());
+                let out = self.g.op("Pad", &[&x.name, &p], vec![], &self.name(id, "pre"));
+                Value { name: out, layout: Layout::Ir, int: false }
+            }
+            Op::Concat => {
+                let xs: Vec<String> = (0..node.inputs.len()).map(|k| self.get(input(k), Layout::Ir).name).collect();
+                let refs: Vec<&str> = xs.iter().map(String::as_str).collect();
+                let out = self.g.op("Concat", &refs, vec![attr_i("axis", -1)], &self.name(id, "pre"));
+                Value { name: out, layout: Layout::Ir, int: false }
+            }
             Op::Dropout | Op::Activation(_) => {
                 let v = self.values[input(0)].clone().expect("built in order");
                 if v.int { self.float(input(0), &v) } else { v }

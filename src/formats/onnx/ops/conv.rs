@@ -229,6 +229,41 @@ fn per_channel(cx: &Cx, i: usize, x: &Act, s: &[f32], t: &[f32]) -> Result<(Vec<
     }
 }
 
+/// Concat of computed tensors along the axis the IR stores last (channels of
+/// an NCHW image, features of a vector): inputs alike in every other axis and
+/// stored the same way (an inception-style block's branches).
+pub(super) fn concat(cx: &mut Cx, i: usize) -> Result<()> {
+    let n = cx.n(i);
+    let acts: Vec<Act> = (0..n.input.len()).map(|k| cx.act(i, k)).collect::<Result<_>>()?;
+    let first = acts.first().ok_or_else(|| bad(format!("node {} has no inputs", label(n))))?;
+    let rank = first.shape.len() + 1;
+    let axis = crate::formats::onnx::layout::axis_index(Attrs(n).int("axis", 1)?, rank)
+        .filter(|&a| a >= 1)
+        .map(|a| a - 1)
+        .ok_or_else(|| unsupported_option(n, format!("axis={}", Attrs(n).int("axis", 1).unwrap_or(0)), "a per-sample axis"))?;
+    let alike = |a: &Act| {
+        a.batch == 0
+            && a.fold.is_empty()
+            && a.layout == first.layout
+            && a.shape.len() == first.shape.len()
+            && a.shape.iter().zip(&first.shape).enumerate().all(|(k, (x, y))| k == axis || x == y)
+    };
+    let last_stored = matches!(&first.layout, Layout::Axes(ax) if ax.last() == Some(&axis));
+    if !last_stored || acts.iter().any(|a| !alike(a) || a.shape[axis] < 2) {
+        return Err(Error::Unsupported {
+            what: format!("inputs of ONNX node {}", label(n)),
+            name: format!("Concat on axis {} of {:?}", axis + 1, acts.iter().map(|a| a.shape.clone()).collect::<Vec<_>>()),
+            supported: "computed tensors alike but in the channel axis (the one the engine stores last), or constants".into(),
+        });
+    }
+    let mut shape = first.shape.clone();
+    shape[axis] = acts.iter().map(|a| a.shape[axis]).sum();
+    let layout = first.layout.clone();
+    let ids: Vec<_> = acts.iter().map(|a| a.node).collect();
+    let id = cx.emit(i, Op::Concat, &ids)?;
+    cx.bind(i, 0, Val::Act(Act::new(id, shape, layout)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::testing::{Net, attr_float, attr_int, attr_ints, attr_string, floats, run};

@@ -100,7 +100,7 @@ const FAMILIES: &[&[Rule]] = &[
         Rule::layer("Unsqueeze", shape::reshape).fold(shape::fold_reshape),
         Rule::layer("Transpose", shape::transpose).fold(shape::fold_transpose),
         Rule::layer("Shape", shape::shape).fold(shape::fold_shape),
-        Rule::consts("Concat", shape::fold_concat),
+        Rule::layer("Concat", conv::concat).fold(shape::fold_concat).note("of computed tensors along the channel axis; of constants"),
         Rule::consts("Constant", fold::constant),
         Rule::consts("Expand", fold::expand).note("of a scalar"),
         Rule::consts("ConstantOfShape", fold::constant_of_shape),
@@ -225,6 +225,7 @@ mod tests {
         assert!(SUPPORTED_OPS.starts_with("Gemm, MatMul (fused with a following bias Add and activation); Conv ("), "{SUPPORTED_OPS}");
         assert!(SUPPORTED_OPS.contains("Sub, Mul, Div (by a per-channel constant), Relu"), "{SUPPORTED_OPS}");
         assert!(SUPPORTED_OPS.contains("LSTM, GRU, RNN (forward), Gather (embedding"), "{SUPPORTED_OPS}");
-        assert!(SUPPORTED_OPS.ends_with("; on constants only: Concat, Constant, Expand (of a scalar), ConstantOfShape"), "{SUPPORTED_OPS}");
+        assert!(SUPPORTED_OPS.ends_with("; on constants only: Constant, Expand (of a scalar), ConstantOfShape"), "{SUPPORTED_OPS}");
+        assert!(SUPPORTED_OPS.contains("Concat (of computed tensors along the channel axis; of constants)"), "{SUPPORTED_OPS}");
     }
 }
