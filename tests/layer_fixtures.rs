@@ -30,7 +30,8 @@ fn keras_accuracy(model: &str) -> f32 {
     v[model].as_f64().unwrap_or_else(|| panic!("no accuracy for {model}")) as f32
 }
 
-const STEMS: [&str; 8] = ["float_cnn", "rescaling_cnn", "norm_mlp", "acts_mlp", "gmp_cnn", "norm01_mlp", "onnx_acts_mlp", "pad_concat_cnn"];
+const STEMS: [&str; 9] =
+    ["float_cnn", "rescaling_cnn", "norm_mlp", "acts_mlp", "gmp_cnn", "norm01_mlp", "onnx_acts_mlp", "pad_concat_cnn", "hsig_lstm"];
 
 /// Largest |prob − Keras prob| of `file` on the inputs stored with `expected`.
 fn max_diff(file: &str, expected: &str) -> f32 {
@@ -80,6 +81,16 @@ fn hard_sigmoid_follows_the_keras_version_that_wrote_the_file() {
     };
     assert_eq!(slope("acts_mlp.keras"), Some(1.0 / 6.0), "Keras 3: relu6(x + 3) / 6");
     assert_eq!(slope("acts_mlp.k2.h5"), Some(0.2), "Keras 2: clip(0.2x + 0.5, 0, 1)");
+    // The gate activation of an LSTM (older Keras 2 models' default) follows the same rule.
+    let gate = |file: &str| {
+        let m = load_model(&read(file), file).unwrap();
+        m.nodes.iter().find_map(|n| match &n.op {
+            Op::Recurrent(r) => Some(r.recurrent_activation),
+            _ => None,
+        })
+    };
+    assert_eq!(gate("hsig_lstm.keras"), Some(Activation::HardSigmoid(1.0 / 6.0)));
+    assert_eq!(gate("hsig_lstm.k2.h5"), Some(Activation::HardSigmoid(0.2)));
 }
 
 /// The workbench's accuracy of `model` on data set `data` (and its input notice).

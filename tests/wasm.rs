@@ -280,7 +280,8 @@ fn layer_fixtures_match_keras_in_wasm() {
             )
         };
     }
-    let cases: [(&str, &[u8], &[u8]); 18] = [
+    let cases: [(&str, &[u8], &[u8]); 19] = [
+        case!("hsig_lstm.k2.h5", "hsig_lstm.k2"),
         case!("pad_concat_cnn.keras", "pad_concat_cnn"),
         case!("pad_concat_cnn.k2.onnx", "pad_concat_cnn.k2"),
         case!("norm01_mlp.k2.onnx", "norm01_mlp.k2"),

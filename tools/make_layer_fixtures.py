@@ -49,9 +49,18 @@ if not (OUT / "digits_float.npz").exists():
     np.savez_compressed(OUT / "digits_u8.npz", x_train=x_tr_u8[:K], y_train=y_tr[:K], x_test=x_te_u8, y_test=y_te, class_names=names)
 
 
+lang = np.load(ROOT / "data" / "lang_a.npz")
+
+
 def build(K, name):
     """The architecture `name` in Keras module K (keras or tf_keras)."""
     L = K.layers
+    if name == "hsig_lstm":  # hard_sigmoid as the LSTM's gate activation (older Keras 2 models' default)
+        inp = K.Input((32,))
+        x = L.Embedding(int(lang["x_train"].max()) + 1, 8)(inp)
+        x = L.LSTM(16, recurrent_activation="hard_sigmoid")(x)
+        out = L.Dense(5, activation="softmax")(x)
+        return K.Model(inp, out, name=name)
     inp = K.Input((28, 28, 1))
     if name == "float_cnn":  # trained on float images in [0, 1]
         x = L.Conv2D(8, 3, activation="relu")(inp)
@@ -116,7 +125,7 @@ def build(K, name):
 
 
 RAW = {"rescaling_cnn", "norm_mlp"}  # fed the stored 0-255 values
-ALL = ["float_cnn", "rescaling_cnn", "norm_mlp", "acts_mlp", "gmp_cnn", "norm01_mlp", "onnx_acts_mlp", "pad_concat_cnn"]
+ALL = ["float_cnn", "rescaling_cnn", "norm_mlp", "acts_mlp", "gmp_cnn", "norm01_mlp", "onnx_acts_mlp", "pad_concat_cnn", "hsig_lstm"]
 ap = argparse.ArgumentParser()
 ap.add_argument("--only", default=",".join(ALL))
 only = ap.parse_args().only.split(",")
@@ -126,12 +135,16 @@ for name in [n for n in ALL if n in only]:
     x_train, x_test = (x_tr_u8, x_te_u8) if name in RAW else (x_tr_f, x_te_f)
     x_train = x_train[..., None].astype(np.float32)
     x_test = x_test[..., None].astype(np.float32)
+    y_train, y_test = y_tr, y_te
+    if name == "hsig_lstm":  # token ids as float32 (the bundled text models' convention)
+        x_train, y_train = lang["x_train"][:2000].astype(np.float32), lang["y_train"][:2000]
+        x_test, y_test = lang["x_test"][:400].astype(np.float32), lang["y_test"][:400]
     for K, suffix in [(keras, ""), (tf_keras, ".k2")]:
         K.utils.set_random_seed(3)
         m = build(K, name)
         m.compile(optimizer=K.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-        m.fit(x_train, y_tr, epochs=3, batch_size=64, verbose=0)
-        acc = float(m.evaluate(x_test, y_te, verbose=0)[1])
+        m.fit(x_train, y_train, epochs=3, batch_size=64, verbose=0)
+        acc = float(m.evaluate(x_test, y_test, verbose=0)[1])
         accuracy[name + suffix] = acc
         probs = m.predict(x_test[:64], verbose=0).astype(np.float32)
         np.savez_compressed(OUT / f"{name}{suffix}.expected.npz", x=x_test[:64], probs=probs)
@@ -139,7 +152,7 @@ for name in [n for n in ALL if n in only]:
             m.save(OUT / f"{name}.keras")
         else:
             m.save(OUT / f"{name}.k2.h5")
-            spec = (tf.TensorSpec((None, 28, 28, 1), tf.float32, name="input"),)
+            spec = (tf.TensorSpec((None,) + tuple(m.input_shape[1:]), tf.float32, name="input"),)
             tf2onnx.convert.from_keras(m, input_signature=spec, opset=13, output_path=str(OUT / f"{name}.k2.onnx"))
         print(f"{name}{suffix}: test accuracy {acc:.4f}")
 
