@@ -116,3 +116,6 @@ test('the new layers and input maps export exactly', async () => {
   await check('rescaling_onnx', [`${L}/rescaling_cnn.k2.onnx`, '--data', `${L}/digits_u8.npz`, '--samples', '100']);
   await check('given_map', [`${L}/float_cnn.keras`, '--data', `${L}/digits_u8.npz`, '--scale', '0.00392156862745098', '--offset', '-0.01', '--samples', '100']);
 });
+
+test('a Keras 2 LSTM with hard-sigmoid gates exports them as HardSigmoid (activation_alpha 0.2, beta 0.5)', () =>
+  check('hsig_lstm', ['tests/fixtures/layers/hsig_lstm.k2.h5', '--data', 'data/lang_a.npz']));

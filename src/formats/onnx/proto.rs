@@ -66,6 +66,7 @@ pub struct NodeProto {
 /// `AttributeProto.AttributeType`.
 pub mod attr_type {
     pub const FLOAT: i32 = 1;
+    pub const FLOATS: i32 = 6;
     pub const INT: i32 = 2;
     pub const STRINGS: i32 = 8;
     pub const STRING: i32 = 3;

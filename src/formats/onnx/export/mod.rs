@@ -35,7 +35,7 @@ use crate::engine::decompose::{Calibration, Head};
 use crate::engine::kernels::PoolKind;
 use crate::engine::model::{Activation, Cell, InputKind, Masks, Model, NodeId, Op, Padding};
 use crate::error::{Error, Result};
-use writer::{Graph, Layout, Value, act_name, attr_f, attr_i, attr_ints, attr_strings, hwc_to_chw, value_info};
+use writer::{Graph, Layout, Value, act_name, attr_f, attr_floats, attr_i, attr_ints, attr_strings, hwc_to_chw, value_info};
 
 mod writer;
 
@@ -633,8 +633,16 @@ impl ModuleBuilder<'_, '_> {
         };
         let act = act_name(r.activation)
             .ok_or_else(|| unsupported(format!("{:?} activation of recurrent layer '{}'", r.activation, node.name)))?;
-        let gate = act_name(r.recurrent_activation)
-            .ok_or_else(|| unsupported(format!("{:?} recurrent activation of layer '{}'", r.recurrent_activation, node.name)))?;
+        // A hard-sigmoid gate is ONNX's HardSigmoid with its α and β = 0.5 (activation_alpha/beta).
+        let hard = match r.recurrent_activation {
+            Activation::HardSigmoid(a) => Some(a),
+            _ => None,
+        };
+        let gate = match hard {
+            Some(_) => "HardSigmoid",
+            None => act_name(r.recurrent_activation)
+                .ok_or_else(|| unsupported(format!("{:?} recurrent activation of layer '{}'", r.recurrent_activation, node.name)))?,
+        };
         // ONNX gate blocks in Keras' column blocks: LSTM i,o,f,c ← i,f,c,o; GRU z,r,h and RNN as they are.
         let order: Vec<usize> = match r.cell {
             Cell::Lstm => vec![0, 3, 1, 2],
@@ -674,6 +682,13 @@ impl ModuleBuilder<'_, '_> {
             Cell::Gru { .. } => ("GRU", vec![gate, act]),
         };
         let mut attrs = vec![attr_i("hidden_size", u as i64), attr_strings("activations", &acts)];
+        if let Some(alpha) = hard {
+            // One (α, β) per listed activation; the others ignore theirs.
+            let n = acts.len();
+            let (mut a, mut bt) = (vec![0.0; n], vec![0.0; n]);
+            (a[0], bt[0]) = (alpha, 0.5);
+            attrs.extend([attr_floats("activation_alpha", a), attr_floats("activation_beta", bt)]);
+        }
         if let Cell::Gru { reset_after } = r.cell {
             attrs.push(attr_i("linear_before_reset", reset_after as i64));
         }

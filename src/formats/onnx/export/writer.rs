@@ -150,6 +150,10 @@ pub(super) fn act_name(a: Activation) -> Option<&'static str> {
     }
 }
 
+pub(super) fn attr_floats(name: &str, floats: Vec<f32>) -> AttributeProto {
+    AttributeProto { name: name.into(), floats, r#type: attr_type::FLOATS, ..Default::default() }
+}
+
 pub(super) fn attr_f(name: &str, f: f32) -> AttributeProto {
     AttributeProto { name: name.into(), f, r#type: attr_type::FLOAT, ..Default::default() }
 }
