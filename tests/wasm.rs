@@ -280,7 +280,8 @@ fn layer_fixtures_match_keras_in_wasm() {
             )
         };
     }
-    let cases: [(&str, &[u8], &[u8]); 19] = [
+    let cases: [(&str, &[u8], &[u8]); 20] = [
+        case!("prelu_cnn.keras", "prelu_cnn"),
         case!("hsig_lstm.k2.h5", "hsig_lstm.k2"),
         case!("pad_concat_cnn.keras", "pad_concat_cnn"),
         case!("pad_concat_cnn.k2.onnx", "pad_concat_cnn.k2"),

@@ -114,6 +114,14 @@ def build(K, name):
         x = L.MaxPooling2D()(x)
         x = L.Flatten()(x)
         out = L.Dense(10, activation="softmax")(x)
+    elif name == "prelu_cnn":  # learned slopes: per channel after a conv, per unit after a Dense
+        x = L.Conv2D(8, 3)(inp)
+        x = L.PReLU(shared_axes=[1, 2])(x)
+        x = L.MaxPooling2D()(x)
+        x = L.Flatten()(x)
+        x = L.Dense(16)(x)
+        x = L.PReLU()(x)
+        out = L.Dense(10, activation="softmax")(x)
     elif name == "gmp_cnn":  # GlobalMaxPooling2D after a strided ELU conv
         x = L.Conv2D(8, 3, activation="relu")(inp)
         x = L.Conv2D(16, 3, strides=2, activation="elu")(x)
@@ -125,7 +133,7 @@ def build(K, name):
 
 
 RAW = {"rescaling_cnn", "norm_mlp"}  # fed the stored 0-255 values
-ALL = ["float_cnn", "rescaling_cnn", "norm_mlp", "acts_mlp", "gmp_cnn", "norm01_mlp", "onnx_acts_mlp", "pad_concat_cnn", "hsig_lstm"]
+ALL = ["float_cnn", "rescaling_cnn", "norm_mlp", "acts_mlp", "gmp_cnn", "norm01_mlp", "onnx_acts_mlp", "pad_concat_cnn", "hsig_lstm", "prelu_cnn"]
 ap = argparse.ArgumentParser()
 ap.add_argument("--only", default=",".join(ALL))
 only = ap.parse_args().only.split(",")

@@ -111,6 +111,7 @@ test('the new layers and input maps export exactly', async () => {
   await check('acts_mlp', [`${L}/acts_mlp.keras`, '--data', `${L}/digits_float.npz`, '--strength', '0.35', '--samples', '100']);
   await check('pad_concat', [`${L}/pad_concat_cnn.keras`, '--data', `${L}/digits_float.npz`, '--strength', '0.2', '--samples', '100']);
   await check('pad_concat_mcbi', [`${L}/pad_concat_cnn.keras`, '--data', `${L}/digits_float.npz`, '--technique', 'mc-bi', '--delta', '0.2', '--samples', '100']);
+  await check('prelu', [`${L}/prelu_cnn.k2.h5`, '--data', `${L}/digits_float.npz`, '--strength', '0.25', '--samples', '100']);
   await check('gmp_cnn', [`${L}/gmp_cnn.keras`, '--data', `${L}/digits_float.npz`, '--strength', '0.2', '--samples', '100']);
   await check('norm_mlp', [`${L}/norm_mlp.k2.h5`, '--data', `${L}/digits_u8.npz`, '--strength', '0.35', '--samples', '100']);
   await check('rescaling_onnx', [`${L}/rescaling_cnn.k2.onnx`, '--data', `${L}/digits_u8.npz`, '--samples', '100']);

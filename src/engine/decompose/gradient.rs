@@ -37,8 +37,11 @@ pub fn margin_gradients(model: &Model, rec: &Recording, class: usize) -> BTreeMa
             let Some(out) = grads[id].take() else { continue };
             grads[id] = Some(out.clone());
             // ReLU-like: the mean slope is (share of samples on) + (share off) × the off slope.
-            match (node.op.activation().and_then(Activation::off_slope), freq(id)) {
-                (Some(off), Some(f)) => out.iter().zip(&f).map(|(g, f)| g * (f + (1.0 - f) * off)).collect(),
+            match (&node.op, node.op.activation().and_then(Activation::off_slope), freq(id)) {
+                (Op::PRelu { alpha }, _, Some(f)) => {
+                    out.iter().zip(&f).enumerate().map(|(u, (g, f))| g * (f + (1.0 - f) * alpha[u % alpha.len()])).collect()
+                }
+                (_, Some(off), Some(f)) => out.iter().zip(&f).map(|(g, f)| g * (f + (1.0 - f) * off)).collect(),
                 _ => out,
             }
         };
@@ -130,7 +133,7 @@ pub fn margin_gradients(model: &Model, rec: &Recording, class: usize) -> BTreeMa
                     }
                 });
             }
-            Op::Flatten | Op::Dropout | Op::Activation(_) => {
+            Op::Flatten | Op::Dropout | Op::Activation(_) | Op::PRelu { .. } => {
                 into(&mut grads, node.inputs[0], &|g| g.iter_mut().zip(&pre).for_each(|(x, p)| *x += p));
             }
             Op::ZeroPad2D { .. } | Op::Concat => {

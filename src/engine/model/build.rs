@@ -208,6 +208,17 @@ fn infer(name: &str, op: &Op, ins: &[&[usize]]) -> Result<Vec<usize>> {
             ins[0].to_vec()
         }
         Op::Activation(_) | Op::Dropout => ins[0].to_vec(),
+        Op::PRelu { alpha } => {
+            let (c, all) = (*ins[0].last().unwrap_or(&0), ins[0].iter().product::<usize>());
+            if alpha.len() != c && alpha.len() != all {
+                return Err(Error::shape(
+                    format!("{} slopes", ctx()),
+                    format!("{c} (one per channel) or {all} (one per value)"),
+                    alpha.len(),
+                ));
+            }
+            ins[0].to_vec()
+        }
         Op::Embedding { table } => {
             if table.nrows() == 0 || table.ncols() == 0 {
                 return Err(Error::shape(format!("{} table", ctx()), "a non-empty vocab × dim table", format!("{:?}", table.dim())));
@@ -286,6 +297,7 @@ fn check_finite(name: &str, op: &Op) -> Result<()> {
         Op::Dense { kernel, bias, .. } => finite(name, "kernel", kernel.iter()).and(finite(name, "bias", bias.iter())),
         Op::Conv2D { kernel, bias, .. } => finite(name, "kernel", kernel.iter()).and(finite(name, "bias", bias.iter())),
         Op::BatchNorm { scale, shift } => finite(name, "scale", scale.iter()).and(finite(name, "shift", shift.iter())),
+        Op::PRelu { alpha } => finite(name, "alpha", alpha.iter()),
         Op::Embedding { table } => finite(name, "embeddings", table.iter()),
         Op::Recurrent(r) => finite(name, "kernel", r.kernel.iter()).and(finite(name, "recurrent kernel", r.recurrent.iter())).and(finite(
             name,

@@ -347,6 +347,14 @@ fn run_node<'s>(
             }
         }
         Op::Flatten | Op::Dropout | Op::Activation(_) => out.copy_from_slice(input(0)),
+        Op::PRelu { alpha } => {
+            let a = alpha.as_slice().expect("a standard-layout vector");
+            for (row_out, row_in) in out.chunks_exact_mut(node.len()).zip(input(0).chunks_exact(node.len())) {
+                for (u, (o, &x)) in row_out.iter_mut().zip(row_in).enumerate() {
+                    *o = if x > 0.0 { x } else { a[u % a.len()] * x };
+                }
+            }
+        }
         Op::ZeroPad2D { pads: [t, l, _, _] } => {
             let &[h, w, c] = in_shape(0) else { unreachable!("the builder checked an image") };
             let (ow, il, ol) = (node.shape[1], h * w * c, node.len());

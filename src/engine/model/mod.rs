@@ -214,6 +214,11 @@ pub enum Op {
         shift: Array1<f32>,
     },
     Activation(Activation),
+    /// Leaky ReLU with learned slopes: `x > 0 ? x : α·x`, α per channel (last
+    /// axis) or per value of the node (`alpha[u % alpha.len()]`).
+    PRelu {
+        alpha: Array1<f32>,
+    },
     /// Identity at inference; kept so the diagram matches the source model.
     Dropout,
     /// Token ids `[T]` → vectors `[T, D]`: row `id` of `table` (vocab × D).
@@ -246,6 +251,7 @@ impl Op {
             Op::Add { .. } => "Add",
             Op::BatchNorm { .. } => "BatchNormalization",
             Op::Activation(_) => "Activation",
+            Op::PRelu { .. } => "PReLU",
             Op::Dropout => "Dropout",
             Op::Embedding { .. } => "Embedding",
             Op::RepeatVector { .. } => "RepeatVector",
@@ -267,6 +273,7 @@ impl Op {
             Op::Dense { kernel, bias, .. } => kernel.len() + bias.len(),
             Op::Conv2D { kernel, bias, .. } => kernel.len() + bias.len(),
             Op::BatchNorm { scale, shift } => scale.len() + shift.len(),
+            Op::PRelu { alpha } => alpha.len(),
             Op::Embedding { table } => table.len(),
             Op::Recurrent(r) => r.params(),
             _ => 0,
@@ -417,7 +424,7 @@ impl Model {
         (0..self.head)
             .filter(|&i| {
                 let op = &self.nodes[i].op;
-                op.activation().and_then(Activation::off_slope).is_some() || matches!(op, Op::Recurrent(_))
+                op.activation().and_then(Activation::off_slope).is_some() || matches!(op, Op::Recurrent(_) | Op::PRelu { .. })
             })
             .collect()
     }

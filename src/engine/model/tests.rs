@@ -520,3 +520,20 @@ fn zero_padding_and_concatenation_by_hand() {
     assert!(b.add("cat", Op::Concat, &[d1, r]).is_err());
     assert!(b.add("cat1", Op::Concat, &[d1]).is_err());
 }
+
+/// PReLU by hand: a slope per channel, or one per value; its units are tracked like ReLU's.
+#[test]
+fn prelu_by_hand() {
+    let mut b = ModelBuilder::new("prelu", spec(&[2, 2])).unwrap();
+    let per_channel = b.push("pc", Op::PRelu { alpha: arr1(&[0.5, 0.25]) }).unwrap();
+    let per_value = b.push("pv", Op::PRelu { alpha: arr1(&[1.0, 2.0, 3.0, 4.0]) }).unwrap();
+    b.push("flat", Op::Flatten).unwrap();
+    b.push("head", Op::Dense { kernel: ndarray::Array2::eye(4), bias: arr1(&[0.0; 4]), activation: Activation::Linear }).unwrap();
+    let m = b.finish(names(4)).unwrap();
+    let out = forward(&m, &[-2.0, -4.0, 3.0, -1.0], 1, None, true, &mut no_progress()).unwrap();
+    // pc: (-1, -1, 3, -0.25); pv: (-1·1, -1·2, 3, -0.25·4).
+    assert_eq!(out.logits, vec![-1.0, -2.0, 3.0, -1.0]);
+    assert_eq!(m.tracked(), vec![per_channel, per_value]);
+    let bad = ModelBuilder::new("bad", spec(&[2, 2])).unwrap().push("p", Op::PRelu { alpha: arr1(&[1.0, 2.0, 3.0]) });
+    assert!(bad.is_err());
+}

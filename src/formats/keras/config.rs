@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 /// What `Unsupported` errors list as loadable.
 pub const SUPPORTED_LAYERS: &str = "InputLayer, Dense, Conv2D, MaxPooling2D, AveragePooling2D, \
     GlobalAveragePooling2D, GlobalMaxPooling2D, Flatten, Dropout (and SpatialDropout2D, GaussianNoise, \
-    GaussianDropout, AlphaDropout: identities at inference), Activation, ReLU, LeakyReLU, ELU, Softmax, \
+    GaussianDropout, AlphaDropout: identities at inference), Activation, ReLU, LeakyReLU, PReLU, ELU, Softmax, \
     Add, Concatenate, ZeroPadding2D, BatchNormalization, Rescaling, Normalization, Embedding, SimpleRNN, LSTM, GRU, RepeatVector, \
     TimeDistributed(Dense)";
 
@@ -60,6 +60,7 @@ pub enum Class {
     Activation,
     ReLU,
     LeakyRelu,
+    PRelu,
     Elu,
     Softmax,
     Add,
@@ -85,6 +86,7 @@ impl Class {
             "GlobalAveragePooling2D" | "GlobalAvgPool2D" => GlobalAvgPool,
             "GlobalMaxPooling2D" | "GlobalMaxPool2D" => GlobalMaxPool,
             "LeakyReLU" => LeakyRelu,
+            "PReLU" => PRelu,
             "ELU" => Elu,
             "Rescaling" => Rescaling,
             "ZeroPadding2D" => ZeroPad,

@@ -196,6 +196,7 @@ fn op_for(l: &Layer, b: &ModelBuilder, ins: &[NodeId], src: &dyn WeightSource, k
             Op::Activation(Activation::LeakyRelu(p.float(key, 0.3)? as f32))
         }
         Class::Elu => Op::Activation(Activation::Elu(p.float("alpha", 1.0)? as f32)),
+        Class::PRelu => prelu(&p, one()?, src)?,
         Class::Rescaling => rescaling(&p, one()?)?,
         Class::Normalization => normalization(&p, one()?, src)?,
         Class::Softmax => {
@@ -341,6 +342,45 @@ fn per_channel(p: &Params, key: &str, default: f64, c: usize) -> Result<Vec<f32>
         n if n == c => Ok(values),
         n => Err(Error::shape(format!("'{key}' of {}", p.0.label()), format!("1 or {c} values (one per channel)"), n)),
     }
+}
+
+/// `PReLU`: its `alpha` has the input's per-sample shape with the `shared_axes`
+/// (Keras counts the batch as axis 0) of size 1; stored per channel when only
+/// the channel axis varies, else per value (broadcast over the shared axes).
+fn prelu(p: &Params, input: &[usize], src: &dyn WeightSource) -> Result<Op> {
+    let l = p.0;
+    let shared: Vec<usize> = match p.get("shared_axes") {
+        None => Some(vec![]),
+        Some(Value::Array(a)) => {
+            a.iter().map(|v| v.as_u64().map(|x| x as usize).filter(|&x| x >= 1 && x <= input.len())).collect::<Option<_>>()
+        }
+        Some(v) => v.as_u64().map(|x| vec![x as usize]).filter(|a| a[0] >= 1 && a[0] <= input.len()),
+    }
+    .ok_or_else(|| p.err("shared_axes", &format!("axes from 1 to {}", input.len()), p.get("shared_axes").unwrap_or(&Value::Null)))?;
+    let dims: Vec<usize> = input.iter().enumerate().map(|(k, &d)| if shared.contains(&(k + 1)) { 1 } else { d }).collect();
+    let alpha = weights(src, l, &[("alpha", dims.clone())])?.into_iter().next().unwrap_or_default();
+    if !alpha.iter().all(|v| v.is_finite()) {
+        return Err(Error::NonFinite { layer: l.name.clone(), what: "alpha".into() });
+    }
+    let c = input.last().copied().unwrap_or(1);
+    if dims.iter().rev().skip(1).all(|&d| d == 1) && alpha.len() == c {
+        return Ok(Op::PRelu { alpha: Array1::from_vec(alpha) });
+    }
+    // Per value: broadcast over the shared axes (row-major over the input shape).
+    let n: usize = input.iter().product();
+    let full: Vec<f32> = (0..n)
+        .map(|i| {
+            let (mut rest, mut at, mut stride) = (i, 0, 1);
+            for k in (0..input.len()).rev() {
+                let ix = rest % input[k];
+                rest /= input[k];
+                at += if dims[k] == 1 { 0 } else { ix * stride };
+                stride *= dims[k];
+            }
+            alpha[at]
+        })
+        .collect();
+    Ok(Op::PRelu { alpha: Array1::from_vec(full) })
 }
 
 /// `Rescaling`: y = x · scale + offset, per channel (a folded BatchNorm).

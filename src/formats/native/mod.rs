@@ -59,6 +59,7 @@ const KINDS: &[&str] = &[
     "GlobalMaxPooling2D",
     "ZeroPadding2D",
     "Concatenate",
+    "PReLU",
     "Flatten",
     "Add",
     "BatchNormalization",
@@ -84,7 +85,7 @@ fn version_for(model: &Model, dec: Option<&Decomposition>) -> u32 {
     let given = dec.is_none() && (model.input.scale.is_some() || model.input.offset.is_some());
     if given
         || model.input.rescales
-        || model.nodes.iter().any(|n| matches!(n.op, Op::GlobalPool(PoolKind::Max) | Op::ZeroPad2D { .. } | Op::Concat))
+        || model.nodes.iter().any(|n| matches!(n.op, Op::GlobalPool(PoolKind::Max) | Op::ZeroPad2D { .. } | Op::Concat | Op::PRelu { .. }))
         || activations.into_iter().any(|a| !old_activation(a))
     {
         5
@@ -312,6 +313,7 @@ fn model_spec(model: &Model, t: &mut Tensors) -> ModelSpec {
                 t.f32s(name("shift"), shift.shape(), shift.iter());
             }
             Op::Embedding { table } => t.f32s(name("embeddings"), table.shape(), table.iter()),
+            Op::PRelu { alpha } => t.f32s(name("alpha"), alpha.shape(), alpha.iter()),
             Op::Recurrent(r) => {
                 t.f32s(name("kernel"), r.kernel.shape(), r.kernel.iter());
                 t.f32s(name("recurrent_kernel"), r.recurrent.shape(), r.recurrent.iter());
@@ -625,6 +627,7 @@ fn read_op(i: usize, node: &NodeSpec, r: &mut Reader) -> Result<Op> {
             other => return Err(Error::format(FORMAT, format!("layer '{}': ZeroPadding2D needs explicit pads, not {other:?}", node.name))),
         },
         "Concatenate" => Op::Concat,
+        "PReLU" => Op::PRelu { alpha: r.vector(&t("alpha"))? },
         "Add" => Op::Add { activation: activation()? },
         "BatchNormalization" => Op::BatchNorm { scale: r.vector(&t("scale"))?, shift: r.vector(&t("shift"))? },
         "Activation" => Op::Activation(activation()?),

@@ -34,6 +34,7 @@ fn every_kind() -> Vec<Model> {
     b.add("gmp", Op::GlobalPool(PoolKind::Max), &[pooled]).unwrap();
     let zp = b.add("zp", Op::ZeroPad2D { pads: [1, 0, 2, 3] }, &[pooled]).unwrap();
     b.add("cat", Op::Concat, &[zp, zp]).unwrap();
+    b.add("prelu", Op::PRelu { alpha: v(4, s) }, &[pooled]).unwrap();
     b.add("flat", Op::Flatten, &[pooled]).unwrap();
     for (k, a) in [Activation::LeakyRelu(0.1), Activation::Elu(0.7), Activation::Gelu, Activation::GeluTanh, Activation::Swish]
         .into_iter()

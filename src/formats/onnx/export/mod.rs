@@ -530,6 +530,14 @@ impl ModuleBuilder<'_, '_> {
                 let v = self.values[input(0)].clone().expect("built in order");
                 if v.int { self.float(input(0), &v) } else { v }
             }
+            // Slopes per channel broadcast over the last (channels-last) axis; per value, the node's shape.
+            Op::PRelu { alpha } => {
+                let x = self.get(input(0), Layout::Ir);
+                let dims = if alpha.len() == node.len() { node.shape.clone() } else { vec![alpha.len()] };
+                let s = self.weight(id, "alpha", &dims, || alpha.to_vec());
+                let out = self.g.op("PRelu", &[&x.name, &s], vec![], &self.name(id, "pre"));
+                Value { name: out, layout: Layout::Ir, int: false }
+            }
             Op::Add { .. } => {
                 let first = self.values[input(0)].clone().expect("built in order");
                 let layout = if first.int { Layout::Ir } else { first.layout };

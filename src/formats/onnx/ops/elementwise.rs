@@ -69,6 +69,16 @@ pub(super) fn activation(cx: &mut Cx, i: usize) -> Result<()> {
     Ok(())
 }
 
+/// PRelu with a constant slope per channel (or one for all).
+pub(super) fn prelu(cx: &mut Cx, i: usize) -> Result<()> {
+    let x = cx.act_any(i, 0)?;
+    let slope = cx.konst(i, 1, "slope")?;
+    let alpha = row_constant(cx, i, &x, &slope)?;
+    cx.spend(alpha.len(), i)?;
+    let id = cx.emit(i, Op::PRelu { alpha: Array1::from_vec(alpha) }, &[x.node])?;
+    cx.bind(i, 0, Val::Act(Act { node: id, ..x }))
+}
+
 pub(super) fn dropout(cx: &mut Cx, i: usize) -> Result<()> {
     cx.first_output_only(i)?;
     let x = cx.act_any(i, 0)?;

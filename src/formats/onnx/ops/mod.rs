@@ -85,6 +85,7 @@ const FAMILIES: &[&[Rule]] = &[
         Rule::layer("Sigmoid", elementwise::activation).role(Elementwise).note("Mul(x, Sigmoid(x)): swish"),
         Rule::layer("Softplus", elementwise::activation).role(Elementwise),
         Rule::layer("LeakyRelu", elementwise::activation).role(Elementwise),
+        Rule::layer("PRelu", elementwise::prelu).role(Elementwise).note("a constant slope per channel"),
         Rule::layer("Elu", elementwise::activation).role(Elementwise),
         Rule::layer("HardSigmoid", elementwise::activation).role(Elementwise).note("beta 0.5"),
         Rule::layer("Gelu", elementwise::activation).role(Elementwise),
