@@ -1041,7 +1041,6 @@ async function boot() {
   $('share-btn').disabled = false;
   document.body.dataset.restored = String(restored);
   document.body.dataset.firstViewMs = (performance.now() - t0).toFixed(0);
-  performance.mark('first-view'); // scripts/bench: time from navigation to the first decomposed view
   startOffline().catch((e) => console.warn('offline copy', e));
 }
 

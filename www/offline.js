@@ -52,6 +52,11 @@ export async function startOffline() {
     say('unavailable', `${name} · no offline copy (${e.message}).`);
     return;
   }
+  const failed = (w) => w?.addEventListener('statechange', () => {
+    // An install that failed (a file missing, or not the build's bytes): the browser tries again on a later visit.
+    if (w.state === 'redundant' && !reg.active) say('unavailable', `${name} · the offline copy could not be saved (see the service worker's console); a later visit tries again.`);
+  });
+  failed(reg.installing);
   const watch = (w) => {
     if (!w) return;
     const check = () => { if (w.state === 'installed' && sw.controller) offerUpdate(w, name, say); };
