@@ -4,7 +4,7 @@
 // link for everything the browser fetches, the page's worker included: each response waits one
 // round trip, and all response bytes share one pipe of the given rate. Bytes are what the server
 // sends (headers and bodies). `node bench-firstvisit.mjs [SITE_DIR]` prints one table.
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { extname, join, normalize } from 'node:path';
 import { gzipSync } from 'node:zlib';
@@ -120,9 +120,35 @@ export function firstVisitRows(r, label = '') {
   return rows;
 }
 
+/** The BENCHMARKS.md section for a firstVisit() result: the table and issue 18's goals. */
+export function firstVisitSection(r) {
+  const kib = (b) => `${(b / 1024).toFixed(0)} KiB`;
+  const goal = (ok, text) => `- ${ok ? 'met' : '**missed**'}: ${text}`;
+  return ['', `## First visit over a school link (${r.link.mbit} Mbit/s, ${r.link.rttMs} ms RTT)`, '',
+    'The default model until its first decomposed view (composition shown, link button live), from navigation start. The bench\'s static',
+    'server gzips text, JSON and the wasm as a static host does (`.npz`/`.keras` are zip files, sent as stored) and emulates the link for',
+    'every request, the engine worker\'s included: one round trip before each response, all bytes through one shared pipe.',
+    'Cold: a fresh profile. Warm: the same profile again once the service worker has saved the offline copy.', '',
+    '| visit | time to first decomposed view | transferred before it |', '|---|---:|---|', ...firstVisitRows(r), '',
+    'Goals (issue 18):', '',
+    goal(r.cold.bytes <= 1.5 * 1024 * 1024, `≤ 1.5 MB transferred before the first decomposed view (${kib(r.cold.bytes)})`),
+    goal(r.cold.ms <= 10000, `≤ 10 s cold on the throttled link (${(r.cold.ms / 1000).toFixed(1)} s)`),
+    goal(r.warm && r.warm.ms <= 1000, `≤ 1 s warm (${r.warm ? `${(r.warm.ms / 1000).toFixed(2)} s` : 'no offline copy'})`)];
+}
+
+// `node bench-firstvisit.mjs [SITE_DIR] [--write BENCHMARKS.md]`: prints the section; --write puts it
+// into that file in place of the one there (scripts/bench writes the whole file).
 if (import.meta.url === `file://${process.argv[1]}`) {
-  const r = await firstVisit(process.argv[2] ?? join(ROOT, 'www'));
-  console.log(`First visit of the default model over ${r.link.mbit} Mbit/s, ${r.link.rttMs} ms RTT`);
-  console.log('| visit | time to first decomposed view | transferred before it |\n|---|---:|---|');
-  for (const row of firstVisitRows(r)) console.log(row);
+  const args = process.argv.slice(2);
+  const w = args.indexOf('--write');
+  const file = w >= 0 ? args.splice(w, 2)[1] : null;
+  const lines = firstVisitSection(await firstVisit(args[0] ?? join(ROOT, 'www')));
+  console.log(lines.join('\n'));
+  if (file) {
+    const text = readFileSync(file, 'utf8');
+    const at = text.indexOf('\n## First visit over a school link');
+    const end = at < 0 ? -1 : text.indexOf('\n## ', at + 1);
+    const section = lines.slice(1).join('\n');
+    writeFileSync(file, at < 0 ? `${text.trimEnd()}\n\n${section}\n` : `${text.slice(0, at + 1)}${section}\n${end < 0 ? '' : text.slice(end)}`);
+  }
 }
