@@ -87,5 +87,32 @@ build_site() {
   for f in models/*.keras models/*.remodule data/*.npz models/catalog.json; do
     [ -f "$f" ] && cp -u "$f" www/bundled/
   done
-  return 0
+  write_build_manifest www
+}
+
+# Writes DIR/build.js: the build's version (a digest of every file the page can use) and each
+# file's SHA-256. The service worker (www/sw.js) caches exactly these files under that version,
+# so a page is only ever served with the engine and data of its own build; a changed build.js is
+# how the browser learns of a new build. Benchmark-only files (bench*, pkg-scalar/, ort/,
+# bundled/onnx/) are left out.
+write_build_manifest() {
+  local dir="$1"
+  (
+    cd "$dir"
+    local sums version
+    sums=$(find . -type f ! -name 'build.js*' ! -name sw.js ! -name 'bench*' ! -path './pkg-scalar/*' \
+      ! -path './ort/*' ! -path './bundled/onnx/*' -printf '%P\n' | LC_ALL=C sort | xargs -d '\n' sha256sum)
+    # sw.js is not cached (the browser fetches it to look for updates) but is part of the version.
+    version=$( (printf '%s\n' "$sums"; sha256sum sw.js) | sha256sum | cut -c1-16)
+    {
+      echo "// Written by build_site (scripts/lib.sh); git-ignored. Read by sw.js and offline.js."
+      echo "self.REMODULE_BUILD = {"
+      echo "  version: '$version',"
+      echo "  files: {"
+      printf '%s\n' "$sums" | awk '{ printf "    \"%s\": \"%s\",\n", $2, $1 }'
+      echo "  },"
+      echo "};"
+    } > build.js.tmp
+    mv build.js.tmp build.js
+  )
 }

@@ -11,6 +11,7 @@ import { renderFront } from './front.js';
 import { buildSettingsForm, nonDefault, readSettingsForm, settingsProblem, showSettingsForm } from './settings.js';
 import { LIMITS, ShareLinkError, decodeFragment, encodeState, isShareFragment, sha256Hex, stateToJson, validateState } from './share.js';
 import { HIDEABLE, evaluate, exerciseFromState, exerciseId, validateExercise } from './exercises.js';
+import { startOffline } from './offline.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -74,8 +75,11 @@ async function ensureModel(key, { title, dataset, bytes, input } = {}) {
   if (state.models.has(key)) return state.models.get(key);
   const entry = state.catalog.models.find((m) => m.file === key);
   if (!entry && !bytes) throw new Error(`no model ${key} is loaded`);
+  // The model downloads while the data set does (a slow link waits once, not twice).
+  const fetched = bytes ? null : fetchBytes(`bundled/${key}`);
+  fetched?.catch(() => {}); // awaited below; a failure is reported there
   const ds = await ensureDataset(dataset ?? entry.dataset);
-  bytes ??= await fetchBytes(`bundled/${key}`);
+  bytes ??= await fetched;
   // A saved module set comes back with its modules (as decomposed then); a model is decomposed here.
   const { model: info, decomposition } = await engine.call('addFile', { bytes, fileName: key, dataset: ds.id, input }, null, [bytes]);
   const onProgress = progress(`Decomposing ${title ?? entry?.title ?? key}…`);
@@ -1001,10 +1005,13 @@ function wireControls() {
 }
 
 async function boot() {
-  const info = await engine.call('info');
-  const status = $('engine-status');
-  status.textContent = `Engine ${info.version} ready · SIMD ${info.simd ? 'on' : 'off'}`;
-  status.dataset.ready = 'true';
+  // The catalog, the default model and its data download while the engine starts (the worker
+  // queues calls until it is ready).
+  engine.call('info').then((info) => {
+    const status = $('engine-status');
+    status.textContent = `Engine ${info.version} ready · SIMD ${info.simd ? 'on' : 'off'}`;
+    status.dataset.ready = 'true';
+  }, showError);
 
   state.catalog = await (await fetch('bundled/catalog.json')).json();
   const builtins = await (await fetch('exercises/builtin.json')).json();
@@ -1034,6 +1041,7 @@ async function boot() {
   $('share-btn').disabled = false;
   document.body.dataset.restored = String(restored);
   document.body.dataset.firstViewMs = (performance.now() - t0).toFixed(0);
+  startOffline().catch((e) => console.warn('offline copy', e));
 }
 
 boot().catch(showError);

@@ -5,6 +5,12 @@ import { el } from './view.js';
 const KEPT = [37, 99, 235];
 const GONE = [226, 230, 236];
 const mix = (f) => KEPT.map((k, i) => Math.round(GONE[i] + (k - GONE[i]) * f));
+/** Black or white, whichever reads better on rgb `c` (WCAG contrast: at least 4.58 for any colour). */
+function textOn(c) {
+  const lin = (v) => ((v /= 255) <= 0.04045 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4);
+  const lum = 0.2126 * lin(c[0]) + 0.7152 * lin(c[1]) + 0.0722 * lin(c[2]);
+  return 1.05 / (lum + 0.05) >= (lum + 0.05) / 0.05 ? '#fff' : '#000';
+}
 
 /** One layer's units as a small image: dense units in rows of 32, conv
  *  positions as an H×W map of the share of channels kept, recurrent units as
@@ -76,8 +82,9 @@ export function renderJaccard(box, names, j) {
   const head = el('tr', {}, el('th', {}, ''), ...names.map((n) => el('th', { scope: 'col', title: n }, n)));
   const rows = j.map((row, a) => el('tr', {}, el('th', { scope: 'row', title: names[a] }, names[a]), ...row.map((x, b) => {
     const td = el('td', { title: `${names[a]} ∩ ${names[b]}: ${x.toFixed(3)}` }, x.toFixed(2));
-    td.style.background = `rgb(${mix(0.15 + 0.85 * shade(x)).join(',')})`;
-    td.style.color = shade(x) > 0.6 ? '#fff' : '';
+    const bg = mix(0.15 + 0.85 * shade(x));
+    td.style.background = `rgb(${bg.join(',')})`;
+    td.style.color = textOn(bg);
     return td;
   })));
   box.replaceChildren(el('table', {}, el('thead', {}, head), el('tbody', {}, ...rows)));

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { ROOT, start } from './harness.mjs';
 import { composedChange as composedAfter, open, toggle } from './page.mjs';
+import { firstVisit, firstVisitSection } from './bench-firstvisit.mjs';
 
 const [nativeFile, outFile] = process.argv.slice(2);
 if (nativeFile === '--quick') {
@@ -34,6 +35,8 @@ if (nativeFile === '--quick') {
   process.exit(0);
 }
 const native = JSON.parse(readFileSync(nativeFile, 'utf8'));
+// The first visit on a slow link first (its own server and browser; the other runs have not warmed anything).
+const visit = await firstVisit();
 const loadBefore = loadavg()[0];
 const f = (x, d = 0) => (Number.isFinite(x) ? x.toFixed(d) : '–');
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -171,6 +174,8 @@ out(`| of which rendering, median | ${f(median(renderMs), 1)} ms |`);
 for (const [name, t] of Object.entries(page.slider)) {
   out(`| strength slider released → modules re-derived, rescored and every view updated, digits ${name}, median of ${t.length} | ${f(median(t))} ms |`);
 }
+
+for (const line of firstVisitSection(visit)) out(line);
 
 const goal = (ok, text) => out(`- ${ok ? 'met' : '**missed**'}: ${text}`);
 out();

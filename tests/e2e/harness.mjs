@@ -33,22 +33,26 @@ async function waitForServer(url, ms = 15000) {
   throw new Error(`server at ${url} did not start`);
 }
 
-/** Starts server + browser; returns {url, browser, newPage, close}. */
-export async function start() {
+/** Starts server (over `dir`, default www/) + browser; returns {url, browser, newPage, close}. */
+export async function start({ dir = join(ROOT, 'www') } = {}) {
   const port = await freePort();
-  const server = spawn('python3', ['-m', 'http.server', String(port), '--bind', '127.0.0.1', '--directory', join(ROOT, 'www')],
+  const server = spawn('python3', ['-m', 'http.server', String(port), '--bind', '127.0.0.1', '--directory', dir],
     { stdio: 'ignore' });
   const url = `http://127.0.0.1:${port}/`;
   await waitForServer(url);
   const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: CHROMIUM_ARGS });
   const errors = [];
-  async function newPage(viewport = { width: 1280, height: 800 }) {
-    const context = await browser.newContext({ viewport });
-    const page = await context.newPage();
+  function watch(page) {
     page.on('pageerror', (e) => errors.push(String(e)));
     page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
     return page;
   }
+  /** A page in a fresh profile; `newPage.in(context)` opens another tab of the same profile. */
+  async function newPage(viewport = { width: 1280, height: 800 }) {
+    const context = await browser.newContext({ viewport });
+    return watch(await context.newPage());
+  }
+  newPage.in = async (context) => watch(await context.newPage());
   async function close() {
     await browser.close();
     server.kill();
