@@ -6,8 +6,8 @@ use ndarray::{Array1, Array2};
 use crate::engine::compose::compose;
 use crate::engine::data::{Dataset, Split, Stored};
 use crate::engine::decompose::{Mode, Settings, decompose, decomposition_rows};
-use crate::engine::kernels;
 use crate::engine::model::{Activation, InputKind, InputSpec, Model, ModelBuilder, Op, forward};
+use crate::engine::{kernels, parallel};
 use crate::error::Result;
 
 /// (modules, samples) of the recomposition benchmark, natively and in wasm.
@@ -273,6 +273,8 @@ pub struct RecomposePoint {
 pub struct BenchReport {
     /// Which kernels ran (`kernels::kernel_set`).
     pub kernels: &'static str,
+    /// Threads of the parallel maps (`parallel::threads`).
+    pub threads: usize,
     pub rows: Vec<ModelBench>,
     pub recompose: Vec<RecomposePoint>,
     pub scaling: Vec<ScaleCurve>,
@@ -292,14 +294,14 @@ impl BenchReport {
             vec![]
         };
         let scaling = if scaling { scaling_curves(clock)? } else { vec![] };
-        Ok(BenchReport { kernels: kernels::kernel_set(), rows, recompose, scaling })
+        Ok(BenchReport { kernels: kernels::kernel_set(), threads: parallel::threads(), rows, recompose, scaling })
     }
 
     /// The report as Markdown tables.
     pub fn markdown(&self) -> String {
         use std::fmt::Write;
         let mut w = String::new();
-        let _ = writeln!(w, "kernels: {}\n", self.kernels);
+        let _ = writeln!(w, "kernels: {}; threads: {}\n", self.kernels, self.threads);
         let _ = writeln!(w, "| model | samples/s | GFLOP/s | technique | decompose all (s) | decompose ÷ one recorded pass |");
         let _ = writeln!(w, "|---|---:|---:|---|---:|---:|");
         for b in &self.rows {

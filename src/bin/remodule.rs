@@ -25,6 +25,10 @@ struct Cli {
     /// differ from the page's in the last bits, so masks and digests may too)
     #[arg(long, global = true)]
     fma: bool,
+    /// Threads for recorded passes, decomposition, scoring and tables (results are the same
+    /// for any number) [default: RAYON_NUM_THREADS, else every core]
+    #[arg(long, global = true, value_parser = clap::value_parser!(u16).range(1..))]
+    threads: Option<u16>,
 }
 
 #[derive(clap::Args)]
@@ -404,6 +408,8 @@ fn catalog(root: &Path) -> Result<remodule::app::catalog::Catalog> {
 
 fn run(cli: Cli) -> Result<()> {
     remodule::engine::kernels::set_fma(cli.fma);
+    // 0: rayon's default, which reads RAYON_NUM_THREADS.
+    remodule::engine::parallel::set_threads(cli.threads.map_or(0, usize::from))?;
     let cards = matches!(cli.cmd, Cmd::Cards { .. });
     match cli.cmd {
         Cmd::Info { model, data: Some(data), input } => {
@@ -412,7 +418,7 @@ fn run(cli: Cli) -> Result<()> {
             println!("{}: {} parameters, {} classes, test accuracy {:.4}", m.name, m.params, m.class_names.len(), m.accuracy);
             println!("input: {}", m.input);
             print_layers(&m.layers);
-            println!("kernels: {}", remodule::engine::kernels::kernel_set());
+            println!("kernels: {}; threads: {}", remodule::engine::kernels::kernel_set(), remodule::engine::parallel::threads());
         }
         Cmd::Info { model, data: None, input } => {
             if input.given().is_given() {
@@ -425,7 +431,7 @@ fn run(cli: Cli) -> Result<()> {
             let rescales = if m.input.rescales { "; the model rescales its own input" } else { "" };
             println!("input: {kind} {:?} per sample{rescales}", m.input.shape);
             print_layers(&layer_infos(&m));
-            println!("kernels: {}", remodule::engine::kernels::kernel_set());
+            println!("kernels: {}; threads: {}", remodule::engine::kernels::kernel_set(), remodule::engine::parallel::threads());
         }
         Cmd::Predict { model, data, split, input, out } => {
             let file = model.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();

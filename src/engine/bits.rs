@@ -115,12 +115,50 @@ impl BitMatrix {
     pub fn row_covers(&self, r: usize, set: &BitSet) -> bool {
         self.row(r).iter().zip(set.words()).all(|(a, b)| a & b == *b)
     }
+    /// ORs `word` into word `w` of row `r` (columns `64w..64w + 64`).
+    #[inline]
+    pub fn or_word(&mut self, r: usize, w: usize, word: u64) {
+        self.data[r * self.wpr + w] |= word;
+    }
+    /// ORs `part` (same rows) into columns `first..first + part.cols()`, a
+    /// word at a time (how a batch's bits join the whole pass's).
+    pub fn or_columns(&mut self, first: usize, part: &BitMatrix) {
+        assert!(part.rows == self.rows && first + part.cols <= self.cols, "bit matrix part out of range");
+        let (at, shift) = (first / 64, first % 64);
+        for r in 0..self.rows {
+            let row = &mut self.data[r * self.wpr..(r + 1) * self.wpr];
+            for (w, &x) in part.row(r).iter().enumerate() {
+                row[at + w] |= x << shift;
+                // The high bits spill into the next word (set only if those columns exist).
+                if shift > 0 && x >> (64 - shift) != 0 {
+                    row[at + w + 1] |= x >> (64 - shift);
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn columns_or_in_at_any_offset() {
+        for (first, cols) in [(0, 5), (3, 64), (57, 70), (64, 1), (100, 28)] {
+            let mut part = BitMatrix::new(3, cols);
+            let mut whole = BitMatrix::new(3, 128);
+            let mut want = BitMatrix::new(3, 128);
+            whole.set(1, 127);
+            want.set(1, 127);
+            for c in (0..cols).filter(|c| c % 3 != 1) {
+                part.set(c % 3, c);
+                want.set(c % 3, first + c);
+            }
+            whole.or_columns(first, &part);
+            assert_eq!(whole, want, "{first} {cols}");
+        }
+    }
 
     #[test]
     fn rows_meet_and_cover() {

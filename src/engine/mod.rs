@@ -8,3 +8,4 @@ pub mod decompose;
 pub mod kernels;
 pub mod metrics;
 pub mod model;
+pub mod parallel;

@@ -11,6 +11,7 @@ use crate::engine::decompose::{
     module_masks, record, unconcerned_quota,
 };
 use crate::engine::model::forward;
+use crate::engine::parallel;
 use crate::error::{Error, Result};
 
 impl Workbench {
@@ -36,34 +37,41 @@ impl Workbench {
     pub(super) fn install(&mut self, id: ModelId, dec: Decomposition, progress: &mut dyn FnMut(f32) -> bool) -> Result<DecompositionInfo> {
         let e = self.entry(id)?;
         let d = &self.datasets[e.dataset];
-        let mut scores = Vec::with_capacity(dec.modules.len());
-        let mut infos = Vec::with_capacity(dec.modules.len());
         let x = test_inputs(&e.model, d);
         let labels = self.global_labels(e.dataset);
         let total = dec.modules.len();
-        for (i, m) in dec.modules.iter().enumerate() {
-            let row = concerned_scores(&e.model, m, &x, d.test.len(), &mut |_, _| true)?;
-            let class_id = self.class_ids[e.dataset][m.class];
-            infos.push(ModuleInfo {
-                model: id,
-                class: m.class,
-                class_id,
-                class_name: d.class_names[m.class].clone(),
-                concerned: m.concerned,
-                unconcerned: m.unconcerned,
-                kept_units: m.kept_units,
-                total_units: m.total_units,
-                jaccard_units: m.jaccard_units(),
-                jaccard_ref: jaccard_ref(&e.model, m),
-                kept_weights: kept_weights(&e.model, m),
-                accuracy: binary_accuracy(&row, class_id, &labels),
-            });
+        // Modules score in parallel (each over parallel batches), taken in module order.
+        let scored = parallel::map_then(
+            total,
+            |i| {
+                let m = &dec.modules[i];
+                let row = concerned_scores(&e.model, m, &x, d.test.len(), &mut |_, _| true)?;
+                let class_id = self.class_ids[e.dataset][m.class];
+                let info = ModuleInfo {
+                    model: id,
+                    class: m.class,
+                    class_id,
+                    class_name: d.class_names[m.class].clone(),
+                    concerned: m.concerned,
+                    unconcerned: m.unconcerned,
+                    kept_units: m.kept_units,
+                    total_units: m.total_units,
+                    jaccard_units: m.jaccard_units(),
+                    jaccard_ref: jaccard_ref(&e.model, m),
+                    kept_weights: kept_weights(&e.model, m),
+                    accuracy: binary_accuracy(&row, class_id, &labels),
+                };
+                Ok((info, row))
+            },
+            |i| if progress((i + 1) as f32 / total as f32) { Ok(()) } else { Err(Error::Cancelled) },
+        )?;
+        let mut scores = Vec::with_capacity(total);
+        let mut infos = Vec::with_capacity(total);
+        for (info, row) in scored {
+            infos.push(info);
             let mut per_dataset = vec![None; self.datasets.len()];
             per_dataset[e.dataset] = Some(row);
             scores.push(per_dataset);
-            if !progress((i + 1) as f32 / total as f32) {
-                return Err(Error::Cancelled);
-            }
         }
         let info = DecompositionInfo {
             model: id,
@@ -80,12 +88,9 @@ impl Workbench {
         Ok(info)
     }
 
-    /// Makes sure module `p`'s scores on data set `d` are cached.
-    pub(super) fn ensure_scores(&mut self, p: Pick, d: DatasetId) -> Result<()> {
+    /// Module `p`'s score row on data set `d`'s test split (not cached).
+    fn score_row(&self, p: Pick, d: DatasetId) -> Result<Vec<f32>> {
         let (e, m) = self.module(p)?;
-        if e.scores[p.class].get(d).is_some_and(Option::is_some) {
-            return Ok(());
-        }
         let data = &self.datasets[d];
         data.check_fits_input(&e.model).map_err(|_| {
             Error::invalid(format!(
@@ -93,11 +98,7 @@ impl Workbench {
                 e.infos[p.class].class_name, e.model.name, data.name
             ))
         })?;
-        let row = concerned_scores(&e.model, m, &test_inputs(&e.model, data), data.test.len(), &mut |_, _| true)?;
-        let slot = &mut self.models[p.model].scores[p.class];
-        slot.resize(self.datasets.len(), None);
-        slot[d] = Some(row);
-        Ok(())
+        concerned_scores(&e.model, m, &test_inputs(&e.model, data), data.test.len(), &mut |_, _| true)
     }
 
     /// The data sets a composition is evaluated on and each pick's cached score row over them.
@@ -109,10 +110,22 @@ impl Workbench {
 
     /// Each pick's score row over the test splits of `datasets`, in order (scored first where not cached).
     pub(super) fn rows_on(&mut self, picks: &[Pick], datasets: &[DatasetId]) -> Result<Vec<Vec<f32>>> {
+        let mut missing = vec![];
         for p in picks {
+            self.module(*p)?;
             for &d in datasets {
-                self.ensure_scores(*p, d)?;
+                let cached = self.models[p.model].scores[p.class].get(d).is_some_and(Option::is_some);
+                if !cached && !missing.contains(&(*p, d)) {
+                    missing.push((*p, d));
+                }
             }
+        }
+        // Scored in parallel, cached in order.
+        let rows = parallel::map(missing.len(), |i| self.score_row(missing[i].0, missing[i].1));
+        for ((p, d), row) in missing.into_iter().zip(rows) {
+            let slot = &mut self.models[p.model].scores[p.class];
+            slot.resize(self.datasets.len(), None);
+            slot[d] = Some(row?);
         }
         Ok(picks
             .iter()

@@ -8,6 +8,7 @@ use serde::Serialize;
 use super::{DatasetId, ModelId, Pick, Workbench};
 use crate::engine::compose::{ClassId, Composition, argmax, classes_of, compose, winners};
 use crate::engine::decompose::concerned_scores;
+use crate::engine::parallel;
 use crate::error::{Error, Result};
 
 /// Every picked module's concerned probability for one input, and the
@@ -115,7 +116,9 @@ impl Workbench {
         let datasets = self.pick_datasets(picks)?;
         let key = picks.to_vec();
         if !self.updated.contains_key(&key) {
-            let rows = picks.iter().map(|p| self.updated_row(*p, picks, &datasets)).collect::<Result<Vec<_>>>()?;
+            // Each pick re-records and scores on its own: in parallel, in pick order.
+            let rows =
+                parallel::map(picks.len(), |i| self.updated_row(picks[i], picks, &datasets)).into_iter().collect::<Result<Vec<_>>>()?;
             self.updated.insert(key.clone(), rows);
         }
         let rows = self.updated[&key].clone();

@@ -10,9 +10,8 @@
 //! and unit. The median and MAD are exactly those of the direct computation;
 //! only the final mean sums the same values in another order (f64, then f32).
 
-use std::cell::RefCell;
 use std::collections::HashMap;
-use std::rc::Rc;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::engine::bits::BitSet;
 use crate::engine::model::NodeId;
@@ -122,22 +121,23 @@ impl Column {
 }
 
 /// Columns per (recurrent node, gate block, step or rolled), built on first
-/// use and kept for the decomposition's other classes.
+/// use and kept for the decomposition's other classes (which may run on other
+/// threads: a class asking for a column under construction waits for it).
 #[derive(Default)]
 pub struct ColumnCache {
-    map: RefCell<HashMap<ColumnKey, Rc<[Column]>>>,
+    map: Mutex<HashMap<ColumnKey, Arc<Slot>>>,
 }
+
+/// One key's columns, built once by the first class that asks.
+type Slot = OnceLock<Arc<[Column]>>;
 
 /// (recurrent node, gate block, step — `None` for rolled statistics).
 pub type ColumnKey = (NodeId, usize, Option<usize>);
 
 impl ColumnCache {
-    pub fn get_or_build(&self, key: ColumnKey, build: impl FnOnce() -> Vec<Column>) -> Rc<[Column]> {
-        if let Some(c) = self.map.borrow().get(&key) {
-            return c.clone();
-        }
-        let c: Rc<[Column]> = build().into();
-        self.map.borrow_mut().insert(key, c.clone());
-        c
+    pub fn get_or_build(&self, key: ColumnKey, build: impl FnOnce() -> Vec<Column>) -> Arc<[Column]> {
+        // The map's lock is held only to find the slot; the build runs outside it.
+        let slot = self.map.lock().unwrap_or_else(|e| e.into_inner()).entry(key).or_default().clone();
+        slot.get_or_init(|| build().into()).clone()
     }
 }

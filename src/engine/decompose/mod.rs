@@ -27,6 +27,7 @@ use sampling::{recurrent_sample_sets, sample_sets, step_sample_sets};
 use crate::engine::bits::BitSet;
 use crate::engine::data::Dataset;
 use crate::engine::model::{Masks, Model, NodeId, Op, Record, Recording, UnitMask, forward_with};
+use crate::engine::parallel;
 use crate::error::{Error, Result};
 
 /// Which reading of the papers to follow (ALGORITHMS.md §0).
@@ -293,9 +294,9 @@ pub fn decompose_recorded(
     let calibration_rows = if settings.strength > 0.0 { calibration_rows(labels, classes) } else { vec![] };
     let calibration_x = data.inputs(model, &data.train, &calibration_rows.iter().map(|&i| rows[i]).collect::<Vec<_>>());
 
-    let mut modules = Vec::with_capacity(classes);
+    // Classes are independent (their masks read the one recording); they run in parallel.
     let cache = ColumnCache::default();
-    for c in 0..classes {
+    let module = |c: usize| -> Result<Module> {
         let (concerned, unconcerned) = if steps > 1 {
             step_sample_sets(c, labels)?
         } else if model.is_recurrent() && settings.recurrent_mode == Mode::Reference {
@@ -321,11 +322,10 @@ pub fn decompose_recorded(
             let target: Vec<f32> = calibration_rows.iter().map(|&i| model_margin(logits, model.classes(), i, c)).collect();
             module.calibration = Some(Calibration::fit(&m, &target));
         }
-        modules.push(module);
-        if !progress((c + 1) as f32 / classes as f32) {
-            return Err(Error::Cancelled);
-        }
-    }
+        Ok(module)
+    };
+    let modules =
+        parallel::map_then(classes, module, |c| if progress((c + 1) as f32 / classes as f32) { Ok(()) } else { Err(Error::Cancelled) })?;
     Ok(Decomposition { settings: settings.clone(), modules, recorded_samples: rows.len() })
 }
 

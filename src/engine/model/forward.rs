@@ -7,7 +7,9 @@
 //! buffers, plus, when recording, `Σ_tracked units × ⌈N/64⌉ × 8` bytes of bits
 //! and `N × Σ_recurrent T·U × 4` bytes of recurrent states (`T·G·U` more
 //! per recurrent layer with [`Record::Gates`]). `N × classes`
-//! logits and probabilities are returned.
+//! logits and probabilities are returned. With several threads, each has its
+//! own activations and buffers, and a wave of `4 × threads` batches' results
+//! waits to be joined.
 
 use std::collections::BTreeMap;
 
@@ -15,6 +17,7 @@ use super::recurrent::Scratch as CellScratch;
 use super::*;
 use crate::engine::bits::{BitMatrix, BitSet};
 use crate::engine::kernels::{conv2d, global_pool, matmul, pool2d};
+use crate::engine::parallel;
 use crate::error::{Error, Result};
 
 pub const DEFAULT_BATCH: usize = 128;
@@ -139,6 +142,12 @@ pub fn forward(
 /// [`forward`] with a choice of what to record; with `groups` (one group id
 /// per sample) the recording also sums every tracked unit's outputs per
 /// group ([`Recording::moments`]).
+///
+/// Spans of consecutive batches are independent and run in parallel (see
+/// [`parallel`]), a wave at a time; their results join the pass's in span
+/// order. Spans depend on the model only, and each sums its own samples in
+/// order (f64) before the spans' sums are added in span order, so every
+/// output is the same for any number of threads (and on the page).
 pub fn forward_with(
     model: &Model,
     x: &[f32],
@@ -153,112 +162,234 @@ pub fn forward_with(
     if x.len() != n * in_len {
         return Err(Error::shape("model input", format!("{n} × {in_len} = {} values", n * in_len), x.len()));
     }
-    // Outputs per sample: classes, or steps × classes for a per-step head.
-    let c = model.nodes[model.head].len();
-    let tracked = if record { model.tracked() } else { vec![] };
-    let mut bits: Vec<BitMatrix> = tracked.iter().map(|&t| BitMatrix::new(model.units(t), n)).collect();
-    let mut states: BTreeMap<NodeId, Vec<f32>> = tracked
-        .iter()
-        .filter(|&&t| matches!(model.nodes[t].op, Op::Recurrent(_)))
-        .map(|&t| (t, Vec::with_capacity(n * model.units(t))))
-        .collect();
-    let gate_len = |t: NodeId| match &model.nodes[t].op {
-        Op::Recurrent(r) => model.steps(t) * r.cell.gates() * r.units,
-        _ => 0,
-    };
-    let mut gates: BTreeMap<NodeId, Vec<f32>> =
-        if what == Record::Gates { states.keys().map(|&t| (t, Vec::with_capacity(n * gate_len(t)))).collect() } else { BTreeMap::new() };
     if groups.is_some_and(|g| g.len() != n) {
         return Err(Error::shape("sample groups", format!("{n} group ids"), groups.map_or(0, <[u32]>::len)));
     }
+    // Outputs per sample: classes, or steps × classes for a per-step head.
+    let c = model.nodes[model.head].len();
+    let tracked = if record { model.tracked() } else { vec![] };
     let n_groups = groups.and_then(|g| g.iter().max()).map_or(0, |&g| g as usize + 1);
-    let mut moments: BTreeMap<NodeId, Moments> = match groups {
-        Some(_) if record => tracked
-            .iter()
-            .filter(|&&t| !matches!(model.nodes[t].op, Op::Recurrent(_)))
-            .map(|&t| (t, Moments::new(n_groups, model.units(t))))
-            .collect(),
-        _ => BTreeMap::new(),
+    let positive = positive_kernels(model, masks);
+    let pass = Pass {
+        model,
+        masks,
+        tracked: &tracked,
+        positive: &positive,
+        gates: what == Record::Gates,
+        groups: groups.filter(|_| record),
+        n_groups,
     };
-    let positive_kernels = positive_kernels(model, masks);
-    let mut scratch = Scratch::default();
-    let mut logits = vec![0f32; n * c];
-    let mut probs = vec![0f32; n * c];
-    let mut bufs: Vec<Vec<f32>> = vec![Vec::new(); model.nodes.len()];
+    let mut all = pass.empty(n, n * c);
 
     let batch = batch_size(model);
-    let mut start = 0;
-    while start < n {
-        let b = batch.min(n - start);
+    // A recording's span ends in whole words of its bit rows (merging costs a pass over
+    // every unit's row, so not once per batch: the CNNs' batches are one sample).
+    let span = if record { batch * 512usize.div_ceil(batch) } else { batch };
+    let spans = n.div_ceil(span);
+    // A few spans per thread per wave: enough to balance uneven ones, few enough to
+    // bound the memory of results waiting to be joined.
+    let wave = if parallel::threads() > 1 { 2 * parallel::threads() } else { 1 };
+    let mut first = 0;
+    while first < spans {
+        let count = wave.min(spans - first);
+        let parts = parallel::map_init(count, Worker::default, |w, i| {
+            let start = (first + i) * span;
+            pass.run(w, x, start, span.min(n - start), batch)
+        });
+        for (i, part) in parts.into_iter().enumerate() {
+            let start = (first + i) * span;
+            let part = part?;
+            let b = part.logits.len() / c.max(1);
+            all.join(start, c, part);
+            if !progress(start + b, n) {
+                return Err(Error::Cancelled);
+            }
+        }
+        first += count;
+    }
+    let Part { logits, probs, bits, states, gates, moments, .. } = all;
+    let recording = record.then(|| Recording {
+        bits,
+        states: tracked.iter().copied().zip(states).filter_map(|(t, v)| Some((t, v?))).collect(),
+        gates: tracked.iter().copied().zip(gates).filter_map(|(t, v)| Some((t, v?))).collect(),
+        moments: tracked.iter().copied().zip(moments).filter_map(|(t, v)| Some((t, v?))).collect(),
+        nodes: tracked,
+    });
+    Ok(ForwardOutput { logits, probs, recording })
+}
+
+/// Gate activations per sample of recurrent node `t` (`T × G·U`).
+fn gate_len(model: &Model, t: NodeId) -> usize {
+    match &model.nodes[t].op {
+        Op::Recurrent(r) => model.steps(t) * r.cell.gates() * r.units,
+        _ => 0,
+    }
+}
+
+/// What every span of one pass shares.
+struct Pass<'a> {
+    model: &'a Model,
+    masks: Option<&'a Masks>,
+    tracked: &'a [NodeId],
+    positive: &'a BTreeMap<NodeId, Array2<f32>>,
+    /// Record recurrent gates.
+    gates: bool,
+    /// Per-sample groups of the per-group sums (recordings only), and how many.
+    groups: Option<&'a [u32]>,
+    n_groups: usize,
+}
+
+/// One thread's buffers, reused from batch to batch.
+#[derive(Default)]
+struct Worker {
+    scratch: Scratch,
+    bufs: Vec<Vec<f32>>,
+}
+
+/// The results of a span of samples, or (joined in span order) of the pass.
+/// Per tracked node: activity bits, and where they apply, recurrent states,
+/// gate activations and per-group sums.
+struct Part {
+    logits: Vec<f32>,
+    probs: Vec<f32>,
+    bits: Vec<BitMatrix>,
+    states: Vec<Option<Vec<f32>>>,
+    gates: Vec<Option<Vec<f32>>>,
+    moments: Vec<Option<Moments>>,
+    /// While a span runs: per tracked node, each unit's bits of the current 64 samples.
+    word: Vec<Vec<u64>>,
+}
+
+impl Part {
+    /// Adds span `p`, which starts at sample `start` (`c` outputs per sample).
+    fn join(&mut self, start: usize, c: usize, p: Part) {
+        let b = p.logits.len() / c.max(1);
+        self.logits[start * c..(start + b) * c].copy_from_slice(&p.logits);
+        self.probs[start * c..(start + b) * c].copy_from_slice(&p.probs);
+        for k in 0..self.bits.len() {
+            self.bits[k].or_columns(start, &p.bits[k]);
+            for (all, part) in [(&mut self.states[k], &p.states[k]), (&mut self.gates[k], &p.gates[k])] {
+                if let (Some(all), Some(part)) = (all, part) {
+                    all.extend_from_slice(part);
+                }
+            }
+            if let (Some(m), Some(q)) = (&mut self.moments[k], &p.moments[k]) {
+                m.count.iter_mut().zip(&q.count).for_each(|(a, b)| *a += b);
+                m.sum.iter_mut().zip(&q.sum).for_each(|(a, b)| *a += b);
+                m.sq.iter_mut().zip(&q.sq).for_each(|(a, b)| *a += b);
+            }
+        }
+    }
+}
+
+impl Pass<'_> {
+    /// Empty results for `n` samples (`outputs` logits).
+    fn empty(&self, n: usize, outputs: usize) -> Part {
+        let model = self.model;
+        let recurrent = |t: NodeId| matches!(model.nodes[t].op, Op::Recurrent(_));
+        Part {
+            logits: vec![0f32; outputs],
+            probs: vec![0f32; outputs],
+            bits: self.tracked.iter().map(|&t| BitMatrix::new(model.units(t), n)).collect(),
+            states: self.tracked.iter().map(|&t| recurrent(t).then(|| Vec::with_capacity(n * model.units(t)))).collect(),
+            gates: self.tracked.iter().map(|&t| (self.gates && recurrent(t)).then(|| Vec::with_capacity(n * gate_len(model, t)))).collect(),
+            moments: self
+                .tracked
+                .iter()
+                .map(|&t| (self.groups.is_some() && !recurrent(t)).then(|| Moments::new(self.n_groups, model.units(t))))
+                .collect(),
+            word: vec![vec![]; self.tracked.len()],
+        }
+    }
+
+    /// The forward pass over samples `start..start + len` of `x`, in batches of `batch`.
+    fn run(&self, w: &mut Worker, x: &[f32], start: usize, len: usize, batch: usize) -> Result<Part> {
+        let c = self.model.nodes[self.model.head].len();
+        let mut part = self.empty(len, len * c);
+        for s in (0..len).step_by(batch) {
+            self.batch(w, x, start + s, batch.min(len - s), s, &mut part)?;
+        }
+        Ok(part)
+    }
+
+    /// One batch of `b` samples from sample `first` of `x`; its results go
+    /// to `part` from sample `at` on.
+    fn batch(&self, w: &mut Worker, x: &[f32], first: usize, b: usize, at: usize, part: &mut Part) -> Result<()> {
+        let model = self.model;
+        let (in_len, c) = (model.input_len(), model.nodes[model.head].len());
+        let Worker { scratch, bufs } = w;
+        bufs.resize(model.nodes.len(), Vec::new());
         bufs[0].clear();
-        bufs[0].extend_from_slice(&x[start * in_len..(start + b) * in_len]);
+        bufs[0].extend_from_slice(&x[first * in_len..(first + b) * in_len]);
         for id in 1..model.nodes.len() {
             let mut out = std::mem::take(&mut bufs[id]);
             let node = &model.nodes[id];
             // Not cleared: every op overwrites all of its output (zero-filling every layer's
             // buffer was a pass over all activations per batch).
             out.resize(b * node.len(), 0.0);
-            scratch.gates = gates.get_mut(&id).map(|g| {
-                let start = g.len();
-                g.resize(start + b * gate_len(id), 0.0);
-                (std::mem::take(g), start)
-            });
-            let seq = run_node(model, id, &bufs, b, &mut out, &mut scratch, masks, &positive_kernels)?;
+            let k = self.tracked.iter().position(|&t| t == id);
+            scratch.gates = k.and_then(|k| part.gates[k].as_ref()).map(|_| vec![0.0; b * gate_len(model, id)]);
+            let seq = run_node(model, id, bufs, b, &mut out, scratch, self.masks, self.positive)?;
             if id == model.head {
-                logits[start * c..(start + b) * c].copy_from_slice(&out);
+                part.logits[at * c..(at + b) * c].copy_from_slice(&out);
             }
             if let Some(a) = node.op.activation() {
                 a.apply(&mut out, *node.shape.last().unwrap());
             }
-            if let (Some(m), None) = (masks.and_then(|m| m.nodes.get(&id)), seq) {
+            if let (Some(m), None) = (self.masks.and_then(|m| m.nodes.get(&id)), seq) {
                 apply_keep(&mut out, node.len(), &m.keep);
             }
-            if let Some(k) = tracked.iter().position(|&t| t == id) {
+            if let Some(k) = k {
                 // A recurrent layer's units are its states at every step.
                 let units = seq.unwrap_or(&out);
                 let len = model.units(id);
-                let mut sums = moments.get_mut(&id);
+                let mut sums = part.moments[k].as_mut();
+                let word = &mut part.word[k];
+                word.resize(len, 0);
                 for (s, row) in units.chunks_exact(len).enumerate() {
-                    for (u, &v) in row.iter().enumerate() {
-                        if v > 0.0 {
-                            bits[k].set(u, start + s);
-                        }
+                    // Each unit's bits of 64 consecutive samples gather in one word, written to
+                    // its row once they are complete (a bit at a time, every sample wrote to
+                    // every unit's row: a cache line per unit, the pass's largest cost after conv).
+                    let col = at + s;
+                    word.iter_mut().zip(row).for_each(|(w, &v)| *w |= ((v > 0.0) as u64) << (col % 64));
+                    if col % 64 == 63 || col + 1 == part.bits[k].cols() {
+                        word.iter_mut().enumerate().for_each(|(u, w)| part.bits[k].or_word(u, col / 64, std::mem::take(w)));
                     }
-                    // ReLU outputs: the zeros add nothing, so only active units are summed.
-                    if let (Some(m), Some(g)) = (sums.as_deref_mut(), groups) {
-                        let g = g[start + s] as usize;
+                    if let (Some(m), Some(g)) = (sums.as_deref_mut(), self.groups) {
+                        let g = g[first + s] as usize;
                         m.count[g] += 1;
                         let (sum, sq) = (&mut m.sum[g * len..(g + 1) * len], &mut m.sq[g * len..(g + 1) * len]);
-                        for (u, &v) in row.iter().enumerate().filter(|&(_, &v)| v > 0.0) {
-                            sum[u] += v as f64;
-                            sq[u] += (v * v) as f64;
+                        // Only active units count; adding +0 for the others leaves every sum as it was
+                        // (sums start at +0), without a branch.
+                        for ((a, b), &v) in sum.iter_mut().zip(sq.iter_mut()).zip(row) {
+                            let v = if v > 0.0 { v } else { 0.0 };
+                            *a += v as f64;
+                            *b += (v * v) as f64;
                         }
                     }
                 }
-                if let Some(st) = states.get_mut(&id) {
+                if let Some(st) = &mut part.states[k] {
                     st.extend_from_slice(units);
                 }
-            }
-            if let Some((g, _)) = scratch.gates.take() {
-                gates.insert(id, g);
+                if let (Some(all), Some(g)) = (&mut part.gates[k], scratch.gates.take()) {
+                    all.extend_from_slice(&g);
+                }
             }
             bufs[id] = out;
         }
-        probs[start * c..(start + b) * c].copy_from_slice(&bufs[model.nodes.len() - 1]);
-        start += b;
-        if !progress(start, n) {
-            return Err(Error::Cancelled);
-        }
+        part.probs[at * c..(at + b) * c].copy_from_slice(&bufs[model.nodes.len() - 1]);
+        Ok(())
     }
-    let recording = record.then_some(Recording { nodes: tracked, bits, states, gates, moments });
-    Ok(ForwardOutput { logits, probs, recording })
 }
 
 fn apply_keep(out: &mut [f32], len: usize, keep: &BitSet) {
+    // A word of the mask at a time: most words keep all or none of their 64 units.
     for row in out.chunks_exact_mut(len) {
-        for (u, v) in row.iter_mut().enumerate() {
-            if !keep.contains(u) {
-                *v = 0.0;
+        for (chunk, &w) in row.chunks_mut(64).zip(keep.words()) {
+            match w {
+                u64::MAX => {}
+                0 => chunk.fill(0.0),
+                _ => chunk.iter_mut().enumerate().filter(|&(i, _)| w >> i & 1 == 0).for_each(|(_, v)| *v = 0.0),
             }
         }
     }
@@ -422,7 +553,7 @@ fn run_node<'s>(
             seq.resize(b * steps * r.units, 0.0);
             let mask = masks.and_then(|m| m.nodes.get(&id));
             let (keep, gate_keep) = (mask.map(|m| &m.keep), mask.and_then(|m| m.gates.as_ref()));
-            let gates_out = scratch.gates.as_mut().map(|(g, start)| &mut g[*start..]);
+            let gates_out = scratch.gates.as_deref_mut();
             r.run(input(0), b, steps, keep, gate_keep, &mut seq, gates_out, &mut scratch.cell);
             let u = r.units;
             if r.return_sequences {
@@ -445,8 +576,8 @@ struct Scratch {
     im2col: Vec<f32>,
     seq: Vec<f32>,
     cell: CellScratch,
-    /// The node's gate record while it runs (taken out of the map) and where this batch starts.
-    gates: Option<(Vec<f32>, usize)>,
+    /// The batch's gate record of the recurrent node that runs, when recorded.
+    gates: Option<Vec<f32>>,
 }
 
 fn add_bias(out: &mut [f32], bias: &[f32]) {
