@@ -182,9 +182,10 @@ pub fn forward_with(
     let mut all = pass.empty(n, n * c);
 
     let batch = batch_size(model);
-    // A recording's span ends in whole words of its bit rows (merging costs a pass over
-    // every unit's row, so not once per batch: the CNNs' batches are one sample).
-    let span = if record { batch * 512usize.div_ceil(batch) } else { batch };
+    // At least 64 samples (the CNNs' batches are one sample: a span per batch spent its time
+    // handing out work); a recording's 512, in whole words of its bit rows (joining a span
+    // costs a pass over every unit's row).
+    let span = batch * (if record { 512usize } else { 64 }).div_ceil(batch);
     let spans = n.div_ceil(span);
     // A few spans per thread per wave: enough to balance uneven ones, few enough to
     // bound the memory of results waiting to be joined.
