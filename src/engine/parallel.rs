@@ -29,17 +29,10 @@ pub fn with_threads<R: Send>(n: usize, f: impl FnOnce() -> R + Send) -> Result<R
 
 /// `f(0), …, f(n − 1)`, in index order.
 pub fn map<T: Send>(n: usize, f: impl Fn(usize) -> T + Sync + Send) -> Vec<T> {
-    map_init(n, || (), |_, i| f(i))
-}
-
-/// [`map`] with per-thread state from `init` (scratch buffers reused across
-/// items; it must not change what an item computes).
-pub fn map_init<S, T: Send>(n: usize, init: impl Fn() -> S + Sync + Send, f: impl Fn(&mut S, usize) -> T + Sync + Send) -> Vec<T> {
     if n <= 1 || threads() == 1 {
-        let mut s = init();
-        return (0..n).map(|i| f(&mut s, i)).collect();
+        return (0..n).map(f).collect();
     }
-    imp::map_init(n, init, f)
+    imp::map(n, f)
 }
 
 /// `f(0), …, f(n − 1)`, then `after(i)` on this thread for each result in
@@ -84,9 +77,9 @@ mod imp {
         Ok(pool.install(f))
     }
 
-    pub fn map_init<S, T: Send>(n: usize, init: impl Fn() -> S + Sync + Send, f: impl Fn(&mut S, usize) -> T + Sync + Send) -> Vec<T> {
-        // One item per task: items are coarse (a batch, a module), and stealing balances uneven ones.
-        (0..n).into_par_iter().with_max_len(1).map_init(init, f).collect()
+    pub fn map<T: Send>(n: usize, f: impl Fn(usize) -> T + Sync + Send) -> Vec<T> {
+        // One item per task: items are coarse (a span of batches, a module), and stealing balances uneven ones.
+        (0..n).into_par_iter().with_max_len(1).map(f).collect()
     }
 }
 
@@ -106,9 +99,8 @@ mod imp {
         Ok(f())
     }
 
-    pub fn map_init<S, T: Send>(n: usize, init: impl Fn() -> S + Sync + Send, f: impl Fn(&mut S, usize) -> T + Sync + Send) -> Vec<T> {
-        let mut s = init();
-        (0..n).map(|i| f(&mut s, i)).collect()
+    pub fn map<T: Send>(n: usize, f: impl Fn(usize) -> T + Sync + Send) -> Vec<T> {
+        (0..n).map(f).collect()
     }
 }
 
@@ -123,18 +115,5 @@ mod tests {
             assert_eq!(v, (0..100).map(|i| i * i).collect::<Vec<_>>());
             assert_eq!(with_threads(t, threads).unwrap(), if cfg!(target_arch = "wasm32") { 1 } else { t });
         }
-    }
-
-    #[test]
-    fn per_thread_state_is_reused_but_does_not_change_results() {
-        let v = with_threads(2, || {
-            map_init(50, Vec::new, |buf: &mut Vec<usize>, i| {
-                buf.clear();
-                buf.extend(0..i);
-                buf.iter().sum::<usize>()
-            })
-        })
-        .unwrap();
-        assert_eq!(v, (0..50).map(|i| (0..i).sum::<usize>()).collect::<Vec<_>>());
     }
 }

@@ -5,15 +5,77 @@
 // `node bench-run.mjs --quick [MODEL_WORD,...]` (BENCH_QUICK=1 scripts/bench):
 // only the inference table for wasm SIMD vs ORT-web, printed, no file written.
 import { execFileSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { ROOT, start } from './harness.mjs';
-import { composedChange as composedAfter, open, toggle } from './page.mjs';
-import { firstVisit, firstVisitSection } from './bench-firstvisit.mjs';
 
-const [nativeFile, outFile] = process.argv.slice(2);
+const [nativeFile, outFile, nativeAllFile, roundsDir] = process.argv.slice(2);
+const f = (x, d = 0) => (Number.isFinite(x) ? x.toFixed(d) : '–');
+const cell = (name) => (/lstm/.test(name) ? 'LSTM' : /gru/.test(name) ? 'GRU' : 'RNN');
+const kind = (name) => (/resnet/.test(name) ? 'residual CNN' : /cnn/.test(name) ? 'CNN'
+  : /lang_rev/.test(name) ? `${cell(name)} encoder–decoder` : /lstm|gru|rnn/.test(name) ? cell(name) : 'dense MLP');
+
+// Remodule native and onnxruntime native from scripts/bench's rounds (DIR/remodule-1-R.json, remodule-all-R.json,
+// ort-1-R.json, ort-all-R.json, peak-1.json, peak-all.json): each runtime's best round per model, the ratios and
+// GFLOP/s against the machine's peak. Returns the Markdown lines and the ratios for the goals.
+function nativeVsOrt(dir) {
+  const files = readdirSync(dir);
+  const best = (prefix) => {
+    const m = new Map();
+    let meta = {};
+    for (const file of files.filter((x) => x.startsWith(`${prefix}-`) && /-\d+\.json$/.test(x))) {
+      const j = JSON.parse(readFileSync(join(dir, file), 'utf8'));
+      meta = j;
+      for (const r of j.rows) if (!m.has(r.model) || r.samples_per_s > m.get(r.model).samples_per_s) m.set(r.model, r);
+    }
+    return [m, meta, files.filter((x) => x.startsWith(`${prefix}-`)).length];
+  };
+  const [r1, meta1, rounds] = best('remodule-1'), [rAll, metaAll] = best('remodule-all');
+  const [o1, ort1] = best('ort-1'), [oAll, ortAll] = best('ort-all');
+  const peak = (t) => JSON.parse(readFileSync(join(dir, `peak-${t}.json`), 'utf8'));
+  const [p1, pAll] = [peak(1), peak('all')];
+  const info = readFileSync('/proc/cpuinfo', 'utf8');
+  const mhz = Number(info.match(/^cpu MHz\s*:\s*([\d.]+)/m)?.[1]);
+  const flags = info.match(/^flags\s*:(.*)$/m)?.[1].split(' ') ?? [];
+  const lanes = flags.includes('avx2') && flags.includes('fma') ? 8 : 4;
+  // Per core: 2 FMA units × float32 lanes × 2 flops per FMA × clock (AVX2 + FMA, what the x86 kernels use).
+  const corePeak = 2 * lanes * 2 * mhz / 1e3;
+  const cores = cpus().length;
+  const lines = [];
+  const peakRef = Math.max(corePeak, p1.gflops);
+  const out = (x = '') => lines.push(x);
+  out(`Remodule native (\`remodule --threads 1 bench --inference-only\`, and on every core) and onnxruntime ${ort1.onnxruntime} native (Python, CPU`);
+  out('provider, `intra_op_num_threads` = 1 and = every core; `tools/ort_bench.py`) on the same ONNX copies and the same test');
+  out(`samples, timed the same way; ${rounds} rounds taking turns (Remodule 1, Remodule all, ORT 1, ORT all), best round each.`);
+  out('GFLOP/s = multiply-adds × 2 per sample (`flops_per_sample`, the same count for both) × samples/s.');
+  out(`Peak, on paper: ${f(corePeak, 1)} GFLOP/s per core = 2 FMA units × ${lanes} float32 lanes × 2 flops × ${f(mhz)} MHz (\`/proc/cpuinfo\`), ${f(corePeak * cores, 1)} on ${cores} cores;`);
+  out(`measured: float32 GEMM (${p1.blas}, OpenBLAS) ${f(p1.gflops, 1)} GFLOP/s on 1 thread, ${f(pAll.gflops, 1)} on ${pAll.threads}. The "% of peak" column reads against`);
+  out(`the larger of the 1-core figures (${f(peakRef, 1)}): a virtual machine's \`cpu MHz\` can be its base clock, below the one it runs at.`);
+  out();
+  out(`| model | kind | Remodule, 1 thread | ORT, 1 thread | Remodule ÷ ORT, 1 thread | Remodule, ${metaAll.threads} threads | ORT, ${ortAll.threads} threads | Remodule ÷ ORT, ${metaAll.threads} threads | GFLOP/s Remodule / ORT, 1 thread | % of 1-core peak, Remodule / ORT | ORT accuracy |`);
+  out('|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+  const ratios = [];
+  for (const [model, a] of r1) {
+    const o = o1.get(model), aa = rAll.get(model), oa = oAll.get(model);
+    const perSample = a.gflops / a.samples_per_s; // GFLOP per sample
+    const [g1, go] = [a.gflops, perSample * o?.samples_per_s];
+    ratios.push([model, a.samples_per_s / o?.samples_per_s]);
+    out(`| ${model} | ${kind(model)} | ${f(a.samples_per_s)} | ${f(o?.samples_per_s)} | ${f(a.samples_per_s / o?.samples_per_s, 2)} | ${f(aa?.samples_per_s)} | ${f(oa?.samples_per_s)} | ${f(aa?.samples_per_s / oa?.samples_per_s, 2)} | ${f(g1, 1)} / ${f(go, 1)} | ${f(100 * g1 / peakRef)}% / ${f(100 * go / peakRef)}% | ${f(100 * o?.accuracy, 1)}% |`);
+  }
+  return { lines, ratios, kernels: meta1.kernels };
+}
+
+if (nativeFile === '--native') {
+  const { lines, kernels } = nativeVsOrt(outFile);
+  console.log(`load average ${loadavg().map((x) => x.toFixed(2)).join(' ')}; kernels: ${kernels}\n`);
+  console.log(lines.join('\n'));
+  process.exit(0);
+}
+// The browser harness (Playwright) only past the native-only mode, which runs without npm packages.
+const { ROOT, start } = await import('./harness.mjs');
+const { composedChange: composedAfter, open, toggle } = await import('./page.mjs');
+const { firstVisit, firstVisitSection } = await import('./bench-firstvisit.mjs');
 if (nativeFile === '--quick') {
   const env = await start();
   try {
@@ -35,14 +97,12 @@ if (nativeFile === '--quick') {
   process.exit(0);
 }
 const native = JSON.parse(readFileSync(nativeFile, 'utf8'));
+const nativeAll = nativeAllFile ? JSON.parse(readFileSync(nativeAllFile, 'utf8')) : null;
+const vsOrtNative = roundsDir ? nativeVsOrt(roundsDir) : null;
 // The first visit on a slow link first (its own server and browser; the other runs have not warmed anything).
 const visit = await firstVisit();
 const loadBefore = loadavg()[0];
-const f = (x, d = 0) => (Number.isFinite(x) ? x.toFixed(d) : '–');
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-const cell = (name) => (/lstm/.test(name) ? 'LSTM' : /gru/.test(name) ? 'GRU' : 'RNN');
-const kind = (name) => (/resnet/.test(name) ? 'residual CNN' : /cnn/.test(name) ? 'CNN'
-  : /lang_rev/.test(name) ? `${cell(name)} encoder–decoder` : /lstm|gru|rnn/.test(name) ? cell(name) : 'dense MLP');
 
 const env = await start();
 let simd, scalar, ort, page;
@@ -99,7 +159,7 @@ const out = (s = '') => { lines.push(s); console.log(s); };
 
 out('# Benchmarks');
 out();
-out('Generated by `scripts/bench` (do not edit by hand). Single thread everywhere; figures are printed, never asserted.');
+out('Generated by `scripts/bench` (do not edit by hand). One thread unless a column says otherwise; figures are printed, never asserted.');
 out();
 out(`- date: ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC`);
 out(`- CPU: ${cpuModel}, ${cpus().length} cores (\`lscpu\`); ${sh('uname', '-m')}`);
@@ -109,6 +169,14 @@ const busy = Math.max(loadBefore, loadAfter) > 0.5 * cpus().length;
 out(`- caveat: 1-minute load average ${f(loadBefore, 2)} at the start of the browser run, ${f(loadAfter, 2)} at the end, on ${cpus().length} cores — ${busy
   ? 'the machine was busy with other work, so absolute numbers are noisy and runs at different moments (native, each wasm build, ORT-web) saw different loads; read ratios as approximate'
   : 'the machine was close to idle'}.${process.env.BENCH_NOTE ? ` ${process.env.BENCH_NOTE}` : ''}`);
+
+out(`- native kernels: ${native.kernels}; native threads: 1${nativeAll ? ` and ${nativeAll.threads} (every core)` : ''}`);
+if (vsOrtNative) {
+  out();
+  out('## Native inference: Remodule vs onnxruntime (samples/s)');
+  out();
+  vsOrtNative.lines.forEach((l) => out(l));
+}
 
 out();
 out('## Inference over each model\'s test set (samples/s)');
@@ -127,10 +195,14 @@ native.rows.forEach((n, i) => {
 out();
 out('## Decompose all classes ÷ one recorded forward pass over the same samples (goal ≤ 1.2)');
 out();
-out('| model | technique | native (s) | native | wasm SIMD | wasm scalar |');
-out('|---|---|---:|---:|---:|---:|');
+const tAll = nativeAll?.threads ?? '?';
+out(`Native on 1 thread and on every core (${tAll}: \`remodule bench\`; the recorded pass runs its batches in parallel, the classes' masks too; results identical).`);
+out();
+out(`| model | technique | native, 1 thread (s) | native, ${tAll} threads (s) | speed-up | native | wasm SIMD | wasm scalar |`);
+out('|---|---|---:|---:|---:|---:|---:|---:|');
 native.rows.forEach((n, i) => n.decompose.forEach((d, t) => {
-  out(`| ${n.model} | ${d.technique} | ${f(d.decompose_s, 3)} | ${f(d.ratio, 2)} | ${f(simd.rows[i].decompose[t].ratio, 2)} | ${f(scalar.rows[i].decompose[t].ratio, 2)} |`);
+  const a = nativeAll?.rows[i]?.decompose[t];
+  out(`| ${n.model} | ${d.technique} | ${f(d.decompose_s, 3)} | ${f(a?.decompose_s, 3)} | ${f(d.decompose_s / a?.decompose_s, 2)} | ${f(d.ratio, 2)} | ${f(simd.rows[i].decompose[t].ratio, 2)} | ${f(scalar.rows[i].decompose[t].ratio, 2)} |`);
 }));
 
 out();
@@ -179,7 +251,7 @@ for (const line of firstVisitSection(visit)) out(line);
 
 const goal = (ok, text) => out(`- ${ok ? 'met' : '**missed**'}: ${text}`);
 out();
-out('## Goals (issue 10)');
+out('## Goals (issues 10 and 21)');
 out();
 const vsOrt = native.rows.map((n, i) => [n.model, simd.rows[i].samples_per_s / ort.rows[i].samples_per_s]);
 goal(vsOrt.every(([, r]) => r >= 1), `Remodule-wasm ≥ ORT-web on every model (${vsOrt.map(([m, r]) => `${m} ${f(r, 2)}`).join(', ')})`);
@@ -187,6 +259,14 @@ const vsNative = native.rows.map((n, i) => [n.model, simd.rows[i].samples_per_s 
 goal(vsNative.every(([, r]) => r >= 0.6), `wasm-SIMD ≥ 0.6 × native (${vsNative.map(([m, r]) => `${m} ${f(r, 2)}`).join(', ')})`);
 const ratios = native.rows.flatMap((n) => n.decompose.map((d) => [`${n.model} ${d.technique.split(' ')[0]}`, d.ratio]));
 goal(ratios.every(([, r]) => r <= 1.2), `decompose ÷ pass ≤ 1.2, native (${ratios.map(([m, r]) => `${m} ${f(r, 2)}`).join(', ')})`);
+if (vsOrtNative) {
+  const r = vsOrtNative.ratios;
+  goal(r.every(([, x]) => x >= 0.8), `Remodule native ≥ 0.8 × onnxruntime native, 1 thread (goal 1.0; ${r.map(([m, x]) => `${m} ${f(x, 2)}`).join(', ')})`);
+}
+if (nativeAll) {
+  const cnn = native.rows.flatMap((n, i) => (/cnn|resnet/.test(n.model) ? n.decompose.map((d, t) => [`${n.model} ${d.technique.split(' ')[0]}`, d.decompose_s / nativeAll.rows[i].decompose[t].decompose_s]) : []));
+  goal(cnn.every(([, x]) => x >= 1.7), `decomposition on ${nativeAll.threads} cores ≥ 1.7 × 1 core for the CNNs (${cnn.map(([m, x]) => `${m} ${f(x, 2)}`).join(', ')})`);
+}
 const r10 = native.recompose.find((x) => x.modules === 10 && x.samples === 10000).ms;
 const w10 = simd.recompose.find((x) => x.modules === 10 && x.samples === 10000).ms;
 goal(r10 < 1 && w10 < 1, `recompose < 1 ms at 10 × 10k (native ${f(r10, 3)} ms, wasm SIMD ${f(w10, 3)} ms)`);

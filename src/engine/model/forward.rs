@@ -12,6 +12,7 @@
 //! waits to be joined.
 
 use std::collections::BTreeMap;
+use std::sync::Mutex;
 
 use super::recurrent::Scratch as CellScratch;
 use super::*;
@@ -182,19 +183,26 @@ pub fn forward_with(
     let mut all = pass.empty(n, n * c);
 
     let batch = batch_size(model);
-    // A recording's span ends in whole words of its bit rows (merging costs a pass over
-    // every unit's row, so not once per batch: the CNNs' batches are one sample).
-    let span = if record { batch * 512usize.div_ceil(batch) } else { batch };
+    // At least 64 samples (the CNNs' batches are one sample: a span per batch spent its time
+    // handing out work); a recording's 512, in whole words of its bit rows (joining a span
+    // costs a pass over every unit's row).
+    let span = batch * (if record { 512usize } else { 64 }).div_ceil(batch);
     let spans = n.div_ceil(span);
     // A few spans per thread per wave: enough to balance uneven ones, few enough to
-    // bound the memory of results waiting to be joined.
-    let wave = if parallel::threads() > 1 { 2 * parallel::threads() } else { 1 };
+    // bound the memory of recorded results waiting to be joined.
+    let wave = if parallel::threads() == 1 { 1 } else { parallel::threads() * if record { 2 } else { 4 } };
+    // Buffers outlive waves: allocated once per thread and call, not once per span (the
+    // dense models' spans are a fraction of a millisecond, fresh buffers a page fault per page).
+    let workers = Mutex::new(Vec::<Worker>::new());
     let mut first = 0;
     while first < spans {
         let count = wave.min(spans - first);
-        let parts = parallel::map_init(count, Worker::default, |w, i| {
+        let parts = parallel::map(count, |i| {
             let start = (first + i) * span;
-            pass.run(w, x, start, span.min(n - start), batch)
+            let mut w = workers.lock().unwrap_or_else(|e| e.into_inner()).pop().unwrap_or_default();
+            let part = pass.run(&mut w, x, start, span.min(n - start), batch);
+            workers.lock().unwrap_or_else(|e| e.into_inner()).push(w);
+            part
         });
         for (i, part) in parts.into_iter().enumerate() {
             let start = (first + i) * span;
