@@ -152,9 +152,12 @@ fn truncated_files_are_errors() {
     for (file, _, bytes) in fixtures() {
         let n = bytes.len();
         let mut cuts: Vec<usize> = (0..20).map(|i| n * i / 20).collect();
-        // Inside the HDF5 part (of the archive, or of the .h5 itself).
-        let h5_at = bytes.windows(8).position(|w| w == b"\x89HDF\r\n\x1a\n").unwrap();
-        cuts.extend([h5_at + 8, h5_at + 100, h5_at + 600, h5_at + 2000, (h5_at + n) / 2, n - 100, n - 1]);
+        // Inside the HDF5 part (of a stored archive, or of the .h5 itself; a deflated archive
+        // shows no HDF5 bytes, and the even cuts above fall inside its compressed weights).
+        if let Some(h5_at) = bytes.windows(8).position(|w| w == b"\x89HDF\r\n\x1a\n") {
+            cuts.extend([h5_at + 8, h5_at + 100, h5_at + 600, h5_at + 2000, (h5_at + n) / 2]);
+        }
+        cuts.extend([n - 100, n - 1]);
         for cut in cuts {
             let r = load_no_panic(&file, &bytes[..cut], &format!("a cut at {cut}"));
             assert!(r.is_err(), "{file} cut at {cut} of {n} loaded");

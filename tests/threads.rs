@@ -100,7 +100,7 @@ fn module_update_is_the_same_on_one_and_two_threads() {
     let run = |t: usize| {
         with_threads(t, || {
             let mut wb = workbench(&[("digits_mlp.keras", "digits"), ("clothing_mlp.keras", "clothing")]);
-            let s = Settings { samples_per_class: 200, ..Settings::default() };
+            let s = Settings { samples_per_class: 200, ..Settings::faithful() };
             wb.decompose(0, &s, &mut |_| true).unwrap();
             wb.decompose(1, &s, &mut |_| true).unwrap();
             let picks = [Pick { model: 0, class: 1 }, Pick { model: 0, class: 7 }, Pick { model: 1, class: 5 }];

@@ -130,11 +130,11 @@ fn bundled_models_match_the_keras_training_report() {
 #[test]
 fn module_update_recomputes_modules_against_the_other_data_set() {
     // With the default E = 1000, TI's union already keeps nearly every unit of these
-    // MLPs and the update changes nothing (docs/FIDELITY.md); with E = 20 the masks are
+    // MLPs and the update changes nothing (docs/FIDELITY.md); with E = 10 the masks are
     // sparse and the other data set's samples change them.
     let mut wb = bench_with(&[("digits_mlp.keras", 0), ("clothing_mlp.keras", 1)]);
     for id in [0, 1] {
-        wb.decompose(id, &Settings { samples_per_class: 20, ..Settings::default() }, &mut |_| true).unwrap();
+        wb.decompose(id, &Settings { samples_per_class: 10, ..Settings::faithful() }, &mut |_| true).unwrap();
     }
     let mut picks = all(0);
     picks.extend([7, 8].map(|class| Pick { model: 1, class }));

@@ -16,14 +16,18 @@ Sources (see data/NOTICE.md for licences and attribution):
               ``--fashion-dir``.
 
 Each output is a balanced, deterministic subset: for every class the first
-600 training images and the first 100 test images in file order (so 6000 train
-+ 1000 test), kept in their original file order (classes interleaved).
+100 training images and the first 100 test images in file order (so 1000 train
++ 1000 test), kept in their original file order (classes interleaved).  The
+bundled models train on the full sets (tools/train_models.py); the page only
+needs the training split for decomposition samples (E per class) and the test
+split to score modules, and the digits file is part of the page's first visit
+(issue 18: <= 1.5 MB before the first decomposed view), so it stays small.
 
 Output format (an ordinary ``.npz``, readable with ``numpy.load``; no pickled
 or object arrays):
 
-    x_train      uint8  (6000, 28, 28)   raw pixels 0..255
-    y_train      uint8  (6000,)          class index 0..9
+    x_train      uint8  (1000, 28, 28)   raw pixels 0..255
+    y_train      uint8  (1000,)          class index 0..9
     x_test       uint8  (1000, 28, 28)
     y_test       uint8  (1000,)
     class_names  uint8  (n,)             UTF-8 bytes of a JSON list of strings
@@ -50,7 +54,7 @@ import zipfile
 
 import numpy as np
 
-TRAIN_PER_CLASS = 600
+TRAIN_PER_CLASS = 100
 TEST_PER_CLASS = 100
 NUM_CLASSES = 10
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)

@@ -8,7 +8,7 @@ import { TypeIt } from './typeit.js';
 import { highlightLayers, renderJaccard, renderUnits } from './units.js';
 import * as store from './store.js';
 import { renderFront } from './front.js';
-import { buildSettingsForm, nonDefault, readSettingsForm, settingsProblem, showSettingsForm } from './settings.js';
+import { DEFAULTS, buildSettingsForm, nonDefault, readSettingsForm, settingsProblem, showSettingsForm } from './settings.js';
 import { LIMITS, ShareLinkError, decodeFragment, encodeState, isShareFragment, sha256Hex, stateToJson, validateState } from './share.js';
 import { HIDEABLE, evaluate, exerciseFromState, exerciseId, validateExercise } from './exercises.js';
 import { startOffline } from './offline.js';
@@ -182,7 +182,7 @@ async function measureFront() {
 function renderFrontIfKnown() {
   const m = state.models.get(state.current);
   const points = m && fronts.get(frontKey(m));
-  const strength = state.settings.strength ?? 0;
+  const strength = state.settings.strength ?? DEFAULTS.strength;
   if (!points) {
     $('front').replaceChildren();
     $('front-note').textContent = '';
@@ -448,8 +448,9 @@ async function restore() {
 
 /** Loads a validated state (from a link or the store); `files`: upload name -> bytes. */
 async function applyState(st, files = new Map()) {
-  if (JSON.stringify(st.settings) !== JSON.stringify(state.settings)) {
-    state.settings = st.settings;
+  const settings = nonDefault(st.settings ?? {});
+  if (JSON.stringify(settings) !== JSON.stringify(state.settings)) {
+    state.settings = settings;
     state.models.clear(); // decomposed with other settings
     showSettings();
   }
@@ -598,7 +599,7 @@ function exerciseSnapshot() {
   const v = state.verify && lastResult ? state.verify : null;
   const cur = state.models.get(state.current).dataset;
   const verify = v ? { class: `${cur.name}:${cur.class_names[v.class]}`, by: v.by } : null;
-  return { slots, result, update: document.body.dataset.update === 'true', verify, strength: state.settings.strength ?? 0 };
+  return { slots, result, update: document.body.dataset.update === 'true', verify, strength: state.settings.strength ?? DEFAULTS.strength };
 }
 
 function applyHide() {

@@ -6,7 +6,7 @@
 // returns a validated state or throws ShareLinkError — for any input. The
 // format is documented in docs/SHARE.md.
 import { ExerciseError, HIDEABLE, validateExercise } from './exercises.js';
-import { settingsProblem } from './settings.js';
+import { DEFAULTS, nonDefault, settingsProblem } from './settings.js';
 
 export const VERSION = 1;
 export const LIMITS = Object.freeze({
@@ -230,7 +230,12 @@ export function validateState(raw, ctx) {
   if (new Set(keys).size !== keys.length) bad('models lists a model twice');
   const current = index(raw.current, models.length, 'current');
   const dsOf = (i) => catalog.datasets[models[i].dataset];
-  const st = { models, settings: has(raw, 'settings') ? validSettings(raw.settings) : {}, current: keys[current], slots: null, try: null, text: null, update: false, verify: null, exercise: null };
+  const given = has(raw, 'settings') ? validSettings(raw.settings) : {};
+  // Links made before the strength's default was 0.2 do not carry it (0 was the default then):
+  // they open as they were made. Links made since always carry it (stateToJson). The state keeps
+  // only what differs from today's defaults, as the page does.
+  const settings = nonDefault({ strength: 0, ...given });
+  const st = { models, settings, current: keys[current], slots: null, try: null, text: null, update: false, verify: null, exercise: null };
 
   if (has(raw, 'slots')) {
     const base = models[current].dataset;
@@ -363,7 +368,7 @@ export function stateToJson(st) {
       if (m.upload.bytes && m.upload.bytes.length <= LIMITS.embed) u.bytes = toBase64url(m.upload.bytes);
       return u;
     }),
-    settings: st.settings ?? {},
+    settings: { ...st.settings, strength: st.settings?.strength ?? DEFAULTS.strength },
     current: keys.indexOf(st.current),
   };
   if (st.slots) out.slots = st.slots.map((s) => [keys.indexOf(s.source), s.class, s.on ? 1 : 0]);

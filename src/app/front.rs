@@ -67,7 +67,7 @@ pub fn front_markdown(w: &mut String, cat: &Catalog, wb: &mut Workbench, ids: &[
         let acc = info.accuracy;
         let mut points = front(wb, id, &Settings::default())?;
         // The authors' reading refuses some models (no concerned sample above its confidence).
-        match point(wb, id, &Settings { mode: Mode::Reference, ..Settings::default() }) {
+        match point(wb, id, &Settings { mode: Mode::Reference, ..Settings::faithful() }) {
             Ok(p) => points.insert(1, p),
             Err(e) => writeln!(w, "| {} | reference | 0 | not decomposable: {e} ||||", m.title).unwrap(),
         }

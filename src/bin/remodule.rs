@@ -145,7 +145,7 @@ struct DecomposeOpts {
     /// Unconcerned : concerned samples [default: 1]
     #[arg(long)]
     tangling_ratio: Option<f32>,
-    /// Class relevance: each dense/conv layer of a module drops up to this share of its units that serve the class least, in [0, 1] (0 = the papers' modules) [default: 0]
+    /// Class relevance: each dense/conv layer of a module drops up to this share of its units that serve the class least, in [0, 1] (0 = the papers' modules; models without such layers, per-step heads and --head reference get 0) [default: 0.2]
     #[arg(long)]
     strength: Option<f32>,
 }
@@ -192,7 +192,17 @@ impl DecomposeOpts {
                 "the model file is a module set: its modules are used as saved, so decomposition options do not apply (decompose the source model to change them)",
             )),
             Some(dec) => Ok(dec),
-            None => wb.decompose(id, &self.settings(), &mut |_| true),
+            None => {
+                let dec = wb.decompose(id, &self.settings(), &mut |_| true)?;
+                // The default strength quietly does not apply where it cannot; an asked-for one says so.
+                match self.strength {
+                    Some(s) if s > 0.0 && dec.settings.strength == 0.0 => Err(Error::invalid(format!(
+                        "--strength {s} does not apply to '{}': class relevance prunes dense and convolutional layers of models with one answer per sample and the 2-unit head (use --strength 0, or leave it out)",
+                        wb.model_info(id).name
+                    ))),
+                    _ => Ok(dec),
+                }
+            }
         }
     }
 }

@@ -307,7 +307,7 @@ mod tests {
     #[test]
     fn reads_the_bundled_digits() {
         let arrays = read_npz(include_bytes!("../../data/digits.npz")).unwrap();
-        assert_eq!(arrays["x_train"].shape, vec![6000, 28, 28]);
+        assert_eq!(arrays["x_train"].shape, vec![1000, 28, 28]);
         assert_eq!(arrays["y_test"].shape, vec![1000]);
         let y = arrays["y_test"].to_labels().unwrap();
         assert_eq!((0..10).map(|c| y.iter().filter(|&&v| v == c).count()).collect::<Vec<_>>(), vec![100; 10]);

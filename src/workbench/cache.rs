@@ -59,7 +59,7 @@ impl Workbench {
                     jaccard_units: m.jaccard_units(),
                     jaccard_ref: jaccard_ref(&e.model, m),
                     kept_weights: kept_weights(&e.model, m),
-                    accuracy: binary_accuracy(&row, class_id, &labels),
+                    accuracy: binary_accuracy(&row, class_id, &labels, |s| m.head.says_yes(s)),
                 };
                 Ok((info, row))
             },

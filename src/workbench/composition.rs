@@ -267,8 +267,10 @@ impl Workbench {
             return Err(Error::invalid("select at least one module to compose"));
         }
         let mut rows = Vec::with_capacity(picks.len());
+        let mut heads = Vec::with_capacity(picks.len());
         for p in picks {
             let (e, m) = self.module(*p)?;
+            heads.push(m.head);
             if raw.len() != e.model.input_len() {
                 return Err(Error::shape(format!("input for model '{}'", e.model.name), e.model.input_len(), raw.len()));
             }
@@ -285,7 +287,8 @@ impl Workbench {
         let refs: Vec<&[f32]> = rows.iter().map(|r| &r[..steps]).collect();
         let answers: Vec<usize> = winners(&refs).into_iter().map(|m| m as usize).collect();
         let step_answers = if steps > 1 { answers.clone() } else { vec![] };
-        let scores = rows.iter().map(|r| r[steps - 1]).collect();
+        // The page shows each module's p_c.
+        let scores = rows.iter().zip(&heads).map(|(r, h)| h.probability(r[steps - 1])).collect();
         Ok(TryResult { answer: answers[steps - 1], scores, step_answers })
     }
 

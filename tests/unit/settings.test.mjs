@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import { DEFAULTS, SETTINGS, nonDefault, range, settingsProblem } from '../../www/settings.js';
 import { decodeFragment, encodeState } from '../../www/share.js';
 
@@ -58,6 +59,22 @@ test('enums take their values only, booleans true and false only, and unknown ke
   }
   assert.match(settingsProblem({ evil: 1 }), /unknown key "evil"/);
   assert.match(settingsProblem([]), /must be an object/);
+});
+
+test('links made before the default strength was 0.2 open at strength 0; links made now carry theirs', async () => {
+  const st = (settings) => ({ models: [{ key: 'digits_mlp.keras', dataset: 'digits' }], settings, current: 'digits_mlp.keras', slots: null, try: null, exercise: null, hide: [] });
+  assert.equal(DEFAULTS.strength, 0.2);
+  // Today's default round trips as "the defaults"; 0 and 0.5 as themselves.
+  for (const [settings, back] of [[{}, {}], [{ strength: 0 }, { strength: 0 }], [{ strength: 0.5 }, { strength: 0.5 }]]) {
+    assert.deepEqual((await decodeFragment(await encodeState(st(settings)), ctx)).settings, back, JSON.stringify(settings));
+  }
+  // An old link: its JSON has no strength at all.
+  const old = await encodeState(st({ delta: 0.1 }));
+  const json = JSON.parse(inflateRawSync(Buffer.from(new URLSearchParams(old).get('s'), 'base64url')).toString());
+  assert.equal(json.settings.strength, 0.2, 'a new link always names its strength');
+  delete json.settings.strength;
+  const legacy = `v=1&s=${deflateRawSync(Buffer.from(JSON.stringify(json))).toString('base64url')}`;
+  assert.deepEqual((await decodeFragment(legacy, ctx)).settings, { delta: 0.1, strength: 0 });
 });
 
 test('a share link carries settings through the schema\'s check', async () => {

@@ -1,5 +1,5 @@
 //! Composition (ALGORITHMS.md §5): every selected module has a cached row of
-//! concerned probabilities over the evaluation samples; a composition is an
+//! scores (see `decompose::head`) over the evaluation samples; a composition is an
 //! argmax over the selected rows. No model runs here.
 
 use crate::error::{Error, Result};
@@ -22,9 +22,10 @@ pub struct Composition {
     pub per_class: Vec<f32>,
 }
 
-/// Composes modules: `rows[m][s]` is module m's concerned probability for
+/// Composes modules: `rows[m][s]` is module m's score (its head's ranking
+/// value: the log-odds of its concerned probability) for
 /// sample s, `row_class[m]` its class, `labels[s]` the true class. Voting as
-/// the authors' code (§5); with 2-way heads this is argmax of `p_c`, ties to
+/// the authors' code (§5); with 2-way heads this is the argmax of the log-odds of `p_c`, ties to
 /// the first module.
 pub fn compose(rows: &[&[f32]], row_class: &[ClassId], labels: &[ClassId]) -> Result<Composition> {
     if rows.is_empty() {
@@ -117,18 +118,19 @@ pub fn argmax(v: &[f32]) -> usize {
     (1..v.len()).fold(0, |b, i| if v[i] > v[b] { i } else { b })
 }
 
-/// A module as a binary classifier ("is this class c?", `p_c > 0.5`), scored
-/// as balanced accuracy (mean of the true-positive and true-negative rates),
-/// which equals accuracy on a balanced concerned/unconcerned set.
-pub fn binary_accuracy(row: &[f32], class: ClassId, labels: &[ClassId]) -> f32 {
+/// A module as a binary classifier ("is this class c?": `yes(score)`, the
+/// module head's `says_yes`), scored as balanced accuracy (mean of the
+/// true-positive and true-negative rates), which equals accuracy on a
+/// balanced concerned/unconcerned set.
+pub fn binary_accuracy(row: &[f32], class: ClassId, labels: &[ClassId], yes: impl Fn(f32) -> bool) -> f32 {
     let (mut tp, mut pos, mut tn, mut neg) = (0usize, 0usize, 0usize, 0usize);
     for (&p, &y) in row.iter().zip(labels) {
         if y == class {
             pos += 1;
-            tp += (p > 0.5) as usize;
+            tp += yes(p) as usize;
         } else {
             neg += 1;
-            tn += (p <= 0.5) as usize;
+            tn += !yes(p) as usize;
         }
     }
     let rate = |a: usize, b: usize| if b == 0 { 1.0 } else { a as f32 / b as f32 };
@@ -170,7 +172,7 @@ mod tests {
     #[test]
     fn binary_accuracy_is_balanced() {
         // 1 positive (caught), 3 negatives (one false alarm).
-        let acc = binary_accuracy(&[0.9, 0.8, 0.1, 0.2], 0, &[0, 1, 1, 1]);
+        let acc = binary_accuracy(&[0.9, 0.8, 0.1, 0.2], 0, &[0, 1, 1, 1], |p| p > 0.5);
         assert!((acc - (0.5 * (1.0 + 2.0 / 3.0))).abs() < 1e-6);
     }
 }

@@ -10,11 +10,18 @@
 //!   "irrelevant" and merged into one unit). A module then *votes* when its
 //!   own answer is its class, and composition prefers voters (§5).
 //!
-//! Scores are what composition ranks: with `Two` it is `p_c`; with
-//! `Reference` it is `p_c` plus 1 for a voting module, so that the argmax
-//! over modules is the code's rule (one voter → it; several → the voter with
-//! the largest `p_c`; none → the largest `p_c`) and `score > 0.5` is the
-//! module's own yes/no answer.
+//! Scores are what composition ranks. With `Two` a score is the log-odds of
+//! `p_c`, i.e. the (calibrated) margin `z_c − z_uc` itself, and `p_c = σ(score)`
+//! ([`Head::probability`]). Ranking the probabilities instead ties: σ rounds to
+//! 1.0 in f32 from a margin of about 17, and `z_uc` is the mean of the other
+//! logits, so a confident 10-class model gives its two best classes margins of
+//! 30 and more; ties go to the first module. Measured on the digits CNN B
+//! trained 20 epochs on all of MNIST: composing by `p_c` scored 83.2 % at
+//! strength 0, by the margin 98.8 % (= the model; in exact arithmetic both
+//! rank alike). With `Reference` a score is `p_c` plus 1 for a voting module,
+//! so that the argmax over modules is the code's rule (one voter → it;
+//! several → the voter with the largest `p_c`; none → the largest `p_c`).
+//! [`Head::says_yes`] is the module's own yes/no answer.
 
 use ndarray::{Array1, Array2, s};
 
@@ -32,6 +39,25 @@ pub enum Head {
     Reference,
 }
 
+impl Head {
+    /// The module's own binary answer ("is it class c?") from its score.
+    pub fn says_yes(self, score: f32) -> bool {
+        match self {
+            Head::Two => score > 0.0,
+            Head::Reference => score > 0.5,
+        }
+    }
+
+    /// `p_c` from a score (what the page shows beside each module).
+    pub fn probability(self, score: f32) -> f32 {
+        match self {
+            Head::Two => sigmoid(score),
+            Head::Reference if score > 1.0 => score - 1.0,
+            Head::Reference => score,
+        }
+    }
+}
+
 /// CM-RIE's relevance threshold on the weight to `V_c` (the authors' 0.05).
 pub const RIE_THRESHOLD: f32 = 0.05;
 
@@ -47,8 +73,8 @@ pub fn concerned_scores(
     if module.head == Head::Two {
         let margins = margins(model, module, x, n, progress)?;
         return Ok(match module.calibration {
-            Some(cal) => margins.iter().map(|&m| sigmoid(cal.apply(m))).collect(),
-            None => margins.iter().map(|&m| sigmoid(m)).collect(),
+            Some(cal) => margins.iter().map(|&m| cal.apply(m)).collect(),
+            None => margins,
         });
     }
     let merged = merge_irrelevant(model, module);

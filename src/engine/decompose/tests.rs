@@ -45,7 +45,7 @@ pub(super) fn two_class() -> (Model, Dataset) {
 #[test]
 fn paper_masks_by_hand() {
     let (m, d) = two_class();
-    let s = Settings { mode: Mode::Paper, technique: Technique::Mc, samples_per_class: 2, ..Settings::default() };
+    let s = Settings { mode: Mode::Paper, technique: Technique::Mc, samples_per_class: 2, ..Settings::faithful() };
     let dec = decompose(&m, &d, &s, &mut |_| true).unwrap();
     assert_eq!(dec.recorded_samples, 4);
     // Class 0 module: concerned {0,1} light u0; one tangling sample of class 1 lights u1; u2 never.
@@ -65,7 +65,7 @@ fn reference_masks_intersect_clip_and_restore() {
         samples_per_class: 2,
         tangling_ratio: 0.5,
         confidence: 0.5,
-        ..Settings::default()
+        ..Settings::faithful()
     };
     let dec = decompose(&m, &d, &s, &mut |_| true).unwrap();
     let m0 = &dec.modules[0].masks.nodes[&1];
@@ -77,22 +77,24 @@ fn reference_masks_intersect_clip_and_restore() {
 #[test]
 fn channeled_head_scores_by_hand() {
     let (m, d) = two_class();
-    let dec = decompose(&m, &d, &Settings { samples_per_class: 2, ..Settings::default() }, &mut |_| true).unwrap();
-    // Sample (1, 0): logits (1, -1); module 0: p = σ(1 - (-1)) = σ(2).
-    let p = concerned_scores(&m, &dec.modules[0], &[1.0, 0.0], 1, &mut |_, _| true).unwrap();
-    assert!((p[0] - 1.0 / (1.0 + (-2.0f32).exp())).abs() < 1e-6);
+    let dec = decompose(&m, &d, &Settings { samples_per_class: 2, ..Settings::faithful() }, &mut |_| true).unwrap();
+    // Sample (1, 0): logits (1, -1); module 0: score = the log-odds 1 - (-1) = 2, p = σ(2).
+    let s = concerned_scores(&m, &dec.modules[0], &[1.0, 0.0], 1, &mut |_, _| true).unwrap();
+    assert!((s[0] - 2.0).abs() < 1e-6, "{s:?}");
+    assert!((Head::Two.probability(s[0]) - 1.0 / (1.0 + (-2.0f32).exp())).abs() < 1e-6);
+    assert!(Head::Two.says_yes(s[0]));
 }
 
 #[test]
 fn bad_settings_and_missing_classes_are_errors() {
     let (m, d) = two_class();
-    assert!(decompose(&m, &d, &Settings { samples_per_class: 0, ..Settings::default() }, &mut |_| true).is_err());
-    assert!(decompose(&m, &d, &Settings { tangling_ratio: f32::NAN, ..Settings::default() }, &mut |_| true).is_err());
+    assert!(decompose(&m, &d, &Settings { samples_per_class: 0, ..Settings::faithful() }, &mut |_| true).is_err());
+    assert!(decompose(&m, &d, &Settings { tangling_ratio: f32::NAN, ..Settings::faithful() }, &mut |_| true).is_err());
     let mut d1 = d.clone();
     d1.train.y = vec![0, 0, 0, 0];
-    let e = decompose(&m, &d1, &Settings::default(), &mut |_| true).unwrap_err();
+    let e = decompose(&m, &d1, &Settings::faithful(), &mut |_| true).unwrap_err();
     assert!(e.to_string().contains("no training samples of class '1'"), "{e}");
-    assert_eq!(decompose(&m, &d, &Settings::default(), &mut |_| false).unwrap_err(), Error::Cancelled);
+    assert_eq!(decompose(&m, &d, &Settings::faithful(), &mut |_| false).unwrap_err(), Error::Cancelled);
 }
 
 fn random_case() -> impl Strategy<Value = (Model, Dataset)> {
@@ -120,7 +122,7 @@ proptest! {
     /// Paper mode keeps exactly the units some sample of the module's set activated.
     #[test]
     fn paper_module_keeps_only_units_its_samples_activated((m, d) in random_case(), e in 1usize..6) {
-        let s = Settings { mode: Mode::Paper, samples_per_class: e, ..Settings::default() };
+        let s = Settings { mode: Mode::Paper, samples_per_class: e, ..Settings::faithful() };
         let dec = decompose(&m, &d, &s, &mut |_| true).unwrap();
         let out = forward(&m, &d.train.x, d.train.len(), None, true, &mut |_, _| true).unwrap();
         let bits = &out.recording.unwrap().bits[0];
@@ -218,7 +220,7 @@ fn tiny_rnn() -> (Model, Dataset) {
 fn recurrent_reference_removes_the_unit_of_the_other_class() {
     let (m, d) = tiny_rnn();
     for unrolled in [false, true] {
-        let s = Settings { samples_per_class: 2, unrolled, ..Settings::default() };
+        let s = Settings { samples_per_class: 2, unrolled, ..Settings::faithful() };
         let dec = decompose(&m, &d, &s, &mut |_| true).unwrap();
         for (c, other) in [(0, 1), (1, 0)] {
             let keep = &dec.modules[c].masks.nodes[&1].keep;
@@ -239,7 +241,7 @@ fn recurrent_reference_removes_the_unit_of_the_other_class() {
 #[test]
 fn recurrent_paper_mode_keeps_units_active_for_any_sample() {
     let (m, d) = tiny_rnn();
-    let s = Settings { samples_per_class: 2, recurrent_mode: Mode::Paper, ..Settings::default() };
+    let s = Settings { samples_per_class: 2, recurrent_mode: Mode::Paper, ..Settings::faithful() };
     let dec = decompose(&m, &d, &s, &mut |_| true).unwrap();
     let keep = &dec.modules[0].masks.nodes[&1].keep;
     // Units 0 and 1 are positive for some sample at every step; unit 2 never.
@@ -307,7 +309,7 @@ fn per_gate_statistic_removes_the_other_class_gate_columns_by_hand() {
         let g = prunable.len();
         for unrolled in [false, true] {
             // A cap of one column per 2-unit gate block.
-            let s = Settings { samples_per_class: 2, max_remove: 0.5, gates: true, unrolled, ..Settings::default() };
+            let s = Settings { samples_per_class: 2, max_remove: 0.5, gates: true, unrolled, ..Settings::faithful() };
             let dec = decompose(&m, &d, &s, &mut |_| true).unwrap();
             for (c, other) in [(0usize, 1usize), (1, 0)] {
                 let mask = &dec.modules[c].masks.nodes[&1];
@@ -327,7 +329,7 @@ fn per_gate_statistic_removes_the_other_class_gate_columns_by_hand() {
             // The module still answers its own class.
             let x = d.inputs(&m, &d.train, &[0, 1]);
             let p0 = concerned_scores(&m, &dec.modules[0], &x, 2, &mut |_, _| true).unwrap();
-            assert!(p0[0] > 0.5 && p0[1] <= 0.5, "{cell:?}: {p0:?}");
+            assert!(Head::Two.says_yes(p0[0]) && !Head::Two.says_yes(p0[1]), "{cell:?}: {p0:?}");
         }
     }
 }
@@ -335,7 +337,7 @@ fn per_gate_statistic_removes_the_other_class_gate_columns_by_hand() {
 #[test]
 fn per_gate_statistic_falls_back_to_units_for_a_simple_rnn() {
     let (m, d) = tiny_rnn();
-    let s = Settings { samples_per_class: 2, ..Settings::default() };
+    let s = Settings { samples_per_class: 2, ..Settings::faithful() };
     let by_unit = decompose(&m, &d, &s, &mut |_| true).unwrap();
     let by_gate = decompose(&m, &d, &Settings { gates: true, ..s }, &mut |_| true).unwrap();
     assert!(by_gate.modules.iter().all(|m| m.masks.nodes[&1].gates.is_none()));
@@ -376,7 +378,7 @@ fn keep_of(dec: &Decomposition, class: usize, node: NodeId) -> Vec<usize> {
 }
 
 fn with(technique: Technique) -> Settings {
-    Settings { technique, samples_per_class: 2, ..Settings::default() }
+    Settings { technique, samples_per_class: 2, ..Settings::faithful() }
 }
 
 #[test]
@@ -480,7 +482,7 @@ proptest! {
         let m = b.finish(vec!["a".into(), "b".into(), "c".into()]).unwrap();
         let x: Vec<f32> = (0..9 * 36).map(|_| r().abs()).collect();
         let d = dataset(x, (0..9).map(|i| i % 3).collect(), 36, 3);
-        let settings = |technique| Settings { technique, samples_per_class: e, delta: 0.3, ..Settings::default() };
+        let settings = |technique| Settings { technique, samples_per_class: e, delta: 0.3, ..Settings::faithful() };
         let bln = decompose(&m, &d, &settings(Technique::McBln), &mut |_| true).unwrap();
         let bi = decompose(&m, &d, &settings(Technique::McBi), &mut |_| true).unwrap();
         for (a, b2) in bln.modules.iter().zip(&bi.modules) {
@@ -533,7 +535,7 @@ fn reference_head_votes_and_merges_irrelevant_units_by_hand() {
     assert!((got - (1.0 + pc)).abs() < 1e-5, "{got} vs voting 1 + {pc}");
     // Without the merge (2-unit head): z = (2.04, 2, 1), z_uc = 1.5.
     let two = concerned_scores(&m, &module(Head::Two), &x, 1, &mut |_, _| true).unwrap()[0];
-    assert!((two - 1.0 / (1.0 + (1.5f32 - 2.04).exp())).abs() < 1e-6);
+    assert!((two - (2.04 - 1.5)).abs() < 1e-6, "{two}");
     // A module that does not vote scores its plain p_c (< 1): class 2 at x = 0 has all logits 0.
     let m2 = Module { class: 2, ..module(Head::Reference) };
     let p = concerned_scores(&m, &m2, &[0.0, 0.0], 1, &mut |_, _| true).unwrap()[0];
@@ -567,7 +569,7 @@ fn residual_block_with_same_padding_masks_by_hand() {
     let tl = [1.0, 1.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0];
     let br = [0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0];
     let d = dataset([tl, br].concat(), vec![0, 1], 9, 2);
-    let s = |technique| Settings { technique, samples_per_class: 1, ..Settings::default() };
+    let s = |technique| Settings { technique, samples_per_class: 1, ..Settings::faithful() };
     // CI + TI (union): the conv fires only where its window holds 4 ones — (0,0) for tl, (1,1) for br;
     // the Add wherever the conv or x is positive.
     let mc = decompose(&m, &d, &s(Technique::Mc), &mut |_| true).unwrap();

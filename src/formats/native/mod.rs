@@ -164,9 +164,21 @@ struct NodeSpec {
 
 #[derive(Serialize, Deserialize)]
 struct ModuleSetSpec {
+    #[serde(deserialize_with = "saved_settings")]
     settings: Settings,
     recorded_samples: usize,
     modules: Vec<ModuleSpec>,
+}
+
+/// A module set's settings as saved: `strength` is written only when it is
+/// not 0 (so files from before it stay byte-identical), so a missing one is
+/// 0, whatever today's default.
+fn saved_settings<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Settings, D::Error> {
+    let mut v = Value::deserialize(d)?;
+    if let Some(o) = v.as_object_mut() {
+        o.entry("strength").or_insert(0.into());
+    }
+    serde_json::from_value(v).map_err(serde::de::Error::custom)
 }
 
 #[derive(Serialize, Deserialize)]

@@ -1,6 +1,6 @@
 //! A composition as ONE ONNX graph (docs/EXPORT.md): every module is its
 //! source network with its masks baked in, its channeled head gives one
-//! concerned score per sample, the scores are concatenated into `scores`
+//! concerned score (log-odds) per sample, the scores are concatenated into `scores`
 //! `[N, K]` (K modules, composition order) and `argmax` `[N]` (int64) is the
 //! composed answer, an index into the composition's classes, ties to the
 //! first module — what `compose::compose` answers.
@@ -20,7 +20,9 @@
 //!   engine runs it — and its output is masked; a removed gate column (the
 //!   per-gate statistic) has that gate's row of W, R and the biases zero.
 //!   Per-step (unrolled) masks that differ between steps are refused;
-//! - head: `p = 1 / (1 + exp(mean of the other logits − z_c))`.
+//! - head: the score is the log-odds `d = z_c − mean of the other logits`
+//!   (calibrated, for modules pruned by relevance); the module's concerned
+//!   probability is `1 / (1 + exp(−d))`.
 //!
 //! The IR is channels-last; ONNX Conv and pooling are channels-first. Each
 //! value remembers its layout and a Transpose is inserted only where a
@@ -64,8 +66,8 @@ pub struct ExportModule<'a> {
 pub struct ExportOptions {
     /// Graph name.
     pub name: String,
-    /// Also output `softmax` `[N, K]`: a softmax over the modules' logit
-    /// differences `z_c − mean(others)` (each score is the sigmoid of one).
+    /// Also output `softmax` `[N, K]`: a softmax over the scores (the modules'
+    /// log-odds `z_c − mean(others)`).
     pub softmax: bool,
     /// Each module's name (a `scores` column), for the metadata.
     pub module_names: Vec<String>,
@@ -160,18 +162,9 @@ pub fn export_composition(modules: &[ExportModule], class_names: &[String], opts
         logits_of.push(z.clone());
         diffs.push(channeled_head(&mut g, &format!("m{i}"), &z, m.model.classes(), m.class, m.calibration)?);
     }
-    // p = 1 / (1 + exp(−d)) per module, exactly concerned_scores' formula.
-    let one = g.const_f32("one", &[], vec![1.0]);
-    let scores: Vec<String> = diffs
-        .iter()
-        .enumerate()
-        .map(|(i, (neg_d, _))| {
-            let e = g.op("Exp", &[neg_d], vec![], &format!("m{i}_exp"));
-            let den = g.op("Add", &[&one, &e], vec![], &format!("m{i}_den"));
-            g.op("Div", &[&one, &den], vec![], &format!("m{i}_score"))
-        })
-        .collect();
-    let refs: Vec<&str> = scores.iter().map(String::as_str).collect();
+    // The scores are the modules' log-odds `d`, exactly concerned_scores' values (ranking σ(d)
+    // would tie where σ rounds to 1; see decompose::head).
+    let refs: Vec<&str> = diffs.iter().map(String::as_str).collect();
     g.op_named("Concat", &refs, vec![attr_i("axis", 1)], "scores");
     let best = g.op("ArgMax", &["scores"], vec![attr_i("axis", 1), attr_i("keepdims", 0), attr_i("select_last_index", 0)], "best_module");
     let labels = g.const_i64("module_class", &[modules.len()], modules.iter().map(|m| m.label as i64).collect());
@@ -179,9 +172,7 @@ pub fn export_composition(modules: &[ExportModule], class_names: &[String], opts
     let k = modules.len() as i64;
     let mut outputs = vec![value_info("scores", data_type::FLOAT, &[None, Some(k)]), value_info("argmax", data_type::INT64, &[None])];
     if opts.softmax {
-        let d: Vec<&str> = diffs.iter().map(|(_, d)| d.as_str()).collect();
-        let all = g.op("Concat", &d, vec![attr_i("axis", 1)], "logit_differences");
-        g.op_named("Softmax", &[&all], vec![attr_i("axis", 1)], "softmax");
+        g.op_named("Softmax", &["scores"], vec![attr_i("axis", 1)], "softmax");
         outputs.push(value_info("softmax", data_type::FLOAT, &[None, Some(k)]));
     }
     let mut dims = vec![None];
@@ -200,7 +191,7 @@ pub fn export_composition(modules: &[ExportModule], class_names: &[String], opts
         ir_version: IR_VERSION,
         producer_name: "remodule".into(),
         producer_version: crate::VERSION.into(),
-        doc_string: "A Remodule composition: input = data as stored; scores[:, k] = module k's concerned probability; argmax = index into remodule.classes".into(),
+        doc_string: "A Remodule composition: input = data as stored; scores[:, k] = module k's concerned log-odds (its probability is sigmoid(scores)); argmax = index into remodule.classes".into(),
         graph: Some(graph),
         opset_import: vec![OperatorSetIdProto { domain: String::new(), version: OPSET }],
         metadata_props: vec![
@@ -216,9 +207,9 @@ pub fn export_composition(modules: &[ExportModule], class_names: &[String], opts
     Ok(model.encode_to_vec())
 }
 
-/// `(−d, d)` with `d = z_c − mean of the other logits`, `[N, 1]` each; a
-/// calibrated module's `d` is standardised as `Calibration::apply` does.
-fn channeled_head(g: &mut Graph, p: &str, z: &str, classes: usize, class: usize, cal: Option<Calibration>) -> Result<(String, String)> {
+/// `d = z_c − mean of the other logits`, `[N, 1]`; a calibrated module's `d`
+/// is standardised as `Calibration::apply` does.
+fn channeled_head(g: &mut Graph, p: &str, z: &str, classes: usize, class: usize, cal: Option<Calibration>) -> Result<String> {
     if classes < 2 || class >= classes {
         return Err(Error::invalid(format!("module {class} of a {classes}-class model has no channeled head")));
     }
@@ -230,17 +221,13 @@ fn channeled_head(g: &mut Graph, p: &str, z: &str, classes: usize, class: usize,
     let n = g.const_f32(&format!("others{}", classes - 1), &[], vec![(classes - 1) as f32]);
     let others = g.op("Div", &[&rest, &n], vec![], &format!("{p}_others"));
     let Some(cal) = cal else {
-        let neg = g.op("Sub", &[&others, &zc], vec![], &format!("{p}_neg_diff"));
-        let diff = g.op("Sub", &[&zc, &others], vec![], &format!("{p}_diff"));
-        return Ok((neg, diff));
+        return Ok(g.op("Sub", &[&zc, &others], vec![], &format!("{p}_diff")));
     };
     let raw = g.op("Sub", &[&zc, &others], vec![], &format!("{p}_margin"));
     let mean = g.const_f32(&format!("{p}_cal_mean"), &[], vec![cal.mean]);
     let scale = g.const_f32(&format!("{p}_cal_scale"), &[], vec![cal.scale]);
     let centred = g.op("Sub", &[&raw, &mean], vec![], &format!("{p}_centred"));
-    let diff = g.op("Div", &[&centred, &scale], vec![], &format!("{p}_diff"));
-    let neg = g.op("Neg", &[&diff], vec![], &format!("{p}_neg_diff"));
-    Ok((neg, diff))
+    Ok(g.op("Div", &[&centred, &scale], vec![], &format!("{p}_diff")))
 }
 
 struct ModuleBuilder<'g, 'm> {
