@@ -106,9 +106,10 @@ export function buildSettingsForm(form, before, sliders) {
   }
 }
 
-/** A slider's readout: its value, and what 0 means. */
+/** A slider's readout: its value, and what 0 and the default mean. */
 function readout(spec, v) {
-  return v === spec.default ? `${v} (the papers' modules)` : String(v);
+  if (v === 0) return "0 (the papers' modules)";
+  return v === spec.default ? `${v} (default)` : String(v);
 }
 
 /** Shows `values` (missing ones as their defaults) in the form. */

@@ -6,7 +6,7 @@
 use std::fmt::Write;
 
 use super::catalog::Catalog;
-use crate::engine::decompose::{Mode, Settings};
+use crate::engine::decompose::{DEFAULT_STRENGTH, Mode, Settings};
 use crate::error::Result;
 use crate::workbench::{Pick, Workbench, mean_off_diagonal};
 
@@ -49,15 +49,18 @@ fn point(wb: &mut Workbench, id: usize, s: &Settings) -> Result<FrontPoint> {
     Ok(FrontPoint { technique, strength, composed, kept_weights, jaccard })
 }
 
-/// The front's section of docs/FIDELITY.md.
-pub fn front_markdown(w: &mut String, cat: &Catalog, wb: &mut Workbench, ids: &[usize]) -> Result<()> {
+/// The front's section of docs/FIDELITY.md; returns the plot of it (`front_svg`).
+pub fn front_markdown(w: &mut String, cat: &Catalog, wb: &mut Workbench, ids: &[usize]) -> Result<String> {
     writeln!(w, "\n## Class-specific modules: the accuracy–size front (class relevance)\n").unwrap();
     writeln!(
         w,
         "Remodule's technique, not the papers' (ALGORITHMS.md §7): after CI/TI each dense/conv layer of a module drops the `⌊strength · n⌋` units (conv: channels) that serve its class least, and each pruned module's margin is calibrated to the model's. `paper` and `reference` are the faithful points (strength 0). Jaccard here is module↔module (kept units of two modules, the page's matrix), averaged over the pairs of different modules.\n"
     )
     .unwrap();
-    writeln!(w, "| model | technique | strength | composed top-1 | Δ | mean kept weights | mean module↔module Jaccard |\n|---|---|---:|---:|---:|---:|---:|").unwrap();
+    writeln!(w, "![Composed accuracy change against mean kept weights, one line per model, one dot per strength; the default strength ringed](front.svg)\n").unwrap();
+    let mut table = String::new();
+    writeln!(table, "| model | technique | strength | composed top-1 | Δ | mean kept weights | mean module↔module Jaccard |\n|---|---|---:|---:|---:|---:|---:|").unwrap();
+    let mut lines = vec![];
     for (m, &id) in cat.models.iter().zip(ids) {
         let info = wb.model_info(id);
         // Relevance prunes dense and conv layers (recurrent layers keep the ICSE'23 removal).
@@ -69,11 +72,12 @@ pub fn front_markdown(w: &mut String, cat: &Catalog, wb: &mut Workbench, ids: &[
         // The authors' reading refuses some models (no concerned sample above its confidence).
         match point(wb, id, &Settings { mode: Mode::Reference, ..Settings::faithful() }) {
             Ok(p) => points.insert(1, p),
-            Err(e) => writeln!(w, "| {} | reference | 0 | not decomposable: {e} ||||", m.title).unwrap(),
+            Err(e) => writeln!(table, "| {} | reference | 0 | not decomposable: {e} ||||", m.title).unwrap(),
         }
+        lines.push((m.title.clone(), acc, points.iter().filter(|p| p.technique != "reference").cloned().collect::<Vec<_>>()));
         for p in points {
             writeln!(
-                w,
+                table,
                 "| {} | {} | {} | {:.4} | {:+.4} | {:.3} | {:.3} |",
                 m.title,
                 p.technique,
@@ -86,5 +90,103 @@ pub fn front_markdown(w: &mut String, cat: &Catalog, wb: &mut Workbench, ids: &[
             .unwrap();
         }
     }
-    Ok(())
+    targets_markdown(w, &lines);
+    w.push_str(&table);
+    Ok(front_svg(&lines))
+}
+
+/// Issue 19's targets, read off the measured points: the default target (at
+/// most a point of composed accuracy, module↔module Jaccard ≤ 0.80) per
+/// strength, and the front target (≤ 60 % kept weights and Jaccard ≤ 0.80
+/// within 2 points) per model — the numbers the default strength was chosen by.
+fn targets_markdown(w: &mut String, lines: &[(String, f32, Vec<FrontPoint>)]) {
+    let default_ok = |p: &FrontPoint, acc: f32| p.composed >= acc - 0.01 - 1e-6 && p.jaccard <= 0.80;
+    writeln!(w, "**The default strength, chosen from these fronts.** Default target: composed top-1 at most a point below the model, mean module↔module Jaccard ≤ 0.80.\n").unwrap();
+    writeln!(w, "| strength | models meeting the default target | models missing it |\n|---:|---:|---|").unwrap();
+    for s in STRENGTHS {
+        let (mut ok, mut missed) = (0, vec![]);
+        for (title, acc, points) in lines {
+            match points.iter().find(|p| (p.strength as f32 - s).abs() < 1e-6) {
+                Some(p) if default_ok(p, *acc) => ok += 1,
+                Some(p) => missed.push(format!("{title} ({:+.1}, {:.2})", 100.0 * (p.composed - acc), p.jaccard)),
+                None => {}
+            }
+        }
+        let mark = if (s - DEFAULT_STRENGTH).abs() < 1e-6 { " (default)" } else { "" };
+        writeln!(w, "| {s}{mark} | {ok} of {} | {} |", lines.len(), missed.join("; ")).unwrap();
+    }
+    writeln!(w, "\nFront target: some strength keeps ≤ 60 % of the weights with Jaccard ≤ 0.80 within 2 points.\n").unwrap();
+    writeln!(w, "| model | front target | best point (strength: Δ points, kept weights, Jaccard) |\n|---|---|---|").unwrap();
+    for (title, acc, points) in lines {
+        let small = |p: &&FrontPoint| p.kept_weights <= 0.60 && p.jaccard <= 0.80;
+        let best = points.iter().filter(small).max_by(|a, b| a.composed.total_cmp(&b.composed));
+        let verdict = match best {
+            Some(p) if p.composed >= acc - 0.02 - 1e-6 => "met",
+            Some(_) => "missed",
+            None => "missed (no point that small)",
+        };
+        let point = best.map_or("—".into(), |p| {
+            format!("{}: {:+.1}, {:.0} %, {:.2}", p.strength, 100.0 * (p.composed - acc), 100.0 * p.kept_weights, p.jaccard)
+        });
+        writeln!(w, "| {title} | {verdict} | {point} |").unwrap();
+    }
+    writeln!(w).unwrap();
+}
+
+/// The fronts as one SVG plot: x = mean kept weights, y = composed top-1
+/// change in points (clipped at −10), a line per model through its strengths,
+/// the default strength ringed.
+fn front_svg(lines: &[(String, f32, Vec<FrontPoint>)]) -> String {
+    const COLOURS: [&str; 10] =
+        ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
+    let (w, h, left, right, top, bottom) = (760.0, 420.0, 56.0, 250.0, 16.0, 44.0);
+    let (lo, hi) = (-10.0f32, 2.0f32);
+    let x = |k: f32| left + k * (w - left - right);
+    let y = |d: f32| top + (hi - d.clamp(lo, hi)) / (hi - lo) * (h - top - bottom);
+    let mut s = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {w} {h}\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"{w}\" height=\"{h}\" fill=\"white\"/>\n"
+    );
+    for d in [2.0, 0.0, -2.0, -4.0, -6.0, -8.0, -10.0] {
+        let dash = if d == 0.0 { "" } else { " stroke-dasharray=\"2 3\"" };
+        let _ = writeln!(s, "<line x1=\"{}\" y1=\"{:.1}\" x2=\"{}\" y2=\"{:.1}\" stroke=\"#bbb\"{dash}/>", x(0.0), y(d), x(1.0), y(d));
+        let _ = writeln!(s, "<text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{d:+}</text>", x(0.0) - 6.0, y(d) + 4.0);
+    }
+    for k in [0.0, 0.2, 0.4, 0.6, 0.8, 1.0] {
+        let _ = writeln!(s, "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{:.0} %</text>", x(k), h - bottom + 16.0, k * 100.0);
+    }
+    let _ = writeln!(s, "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">mean kept weights</text>", x(0.5), h - 6.0);
+    let _ = writeln!(
+        s,
+        "<text transform=\"translate(14 {:.1}) rotate(-90)\" text-anchor=\"middle\">composed top-1 change (points; ≤ −10 drawn at −10)</text>",
+        y(-4.0)
+    );
+    for (i, (title, acc, points)) in lines.iter().enumerate() {
+        let c = COLOURS[i % COLOURS.len()];
+        let mut pts: Vec<&FrontPoint> = points.iter().collect();
+        pts.sort_by(|a, b| a.strength.total_cmp(&b.strength));
+        let path: Vec<String> = pts.iter().map(|p| format!("{:.1},{:.1}", x(p.kept_weights), y(100.0 * (p.composed - acc)))).collect();
+        let _ = writeln!(s, "<polyline points=\"{}\" fill=\"none\" stroke=\"{c}\" stroke-width=\"1.5\"/>", path.join(" "));
+        for p in &pts {
+            let (cx, cy) = (x(p.kept_weights), y(100.0 * (p.composed - acc)));
+            let _ = writeln!(
+                s,
+                "<circle cx=\"{cx:.1}\" cy=\"{cy:.1}\" r=\"3\" fill=\"{c}\"><title>{title}, strength {}</title></circle>",
+                p.strength
+            );
+            if (p.strength as f32 - DEFAULT_STRENGTH).abs() < 1e-6 {
+                let _ = writeln!(s, "<circle cx=\"{cx:.1}\" cy=\"{cy:.1}\" r=\"7\" fill=\"none\" stroke=\"{c}\" stroke-width=\"1.5\"/>");
+            }
+        }
+        let ly = top + 10.0 + 18.0 * i as f32;
+        let _ = writeln!(
+            s,
+            "<line x1=\"{}\" y1=\"{ly}\" x2=\"{}\" y2=\"{ly}\" stroke=\"{c}\" stroke-width=\"3\"/>",
+            w - right + 16.0,
+            w - right + 36.0
+        );
+        let _ =
+            writeln!(s, "<text x=\"{}\" y=\"{}\">{}</text>", w - right + 42.0, ly + 4.0, title.replace('&', "&amp;").replace('<', "&lt;"));
+    }
+    s.push_str("</svg>\n");
+    s
 }

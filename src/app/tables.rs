@@ -44,8 +44,9 @@ fn mean(v: impl Iterator<Item = f32>) -> f32 {
     s / n.max(1) as f32
 }
 
-/// The whole Markdown document. `clock()` gives seconds (for the time column).
-pub fn fidelity_markdown(cat: &Catalog, read: &dyn Fn(&str) -> Result<Vec<u8>>, clock: &dyn Fn() -> f64) -> Result<String> {
+/// The whole Markdown document and the front's plot (docs/front.svg, which
+/// it shows). `clock()` gives seconds (for the time column).
+pub fn fidelity_markdown(cat: &Catalog, read: &dyn Fn(&str) -> Result<Vec<u8>>, clock: &dyn Fn() -> f64) -> Result<(String, String)> {
     let (mut wb, ids) = load_all(cat, read)?;
     let mut md = String::new();
     let w = &mut md;
@@ -113,7 +114,7 @@ pub fn fidelity_markdown(cat: &Catalog, read: &dyn Fn(&str) -> Result<Vec<u8>>, 
             }
         }
     }
-    super::front::front_markdown(w, cat, &mut wb, &ids)?;
+    let front_svg = super::front::front_markdown(w, cat, &mut wb, &ids)?;
     if let Some(i) = cat.models.iter().position(|m| m.file == "digits_mlp.keras") {
         let id = ids[i];
         writeln!(w, "\n## Concerned samples per class (E) — {}\n", cat.models[i].title).unwrap();
@@ -210,7 +211,7 @@ pub fn fidelity_markdown(cat: &Catalog, read: &dyn Fn(&str) -> Result<Vec<u8>>, 
     cells_by_architecture(w, &mut wb, &find)?;
     taggers(w, &mut wb, &find, clock)?;
     encoder_decoder(w, &mut wb, &find, clock)?;
-    Ok(md)
+    Ok((md, front_svg))
 }
 
 /// One card per bundled model (models/CARDS.md): architecture, parameters,

@@ -562,13 +562,20 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Table { root, out } | Cmd::Cards { root, out } => {
             let t0 = Instant::now();
             let (catalog, reader) = (catalog(&root)?, |p: &str| read(&root.join(p)));
-            let md = if cards {
-                remodule::app::tables::model_cards_markdown(&catalog, &reader)
+            let (md, svg) = if cards {
+                (remodule::app::tables::model_cards_markdown(&catalog, &reader)?, None)
             } else {
-                remodule::app::tables::fidelity_markdown(&catalog, &reader, &move || t0.elapsed().as_secs_f64())
-            }?;
+                let (md, svg) = remodule::app::tables::fidelity_markdown(&catalog, &reader, &move || t0.elapsed().as_secs_f64())?;
+                (md, Some(svg))
+            };
             match out {
-                Some(p) => write(&p, md.as_bytes())?,
+                Some(p) => {
+                    write(&p, md.as_bytes())?;
+                    // The plot the document shows, beside it.
+                    if let Some(svg) = svg {
+                        write(&p.with_file_name("front.svg"), svg.as_bytes())?;
+                    }
+                }
                 None => print!("{md}"),
             }
         }

@@ -82,10 +82,12 @@ test('the main views: axe, layout at 375 / 768 / 1280 px, screenshots', async ()
   await open(page, env.url);
   await checkView(page, 'default');
 
-  // The confusion matrix at phone width: wider than its panel, so it scrolls inside it.
-  await page.setViewportSize({ width: 375, height: 800 });
+  // The confusion matrix at phone width: wider than its panel, so it scrolls inside it. (At 375 px
+  // the digits' matrix fits or not by a few pixels, depending on its numbers; at 320 px, the
+  // narrowest phones, it never does.)
+  await page.setViewportSize({ width: 320, height: 800 });
   const m = await page.locator('#matrix').evaluate((e) => ({ scroll: e.scrollWidth, box: e.clientWidth, overflow: getComputedStyle(e).overflowX }));
-  assert.ok(m.scroll > m.box && m.overflow === 'auto', `the matrix scrolls at 375 px: ${JSON.stringify(m)}`);
+  assert.ok(m.scroll > m.box && m.overflow === 'auto', `the matrix scrolls at 320 px: ${JSON.stringify(m)}`);
   await page.setViewportSize({ width: 1280, height: 800 });
 
   await composedChange(page, () => page.locator('#model-picker').selectOption('digits_cnn.keras'));

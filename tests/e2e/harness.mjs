@@ -86,4 +86,6 @@ export function compositionFile(name, models, modules) {
   return path;
 }
 
-export const pctText = (x) => `${(100 * x).toFixed(1)}%`;
+// The page gets the engine's f32 numbers as they are (0.9675 arrives as 0.96749997…); the CLI's
+// JSON prints them shortest ("0.9675"). Rounded to 32 bits first, both show the same text.
+export const pctText = (x) => `${(100 * Math.fround(x)).toFixed(1)}%`;

@@ -35,8 +35,16 @@ async function setStrength(page, s) {
 test('the slider shrinks and separates the modules, as the CLI does at the same strength', async () => {
   const page = await env.newPage();
   await open(page, env.url);
-  const faithful = cli('report', 'models/digits_mlp.keras', '--data', 'data/digits.npz', '--json');
+  const faithful = cli('report', 'models/digits_mlp.keras', '--data', 'data/digits.npz', '--strength', '0', '--json');
+  const byDefault = cli('report', 'models/digits_mlp.keras', '--data', 'data/digits.npz', '--json');
   await page.waitForFunction(() => document.querySelectorAll('#jaccard td').length === 100);
+  // The page opens at the default strength, as the CLI without flags.
+  assert.equal(await page.locator('#s-strength-out').textContent(), '0.2 (default)');
+  assert.equal(await page.locator('#app').getAttribute('data-mask-digest'), byDefault.mask_digest);
+  const fd = await figures(page);
+  assert.ok(Math.abs(fd.weights - byDefault.mean_kept_weights) < 0.001 && Math.abs(fd.jaccard - byDefault.mean_module_jaccard) < 0.001, JSON.stringify(fd));
+  assert.equal(await page.locator('#composed-acc').textContent(), pctText(byDefault.composed_accuracy));
+  await setStrength(page, 0);
   const f0 = await figures(page);
   assert.equal(await page.locator('#s-strength-out').textContent(), "0 (the papers' modules)");
 

@@ -405,7 +405,8 @@ pub fn module_masks(
 /// recurrent layers have `max_remove`. The authors' N-output head votes, which
 /// calibrated margins would not follow.)
 pub fn applied_strength(model: &Model, settings: &Settings, steps: usize) -> f32 {
-    let prunable = model.tracked().iter().any(|&n| matches!(model.nodes[n].op, Op::Dense { .. } | Op::Conv2D { .. }));
+    let prunable =
+        model.tracked().iter().any(|&n| !matches!(model.nodes[n].op, Op::Recurrent(_)) && relevance::kernel_of(model, n).is_some());
     if steps == 1 && settings.head == Head::Two && prunable { settings.strength } else { 0.0 }
 }
 
@@ -476,8 +477,17 @@ fn clippable_dense(model: &Model, node: NodeId) -> bool {
 /// counts its two channeled columns over kept inputs.
 pub fn kept_weights(model: &Model, module: &Module) -> f32 {
     let (mut kept, mut total) = (0usize, 0usize);
+    // A kernel without a mask of its own whose channels a tracked activation after it owns
+    // (relevance::kernel_of) keeps the units that activation keeps.
+    let owner: std::collections::BTreeMap<NodeId, NodeId> = module
+        .masks
+        .nodes
+        .keys()
+        .filter_map(|&t| relevance::kernel_of(model, t).filter(|&k| k != t && !module.masks.nodes.contains_key(&k)).map(|k| (k, t)))
+        .collect();
     for (id, node) in model.nodes.iter().enumerate() {
-        let unit_kept = |u: usize| module.masks.nodes.get(&id).is_none_or(|m| m.keep.contains(u));
+        let mask_node = owner.get(&id).copied().unwrap_or(id);
+        let unit_kept = |u: usize| module.masks.nodes.get(&mask_node).is_none_or(|m| m.keep.contains(u));
         match &node.op {
             Op::Dense { kernel, .. } => {
                 let (fin, fout) = kernel.dim();
