@@ -67,6 +67,9 @@ pub fn fidelity_markdown(cat: &Catalog, read: &dyn Fn(&str) -> Result<Vec<u8>>, 
                     continue;
                 }
             };
+            if settings.strength > 0.0 && dec.settings.strength == 0.0 {
+                continue; // the strength does not apply to this model: the faithful row below
+            }
             let r = wb.compose(&all_picks(&wb, id), Some(id))?;
             let secs = clock() - t;
             let acc = wb.model_info(id).accuracy;
