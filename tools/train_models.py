@@ -41,10 +41,10 @@ Models written (all with seeded, single-process deterministic training):
     digits_mlp.h5            the same model saved in the legacy HDF5 format by Keras 3
     digits_mlp_b.keras       Flatten -> Dense(96,relu) -> Dense(48,relu) -> Dense(10,softmax)   seed 2
     digits_mlp_faulty.keras  as digits_mlp, but 80% of the training 7s relabelled as 1      seed 3
-    clothing_mlp.keras       as digits_mlp, trained on Fashion-MNIST (clothing.npz)          seed 4
+    clothing_mlp.keras       as digits_mlp, trained on Fashion-MNIST                         seed 4
     digits_cnn.keras         Conv2D(8,3)->MaxPool(2)->Conv2D(16,3)->MaxPool(2)->Flatten
-                             -> Dense(32,relu) -> Dense(10,softmax)                           seed 5
-    digits_cnn_b.keras       as digits_cnn with Conv2D(12) / Conv2D(24)                       seed 6
+                             -> Dense(32,relu) -> Dense(10,softmax), 10 epochs               seed 5
+    digits_cnn_b.keras       as digits_cnn with Conv2D(12) / Conv2D(24), 10 epochs            seed 6
     clothing_cnn.keras       as digits_cnn, on clothing, 10 epochs                            seed 7
     digits_resnet.keras      tiny residual CNN (Conv-BN-ReLU stem, identity block, block with
                              1x1 projection, GAP, Dense), BN momentum 0.9, 6 epochs           seed 8
@@ -65,7 +65,9 @@ Models written (all with seeded, single-process deterministic training):
     lang_rev_gru.keras       as lang_rev_lstm with GRU(96) encoder and decoder                seed 19
     lang_rev_rnn.keras       as lang_rev_lstm with SimpleRNN(96) encoder and decoder,
                              40 epochs, lr 2e-3                                               seed 20
-  Image models: Adam lr 1e-3, batch 64, 5 epochs unless noted.  Text models:
+  Image models: all 60,000 training images, Adam lr 1e-3, batch 64, 5 epochs unless noted
+  (the CNNs trained longer compose exactly too, since modules rank by log-odds; 10 epochs
+  reach 98.6 / 98.8 % on the full MNIST test set and keep the accuracy–size front).  Text models:
   Adam lr 5e-3 (SimpleRNN 2e-3), clipnorm 1.0, batch 32, 15-30 epochs.
 
 For every model also `<name>.expected.npz` (deterministic zip, see
