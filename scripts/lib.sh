@@ -84,8 +84,10 @@ build_site() {
     wasm_bindgen_site "$wasm" www/pkg
   fi
   mkdir -p www/bundled
-  for f in models/*.keras models/*.remodule data/*.npz models/catalog.json; do
-    [ -f "$f" ] && cp -u "$f" www/bundled/
+  # Only what the catalog names (models/resnet20.keras is the CLI's, not the page's).
+  local f
+  for f in models/catalog.json $(python3 -c 'import json; c = json.load(open("models/catalog.json")); print(" ".join(["models/" + m["file"] for m in c["models"]] + ["data/" + d["file"] for d in c["datasets"].values()]))'); do
+    cp -u "$f" www/bundled/
   done
   write_build_manifest www
 }

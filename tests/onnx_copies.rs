@@ -45,3 +45,20 @@ fn onnx_copies_match_the_bundled_models() {
     }
     assert_eq!(checked, cat.models.len());
 }
+
+/// The CLI's ResNet-20 (tools/train_resnet20.py; not in the catalog): the Keras file and its
+/// tf2onnx copy both give Keras's own probabilities on its 16 saved test images (32×32×3,
+/// stride-2 "same" convolutions, projection shortcuts).
+#[test]
+fn resnet20_and_its_onnx_copy_match_keras() {
+    use remodule::formats::npz::read_npz;
+    let exp = read_npz(&read("models/resnet20.expected.npz")).unwrap();
+    let (x, want) = (exp["x"].to_f32(), exp["probs"].to_f32());
+    for file in ["models/resnet20.keras", "models/onnx/resnet20.onnx"] {
+        let model = load_model(&read(file), file).unwrap();
+        assert_eq!((model.input_len(), model.classes()), (32 * 32 * 3, 10), "{file}");
+        let got = forward(&model, &x, 16, None, false, &mut |_, _| true).unwrap().probs;
+        let worst = want.iter().zip(&got).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(got.len() == want.len() && worst < 1e-4, "{file}: max |Δprob| {worst}");
+    }
+}

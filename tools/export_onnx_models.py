@@ -161,6 +161,8 @@ def main():
     import argparse
     ap = argparse.ArgumentParser(description="Write the ONNX copies of the bundled models.")
     ap.add_argument("--only", help="comma-separated stems to (re)write; the other copies are left as they are")
+    ap.add_argument("--extra", action="append", default=[], metavar="STEM=NPZ",
+                    help="also a model outside the catalog (models/STEM.keras, image data NPZ; e.g. resnet20)")
     args = ap.parse_args()
     os.makedirs(OUT, exist_ok=True)
     catalog = json.load(open(os.path.join(ROOT, "models", "catalog.json"), encoding="utf-8"))
@@ -170,12 +172,17 @@ def main():
         raise SystemExit(f"unknown model(s) {sorted(only - set(stems))}; known: {stems}")
     versions = {"tensorflow": tf.__version__, "keras": keras.__version__, "tf_keras": tf_keras.__version__,
                 "tf2onnx": tf2onnx.__version__, "onnx": onnx.__version__, "onnxruntime": ort.__version__}
-    for entry in catalog["models"]:
+    extra = dict(e.split("=", 1) for e in args.extra)
+    if args.extra:
+        only = {s for s in only if s in extra} if args.only else set()
+    entries = [e for e in catalog["models"] if e["file"].rsplit(".", 1)[0] in only] + [{"file": f"{s}.keras", "npz": n} for s, n in extra.items()]
+    for entry in entries:
         stem = entry["file"].rsplit(".", 1)[0]
-        if stem not in only:
-            continue
         k3 = keras.models.load_model(os.path.join(ROOT, "models", entry["file"]), compile=False)
-        x, tokens = test_inputs(entry["file"], catalog)
+        if "npz" in entry:
+            x, tokens = np.load(entry["npz"])["x_test"].astype(np.float32) / np.float32(255.0), False
+        else:
+            x, tokens = test_inputs(entry["file"], catalog)
         if any(isinstance(l, keras.layers.SimpleRNN) for l in k3.layers):
             proto = simple_rnn_onnx(k3)
         else:

@@ -20,7 +20,7 @@ args = argparse.ArgumentParser()
 args.add_argument("--threads", type=int, default=1)
 args.add_argument("--peak", action="store_true", help="measure float32 GEMM GFLOP/s with numpy instead")
 args.add_argument("--min-s", type=float, default=0.5)
-args.add_argument("models", nargs="*", help="MODEL=DATA (file stems under models/onnx/ and data/)")
+args.add_argument("models", nargs="*", help="MODEL=DATA (file stems under models/onnx/ and data/; DATA may be a path to an .npz)")
 a = args.parse_args()
 threads = a.threads or os.cpu_count()
 # numpy's BLAS reads its thread count when it loads.
@@ -67,7 +67,8 @@ root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 rows = []
 for spec in a.models:
     model, data = spec.split("=")
-    z = np.load(os.path.join(root, "data", data + ".npz"))
+    # DATA: a stem under data/, or a path to an .npz (relative to the repository).
+    z = np.load(os.path.join(root, data) if data.endswith(".npz") else os.path.join(root, "data", data + ".npz"))
     x, y = z["x_test"], z["y_test"].astype(np.int64)
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads

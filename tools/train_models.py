@@ -313,24 +313,6 @@ TEXT_DEFAULTS = {"batch": TEXT_BATCH, "lr": TEXT_LR, "clipnorm": 1.0}
 IMAGE_SETS = ("digits", "clothing")
 
 
-def deflate_keras(path):
-    """Rewrites a `.keras` archive with its entries deflated and a fixed date: Keras stores
-    them uncompressed, and a static host sends a `.keras` file as it is (the default model is
-    part of the page's first visit; its weights deflate by about 15 %). Keras and Remodule
-    read either."""
-    import zipfile
-    with zipfile.ZipFile(path) as zf:
-        entries = [(info.filename, zf.read(info.filename)) for info in zf.infolist()]
-    tmp = path + ".tmp"
-    with zipfile.ZipFile(tmp, "w") as zf:
-        for name, data in entries:
-            info = zipfile.ZipInfo(name, date_time=build_data.ZIP_DATE)
-            info.external_attr = 0o644 << 16
-            info.create_system = 3
-            zf.writestr(info, data, compress_type=zipfile.ZIP_DEFLATED, compresslevel=9)
-    os.replace(tmp, path)
-
-
 def full_image_set(name, mnist_dir):
     """The full training set and the full test set of an image data set, preprocessed."""
     if name == "digits":
@@ -467,7 +449,7 @@ def main():
         clean.set_weights(model.get_weights())
         path = os.path.join(MODELS, f"{stem}.keras")
         clean.save(path)
-        deflate_keras(path)
+        build_data.deflate_keras(path)
         x16 = xte[:N_EXPECTED]
         probs = np.asarray(model.predict(x16, verbose=0), dtype=np.float32)
         write_npz(os.path.join(MODELS, f"{stem}.expected.npz"),

@@ -5,7 +5,7 @@ use ndarray::{Array1, Array2};
 
 use crate::engine::compose::compose;
 use crate::engine::data::{Dataset, Split, Stored};
-use crate::engine::decompose::{Mode, Settings, decompose, decomposition_rows};
+use crate::engine::decompose::{Mode, Settings, applied_strength, decompose, decomposition_rows};
 use crate::engine::model::{Activation, InputKind, InputSpec, Model, ModelBuilder, Op, forward};
 use crate::engine::{kernels, parallel};
 use crate::error::Result;
@@ -126,7 +126,9 @@ pub fn bench_decompose(model: &Model, data: &Dataset, settings: &Settings, min_s
         }],
     )?;
     let (decompose_s, pass_s) = (t[0], t[1]);
-    Ok(DecomposeBench { technique: settings.describe(model.is_recurrent()), ratio: decompose_s / pass_s, decompose_s, pass_s })
+    // Named by what ran: the strength a model cannot take is 0 (decompose::applied_strength).
+    let applied = Settings { strength: applied_strength(model, settings, data.train.steps), ..settings.clone() };
+    Ok(DecomposeBench { technique: applied.describe(model.is_recurrent()), ratio: decompose_s / pass_s, decompose_s, pass_s })
 }
 
 /// Deterministic uniform [0, 1) numbers (xorshift64).
