@@ -86,7 +86,9 @@ async function ensureModel(key, { title, dataset, bytes, input } = {}) {
   try {
     const settings = Object.keys(state.settings).length ? state.settings : null;
     const dec = decomposition ?? await engine.call('decompose', { model: info.id, settings }, onProgress);
-    const m = { key, info, modules: dec.modules, digest: dec.mask_digest, title: title ?? entry?.title ?? key, dataset: ds };
+    // The strength the engine applied: 0 where class relevance cannot apply (decompose::applied_strength);
+    // a saved module set is used as saved.
+    const m = { key, info, modules: dec.modules, digest: dec.mask_digest, strength: decomposition ? null : dec.settings.strength ?? 0, title: title ?? entry?.title ?? key, dataset: ds };
     state.models.set(key, m);
     return m;
   } finally {
@@ -380,6 +382,12 @@ function renderModel() {
   $('model-notice').textContent = m.info.notice ? `⚠ ${m.info.notice}` : '';
   $('model-notice').hidden = !m.info.notice;
   renderLayers($('layers'), m.info.layers);
+  // A strength the model cannot take is said, not silently dropped.
+  const unapplied = (state.settings.strength ?? DEFAULTS.strength) > 0 && m.strength === 0;
+  $('strength-note').textContent = unapplied
+    ? "The class-specific strength does not apply to this model (no dense or convolutional layer with units of its own, per-step answers, or the authors' N-output head): its modules are the papers'."
+    : '';
+  $('strength-note').hidden = !unapplied;
   $('app').dataset.maskDigest = m.digest;
   $('model-picker').value = m.key;
 }
@@ -448,9 +456,8 @@ async function restore() {
 
 /** Loads a validated state (from a link or the store); `files`: upload name -> bytes. */
 async function applyState(st, files = new Map()) {
-  const settings = nonDefault(st.settings ?? {});
-  if (JSON.stringify(settings) !== JSON.stringify(state.settings)) {
-    state.settings = settings;
+  if (JSON.stringify(st.settings) !== JSON.stringify(state.settings)) {
+    state.settings = st.settings;
     state.models.clear(); // decomposed with other settings
     showSettings();
   }

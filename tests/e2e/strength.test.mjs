@@ -79,3 +79,20 @@ test('the slider shrinks and separates the modules, as the CLI does at the same 
   assert.equal(await page.locator('#composed-acc').textContent(), pctText(faithful.composed_accuracy));
   assert.deepEqual(env.errors, []);
 });
+
+test('a model the strength cannot apply to says so, and its modules are the CLI\'s faithful ones', async () => {
+  const page = await env.newPage();
+  await open(page, env.url);
+  assert.equal(await page.locator('#strength-note').isVisible(), false);
+  await composedChange(page, () => page.locator('#model-picker').selectOption('lang_a_lstm.keras'));
+  await page.waitForFunction(() => document.querySelector('#model-info strong')?.textContent.includes('LSTM'), null, { timeout: 60000 });
+  assert.match(await page.locator('#strength-note').textContent(), /does not apply to this model/);
+  assert.equal(await page.locator('#strength-note').isVisible(), true);
+  const faithful = cli('report', 'models/lang_a_lstm.keras', '--data', 'data/lang_a.npz', '--json');
+  assert.equal(faithful.strength, 0);
+  assert.equal(await page.locator('#app').getAttribute('data-mask-digest'), faithful.mask_digest);
+  // Back on the MLP, the note goes.
+  await composedChange(page, () => page.locator('#model-picker').selectOption('digits_mlp.keras'));
+  assert.equal(await page.locator('#strength-note').isVisible(), false);
+  assert.deepEqual(env.errors, []);
+});
