@@ -54,7 +54,7 @@ pub fn front_markdown(w: &mut String, cat: &Catalog, wb: &mut Workbench, ids: &[
     writeln!(w, "\n## Class-specific modules: the accuracy–size front (class relevance)\n").unwrap();
     writeln!(
         w,
-        "Remodule's technique, not the papers' (ALGORITHMS.md §7): after CI/TI each dense/conv layer of a module drops the `⌊strength · n⌋` units (conv: channels) that serve its class least, and each pruned module's margin is calibrated to the model's. `paper` and `reference` are the faithful points (strength 0). Jaccard here is module↔module (kept units of two modules, the page's matrix), averaged over the pairs of different modules.\n"
+        "Remodule's technique, not the papers' (ALGORITHMS.md §7): after CI/TI each conv layer of a module drops the `⌊strength · n⌋` channels that serve its class least, each dense layer a share of its units that shrinks with the layer's weights, and each pruned module's margin is calibrated to the model's. `paper` and `reference` are the faithful points (strength 0). Jaccard here is module↔module (kept units of two modules, the page's matrix), averaged over the pairs of different modules.\n"
     )
     .unwrap();
     writeln!(w, "![Composed accuracy change against mean kept weights, one line per model, one dot per strength; the default strength ringed](front.svg)\n").unwrap();

@@ -410,19 +410,25 @@ pub fn applied_strength(model: &Model, settings: &Settings, steps: usize) -> f32
     if steps == 1 && settings.head == Head::Two && prunable { settings.strength } else { 0.0 }
 }
 
-/// Samples per class the calibration of pruned modules runs over (a tenth
-/// of the default decomposition samples, so that calibrating every module
-/// costs about one more recorded pass).
-const CALIBRATION_PER_CLASS: usize = 100;
+/// Samples per class the calibration of pruned modules runs over: the recorded
+/// samples of the largest class ÷ the number of classes (at least
+/// [`MIN_CALIBRATION_PER_CLASS`]), so that calibrating all `K` modules over `K`
+/// classes costs about one more recorded pass. Measured on the bundled
+/// dense/CNN models at strengths 0.2 and 0.35: 10 per class instead of all
+/// 100 changed composed top-1 by −0.3 to +0.5 points (5 per class: up to −0.8).
+const MIN_CALIBRATION_PER_CLASS: usize = 10;
 
-/// Indices into the recorded samples: the first [`CALIBRATION_PER_CLASS`] of each class.
+/// Indices into the recorded samples: the first few of each class (see [`MIN_CALIBRATION_PER_CLASS`]).
 fn calibration_rows(labels: &[usize], classes: usize) -> Vec<usize> {
+    let mut recorded = vec![0usize; classes];
+    labels.iter().for_each(|&y| recorded[y.min(classes - 1)] += 1);
+    let per_class = recorded.iter().max().unwrap_or(&0).div_ceil(classes).max(MIN_CALIBRATION_PER_CLASS);
     let mut taken = vec![0usize; classes];
     (0..labels.len())
         .filter(|&i| {
             let t = &mut taken[labels[i].min(classes - 1)];
             *t += 1;
-            *t <= CALIBRATION_PER_CLASS
+            *t <= per_class
         })
         .collect()
 }

@@ -604,3 +604,18 @@ proptest! {
         prop_assert_eq!(Column::rate(values.iter().copied(), active).complement_rate(concerned.len(), concerned_active), want_rate);
     }
 }
+
+#[test]
+fn calibrating_every_module_costs_about_one_recorded_pass() {
+    // K modules × K classes × per-class samples ≈ the recorded samples (at least 10 per class).
+    let labels = |classes: usize, each: usize| (0..classes * each).map(|i| i % classes).collect::<Vec<_>>();
+    let per_class = |rows: &[usize], l: &[usize], c: usize| rows.iter().filter(|&&i| l[i] == c).count();
+    let l = labels(10, 100);
+    let rows = calibration_rows(&l, 10);
+    assert_eq!(rows.len(), 100);
+    assert!((0..10).all(|c| per_class(&rows, &l, c) == 10));
+    let l = labels(2, 100);
+    assert_eq!(calibration_rows(&l, 2).len(), 100);
+    let l = labels(10, 20);
+    assert!((0..10).all(|c| per_class(&calibration_rows(&l, 10), &l, c) == 10));
+}
