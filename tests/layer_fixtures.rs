@@ -30,7 +30,7 @@ fn keras_accuracy(model: &str) -> f32 {
     v[model].as_f64().unwrap_or_else(|| panic!("no accuracy for {model}")) as f32
 }
 
-const STEMS: [&str; 10] = [
+const STEMS: [&str; 13] = [
     "float_cnn",
     "rescaling_cnn",
     "norm_mlp",
@@ -41,6 +41,9 @@ const STEMS: [&str; 10] = [
     "pad_concat_cnn",
     "hsig_lstm",
     "prelu_cnn",
+    "conv1d_cnn",
+    "dwsep_cnn",
+    "pad_pool_cnn",
 ];
 
 /// Largest |prob − Keras prob| of `file` on the inputs stored with `expected`.

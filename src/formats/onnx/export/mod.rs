@@ -109,7 +109,7 @@ fn unsupported(name: impl Into<String>) -> Error {
     Error::Unsupported {
         what: "for ONNX export".into(),
         name: name.into(),
-        supported: "2-unit channeled heads, one class per sample; Dense, Conv2D, pooling, Flatten, Add, BatchNorm, Dropout, Embedding, activations; \
+        supported: "2-unit channeled heads, one class per sample; Dense, Conv2D, DepthwiseConv2D, pooling, Flatten, Reshape, ZeroPadding2D, Concatenate, Add, BatchNorm, Dropout, Embedding, activations; \
                     SimpleRNN/LSTM/GRU with tanh/sigmoid/relu and rolled masks (the same units at every step)"
             .into(),
     }
@@ -472,6 +472,32 @@ impl ModuleBuilder<'_, '_> {
                 let out = self.g.op("Conv", &[&x.name, &w, &b], attrs, &self.name(id, "pre"));
                 Value { name: out, layout: Layout::Nchw, int: false }
             }
+            // ONNX Conv with group = C: weight [C·M, 1, kh, kw], output channel c·M + m as in the IR.
+            Op::DepthwiseConv2D { kernel, bias, strides, padding, .. } => {
+                let x = self.get(input(0), Layout::Nchw);
+                let [kh, kw, cin, mult] = *kernel.shape() else { unreachable!() };
+                let w = self.weight(id, "kernel", &[cin * mult, 1, kh, kw], || {
+                    let mut v = Vec::with_capacity(kernel.len());
+                    for o in 0..cin * mult {
+                        for y in 0..kh {
+                            for xx in 0..kw {
+                                v.push(kernel[[y, xx, o / mult, o % mult]]);
+                            }
+                        }
+                    }
+                    v
+                });
+                let b = self.weight(id, "bias", &[cin * mult], || bias.to_vec());
+                let pads = self.pads(&in_shape(0), *padding, kh, kw, *strides)?;
+                let attrs = vec![
+                    attr_ints("kernel_shape", &[kh, kw]),
+                    attr_ints("strides", strides),
+                    attr_ints("pads", &pads),
+                    attr_i("group", cin as i64),
+                ];
+                let out = self.g.op("Conv", &[&x.name, &w, &b], attrs, &self.name(id, "pre"));
+                Value { name: out, layout: Layout::Nchw, int: false }
+            }
             Op::Pool2D { kind, size, strides, padding } => {
                 let x = self.get(input(0), Layout::Nchw);
                 let pads = self.pads(&in_shape(0), *padding, size[0], size[1], *strides)?;
@@ -498,6 +524,13 @@ impl ModuleBuilder<'_, '_> {
             Op::Flatten => {
                 let x = self.get(input(0), Layout::Ir);
                 let out = self.g.op("Flatten", &[&x.name], vec![attr_i("axis", 1)], &self.name(id, "pre"));
+                Value { name: out, layout: Layout::Ir, int: false }
+            }
+            Op::Reshape { shape } => {
+                let x = self.get(input(0), Layout::Ir);
+                let dims: Vec<i64> = std::iter::once(-1).chain(shape.iter().map(|&d| d as i64)).collect();
+                let to = self.g.const_i64(&self.name(id, "shape"), &[dims.len()], dims);
+                let out = self.g.op("Reshape", &[&x.name, &to], vec![], &self.name(id, "pre"));
                 Value { name: out, layout: Layout::Ir, int: false }
             }
             // On NHWC values: pads [N, top, left, C begins, N, bottom, right, C ends].
