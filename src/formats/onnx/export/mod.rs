@@ -259,19 +259,24 @@ impl ModuleBuilder<'_, '_> {
     /// Node `id`'s value in `layout` (a Transpose when it is stored the other way).
     fn get(&mut self, id: NodeId, layout: Layout) -> Value {
         let v = self.values[id].clone().expect("nodes are built in order");
-        let v = if v.int { self.float(id, &v) } else { v };
+        let v = if v.int { self.float(&v) } else { v };
         if v.layout == layout || self.model.nodes[id].shape.len() != 3 {
             return v;
         }
         let perm = if layout == Layout::Nchw { [0, 3, 1, 2] } else { [0, 2, 3, 1] };
-        let out = self.name(id, if layout == Layout::Nchw { "nchw" } else { "nhwc" });
-        self.g.op("Transpose", &[&v.name], vec![attr_ints("perm", &perm)], &out);
+        // Named after the value it reorders: a second reader shares it.
+        let out = format!("{}_{}", v.name, if layout == Layout::Nchw { "nchw" } else { "nhwc" });
+        if self.g.derived.insert(out.clone()) {
+            self.g.op("Transpose", &[&v.name], vec![attr_ints("perm", &perm)], &out);
+        }
         Value { name: out, layout, int: false }
     }
 
-    fn float(&mut self, id: NodeId, v: &Value) -> Value {
-        let out = self.name(id, "float");
-        self.g.op("Cast", &[&v.name], vec![attr_i("to", data_type::FLOAT as i64)], &out);
+    fn float(&mut self, v: &Value) -> Value {
+        let out = format!("{}_float", v.name);
+        if self.g.derived.insert(out.clone()) {
+            self.g.op("Cast", &[&v.name], vec![attr_i("to", data_type::FLOAT as i64)], &out);
+        }
         Value { name: out, layout: v.layout, int: false }
     }
 
@@ -314,7 +319,7 @@ impl ModuleBuilder<'_, '_> {
         let map = self.input;
         if map.scale != 1.0 || map.offset != 0.0 {
             if v.int {
-                v = self.float(0, &v);
+                v = self.float(&v);
             }
             if map.scale != 1.0 {
                 let s = self.g.const_f32(&format!("{}_scale", self.prefix), &[], vec![map.scale]);
@@ -548,7 +553,7 @@ impl ModuleBuilder<'_, '_> {
             }
             Op::Dropout | Op::Activation(_) => {
                 let v = self.values[input(0)].clone().expect("built in order");
-                if v.int { self.float(input(0), &v) } else { v }
+                if v.int { self.float(&v) } else { v }
             }
             // Slopes per channel broadcast over the last (channels-last) axis; per value, the node's shape.
             Op::PRelu { alpha } => {
