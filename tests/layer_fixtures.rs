@@ -1,7 +1,8 @@
 //! Models as ordinary Keras code writes them (tools/make_layer_fixtures.py:
 //! Keras 3 `.keras`, tf_keras `.h5`, their tf2onnx copies) with Rescaling,
 //! Normalization, LeakyReLU, ELU, GELU, swish, softplus, hard_sigmoid,
-//! PReLU, GlobalMaxPooling2D, ZeroPadding2D and Concatenate, and data as NumPy users save it (float images, `<U`
+//! PReLU, GlobalMaxPooling2D, ZeroPadding2D and Concatenate, Conv1D and the 1-D pools,
+//! DepthwiseConv2D and SeparableConv2D (ONNX: grouped Conv, Pad), and data as NumPy users save it (float images, `<U`
 //! class names). Outputs must match Keras to 1e-4; the input rule must give
 //! Keras' own accuracy on float data, on u8 data and for models that rescale
 //! themselves, with no flags — and warn when a given scale is wrong.
