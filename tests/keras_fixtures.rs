@@ -285,7 +285,7 @@ fn unknown_and_sequence_layers_are_unsupported() {
     assert!(matches!(e, Error::Unsupported { .. }), "{e:?}");
     assert!(msg.contains("dense_2") && msg.contains("FancyLayer"), "{msg}");
     assert!(msg.contains("Dense") && msg.contains("Conv2D") && msg.contains("BatchNormalization"), "{msg}");
-    for class in ["Bidirectional", "ConvLSTM2D", "Conv1D", "RNN"] {
+    for class in ["Bidirectional", "ConvLSTM2D", "RNN"] {
         let e = with_config("digits_mlp", |c| layer_mut(c, "dense_2")["class_name"] = json!(class)).unwrap_err();
         let msg = e.to_string();
         assert!(msg.contains("dense_2") && msg.contains(class) && msg.contains("sequence layer") && msg.contains("LSTM"), "{msg}");
@@ -294,6 +294,14 @@ fn unknown_and_sequence_layers_are_unsupported() {
     for class in ["LSTM", "GRU", "SimpleRNN"] {
         let e = with_config("digits_mlp", |c| layer_mut(c, "dense_2")["class_name"] = json!(class)).unwrap_err();
         assert!(matches!(e, Error::Shape { .. }) && e.to_string().contains("dense_2") && e.to_string().contains("[T, F]"), "{e}");
+    }
+    // So is a 1-D layer on a vector.
+    for class in ["Conv1D", "MaxPooling1D", "GlobalAveragePooling1D"] {
+        let e = with_config("digits_mlp", |c| layer_mut(c, "dense_2")["class_name"] = json!(class)).unwrap_err();
+        assert!(
+            matches!(e, Error::Shape { .. }) && e.to_string().contains("dense_2") && e.to_string().contains("[steps, channels]"),
+            "{e}"
+        );
     }
     let e = with_config("digits_mlp", |c| {
         let l = layer_mut(c, "dense_2");

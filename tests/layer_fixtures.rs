@@ -1,7 +1,8 @@
 //! Models as ordinary Keras code writes them (tools/make_layer_fixtures.py:
 //! Keras 3 `.keras`, tf_keras `.h5`, their tf2onnx copies) with Rescaling,
 //! Normalization, LeakyReLU, ELU, GELU, swish, softplus, hard_sigmoid,
-//! PReLU, GlobalMaxPooling2D, ZeroPadding2D and Concatenate, and data as NumPy users save it (float images, `<U`
+//! PReLU, GlobalMaxPooling2D, ZeroPadding2D and Concatenate, Conv1D and the 1-D pools,
+//! DepthwiseConv2D and SeparableConv2D (ONNX: grouped Conv, Pad), and data as NumPy users save it (float images, `<U`
 //! class names). Outputs must match Keras to 1e-4; the input rule must give
 //! Keras' own accuracy on float data, on u8 data and for models that rescale
 //! themselves, with no flags — and warn when a given scale is wrong.
@@ -30,7 +31,7 @@ fn keras_accuracy(model: &str) -> f32 {
     v[model].as_f64().unwrap_or_else(|| panic!("no accuracy for {model}")) as f32
 }
 
-const STEMS: [&str; 10] = [
+const STEMS: [&str; 13] = [
     "float_cnn",
     "rescaling_cnn",
     "norm_mlp",
@@ -41,6 +42,9 @@ const STEMS: [&str; 10] = [
     "pad_concat_cnn",
     "hsig_lstm",
     "prelu_cnn",
+    "conv1d_cnn",
+    "dwsep_cnn",
+    "pad_pool_cnn",
 ];
 
 /// Largest |prob − Keras prob| of `file` on the inputs stored with `expected`.
@@ -67,7 +71,20 @@ fn every_layer_matches_keras_in_keras3_keras2_and_their_onnx_copies() {
     // tf2onnx writes these layers as single ops (Mul/Add for Rescaling, Sub/Div for Normalization,
     // Elu, GlobalMaxPool, LeakyRelu, Softplus; swish as Mul(x, Sigmoid(x)); Concat of two conv
     // branches on the channel axis — and ZeroPadding2D folded into the next Conv's pads).
-    for stem in ["float_cnn", "rescaling_cnn", "gmp_cnn", "norm01_mlp", "onnx_acts_mlp", "pad_concat_cnn"] {
+    // Conv1D as Unsqueeze/Conv/Squeeze, its pools through Reshapes, the global ones as
+    // ReduceMax/ReduceMean; DepthwiseConv2D and SeparableConv2D as Conv with group = C; a
+    // ZeroPadding2D before a max pool as Pad.
+    for stem in [
+        "float_cnn",
+        "rescaling_cnn",
+        "gmp_cnn",
+        "norm01_mlp",
+        "onnx_acts_mlp",
+        "pad_concat_cnn",
+        "conv1d_cnn",
+        "dwsep_cnn",
+        "pad_pool_cnn",
+    ] {
         let d = max_diff(&format!("{stem}.k2.onnx"), &format!("{stem}.k2.expected.npz"));
         assert!(d < 1e-4, "{stem}.k2.onnx: max |Δprob| {d}");
     }
@@ -102,6 +119,120 @@ fn hard_sigmoid_follows_the_keras_version_that_wrote_the_file() {
     };
     assert_eq!(gate("hsig_lstm.keras"), Some(Activation::HardSigmoid(1.0 / 6.0)));
     assert_eq!(gate("hsig_lstm.k2.h5"), Some(Activation::HardSigmoid(0.2)));
+}
+
+/// The 1-D, depthwise and separable convolutions and ONNX's Pad: every file (Keras 3, Keras 2,
+/// tf2onnx) loads as the layers it names, decomposes (channeling, MC-BI backtracking through the
+/// convolutions, class relevance), composes near the model's own accuracy, and saves and reloads
+/// as a module set that scores the same; its composition exports as ONNX (onnxruntime runs it in
+/// tests/e2e/onnx_export.test.mjs).
+#[test]
+fn conv1d_depthwise_separable_and_pad_decompose_compose_and_export() {
+    use remodule::engine::decompose::{Settings, Technique};
+    use remodule::engine::model::Op;
+    use remodule::workbench::Pick;
+    let kinds = |file: &str| -> Vec<&'static str> { load_model(&read(file), file).unwrap().nodes.iter().map(|n| n.op.kind()).collect() };
+    for file in ["conv1d_cnn.keras", "conv1d_cnn.k2.h5", "conv1d_cnn.k2.onnx"] {
+        let k = kinds(file);
+        assert!(k.contains(&"Reshape") && k.contains(&"Conv2D") && k.contains(&"MaxPool2D") && k.contains(&"AvgPool2D"), "{file}: {k:?}");
+        assert!(k.contains(&"GlobalMaxPooling2D") && k.contains(&"GlobalAveragePooling2D"), "{file}: {k:?}");
+    }
+    for file in ["dwsep_cnn.keras", "dwsep_cnn.k2.h5", "dwsep_cnn.k2.onnx"] {
+        // Depthwise, separable (depthwise + 1×1 Conv2D), depthwise with multiplier 2.
+        let m = load_model(&read(file), file).unwrap();
+        let dw: Vec<usize> = m
+            .nodes
+            .iter()
+            .filter_map(|n| match &n.op {
+                Op::DepthwiseConv2D { kernel, .. } => Some(kernel.shape()[3]),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(dw, [1, 1, 2], "{file}: depth multipliers");
+    }
+    for file in ["pad_pool_cnn.keras", "pad_pool_cnn.k2.h5", "pad_pool_cnn.k2.onnx"] {
+        assert!(kinds(file).contains(&"ZeroPadding2D"), "{file}");
+    }
+    // MC-BI alone keeps what every sample of the class uses: the composition answers as the
+    // model does. Class relevance (strength 0.2) removes more and may cost accuracy
+    // (docs/ALGORITHMS.md: it does not prune the depthwise layers).
+    let exact = Settings { samples_per_class: 30, technique: Technique::McBi, delta: 0.2, strength: 0.0, ..Settings::default() };
+    let pruned = Settings { strength: 0.2, ..exact.clone() };
+    for (file, keras) in [
+        ("conv1d_cnn.keras", "conv1d_cnn"),
+        ("conv1d_cnn.k2.h5", "conv1d_cnn.k2"),
+        ("conv1d_cnn.k2.onnx", "conv1d_cnn.k2"),
+        ("dwsep_cnn.keras", "dwsep_cnn"),
+        ("dwsep_cnn.k2.h5", "dwsep_cnn.k2"),
+        ("dwsep_cnn.k2.onnx", "dwsep_cnn.k2"),
+        ("pad_pool_cnn.keras", "pad_pool_cnn"),
+        ("pad_pool_cnn.k2.h5", "pad_pool_cnn.k2"),
+        ("pad_pool_cnn.k2.onnx", "pad_pool_cnn.k2"),
+    ] {
+        let mut wb = Workbench::new();
+        let d = wb.add_dataset(&read("digits_float.npz"), "digits_float").unwrap().id;
+        let info = wb.add_model(&read(file), file, d, InputOverride::default()).unwrap();
+        // Keras measured on its own 400 test images; these are another 400 of the same digits.
+        assert!((info.accuracy - keras_accuracy(keras)).abs() < 0.12, "{file}: {} vs Keras {}", info.accuracy, keras_accuracy(keras));
+        let picks: Vec<Pick> = (0..10).map(|class| Pick { model: info.id, class }).collect();
+        let mut composed = 0.0;
+        let mut dec = None;
+        for settings in [&pruned, &exact] {
+            let d = wb.decompose(info.id, settings, &mut |_| true).unwrap();
+            let (kept, total): (usize, usize) = d.modules.iter().fold((0, 0), |(k, t), m| (k + m.kept_units, t + m.total_units));
+            assert!(total > 0 && kept < total, "{file}: modules keep {kept} of {total} units");
+            composed = wb.compose(&picks, None).unwrap().composition.top1;
+            let floor = if settings.strength > 0.0 { 0.5 } else { info.accuracy - 0.01 };
+            assert!(composed >= floor, "{file} at strength {}: composed {composed}, model {}", settings.strength, info.accuracy);
+            dec = Some(d);
+        }
+        let dec = dec.unwrap();
+        let onnx = wb.export_onnx(&picks, false).unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert!(onnx.len() > 1000, "{file}");
+        // The module set round-trips: same masks, same composed accuracy.
+        let saved = wb.export_modules(info.id).unwrap();
+        let back = wb.import_modules(&saved, "set.remodule", d).unwrap();
+        assert_eq!(back.decomposition.mask_digest, dec.mask_digest, "{file}");
+        let picks: Vec<Pick> = (0..10).map(|class| Pick { model: back.model.id, class }).collect();
+        assert_eq!(wb.compose(&picks, None).unwrap().composition.top1, composed, "{file}");
+    }
+}
+
+/// What these layers cannot say is refused naming the layer and what is supported.
+#[test]
+fn unsupported_options_of_the_new_layers_are_named() {
+    use std::io::{Read, Write};
+    // A .keras with one layer's config changed.
+    let with = |file: &str, layer: &str, key: &str, value: Value| {
+        let mut zip = zip::ZipArchive::new(std::io::Cursor::new(read(file))).unwrap();
+        let mut out = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        for k in 0..zip.len() {
+            let mut f = zip.by_index(k).unwrap();
+            let mut bytes = vec![];
+            f.read_to_end(&mut bytes).unwrap();
+            let name = f.name().unwrap().to_string();
+            if name == "config.json" {
+                let mut v: Value = serde_json::from_slice(&bytes).unwrap();
+                let l = v["config"]["layers"].as_array_mut().unwrap().iter_mut().find(|l| l["config"]["name"] == layer).unwrap();
+                l["config"][key] = value.clone();
+                bytes = serde_json::to_vec(&v).unwrap();
+            }
+            out.start_file(name, zip::write::SimpleFileOptions::default()).unwrap();
+            out.write_all(&bytes).unwrap();
+        }
+        let bytes = out.finish().unwrap().into_inner();
+        load_model(&bytes, "x.keras").map(|_| ()).unwrap_err().to_string()
+    };
+    let cases = [
+        ("conv1d_cnn.keras", "conv1d", "dilation_rate", serde_json::json!([2]), "dilation_rate=2"),
+        ("conv1d_cnn.keras", "conv1d", "padding", serde_json::json!("causal"), "padding=causal"),
+        ("dwsep_cnn.keras", "depthwise_conv2d", "dilation_rate", serde_json::json!([2, 2]), "dilation_rate=[2, 2]"),
+        ("dwsep_cnn.keras", "separable_conv2d", "dilation_rate", serde_json::json!([2, 2]), "dilation_rate=[2, 2]"),
+    ];
+    for (file, layer, key, value, option) in cases {
+        let e = with(file, layer, key, value);
+        assert!(e.contains(&format!("layer '{layer}'")) && e.contains(option) && e.contains("supported"), "{file} {layer}: {e}");
+    }
 }
 
 /// The workbench's accuracy of `model` on data set `data` (and its input notice).

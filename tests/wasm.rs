@@ -268,7 +268,8 @@ fn per_gate_masks_match_native_in_wasm() {
 }
 
 /// The layer fixtures (Rescaling, Normalization, LeakyReLU, ELU, GELU, swish,
-/// softplus, hard_sigmoid, GlobalMaxPooling2D) from Keras 3, tf_keras and tf2onnx, in wasm.
+/// softplus, hard_sigmoid, GlobalMaxPooling2D; Conv1D and the 1-D pools, DepthwiseConv2D,
+/// SeparableConv2D, ONNX Pad) from Keras 3, tf_keras and tf2onnx, in wasm.
 #[wasm_bindgen_test]
 fn layer_fixtures_match_keras_in_wasm() {
     macro_rules! case {
@@ -280,7 +281,16 @@ fn layer_fixtures_match_keras_in_wasm() {
             )
         };
     }
-    let cases: [(&str, &[u8], &[u8]); 20] = [
+    let cases: [(&str, &[u8], &[u8]); 29] = [
+        case!("conv1d_cnn.keras", "conv1d_cnn"),
+        case!("conv1d_cnn.k2.h5", "conv1d_cnn.k2"),
+        case!("conv1d_cnn.k2.onnx", "conv1d_cnn.k2"),
+        case!("dwsep_cnn.keras", "dwsep_cnn"),
+        case!("dwsep_cnn.k2.h5", "dwsep_cnn.k2"),
+        case!("dwsep_cnn.k2.onnx", "dwsep_cnn.k2"),
+        case!("pad_pool_cnn.keras", "pad_pool_cnn"),
+        case!("pad_pool_cnn.k2.h5", "pad_pool_cnn.k2"),
+        case!("pad_pool_cnn.k2.onnx", "pad_pool_cnn.k2"),
         case!("prelu_cnn.keras", "prelu_cnn"),
         case!("hsig_lstm.k2.h5", "hsig_lstm.k2"),
         case!("pad_concat_cnn.keras", "pad_concat_cnn"),

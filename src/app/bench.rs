@@ -22,6 +22,7 @@ pub fn flops_per_sample(model: &Model) -> f64 {
         .map(|n| match &n.op {
             Op::Dense { kernel, .. } => 2.0 * kernel.len() as f64 * (n.len() / kernel.ncols()) as f64,
             Op::Conv2D { kernel, .. } => 2.0 * (kernel.len() / kernel.shape()[3]) as f64 * n.len() as f64,
+            Op::DepthwiseConv2D { kernel, .. } => 2.0 * (kernel.shape()[0] * kernel.shape()[1]) as f64 * n.len() as f64,
             Op::Recurrent(r) => 2.0 * (r.kernel.len() + r.recurrent.len()) as f64 * model.nodes[n.inputs[0]].shape[0] as f64,
             _ => 0.0,
         })

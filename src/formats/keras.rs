@@ -17,6 +17,7 @@
 //! engine limits before anything is allocated for it.
 
 mod config;
+mod conv;
 mod convert;
 mod h5;
 

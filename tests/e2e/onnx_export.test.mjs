@@ -118,5 +118,18 @@ test('the new layers and input maps export exactly', async () => {
   await check('given_map', [`${L}/float_cnn.keras`, '--data', `${L}/digits_u8.npz`, '--scale', '0.00392156862745098', '--offset', '-0.01', '--samples', '100']);
 });
 
+// Conv1D and the 1-D pools (2-D ops of height 1 between Reshapes), DepthwiseConv2D (group = C)
+// and SeparableConv2D, a ZeroPadding2D tf2onnx wrote as Pad: from Keras and from tf2onnx's copies.
+test('1-D, depthwise and separable convolutions and padding export exactly', async () => {
+  const L = 'tests/fixtures/layers';
+  const data = ['--data', `${L}/digits_float.npz`, '--samples', '100'];
+  await check('conv1d_mcbi', [`${L}/conv1d_cnn.keras`, ...data, '--technique', 'mc-bi', '--delta', '0.2']);
+  await check('conv1d_onnx', [`${L}/conv1d_cnn.k2.onnx`, ...data, '--technique', 'mc-bi', '--delta', '0.2']);
+  await check('dwsep_mcbi', [`${L}/dwsep_cnn.keras`, ...data, '--technique', 'mc-bi', '--delta', '0.2', '--strength', '0.2']);
+  await check('dwsep_onnx', [`${L}/dwsep_cnn.k2.onnx`, ...data]);
+  // Not pad_pool_cnn: onnxruntime-web 1.30 fuses a Pad into the MaxPool after it and then refuses
+  // its own pads (≥ the window); onnxruntime 1.32 (Python) runs that export and agrees.
+});
+
 test('a Keras 2 LSTM with hard-sigmoid gates exports them as HardSigmoid (activation_alpha 0.2, beta 0.5)', () =>
   check('hsig_lstm', ['tests/fixtures/layers/hsig_lstm.k2.h5', '--data', 'data/lang_a.npz']));

@@ -117,7 +117,7 @@ fn force_zero(model: &Model, id: NodeId, units: &[usize], masks: &mut Masks) {
         return;
     }
     match &node.op {
-        Op::Flatten | Op::Dropout => force_zero(model, node.inputs[0], units, masks),
+        Op::Flatten | Op::Reshape { .. } | Op::Dropout => force_zero(model, node.inputs[0], units, masks),
         Op::Add { activation: crate::engine::model::Activation::Linear } => {
             node.inputs.iter().for_each(|&i| force_zero(model, i, units, masks))
         }
@@ -155,12 +155,12 @@ fn force_zero(model: &Model, id: NodeId, units: &[usize], masks: &mut Masks) {
     }
 }
 
-/// The window sweep of a Conv2D or Pool2D node over its input.
+/// The window sweep of a Conv2D, DepthwiseConv2D or Pool2D node over its input.
 fn window(model: &Model, id: NodeId) -> Option<crate::engine::kernels::Conv2dGeom> {
     let node = &model.nodes[id];
     let [h, w, c] = model.nodes[node.inputs[0]].shape[..] else { return None };
     match &node.op {
-        Op::Conv2D { kernel, strides, padding, .. } => {
+        Op::Conv2D { kernel, strides, padding, .. } | Op::DepthwiseConv2D { kernel, strides, padding, .. } => {
             padding.geometry(h, w, c, kernel.shape()[0], kernel.shape()[1], strides[0], strides[1])
         }
         Op::Pool2D { size, strides, padding, .. } => padding.geometry(h, w, c, size[0], size[1], strides[0], strides[1]),
@@ -218,7 +218,9 @@ fn live_inputs(model: &Model, k: NodeId, src: NodeId, needed: Option<&BitSet>, t
     let in_len = model.nodes[src].len();
     let mut live = BitSet::new(in_len);
     match &node.op {
-        Op::Flatten | Op::Dropout | Op::Activation(_) | Op::PRelu { .. } | Op::BatchNorm { .. } | Op::Add { .. } => live.union_with(needed),
+        Op::Flatten | Op::Reshape { .. } | Op::Dropout | Op::Activation(_) | Op::PRelu { .. } | Op::BatchNorm { .. } | Op::Add { .. } => {
+            live.union_with(needed)
+        }
         Op::Dense { kernel, .. } if node.len() == kernel.ncols() => {
             for i in 0..kernel.nrows() {
                 if needed.iter().any(|j| kernel[[i, j]] != 0.0) {
@@ -261,6 +263,21 @@ fn live_inputs(model: &Model, k: NodeId, src: NodeId, needed: Option<&BitSet>, t
                     for dx in 0..g.kw {
                         if let Some((y, x)) = g.tap(p / g.ow, p % g.ow, dy, dx) {
                             (0..cin).for_each(|ch| live.insert((y * g.w + x) * cin + ch));
+                        }
+                    }
+                }
+            }
+        }
+        // Output channel c·M + m reads input channel c only.
+        Op::DepthwiseConv2D { kernel, .. } if through_conv => {
+            let g = window(model, k)?;
+            let (cin, mult) = (g.cin, kernel.shape()[3]);
+            for u in needed.iter() {
+                let (p, ch) = (u / (cin * mult), u % (cin * mult) / mult);
+                for dy in 0..g.kh {
+                    for dx in 0..g.kw {
+                        if let Some((y, x)) = g.tap(p / g.ow, p % g.ow, dy, dx) {
+                            live.insert((y * g.w + x) * cin + ch);
                         }
                     }
                 }

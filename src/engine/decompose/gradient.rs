@@ -13,7 +13,7 @@ use crate::engine::kernels::PoolKind;
 use crate::engine::model::{Activation, Model, Moments, NodeId, Op, Recording};
 
 /// `∂(z_c − z_uc) / ∂(output)` for every tracked node the head's gradient
-/// reaches (through Dense, Conv2D, pooling, Flatten, Add, BatchNorm,
+/// reaches (through Dense, Conv2D, DepthwiseConv2D, pooling, Flatten, Reshape, Add, BatchNorm,
 /// activations and Dropout; it stops at embeddings, recurrent layers and RepeatVector).
 pub fn margin_gradients(model: &Model, rec: &Recording, class: usize) -> BTreeMap<NodeId, Vec<f32>> {
     let c = model.classes();
@@ -84,6 +84,23 @@ pub fn margin_gradients(model: &Model, rec: &Recording, class: usize) -> BTreeMa
                     }
                 });
             }
+            Op::DepthwiseConv2D { kernel, strides, padding, .. } => {
+                let src = node.inputs[0];
+                let &[h, w, cin] = model.nodes[src].shape.as_slice() else { continue };
+                let [kh, kw, _, mult] = *kernel.shape() else { continue };
+                let Some(geo) = padding.geometry(h, w, cin, kh, kw, strides[0], strides[1]) else { continue };
+                into(&mut grads, src, &|g| {
+                    for (p, (oy, ox)) in (0..geo.oh).flat_map(|y| (0..geo.ow).map(move |x| (y, x))).enumerate() {
+                        for (ky, kx) in (0..kh).flat_map(|a| (0..kw).map(move |b| (a, b))) {
+                            let Some((iy, ix)) = geo.tap(oy, ox, ky, kx) else { continue };
+                            for ci in 0..cin {
+                                g[(iy * w + ix) * cin + ci] +=
+                                    (0..mult).map(|m| kernel[[ky, kx, ci, m]] * pre[p * cin * mult + ci * mult + m]).sum::<f32>();
+                            }
+                        }
+                    }
+                });
+            }
             Op::Pool2D { kind, size, strides, padding } => {
                 let src = node.inputs[0];
                 let &[h, w, ch] = model.nodes[src].shape.as_slice() else { continue };
@@ -133,7 +150,7 @@ pub fn margin_gradients(model: &Model, rec: &Recording, class: usize) -> BTreeMa
                     }
                 });
             }
-            Op::Flatten | Op::Dropout | Op::Activation(_) | Op::PRelu { .. } => {
+            Op::Flatten | Op::Reshape { .. } | Op::Dropout | Op::Activation(_) | Op::PRelu { .. } => {
                 into(&mut grads, node.inputs[0], &|g| g.iter_mut().zip(&pre).for_each(|(x, p)| *x += p));
             }
             Op::ZeroPad2D { .. } | Op::Concat => {

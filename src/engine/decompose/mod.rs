@@ -477,7 +477,7 @@ fn clippable_dense(model: &Model, node: NodeId) -> bool {
 
 /// Share of the model's kernel weights a module keeps effective (non-zero):
 /// a Dense weight survives when its input unit and output unit are kept and it
-/// is not a clipped negative; a Conv2D weight when its output channel keeps a
+/// is not a clipped negative; a Conv2D (or depthwise) weight when its output channel keeps a
 /// position; a recurrent weight (input or recurrent kernel, all gates) when
 /// its unit, its gate column and its input are kept, averaged over the time steps. The head
 /// counts its two channeled columns over kept inputs.
@@ -516,6 +516,13 @@ pub fn kept_weights(model: &Model, module: &Module) -> f32 {
                 let per_channel = kernel.len() / cout;
                 let live = (0..cout).filter(|&ch| (0..node.len() / cout).any(|p| unit_kept(p * cout + ch))).count();
                 kept += live * per_channel;
+            }
+            // A depthwise output channel has its own kh·kw weights.
+            Op::DepthwiseConv2D { kernel, .. } => {
+                total += kernel.len();
+                let cout = kernel.shape()[2] * kernel.shape()[3];
+                let live = (0..cout).filter(|&ch| (0..node.len() / cout).any(|p| unit_kept(p * cout + ch))).count();
+                kept += live * (kernel.len() / cout);
             }
             Op::Recurrent(r) => {
                 let (steps, u, g, f) = (model.steps(id), r.units, r.cell.gates(), r.kernel.nrows());

@@ -92,6 +92,36 @@ pub fn conv2d(g: &Conv2dGeom, input: &[f32], kernel: &[f32], bias: &[f32], out: 
     conv2d_im2col(g, input, kernel, bias, out, scratch)
 }
 
+/// Depthwise convolution of one sample: `input` is H×W×C, `kernel` is
+/// (kh, kw, C, M) flattened (so one tap's C·M weights are contiguous, output
+/// channel `c·M + m`), `out` is OH×OW×(C·M). Each output sums its taps in
+/// window order (row, then column; padding taps skipped), then adds its bias,
+/// with separate multiplies and adds: one loop on every target (whatever
+/// vector code the compiler makes of the channel loop keeps each lane's order),
+/// so results are bit-identical.
+pub fn depthwise2d(g: &Conv2dGeom, mult: usize, input: &[f32], kernel: &[f32], bias: &[f32], out: &mut [f32]) {
+    let (c, co) = (g.cin, g.cin * mult);
+    for oy in 0..g.oh {
+        for ox in 0..g.ow {
+            let o = &mut out[(oy * g.ow + ox) * co..][..co];
+            o.fill(0.0);
+            for dy in 0..g.kh {
+                for dx in 0..g.kw {
+                    let Some((y, x)) = g.tap(oy, ox, dy, dx) else { continue };
+                    let xin = &input[(y * g.w + x) * c..][..c];
+                    let k = &kernel[(dy * g.kw + dx) * co..][..co];
+                    if mult == 1 {
+                        o.iter_mut().zip(k).zip(xin).for_each(|((o, &w), &v)| *o += v * w);
+                    } else {
+                        o.iter_mut().zip(k).enumerate().for_each(|(j, (o, &w))| *o += xin[j / mult] * w);
+                    }
+                }
+            }
+            o.iter_mut().zip(bias).for_each(|(o, &b)| *o += b);
+        }
+    }
+}
+
 /// im2col + [`matmul`]: the portable path, and the one for channel counts
 /// the direct kernels do not take.
 pub fn conv2d_im2col(g: &Conv2dGeom, input: &[f32], kernel: &[f32], bias: &[f32], out: &mut [f32], scratch: &mut Vec<f32>) {

@@ -20,7 +20,7 @@ pub mod smooth;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
-pub use conv::{Conv2dGeom, conv2d, conv2d_im2col};
+pub use conv::{Conv2dGeom, conv2d, conv2d_im2col, depthwise2d};
 pub use matmul::{matmul, matmul_portable};
 pub use pool::{PoolKind, global_avg_pool, global_pool, pool2d};
 

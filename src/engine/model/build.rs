@@ -168,6 +168,20 @@ fn infer(name: &str, op: &Op, ins: &[&[usize]]) -> Result<Vec<usize>> {
             })?;
             vec![g.oh, g.ow, kout]
         }
+        Op::DepthwiseConv2D { kernel, bias, strides, padding, .. } => {
+            let (h, w, c) = image(ins[0])?;
+            let [kh, kw, kin, mult] = *kernel.shape() else { unreachable!() };
+            if kin != c {
+                return Err(Error::shape(format!("{} kernel input channels", ctx()), c, kin));
+            }
+            if bias.len() != c * mult {
+                return Err(Error::shape(format!("{} bias", ctx()), c * mult, bias.len()));
+            }
+            let g = padding.geometry(h, w, c, kh, kw, strides[0], strides[1]).ok_or_else(|| {
+                Error::shape(ctx(), format!("a {kh}×{kw} window with strides {strides:?} that fits"), format!("input {h}×{w}"))
+            })?;
+            vec![g.oh, g.ow, c * mult]
+        }
         Op::Pool2D { size, strides, padding, .. } => {
             let (h, w, c) = image(ins[0])?;
             let g = padding.geometry(h, w, c, size[0], size[1], strides[0], strides[1]).ok_or_else(|| {
@@ -177,6 +191,13 @@ fn infer(name: &str, op: &Op, ins: &[&[usize]]) -> Result<Vec<usize>> {
         }
         Op::GlobalPool(_) => vec![image(ins[0])?.2],
         Op::Flatten => vec![ins[0].iter().product()],
+        Op::Reshape { shape } => {
+            let len = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+            if shape.is_empty() || len != Some(ins[0].iter().product::<usize>()) {
+                return Err(Error::shape(ctx(), format!("{} values", ins[0].iter().product::<usize>()), format!("{shape:?}")));
+            }
+            shape.clone()
+        }
         Op::ZeroPad2D { pads } => {
             let (h, w, c) = image(ins[0])?;
             if pads.iter().any(|&p| p > MAX_PAD) {
@@ -295,7 +316,9 @@ fn check_finite(name: &str, op: &Op) -> Result<()> {
     }
     match op {
         Op::Dense { kernel, bias, .. } => finite(name, "kernel", kernel.iter()).and(finite(name, "bias", bias.iter())),
-        Op::Conv2D { kernel, bias, .. } => finite(name, "kernel", kernel.iter()).and(finite(name, "bias", bias.iter())),
+        Op::Conv2D { kernel, bias, .. } | Op::DepthwiseConv2D { kernel, bias, .. } => {
+            finite(name, "kernel", kernel.iter()).and(finite(name, "bias", bias.iter()))
+        }
         Op::BatchNorm { scale, shift } => finite(name, "scale", scale.iter()).and(finite(name, "shift", shift.iter())),
         Op::PRelu { alpha } => finite(name, "alpha", alpha.iter()),
         Op::Embedding { table } => finite(name, "embeddings", table.iter()),

@@ -17,7 +17,7 @@ use std::sync::Mutex;
 use super::recurrent::Scratch as CellScratch;
 use super::*;
 use crate::engine::bits::{BitMatrix, BitSet};
-use crate::engine::kernels::{conv2d, global_pool, matmul, pool2d};
+use crate::engine::kernels::{conv2d, depthwise2d, global_pool, matmul, pool2d};
 use crate::engine::parallel;
 use crate::error::{Error, Result};
 
@@ -470,6 +470,16 @@ fn run_node<'s>(
                 );
             }
         }
+        Op::DepthwiseConv2D { kernel, bias, strides, padding, .. } => {
+            let [h, w, c] = in_shape(0) else { unreachable!() };
+            let [kh, kw, _, mult] = *kernel.shape() else { unreachable!() };
+            let g = padding.geometry(*h, *w, *c, kh, kw, strides[0], strides[1]).unwrap();
+            let k = kernel.as_standard_layout();
+            let (il, ol) = (h * w * c, node.len());
+            for s in 0..b {
+                depthwise2d(&g, mult, &input(0)[s * il..][..il], k.as_slice().unwrap(), bias.as_slice().unwrap(), &mut out[s * ol..][..ol]);
+            }
+        }
         Op::Pool2D { kind, size, strides, padding } => {
             let [h, w, c] = in_shape(0) else { unreachable!() };
             let g = padding.geometry(*h, *w, *c, size[0], size[1], strides[0], strides[1]).unwrap();
@@ -485,7 +495,7 @@ fn run_node<'s>(
                 global_pool(*kind, &input(0)[s * il..][..il], c, &mut out[s * c..][..c]);
             }
         }
-        Op::Flatten | Op::Dropout | Op::Activation(_) => out.copy_from_slice(input(0)),
+        Op::Flatten | Op::Reshape { .. } | Op::Dropout | Op::Activation(_) => out.copy_from_slice(input(0)),
         Op::PRelu { alpha } => {
             let a = alpha.as_slice().expect("a standard-layout vector");
             for (row_out, row_in) in out.chunks_exact_mut(node.len()).zip(input(0).chunks_exact(node.len())) {

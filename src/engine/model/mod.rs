@@ -189,6 +189,16 @@ pub enum Op {
         padding: Padding,
         activation: Activation,
     },
+    /// Each input channel `c` convolved with its own `M` filters (Keras
+    /// DepthwiseConv2D, ONNX Conv with `group` = C): output channel `c·M + m`.
+    /// Kernel (kh, kw, C, M) as Keras stores it; bias per output channel.
+    DepthwiseConv2D {
+        kernel: Array4<f32>,
+        bias: Array1<f32>,
+        strides: [usize; 2],
+        padding: Padding,
+        activation: Activation,
+    },
     Pool2D {
         kind: PoolKind,
         size: [usize; 2],
@@ -198,6 +208,12 @@ pub enum Op {
     /// Average or max over all positions of `[H, W, C]`: `[C]`.
     GlobalPool(PoolKind),
     Flatten,
+    /// The same values in another shape (row-major order kept): the 1-D
+    /// layers run as 2-D ones of height 1 between a `[T, C]` → `[1, T, C]`
+    /// reshape and its inverse.
+    Reshape {
+        shape: Vec<usize>,
+    },
     /// Zeros around an image `[H, W, C]`: `[top, left, bottom, right]` rows/columns.
     ZeroPad2D {
         pads: [usize; 4],
@@ -241,11 +257,13 @@ impl Op {
             Op::Input => "Input",
             Op::Dense { .. } => "Dense",
             Op::Conv2D { .. } => "Conv2D",
+            Op::DepthwiseConv2D { .. } => "DepthwiseConv2D",
             Op::Pool2D { kind: PoolKind::Max, .. } => "MaxPool2D",
             Op::Pool2D { kind: PoolKind::Avg, .. } => "AvgPool2D",
             Op::GlobalPool(PoolKind::Avg) => "GlobalAveragePooling2D",
             Op::GlobalPool(PoolKind::Max) => "GlobalMaxPooling2D",
             Op::Flatten => "Flatten",
+            Op::Reshape { .. } => "Reshape",
             Op::ZeroPad2D { .. } => "ZeroPadding2D",
             Op::Concat => "Concatenate",
             Op::Add { .. } => "Add",
@@ -262,7 +280,10 @@ impl Op {
     /// The activation applied at the end of this op, if it has one.
     pub fn activation(&self) -> Option<Activation> {
         match self {
-            Op::Dense { activation, .. } | Op::Conv2D { activation, .. } | Op::Add { activation } => Some(*activation),
+            Op::Dense { activation, .. }
+            | Op::Conv2D { activation, .. }
+            | Op::DepthwiseConv2D { activation, .. }
+            | Op::Add { activation } => Some(*activation),
             Op::Activation(a) => Some(*a),
             _ => None,
         }
@@ -271,7 +292,7 @@ impl Op {
     pub fn params(&self) -> usize {
         match self {
             Op::Dense { kernel, bias, .. } => kernel.len() + bias.len(),
-            Op::Conv2D { kernel, bias, .. } => kernel.len() + bias.len(),
+            Op::Conv2D { kernel, bias, .. } | Op::DepthwiseConv2D { kernel, bias, .. } => kernel.len() + bias.len(),
             Op::BatchNorm { scale, shift } => scale.len() + shift.len(),
             Op::PRelu { alpha } => alpha.len(),
             Op::Embedding { table } => table.len(),
@@ -384,12 +405,12 @@ impl Model {
     }
 
     /// Where output unit `u` of a routing node (one that only moves values:
-    /// Flatten, Dropout, ZeroPad2D, Concat) comes from: `(input index, unit)`,
+    /// Flatten, Reshape, Dropout, ZeroPad2D, Concat) comes from: `(input index, unit)`,
     /// or `None` for a padding zero. `None` too for nodes that compute.
     pub fn route(&self, id: NodeId, u: usize) -> Option<(usize, usize)> {
         let node = &self.nodes[id];
         match &node.op {
-            Op::Flatten | Op::Dropout => Some((0, u)),
+            Op::Flatten | Op::Reshape { .. } | Op::Dropout => Some((0, u)),
             Op::ZeroPad2D { pads: [t, l, _, _] } => {
                 let &[h, w, c] = self.nodes[node.inputs[0]].shape.as_slice() else { return None };
                 let ow = node.shape[1];

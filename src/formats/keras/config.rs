@@ -11,8 +11,9 @@ use serde_json::{Map, Value};
 use crate::error::{Error, Result};
 
 /// What `Unsupported` errors list as loadable.
-pub const SUPPORTED_LAYERS: &str = "InputLayer, Dense, Conv2D, MaxPooling2D, AveragePooling2D, \
-    GlobalAveragePooling2D, GlobalMaxPooling2D, Flatten, Dropout (and SpatialDropout2D, GaussianNoise, \
+pub const SUPPORTED_LAYERS: &str = "InputLayer, Dense, Conv2D, DepthwiseConv2D, SeparableConv2D, Conv1D, MaxPooling2D, \
+    AveragePooling2D, MaxPooling1D, AveragePooling1D, GlobalAveragePooling2D, GlobalMaxPooling2D, GlobalAveragePooling1D, \
+    GlobalMaxPooling1D, Flatten, Dropout (and SpatialDropout2D, GaussianNoise, \
     GaussianDropout, AlphaDropout: identities at inference), Activation, ReLU, LeakyReLU, PReLU, ELU, Softmax, \
     Add, Concatenate, ZeroPadding2D, BatchNormalization, Rescaling, Normalization, Embedding, SimpleRNN, LSTM, GRU, RepeatVector, \
     TimeDistributed(Dense)";
@@ -30,11 +31,6 @@ const SEQUENCE_LAYERS: &[&str] = &[
     "LSTMCell",
     "GRUCell",
     "StackedRNNCells",
-    "Conv1D",
-    "MaxPooling1D",
-    "AveragePooling1D",
-    "GlobalAveragePooling1D",
-    "GlobalMaxPooling1D",
 ];
 
 const MODEL_CLASSES: &[&str] = &["Sequential", "Functional", "Model"];
@@ -49,6 +45,13 @@ pub enum Class {
     Input,
     Dense,
     Conv2D,
+    Conv1D,
+    DepthwiseConv2D,
+    SeparableConv2D,
+    MaxPool1D,
+    AvgPool1D,
+    GlobalAvgPool1D,
+    GlobalMaxPool1D,
     MaxPool,
     AvgPool,
     GlobalAvgPool,
@@ -81,6 +84,13 @@ impl Class {
             "InputLayer" => Input,
             "Dense" => Dense,
             "Conv2D" => Conv2D,
+            "Conv1D" => Conv1D,
+            "DepthwiseConv2D" => DepthwiseConv2D,
+            "SeparableConv2D" => SeparableConv2D,
+            "MaxPooling1D" | "MaxPool1D" => MaxPool1D,
+            "AveragePooling1D" | "AvgPool1D" => AvgPool1D,
+            "GlobalAveragePooling1D" | "GlobalAvgPool1D" => GlobalAvgPool1D,
+            "GlobalMaxPooling1D" | "GlobalMaxPool1D" => GlobalMaxPool1D,
             "MaxPooling2D" => MaxPool,
             "AveragePooling2D" => AvgPool,
             "GlobalAveragePooling2D" | "GlobalAvgPool2D" => GlobalAvgPool,

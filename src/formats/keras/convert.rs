@@ -7,13 +7,14 @@ use ndarray::{Array1, Array2, Array4};
 use serde_json::Value;
 
 use super::config::{Class, Graph, Layer, bad, short};
+use super::conv;
 use super::h5::{H5, StoredArray};
 use crate::engine::kernels::PoolKind;
 use crate::engine::model::{Activation, Cell, InputKind, InputSpec, Model, ModelBuilder, NodeId, Op, Padding, Recurrent};
 use crate::error::{Error, Result};
 
 /// Largest kernel, pool window, stride or dilation accepted from a config.
-const MAX_WINDOW: usize = 1 << 16;
+pub(super) const MAX_WINDOW: usize = 1 << 16;
 /// Largest number of classes (one name string each).
 const MAX_CLASSES: usize = 1 << 20;
 
@@ -37,28 +38,38 @@ pub fn build(graph: &Graph, src: &dyn WeightSource, name: &str) -> Result<Model>
         _ => InputKind::Vectors,
     };
     let mut b = ModelBuilder::new(name, InputSpec::new(shape, kind))?;
-    let mut node_of: Vec<Option<NodeId>> = vec![None; layers.len()];
-    if let Some(slot) = node_of.get_mut(first) {
-        *slot = Some(b.last());
-    }
+    let mut tensors = conv::Tensors::new(layers.iter().map(|l| l.name.clone()).collect());
+    tensors.set(first, b.last(), false);
     for &i in rest {
         let l = layers.get(i).ok_or_else(|| bad("bad build order"))?;
-        let ins = l
-            .inputs
-            .iter()
-            .map(|&j| {
-                node_of.get(j).copied().flatten().ok_or_else(|| bad(format!("{} reads a layer that is not built before it", l.label())))
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let mut ins = Vec::with_capacity(l.inputs.len());
+        for &j in &l.inputs {
+            let id = match l.class {
+                c if conv::reads_lifted(c) => tensors.lifted(&mut b, j, l)?,
+                // A Flatten reads [1, T, C] as it would [T, C].
+                Class::Flatten => tensors.either(&mut b, j)?,
+                _ => tensors.plain(&mut b, j)?,
+            };
+            ins.push(id.ok_or_else(|| bad(format!("{} reads a layer that is not built before it", l.label())))?);
+        }
+        let p = Params(l, graph.keras2);
+        if let Some((id, lifted)) = match ins.as_slice() {
+            [one] => conv::build(&p, &mut b, *one, src)?,
+            _ if conv::reads_lifted(l.class) || matches!(l.class, Class::DepthwiseConv2D | Class::SeparableConv2D) => {
+                return Err(Error::shape(l.label(), "1 input", ins.len()));
+            }
+            _ => None,
+        } {
+            tensors.set(i, id, lifted);
+            continue;
+        }
         let op = op_for(l, &b, &ins, src, graph.keras2)?;
         let stored = stored_params(l, &op)?;
         let id = b.add(l.name.clone(), op, &ins)?;
         if let Some(n) = stored {
             b.declare_params(id, n);
         }
-        if let Some(slot) = node_of.get_mut(i) {
-            *slot = Some(id);
-        }
+        tensors.set(i, id, false);
     }
     let classes = b.shape(b.last()).last().copied().unwrap_or(0);
     if classes > MAX_CLASSES {
@@ -106,6 +117,14 @@ fn op_for(l: &Layer, b: &ModelBuilder, ins: &[NodeId], src: &dyn WeightSource, k
     };
     Ok(match l.class {
         Class::Input => return Err(bad(format!("{} is a second input", l.label()))),
+        // Built by `conv::build`.
+        Class::Conv1D
+        | Class::DepthwiseConv2D
+        | Class::SeparableConv2D
+        | Class::MaxPool1D
+        | Class::AvgPool1D
+        | Class::GlobalAvgPool1D
+        | Class::GlobalMaxPool1D => return Err(Error::shape(l.label(), "1 input", ins.len())),
         Class::Dense => {
             let fin = one()?.last().copied().unwrap_or(0);
             let units = p.count("units")?;
@@ -320,7 +339,7 @@ fn one_input<'a>(l: &Layer, b: &'a ModelBuilder, ins: &[NodeId]) -> Result<&'a [
     }
 }
 
-fn bias(w: Option<Vec<f32>>, n: usize) -> Array1<f32> {
+pub(super) fn bias(w: Option<Vec<f32>>, n: usize) -> Array1<f32> {
     match w {
         Some(v) => Array1::from_vec(v),
         None => Array1::zeros(n),
@@ -483,7 +502,7 @@ fn batch_norm(p: &Params, input: &[usize], src: &dyn WeightSource) -> Result<Op>
 
 /// Reads the layer's arrays, matched to `want` (name, shape) by the names the
 /// file gives them when it names them all, by position otherwise.
-fn weights(src: &dyn WeightSource, l: &Layer, want: &[(&'static str, Vec<usize>)]) -> Result<Vec<Vec<f32>>> {
+pub(super) fn weights(src: &dyn WeightSource, l: &Layer, want: &[(&'static str, Vec<usize>)]) -> Result<Vec<Vec<f32>>> {
     let arrays = src.arrays(l)?;
     let names = want.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ");
     if arrays.len() != want.len() {
@@ -512,35 +531,35 @@ fn weights(src: &dyn WeightSource, l: &Layer, want: &[(&'static str, Vec<usize>)
 }
 
 /// Typed access to a layer's `config` object (and whether Keras 2 wrote it).
-struct Params<'a>(&'a Layer, bool);
+pub(super) struct Params<'a>(pub(super) &'a Layer, pub(super) bool);
 
 impl Params<'_> {
     /// The value at `key`, treating JSON null as absent.
-    fn get(&self, key: &str) -> Option<&Value> {
+    pub(super) fn get(&self, key: &str) -> Option<&Value> {
         self.0.config.get(key).filter(|v| !v.is_null())
     }
 
-    fn err(&self, key: &str, want: &str, got: &Value) -> Error {
+    pub(super) fn err(&self, key: &str, want: &str, got: &Value) -> Error {
         bad(format!("{}: '{key}' must be {want}, got {}", self.0.label(), short(got)))
     }
 
-    fn unsupported_option(&self, option: String, supported: &str) -> Error {
+    pub(super) fn unsupported_option(&self, option: String, supported: &str) -> Error {
         Error::Unsupported { what: format!("option of {}", self.0.label()), name: option, supported: supported.into() }
     }
 
-    fn positive(&self, key: &str, v: &Value, max: usize) -> Result<usize> {
+    pub(super) fn positive(&self, key: &str, v: &Value, max: usize) -> Result<usize> {
         v.as_u64()
             .and_then(|x| usize::try_from(x).ok())
             .filter(|&x| x >= 1 && x <= max)
             .ok_or_else(|| self.err(key, &format!("an integer from 1 to {max}"), v))
     }
 
-    fn count(&self, key: &str) -> Result<usize> {
+    pub(super) fn count(&self, key: &str) -> Result<usize> {
         let v = self.get(key).ok_or_else(|| bad(format!("{} has no '{key}'", self.0.label())))?;
         self.positive(key, v, crate::error::MAX_TENSOR_ELEMS as usize)
     }
 
-    fn count_or(&self, key: &str, default: usize) -> Result<usize> {
+    pub(super) fn count_or(&self, key: &str, default: usize) -> Result<usize> {
         match self.get(key) {
             None => Ok(default),
             Some(_) => self.count(key),
@@ -548,7 +567,7 @@ impl Params<'_> {
     }
 
     /// An int or a list of two ints (kernel sizes, strides, …).
-    fn pair(&self, key: &str, default: Option<[usize; 2]>) -> Result<[usize; 2]> {
+    pub(super) fn pair(&self, key: &str, default: Option<[usize; 2]>) -> Result<[usize; 2]> {
         let Some(v) = self.get(key) else {
             return default.ok_or_else(|| bad(format!("{} has no '{key}'", self.0.label())));
         };
@@ -565,7 +584,7 @@ impl Params<'_> {
     }
 
     /// ZeroPadding2D's `padding`: n, (rows, cols), or ((top, bottom), (left, right)) → [t, l, b, r].
-    fn pads(&self) -> Result<[usize; 4]> {
+    pub(super) fn pads(&self) -> Result<[usize; 4]> {
         let v = self.get("padding").ok_or_else(|| bad(format!("{} has no 'padding'", self.0.label())))?;
         let n = |x: &Value| x.as_u64().and_then(|x| usize::try_from(x).ok()).filter(|&x| x <= MAX_WINDOW);
         let pair = |x: &Value| match x {
@@ -588,28 +607,28 @@ impl Params<'_> {
         })
     }
 
-    fn flag(&self, key: &str, default: bool) -> Result<bool> {
+    pub(super) fn flag(&self, key: &str, default: bool) -> Result<bool> {
         match self.get(key) {
             None => Ok(default),
             Some(v) => v.as_bool().ok_or_else(|| self.err(key, "true or false", v)),
         }
     }
 
-    fn float(&self, key: &str, default: f64) -> Result<f64> {
+    pub(super) fn float(&self, key: &str, default: f64) -> Result<f64> {
         match self.get(key) {
             None => Ok(default),
             Some(v) => v.as_f64().ok_or_else(|| self.err(key, "a number", v)),
         }
     }
 
-    fn text(&self, key: &str) -> Result<Option<String>> {
+    pub(super) fn text(&self, key: &str) -> Result<Option<String>> {
         match self.get(key) {
             None => Ok(None),
             Some(v) => v.as_str().map(|s| Some(s.to_ascii_lowercase())).ok_or_else(|| self.err(key, "a string", v)),
         }
     }
 
-    fn padding(&self) -> Result<Padding> {
+    pub(super) fn padding(&self) -> Result<Padding> {
         match self.text("padding")?.as_deref() {
             None | Some("valid") => Ok(Padding::Valid),
             Some("same") => Ok(Padding::Same),
@@ -617,7 +636,7 @@ impl Params<'_> {
         }
     }
 
-    fn channels_last(&self) -> Result<()> {
+    pub(super) fn channels_last(&self) -> Result<()> {
         match self.text("data_format")?.as_deref() {
             None | Some("channels_last") => Ok(()),
             Some(other) => Err(self.unsupported_option(format!("data_format={other}"), "data_format=channels_last (NHWC)")),
@@ -625,7 +644,7 @@ impl Params<'_> {
     }
 
     /// `axis=None` (saved as null or as an empty list): one statistic for every value.
-    fn per_value_axis(&self) -> bool {
+    pub(super) fn per_value_axis(&self) -> bool {
         match self.0.config.get("axis") {
             Some(Value::Null) => true,
             Some(Value::Array(a)) => a.is_empty(),
@@ -635,7 +654,7 @@ impl Params<'_> {
 
     /// `axis` (an int or a one-element list; Keras counts the batch axis as 0)
     /// must name the last axis of a per-sample shape of `rank` dimensions.
-    fn last_axis(&self, rank: usize) -> Result<()> {
+    pub(super) fn last_axis(&self, rank: usize) -> Result<()> {
         let v = self.get("axis");
         let axis = match v {
             None => -1,
@@ -651,7 +670,7 @@ impl Params<'_> {
         }
     }
 
-    fn activation(&self, key: &str) -> Result<Activation> {
+    pub(super) fn activation(&self, key: &str) -> Result<Activation> {
         let name = match self.get(key) {
             None => return Ok(Activation::Linear),
             Some(Value::String(s)) => s.clone(),

@@ -41,11 +41,12 @@ const KEY: &str = "remodule";
 /// version 4 adds class relevance (settings `strength`, a module's `calibration`);
 /// version 5 adds `rescales` (the model scales its own input), `GlobalMaxPooling2D`,
 /// `ZeroPadding2D` (its pads as `padding`), `Concatenate` and the activations
-/// beyond linear/relu/tanh/sigmoid/softmax. The input
+/// beyond linear/relu/tanh/sigmoid/softmax; version 6 adds `DepthwiseConv2D`
+/// (options as Conv2D's) and `Reshape` (its `shape` is the node's). The input
 /// rule: a model file leaves scale and offset to it (before version 5 a model
 /// file's scale was ignored on loading, so it still is); a module set carries
 /// the map it was decomposed with.
-pub const VERSION: u32 = 5;
+pub const VERSION: u32 = 6;
 /// Largest pool window, stride or conv kernel side (as the Keras loader).
 const MAX_WINDOW: usize = 1 << 16;
 /// Op kinds a manifest may name (`Op::kind`).
@@ -53,6 +54,7 @@ const KINDS: &[&str] = &[
     "Input",
     "Dense",
     "Conv2D",
+    "DepthwiseConv2D",
     "MaxPool2D",
     "AvgPool2D",
     "GlobalAveragePooling2D",
@@ -61,6 +63,7 @@ const KINDS: &[&str] = &[
     "Concatenate",
     "PReLU",
     "Flatten",
+    "Reshape",
     "Add",
     "BatchNormalization",
     "Activation",
@@ -83,7 +86,9 @@ fn version_for(model: &Model, dec: Option<&Decomposition>) -> u32 {
     });
     // A model file that states its own scale (not the rule's) needs a reader that keeps it.
     let given = dec.is_none() && (model.input.scale.is_some() || model.input.offset.is_some());
-    if given
+    if model.nodes.iter().any(|n| matches!(n.op, Op::DepthwiseConv2D { .. } | Op::Reshape { .. })) {
+        6
+    } else if given
         || model.input.rescales
         || model.nodes.iter().any(|n| matches!(n.op, Op::GlobalPool(PoolKind::Max) | Op::ZeroPad2D { .. } | Op::Concat | Op::PRelu { .. }))
         || activations.into_iter().any(|a| !old_activation(a))
@@ -312,7 +317,7 @@ fn model_spec(model: &Model, t: &mut Tensors) -> ModelSpec {
                 t.f32s(name("kernel"), kernel.shape(), kernel.iter());
                 t.f32s(name("bias"), bias.shape(), bias.iter());
             }
-            Op::Conv2D { kernel, bias, strides, padding, .. } => {
+            Op::Conv2D { kernel, bias, strides, padding, .. } | Op::DepthwiseConv2D { kernel, bias, strides, padding, .. } => {
                 t.f32s(name("kernel"), kernel.shape(), kernel.iter());
                 t.f32s(name("bias"), bias.shape(), bias.iter());
                 (spec.strides, spec.padding) = (Some(*strides), Some(*padding));
@@ -343,7 +348,14 @@ fn model_spec(model: &Model, t: &mut Tensors) -> ModelSpec {
             }
             Op::RepeatVector { times } => spec.times = Some(*times),
             Op::ZeroPad2D { pads } => spec.padding = Some(Padding::Explicit(*pads)),
-            Op::Input | Op::Concat | Op::GlobalPool(_) | Op::Flatten | Op::Add { .. } | Op::Activation(_) | Op::Dropout => {}
+            Op::Input
+            | Op::Concat
+            | Op::GlobalPool(_)
+            | Op::Flatten
+            | Op::Reshape { .. }
+            | Op::Add { .. }
+            | Op::Activation(_)
+            | Op::Dropout => {}
         }
         nodes.push(spec);
     }
@@ -612,17 +624,16 @@ fn read_op(i: usize, node: &NodeSpec, r: &mut Reader) -> Result<Op> {
     Ok(match node.kind.as_str() {
         "Input" => return Err(Error::invalid(format!("layer '{}': only the model has an Input", node.name))),
         "Dense" => Op::Dense { kernel: r.matrix(&t("kernel"))?, bias: r.vector(&t("bias"))?, activation: activation()? },
-        "Conv2D" => {
+        k @ ("Conv2D" | "DepthwiseConv2D") => {
             let (s, v) = r.f32s(&t("kernel"), 4)?;
             window("kernel size", Some([s[0], s[1]]))?;
             let kernel = Array4::from_shape_vec((s[0], s[1], s[2], s[3]), v)
                 .map_err(|e| Error::format(FORMAT, format!("tensor '{}': {e}", t("kernel"))))?;
-            Op::Conv2D {
-                kernel,
-                bias: r.vector(&t("bias"))?,
-                strides: window("strides", node.strides)?,
-                padding: padding()?,
-                activation: activation()?,
+            let (bias, strides, padding, activation) = (r.vector(&t("bias"))?, window("strides", node.strides)?, padding()?, activation()?);
+            if k == "Conv2D" {
+                Op::Conv2D { kernel, bias, strides, padding, activation }
+            } else {
+                Op::DepthwiseConv2D { kernel, bias, strides, padding, activation }
             }
         }
         k @ ("MaxPool2D" | "AvgPool2D") => Op::Pool2D {
@@ -634,6 +645,8 @@ fn read_op(i: usize, node: &NodeSpec, r: &mut Reader) -> Result<Op> {
         "GlobalAveragePooling2D" => Op::GlobalPool(PoolKind::Avg),
         "GlobalMaxPooling2D" => Op::GlobalPool(PoolKind::Max),
         "Flatten" => Op::Flatten,
+        // The builder checks the shape holds the input's values.
+        "Reshape" => Op::Reshape { shape: node.shape.clone() },
         "ZeroPadding2D" => match padding()? {
             Padding::Explicit(pads) => Op::ZeroPad2D { pads },
             other => return Err(Error::format(FORMAT, format!("layer '{}': ZeroPadding2D needs explicit pads, not {other:?}", node.name))),

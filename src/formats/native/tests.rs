@@ -35,7 +35,16 @@ fn every_kind() -> Vec<Model> {
     let zp = b.add("zp", Op::ZeroPad2D { pads: [1, 0, 2, 3] }, &[pooled]).unwrap();
     b.add("cat", Op::Concat, &[zp, zp]).unwrap();
     b.add("prelu", Op::PRelu { alpha: v(4, s) }, &[pooled]).unwrap();
-    b.add("flat", Op::Flatten, &[pooled]).unwrap();
+    let dw = Op::DepthwiseConv2D {
+        kernel: small(&[2, 2, 4, 2], s).into_dimensionality().unwrap(),
+        bias: v(8, s),
+        strides: [1, 2],
+        padding: Padding::Valid,
+        activation: Activation::Relu,
+    };
+    b.add("depthwise", dw, &[pooled]).unwrap();
+    let as_rows = b.add("rows", Op::Reshape { shape: vec![1, 36] }, &[pooled]).unwrap();
+    b.add("flat", Op::Flatten, &[as_rows]).unwrap();
     for (k, a) in [Activation::LeakyRelu(0.1), Activation::Elu(0.7), Activation::Gelu, Activation::GeluTanh, Activation::Swish]
         .into_iter()
         .chain([Activation::Softplus, Activation::HardSigmoid(0.2)])

@@ -156,8 +156,10 @@ impl Cx<'_> {
     }
 
     /// `a` as (H, W, C) when it is a logical [C, H, W] stored channels-last
-    /// (what Conv and pooling need).
-    pub(super) fn nchw(&self, i: usize, a: &Act) -> Result<(usize, usize, usize)> {
+    /// (what Conv and pooling need). A node that stores those values in that
+    /// order under other unit axes (a 1-D convolution's `[T, C]` read as
+    /// `[C, 1, T]`, tf2onnx's Conv1D) is reshaped to `[H, W, C]` first.
+    pub(super) fn nchw(&mut self, i: usize, a: &mut Act) -> Result<(usize, usize, usize)> {
         let n = self.n(i);
         let [c, h, w] = a.shape[..] else {
             return Err(Error::Unsupported {
@@ -166,6 +168,12 @@ impl Cx<'_> {
                 supported: "2-D images [channels, height, width] (NCHW with the batch)".into(),
             });
         };
+        let ir = self.ir_shape(a);
+        if a.layout == Layout::Axes(axes_in(&a.shape, &[1, 2, 0])) && ir != [h, w, c] && nonunit(&ir) == nonunit(&[h, w, c]) {
+            let name = format!("{}_as_image", self.ir_name(i));
+            a.node = self.b.add(name, crate::engine::model::Op::Reshape { shape: vec![h, w, c] }, &[a.node])?;
+            self.activations += (h * w * c) as u64;
+        }
         if a.layout != Layout::Axes(axes_in(&a.shape, &[1, 2, 0])) || self.ir_shape(a) != [h, w, c] {
             return Err(Error::Unsupported {
                 what: format!("input layout of ONNX node {}", label(n)),

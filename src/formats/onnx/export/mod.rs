@@ -109,7 +109,7 @@ fn unsupported(name: impl Into<String>) -> Error {
     Error::Unsupported {
         what: "for ONNX export".into(),
         name: name.into(),
-        supported: "2-unit channeled heads, one class per sample; Dense, Conv2D, pooling, Flatten, Add, BatchNorm, Dropout, Embedding, activations; \
+        supported: "2-unit channeled heads, one class per sample; Dense, Conv2D, DepthwiseConv2D, pooling, Flatten, Reshape, ZeroPadding2D, Concatenate, Add, BatchNorm, Dropout, Embedding, activations; \
                     SimpleRNN/LSTM/GRU with tanh/sigmoid/relu and rolled masks (the same units at every step)"
             .into(),
     }
@@ -259,19 +259,24 @@ impl ModuleBuilder<'_, '_> {
     /// Node `id`'s value in `layout` (a Transpose when it is stored the other way).
     fn get(&mut self, id: NodeId, layout: Layout) -> Value {
         let v = self.values[id].clone().expect("nodes are built in order");
-        let v = if v.int { self.float(id, &v) } else { v };
+        let v = if v.int { self.float(&v) } else { v };
         if v.layout == layout || self.model.nodes[id].shape.len() != 3 {
             return v;
         }
         let perm = if layout == Layout::Nchw { [0, 3, 1, 2] } else { [0, 2, 3, 1] };
-        let out = self.name(id, if layout == Layout::Nchw { "nchw" } else { "nhwc" });
-        self.g.op("Transpose", &[&v.name], vec![attr_ints("perm", &perm)], &out);
+        // Named after the value it reorders: a second reader shares it.
+        let out = format!("{}_{}", v.name, if layout == Layout::Nchw { "nchw" } else { "nhwc" });
+        if self.g.derived.insert(out.clone()) {
+            self.g.op("Transpose", &[&v.name], vec![attr_ints("perm", &perm)], &out);
+        }
         Value { name: out, layout, int: false }
     }
 
-    fn float(&mut self, id: NodeId, v: &Value) -> Value {
-        let out = self.name(id, "float");
-        self.g.op("Cast", &[&v.name], vec![attr_i("to", data_type::FLOAT as i64)], &out);
+    fn float(&mut self, v: &Value) -> Value {
+        let out = format!("{}_float", v.name);
+        if self.g.derived.insert(out.clone()) {
+            self.g.op("Cast", &[&v.name], vec![attr_i("to", data_type::FLOAT as i64)], &out);
+        }
         Value { name: out, layout: v.layout, int: false }
     }
 
@@ -314,7 +319,7 @@ impl ModuleBuilder<'_, '_> {
         let map = self.input;
         if map.scale != 1.0 || map.offset != 0.0 {
             if v.int {
-                v = self.float(0, &v);
+                v = self.float(&v);
             }
             if map.scale != 1.0 {
                 let s = self.g.const_f32(&format!("{}_scale", self.prefix), &[], vec![map.scale]);
@@ -472,6 +477,32 @@ impl ModuleBuilder<'_, '_> {
                 let out = self.g.op("Conv", &[&x.name, &w, &b], attrs, &self.name(id, "pre"));
                 Value { name: out, layout: Layout::Nchw, int: false }
             }
+            // ONNX Conv with group = C: weight [C·M, 1, kh, kw], output channel c·M + m as in the IR.
+            Op::DepthwiseConv2D { kernel, bias, strides, padding, .. } => {
+                let x = self.get(input(0), Layout::Nchw);
+                let [kh, kw, cin, mult] = *kernel.shape() else { unreachable!() };
+                let w = self.weight(id, "kernel", &[cin * mult, 1, kh, kw], || {
+                    let mut v = Vec::with_capacity(kernel.len());
+                    for o in 0..cin * mult {
+                        for y in 0..kh {
+                            for xx in 0..kw {
+                                v.push(kernel[[y, xx, o / mult, o % mult]]);
+                            }
+                        }
+                    }
+                    v
+                });
+                let b = self.weight(id, "bias", &[cin * mult], || bias.to_vec());
+                let pads = self.pads(&in_shape(0), *padding, kh, kw, *strides)?;
+                let attrs = vec![
+                    attr_ints("kernel_shape", &[kh, kw]),
+                    attr_ints("strides", strides),
+                    attr_ints("pads", &pads),
+                    attr_i("group", cin as i64),
+                ];
+                let out = self.g.op("Conv", &[&x.name, &w, &b], attrs, &self.name(id, "pre"));
+                Value { name: out, layout: Layout::Nchw, int: false }
+            }
             Op::Pool2D { kind, size, strides, padding } => {
                 let x = self.get(input(0), Layout::Nchw);
                 let pads = self.pads(&in_shape(0), *padding, size[0], size[1], *strides)?;
@@ -500,6 +531,13 @@ impl ModuleBuilder<'_, '_> {
                 let out = self.g.op("Flatten", &[&x.name], vec![attr_i("axis", 1)], &self.name(id, "pre"));
                 Value { name: out, layout: Layout::Ir, int: false }
             }
+            Op::Reshape { shape } => {
+                let x = self.get(input(0), Layout::Ir);
+                let dims: Vec<i64> = std::iter::once(-1).chain(shape.iter().map(|&d| d as i64)).collect();
+                let to = self.g.const_i64(&self.name(id, "shape"), &[dims.len()], dims);
+                let out = self.g.op("Reshape", &[&x.name, &to], vec![], &self.name(id, "pre"));
+                Value { name: out, layout: Layout::Ir, int: false }
+            }
             // On NHWC values: pads [N, top, left, C begins, N, bottom, right, C ends].
             Op::ZeroPad2D { pads: [t, l, b, r] } => {
                 let x = self.get(input(0), Layout::Ir);
@@ -515,7 +553,7 @@ impl ModuleBuilder<'_, '_> {
             }
             Op::Dropout | Op::Activation(_) => {
                 let v = self.values[input(0)].clone().expect("built in order");
-                if v.int { self.float(input(0), &v) } else { v }
+                if v.int { self.float(&v) } else { v }
             }
             // Slopes per channel broadcast over the last (channels-last) axis; per value, the node's shape.
             Op::PRelu { alpha } => {

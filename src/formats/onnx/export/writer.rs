@@ -32,6 +32,8 @@ pub(super) struct Graph {
     pub(super) inits: Vec<TensorProto>,
     /// Initializer names already written (shared constants, a model's unchanged weights).
     pub(super) written: HashSet<String>,
+    /// Transposes and Casts already written (a value that two consumers read in the other layout).
+    pub(super) derived: HashSet<String>,
     pub(super) weight_bytes: u64,
 }
 

@@ -69,7 +69,7 @@ fn padding(n: &NodeProto, h: usize, w: usize, kh: usize, kw: usize, s: &[usize],
 pub(super) fn conv(cx: &mut Cx, i: usize) -> Result<()> {
     let n = cx.n(i);
     let at = Attrs(n);
-    let x = cx.act(i, 0)?;
+    let mut x = cx.act(i, 0)?;
     let w = cx.konst(i, 1, "weights W")?;
     let &[m, cg, kh, kw] = &w.dims[..] else {
         return Err(Error::Unsupported {
@@ -78,12 +78,18 @@ pub(super) fn conv(cx: &mut Cx, i: usize) -> Result<()> {
             supported: "2-D convolution: weights [out, in, kh, kw]".into(),
         });
     };
-    let (h, wd, c) = cx.nchw(i, &x)?;
+    let (h, wd, c) = cx.nchw(i, &mut x)?;
     let group = at.int("group", 1)?;
-    if group != 1 {
-        return Err(unsupported_option(n, format!("group={group}"), "group=1 (no grouped or depthwise convolution)"));
+    // Depthwise: one group per input channel, each with m / c filters (out channel ci·M + k).
+    let depthwise = group != 1 && group == c as i64 && cg == 1 && m % c == 0;
+    if group != 1 && !depthwise {
+        return Err(unsupported_option(
+            n,
+            format!("group={group}"),
+            &format!("group=1, or group={c} (the input channels: a depthwise convolution with weights [{c}·M, 1, kh, kw])"),
+        ));
     }
-    if cg != c {
+    if cg != c && !depthwise {
         return Err(Error::shape(format!("weights W of node {}", label(n)), format!("{c} input channels"), format!("{:?}", w.dims)));
     }
     if let Some(ks) = at.ints("kernel_shape")?
@@ -115,8 +121,16 @@ pub(super) fn conv(cx: &mut Cx, i: usize) -> Result<()> {
     }
     cx.spend(w.len() + m, i)?;
     let wv = w.f32s();
-    let kernel = Array4::from_shape_fn((kh, kw, c, m), |(dy, dx, ci, co)| wv[((co * c + ci) * kh + dy) * kw + dx]);
-    let id = cx.emit(i, Op::Conv2D { kernel, bias: Array1::from_vec(bias), strides: [s[0], s[1]], padding, activation }, &[x.node])?;
+    let (bias, strides) = (Array1::from_vec(bias), [s[0], s[1]]);
+    let op = if depthwise {
+        let mult = m / c;
+        let kernel = Array4::from_shape_fn((kh, kw, c, mult), |(dy, dx, ci, k)| wv[((ci * mult + k) * kh + dy) * kw + dx]);
+        Op::DepthwiseConv2D { kernel, bias, strides, padding, activation }
+    } else {
+        let kernel = Array4::from_shape_fn((kh, kw, c, m), |(dy, dx, ci, co)| wv[((co * c + ci) * kh + dy) * kw + dx]);
+        Op::Conv2D { kernel, bias, strides, padding, activation }
+    };
+    let id = cx.emit(i, op, &[x.node])?;
     let layout = Layout::Axes(axes_in(&shape, &[1, 2, 0]));
     cx.bind_name(out, Val::Act(Act::new(id, shape, layout)));
     Ok(())
@@ -126,8 +140,8 @@ pub(super) fn pool(cx: &mut Cx, i: usize) -> Result<()> {
     let n = cx.n(i);
     let at = Attrs(n);
     cx.first_output_only(i)?;
-    let x = cx.act(i, 0)?;
-    let (h, w, c) = cx.nchw(i, &x)?;
+    let mut x = cx.act(i, 0)?;
+    let (h, w, c) = cx.nchw(i, &mut x)?;
     let k = at.sizes("kernel_shape", 2, None)?;
     let s = at.sizes("strides", 2, Some(1))?;
     let dil = at.sizes("dilations", 2, Some(1))?;
@@ -155,11 +169,93 @@ pub(super) fn pool(cx: &mut Cx, i: usize) -> Result<()> {
 
 /// GlobalAveragePool, GlobalMaxPool.
 pub(super) fn global_pool(cx: &mut Cx, i: usize) -> Result<()> {
-    let x = cx.act(i, 0)?;
-    let (_, _, c) = cx.nchw(i, &x)?;
+    let mut x = cx.act(i, 0)?;
+    let (_, _, c) = cx.nchw(i, &mut x)?;
     let kind = if cx.n(i).op_type == "GlobalMaxPool" { PoolKind::Max } else { PoolKind::Avg };
     let id = cx.emit(i, Op::GlobalPool(kind), &[x.node])?;
     let shape = vec![c, 1, 1];
+    let layout = plain(&shape);
+    cx.bind(i, 0, Val::Act(Act::new(id, shape, layout)))
+}
+
+/// Pad in `constant` mode with zeros, of the height and width of an NCHW
+/// tensor stored channels-last: the IR's ZeroPadding2D.
+pub(super) fn pad(cx: &mut Cx, i: usize) -> Result<()> {
+    let n = cx.n(i);
+    let at = Attrs(n);
+    let mode = at.string("mode")?.unwrap_or_else(|| "constant".into());
+    if mode != "constant" {
+        return Err(unsupported_option(n, format!("mode={mode}"), "mode=constant (with value 0)"));
+    }
+    let (pads, value) = if cx.opset < 11 {
+        (at.ints("pads")?, at.float("value", 0.0)?)
+    } else {
+        let value = match cx.opt_konst(i, 2, "constant_value")? {
+            None => 0.0,
+            Some(v) if v.len() == 1 => v.f32s()[0],
+            Some(v) => return Err(Error::shape(format!("constant_value of node {}", label(n)), "one value", format!("{:?}", v.dims))),
+        };
+        if n.input.get(3).is_some_and(|a| !a.is_empty()) {
+            return Err(unsupported_option(n, "axes".into(), "pads for every axis (no 'axes' input)"));
+        }
+        (cx.ints_input(i, 1, "pads")?, value)
+    };
+    if value != 0.0 {
+        return Err(unsupported_option(n, format!("constant value {value}"), "mode=constant with value 0"));
+    }
+    let pads = pads.ok_or_else(|| bad(format!("node {} has no pads", label(n))))?;
+    let mut x = cx.act(i, 0)?;
+    // [N, C, H, W] begins, then ends: only H and W padded.
+    let ok = |p: &[i64]| p.len() == 8 && p.iter().all(|&v| (0..=MAX_WINDOW as i64).contains(&v)) && [0, 1, 4, 5].iter().all(|&k| p[k] == 0);
+    if !ok(&pads) {
+        return Err(Error::Unsupported {
+            what: format!("pads of ONNX node {}", label(n)),
+            name: format!("{pads:?}"),
+            supported: format!("non-negative pads (up to {MAX_WINDOW}) of the height and width of an NCHW tensor"),
+        });
+    }
+    let (h, w, c) = cx.nchw(i, &mut x)?;
+    let [t, l, b, r] = [pads[2], pads[3], pads[6], pads[7]].map(|v| v as usize);
+    let id = cx.emit(i, Op::ZeroPad2D { pads: [t, l, b, r] }, &[x.node])?;
+    let shape = vec![c, h + t + b, w + l + r];
+    let layout = Layout::Axes(axes_in(&shape, &[1, 2, 0]));
+    cx.bind(i, 0, Val::Act(Act::new(id, shape, layout)))
+}
+
+/// ReduceMean / ReduceMax over every axis but the one the engine stores
+/// last (tf2onnx's GlobalAveragePooling1D / GlobalMaxPooling1D, after its
+/// Transpose to [T, C]): a global pool.
+pub(super) fn reduce(cx: &mut Cx, i: usize) -> Result<()> {
+    let n = cx.n(i);
+    let x = cx.act(i, 0)?;
+    let rank = x.shape.len() + 1;
+    let axes = cx.ints_arg(i, 1, "axes", 18)?.unwrap_or_default();
+    let keep = Attrs(n).int("keepdims", 1)? != 0;
+    let axes: Vec<usize> = axes
+        .iter()
+        .map(|&a| crate::formats::onnx::layout::axis_index(a, rank).filter(|&a| a >= 1).map(|a| a - 1))
+        .collect::<Option<_>>()
+        .ok_or_else(|| unsupported_option(n, format!("axes={axes:?}"), "per-sample axes"))?;
+    let kept: Vec<usize> = (0..x.shape.len()).filter(|a| !axes.contains(a)).collect();
+    let ir = cx.ir_shape(&x);
+    let stored_last =
+        matches!((&x.layout, kept.as_slice()), (Layout::Axes(ax), [k]) if ax.last() == Some(k) && ir.last() == Some(&x.shape[*k]));
+    if axes.is_empty() || !stored_last || ir.len() > 3 {
+        return Err(Error::Unsupported {
+            what: format!("axes of ONNX node {}", label(n)),
+            name: format!("{} over axes {:?} of {:?}", n.op_type, axes.iter().map(|a| a + 1).collect::<Vec<_>>(), x.shape),
+            supported: "every axis but the channel one (the one the engine stores last): a global pool".into(),
+        });
+    }
+    let c = x.shape[kept[0]];
+    let mut node = x.node;
+    if ir.len() < 3 {
+        let shape = [vec![1; 3 - ir.len()], ir].concat();
+        node = cx.emit(i, Op::Reshape { shape }, &[node])?;
+    }
+    let kind = if n.op_type == "ReduceMax" { PoolKind::Max } else { PoolKind::Avg };
+    let id = cx.emit(i, Op::GlobalPool(kind), &[node])?;
+    let shape: Vec<usize> = if keep { (0..x.shape.len()).map(|a| if a == kept[0] { c } else { 1 }).collect() } else { vec![c] };
     let layout = plain(&shape);
     cx.bind(i, 0, Val::Act(Act::new(id, shape, layout)))
 }
@@ -318,6 +414,34 @@ mod tests {
             .load()
             .unwrap_err();
         assert!(matches!(e, Error::Unsupported { .. }) && e.to_string().contains("group=2"), "{e}");
+    }
+
+    #[test]
+    fn depthwise_conv_and_zero_pad_map_others_are_refused_by_name() {
+        use super::super::testing::ints;
+        // group = C = 2, multiplier 2: out channel 2c + k = in channel c × W[2c + k] (1×1 kernel), then Pad one column left.
+        let net = |group: i64, mode: &str| {
+            Net::new(&[2, 3, 3])
+                .init(floats("W", &[4, 1, 1, 1], &[1.0, -1.0, 2.0, 3.0]))
+                .node("Conv", &["x", "W"], &["c"], vec![attr_int("group", group)])
+                .init(ints("pads", &[8], &[0, 0, 0, 1, 0, 0, 0, 0]))
+                .node("Pad", &["c", "pads"], &["p"], vec![attr_string("mode", mode)])
+                .node("GlobalAveragePool", &["p"], &["g"], vec![])
+                .node("Flatten", &["g"], &["f"], vec![])
+                .init(floats("I", &[4, 4], &identity(4)))
+                .node("MatMul", &["f", "I"], &["y"], vec![])
+                .load()
+        };
+        let m = net(2, "constant").unwrap();
+        assert!(m.nodes.iter().any(|n| matches!(&n.op, Op::DepthwiseConv2D { kernel, .. } if kernel.shape() == [1, 1, 2, 2])));
+        assert!(m.nodes.iter().any(|n| matches!(n.op, Op::ZeroPad2D { pads: [0, 1, 0, 0] })));
+        // Channels 1 and 2 everywhere: means over 3×4 with a zero column are 3/4 of the value.
+        let x: Vec<f32> = (0..18).map(|k| if k % 2 == 0 { 1.0 } else { 2.0 }).collect();
+        assert_eq!(run(&m, &x), [0.75, -0.75, 3.0, 4.5]);
+        let e = net(4, "constant").unwrap_err().to_string();
+        assert!(e.contains("group=4") && e.contains("depthwise"), "{e}");
+        let e = net(2, "reflect").unwrap_err().to_string();
+        assert!(e.contains("mode=reflect") && e.contains("mode=constant"), "{e}");
     }
 
     #[test]

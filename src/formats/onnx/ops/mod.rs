@@ -67,12 +67,15 @@ const FAMILIES: &[&[Rule]] = &[
         Rule::layer("MatMul", dense::matmul).note("fused with a following bias Add and activation"),
     ],
     &[
-        Rule::layer("Conv", conv::conv).role(ChannelsFirst).note("fused with a following bias Add and activation"),
+        Rule::layer("Conv", conv::conv).role(ChannelsFirst).note("group 1 or depthwise; fused with a following bias Add and activation"),
         Rule::layer("MaxPool", conv::pool).role(ChannelsFirst),
         Rule::layer("AveragePool", conv::pool).role(ChannelsFirst),
         Rule::layer("GlobalAveragePool", conv::global_pool).role(ChannelsFirst),
         Rule::layer("GlobalMaxPool", conv::global_pool).role(ChannelsFirst),
         Rule::layer("BatchNormalization", conv::batch_norm).role(ChannelsFirst),
+        Rule::layer("Pad", conv::pad).role(ChannelsFirst).note("constant mode, zeros, of height and width"),
+        Rule::layer("ReduceMean", conv::reduce).note("over all axes but the channels: a global pool"),
+        Rule::layer("ReduceMax", conv::reduce).note("over all axes but the channels: a global pool"),
     ],
     &[
         Rule::layer("Add", elementwise::arith).role(Elementwise).note("of computed tensors of one shape, or a per-channel constant"),
