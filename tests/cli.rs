@@ -246,6 +246,25 @@ fn decompose_then_compose_from_a_composition_file() {
     }
     let (okay, _, err) = run(&["compose", s(&plan), "--classes", "1"]);
     assert!(!okay && err.contains("do not apply"), "{err}");
+
+    // A strength the file asks for on a model it cannot prune is refused like `--strength`, not run at 0.
+    let lstm = |settings: &str| {
+        let (model, data) = (root().join("models/lang_a_lstm.keras"), root().join("data/lang_a.npz"));
+        let text = format!(
+            r#"{{"models": {{"a": {{"model": "{}", "data": "{}"{settings}}}}}, "modules": [{{"model": "a"}}]}}"#,
+            s(&model),
+            s(&data)
+        );
+        let file = dir.join("lstm.json");
+        std::fs::write(&file, text).unwrap();
+        run(&["compose", s(&file), "--json"])
+    };
+    let (okay, _, err) = lstm(r#", "settings": {"strength": 0.3}"#);
+    assert!(!okay && err.contains("model 'a'") && err.contains("\"strength\": 0.3 does not apply to 'lang_a_lstm'"), "{err}");
+    for fine in ["", r#", "settings": {"strength": 0}"#, r#", "settings": {"max_remove": 0.1}"#] {
+        let (okay, _, err) = lstm(fine);
+        assert!(okay, "{fine}: {err}");
+    }
 }
 
 /// `remodule … | head` ends quietly (no panic on the closed pipe). `true`

@@ -61,3 +61,15 @@ impl<'r> Loader<'r> {
         }
     }
 }
+
+/// A strength the user asked for (`what`: how they wrote it) that `model`'s
+/// decomposition could not apply (`applied`: its settings as run) is an
+/// error; the default strength quietly gives the faithful modules there.
+pub fn refuse_unapplied_strength(what: &str, asked: Option<f32>, applied: &Settings, model: &str) -> Result<()> {
+    match asked {
+        Some(s) if s > 0.0 && applied.strength == 0.0 => Err(Error::invalid(format!(
+            "{what} {s} does not apply to '{model}': class relevance prunes dense and convolutional layers of models with one answer per sample and the 2-unit head (use a strength of 0, or leave it out)"
+        ))),
+        _ => Ok(()),
+    }
+}

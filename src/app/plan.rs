@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::loader::Loader;
+use super::loader::{Loader, refuse_unapplied_strength};
 use crate::engine::data::InputOverride;
 use crate::engine::decompose::Settings;
 use crate::error::{Error, Result};
@@ -56,6 +56,9 @@ pub struct PlanModel {
     /// Decomposition settings; omitted fields take their defaults. Not allowed for module sets.
     #[serde(default)]
     pub settings: Option<Settings>,
+    /// The `"strength"` the settings name, if they do: one the model cannot apply is refused.
+    #[serde(skip)]
+    pub asked_strength: Option<f32>,
     /// Model input = stored × scale + offset, overriding the input rule (like `--scale`/`--offset`).
     #[serde(default)]
     pub scale: Option<f32>,
@@ -97,7 +100,13 @@ pub struct PlanVerify {
 
 impl Plan {
     pub fn parse(bytes: &[u8]) -> Result<Plan> {
-        serde_json::from_slice(bytes).map_err(|e| Error::invalid(format!("composition file: {e}")))
+        let mut plan: Plan = serde_json::from_slice(bytes).map_err(|e| Error::invalid(format!("composition file: {e}")))?;
+        // Settings fill in their defaults, so whether the file names a strength is read from its text.
+        let raw: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| Error::invalid(format!("composition file: {e}")))?;
+        for (key, m) in plan.models.iter_mut() {
+            m.asked_strength = raw["models"][key]["settings"]["strength"].as_f64().map(|s| s as f32);
+        }
+        Ok(plan)
     }
 }
 
@@ -129,6 +138,11 @@ pub fn build(plan: &Plan, read: &dyn Fn(&str) -> Result<Vec<u8>>, progress: &mut
         progress(&format!("loading {key} ({})", m.model));
         let id = loader
             .model(&m.model, ds, m.settings.as_ref(), InputOverride { scale: m.scale, offset: m.offset })
+            .and_then(|id| {
+                let applied = loader.wb.settings_of(id)?;
+                refuse_unapplied_strength("\"strength\":", m.asked_strength, &applied, &loader.wb.model_info(id).name)?;
+                Ok(id)
+            })
             .map_err(|e| Error::invalid(format!("model '{key}': {e}")))?;
         ids.insert(key, id);
     }

@@ -194,14 +194,8 @@ impl DecomposeOpts {
             Some(dec) => Ok(dec),
             None => {
                 let dec = wb.decompose(id, &self.settings(), &mut |_| true)?;
-                // The default strength quietly does not apply where it cannot; an asked-for one says so.
-                match self.strength {
-                    Some(s) if s > 0.0 && dec.settings.strength == 0.0 => Err(Error::invalid(format!(
-                        "--strength {s} does not apply to '{}': class relevance prunes dense and convolutional layers of models with one answer per sample and the 2-unit head (use --strength 0, or leave it out)",
-                        wb.model_info(id).name
-                    ))),
-                    _ => Ok(dec),
-                }
+                remodule::app::loader::refuse_unapplied_strength("--strength", self.strength, &dec.settings, &wb.model_info(id).name)?;
+                Ok(dec)
             }
         }
     }
