@@ -285,7 +285,20 @@ fn unknown_and_sequence_layers_are_unsupported() {
     assert!(matches!(e, Error::Unsupported { .. }), "{e:?}");
     assert!(msg.contains("dense_2") && msg.contains("FancyLayer"), "{msg}");
     assert!(msg.contains("Dense") && msg.contains("Conv2D") && msg.contains("BatchNormalization"), "{msg}");
-    for class in ["Bidirectional", "ConvLSTM2D", "RNN"] {
+    // A Bidirectional needs the recurrent layer it wraps.
+    let e = with_config("digits_mlp", |c| layer_mut(c, "dense_2")["class_name"] = json!("Bidirectional")).unwrap_err().to_string();
+    assert!(e.contains("dense_2") && e.contains("'layer'"), "{e}");
+    let e = with_config("digits_mlp", |c| {
+        let l = layer_mut(c, "dense_2");
+        let dense = l.clone();
+        l["class_name"] = json!("Bidirectional");
+        l["config"]["layer"] = dense;
+        l["config"]["merge_mode"] = json!("concat");
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("wrapped by layer 'dense_2' (Bidirectional)") && e.contains("SimpleRNN, LSTM, GRU"), "{e}");
+    for class in ["ConvLSTM2D", "RNN"] {
         let e = with_config("digits_mlp", |c| layer_mut(c, "dense_2")["class_name"] = json!(class)).unwrap_err();
         let msg = e.to_string();
         assert!(msg.contains("dense_2") && msg.contains(class) && msg.contains("sequence layer") && msg.contains("LSTM"), "{msg}");

@@ -31,7 +31,7 @@ fn keras_accuracy(model: &str) -> f32 {
     v[model].as_f64().unwrap_or_else(|| panic!("no accuracy for {model}")) as f32
 }
 
-const STEMS: [&str; 13] = [
+const STEMS: [&str; 15] = [
     "float_cnn",
     "rescaling_cnn",
     "norm_mlp",
@@ -45,6 +45,8 @@ const STEMS: [&str; 13] = [
     "conv1d_cnn",
     "dwsep_cnn",
     "pad_pool_cnn",
+    "bidir_lstm",
+    "bidir_seq",
 ];
 
 /// Largest |prob − Keras prob| of `file` on the inputs stored with `expected`.
@@ -91,7 +93,8 @@ fn every_layer_matches_keras_in_keras3_keras2_and_their_onnx_copies() {
     // Where tf2onnx spells an activation out in ops on computed tensors (ELU with α ≠ 1 as
     // Greater/Where; GELU it cannot convert), the refusal names the op.
     // PReLU: tf2onnx writes Relu/Neg arithmetic rather than the PRelu op.
-    for (stem, op) in [("norm_mlp", "'Greater"), ("acts_mlp", "'Neg"), ("prelu_cnn", "'Neg")] {
+    // The text models' float token ids: tf2onnx casts them to INT32 before the embedding.
+    for (stem, op) in [("norm_mlp", "'Greater"), ("acts_mlp", "'Neg"), ("prelu_cnn", "'Neg"), ("bidir_lstm", "(Cast)")] {
         let e = load_model(&read(&format!("{stem}.k2.onnx")), "x.onnx").unwrap_err().to_string();
         assert!(e.contains(op) && e.contains("supported:"), "{stem}.k2.onnx: {e}");
     }
@@ -370,5 +373,55 @@ fn try_it_pixels_are_0_to_255_for_float_data_too() {
             wb.try_input(&picks, px).unwrap().answer
         };
         assert_eq!(answer(ids[0], &pf), answer(ids[1], &pu), "sample {i}");
+    }
+}
+
+/// Keras Bidirectional: the wrapped layer and its reversed copy, merged; each direction's units
+/// are units of their own. Decomposed with the ICSE'23 recurrent technique, composed, saved as a
+/// module set (the reversed layer needs format version 7) and exported (tests/e2e/onnx_export.test.mjs
+/// runs the export in onnxruntime-web).
+#[test]
+fn bidirectional_layers_run_both_directions_decompose_compose_and_export() {
+    use remodule::engine::decompose::Settings;
+    use remodule::engine::model::Op;
+    use remodule::workbench::Pick;
+    for (file, merge) in
+        [("bidir_lstm.keras", "Concatenate"), ("bidir_lstm.k2.h5", "Concatenate"), ("bidir_seq.keras", "Add"), ("bidir_seq.k2.h5", "Add")]
+    {
+        let m = load_model(&read(file), file).unwrap();
+        let reverse: Vec<bool> = m
+            .nodes
+            .iter()
+            .filter_map(|n| match &n.op {
+                Op::Recurrent(r) => Some(r.reverse),
+                _ => None,
+            })
+            .collect();
+        assert!(reverse.len() >= 2 && reverse.chunks(2).all(|p| p == [false, true]), "{file}: {reverse:?}");
+        assert!(m.nodes.iter().any(|n| n.op.kind() == merge), "{file}: no {merge}");
+        let lang = std::fs::read(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/lang_a.npz")).unwrap();
+        let mut wb = Workbench::new();
+        let d = wb.add_dataset(&lang, "lang_a").unwrap().id;
+        let info = wb.add_model(&read(file), file, d, InputOverride::default()).unwrap();
+        let stem = file.trim_end_matches(".keras").trim_end_matches(".h5");
+        // Keras measured on 400 of the same test split.
+        assert!((info.accuracy - keras_accuracy(stem)).abs() < 0.08, "{file}: {} vs Keras {}", info.accuracy, keras_accuracy(stem));
+        let dec = wb.decompose(info.id, &Settings { samples_per_class: 100, ..Settings::default() }, &mut |_| true).unwrap();
+        assert_eq!(dec.settings.strength, 0.0, "{file}: recurrent models keep their own technique");
+        let classes = dec.modules.len();
+        let picks: Vec<Pick> = (0..classes).map(|class| Pick { model: info.id, class }).collect();
+        let composed = wb.compose(&picks, None).unwrap().composition.top1;
+        assert!(composed > info.accuracy - 0.1, "{file}: composed {composed}, model {}", info.accuracy);
+        assert!(wb.export_onnx(&picks, false).unwrap().len() > 1000, "{file}");
+        let saved = wb.export_modules(info.id).unwrap();
+        let back = wb.import_modules(&saved, "set.remodule", d).unwrap();
+        assert_eq!(back.decomposition.mask_digest, dec.mask_digest, "{file}");
+        let picks: Vec<Pick> = (0..classes).map(|class| Pick { model: back.model.id, class }).collect();
+        assert_eq!(wb.compose(&picks, None).unwrap().composition.top1, composed, "{file}");
+    }
+    // Merges the IR has no node for are refused by name.
+    for file in ["bidir_mul.keras", "bidir_mul.k2.h5"] {
+        let e = load_model(&read(file), file).unwrap_err().to_string();
+        assert!(e.contains("'bidirectional_3' (Bidirectional)") && e.contains("merge_mode=mul") && e.contains("concat, sum or ave"), "{e}");
     }
 }

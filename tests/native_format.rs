@@ -180,13 +180,14 @@ fn random_corruption_never_panics() {
 fn a_manifest_from_the_future_names_both_versions() {
     let saved = save_model(&tiny()).unwrap();
     // A newer manifest may look different: the version is checked first.
+    let next = native::VERSION + 1;
     let future = with_manifest(&saved, |m| {
-        m["version"] = 7.into();
+        m["version"] = next.into();
         m["model"] = "something new".into();
     });
-    let e = load(&future, "version 7").unwrap_err();
-    assert_eq!(e, Error::Version { format: "Remodule", found: 7, supported: native::VERSION });
-    assert!(e.to_string().contains("version 7") && e.to_string().contains(&format!("max {}", native::VERSION)), "{e}");
+    let e = load(&future, "a newer version").unwrap_err();
+    assert_eq!(e, Error::Version { format: "Remodule", found: next, supported: native::VERSION });
+    assert!(e.to_string().contains(&format!("version {next}")) && e.to_string().contains(&format!("max {}", native::VERSION)), "{e}");
     for bad in [Value::from(0), Value::from("1"), Value::Null, Value::from(1.5)] {
         let e = load(&with_manifest(&saved, |m| m["version"] = bad.clone()), "a bad version").unwrap_err();
         assert!(matches!(e, Error::Format { .. }) && e.to_string().contains("version"), "{bad}: {e}");

@@ -62,6 +62,18 @@ def build(K, name):
         x = L.LSTM(16, recurrent_activation="hard_sigmoid")(x)
         out = L.Dense(5, activation="softmax")(x)
         return K.Model(inp, out, name=name)
+    if name.startswith("bidir"):  # Bidirectional recurrent layers, one merge mode each
+        inp = K.Input((32,))
+        x = L.Embedding(int(lang["x_train"].max()) + 1, 8)(inp)
+        if name == "bidir_lstm":
+            x = L.Bidirectional(L.LSTM(12))(x)  # merge_mode "concat"
+        elif name == "bidir_seq":  # a sequence-returning GRU summed, then a SimpleRNN averaged
+            x = L.Bidirectional(L.GRU(8, return_sequences=True), merge_mode="sum")(x)
+            x = L.Bidirectional(L.SimpleRNN(8), merge_mode="ave")(x)
+        else:  # bidir_mul
+            x = L.Bidirectional(L.LSTM(8), merge_mode="mul")(x)
+        out = L.Dense(5, activation="softmax")(x)
+        return K.Model(inp, out, name=name)
     if name == "conv1d_cnn":  # image rows as a sequence of 28 steps × 28 features: 1-D convolutions and pools
         inp = K.Input((28, 28))
         x = L.Conv1D(16, 3, activation="relu")(inp)
@@ -156,8 +168,8 @@ def build(K, name):
 
 
 RAW = {"rescaling_cnn", "norm_mlp"}  # fed the stored 0-255 values
-EPOCHS = {"conv1d_cnn": 40, "dwsep_cnn": 10}  # (deeper models, trained on the bundled 1000 images)
-ALL = ["float_cnn", "rescaling_cnn", "norm_mlp", "acts_mlp", "gmp_cnn", "norm01_mlp", "onnx_acts_mlp", "pad_concat_cnn", "hsig_lstm", "prelu_cnn", "conv1d_cnn", "dwsep_cnn", "pad_pool_cnn"]
+EPOCHS = {"conv1d_cnn": 40, "dwsep_cnn": 10, "bidir_lstm": 6, "bidir_seq": 6, "bidir_mul": 6}  # (deeper models, trained on the bundled 1000 images)
+ALL = ["float_cnn", "rescaling_cnn", "norm_mlp", "acts_mlp", "gmp_cnn", "norm01_mlp", "onnx_acts_mlp", "pad_concat_cnn", "hsig_lstm", "prelu_cnn", "conv1d_cnn", "dwsep_cnn", "pad_pool_cnn", "bidir_lstm", "bidir_seq", "bidir_mul"]
 ap = argparse.ArgumentParser()
 ap.add_argument("--only", default=",".join(ALL))
 only = ap.parse_args().only.split(",")
@@ -169,7 +181,7 @@ for name in [n for n in ALL if n in only]:
     x_train = x_train[channel].astype(np.float32)
     x_test = x_test[channel].astype(np.float32)
     y_train, y_test = y_tr, y_te
-    if name == "hsig_lstm":  # token ids as float32 (the bundled text models' convention)
+    if name == "hsig_lstm" or name.startswith("bidir"):  # token ids as float32 (the bundled text models' convention)
         x_train, y_train = lang["x_train"][:2000].astype(np.float32), lang["y_train"][:2000]
         x_test, y_test = lang["x_test"][:400].astype(np.float32), lang["y_test"][:400]
     for K, suffix in [(keras, ""), (tf_keras, ".k2")]:

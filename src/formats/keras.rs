@@ -16,6 +16,7 @@
 //! Every size a file declares is checked against the file length and the
 //! engine limits before anything is allocated for it.
 
+mod bidirectional;
 mod config;
 mod conv;
 mod convert;

@@ -133,3 +133,10 @@ test('1-D, depthwise and separable convolutions and padding export exactly', asy
 
 test('a Keras 2 LSTM with hard-sigmoid gates exports them as HardSigmoid (activation_alpha 0.2, beta 0.5)', () =>
   check('hsig_lstm', ['tests/fixtures/layers/hsig_lstm.k2.h5', '--data', 'data/lang_a.npz']));
+
+// Keras Bidirectional: the backward half exports as direction="reverse" (Y at each state's own
+// step, Y_h the state after step 0), merged by Concat, Add or Add × ½.
+test('Bidirectional LSTM (concat), GRU (sum) and SimpleRNN (ave) export exactly', async () => {
+  await check('bidir_lstm', ['tests/fixtures/layers/bidir_lstm.keras', '--data', 'data/lang_a.npz']);
+  await check('bidir_seq', ['tests/fixtures/layers/bidir_seq.k2.h5', '--data', 'data/lang_a.npz']);
+});

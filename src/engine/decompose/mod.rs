@@ -621,7 +621,7 @@ fn input_kept(model: &Model, module: &Module, src: NodeId, i: usize, t: Option<u
         Op::Recurrent(r) => {
             let (steps, u) = (model.steps(src), r.units);
             match (r.return_sequences, t) {
-                (false, _) => m.keep.contains((steps - 1) * u + i),
+                (false, _) => m.keep.contains(r.last_step(steps) * u + i),
                 (true, Some(t)) => m.keep.contains(t * u + i),
                 (true, None) => (0..steps).any(|t| m.keep.contains(t * u + i)),
             }

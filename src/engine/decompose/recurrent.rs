@@ -60,7 +60,7 @@ pub fn recurrent_mask(
         if per_step {
             set.iter().map(|i| (i / steps, i % steps)).filter(|&(_, st)| t.is_none_or(|t| t == st)).collect()
         } else {
-            let st = t.unwrap_or(steps - 1);
+            let st = t.unwrap_or(r.last_step(steps));
             set.iter().map(|i| (i, st)).collect()
         }
     };

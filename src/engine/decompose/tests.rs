@@ -203,6 +203,7 @@ fn tiny_rnn() -> (Model, Dataset) {
         activation: Activation::Tanh,
         recurrent_activation: Activation::Sigmoid,
         return_sequences: false,
+        reverse: false,
     };
     b.push("rnn", Op::Recurrent(Box::new(r))).unwrap();
     b.push(
@@ -288,6 +289,7 @@ fn tiny_gated(cell: crate::engine::model::Cell) -> (Model, Dataset, Vec<bool>) {
         activation: Activation::Tanh,
         recurrent_activation: Activation::Sigmoid,
         return_sequences: false,
+        reverse: false,
     };
     let spec = InputSpec::new(vec![2, 2], InputKind::Vectors);
     let mut b = ModelBuilder::new("gated", spec).unwrap();

@@ -578,7 +578,7 @@ fn run_node<'s>(
                 out.copy_from_slice(&seq);
             } else {
                 for (o, s) in out.chunks_exact_mut(u).zip(seq.chunks_exact(steps * u)) {
-                    o.copy_from_slice(&s[(steps - 1) * u..]);
+                    o.copy_from_slice(&s[r.last_step(steps) * u..][..u]);
                 }
             }
             scratch.seq = seq;

@@ -70,6 +70,10 @@ pub struct Recurrent {
     /// The gates' nonlinearity (sigmoid by default); unused by SimpleRNN.
     pub recurrent_activation: Activation,
     pub return_sequences: bool,
+    /// Runs the steps last to first (the backward half of a Keras
+    /// `Bidirectional`, ONNX `direction="reverse"`). The state after reading
+    /// step `t` is still output at `t`, so the last state is step 0's.
+    pub reverse: bool,
 }
 
 /// Reusable buffers for [`Recurrent::run`].
@@ -92,6 +96,11 @@ pub struct Scratch {
 impl Recurrent {
     pub fn params(&self) -> usize {
         self.kernel.len() + self.recurrent.len() + self.bias.len() + self.recurrent_bias.as_ref().map_or(0, |b| b.len())
+    }
+
+    /// The step whose state is the layer's last one (its output without `return_sequences`).
+    pub fn last_step(&self, steps: usize) -> usize {
+        if self.reverse { 0 } else { steps.saturating_sub(1) }
     }
 
     /// Runs `b` sequences `x` (`b × T × F`), writing every step's hidden state
@@ -144,8 +153,9 @@ impl Recurrent {
         // its input part is computed once (the same bits as step by step).
         let same = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(p, q)| p.to_bits() == q.to_bits());
         let constant = steps > 1 && (0..b).all(|i| (1..steps).all(|t| same(&x[i * steps * f..][..f], &x[(i * steps + t) * f..][..f])));
-        for t in 0..steps {
-            if t > 0 && constant {
+        let order: Box<dyn Iterator<Item = usize>> = if self.reverse { Box::new((0..steps).rev()) } else { Box::new(0..steps) };
+        for (k, t) in order.enumerate() {
+            if k > 0 && constant {
                 s.pre.copy_from_slice(&s.pre0);
             } else {
                 for i in 0..b {

@@ -172,6 +172,7 @@ fn recurrent(cell: Cell, f: usize, u: usize, return_sequences: bool) -> Recurren
         activation: Activation::Tanh,
         recurrent_activation: Activation::Sigmoid,
         return_sequences,
+        reverse: false,
     }
 }
 
@@ -251,6 +252,36 @@ fn recurrent_cells_match_keras_formulas_and_record_every_step() {
                     assert_eq!(rec.bits[0].get(t * u + k, s), got > 0.0);
                 }
             }
+        }
+    }
+}
+
+/// A reversed layer on a sequence is the forward layer on the time-reversed
+/// sequence, each state written back at its own step; its last state is step 0's.
+#[test]
+fn a_reversed_layer_reads_the_sequence_backwards_and_keeps_states_at_their_steps() {
+    let (steps, f, u, n) = (5, 3, 4, 2);
+    let x: Vec<f32> = weights(n * steps, f, 9).iter().copied().collect();
+    let flipped: Vec<f32> = (0..n)
+        .flat_map(|s| (0..steps).rev().flat_map(move |t| (0..f).map(move |k| (s, t, k))))
+        .map(|(s, t, k)| x[(s * steps + t) * f + k])
+        .collect();
+    for cell in CELLS {
+        for sequences in [true, false] {
+            let backward = seq_model(Recurrent { reverse: true, ..recurrent(cell, f, u, sequences) }, steps, f);
+            let forward_on_flipped = seq_model(recurrent(cell, f, u, sequences), steps, f);
+            let got = forward(&backward, &x, n, None, false, &mut no_progress()).unwrap().logits;
+            let want = forward(&forward_on_flipped, &flipped, n, None, false, &mut no_progress()).unwrap().logits;
+            let want: Vec<f32> = if sequences {
+                (0..n)
+                    .flat_map(|s| (0..steps).rev().flat_map(move |t| (0..3).map(move |k| (s * steps + t) * 3 + k)))
+                    .map(|i| want[i])
+                    .collect()
+            } else {
+                want
+            };
+            assert_eq!(got, want, "{cell:?}, return_sequences {sequences}");
+            assert_ne!(got, forward(&forward_on_flipped, &x, n, None, false, &mut no_progress()).unwrap().logits, "{cell:?}");
         }
     }
 }
@@ -370,6 +401,7 @@ fn repeat_vector_encoder_decoder_by_hand() {
             activation: Activation::Tanh,
             recurrent_activation: Activation::Sigmoid,
             return_sequences,
+            reverse: false,
         }))
     };
     let mut b = ModelBuilder::new("enc-dec", spec(&[2, 1])).unwrap();

@@ -15,23 +15,12 @@ pub const SUPPORTED_LAYERS: &str = "InputLayer, Dense, Conv2D, DepthwiseConv2D, 
     AveragePooling2D, MaxPooling1D, AveragePooling1D, GlobalAveragePooling2D, GlobalMaxPooling2D, GlobalAveragePooling1D, \
     GlobalMaxPooling1D, Flatten, Dropout (and SpatialDropout2D, GaussianNoise, \
     GaussianDropout, AlphaDropout: identities at inference), Activation, ReLU, LeakyReLU, PReLU, ELU, Softmax, \
-    Add, Concatenate, ZeroPadding2D, BatchNormalization, Rescaling, Normalization, Embedding, SimpleRNN, LSTM, GRU, RepeatVector, \
+    Add, Concatenate, ZeroPadding2D, BatchNormalization, Rescaling, Normalization, Embedding, SimpleRNN, LSTM, GRU, Bidirectional (of SimpleRNN, LSTM or GRU; merge concat, sum, ave), RepeatVector, \
     TimeDistributed(Dense)";
 
 /// Sequence layers the IR does not have, named as such in errors.
-const SEQUENCE_LAYERS: &[&str] = &[
-    "RNN",
-    "Bidirectional",
-    "ConvLSTM1D",
-    "ConvLSTM2D",
-    "ConvLSTM3D",
-    "CuDNNLSTM",
-    "CuDNNGRU",
-    "SimpleRNNCell",
-    "LSTMCell",
-    "GRUCell",
-    "StackedRNNCells",
-];
+const SEQUENCE_LAYERS: &[&str] =
+    &["RNN", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D", "CuDNNLSTM", "CuDNNGRU", "SimpleRNNCell", "LSTMCell", "GRUCell", "StackedRNNCells"];
 
 const MODEL_CLASSES: &[&str] = &["Sequential", "Functional", "Model"];
 
@@ -75,10 +64,11 @@ pub enum Class {
     SimpleRnn,
     Lstm,
     Gru,
+    Bidirectional,
 }
 
 impl Class {
-    fn of(class_name: &str, layer: &str) -> Result<Class> {
+    pub(super) fn of(class_name: &str, layer: &str) -> Result<Class> {
         use Class::*;
         Ok(match class_name {
             "InputLayer" => Input,
@@ -114,6 +104,7 @@ impl Class {
             "SimpleRNN" => SimpleRnn,
             "LSTM" => Lstm,
             "GRU" => Gru,
+            "Bidirectional" => Bidirectional,
             other => {
                 let what = if SEQUENCE_LAYERS.contains(&other) {
                     "sequence layer (not in the model IR)"

@@ -7,8 +7,8 @@ use ndarray::{Array1, Array2, Array4};
 use serde_json::Value;
 
 use super::config::{Class, Graph, Layer, bad, short};
-use super::conv;
 use super::h5::{H5, StoredArray};
+use super::{bidirectional, conv};
 use crate::engine::kernels::PoolKind;
 use crate::engine::model::{Activation, Cell, InputKind, InputSpec, Model, ModelBuilder, NodeId, Op, Padding, Recurrent};
 use crate::error::{Error, Result};
@@ -53,6 +53,11 @@ pub fn build(graph: &Graph, src: &dyn WeightSource, name: &str) -> Result<Model>
             ins.push(id.ok_or_else(|| bad(format!("{} reads a layer that is not built before it", l.label())))?);
         }
         let p = Params(l, graph.keras2);
+        if l.class == Class::Bidirectional {
+            let [one] = ins.as_slice() else { return Err(Error::shape(l.label(), "1 input", ins.len())) };
+            tensors.set(i, bidirectional::build(&p, &mut b, *one, src)?, false);
+            continue;
+        }
         if let Some((id, lifted)) = match ins.as_slice() {
             [one] => conv::build(&p, &mut b, *one, src)?,
             _ if conv::reads_lifted(l.class) || matches!(l.class, Class::DepthwiseConv2D | Class::SeparableConv2D) => {
@@ -117,8 +122,9 @@ fn op_for(l: &Layer, b: &ModelBuilder, ins: &[NodeId], src: &dyn WeightSource, k
     };
     Ok(match l.class {
         Class::Input => return Err(bad(format!("{} is a second input", l.label()))),
-        // Built by `conv::build`.
-        Class::Conv1D
+        // Built by `conv::build` and `bidirectional::build`.
+        Class::Bidirectional
+        | Class::Conv1D
         | Class::DepthwiseConv2D
         | Class::SeparableConv2D
         | Class::MaxPool1D
@@ -257,7 +263,7 @@ fn op_for(l: &Layer, b: &ModelBuilder, ins: &[NodeId], src: &dyn WeightSource, k
 /// SimpleRNN / LSTM / GRU with Keras weights: kernel (F, G·U), recurrent
 /// kernel (U, G·U), bias (G·U) — or (2, G·U) for a GRU with `reset_after`
 /// (input bias, then recurrent bias).
-fn recurrent(p: &Params, input: &[usize], src: &dyn WeightSource) -> Result<Op> {
+pub(super) fn recurrent(p: &Params, input: &[usize], src: &dyn WeightSource) -> Result<Op> {
     let l = p.0;
     let f = match input {
         [_, f] => *f,
@@ -305,6 +311,7 @@ fn recurrent(p: &Params, input: &[usize], src: &dyn WeightSource) -> Result<Op> 
         activation,
         recurrent_activation,
         return_sequences: p.flag("return_sequences", false)?,
+        reverse: false,
     })))
 }
 

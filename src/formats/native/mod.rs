@@ -42,11 +42,12 @@ const KEY: &str = "remodule";
 /// version 5 adds `rescales` (the model scales its own input), `GlobalMaxPooling2D`,
 /// `ZeroPadding2D` (its pads as `padding`), `Concatenate` and the activations
 /// beyond linear/relu/tanh/sigmoid/softmax; version 6 adds `DepthwiseConv2D`
-/// (options as Conv2D's) and `Reshape` (its `shape` is the node's). The input
+/// (options as Conv2D's) and `Reshape` (its `shape` is the node's); version 7
+/// adds `reverse` on recurrent layers (the backward half of a Bidirectional). The input
 /// rule: a model file leaves scale and offset to it (before version 5 a model
 /// file's scale was ignored on loading, so it still is); a module set carries
 /// the map it was decomposed with.
-pub const VERSION: u32 = 6;
+pub const VERSION: u32 = 7;
 /// Largest pool window, stride or conv kernel side (as the Keras loader).
 const MAX_WINDOW: usize = 1 << 16;
 /// Op kinds a manifest may name (`Op::kind`).
@@ -86,7 +87,9 @@ fn version_for(model: &Model, dec: Option<&Decomposition>) -> u32 {
     });
     // A model file that states its own scale (not the rule's) needs a reader that keeps it.
     let given = dec.is_none() && (model.input.scale.is_some() || model.input.offset.is_some());
-    if model.nodes.iter().any(|n| matches!(n.op, Op::DepthwiseConv2D { .. } | Op::Reshape { .. })) {
+    if model.nodes.iter().any(|n| matches!(&n.op, Op::Recurrent(r) if r.reverse)) {
+        7
+    } else if model.nodes.iter().any(|n| matches!(n.op, Op::DepthwiseConv2D { .. } | Op::Reshape { .. })) {
         6
     } else if given
         || model.input.rescales
@@ -162,6 +165,9 @@ struct NodeSpec {
     /// GRU only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     reset_after: Option<bool>,
+    /// Recurrent layers running last step first only (version 7).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    reverse: bool,
     /// RepeatVector only (version 2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     times: Option<usize>,
@@ -342,6 +348,7 @@ fn model_spec(model: &Model, t: &mut Tensors) -> ModelSpec {
                 spec.activation = Some(r.activation);
                 spec.recurrent_activation = Some(r.recurrent_activation);
                 spec.return_sequences = Some(r.return_sequences);
+                spec.reverse = r.reverse;
                 if let Cell::Gru { reset_after } = r.cell {
                     spec.reset_after = Some(reset_after);
                 }
@@ -683,6 +690,7 @@ fn read_op(i: usize, node: &NodeSpec, r: &mut Reader) -> Result<Op> {
                 activation: activation()?,
                 recurrent_activation: need(node.recurrent_activation, i, node, "recurrent_activation")?,
                 return_sequences: need(node.return_sequences, i, node, "return_sequences")?,
+                reverse: node.reverse,
             }))
         }
         other => {

@@ -71,6 +71,8 @@ fn every_kind() -> Vec<Model> {
             activation: Activation::Tanh,
             recurrent_activation: Activation::Sigmoid,
             return_sequences: seq,
+            // One layer runs backwards (a Bidirectional's second half; version 7).
+            reverse: matches!(cell, Cell::Gru { reset_after: true }),
         }))
     };
     b.push("rnn", rec(Cell::SimpleRnn, 3, 4, true, s)).unwrap();

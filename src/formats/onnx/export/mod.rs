@@ -37,7 +37,7 @@ use crate::engine::decompose::{Calibration, Head};
 use crate::engine::kernels::PoolKind;
 use crate::engine::model::{Activation, Cell, InputKind, Masks, Model, NodeId, Op, Padding};
 use crate::error::{Error, Result};
-use writer::{Graph, Layout, Value, act_name, attr_f, attr_floats, attr_i, attr_ints, attr_strings, hwc_to_chw, value_info};
+use writer::{Graph, Layout, Value, act_name, attr_f, attr_floats, attr_i, attr_ints, attr_string, attr_strings, hwc_to_chw, value_info};
 
 mod writer;
 
@@ -724,6 +724,10 @@ impl ModuleBuilder<'_, '_> {
         }
         if let Cell::Gru { reset_after } = r.cell {
             attrs.push(attr_i("linear_before_reset", reset_after as i64));
+        }
+        // Y keeps each state at its own step and Y_h is the last one computed (step 0's), as in the IR.
+        if r.reverse {
+            attrs.push(attr_string("direction", "reverse"));
         }
         let (y, yh) = (self.name(id, "Y"), self.name(id, "Y_h"));
         let mut outputs = vec![y.clone(), yh.clone()];

@@ -102,6 +102,10 @@ pub(super) fn attr_ints(name: &str, ints: &[usize]) -> AttributeProto {
     AttributeProto { name: name.into(), ints: ints.iter().map(|&v| v as i64).collect(), r#type: attr_type::INTS, ..Default::default() }
 }
 
+pub(super) fn attr_string(name: &str, v: &str) -> AttributeProto {
+    AttributeProto { name: name.into(), s: v.as_bytes().to_vec(), r#type: attr_type::STRING, ..Default::default() }
+}
+
 pub(super) fn attr_strings(name: &str, v: &[&str]) -> AttributeProto {
     AttributeProto {
         name: name.into(),

@@ -95,9 +95,10 @@ fn take_last_step(cx: &mut Cx, i: usize) -> Result<()> {
 
 /// Follows the only readers of a recurrent layer's output `y` (time on
 /// whole-tensor axis `time` of `rank`) through Squeeze/Unsqueeze/
-/// Transpose/Identity to a Slice or Gather that keeps only the last of
-/// `steps` steps; returns that node.
-fn last_step_reader(cx: &Cx, y: &str, mut time: usize, mut rank: usize, steps: usize) -> Option<usize> {
+/// Transpose/Identity to a Slice or Gather that keeps only step `last` of
+/// `steps` (the last state: the final step, or step 0 of a reverse layer);
+/// returns that node.
+fn last_step_reader(cx: &Cx, y: &str, mut time: usize, mut rank: usize, steps: usize, last: usize) -> Option<usize> {
     let nodes = cx.nodes;
     let mut cur = y;
     loop {
@@ -147,13 +148,13 @@ fn last_step_reader(cx: &Cx, y: &str, mut time: usize, mut rank: usize, steps: u
                 let ok = axes == [time]
                     && (starts.len(), ends.len(), step.len()) == (1, 1, 1)
                     && step[0] != 0
-                    && slice_range(starts[0], ends[0], step[0], steps) == [steps - 1];
+                    && slice_range(starts[0], ends[0], step[0], steps) == [last];
                 return ok.then_some(j);
             }
             "Gather" => {
                 let idx = ints(1, "")?;
                 let axis = norm(at.int("axis", 0).ok()?, rank)?;
-                return (axis == time && idx.len() == 1 && norm(idx[0], steps) == Some(steps - 1)).then_some(j);
+                return (axis == time && idx.len() == 1 && norm(idx[0], steps) == Some(last)).then_some(j);
             }
             _ => return None,
         }
@@ -161,7 +162,7 @@ fn last_step_reader(cx: &Cx, y: &str, mut time: usize, mut rank: usize, steps: u
     }
 }
 
-/// LSTM, GRU and RNN (forward, one direction, zero initial state) as the
+/// LSTM, GRU and RNN (one direction, forward or reverse; zero initial state) as the
 /// IR's Keras-semantics recurrent layer.
 pub(super) fn recurrent(cx: &mut Cx, i: usize) -> Result<()> {
     let n = cx.n(i);
@@ -185,9 +186,11 @@ pub(super) fn recurrent(cx: &mut Cx, i: usize) -> Result<()> {
         });
     }
     let direction = at.string("direction")?.unwrap_or_else(|| "forward".into());
-    if direction != "forward" {
-        return Err(unsupported_option(n, format!("direction={direction}"), "direction=forward"));
-    }
+    let reverse = match direction.as_str() {
+        "forward" => false,
+        "reverse" => true,
+        _ => return Err(unsupported_option(n, format!("direction={direction}"), "direction=forward or direction=reverse")),
+    };
     for key in ["clip", "activation_alpha", "activation_beta"] {
         if n.attribute.iter().any(|a| a.name == key) {
             return Err(unsupported_option(n, key.into(), "no clip, activation_alpha or activation_beta"));
@@ -279,7 +282,11 @@ pub(super) fn recurrent(cx: &mut Cx, i: usize) -> Result<()> {
     }
     // Y read only for its last step: the layer returns only that step.
     let time = if layout == 0 { 0 } else { 1 };
-    let last = if outs[0] { n.output.first().and_then(|y| last_step_reader(cx, y, time, 4, steps)) } else { None };
+    let last = if outs[0] {
+        n.output.first().and_then(|y| last_step_reader(cx, y, time, 4, steps, if reverse { 0 } else { steps - 1 }))
+    } else {
+        None
+    };
     let sequences = outs[0] && last.is_none();
     if let Some(j) = last {
         cx.last_step.insert(j);
@@ -312,6 +319,7 @@ pub(super) fn recurrent(cx: &mut Cx, i: usize) -> Result<()> {
         activation,
         recurrent_activation,
         return_sequences: sequences,
+        reverse,
     };
     let id = cx.emit(i, Op::Recurrent(Box::new(rec)), &[x.node])?;
     if outs[0] {
