@@ -1,7 +1,9 @@
 //! Batched forward pass, optionally with module masks applied and with an
 //! activity record of every tracked unit.
 //!
-//! Memory per call: `batch × Σ_nodes len(node) × 4` bytes of activations, plus
+//! Memory per call: `batch × Σ_nodes len(node) × 4` bytes of activations (the
+//! input and Flatten/Dropout nodes are read in place, see `source`), every
+//! Dense kernel once more (packed for the matmul, `kernels::DenseWeights`), plus
 //! one im2col buffer (`OH·OW·KH·KW·Cin × 4` bytes for the largest conv), plus
 //! for recurrent layers `batch × T × (G+2)·U × 4` bytes of gate and state
 //! buffers, plus, when recording, `Σ_tracked units × ⌈N/64⌉ × 8` bytes of bits
