@@ -14,6 +14,7 @@
 
 pub mod activation;
 pub mod conv;
+pub mod dense;
 pub mod matmul;
 pub mod pool;
 pub mod smooth;
@@ -21,6 +22,7 @@ pub mod smooth;
 mod x86;
 
 pub use conv::{Conv2dGeom, conv2d, conv2d_im2col, depthwise2d};
+pub use dense::{DenseWeights, Epilogue, dense};
 pub use matmul::{matmul, matmul_portable};
 pub use pool::{PoolKind, global_avg_pool, global_pool, pool2d};
 

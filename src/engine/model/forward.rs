@@ -1,7 +1,9 @@
 //! Batched forward pass, optionally with module masks applied and with an
 //! activity record of every tracked unit.
 //!
-//! Memory per call: `batch × Σ_nodes len(node) × 4` bytes of activations, plus
+//! Memory per call: `batch × Σ_nodes len(node) × 4` bytes of activations (the
+//! input and Flatten/Dropout nodes are read in place, see `source`), every
+//! Dense kernel once more (packed for the matmul, `kernels::DenseWeights`), plus
 //! one im2col buffer (`OH·OW·KH·KW·Cin × 4` bytes for the largest conv), plus
 //! for recurrent layers `batch × T × (G+2)·U × 4` bytes of gate and state
 //! buffers, plus, when recording, `Σ_tracked units × ⌈N/64⌉ × 8` bytes of bits
@@ -17,7 +19,7 @@ use std::sync::Mutex;
 use super::recurrent::Scratch as CellScratch;
 use super::*;
 use crate::engine::bits::{BitMatrix, BitSet};
-use crate::engine::kernels::{conv2d, depthwise2d, global_pool, matmul, pool2d};
+use crate::engine::kernels::{DenseWeights, Epilogue, conv2d, dense, depthwise2d, global_pool, matmul, pool2d};
 use crate::engine::parallel;
 use crate::error::{Error, Result};
 
@@ -31,7 +33,9 @@ const BATCH_BYTES: usize = 256 << 10;
 
 /// Samples per batch: up to [`DEFAULT_BATCH`] (a tall GEMM for Dense and
 /// recurrent layers), fewer when the layers' outputs and recurrent buffers
-/// for one sample are large.
+/// for one sample are large; rounded down to whole 6-row blocks of the
+/// matmul kernels when that costs under a quarter of it (the MLPs' 38 left 2
+/// rows to a slow block: 36 or 42 ran 2–4 % faster).
 pub fn batch_size(model: &Model) -> usize {
     let per_sample: usize = (0..model.nodes.len())
         .map(|id| match &model.nodes[id].op {
@@ -40,8 +44,12 @@ pub fn batch_size(model: &Model) -> usize {
             _ => model.nodes[id].len(),
         })
         .sum();
-    (BATCH_BYTES / (4 * per_sample.max(1))).clamp(1, DEFAULT_BATCH)
+    let batch = (BATCH_BYTES / (4 * per_sample.max(1))).clamp(1, DEFAULT_BATCH);
+    if batch >= 4 * BLOCK_ROWS { batch - batch % BLOCK_ROWS } else { batch }
 }
+
+/// Rows of A per register block of the x86 matmul and dense kernels.
+const BLOCK_ROWS: usize = 6;
 
 /// Which units of one tracked node a module keeps.
 #[derive(Debug, Clone, PartialEq)]
@@ -171,11 +179,14 @@ pub fn forward_with(
     let tracked = if record { model.tracked() } else { vec![] };
     let n_groups = groups.and_then(|g| g.iter().max()).map_or(0, |&g| g as usize + 1);
     let positive = positive_kernels(model, masks);
+    let kernels: Vec<_> = model.nodes.iter().map(|node| dense_kernel(&node.op).map(|k| k.as_standard_layout())).collect();
     let pass = Pass {
         model,
         masks,
         tracked: &tracked,
         positive: &positive,
+        weights: kernels.iter().map(|k| k.as_ref().map(|k| DenseWeights::new(k.as_slice().unwrap(), k.nrows(), k.ncols()))).collect(),
+        source: (0..model.nodes.len()).map(|id| source(model, masks, id)).collect(),
         gates: what == Record::Gates,
         groups: groups.filter(|_| record),
         n_groups,
@@ -240,6 +251,10 @@ struct Pass<'a> {
     masks: Option<&'a Masks>,
     tracked: &'a [NodeId],
     positive: &'a BTreeMap<NodeId, Array2<f32>>,
+    /// Per node, a Dense layer's kernel prepared once for every batch.
+    weights: Vec<Option<DenseWeights<'a>>>,
+    /// Per node, the node whose values it has (see [`source`]).
+    source: Vec<NodeId>,
     /// Record recurrent gates.
     gates: bool,
     /// Per-sample groups of the per-group sums (recordings only), and how many.
@@ -327,9 +342,11 @@ impl Pass<'_> {
         let (in_len, c) = (model.input_len(), model.nodes[model.head].len());
         let Worker { scratch, bufs } = w;
         bufs.resize(model.nodes.len(), Vec::new());
-        bufs[0].clear();
-        bufs[0].extend_from_slice(&x[first * in_len..(first + b) * in_len]);
+        let x = &x[first * in_len..(first + b) * in_len];
         for id in 1..model.nodes.len() {
+            if self.source[id] != id {
+                continue;
+            }
             let mut out = std::mem::take(&mut bufs[id]);
             let node = &model.nodes[id];
             // Not cleared: every op overwrites all of its output (zero-filling every layer's
@@ -337,11 +354,12 @@ impl Pass<'_> {
             out.resize(b * node.len(), 0.0);
             let k = self.tracked.iter().position(|&t| t == id);
             scratch.gates = k.and_then(|k| part.gates[k].as_ref()).map(|_| vec![0.0; b * gate_len(model, id)]);
-            let seq = run_node(model, id, bufs, b, &mut out, scratch, self.masks, self.positive)?;
+            let values = Values { x, bufs, source: &self.source };
+            let seq = self.run_node(id, &values, b, &mut out, scratch)?;
             if id == model.head {
                 part.logits[at * c..(at + b) * c].copy_from_slice(&out);
             }
-            if let Some(a) = node.op.activation() {
+            if let Some(a) = node.op.activation().filter(|_| !fused_relu(model, self.masks, id)) {
                 a.apply(&mut out, *node.shape.last().unwrap());
             }
             if let (Some(m), None) = (self.masks.and_then(|m| m.nodes.get(&id)), seq) {
@@ -385,9 +403,58 @@ impl Pass<'_> {
             }
             bufs[id] = out;
         }
-        part.probs[at * c..(at + b) * c].copy_from_slice(&bufs[model.nodes.len() - 1]);
+        let last = Values { x, bufs, source: &self.source }.of(model.nodes.len() - 1);
+        part.probs[at * c..(at + b) * c].copy_from_slice(last);
         Ok(())
     }
+}
+
+/// One batch's values of every node computed so far.
+struct Values<'b> {
+    /// The batch's inputs (node 0), read in place.
+    x: &'b [f32],
+    bufs: &'b [Vec<f32>],
+    source: &'b [NodeId],
+}
+
+impl<'b> Values<'b> {
+    fn of(&self, id: NodeId) -> &'b [f32] {
+        match self.source[id] {
+            0 => self.x,
+            s => &self.bufs[s],
+        }
+    }
+}
+
+/// The node whose values node `id` has: its input's source for a Flatten or
+/// Dropout (they only reshape; each copied the batch's inputs in a dense
+/// model, as long as its matmul took to read them) unless it is masked or
+/// the head, else itself.
+fn source(model: &Model, masks: Option<&Masks>, id: NodeId) -> NodeId {
+    let node = &model.nodes[id];
+    let masked = masks.is_some_and(|m| m.nodes.contains_key(&id));
+    match node.op {
+        Op::Flatten | Op::Dropout if !masked && id != model.head && id + 1 != model.nodes.len() => source(model, masks, node.inputs[0]),
+        _ => id,
+    }
+}
+
+fn dense_kernel(op: &Op) -> Option<&Array2<f32>> {
+    match op {
+        Op::Dense { kernel, .. } => Some(kernel),
+        _ => None,
+    }
+}
+
+/// Whether Dense node `id` applies its ReLU in the matmul's output write: not
+/// the head (its logits are the pre-activations) nor a layer whose mask
+/// clips negative weights (its outputs are patched between product and bias).
+fn fused_relu(model: &Model, masks: Option<&Masks>, id: NodeId) -> bool {
+    matches!(model.nodes[id].op, Op::Dense { activation: Activation::Relu, .. }) && id != model.head && clip_of(masks, id).is_none()
+}
+
+fn clip_of(masks: Option<&Masks>, id: NodeId) -> Option<&BitSet> {
+    masks.and_then(|m| m.nodes.get(&id)).and_then(|m| m.clip_negative.as_ref())
 }
 
 fn apply_keep(out: &mut [f32], len: usize, keep: &BitSet) {
@@ -414,178 +481,184 @@ fn positive_kernels(model: &Model, masks: Option<&Masks>) -> BTreeMap<NodeId, Ar
     out
 }
 
-/// Computes node `id`'s pre-activation output for a batch of `b` samples.
-/// A recurrent node applies its mask itself and returns its states at every
-/// step (`b × T × U`, in `scratch`).
-#[allow(clippy::too_many_arguments)]
-fn run_node<'s>(
-    model: &Model,
-    id: NodeId,
-    bufs: &[Vec<f32>],
-    b: usize,
-    out: &mut [f32],
-    scratch: &'s mut Scratch,
-    masks: Option<&Masks>,
-    positive: &BTreeMap<NodeId, Array2<f32>>,
-) -> Result<Option<&'s [f32]>> {
-    let node = &model.nodes[id];
-    let input = |k: usize| bufs[node.inputs[k]].as_slice();
-    let in_shape = |k: usize| model.nodes[node.inputs[k]].shape.as_slice();
-    match &node.op {
-        Op::Input => unreachable!("input is node 0"),
-        Op::Dense { kernel, bias, .. } => {
-            let (fin, fout) = kernel.dim();
-            let rows = b * model.nodes[node.inputs[0]].len() / fin;
-            let w = kernel.as_standard_layout();
-            matmul(input(0), w.as_slice().unwrap(), out, rows, fin, fout);
-            if let (Some(wp), Some(clip)) = (positive.get(&id), masks.and_then(|m| m.nodes.get(&id)).and_then(|m| m.clip_negative.as_ref()))
-            {
-                let mut alt = vec![0f32; rows * fout];
-                matmul(input(0), wp.as_standard_layout().as_slice().unwrap(), &mut alt, rows, fin, fout);
-                // The mask's units are per sample (`steps × fout` for a per-step Dense); row r is step r % steps.
-                let steps = node.len() / fout;
-                for (r, (o, a)) in out.chunks_exact_mut(fout).zip(alt.chunks_exact(fout)).enumerate() {
-                    let first = (r % steps) * fout;
-                    for j in (0..fout).filter(|&j| clip.contains(first + j)) {
-                        o[j] = a[j];
+impl Pass<'_> {
+    /// Computes node `id`'s pre-activation output for a batch of `b` samples
+    /// (a Dense layer's ReLU too, when [`fused_relu`]).
+    /// A recurrent node applies its mask itself and returns its states at every
+    /// step (`b × T × U`, in `scratch`).
+    fn run_node<'s>(&self, id: NodeId, values: &Values, b: usize, out: &mut [f32], scratch: &'s mut Scratch) -> Result<Option<&'s [f32]>> {
+        let (model, masks) = (self.model, self.masks);
+        let node = &model.nodes[id];
+        let input = |k: usize| values.of(node.inputs[k]);
+        let in_shape = |k: usize| model.nodes[node.inputs[k]].shape.as_slice();
+        match &node.op {
+            Op::Input => unreachable!("input is node 0"),
+            Op::Dense { kernel, bias, .. } => {
+                let (fin, fout) = kernel.dim();
+                let rows = b * model.nodes[node.inputs[0]].len() / fin;
+                let w = self.weights[id].as_ref().expect("a Dense node's weights");
+                let bias = bias.as_slice().unwrap();
+                let clip = clip_of(masks, id);
+                let Some((wp, clip)) = self.positive.get(&id).zip(clip) else {
+                    dense(input(0), w, out, rows, Epilogue { bias: Some(bias), relu: fused_relu(model, masks, id) });
+                    return Ok(None);
+                };
+                dense(input(0), w, out, rows, Epilogue::default());
+                {
+                    let mut alt = vec![0f32; rows * fout];
+                    matmul(input(0), wp.as_standard_layout().as_slice().unwrap(), &mut alt, rows, fin, fout);
+                    // The mask's units are per sample (`steps × fout` for a per-step Dense); row r is step r % steps.
+                    let steps = node.len() / fout;
+                    for (r, (o, a)) in out.chunks_exact_mut(fout).zip(alt.chunks_exact(fout)).enumerate() {
+                        let first = (r % steps) * fout;
+                        for j in (0..fout).filter(|&j| clip.contains(first + j)) {
+                            o[j] = a[j];
+                        }
+                    }
+                }
+                add_bias(out, bias);
+            }
+            Op::Conv2D { kernel, bias, strides, padding, .. } => {
+                let [h, w, cin] = in_shape(0) else { unreachable!() };
+                let [kh, kw, _, _] = *kernel.shape() else { unreachable!() };
+                let g = padding.geometry(*h, *w, *cin, kh, kw, strides[0], strides[1]).unwrap();
+                let k = kernel.as_standard_layout();
+                let (il, ol) = (h * w * cin, node.len());
+                for s in 0..b {
+                    conv2d(
+                        &g,
+                        &input(0)[s * il..][..il],
+                        k.as_slice().unwrap(),
+                        bias.as_slice().unwrap(),
+                        &mut out[s * ol..][..ol],
+                        &mut scratch.im2col,
+                    );
+                }
+            }
+            Op::DepthwiseConv2D { kernel, bias, strides, padding, .. } => {
+                let [h, w, c] = in_shape(0) else { unreachable!() };
+                let [kh, kw, _, mult] = *kernel.shape() else { unreachable!() };
+                let g = padding.geometry(*h, *w, *c, kh, kw, strides[0], strides[1]).unwrap();
+                let k = kernel.as_standard_layout();
+                let (il, ol) = (h * w * c, node.len());
+                for s in 0..b {
+                    depthwise2d(
+                        &g,
+                        mult,
+                        &input(0)[s * il..][..il],
+                        k.as_slice().unwrap(),
+                        bias.as_slice().unwrap(),
+                        &mut out[s * ol..][..ol],
+                    );
+                }
+            }
+            Op::Pool2D { kind, size, strides, padding } => {
+                let [h, w, c] = in_shape(0) else { unreachable!() };
+                let g = padding.geometry(*h, *w, *c, size[0], size[1], strides[0], strides[1]).unwrap();
+                let (il, ol) = (h * w * c, node.len());
+                for s in 0..b {
+                    pool2d(*kind, &g, &input(0)[s * il..][..il], &mut out[s * ol..][..ol]);
+                }
+            }
+            Op::GlobalPool(kind) => {
+                let il = model.nodes[node.inputs[0]].len();
+                let c = node.len();
+                for s in 0..b {
+                    global_pool(*kind, &input(0)[s * il..][..il], c, &mut out[s * c..][..c]);
+                }
+            }
+            Op::Flatten | Op::Reshape { .. } | Op::Dropout | Op::Activation(_) => out.copy_from_slice(input(0)),
+            Op::PRelu { alpha } => {
+                let a = alpha.as_slice().expect("a standard-layout vector");
+                for (row_out, row_in) in out.chunks_exact_mut(node.len()).zip(input(0).chunks_exact(node.len())) {
+                    for (u, (o, &x)) in row_out.iter_mut().zip(row_in).enumerate() {
+                        *o = if x > 0.0 { x } else { a[u % a.len()] * x };
                     }
                 }
             }
-            add_bias(out, bias.as_slice().unwrap());
-        }
-        Op::Conv2D { kernel, bias, strides, padding, .. } => {
-            let [h, w, cin] = in_shape(0) else { unreachable!() };
-            let [kh, kw, _, _] = *kernel.shape() else { unreachable!() };
-            let g = padding.geometry(*h, *w, *cin, kh, kw, strides[0], strides[1]).unwrap();
-            let k = kernel.as_standard_layout();
-            let (il, ol) = (h * w * cin, node.len());
-            for s in 0..b {
-                conv2d(
-                    &g,
-                    &input(0)[s * il..][..il],
-                    k.as_slice().unwrap(),
-                    bias.as_slice().unwrap(),
-                    &mut out[s * ol..][..ol],
-                    &mut scratch.im2col,
-                );
-            }
-        }
-        Op::DepthwiseConv2D { kernel, bias, strides, padding, .. } => {
-            let [h, w, c] = in_shape(0) else { unreachable!() };
-            let [kh, kw, _, mult] = *kernel.shape() else { unreachable!() };
-            let g = padding.geometry(*h, *w, *c, kh, kw, strides[0], strides[1]).unwrap();
-            let k = kernel.as_standard_layout();
-            let (il, ol) = (h * w * c, node.len());
-            for s in 0..b {
-                depthwise2d(&g, mult, &input(0)[s * il..][..il], k.as_slice().unwrap(), bias.as_slice().unwrap(), &mut out[s * ol..][..ol]);
-            }
-        }
-        Op::Pool2D { kind, size, strides, padding } => {
-            let [h, w, c] = in_shape(0) else { unreachable!() };
-            let g = padding.geometry(*h, *w, *c, size[0], size[1], strides[0], strides[1]).unwrap();
-            let (il, ol) = (h * w * c, node.len());
-            for s in 0..b {
-                pool2d(*kind, &g, &input(0)[s * il..][..il], &mut out[s * ol..][..ol]);
-            }
-        }
-        Op::GlobalPool(kind) => {
-            let il = model.nodes[node.inputs[0]].len();
-            let c = node.len();
-            for s in 0..b {
-                global_pool(*kind, &input(0)[s * il..][..il], c, &mut out[s * c..][..c]);
-            }
-        }
-        Op::Flatten | Op::Reshape { .. } | Op::Dropout | Op::Activation(_) => out.copy_from_slice(input(0)),
-        Op::PRelu { alpha } => {
-            let a = alpha.as_slice().expect("a standard-layout vector");
-            for (row_out, row_in) in out.chunks_exact_mut(node.len()).zip(input(0).chunks_exact(node.len())) {
-                for (u, (o, &x)) in row_out.iter_mut().zip(row_in).enumerate() {
-                    *o = if x > 0.0 { x } else { a[u % a.len()] * x };
+            Op::ZeroPad2D { pads: [t, l, _, _] } => {
+                let &[h, w, c] = in_shape(0) else { unreachable!("the builder checked an image") };
+                let (ow, il, ol) = (node.shape[1], h * w * c, node.len());
+                out.fill(0.0);
+                for s in 0..b {
+                    for y in 0..h {
+                        let dst = s * ol + ((y + t) * ow + l) * c;
+                        out[dst..dst + w * c].copy_from_slice(&input(0)[s * il + y * w * c..][..w * c]);
+                    }
                 }
             }
-        }
-        Op::ZeroPad2D { pads: [t, l, _, _] } => {
-            let &[h, w, c] = in_shape(0) else { unreachable!("the builder checked an image") };
-            let (ow, il, ol) = (node.shape[1], h * w * c, node.len());
-            out.fill(0.0);
-            for s in 0..b {
-                for y in 0..h {
-                    let dst = s * ol + ((y + t) * ow + l) * c;
-                    out[dst..dst + w * c].copy_from_slice(&input(0)[s * il + y * w * c..][..w * c]);
+            Op::Concat => {
+                // Row by row: each position's channels from each input in turn.
+                let width = *node.shape.last().unwrap();
+                let rows = b * node.len() / width;
+                let mut at = 0;
+                for r in 0..rows {
+                    for k in 0..node.inputs.len() {
+                        let c = *in_shape(k).last().unwrap();
+                        out[at..at + c].copy_from_slice(&input(k)[r * c..][..c]);
+                        at += c;
+                    }
                 }
             }
-        }
-        Op::Concat => {
-            // Row by row: each position's channels from each input in turn.
-            let width = *node.shape.last().unwrap();
-            let rows = b * node.len() / width;
-            let mut at = 0;
-            for r in 0..rows {
-                for k in 0..node.inputs.len() {
-                    let c = *in_shape(k).last().unwrap();
-                    out[at..at + c].copy_from_slice(&input(k)[r * c..][..c]);
-                    at += c;
+            // One pass each (not a copy, then an update in place).
+            Op::Add { .. } => {
+                out.iter_mut().zip(input(0)).zip(input(1)).for_each(|((o, a), b)| *o = a + b);
+                for k in 2..node.inputs.len() {
+                    out.iter_mut().zip(input(k)).for_each(|(o, v)| *o += v);
                 }
             }
-        }
-        // One pass each (not a copy, then an update in place).
-        Op::Add { .. } => {
-            out.iter_mut().zip(input(0)).zip(input(1)).for_each(|((o, a), b)| *o = a + b);
-            for k in 2..node.inputs.len() {
-                out.iter_mut().zip(input(k)).for_each(|(o, v)| *o += v);
-            }
-        }
-        Op::BatchNorm { scale, shift } => {
-            let c = scale.len();
-            let (scale, shift) = (scale.as_slice().unwrap(), shift.as_slice().unwrap());
-            for (o, x) in out.chunks_exact_mut(c).zip(input(0).chunks_exact(c)) {
-                for j in 0..c {
-                    o[j] = x[j] * scale[j] + shift[j];
+            Op::BatchNorm { scale, shift } => {
+                let c = scale.len();
+                let (scale, shift) = (scale.as_slice().unwrap(), shift.as_slice().unwrap());
+                for (o, x) in out.chunks_exact_mut(c).zip(input(0).chunks_exact(c)) {
+                    for j in 0..c {
+                        o[j] = x[j] * scale[j] + shift[j];
+                    }
                 }
             }
-        }
-        Op::Embedding { table } => {
-            let (vocab, d) = table.dim();
-            for (&tok, row) in input(0).iter().zip(out.chunks_exact_mut(d)) {
-                // Token ids arrive as floats; anything but an integer in range is an error, not a clamp.
-                if !(tok >= 0.0 && tok < vocab as f32 && tok.fract() == 0.0) {
-                    return Err(Error::invalid(format!(
-                        "layer '{}' (Embedding) got token id {tok}; ids must be integers from 0 to {} (its vocabulary has {vocab} entries)",
-                        node.name,
-                        vocab - 1
-                    )));
-                }
-                row.iter_mut().zip(table.row(tok as usize)).for_each(|(o, v)| *o = *v);
-            }
-        }
-        Op::RepeatVector { times } => {
-            let f = model.nodes[node.inputs[0]].len();
-            for (o, v) in out.chunks_exact_mut(times * f).zip(input(0).chunks_exact(f)) {
-                o.chunks_exact_mut(f).for_each(|step| step.copy_from_slice(v));
-            }
-        }
-        Op::Recurrent(r) => {
-            let steps = model.steps(id);
-            let mut seq = std::mem::take(&mut scratch.seq);
-            seq.clear();
-            seq.resize(b * steps * r.units, 0.0);
-            let mask = masks.and_then(|m| m.nodes.get(&id));
-            let (keep, gate_keep) = (mask.map(|m| &m.keep), mask.and_then(|m| m.gates.as_ref()));
-            let gates_out = scratch.gates.as_deref_mut();
-            r.run(input(0), b, steps, keep, gate_keep, &mut seq, gates_out, &mut scratch.cell);
-            let u = r.units;
-            if r.return_sequences {
-                out.copy_from_slice(&seq);
-            } else {
-                for (o, s) in out.chunks_exact_mut(u).zip(seq.chunks_exact(steps * u)) {
-                    o.copy_from_slice(&s[r.last_step(steps) * u..][..u]);
+            Op::Embedding { table } => {
+                let (vocab, d) = table.dim();
+                for (&tok, row) in input(0).iter().zip(out.chunks_exact_mut(d)) {
+                    // Token ids arrive as floats; anything but an integer in range is an error, not a clamp.
+                    if !(tok >= 0.0 && tok < vocab as f32 && tok.fract() == 0.0) {
+                        return Err(Error::invalid(format!(
+                            "layer '{}' (Embedding) got token id {tok}; ids must be integers from 0 to {} (its vocabulary has {vocab} entries)",
+                            node.name,
+                            vocab - 1
+                        )));
+                    }
+                    row.iter_mut().zip(table.row(tok as usize)).for_each(|(o, v)| *o = *v);
                 }
             }
-            scratch.seq = seq;
-            return Ok(Some(&scratch.seq));
+            Op::RepeatVector { times } => {
+                let f = model.nodes[node.inputs[0]].len();
+                for (o, v) in out.chunks_exact_mut(times * f).zip(input(0).chunks_exact(f)) {
+                    o.chunks_exact_mut(f).for_each(|step| step.copy_from_slice(v));
+                }
+            }
+            Op::Recurrent(r) => {
+                let steps = model.steps(id);
+                let mut seq = std::mem::take(&mut scratch.seq);
+                seq.clear();
+                seq.resize(b * steps * r.units, 0.0);
+                let mask = masks.and_then(|m| m.nodes.get(&id));
+                let (keep, gate_keep) = (mask.map(|m| &m.keep), mask.and_then(|m| m.gates.as_ref()));
+                let gates_out = scratch.gates.as_deref_mut();
+                r.run(input(0), b, steps, keep, gate_keep, &mut seq, gates_out, &mut scratch.cell);
+                let u = r.units;
+                if r.return_sequences {
+                    out.copy_from_slice(&seq);
+                } else {
+                    for (o, s) in out.chunks_exact_mut(u).zip(seq.chunks_exact(steps * u)) {
+                        o.copy_from_slice(&s[r.last_step(steps) * u..][..u]);
+                    }
+                }
+                scratch.seq = seq;
+                return Ok(Some(&scratch.seq));
+            }
         }
+        Ok(None)
     }
-    Ok(None)
 }
 
 /// Reusable buffers of one forward call.

@@ -3,11 +3,14 @@
 //! run only after the CPU has been asked (once, cached).
 
 mod conv;
+mod dense;
 mod matmul;
 #[cfg(test)]
 mod tests;
 
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering::Relaxed};
+
+pub use dense::Panels;
 
 use super::Conv2dGeom;
 use super::activation;
@@ -49,6 +52,17 @@ pub fn matmul(a: &[f32], b: &[f32], c: &mut [f32], m: usize, k: usize, n: usize)
     }
     // SAFETY: AVX2 and FMA are present (checked above); the caller checked the slice sizes.
     unsafe { if fma() { matmul::matmul::<true>(a, b, c, m, k, n) } else { matmul::matmul::<false>(a, b, c, m, k, n) } }
+    true
+}
+
+/// `c = relu?(a · B + bias)` on packed B with AVX2; `false` (nothing
+/// written) when the CPU lacks it.
+pub fn dense(a: &[f32], w: &Panels, c: &mut [f32], m: usize, bias: Option<&[f32]>, relu: bool) -> bool {
+    if !avx2() {
+        return false;
+    }
+    // SAFETY: AVX2 and FMA are present (checked above); the caller checked the slice sizes.
+    unsafe { if fma() { dense::dense::<true>(a, w, c, m, bias, relu) } else { dense::dense::<false>(a, w, c, m, bias, relu) } }
     true
 }
 

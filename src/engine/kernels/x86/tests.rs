@@ -149,3 +149,27 @@ fn activations_are_bit_identical() {
         assert_eq!(s[i].to_bits(), activation::sigmoid(v).to_bits(), "sigmoid({v})");
     }
 }
+
+#[test]
+fn packed_dense_fma_is_close() {
+    if !cpu_ok() {
+        return;
+    }
+    for &m in &[1, 5, 6, 13, 38] {
+        for &k in &[0, 3, 33, 100] {
+            for &n in &[3, 8, 10, 17, 64, 96] {
+                let (a, b) = (values((m * 1000 + k) as u64, m * k), values((k * 1000 + n) as u64 + 7, k * n));
+                let mut want = vec![f32::NAN; m * n];
+                matmul_portable(&a, &b, &mut want, m, k, n);
+                let mut got = vec![f32::NAN; m * n];
+                // SAFETY: `cpu_ok` checked AVX2 + FMA; the slices have the sizes given.
+                unsafe { dense::dense::<true>(&a, &Panels::new(&b, k, n), &mut got, m, None, false) };
+                for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                    let (r, j) = (i / n, i % n);
+                    let scale: f32 = (0..k).map(|p| (a[r * k + p] * b[p * n + j]).abs()).sum();
+                    assert!((g - w).abs() <= 1e-5 * scale, "m={m} k={k} n={n} ({r},{j}): {g} vs {w}");
+                }
+            }
+        }
+    }
+}
