@@ -145,8 +145,8 @@ fn every_file_decomposes_and_composes() {
 fn refusals_name_the_op_and_what_is_supported() {
     for (stem, names) in [
         // A 1-D convolution on a channels-first [N, C, L] tensor (the engine stores sequences channels-last).
-        ("conv1d", ["Conv", "[16, 28, 3]"]),
-        ("bilstm", ["LSTM", "direction=bidirectional"]),
+        ("conv1d", ["Conv", "[16, 28, 3]", "1-D convolution"]),
+        ("bilstm", ["LSTM", "direction=bidirectional", "direction=forward"]),
     ] {
         let file = format!("{stem}.onnx");
         let e = load_model(&read(&file), &file).map(|_| ()).unwrap_err().to_string();

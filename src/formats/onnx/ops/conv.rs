@@ -72,10 +72,13 @@ pub(super) fn conv(cx: &mut Cx, i: usize) -> Result<()> {
     let mut x = cx.act(i, 0)?;
     let w = cx.konst(i, 1, "weights W")?;
     let &[m, cg, kh, kw] = &w.dims[..] else {
+        let one_d = if w.dims.len() == 3 { " (a 1-D convolution over channels-first [N, C, L], PyTorch's Conv1d)" } else { "" };
         return Err(Error::Unsupported {
             what: "ONNX Conv".into(),
-            name: format!("weights of shape {:?} in node {}", w.dims, label(n)),
-            supported: "2-D convolution: weights [out, in, kh, kw]".into(),
+            name: format!("weights of shape {:?} in node {}{one_d}", w.dims, label(n)),
+            supported:
+                "2-D convolution: weights [out, in, kh, kw] (a 1-D one loads as a 2-D one of height 1, as tf2onnx writes Keras' Conv1D)"
+                    .into(),
         });
     };
     let (h, wd, c) = cx.nchw(i, &mut x)?;
