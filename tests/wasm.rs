@@ -318,3 +318,22 @@ fn layer_fixtures_match_keras_in_wasm() {
     ];
     assert_match(&cases, 1e-4);
 }
+
+/// The files `torch.onnx.export` wrote (tests/torch_fixtures.rs): the shape arithmetic of
+/// `view`, BatchNorm, the pools, LeakyReLU/PReLU/ELU/SiLU/Hardsigmoid, GELU through Erf, F.pad's
+/// computed pads, depthwise conv, global pools, LSTM/GRU/RNN with `out[:, -1]` and `h_n[-1]`.
+#[wasm_bindgen_test]
+fn torch_fixtures_match_pytorch_in_wasm() {
+    macro_rules! case {
+        ($stem:literal) => {
+            (
+                concat!($stem, ".onnx"),
+                &include_bytes!(concat!("fixtures/torch/", $stem, ".onnx"))[..],
+                &include_bytes!(concat!("fixtures/torch/", $stem, ".expected.npz"))[..],
+            )
+        };
+    }
+    let cases: [(&str, &[u8], &[u8]); 8] =
+        [case!("mlp"), case!("cnn"), case!("acts_cnn"), case!("gelu_mlp"), case!("dw_cnn"), case!("lstm"), case!("gru"), case!("rnn")];
+    assert_match(&cases, 1e-4);
+}

@@ -103,17 +103,27 @@ pub(super) fn expand(cx: &mut Cx, i: usize) -> Result<Option<Val>> {
     })
 }
 
-/// `ConstantOfShape` of a scalar value (0 by default): a fill.
+/// `ConstantOfShape` of a scalar value (0 by default): a constant when the
+/// shape is known without the batch size (PyTorch's pads for `F.pad`), else a fill.
 pub(super) fn constant_of_shape(cx: &mut Cx, i: usize) -> Result<Option<Val>> {
     let n = cx.n(i);
-    let Some(Val::Const(_)) = cx.known(n, 0) else { return Ok(None) };
-    Ok(match Attrs(n).tensor("value")? {
-        None => Some(Val::Fill(0.0)),
-        Some(t) => {
-            let c = Const::from_proto(t, &format!("the value of node {}", label(n)))?;
-            (c.len() == 1).then(|| Val::Fill(c.f32s()[0]))
-        }
-    })
+    let Some(Val::Const(shape)) = cx.known(n, 0) else { return Ok(None) };
+    let value = match Attrs(n).tensor("value")? {
+        None => Const::new(vec![1], Data::F32(vec![0.0])),
+        Some(t) => Const::from_proto(t, &format!("the value of node {}", label(n)))?,
+    };
+    if value.len() != 1 {
+        return Ok(None);
+    }
+    let dims: Option<Vec<usize>> = shape.i64s().and_then(|s| s.iter().map(|&d| usize::try_from(d).ok()).collect());
+    let Some(dims) = dims else { return Ok(Some(Val::Fill(value.f32s()[0]))) };
+    let len = crate::error::checked_elems(&format!("the shape of node {}", label(n)), &dims)?;
+    cx.spend(len, i)?;
+    let data = match value.data {
+        Data::F32(v) => Data::F32(vec![v[0]; len]),
+        Data::I64(v) => Data::I64(vec![v[0]; len]),
+    };
+    Ok(Some(Val::Const(Rc::new(Const::new(dims, data)))))
 }
 
 #[cfg(test)]

@@ -2,6 +2,13 @@
 //! exporter, tf2onnx and `onnx.helper`, read into the IR; and written back
 //! out ([`export`]).
 //!
+//! `torch.onnx.export` itself (PyTorch 1.13, TorchScript exporter, opset 17) is
+//! tested on `tests/fixtures/torch` (`tools/make_torch_fixtures.py`,
+//! `tests/torch_fixtures.rs`): MLPs flattened by `view`, Conv2d/BatchNorm2d/pools,
+//! LeakyReLU/PReLU/ELU/SiLU/Hardsigmoid, GELU (Erf form), `F.pad`, depthwise conv,
+//! adaptive/global pools and one-layer LSTM/GRU/RNN read by `out[:, -1]` or
+//! `h_n[-1]` load; Conv1d (channels-first sequences) and bidirectional RNNs are refused.
+//!
 //! # Files
 //! - [`proto`]: hand-written `prost` messages for the subset of `onnx.proto`
 //!   needed (no code generation); node, attribute and initializer counts are
@@ -18,7 +25,7 @@
 //! - `ops/`: the op table (`ops/mod.rs`) and one file per family: `dense`
 //!   (Gemm, MatMul, bias/activation fusion), `conv` (Conv, pooling,
 //!   BatchNormalization, padding), `elementwise` (arithmetic, activations,
-//!   Softmax, Identity/Dropout/Cast), `shape` (Reshape, Flatten, Transpose,
+//!   GELU written out with Erf, Softmax, Identity/Dropout/Cast), `shape` (Reshape, Flatten, Transpose,
 //!   Squeeze/Unsqueeze, Shape, Concat, and the constant versions of Gather
 //!   and Slice), `sequence` (embeddings, LSTM/GRU/RNN, last step, Tile).
 //!
@@ -46,8 +53,9 @@
 //! # Folding and fusion
 //! Constant-only subgraphs (Shape/Gather/Concat/Slice/Cast/Reshape…) are
 //! folded at load time, with the batch size kept symbolic;
-//! `Expand`/`ConstantOfShape` of a scalar (zero initial states) stay symbolic
-//! fills. Biases and activations after Gemm/MatMul/Conv/Add fuse into the IR
+//! `Expand`/`ConstantOfShape` of a scalar to a shape that holds the batch
+//! size (zero initial states) stay symbolic fills; to a known shape
+//! (PyTorch's `F.pad` pads) `ConstantOfShape` is a constant. Biases and activations after Gemm/MatMul/Conv/Add fuse into the IR
 //! layer; per-channel constant Add/Sub/Mul/Div become a BatchNorm. ONNX
 //! `pads` map to the IR's `Same` when they give its geometry, else
 //! `Padding::Explicit`; `ceil_mode` becomes extra trailing padding.
@@ -57,7 +65,8 @@
 //! `linear_before_reset=1` ≡ Keras `reset_after`) and RNN map to the IR's
 //! recurrent layer: forward direction, zero initial state, no
 //! peepholes/clip. A Slice or Gather of the last step of `Y` makes the layer
-//! return its last state. A `Tile` of such a vector along a unit axis by
+//! return its last state; a Gather of index 0 or −1 on an axis of size 1
+//! (PyTorch's `h_n[-1]` of `Y_h`) only drops that axis. A `Tile` of such a vector along a unit axis by
 //! constant repeats (tf2onnx's Keras RepeatVector: Unsqueeze + Tile) becomes
 //! a `RepeatVector`; any other Tile is a typed error.
 //!

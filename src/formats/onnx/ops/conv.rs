@@ -72,10 +72,13 @@ pub(super) fn conv(cx: &mut Cx, i: usize) -> Result<()> {
     let mut x = cx.act(i, 0)?;
     let w = cx.konst(i, 1, "weights W")?;
     let &[m, cg, kh, kw] = &w.dims[..] else {
+        let one_d = if w.dims.len() == 3 { " (a 1-D convolution over channels-first [N, C, L], PyTorch's Conv1d)" } else { "" };
         return Err(Error::Unsupported {
             what: "ONNX Conv".into(),
-            name: format!("weights of shape {:?} in node {}", w.dims, label(n)),
-            supported: "2-D convolution: weights [out, in, kh, kw]".into(),
+            name: format!("weights of shape {:?} in node {}{one_d}", w.dims, label(n)),
+            supported:
+                "2-D convolution: weights [out, in, kh, kw] (a 1-D one loads as a 2-D one of height 1, as tf2onnx writes Keras' Conv1D)"
+                    .into(),
         });
     };
     let (h, wd, c) = cx.nchw(i, &mut x)?;
@@ -205,6 +208,10 @@ pub(super) fn pad(cx: &mut Cx, i: usize) -> Result<()> {
     }
     let pads = pads.ok_or_else(|| bad(format!("node {} has no pads", label(n))))?;
     let mut x = cx.act(i, 0)?;
+    // Zero pads change nothing (PyTorch writes them before an AvgPool, whatever its rank).
+    if pads.len() == 2 * (x.shape.len() + 1) && pads.iter().all(|&p| p == 0) {
+        return cx.bind(i, 0, Val::Act(x));
+    }
     // [N, C, H, W] begins, then ends: only H and W padded.
     let ok = |p: &[i64]| p.len() == 8 && p.iter().all(|&v| (0..=MAX_WINDOW as i64).contains(&v)) && [0, 1, 4, 5].iter().all(|&k| p[k] == 0);
     if !ok(&pads) {
@@ -442,6 +449,46 @@ mod tests {
         assert!(e.contains("group=4") && e.contains("depthwise"), "{e}");
         let e = net(2, "reflect").unwrap_err().to_string();
         assert!(e.contains("mode=reflect") && e.contains("mode=constant"), "{e}");
+    }
+
+    #[test]
+    fn pytorch_pads_from_constant_of_shape_and_zero_pads() {
+        use super::super::testing::{attr_ints, ints};
+        use crate::formats::onnx::proto::AttributeProto;
+        // torch.onnx.export of F.pad(x, (1, 0, 1, 0)): the pads [1, 0, 1, 0] (W, H begin/end, last axis
+        // first) are Concat'ed with ConstantOfShape zeros for N and C, reshaped to pairs, reversed,
+        // transposed and flattened: [0, 0, 1, 1, 0, 0, 0, 0].
+        let zero = ints("v", &[1], &[0]);
+        let net = |pads: &[i64]| {
+            Net::new(&[1, 3, 3])
+                .init(ints("given", &[4], pads))
+                .init(ints("four", &[1], &[4]))
+                .node(
+                    "ConstantOfShape",
+                    &["four"],
+                    &["z"],
+                    vec![AttributeProto { name: "value".into(), t: Some(zero.clone()), r#type: 4, ..Default::default() }],
+                )
+                .node("Concat", &["given", "z"], &["cat"], vec![attr_int("axis", 0)])
+                .init(ints("pairs", &[2], &[-1, 2]))
+                .node("Reshape", &["cat", "pairs"], &["r"], vec![])
+                .init(ints("s", &[1], &[-1]))
+                .init(ints("e", &[1], &[i64::MIN]))
+                .init(ints("a", &[1], &[0]))
+                .init(ints("st", &[1], &[-1]))
+                .node("Slice", &["r", "s", "e", "a", "st"], &["rev"], vec![])
+                .node("Transpose", &["rev"], &["t"], vec![attr_ints("perm", &[1, 0])])
+                .init(ints("flat", &[1], &[-1]))
+                .node("Reshape", &["t", "flat"], &["pads"], vec![])
+                .node("Pad", &["x", "pads"], &["p"], vec![])
+                .node("Flatten", &["p"], &["f"], vec![])
+        };
+        let m = net(&[1, 0, 1, 0]).init(floats("I", &[16, 16], &identity(16))).node("MatMul", &["f", "I"], &["y"], vec![]).load().unwrap();
+        assert!(m.nodes.iter().any(|n| matches!(n.op, Op::ZeroPad2D { pads: [1, 1, 0, 0] })), "{:?}", m.nodes);
+        assert_eq!(run(&m, &[1.0; 9])[..5], [0.0, 0.0, 0.0, 0.0, 0.0], "a zero row on top");
+        // Zero pads (PyTorch's before an AvgPool) are nothing.
+        let m = net(&[0, 0, 0, 0]).init(floats("I", &[9, 9], &identity(9))).node("MatMul", &["f", "I"], &["y"], vec![]).load().unwrap();
+        assert!(!m.nodes.iter().any(|n| matches!(n.op, Op::ZeroPad2D { .. })), "{:?}", m.nodes);
     }
 
     #[test]

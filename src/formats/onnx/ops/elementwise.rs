@@ -129,9 +129,63 @@ pub(super) fn fold_cast(cx: &mut Cx, i: usize) -> Result<Option<Val>> {
     })
 }
 
+/// A scalar constant input `k` of node `m` equal to `v` (to 1e-5).
+fn scalar_is(cx: &Cx, m: &NodeProto, k: usize, v: f32) -> bool {
+    matches!(cx.known(m, k), Some(Val::Const(c)) if c.len() == 1 && (c.f32s()[0] - v).abs() < 1e-5)
+}
+
+/// GELU as exporters without a Gelu op write it (PyTorch before opset 20):
+/// `Mul(Mul(x, Add(Erf(Div(x, √2)), 1)), 0.5)` from the Div (or a Mul by
+/// 1/√2) at node `i`, each later node the previous one's only reader, either
+/// operand order. Returns the nodes after `i` and the tensor the result binds to.
+fn gelu_chain<'g>(cx: &Cx<'g>, i: usize) -> Option<([usize; 4], &'g str)> {
+    let n = cx.n(i);
+    let x = n.input.first()?.as_str();
+    let ok = match n.op_type.as_str() {
+        "Div" => scalar_is(cx, n, 1, std::f32::consts::SQRT_2),
+        "Mul" => scalar_is(cx, n, 1, std::f32::consts::FRAC_1_SQRT_2),
+        _ => false,
+    };
+    // The only reader of `cur`, an op of the default domain, whose other input satisfies `other`.
+    let next = |cur: &str, op: &str, other: &dyn Fn(&NodeProto, usize) -> bool| -> Option<(usize, &'g str)> {
+        let j = cx.sole_reader(cur)?;
+        let m = &cx.nodes[j];
+        let k = m.input.iter().position(|t| t == cur)?;
+        let others_ok = (0..m.input.len()).filter(|&o| o != k).all(|o| other(m, o));
+        (m.domain.is_empty() && m.op_type == op && m.input.len() == if op == "Erf" { 1 } else { 2 } && others_ok)
+            .then(|| m.output.first().filter(|o| !o.is_empty()).map(|o| (j, o.as_str())))
+            .flatten()
+    };
+    if !ok {
+        return None;
+    }
+    let (e, t) = next(n.output.first()?.as_str(), "Erf", &|_, _| true)?;
+    let (a, t) = next(t, "Add", &|m, o| scalar_is(cx, m, o, 1.0))?;
+    let (m1, t) = next(t, "Mul", &|m, o| m.input[o] == x)?;
+    let (m2, t) = next(t, "Mul", &|m, o| scalar_is(cx, m, o, 0.5))?;
+    Some(([e, a, m1, m2], t))
+}
+
+/// Erf is mapped only inside a GELU ([`gelu_chain`]), which the Div before it converts.
+pub(super) fn erf(cx: &mut Cx, i: usize) -> Result<()> {
+    let n = cx.n(i);
+    Err(Error::Unsupported {
+        what: format!("ONNX node {}", label(n)),
+        name: "Erf outside a GELU".into(),
+        supported: "Erf in GELU as exporters write it: Mul(Mul(x, Add(Erf(Div(x, √2)), 1)), 0.5)".into(),
+    })
+}
+
 pub(super) fn arith<'g>(cx: &mut Cx<'g>, i: usize) -> Result<()> {
     let n = cx.n(i);
     let op = n.op_type.as_str();
+    if let Some((rest, out)) = gelu_chain(cx, i) {
+        let x = cx.act_any(i, 0)?;
+        let id = cx.emit(i, Op::Activation(Activation::Gelu), &[x.node])?;
+        rest.iter().for_each(|&j| cx.absorbed[j] = true);
+        cx.bind_name(out, Val::Act(Act { node: id, ..x }));
+        return Ok(());
+    }
     let ins: Vec<Val> = (0..n.input.len()).map(|k| cx.input(i, k)).collect::<Result<Vec<_>>>()?.into_iter().flatten().cloned().collect();
     let acts: Vec<&Act> = ins.iter().filter_map(|v| if let Val::Act(a) = v { Some(a) } else { None }).collect();
     if acts.len() == ins.len() && matches!(op, "Add" | "Sum") {
@@ -348,6 +402,31 @@ mod tests {
         .unwrap();
         assert!(m.nodes.iter().any(|n| matches!(n.op, Op::Add { activation: Activation::Tanh })), "{:?}", m.nodes);
         assert_eq!(m.nodes.len(), 4, "input, Relu, Add + Tanh, Dense");
+    }
+
+    #[test]
+    fn gelu_written_out_with_erf_is_one_activation() {
+        // PyTorch's nn.GELU at opset < 20: x · (1 + erf(x / √2)) · 0.5.
+        let net = |sqrt2: f32, half: f32| {
+            let net = Net::new(&[2])
+                .init(floats("s", &[], &[sqrt2]))
+                .node("Div", &["x", "s"], &["d"], vec![])
+                .node("Erf", &["d"], &["e"], vec![])
+                .init(floats("one", &[], &[1.0]))
+                .node("Add", &["e", "one"], &["a"], vec![])
+                .node("Mul", &["x", "a"], &["m"], vec![])
+                .init(floats("half", &[], &[half]))
+                .node("Mul", &["m", "half"], &["g"], vec![]);
+            head(net, "g", 2)
+        };
+        let m = net(std::f32::consts::SQRT_2, 0.5).unwrap();
+        assert!(matches!(m.nodes[1].op, Op::Activation(Activation::Gelu)), "{:?}", m.nodes);
+        assert_eq!(m.nodes.len(), 3, "input, GELU, Dense");
+        let y = run(&m, &[1.0, -2.0]);
+        assert!((y[0] - 0.841_344_7).abs() < 1e-5 && (y[1] + 0.045_500_26).abs() < 1e-5, "{y:?}");
+        // Another formula is not GELU: its Erf is refused, naming the pattern.
+        let e = net(std::f32::consts::SQRT_2, 0.25).unwrap_err().to_string();
+        assert!(e.contains("Erf") && e.contains("GELU"), "{e}");
     }
 
     #[test]

@@ -92,6 +92,7 @@ const FAMILIES: &[&[Rule]] = &[
         Rule::layer("Elu", elementwise::activation).role(Elementwise),
         Rule::layer("HardSigmoid", elementwise::activation).role(Elementwise).note("beta 0.5"),
         Rule::layer("Gelu", elementwise::activation).role(Elementwise),
+        Rule::layer("Erf", elementwise::erf).note("in GELU: x·(1 + Erf(x/√2))/2"),
         Rule::layer("Softmax", elementwise::softmax),
         Rule::layer("Dropout", elementwise::dropout).role(Elementwise),
         Rule::layer("Identity", elementwise::identity).fold(elementwise::fold_identity).role(Elementwise),

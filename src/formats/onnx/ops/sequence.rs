@@ -24,6 +24,7 @@ pub(super) fn gather(cx: &mut Cx, i: usize) -> Result<()> {
     }
     let table = match cx.input(i, 0)? {
         Some(Val::Const(c)) => c.clone(),
+        Some(Val::Act(x)) if unit_pick(cx, i, x)? => return take_last_step(cx, i),
         _ => {
             return Err(Error::Unsupported {
                 what: format!("ONNX node {}", label(n)),
@@ -55,6 +56,18 @@ pub(super) fn gather(cx: &mut Cx, i: usize) -> Result<()> {
     shape.push(dim);
     let layout = plain(&shape);
     cx.bind(i, 0, Val::Act(Act::new(id, shape, layout)))
+}
+
+/// Is Gather node `i` of the computed `x` a scalar index 0 or -1 into an axis
+/// of size 1 (PyTorch's `h_n[-1]` of a one-layer recurrent state `[1, N, H]`)?
+/// Then it only drops that axis.
+fn unit_pick(cx: &Cx, i: usize, x: &Act) -> Result<bool> {
+    let n = cx.n(i);
+    let Some(Val::Const(idx)) = cx.input(i, 1)? else { return Ok(false) };
+    let r = x.shape.len() + 1;
+    let Some(a) = axis_index(Attrs(n).int("axis", 0)?, r).filter(|&a| a != x.batch) else { return Ok(false) };
+    let size = x.shape[if a < x.batch { a } else { a - 1 }];
+    Ok(size == 1 && idx.dims.is_empty() && x.fold.is_empty() && matches!(idx.i64s(), Some([0 | -1])))
 }
 
 /// Slices of computed tensors: only the last step of a recurrent output.
@@ -454,6 +467,32 @@ mod tests {
         })
         .unwrap_err();
         assert!(matches!(e, Error::Unsupported { .. }) && e.to_string().contains("Slice of a computed tensor"), "{e}");
+    }
+
+    #[test]
+    fn h_n_of_the_last_layer_is_the_last_state() {
+        // PyTorch's `h_n[-1]`: Gather(Y_h [1, N, H], -1, axis 0) → [N, H].
+        let net = |index: i64| {
+            Net::tokens(&[2])
+                .init(floats("table", &[3, 1], &[0.0, 0.5, 1.0]))
+                .node("Gather", &["table", "x"], &["e"], vec![])
+                .node("Transpose", &["e"], &["t"], vec![attr_ints("perm", &[1, 0, 2])])
+                .init(floats("W", &[1, 1, 1], &[1.0]))
+                .init(floats("R", &[1, 1, 1], &[0.0]))
+                .node("RNN", &["t", "W", "R"], &["", "Y_h"], vec![attr_int("hidden_size", 1)])
+                .init(ints("i", &[], &[index]))
+                .node("Gather", &["Y_h", "i"], &["h"], vec![attr_int("axis", 0)])
+                .init(floats("D", &[1, 2], &[1.0, 0.0]))
+                .node("MatMul", &["h", "D"], &["y"], vec![])
+                .load()
+        };
+        for index in [-1, 0] {
+            let m = net(index).unwrap();
+            assert!(!returns_sequences(&m));
+            assert!((run(&m, &[1.0, 2.0])[0] - 1f32.tanh()).abs() < 1e-6);
+        }
+        let e = net(1).unwrap_err();
+        assert!(matches!(e, Error::Unsupported { .. }) && e.to_string().contains("Gather from a computed tensor"), "{e}");
     }
 
     #[test]
