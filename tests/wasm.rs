@@ -281,7 +281,7 @@ fn layer_fixtures_match_keras_in_wasm() {
             )
         };
     }
-    let cases: [(&str, &[u8], &[u8]); 29] = [
+    let cases: [(&str, &[u8], &[u8]); 33] = [
         case!("conv1d_cnn.keras", "conv1d_cnn"),
         case!("conv1d_cnn.k2.h5", "conv1d_cnn.k2"),
         case!("conv1d_cnn.k2.onnx", "conv1d_cnn.k2"),
