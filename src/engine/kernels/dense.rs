@@ -67,17 +67,7 @@ pub fn dense(a: &[f32], w: &DenseWeights, c: &mut [f32], m: usize, epilogue: Epi
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::kernels::matmul_portable;
-
-    fn values(seed: u64, len: usize) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(6364136223846793005) | 1;
-        (0..len)
-            .map(|_| {
-                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                ((s >> 40) as f32 / (1u64 << 24) as f32) - 0.5
-            })
-            .collect()
-    }
+    use crate::engine::kernels::{matmul_portable, values};
 
     /// Every shape the panels and row blocks can take, bit for bit against the
     /// portable matmul, then the bias add and the ReLU select in separate passes.

@@ -56,3 +56,15 @@ pub fn set_fma(fma: bool) {
     x86::set_fma(fma);
     let _ = fma;
 }
+
+/// Reproducible values in [−0.5, 0.5) for the kernels' tests (an LCG).
+#[cfg(test)]
+pub(crate) fn values(seed: u64, len: usize) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(6364136223846793005) | 1;
+    (0..len)
+        .map(|_| {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+        })
+        .collect()
+}

@@ -3,6 +3,7 @@
 
 use super::super::activation;
 use super::super::matmul::matmul_portable;
+use super::super::values;
 use super::*;
 
 /// Skips (with a line on stdout) when the CPU lacks AVX2/FMA.
@@ -12,16 +13,6 @@ fn cpu_ok() -> bool {
         println!("skipped: this CPU has no AVX2 + FMA");
     }
     ok
-}
-
-fn values(seed: u64, len: usize) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(6364136223846793005) | 1;
-    (0..len)
-        .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32) - 0.5
-        })
-        .collect()
 }
 
 const SIZES: [usize; 12] = [1, 2, 3, 5, 7, 8, 9, 15, 16, 17, 33, 64];
