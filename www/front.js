@@ -5,7 +5,7 @@
 const NS = 'http://www.w3.org/2000/svg';
 const W = 320;
 const H = 180;
-const PAD = { left: 42, right: 22, top: 10, bottom: 32 };
+const PAD = { left: 52, right: 22, top: 10, bottom: 32 }; // left: room for "100.0%"
 
 function svg(tag, attrs = {}, text) {
   const e = document.createElementNS(NS, tag);
