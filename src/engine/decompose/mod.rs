@@ -415,7 +415,7 @@ pub fn applied_strength(model: &Model, settings: &Settings, steps: usize) -> f32
 /// [`MIN_CALIBRATION_PER_CLASS`]), so that calibrating all `K` modules over `K`
 /// classes costs about one more recorded pass. Measured on the bundled
 /// dense/CNN models at strengths 0.2 and 0.35: 10 per class instead of all
-/// 100 changed composed top-1 by −0.3 to +0.5 points (5 per class: up to −0.8).
+/// 100 changed composed top-1 by −0.5 to +0.3 points (5 per class: up to −0.8).
 const MIN_CALIBRATION_PER_CLASS: usize = 10;
 
 /// Indices into the recorded samples: the first few of each class (see [`MIN_CALIBRATION_PER_CLASS`]).
