@@ -399,6 +399,9 @@ fn bidirectional_layers_run_both_directions_decompose_compose_and_export() {
             .collect();
         assert!(reverse.len() >= 2 && reverse.chunks(2).all(|p| p == [false, true]), "{file}: {reverse:?}");
         assert!(m.nodes.iter().any(|n| n.op.kind() == merge), "{file}: no {merge}");
+        // Each direction is named for itself (Keras 2 files name only the wrapped layer).
+        let names: std::collections::HashSet<&str> = m.nodes.iter().map(|n| n.name.as_str()).collect();
+        assert_eq!(names.len(), m.nodes.len(), "{file}: {:?}", m.nodes.iter().map(|n| &n.name).collect::<Vec<_>>());
         let lang = std::fs::read(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/lang_a.npz")).unwrap();
         let mut wb = Workbench::new();
         let d = wb.add_dataset(&lang, "lang_a").unwrap().id;

@@ -28,11 +28,19 @@ pub fn build(p: &Params, b: &mut ModelBuilder, input: NodeId, src: &dyn WeightSo
         (_, Some(m)) => return Err(p.unsupported_option(format!("merge_mode={m}"), MERGES)),
         (Some(_), None) => return Err(p.unsupported_option("merge_mode=None (two outputs)".into(), MERGES)),
     };
-    let forward = inner(l, "layer", "forward_layer")?;
-    // Keras writes the backward copy's config; without one it is the wrapped layer run backwards.
-    let backward = match l.config.get("backward_layer").filter(|v| !v.is_null()) {
-        Some(_) => inner(l, "backward_layer", "backward_layer")?,
-        None => Layer { config: with_go_backwards(&forward.config, true), ..inner(l, "layer", "backward_layer")? },
+    // Keras 3 writes the backward copy's config; Keras 2 only the wrapped layer, whose two
+    // copies it names `forward_<name>` and `backward_<name>` (as its weights are).
+    let (forward, backward) = match l.config.get("backward_layer").filter(|v| !v.is_null()) {
+        Some(_) => (inner(l, "layer", "forward_layer")?, inner(l, "backward_layer", "backward_layer")?),
+        None => {
+            let wrapped = inner(l, "layer", "forward_layer")?;
+            let backward = Layer {
+                name: format!("backward_{}", wrapped.name),
+                config: with_go_backwards(&wrapped.config, true),
+                ..inner(l, "layer", "backward_layer")?
+            };
+            (Layer { name: format!("forward_{}", wrapped.name), ..wrapped }, backward)
+        }
     };
     if !Params(&backward, p.1).flag("go_backwards", false)? {
         return Err(p.unsupported_option("backward_layer with go_backwards=false".into(), "the backward layer Keras makes"));
