@@ -71,12 +71,8 @@ pub fn margin_gradients(model: &Model, rec: &Recording, class: usize) -> BTreeMa
                     for (oy, ox) in (0..geo.oh).flat_map(|y| (0..geo.ow).map(move |x| (y, x))) {
                         let go = &pre[(oy * geo.ow + ox) * cout..][..cout];
                         for (ky, kx) in (0..kh).flat_map(|a| (0..kw).map(move |b| (a, b))) {
-                            let (iy, ix) =
-                                ((oy * geo.sh + ky) as isize - geo.pad_top as isize, (ox * geo.sw + kx) as isize - geo.pad_left as isize);
-                            if iy < 0 || ix < 0 || iy as usize >= h || ix as usize >= w {
-                                continue;
-                            }
-                            let gi = &mut g[(iy as usize * w + ix as usize) * cin..][..cin];
+                            let Some((iy, ix)) = geo.tap(oy, ox, ky, kx) else { continue };
+                            let gi = &mut g[(iy * w + ix) * cin..][..cin];
                             for (ci, x) in gi.iter_mut().enumerate() {
                                 *x += (0..cout).map(|co| kernel[[ky, kx, ci, co]] * go[co]).sum::<f32>();
                             }
