@@ -261,6 +261,9 @@ fn decompose_then_compose_from_a_composition_file() {
     };
     let (okay, _, err) = lstm(r#", "settings": {"strength": 0.3}"#);
     assert!(!okay && err.contains("model 'a'") && err.contains("\"strength\": 0.3 does not apply to 'lang_a_lstm'"), "{err}");
+    // max_remove tunes the ICSE'23 removal only: given with the sign rule it is refused, not ignored.
+    let (okay, _, err) = lstm(r#", "settings": {"max_remove": 0.1, "recurrent_mode": "paper"}"#);
+    assert!(!okay && err.contains("recurrent_mode is 'paper'"), "{err}");
     for fine in ["", r#", "settings": {"strength": 0}"#, r#", "settings": {"max_remove": 0.1}"#] {
         let (okay, _, err) = lstm(fine);
         assert!(okay, "{fine}: {err}");

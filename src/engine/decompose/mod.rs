@@ -57,7 +57,7 @@ pub struct Settings {
     /// code's N-output head with CM-RIE and voting (see [`Head`]).
     pub head: Head,
     /// Technique for recurrent layers (§6; `reference` by default — see
-    /// docs/ALGORITHMS.md for why the families differ).
+    /// docs/ALGORITHMS.md, "The recurrent default", for why).
     pub recurrent_mode: Mode,
     /// Recurrent layers: a separately pruned unit set per time step
     /// (unrolled) instead of one set for all steps (rolled).
@@ -166,6 +166,14 @@ impl Settings {
             if let Some(v) = values.get(&spec.name) {
                 spec.check(v)?;
             }
+        }
+        // Never silently ignored: these two tune the ICSE'23 removal only.
+        let d = Settings::default();
+        if self.recurrent_mode == Mode::Paper && (self.gates || self.max_remove != d.max_remove) {
+            let given = if self.gates { "gates (--gates)" } else { "max_remove (--max-remove)" };
+            return Err(Error::invalid(format!(
+                "{given} tunes the recurrent technique 'reference' (the ICSE'23 removal, the default), but recurrent_mode is 'paper' (the sign rule), which removes by sign only: leave one of the two out"
+            )));
         }
         Ok(())
     }

@@ -97,6 +97,17 @@ fn bad_settings_and_missing_classes_are_errors() {
     assert_eq!(decompose(&m, &d, &Settings::faithful(), &mut |_| false).unwrap_err(), Error::Cancelled);
 }
 
+#[test]
+fn the_icse23_removal_s_settings_are_refused_with_the_sign_rule() {
+    for s in [Settings { max_remove: 0.1, ..Settings::default() }, Settings { gates: true, ..Settings::default() }] {
+        assert!(s.validate().is_ok());
+        let e = Settings { recurrent_mode: Mode::Paper, ..s }.validate().unwrap_err().to_string();
+        assert!(e.contains("recurrent_mode is 'paper'"), "{e}");
+    }
+    // The default's own max_remove passes with the sign rule.
+    assert!(Settings { recurrent_mode: Mode::Paper, ..Settings::default() }.validate().is_ok());
+}
+
 fn random_case() -> impl Strategy<Value = (Model, Dataset)> {
     (2usize..5, 2usize..7, 2usize..4, 4usize..30, any::<u32>()).prop_map(|(f, h, c, n, seed)| {
         let mut s = seed as u64 | 1;
