@@ -139,4 +139,7 @@ test('a Keras 2 LSTM with hard-sigmoid gates exports them as HardSigmoid (activa
 test('Bidirectional LSTM (concat), GRU (sum) and SimpleRNN (ave) export exactly', async () => {
   await check('bidir_lstm', ['tests/fixtures/layers/bidir_lstm.keras', '--data', 'data/lang_a.npz']);
   await check('bidir_seq', ['tests/fixtures/layers/bidir_seq.k2.h5', '--data', 'data/lang_a.npz']);
+  // PyTorch's bidirectional LSTM read by out[:, -1] (the backward layer's state after one step) and GRU by h_n.
+  await check('torch_bilstm', ['tests/fixtures/torch/bilstm.onnx', '--data', 'data/lang_a.npz']);
+  await check('torch_bigru', ['tests/fixtures/torch/bigru.onnx', '--data', 'data/lang_a.npz']);
 });
