@@ -8,6 +8,7 @@ use super::fold;
 use crate::error::Result;
 
 mod conv;
+mod conv1d;
 mod dense;
 mod elementwise;
 mod recurrent;

@@ -321,7 +321,15 @@ fn bidirectional_outputs(cx: &mut Cx, i: usize, x: Act, layers: Vec<Recurrent>, 
     let (fname, bname) = (format!("{name}/forward"), format!("{name}/backward"));
     if outs[0] {
         let y = &n.output[0];
-        let (merged, t) = match last_step_reader(cx, y, time, 4, steps, &[steps - 1, 0]) {
+        let every: Vec<usize> = (0..steps).collect();
+        let (merged, t) = match last_step_reader(cx, y, time, 4, steps, &every) {
+            Some((_, p)) if p != 0 && p != steps - 1 => {
+                return Err(unsupported_option(
+                    n,
+                    format!("Y of both directions read at step {p} of {steps} (neither direction's last state)"),
+                    "Y whole, at its first or last step (PyTorch's out[:, 0], out[:, -1]), or Y_h",
+                ));
+            }
             Some((j, p)) => {
                 cx.last_step.insert(j);
                 // At the last step the forward layer has read everything, the backward one step;
@@ -451,8 +459,8 @@ mod tests {
         assert!(got.iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-6), "{got:?} vs {want:?}");
         let reverse: Vec<bool> = m.nodes.iter().filter_map(|n| if let Op::Recurrent(r) = &n.op { Some(r.reverse) } else { None }).collect();
         assert_eq!(reverse, [false, true]);
-        // A middle step is neither direction's last state: refused, naming the Gather.
+        // A middle step is neither direction's last state: refused, naming it.
         let e = net(3, 1).unwrap_err();
-        assert!(matches!(e, Error::Unsupported { .. }) && e.to_string().contains("Gather from a computed tensor"), "{e}");
+        assert!(matches!(e, Error::Unsupported { .. }) && e.to_string().contains("step 1 of 3"), "{e}");
     }
 }
