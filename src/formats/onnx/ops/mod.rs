@@ -119,7 +119,7 @@ const FAMILIES: &[&[Rule]] = &[
         Rule::layer("Gather", sequence::gather)
             .fold(shape::fold_gather)
             .note("embedding; last step of a sequence; one direction of a final state"),
-        Rule::layer("Slice", sequence::slice).fold(shape::fold_slice).note("last step of a sequence"),
+        Rule::layer("Slice", sequence::slice).fold(shape::fold_slice).note("last step of a sequence; one direction of a bidirectional one"),
         Rule::layer("Tile", sequence::tile).note("a vector repeated along a unit axis: RepeatVector"),
     ],
 ];

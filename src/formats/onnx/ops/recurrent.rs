@@ -5,8 +5,8 @@
 //! `direction="bidirectional"` becomes what a Keras `Bidirectional` becomes
 //! ([`crate::formats::bidirectional`]): a forward and a backward layer and,
 //! where ONNX keeps the two together (`Y`, `Y_h` read whole), their concat.
-//! Read per direction (PyTorch's `h_n[-2]`, `h_n[-1]`) each is its own
-//! node. `Y` at an edge step (PyTorch's `out[:, -1]`) holds one direction's
+//! Read per direction (PyTorch's `h_n[-2]`, `h_n[-1]`; tf2onnx's Slice of
+//! `Y` per direction) each is its own node. `Y` at an edge step (PyTorch's `out[:, -1]`) holds one direction's
 //! last state and the other's state after one step: that one-step state is
 //! a layer of its own over the input read as one step of `T·F` features,
 //! its kernel non-zero only on the features of that step — exactly the
@@ -319,6 +319,11 @@ fn bidirectional_outputs(cx: &mut Cx, i: usize, x: Act, layers: Vec<Recurrent>, 
     let (y_batch, h_batch) = if time == 0 { (2, 1) } else { (0, 0) };
     let dir = |name: &str, op: Recurrent, input: NodeId| Direction { name: name.into(), op: Op::Recurrent(Box::new(op)), input };
     let (fname, bname) = (format!("{name}/forward"), format!("{name}/backward"));
+    if outs[0]
+        && let Some(per_direction) = direction_slices(cx, i, time)
+    {
+        return split_y(cx, i, x, [fw, bw], per_direction, time);
+    }
     if outs[0] {
         let y = &n.output[0];
         let every: Vec<usize> = (0..steps).collect();
@@ -394,6 +399,89 @@ fn bidirectional_outputs(cx: &mut Cx, i: usize, x: Act, layers: Vec<Recurrent>, 
     }
 }
 
+/// The readers of a bidirectional `Y` when each is a Slice keeping one
+/// direction (tf2onnx's Keras Bidirectional), as (Slice node, direction).
+fn direction_slices(cx: &Cx, i: usize, time: usize) -> Option<Vec<(usize, usize)>> {
+    let y = cx.n(i).output.first()?;
+    // Y is [T, 2, N, H] or [N, T, 2, H]: the direction axis follows the time axis.
+    let axis = time + 1;
+    let readers = cx.readers.get(y.as_str())?;
+    if y.as_str() == cx.output || readers.is_empty() {
+        return None;
+    }
+    readers
+        .iter()
+        .map(|&j| {
+            let m = &cx.nodes[j];
+            let ints = |k: usize| match cx.known(m, k) {
+                Some(Val::Const(c)) => c.i64s().map(<[i64]>::to_vec),
+                _ => None,
+            };
+            let (starts, ends, axes) = (ints(1)?, ints(2)?, ints(3)?);
+            let step = if m.input.get(4).is_some_and(|s| !s.is_empty()) { ints(4)? } else { vec![1] };
+            let ok = m.op_type == "Slice" && m.input.first() == Some(y) && axes.len() == 1 && axis_index(axes[0], 4) == Some(axis);
+            match (ok, &starts[..], &ends[..], &step[..]) {
+                (true, [s], [e], [st]) if *st != 0 => match slice_range(*s, *e, *st, 2)[..] {
+                    [d] => Some((j, d)),
+                    _ => None,
+                },
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// `Y` read one direction at a time: each direction a layer of its own,
+/// returning its sequence, or its last state when its Slice is read only
+/// for that step (Keras's backward layer: step 0).
+fn split_y(cx: &mut Cx, i: usize, x: Act, layers: [Recurrent; 2], slices: Vec<(usize, usize)>, time: usize) -> Result<()> {
+    let name = cx.ir_name(i);
+    let steps = x.shape[0];
+    let units = layers[0].units;
+    let mut ids = [None, None];
+    let mut kept = [steps; 2];
+    let [mut fw, mut bw] = layers;
+    for (d, rec) in [&mut fw, &mut bw].into_iter().enumerate() {
+        let mut last = None;
+        for &(j, e) in &slices {
+            let out = cx.n(j).output.first().map(String::as_str).unwrap_or("");
+            if e == d {
+                last = last_step_reader(cx, out, time, 4, steps, &[if d == 0 { steps - 1 } else { 0 }]);
+                if slices.iter().filter(|&&(_, e)| e == d).count() > 1 {
+                    last = None;
+                }
+            }
+        }
+        rec.return_sequences = last.is_none();
+        if let Some((j, _)) = last {
+            cx.last_step.insert(j);
+            kept[d] = 1;
+        }
+    }
+    let used = |d: usize| slices.iter().any(|&(_, e)| e == d);
+    let dir = |name: String, op: Recurrent| Direction { name, op: Op::Recurrent(Box::new(op)), input: x.node };
+    let (fname, bname) = (format!("{name}/forward"), format!("{name}/backward"));
+    if used(0) && used(1) {
+        let (f, k, _) = bidirectional::build(&mut cx.b, &name, dir(fname, fw), dir(bname, bw), None)?;
+        ids = [Some(f), Some(k)];
+    } else if used(0) {
+        ids[0] = Some(cx.b.add(fname, Op::Recurrent(Box::new(fw)), &[x.node])?);
+    } else {
+        bw.reverse = true;
+        ids[1] = Some(cx.b.add(bname, Op::Recurrent(Box::new(bw)), &[x.node])?);
+    }
+    for d in 0..2 {
+        cx.activations += (kept[d] * units * usize::from(ids[d].is_some())) as u64;
+    }
+    let batch = if time == 0 { 2 } else { 0 };
+    for (j, d) in slices {
+        let node = ids[d].ok_or_else(|| bad("a sliced direction"))?;
+        let shape = vec![kept[d], 1, units];
+        cx.picks.insert(j, Act { node, shape: shape.clone(), layout: plain(&shape), batch, fold: vec![] });
+    }
+    Ok(())
+}
+
 /// The two directions and their concat, counted as activations.
 fn merge(cx: &mut Cx, name: &str, forward: Direction, backward: Direction) -> Result<NodeId> {
     let (f, k, merged) = bidirectional::build(&mut cx.b, name, forward, backward, Some(Merge::Concat))?;
@@ -462,5 +550,47 @@ mod tests {
         // A middle step is neither direction's last state: refused, naming it.
         let e = net(3, 1).unwrap_err();
         assert!(matches!(e, Error::Unsupported { .. }) && e.to_string().contains("step 1 of 3"), "{e}");
+    }
+
+    /// tf2onnx's Keras Bidirectional: Y sliced per direction (axis 1), each squeezed, then the
+    /// forward one's last step and the backward one's step 0, summed (merge_mode="sum").
+    #[test]
+    fn bidirectional_y_sliced_per_direction_is_two_layers() {
+        let slice = |net: Net, y: &str, s: i64, e: i64, axis: i64, out: &str| {
+            let k = format!("{out}_");
+            net.init(ints(&format!("{k}s"), &[1], &[s]))
+                .init(ints(&format!("{k}e"), &[1], &[e]))
+                .init(ints(&format!("{k}a"), &[1], &[axis]))
+                .node("Slice", &[y, &format!("{k}s"), &format!("{k}e"), &format!("{k}a")], &[&format!("{k}sl")], vec![])
+                .node("Squeeze", &[&format!("{k}sl"), &format!("{k}a")], &[out], vec![])
+        };
+        let net = Net::tokens(&[2])
+            .init(floats("table", &[3, 1], &[0.0, 0.5, 1.0]))
+            .node("Gather", &["table", "x"], &["e"], vec![])
+            .node("Transpose", &["e"], &["t"], vec![attr_ints("perm", &[1, 0, 2])])
+            .init(floats("W", &[2, 1, 1], &[1.0, 2.0]))
+            .init(floats("R", &[2, 1, 1], &[0.5, 0.5]))
+            .node("RNN", &["t", "W", "R"], &["Y"], vec![attr_int("hidden_size", 1), attr_string("direction", "bidirectional")]);
+        let net = slice(net, "Y", 0, 1, 1, "fs");
+        let net = slice(net, "fs", -1, i64::MAX, 0, "f");
+        let net = slice(net, "Y", 1, 2, 1, "bs");
+        let net = slice(net, "bs", 0, 1, 0, "b");
+        let m = net
+            .node("Add", &["f", "b"], &["h"], vec![])
+            .init(floats("D", &[1, 2], &[1.0, 0.0]))
+            .node("MatMul", &["h", "D"], &["y"], vec![])
+            .load()
+            .unwrap();
+        let t = f32::tanh;
+        let got = run(&m, &[1.0, 2.0]);
+        // Both read everything: the forward one ends on token 2, the backward one on token 1.
+        let want = t(1.0 + 0.5 * t(0.5)) + t(1.0 + 0.5 * t(2.0));
+        assert!((got[0] - want).abs() < 1e-6, "{got:?} vs {want}");
+        let layers: Vec<(bool, bool)> = m
+            .nodes
+            .iter()
+            .filter_map(|n| if let Op::Recurrent(r) = &n.op { Some((r.reverse, r.return_sequences)) } else { None })
+            .collect();
+        assert_eq!(layers, [(false, false), (true, false)]);
     }
 }

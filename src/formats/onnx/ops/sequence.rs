@@ -75,11 +75,16 @@ pub(super) fn slice(cx: &mut Cx, i: usize) -> Result<()> {
     if cx.last_step.contains(&i) {
         return take_last_step(cx, i);
     }
+    if let Some(a) = cx.picks.remove(&i) {
+        return cx.bind(i, 0, Val::Act(a));
+    }
     let n = cx.n(i);
     Err(Error::Unsupported {
         what: format!("ONNX node {}", label(n)),
         name: "Slice of a computed tensor".into(),
-        supported: "the last step of a recurrent layer's output sequence (then the layer returns only its last state)".into(),
+        supported:
+            "the last step of a recurrent layer's output sequence (then the layer returns only its last state), or one direction of a bidirectional one"
+                .into(),
     })
 }
 

@@ -330,6 +330,14 @@ pub(super) fn fold_transpose(cx: &mut Cx, i: usize) -> Result<Option<Val>> {
 }
 
 pub(super) fn fold_concat(cx: &mut Cx, i: usize) -> Result<Option<Val>> {
+    // Filled tensors of one value stay one (tf2onnx's zero initial states of both directions).
+    let fills: Option<Vec<f32>> =
+        cx.n(i).input.iter().map(|t| if let Some(Val::Fill(v)) = cx.vals.get(t.as_str()) { Some(*v) } else { None }).collect();
+    if let Some(f) = fills
+        && f.first().is_some_and(|v| f.iter().all(|w| w.to_bits() == v.to_bits()))
+    {
+        return Ok(Some(Val::Fill(f[0])));
+    }
     cx.fold_consts(i, false, |cx, i, ins| {
         let n = cx.n(i);
         let parts: Vec<Rc<Const>> = ins.iter().flatten().cloned().collect();
