@@ -125,3 +125,62 @@ pub(super) fn conv(cx: &mut Cx, i: usize, x: Act, dims: [usize; 3]) -> Result<()
 pub(super) fn check_dims(n: &NodeProto, dims: &[usize]) -> Result<[usize; 3]> {
     <[usize; 3]>::try_from(dims).map_err(|_| bad(format!("weights of node {} are not [out, in, k]", label(n))))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{Net, attr_int, attr_ints, attr_string, floats, run};
+
+    fn identity(n: usize) -> Vec<f32> {
+        (0..n * n).map(|k| if k / n == k % n { 1.0 } else { 0.0 }).collect()
+    }
+
+    /// x [2 channels, 5 steps] → Conv1d (2 filters, k = 3, pads [1, 1], stride 2) → Flatten →
+    /// a copying MatMul: ONNX's channel-major [F, L'] order, computed by hand.
+    #[test]
+    fn first_conv1d_reads_the_input_as_stored_with_its_pads_and_stride() {
+        let w: Vec<f32> = (0..12).map(|k| k as f32 * 0.25 - 1.0).collect();
+        let net = |attrs: Vec<_>| {
+            Net::new(&[2, 5])
+                .init(floats("W", &[2, 2, 3], &w))
+                .init(floats("B", &[2], &[0.5, -0.5]))
+                .node("Conv", &["x", "W", "B"], &["c"], attrs)
+                .node("Flatten", &["c"], &["f"], vec![attr_int("axis", 1)])
+                .init(floats("I", &[6, 6], &identity(6)))
+                .node("MatMul", &["f", "I"], &["y"], vec![])
+                .load()
+        };
+        let m = net(vec![attr_ints("pads", &[1, 1]), attr_ints("strides", &[2])]).unwrap();
+        assert_eq!(m.input.shape, [2, 5, 1], "the input as the image [C, L, 1]");
+        let x: Vec<f32> = (0..10).map(|k| (k as f32 * 0.7).sin()).collect();
+        // x[c][t] at c·5 + t (channels first, as stored); zero outside 0..5.
+        let at = |c: usize, t: i64| if (0..5).contains(&t) { x[c * 5 + t as usize] } else { 0.0 };
+        let mut want = vec![];
+        for f in 0..2 {
+            for p in 0..3 {
+                let mut s = [0.5, -0.5][f];
+                for c in 0..2 {
+                    for dx in 0..3 {
+                        s += w[(f * 2 + c) * 3 + dx] * at(c, p as i64 * 2 + dx as i64 - 1);
+                    }
+                }
+                want.push(s);
+            }
+        }
+        let got = run(&m, &x);
+        assert!(got.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-5), "{got:?} vs {want:?}");
+        // SAME would pad the channel rows too: refused naming it.
+        let e = net(vec![attr_string("auto_pad", "SAME_UPPER")]).unwrap_err().to_string();
+        assert!(e.contains("auto_pad=SAME_UPPER") && e.contains("supported: pads"), "{e}");
+    }
+
+    #[test]
+    fn a_pool_before_any_conv1d_is_refused_by_name() {
+        let e = Net::new(&[2, 6])
+            .node("MaxPool", &["x"], &["p"], vec![attr_ints("kernel_shape", &[2]), attr_ints("strides", &[2])])
+            .node("Flatten", &["p"], &["y"], vec![])
+            .load()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("MaxPool") && e.contains("before any Conv1d"), "{e}");
+    }
+}

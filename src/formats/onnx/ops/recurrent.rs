@@ -593,4 +593,29 @@ mod tests {
             .collect();
         assert_eq!(layers, [(false, false), (true, false)]);
     }
+
+    /// PyTorch's `h_n.transpose(0, 1).reshape(N, -1)` of a bidirectional layer: Y_h read whole is
+    /// both final states side by side, merged by the helper's Concat.
+    #[test]
+    fn bidirectional_y_h_read_whole_is_both_final_states() {
+        let m = Net::tokens(&[2])
+            .init(floats("table", &[3, 1], &[0.0, 0.5, 1.0]))
+            .node("Gather", &["table", "x"], &["e"], vec![])
+            .node("Transpose", &["e"], &["t"], vec![attr_ints("perm", &[1, 0, 2])])
+            .init(floats("W", &[2, 1, 1], &[1.0, 2.0]))
+            .init(floats("R", &[2, 1, 1], &[0.5, 0.5]))
+            .node("RNN", &["t", "W", "R"], &["", "Y_h"], vec![attr_string("direction", "bidirectional")])
+            .node("Transpose", &["Y_h"], &["n"], vec![attr_ints("perm", &[1, 0, 2])])
+            .init(ints("s", &[2], &[0, -1]))
+            .node("Reshape", &["n", "s"], &["h"], vec![])
+            .init(floats("D", &[2, 2], &[1.0, 0.0, 0.0, 1.0]))
+            .node("MatMul", &["h", "D"], &["y"], vec![])
+            .load()
+            .unwrap();
+        let t = f32::tanh;
+        let got = run(&m, &[1.0, 2.0]);
+        let want = [t(1.0 + 0.5 * t(0.5)), t(1.0 + 0.5 * t(2.0))];
+        assert!(got.iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-6), "{got:?} vs {want:?}");
+        assert!(m.nodes.iter().any(|n| matches!(n.op, Op::Concat)));
+    }
 }
