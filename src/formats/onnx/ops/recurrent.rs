@@ -374,16 +374,8 @@ fn bidirectional_outputs(cx: &mut Cx, i: usize, x: Act, layers: Vec<Recurrent>, 
     });
     match picks {
         Some(picks) if !picks.is_empty() && y_h.as_str() != cx.output => {
-            let used = |d: usize| picks.iter().any(|&(_, e)| e == d);
-            let ids = if used(0) && used(1) {
-                let (f, k, _) = bidirectional::build(&mut cx.b, &name, dir(&fname, fw, x.node), dir(&bname, bw, x.node), None)?;
-                [Some(f), Some(k)]
-            } else if used(0) {
-                [Some(cx.b.add(fname, Op::Recurrent(Box::new(fw)), &[x.node])?), None]
-            } else {
-                bw.reverse = true;
-                [None, Some(cx.b.add(bname, Op::Recurrent(Box::new(bw)), &[x.node])?)]
-            };
+            let used = [0, 1].map(|d| picks.iter().any(|&(_, e)| e == d));
+            let ids = directions(cx, &name, [fw, bw], used, x.node)?;
             cx.activations += (units * ids.iter().flatten().count()) as u64;
             for (j, d) in picks {
                 let node = ids[d].ok_or_else(|| bad("a picked direction"))?;
@@ -438,7 +430,6 @@ fn split_y(cx: &mut Cx, i: usize, x: Act, layers: [Recurrent; 2], slices: Vec<(u
     let name = cx.ir_name(i);
     let steps = x.shape[0];
     let units = layers[0].units;
-    let mut ids = [None, None];
     let mut kept = [steps; 2];
     let [mut fw, mut bw] = layers;
     for (d, rec) in [&mut fw, &mut bw].into_iter().enumerate() {
@@ -458,18 +449,8 @@ fn split_y(cx: &mut Cx, i: usize, x: Act, layers: [Recurrent; 2], slices: Vec<(u
             kept[d] = 1;
         }
     }
-    let used = |d: usize| slices.iter().any(|&(_, e)| e == d);
-    let dir = |name: String, op: Recurrent| Direction { name, op: Op::Recurrent(Box::new(op)), input: x.node };
-    let (fname, bname) = (format!("{name}/forward"), format!("{name}/backward"));
-    if used(0) && used(1) {
-        let (f, k, _) = bidirectional::build(&mut cx.b, &name, dir(fname, fw), dir(bname, bw), None)?;
-        ids = [Some(f), Some(k)];
-    } else if used(0) {
-        ids[0] = Some(cx.b.add(fname, Op::Recurrent(Box::new(fw)), &[x.node])?);
-    } else {
-        bw.reverse = true;
-        ids[1] = Some(cx.b.add(bname, Op::Recurrent(Box::new(bw)), &[x.node])?);
-    }
+    let used = [0, 1].map(|d| slices.iter().any(|&(_, e)| e == d));
+    let ids = directions(cx, &name, [fw, bw], used, x.node)?;
     for d in 0..2 {
         cx.activations += (kept[d] * units * usize::from(ids[d].is_some())) as u64;
     }
@@ -480,6 +461,24 @@ fn split_y(cx: &mut Cx, i: usize, x: Act, layers: [Recurrent; 2], slices: Vec<(u
         cx.picks.insert(j, Act { node, shape: shape.clone(), layout: plain(&shape), batch, fold: vec![] });
     }
     Ok(())
+}
+
+/// The directions that are `used`, each read on its own (no merge): both
+/// through the shared builder, or the one alone.
+fn directions(cx: &mut Cx, name: &str, [fw, mut bw]: [Recurrent; 2], used: [bool; 2], input: NodeId) -> Result<[Option<NodeId>; 2]> {
+    let dir = |name: String, op: Recurrent| Direction { name, op: Op::Recurrent(Box::new(op)), input };
+    let (fname, bname) = (format!("{name}/forward"), format!("{name}/backward"));
+    Ok(match used {
+        [true, true] => {
+            let (f, k, _) = bidirectional::build(&mut cx.b, name, dir(fname, fw), dir(bname, bw), None)?;
+            [Some(f), Some(k)]
+        }
+        [true, false] => [Some(cx.b.add(fname, Op::Recurrent(Box::new(fw)), &[input])?), None],
+        _ => {
+            bw.reverse = true;
+            [None, Some(cx.b.add(bname, Op::Recurrent(Box::new(bw)), &[input])?)]
+        }
+    })
 }
 
 /// The two directions and their concat, counted as activations.
