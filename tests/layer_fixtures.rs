@@ -428,3 +428,31 @@ fn bidirectional_layers_run_both_directions_decompose_compose_and_export() {
         assert!(e.contains("'bidirectional_3' (Bidirectional)") && e.contains("merge_mode=mul") && e.contains("concat, sum or ave"), "{e}");
     }
 }
+
+/// tf2onnx writes a Keras Bidirectional LSTM as one `direction="bidirectional"` node read by a
+/// Slice per direction. Its copy is refused for the float token input it casts to INT32 (above);
+/// with that Cast taken out and the input declared int64, the rest of tf2onnx's graph loads as
+/// the Keras file does — two directions and a Concatenate — and matches Keras.
+#[test]
+fn tf2onnx_bidirectional_node_is_two_directions() {
+    use prost::Message;
+    use remodule::engine::model::Op;
+    use remodule::formats::onnx::proto;
+    let mut m = proto::decode(&read("bidir_lstm.k2.onnx")).unwrap();
+    let g = m.graph.as_mut().unwrap();
+    let cast = g.node.iter().position(|n| n.op_type == "Cast" && n.input[0] == "input").unwrap();
+    let ids = g.node.remove(cast).output[0].clone();
+    g.node.iter_mut().flat_map(|n| n.input.iter_mut()).filter(|t| **t == ids).for_each(|t| *t = "input".into());
+    g.input[0].r#type.as_mut().unwrap().tensor_type.as_mut().unwrap().elem_type = 7;
+    let bytes = m.encode_to_vec();
+    let model = load_model(&bytes, "bidir_lstm.k2.onnx").unwrap();
+    let kinds: Vec<&str> = model.nodes.iter().map(|n| n.op.kind()).collect();
+    assert_eq!(kinds, ["Input", "Embedding", "LSTM", "LSTM", "Concatenate", "Dense"]);
+    let reverse: Vec<bool> = model.nodes.iter().filter_map(|n| if let Op::Recurrent(r) = &n.op { Some(r.reverse) } else { None }).collect();
+    assert_eq!(reverse, [false, true]);
+    let exp = npz::read_npz(&read("bidir_lstm.k2.expected.npz")).unwrap();
+    let n = exp["x"].shape[0];
+    let out = forward(&model, &exp["x"].to_f32(), n, None, false, &mut |_, _| true).unwrap();
+    let d = out.probs.iter().zip(&exp["probs"].to_f32()).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+    assert!(d < 1e-4, "max |Δprob| {d}");
+}

@@ -201,10 +201,10 @@ fn unsupported_recurrent_options_are_errors() {
             Box::new(|m| {
                 set_attr(
                     node(m, "lstm"),
-                    AttributeProto { name: "direction".into(), s: b"bidirectional".to_vec(), r#type: 3, ..Default::default() },
+                    AttributeProto { name: "direction".into(), s: b"sideways".to_vec(), r#type: 3, ..Default::default() },
                 )
             }),
-            "bidirectional",
+            "direction=sideways",
         ),
         (
             "pt_lstm",

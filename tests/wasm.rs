@@ -321,7 +321,8 @@ fn layer_fixtures_match_keras_in_wasm() {
 
 /// The files `torch.onnx.export` wrote (tests/torch_fixtures.rs): the shape arithmetic of
 /// `view`, BatchNorm, the pools, LeakyReLU/PReLU/ELU/SiLU/Hardsigmoid, GELU through Erf, F.pad's
-/// computed pads, depthwise conv, global pools, LSTM/GRU/RNN with `out[:, -1]` and `h_n[-1]`.
+/// computed pads, depthwise conv, global pools, Conv1d on [N, C, L], LSTM/GRU/RNN with `out[:, -1]`
+/// and `h_n[-1]`, bidirectional LSTM/GRU with `out[:, -1]` and `cat([h_n[-2], h_n[-1]])`.
 #[wasm_bindgen_test]
 fn torch_fixtures_match_pytorch_in_wasm() {
     macro_rules! case {
@@ -333,7 +334,18 @@ fn torch_fixtures_match_pytorch_in_wasm() {
             )
         };
     }
-    let cases: [(&str, &[u8], &[u8]); 8] =
-        [case!("mlp"), case!("cnn"), case!("acts_cnn"), case!("gelu_mlp"), case!("dw_cnn"), case!("lstm"), case!("gru"), case!("rnn")];
+    let cases: [(&str, &[u8], &[u8]); 11] = [
+        case!("mlp"),
+        case!("cnn"),
+        case!("acts_cnn"),
+        case!("gelu_mlp"),
+        case!("dw_cnn"),
+        case!("conv1d"),
+        case!("lstm"),
+        case!("gru"),
+        case!("rnn"),
+        case!("bilstm"),
+        case!("bigru"),
+    ];
     assert_match(&cases, 1e-4);
 }

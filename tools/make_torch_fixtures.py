@@ -134,7 +134,8 @@ class Conv1d(nn.Module):
 
 
 class Recurrent(nn.Module):
-    """Embedding → LSTM/GRU/RNN (batch_first) → last step (`out[:, -1]`, or `h_n[-1]`) → Linear."""
+    """Embedding → LSTM/GRU/RNN (batch_first, one or both directions) → last step (`out[:, -1]`, or
+    `h_n[-1]`; bidirectional: `cat([h_n[-2], h_n[-1]])`) → Linear."""
 
     def __init__(self, cell, last="out", bidirectional=False):
         super().__init__()
@@ -147,7 +148,10 @@ class Recurrent(nn.Module):
         out, h = self.rnn(self.emb(t))
         if isinstance(h, tuple):
             h = h[0]
-        z = out[:, -1] if self.last == "out" else h[-1]
+        if self.last == "out":
+            z = out[:, -1]
+        else:  # h_n of the last layer: both directions' final states side by side when bidirectional
+            z = torch.cat([h[-2], h[-1]], dim=1) if self.rnn.bidirectional else h[-1]
         return F.softmax(self.fc(z), dim=1)
 
 
@@ -163,6 +167,7 @@ MODELS = {
     "gru": (lambda: Recurrent(nn.GRU, last="h"), "tokens", 8),
     "rnn": (lambda: Recurrent(nn.RNN), "tokens", 8),
     "bilstm": (lambda: Recurrent(nn.LSTM, bidirectional=True), "tokens", 2),
+    "bigru": (lambda: Recurrent(nn.GRU, last="h", bidirectional=True), "tokens", 4),
 }
 
 

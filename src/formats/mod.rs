@@ -2,6 +2,7 @@
 //! Every loader takes bytes (no file system: the browser has none) and
 //! returns a validated `Model` or a typed error; nothing here panics on input.
 
+pub mod bidirectional;
 pub mod dataset;
 pub mod idx;
 pub mod keras;

@@ -127,6 +127,8 @@ test('1-D, depthwise and separable convolutions and padding export exactly', asy
   await check('conv1d_onnx', [`${L}/conv1d_cnn.k2.onnx`, ...data, '--technique', 'mc-bi', '--delta', '0.2']);
   await check('dwsep_mcbi', [`${L}/dwsep_cnn.keras`, ...data, '--technique', 'mc-bi', '--delta', '0.2', '--strength', '0.2']);
   await check('dwsep_onnx', [`${L}/dwsep_cnn.k2.onnx`, ...data]);
+  // PyTorch's Conv1d on [N, C, L]: the first one a 2-D convolution of all C rows.
+  await check('torch_conv1d', ['tests/fixtures/torch/conv1d.onnx', ...data, '--technique', 'mc-bi', '--delta', '0.2']);
   // Not pad_pool_cnn: onnxruntime-web 1.30 fuses a Pad into the MaxPool after it and then refuses
   // its own pads (≥ the window); onnxruntime 1.32 (Python) runs that export and agrees.
 });
@@ -139,4 +141,7 @@ test('a Keras 2 LSTM with hard-sigmoid gates exports them as HardSigmoid (activa
 test('Bidirectional LSTM (concat), GRU (sum) and SimpleRNN (ave) export exactly', async () => {
   await check('bidir_lstm', ['tests/fixtures/layers/bidir_lstm.keras', '--data', 'data/lang_a.npz']);
   await check('bidir_seq', ['tests/fixtures/layers/bidir_seq.k2.h5', '--data', 'data/lang_a.npz']);
+  // PyTorch's bidirectional LSTM read by out[:, -1] (the backward layer's state after one step) and GRU by h_n.
+  await check('torch_bilstm', ['tests/fixtures/torch/bilstm.onnx', '--data', 'data/lang_a.npz']);
+  await check('torch_bigru', ['tests/fixtures/torch/bigru.onnx', '--data', 'data/lang_a.npz']);
 });

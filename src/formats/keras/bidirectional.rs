@@ -1,20 +1,19 @@
-//! Keras `Bidirectional(SimpleRNN | LSTM | GRU)`: two IR recurrent nodes
-//! reading the same input — the wrapped layer, and its backward copy with
-//! [`Recurrent::reverse`] (steps last to first, each state output at its own
-//! step, as Keras re-reverses the backward sequence) — and their merge:
-//! `concat` (an IR `Concat`), `sum` (`Add`), `ave` (`Add` then × ½).
-//! Each direction's units are units of their own (docs/ALGORITHMS.md).
+//! Keras `Bidirectional(SimpleRNN | LSTM | GRU)`: its config and weights read
+//! into the two directions [`crate::formats::bidirectional`] builds — the
+//! wrapped layer, and its backward copy (Keras re-reverses the backward
+//! sequence, so each state is output at its own step) — and their merge
+//! (`concat`, `sum`, `ave`).
 
 use std::cell::RefCell;
 
-use ndarray::Array1;
 use serde_json::Value;
 
 use super::config::{Class, Layer};
 use super::convert::{Params, WeightSource, recurrent};
 use super::h5::{H5, StoredArray};
-use crate::engine::model::{Activation, ModelBuilder, NodeId, Op, Recurrent};
+use crate::engine::model::{ModelBuilder, NodeId};
 use crate::error::{Error, Result};
+use crate::formats::bidirectional::{self as shared, Direction, Merge};
 
 const MERGES: &str = "merge_mode concat, sum or ave";
 
@@ -23,8 +22,10 @@ pub fn build(p: &Params, b: &mut ModelBuilder, input: NodeId, src: &dyn WeightSo
     let l = p.0;
     // Keras's default is concat; an explicit null returns the two outputs apart.
     let merge = match (l.config.get("merge_mode"), p.text("merge_mode")?) {
-        (None, _) => "concat".to_string(),
-        (_, Some(m)) if matches!(m.as_str(), "concat" | "sum" | "ave") => m,
+        (None, _) => Merge::Concat,
+        (_, Some(m)) if m == "concat" => Merge::Concat,
+        (_, Some(m)) if m == "sum" => Merge::Sum,
+        (_, Some(m)) if m == "ave" => Merge::Ave,
         (_, Some(m)) => return Err(p.unsupported_option(format!("merge_mode={m}"), MERGES)),
         (Some(_), None) => return Err(p.unsupported_option("merge_mode=None (two outputs)".into(), MERGES)),
     };
@@ -49,29 +50,14 @@ pub fn build(p: &Params, b: &mut ModelBuilder, input: NodeId, src: &dyn WeightSo
     let backward = Layer { config: with_go_backwards(&backward.config, false), ..backward };
     let (fw, bw) = arrays(l, &forward, &backward, src)?;
     let shape = b.shape(input).to_vec();
-    let node = |layer: &Layer, arrays: Vec<StoredArray>, reverse: bool| -> Result<Op> {
+    let direction = |layer: &Layer, arrays: Vec<StoredArray>| -> Result<Direction> {
         let given = Given { h5: src.h5(), arrays: RefCell::new(arrays) };
         let op = recurrent(&Params(layer, p.1), &shape, &given)?;
-        Ok(match op {
-            Op::Recurrent(r) => Op::Recurrent(Box::new(Recurrent { reverse, ..*r })),
-            other => other,
-        })
+        Ok(Direction { name: format!("{}/{}", l.name, layer.name), op, input })
     };
-    let (f_op, b_op) = (node(&forward, fw, false)?, node(&backward, bw, true)?);
-    let f = b.add(format!("{}/{}", l.name, forward.name), f_op, &[input])?;
-    let k = b.add(format!("{}/{}", l.name, backward.name), b_op, &[input])?;
-    match merge.as_str() {
-        "concat" => b.add(l.name.clone(), Op::Concat, &[f, k]),
-        "sum" => b.add(l.name.clone(), Op::Add { activation: Activation::Linear }, &[f, k]),
-        _ => {
-            let sum = b.add(format!("{}/sum", l.name), Op::Add { activation: Activation::Linear }, &[f, k])?;
-            let units = *b.shape(sum).last().unwrap_or(&0);
-            let half = Op::BatchNorm { scale: Array1::from_elem(units, 0.5), shift: Array1::zeros(units) };
-            let id = b.add(l.name.clone(), half, &[sum])?;
-            b.declare_params(id, 0);
-            Ok(id)
-        }
-    }
+    let (f, k) = (direction(&forward, fw)?, direction(&backward, bw)?);
+    let (_, _, merged) = shared::build(b, &l.name, f, k, Some(merge))?;
+    merged.ok_or_else(|| super::config::bad(format!("{} has no merge", l.label())))
 }
 
 /// The wrapped layer at `key` of the config, as a layer of its own whose

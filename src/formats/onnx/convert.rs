@@ -110,6 +110,8 @@ pub(super) struct Cx<'g> {
     pub(super) activations: u64,
     /// Slice/Gather nodes that take the last step of a recurrent output.
     pub(super) last_step: HashSet<usize>,
+    /// Gathers of one direction of a bidirectional layer's `Y_h`, and that direction.
+    pub(super) picks: HashMap<usize, Act>,
     /// The graph input holds integers (token ids).
     pub(super) int_input: bool,
     /// The first op on the input is an Add/Sub/Mul/Div by constants: the
@@ -148,6 +150,7 @@ pub fn build(g: &GraphProto, opset: i64, name: &str, file_len: usize) -> Result<
         layout_work: 0,
         activations: 0,
         last_step: HashSet::new(),
+        picks: HashMap::new(),
         int_input: kind == InputKind::Tokens,
         rescales: false,
     };

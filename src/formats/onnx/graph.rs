@@ -190,7 +190,13 @@ pub(super) fn input_shape(input: &ValueInfoProto) -> Result<(Vec<usize>, Option<
 /// is stored channels-last, anything else as it is.
 pub(super) fn input_layout(nodes: &[NodeProto], readers: &HashMap<&str, Vec<usize>>, input: &str, shape: &[usize]) -> (Vec<usize>, Layout) {
     let nchw = shape.len() == 3 && (feeds_channels_first(nodes, readers, input) || (shape[0] <= 4 && shape[1] > 4 && shape[2] > 4));
-    if nchw { (vec![shape[1], shape[2], shape[0]], Layout::Axes(axes_in(shape, &[1, 2, 0]))) } else { (shape.to_vec(), plain(shape)) }
+    // A channels-first sequence [C, L] reaching a Conv1d: the image [C, L, 1] (ops/conv1d.rs).
+    let sequence = shape.len() == 2 && shape[0] > 1 && feeds_channels_first(nodes, readers, input);
+    match () {
+        _ if nchw => (vec![shape[1], shape[2], shape[0]], Layout::Axes(axes_in(shape, &[1, 2, 0]))),
+        _ if sequence => (vec![shape[0], shape[1], 1], plain(shape)),
+        _ => (shape.to_vec(), plain(shape)),
+    }
 }
 
 /// Does the input reach a channels-first op (Conv, pooling, BatchNormalization)

@@ -6,8 +6,9 @@
 //! tested on `tests/fixtures/torch` (`tools/make_torch_fixtures.py`,
 //! `tests/torch_fixtures.rs`): MLPs flattened by `view`, Conv2d/BatchNorm2d/pools,
 //! LeakyReLU/PReLU/ELU/SiLU/Hardsigmoid, GELU (Erf form), `F.pad`, depthwise conv,
-//! adaptive/global pools and one-layer LSTM/GRU/RNN read by `out[:, -1]` or
-//! `h_n[-1]` load; Conv1d (channels-first sequences) and bidirectional RNNs are refused.
+//! adaptive/global pools, Conv1d with the 1-D pools on `[N, C, L]`, and one-layer
+//! LSTM/GRU/RNN read by `out[:, -1]` or `h_n[-1]` — bidirectional ones by `out[:, -1]`
+//! or `cat([h_n[-2], h_n[-1]])` — load.
 //!
 //! # Files
 //! - [`proto`]: hand-written `prost` messages for the subset of `onnx.proto`
@@ -27,7 +28,9 @@
 //!   BatchNormalization, padding), `elementwise` (arithmetic, activations,
 //!   GELU written out with Erf, Softmax, Identity/Dropout/Cast), `shape` (Reshape, Flatten, Transpose,
 //!   Squeeze/Unsqueeze, Shape, Concat, and the constant versions of Gather
-//!   and Slice), `sequence` (embeddings, LSTM/GRU/RNN, last step, Tile).
+//!   and Slice), `conv1d` (Conv and pooling on `[N, C, L]`), `recurrent`
+//!   (LSTM/GRU/RNN, one direction or both), `sequence` (embeddings, last
+//!   step, Tile).
 //!
 //! # Layout
 //! The IR is per sample and channels-last; ONNX tensors carry the batch and
@@ -47,7 +50,8 @@
 //! BatchNormalization through element-wise ops, or looks like one: C ≤ 4 <
 //! H, W) is presented to the engine channels-last, `H×W×C`: feed it NHWC data
 //! (for one channel the bytes are the same, so the bundled `N×28×28` images
-//! feed both kinds). Integer inputs are token ids (`InputKind::Tokens`), and
+//! feed both kinds). A sequence input `N×C×L` reaching a Conv is the image
+//! `C×L×1`, as stored (see `ops/conv1d.rs`). Integer inputs are token ids (`InputKind::Tokens`), and
 //! a Gather from a constant table is an Embedding.
 //!
 //! # Folding and fusion
@@ -63,8 +67,9 @@
 //! # Sequences
 //! LSTM (ONNX gates i,o,f,c → the IR's Keras order i,f,c,o), GRU (z,r,h;
 //! `linear_before_reset=1` ≡ Keras `reset_after`) and RNN map to the IR's
-//! recurrent layer: forward direction, zero initial state, no
-//! peepholes/clip. A Slice or Gather of the last step of `Y` makes the layer
+//! recurrent layer: zero initial state, no peepholes/clip; forward, reverse,
+//! or bidirectional as a Keras Bidirectional is (`ops/recurrent.rs` says which
+//! reads of `Y` and `Y_h` load). A Slice or Gather of the last step of `Y` makes the layer
 //! return its last state; a Gather of index 0 or −1 on an axis of size 1
 //! (PyTorch's `h_n[-1]` of `Y_h`) only drops that axis. A `Tile` of such a vector along a unit axis by
 //! constant repeats (tf2onnx's Keras RepeatVector: Unsqueeze + Tile) becomes

@@ -11,8 +11,11 @@ use crate::formats::onnx::convert::{Attrs, Cx, MAX_WINDOW, Val, bad, label, unsu
 use crate::formats::onnx::layout::{Act, Layout, axes_in, plain};
 use crate::formats::onnx::proto::NodeProto;
 
-/// The IR padding for an ONNX window (`pads` or `auto_pad`, `ceil_mode`).
-fn padding(n: &NodeProto, h: usize, w: usize, kh: usize, kw: usize, s: &[usize], ceil: bool) -> Result<Padding> {
+use super::conv1d;
+
+/// The IR padding for an ONNX window (`pads` or `auto_pad`, `ceil_mode`);
+/// a 1-D window's `pads` `[l, r]` pad the width of a height-1 image.
+pub(super) fn padding(n: &NodeProto, [h, w]: [usize; 2], [kh, kw]: [usize; 2], s: &[usize], ceil: bool, one_d: bool) -> Result<Padding> {
     let at = Attrs(n);
     let auto = at.string("auto_pad")?.unwrap_or_default();
     let lower = |inp: usize, k: usize, st: usize| {
@@ -22,7 +25,11 @@ fn padding(n: &NodeProto, h: usize, w: usize, kh: usize, kw: usize, s: &[usize],
     };
     let pads = match auto.as_str() {
         "" | "NOTSET" => {
-            let p = at.ints("pads")?.unwrap_or_else(|| vec![0; 4]);
+            let p = match at.ints("pads")? {
+                Some(p) if one_d && p.len() == 2 => vec![0, p[0], 0, p[1]],
+                Some(p) => p,
+                None => vec![0; 4],
+            };
             if p.len() != 4 || p.iter().any(|&x| x < 0 || x as u64 > MAX_WINDOW as u64) {
                 return Err(bad(format!("attribute 'pads' of node {} must be 4 integers from 0 to {MAX_WINDOW}, got {p:?}", label(n))));
             }
@@ -71,6 +78,10 @@ pub(super) fn conv(cx: &mut Cx, i: usize) -> Result<()> {
     let at = Attrs(n);
     let mut x = cx.act(i, 0)?;
     let w = cx.konst(i, 1, "weights W")?;
+    if w.dims.len() == 3 && x.shape.len() == 2 {
+        let dims = conv1d::check_dims(n, &w.dims)?;
+        return conv1d::conv(cx, i, x, dims);
+    }
     let &[m, cg, kh, kw] = &w.dims[..] else {
         let one_d = if w.dims.len() == 3 { " (a 1-D convolution over channels-first [N, C, L], PyTorch's Conv1d)" } else { "" };
         return Err(Error::Unsupported {
@@ -108,7 +119,7 @@ pub(super) fn conv(cx: &mut Cx, i: usize) -> Result<()> {
         return Err(unsupported_option(n, format!("dilations={dil:?}"), "dilations=[1, 1]"));
     }
     let s = at.sizes("strides", 2, Some(1))?;
-    let padding = padding(n, h, wd, kh, kw, &s, false)?;
+    let padding = padding(n, [h, wd], [kh, kw], &s, false, false)?;
     let g = padding
         .geometry(h, wd, c, kh, kw, s[0], s[1])
         .ok_or_else(|| Error::shape(format!("node {}", label(n)), format!("a {kh}×{kw} window that fits"), format!("input {h}×{wd}")))?;
@@ -144,15 +155,19 @@ pub(super) fn pool(cx: &mut Cx, i: usize) -> Result<()> {
     let at = Attrs(n);
     cx.first_output_only(i)?;
     let mut x = cx.act(i, 0)?;
+    // 1-D: a height-1 image.
+    let one_d = x.shape.len() == 2;
+    let sizes = |name: &str, default| if one_d { conv1d::sizes(n, name, default) } else { at.sizes(name, 2, default) };
+    let (k, s, dil) = (sizes("kernel_shape", None)?, sizes("strides", Some(1))?, sizes("dilations", Some(1))?);
+    if one_d {
+        x = conv1d::as_image(cx, i, x)?;
+    }
     let (h, w, c) = cx.nchw(i, &mut x)?;
-    let k = at.sizes("kernel_shape", 2, None)?;
-    let s = at.sizes("strides", 2, Some(1))?;
-    let dil = at.sizes("dilations", 2, Some(1))?;
     if dil != [1, 1] {
         return Err(unsupported_option(n, format!("dilations={dil:?}"), "dilations=[1, 1]"));
     }
     let ceil = at.int("ceil_mode", 0)? != 0;
-    let padding = padding(n, h, w, k[0], k[1], &s, ceil)?;
+    let padding = padding(n, [h, w], [k[0], k[1]], &s, ceil, one_d)?;
     let kind = if n.op_type == "MaxPool" { PoolKind::Max } else { PoolKind::Avg };
     if kind == PoolKind::Avg && at.int("count_include_pad", 0)? != 0 && padding != Padding::Valid {
         return Err(unsupported_option(
@@ -165,6 +180,9 @@ pub(super) fn pool(cx: &mut Cx, i: usize) -> Result<()> {
         Error::shape(format!("node {}", label(n)), format!("a {}×{} window that fits", k[0], k[1]), format!("input {h}×{w}"))
     })?;
     let id = cx.emit(i, Op::Pool2D { kind, size: [k[0], k[1]], strides: [s[0], s[1]], padding }, &[x.node])?;
+    if one_d {
+        return conv1d::bind_1d(cx, i, id, c, g.ow);
+    }
     let shape = vec![c, g.oh, g.ow];
     let layout = Layout::Axes(axes_in(&shape, &[1, 2, 0]));
     cx.bind(i, 0, Val::Act(Act::new(id, shape, layout)))
@@ -173,10 +191,14 @@ pub(super) fn pool(cx: &mut Cx, i: usize) -> Result<()> {
 /// GlobalAveragePool, GlobalMaxPool.
 pub(super) fn global_pool(cx: &mut Cx, i: usize) -> Result<()> {
     let mut x = cx.act(i, 0)?;
+    let one_d = x.shape.len() == 2;
+    if one_d {
+        x = conv1d::as_image(cx, i, x)?;
+    }
     let (_, _, c) = cx.nchw(i, &mut x)?;
     let kind = if cx.n(i).op_type == "GlobalMaxPool" { PoolKind::Max } else { PoolKind::Avg };
     let id = cx.emit(i, Op::GlobalPool(kind), &[x.node])?;
-    let shape = vec![c, 1, 1];
+    let shape = if one_d { vec![c, 1] } else { vec![c, 1, 1] };
     let layout = plain(&shape);
     cx.bind(i, 0, Val::Act(Act::new(id, shape, layout)))
 }
@@ -373,7 +395,7 @@ mod tests {
     use super::*;
 
     fn pad(attrs: Vec<crate::formats::onnx::proto::AttributeProto>, hw: usize, k: usize, s: usize, ceil: bool) -> Result<Padding> {
-        padding(&NodeProto { attribute: attrs, ..Default::default() }, hw, hw, k, k, &[s, s], ceil)
+        padding(&NodeProto { attribute: attrs, ..Default::default() }, [hw, hw], [k, k], &[s, s], ceil, false)
     }
 
     fn identity(n: usize) -> Vec<f32> {
@@ -395,6 +417,9 @@ mod tests {
         assert_eq!(pad(vec![attr_ints("pads", &[1, 1, 0, 0])], 6, 2, 2, false), Ok(Padding::Explicit([1, 1, 0, 0])));
         assert_eq!(pad(vec![attr_ints("pads", &[1, 1, 0, 0])], 6, 2, 2, true), Ok(Padding::Explicit([1, 1, 1, 1])));
         assert!(pad(vec![attr_ints("pads", &[1, 1])], 5, 3, 1, false).is_err());
+        // A 1-D window's [l, r] pads the width of a height-1 image.
+        let node = NodeProto { attribute: vec![attr_ints("pads", &[1, 1])], ..Default::default() };
+        assert_eq!(padding(&node, [1, 5], [1, 3], &[1, 1], false, true), Ok(Padding::Same));
         assert!(pad(vec![attr_string("auto_pad", "WIDE")], 5, 3, 1, false).is_err());
     }
 

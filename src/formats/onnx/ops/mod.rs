@@ -8,8 +8,10 @@ use super::fold;
 use crate::error::Result;
 
 mod conv;
+mod conv1d;
 mod dense;
 mod elementwise;
+mod recurrent;
 mod sequence;
 mod shape;
 #[cfg(test)]
@@ -111,11 +113,13 @@ const FAMILIES: &[&[Rule]] = &[
         Rule::consts("ConstantOfShape", fold::constant_of_shape),
     ],
     &[
-        Rule::layer("LSTM", sequence::recurrent).note("forward"),
-        Rule::layer("GRU", sequence::recurrent).note("forward"),
-        Rule::layer("RNN", sequence::recurrent).note("forward"),
-        Rule::layer("Gather", sequence::gather).fold(shape::fold_gather).note("embedding; last step of a sequence"),
-        Rule::layer("Slice", sequence::slice).fold(shape::fold_slice).note("last step of a sequence"),
+        Rule::layer("LSTM", recurrent::recurrent).note("zero initial state"),
+        Rule::layer("GRU", recurrent::recurrent).note("zero initial state"),
+        Rule::layer("RNN", recurrent::recurrent).note("zero initial state"),
+        Rule::layer("Gather", sequence::gather)
+            .fold(shape::fold_gather)
+            .note("embedding; last step of a sequence; one direction of a final state"),
+        Rule::layer("Slice", sequence::slice).fold(shape::fold_slice).note("last step of a sequence; one direction of a bidirectional one"),
         Rule::layer("Tile", sequence::tile).note("a vector repeated along a unit axis: RepeatVector"),
     ],
 ];
@@ -229,7 +233,7 @@ mod tests {
     fn the_list_reads_well() {
         assert!(SUPPORTED_OPS.starts_with("Gemm, MatMul (fused with a following bias Add and activation); Conv ("), "{SUPPORTED_OPS}");
         assert!(SUPPORTED_OPS.contains("Sub, Mul, Div (by a per-channel constant), Relu"), "{SUPPORTED_OPS}");
-        assert!(SUPPORTED_OPS.contains("LSTM, GRU, RNN (forward), Gather (embedding"), "{SUPPORTED_OPS}");
+        assert!(SUPPORTED_OPS.contains("LSTM, GRU, RNN (zero initial state), Gather (embedding"), "{SUPPORTED_OPS}");
         assert!(SUPPORTED_OPS.ends_with("; on constants only: Constant, Expand (of a scalar), ConstantOfShape"), "{SUPPORTED_OPS}");
         assert!(SUPPORTED_OPS.contains("Concat (of computed tensors along the channel axis; of constants)"), "{SUPPORTED_OPS}");
     }

@@ -1,26 +1,26 @@
-//! Sequences: token-id embeddings (Gather from a constant table), LSTM, GRU
-//! and RNN as the IR's recurrent layer, a Slice/Gather of the last step of
-//! `Y` (the layer then returns only its last state), and tf2onnx's Keras
-//! RepeatVector (Unsqueeze + Tile by constant repeats).
+//! Sequences: token-id embeddings (Gather from a constant table), the
+//! Slice/Gather of the last step of a recurrent layer's `Y` (the layer, in
+//! `recurrent.rs`, then returns only its last state) or of one direction of
+//! its `Y_h`, and tf2onnx's Keras RepeatVector (Unsqueeze + Tile by
+//! constant repeats).
 
-use std::collections::BTreeSet;
+use ndarray::Array2;
 
-use ndarray::{Array1, Array2};
-
-use super::elementwise::activation_of;
-use super::shape::{perm_attr, reshape_to};
-use crate::engine::model::{Activation, Cell, Op, Recurrent};
+use super::shape::reshape_to;
+use crate::engine::model::Op;
 use crate::error::{Error, Result};
 use crate::formats::onnx::convert::{Attrs, BATCH, Cx, MAX_TOTAL_ACTIVATION, Val, bad, label, unsupported_option};
-use crate::formats::onnx::layout::{Act, Layout, axis_index, plain, slice_range};
-use crate::formats::onnx::proto::attr_type;
+use crate::formats::onnx::layout::{Act, Layout, axis_index, plain};
 
 /// `Gather(table, ids)`: an embedding lookup of token ids; or the last step
-/// of a recurrent output (see [`recurrent`]).
+/// of a recurrent output (see `recurrent.rs`).
 pub(super) fn gather(cx: &mut Cx, i: usize) -> Result<()> {
     let n = cx.n(i);
     if cx.last_step.contains(&i) {
         return take_last_step(cx, i);
+    }
+    if let Some(a) = cx.picks.remove(&i) {
+        return cx.bind(i, 0, Val::Act(a));
     }
     let table = match cx.input(i, 0)? {
         Some(Val::Const(c)) => c.clone(),
@@ -75,11 +75,16 @@ pub(super) fn slice(cx: &mut Cx, i: usize) -> Result<()> {
     if cx.last_step.contains(&i) {
         return take_last_step(cx, i);
     }
+    if let Some(a) = cx.picks.remove(&i) {
+        return cx.bind(i, 0, Val::Act(a));
+    }
     let n = cx.n(i);
     Err(Error::Unsupported {
         what: format!("ONNX node {}", label(n)),
         name: "Slice of a computed tensor".into(),
-        supported: "the last step of a recurrent layer's output sequence (then the layer returns only its last state)".into(),
+        supported:
+            "the last step of a recurrent layer's output sequence (then the layer returns only its last state), or one direction of a bidirectional one"
+                .into(),
     })
 }
 
@@ -104,251 +109,6 @@ fn take_last_step(cx: &mut Cx, i: usize) -> Result<()> {
         return cx.bind(i, 0, Val::Act(out));
     }
     cx.bind(i, 0, Val::Act(x))
-}
-
-/// Follows the only readers of a recurrent layer's output `y` (time on
-/// whole-tensor axis `time` of `rank`) through Squeeze/Unsqueeze/
-/// Transpose/Identity to a Slice or Gather that keeps only step `last` of
-/// `steps` (the last state: the final step, or step 0 of a reverse layer);
-/// returns that node.
-fn last_step_reader(cx: &Cx, y: &str, mut time: usize, mut rank: usize, steps: usize, last: usize) -> Option<usize> {
-    let nodes = cx.nodes;
-    let mut cur = y;
-    loop {
-        let j = cx.sole_reader(cur)?;
-        let m = &nodes[j];
-        if !m.domain.is_empty() || m.input.first().map(String::as_str) != Some(cur) {
-            return None;
-        }
-        let at = Attrs(m);
-        let ints = |k: usize, attr: &str| -> Option<Vec<i64>> {
-            match cx.known(m, k) {
-                Some(Val::Const(c)) => c.i64s().map(<[i64]>::to_vec),
-                Some(_) => None,
-                None => at.ints(attr).ok().flatten(),
-            }
-        };
-        let norm = axis_index;
-        match m.op_type.as_str() {
-            "Identity" => {}
-            "Squeeze" => {
-                let ax: Vec<usize> = ints(1, "axes")?.into_iter().map(|a| norm(a, rank)).collect::<Option<_>>()?;
-                if ax.contains(&time) {
-                    return None;
-                }
-                time -= ax.iter().filter(|&&a| a < time).count();
-                rank -= ax.len();
-            }
-            "Unsqueeze" => {
-                let ax = ints(1, "axes")?;
-                let out = rank + ax.len();
-                let ax: BTreeSet<usize> = ax.into_iter().map(|a| norm(a, out)).collect::<Option<_>>()?;
-                time = (0..out).filter(|k| !ax.contains(k)).nth(time)?;
-                rank = out;
-            }
-            "Transpose" => {
-                let perm = perm_attr(m, rank).ok()?;
-                time = perm.iter().position(|&p| p == time)?;
-            }
-            "Slice" => {
-                let (starts, ends) = (ints(1, "starts")?, ints(2, "ends")?);
-                let axes: Vec<usize> = match ints(3, "axes") {
-                    Some(a) => a.into_iter().map(|a| norm(a, rank)).collect::<Option<_>>()?,
-                    None => (0..starts.len()).collect(),
-                };
-                let step = ints(4, "steps").unwrap_or(vec![1]);
-                // The constant Slice's own rule: exactly the last step is kept.
-                let ok = axes == [time]
-                    && (starts.len(), ends.len(), step.len()) == (1, 1, 1)
-                    && step[0] != 0
-                    && slice_range(starts[0], ends[0], step[0], steps) == [last];
-                return ok.then_some(j);
-            }
-            "Gather" => {
-                let idx = ints(1, "")?;
-                let axis = norm(at.int("axis", 0).ok()?, rank)?;
-                return (axis == time && idx.len() == 1 && norm(idx[0], steps) == Some(last)).then_some(j);
-            }
-            _ => return None,
-        }
-        cur = m.output.first()?;
-    }
-}
-
-/// LSTM, GRU and RNN (one direction, forward or reverse; zero initial state) as the
-/// IR's Keras-semantics recurrent layer.
-pub(super) fn recurrent(cx: &mut Cx, i: usize) -> Result<()> {
-    let n = cx.n(i);
-    let at = Attrs(n);
-    let op = n.op_type.as_str();
-    let x = cx.act_any(i, 0)?;
-    let layout = if cx.opset >= 14 { at.int("layout", 0)? } else { 0 };
-    let want_batch = if layout == 0 { 1 } else { 0 };
-    let [steps, f] = x.shape[..] else {
-        return Err(Error::shape(
-            format!("input X of node {}", label(n)),
-            "[sequence, batch, features]",
-            format!("{:?} besides the batch", x.shape),
-        ));
-    };
-    if x.batch != want_batch || !x.fold.is_empty() || !x.is_plain() || cx.ir_shape(&x) != x.shape {
-        return Err(Error::Unsupported {
-            what: format!("input layout of ONNX node {}", label(n)),
-            name: format!("X with the batch on axis {} (layout={layout})", x.batch),
-            supported: "[sequence, batch, features] (layout=0) or [batch, sequence, features] (layout=1)".into(),
-        });
-    }
-    let direction = at.string("direction")?.unwrap_or_else(|| "forward".into());
-    let reverse = match direction.as_str() {
-        "forward" => false,
-        "reverse" => true,
-        _ => return Err(unsupported_option(n, format!("direction={direction}"), "direction=forward or direction=reverse")),
-    };
-    for key in ["clip", "activation_alpha", "activation_beta"] {
-        if n.attribute.iter().any(|a| a.name == key) {
-            return Err(unsupported_option(n, key.into(), "no clip, activation_alpha or activation_beta"));
-        }
-    }
-    if at.int("input_forget", 0)? != 0 {
-        return Err(unsupported_option(n, "input_forget=1".into(), "input_forget=0"));
-    }
-    let (cell, gates) = match op {
-        "LSTM" => (Cell::Lstm, 4),
-        "GRU" => (Cell::Gru { reset_after: at.int("linear_before_reset", 0)? != 0 }, 3),
-        _ => (Cell::SimpleRnn, 1),
-    };
-    let acts: Vec<String> = match at.get("activations", attr_type::STRINGS, "a list of strings")? {
-        Some(a) => a.strings.iter().map(|s| String::from_utf8_lossy(s).into_owned()).collect(),
-        None => match op {
-            "LSTM" => vec!["Sigmoid".into(), "Tanh".into(), "Tanh".into()],
-            "GRU" => vec!["Sigmoid".into(), "Tanh".into()],
-            _ => vec!["Tanh".into()],
-        },
-    };
-    let act = |k: usize| -> Result<Activation> {
-        let name = acts.get(k).ok_or_else(|| bad(format!("node {} lists {} activations", label(n), acts.len())))?;
-        activation_of(name).ok_or_else(|| Error::Unsupported {
-            what: format!("activation in ONNX node {}", label(n)),
-            name: name.clone(),
-            supported: "Relu, Tanh, Sigmoid".into(),
-        })
-    };
-    let (activation, recurrent_activation) = match op {
-        "LSTM" => {
-            if act(1)? != act(2)? {
-                return Err(unsupported_option(
-                    n,
-                    format!("activations={acts:?}"),
-                    "the same activation for the cell input and output (g = h)",
-                ));
-            }
-            (act(1)?, act(0)?)
-        }
-        "GRU" => (act(1)?, act(0)?),
-        _ => (act(0)?, Activation::Sigmoid),
-    };
-    let w = cx.konst(i, 1, "weights W")?;
-    let r = cx.konst(i, 2, "recurrence weights R")?;
-    let &[dirs, gu, fin] = &w.dims[..] else {
-        return Err(Error::shape(format!("weights W of node {}", label(n)), "[directions, gates·hidden, input]", format!("{:?}", w.dims)));
-    };
-    let units = gu / gates;
-    if dirs != 1 || gu % gates != 0 || units == 0 || fin != f {
-        return Err(Error::shape(format!("weights W of node {}", label(n)), format!("[1, {gates}·hidden, {f}]"), format!("{:?}", w.dims)));
-    }
-    if let Some(h) = at.get("hidden_size", attr_type::INT, "an integer")?
-        && h.i != units as i64
-    {
-        return Err(Error::shape(format!("hidden_size of node {}", label(n)), units, h.i));
-    }
-    if r.dims != [1, gu, units] {
-        return Err(Error::shape(
-            format!("recurrence weights R of node {}", label(n)),
-            format!("[1, {gu}, {units}]"),
-            format!("{:?}", r.dims),
-        ));
-    }
-    let b = match cx.opt_konst(i, 3, "bias B")? {
-        None => vec![0.0; 2 * gu],
-        Some(b) if b.dims == [1, 2 * gu] => b.f32s(),
-        Some(b) => {
-            return Err(Error::shape(format!("bias B of node {}", label(n)), format!("[1, {}]", 2 * gu), format!("{:?}", b.dims)));
-        }
-    };
-    if cx.input(i, 4)?.is_some() {
-        return Err(unsupported_option(n, "sequence_lens".into(), "no sequence_lens (every sequence has the full length)"));
-    }
-    for (k, what) in [(5, "initial_h"), (6, "initial_c"), (7, "peepholes P")] {
-        let zero = match cx.input(i, k)? {
-            None => true,
-            Some(Val::Fill(v)) => *v == 0.0,
-            Some(Val::Const(c)) => c.f32s().iter().all(|&v| v == 0.0),
-            Some(Val::Act(_)) => false,
-        };
-        if !zero || (k > 5 && op != "LSTM" && n.input.get(k).is_some_and(|s| !s.is_empty())) {
-            return Err(unsupported_option(n, format!("{what} (input {k})"), "zero initial states and no peepholes"));
-        }
-    }
-    let outs: Vec<bool> = (0..3).map(|k| n.output.get(k).is_some_and(|t| cx.is_read(t))).collect();
-    if outs[2] || (outs[0] && outs[1]) {
-        return Err(unsupported_option(n, "uses of Y_c, or of both Y and Y_h".into(), "one of Y (the sequence) and Y_h (the last state)"));
-    }
-    // Y read only for its last step: the layer returns only that step.
-    let time = if layout == 0 { 0 } else { 1 };
-    let last = if outs[0] {
-        n.output.first().and_then(|y| last_step_reader(cx, y, time, 4, steps, if reverse { 0 } else { steps - 1 }))
-    } else {
-        None
-    };
-    let sequences = outs[0] && last.is_none();
-    if let Some(j) = last {
-        cx.last_step.insert(j);
-    }
-    // ONNX gate blocks → Keras order: LSTM i,o,f,c → i,f,c,o; GRU z,r,h and RNN as they are.
-    let order: &[usize] = match op {
-        "LSTM" => &[0, 2, 3, 1],
-        "GRU" => &[0, 1, 2],
-        _ => &[0],
-    };
-    let (wv, rv) = (w.f32s(), r.f32s());
-    // IR column k (Keras gate block k / units) is ONNX row `col(k)` of W, R and B.
-    let col = |k: usize| order[k / units] * units + k % units;
-    let kernel = Array2::from_shape_fn((f, gu), |(fi, k)| wv[col(k) * f + fi]);
-    let recurrent = Array2::from_shape_fn((units, gu), |(h, k)| rv[col(k) * units + h]);
-    let (wb, rb) = b.split_at(gu);
-    let reorder = |v: &[f32]| -> Vec<f32> { (0..gu).map(|k| v[col(k)]).collect() };
-    let (bias, recurrent_bias) = match cell {
-        Cell::Gru { reset_after: true } => (reorder(wb), Some(Array1::from_vec(reorder(rb)))),
-        _ => (reorder(wb).iter().zip(reorder(rb)).map(|(a, b)| a + b).collect(), None),
-    };
-    cx.spend(kernel.len() + recurrent.len() + 2 * gu, i)?;
-    let rec = Recurrent {
-        cell,
-        units,
-        kernel,
-        recurrent,
-        bias: Array1::from_vec(bias),
-        recurrent_bias,
-        activation,
-        recurrent_activation,
-        return_sequences: sequences,
-        reverse,
-    };
-    let id = cx.emit(i, Op::Recurrent(Box::new(rec)), &[x.node])?;
-    if outs[0] {
-        // Y: [T, 1, N, H] (layout 0) or [N, T, 1, H]; T is 1 when only the last step is kept.
-        let t = if sequences { steps } else { 1 };
-        let shape = vec![t, 1, units];
-        let layout_y = plain(&shape);
-        cx.bind(i, 0, Val::Act(Act { node: id, shape, layout: layout_y, batch: if layout == 0 { 2 } else { 0 }, fold: vec![] }))?;
-    }
-    if outs[1] {
-        // Y_h: [1, N, H] (layout 0) or [N, 1, H].
-        let shape = vec![1, units];
-        let layout_h = plain(&shape);
-        cx.bind(i, 1, Val::Act(Act { node: id, shape, layout: layout_h, batch: if layout == 0 { 1 } else { 0 }, fold: vec![] }))?;
-    }
-    Ok(())
 }
 
 /// `Tile` of a vector along one axis of size 1, the batch once, with
@@ -415,6 +175,7 @@ pub(super) fn tile(cx: &mut Cx, i: usize) -> Result<()> {
 mod tests {
     use super::super::testing::{Net, attr_int, attr_ints, floats, ints, run};
     use super::*;
+    use crate::engine::model::Cell;
 
     /// Token ids [2] → embedding [2, 1] → time-major → a 1-unit tanh RNN
     /// (W = 1, R = 0) → `last` keeps the last step → [N, 1] → a Dense copying it.

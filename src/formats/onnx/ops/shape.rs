@@ -75,7 +75,7 @@ pub(super) fn reshape(cx: &mut Cx, i: usize) -> Result<()> {
         return cx.bind(i, 0, Val::Act(out));
     }
     if x.batch != 0 {
-        return Err(batch_op(format!("{} of a tensor with its batch on axis {}", n.op_type, x.batch)));
+        return moved_batch_reshape(cx, i, x);
     }
     let target: Vec<usize> = match n.op_type.as_str() {
         "Flatten" => {
@@ -129,6 +129,32 @@ pub(super) fn reshape(cx: &mut Cx, i: usize) -> Result<()> {
         return cx.bind(i, 0, Val::Act(x));
     }
     let out = reshape_to(cx, i, x, target)?;
+    cx.bind(i, 0, Val::Act(out))
+}
+
+/// A Reshape of a tensor whose batch is not axis 0 (a time-major sequence)
+/// that copies every axis up to the batch (`0`): PyTorch's `[0, 0, -1]`
+/// merging a bidirectional layer's two directions.
+fn moved_batch_reshape(cx: &mut Cx, i: usize, x: Act) -> Result<()> {
+    let n = cx.n(i);
+    let b = x.batch;
+    let want = if n.op_type == "Reshape" { cx.ints_input(i, 1, "shape")? } else { None };
+    let allowzero = cx.opset >= 14 && Attrs(n).int("allowzero", 0)? != 0;
+    let keeps = |w: &[i64]| w.len() > b && w[..=b].iter().all(|&d| d == 0) && !allowzero && x.fold.is_empty();
+    let Some(want) = want.filter(|w| keeps(w)) else {
+        return Err(Error::Unsupported {
+            what: format!("ONNX node {}", label(n)),
+            name: format!("{} of a tensor with its batch on axis {b}", n.op_type),
+            supported: "reshapes that keep the batch as the first axis, or copy every axis up to it (0)".into(),
+        });
+    };
+    let mut full = x.shape.clone();
+    full.insert(b, 1);
+    let mut t = resolve_shape(&want, &full, false)
+        .ok_or_else(|| Error::shape(format!("node {}", label(n)), format!("a shape for {:?} per sample", x.shape), format!("{want:?}")))?;
+    t.remove(b);
+    let mut out = reshape_to(cx, i, Act { batch: 0, ..x }, t)?;
+    out.batch = b;
     cx.bind(i, 0, Val::Act(out))
 }
 
@@ -304,6 +330,14 @@ pub(super) fn fold_transpose(cx: &mut Cx, i: usize) -> Result<Option<Val>> {
 }
 
 pub(super) fn fold_concat(cx: &mut Cx, i: usize) -> Result<Option<Val>> {
+    // Filled tensors of one value stay one (tf2onnx's zero initial states of both directions).
+    let fills: Option<Vec<f32>> =
+        cx.n(i).input.iter().map(|t| if let Some(Val::Fill(v)) = cx.vals.get(t.as_str()) { Some(*v) } else { None }).collect();
+    if let Some(f) = fills
+        && f.first().is_some_and(|v| f.iter().all(|w| w.to_bits() == v.to_bits()))
+    {
+        return Ok(Some(Val::Fill(f[0])));
+    }
     cx.fold_consts(i, false, |cx, i, ins| {
         let n = cx.n(i);
         let parts: Vec<Rc<Const>> = ins.iter().flatten().cloned().collect();
