@@ -252,9 +252,14 @@ fn unsupported_recurrent_options_are_errors() {
                         r#type: 8,
                         ..Default::default()
                     },
+                );
+                // HardSigmoid loads with β 0.5 only (Keras's two hard sigmoids).
+                set_attr(
+                    node(m, "gru"),
+                    AttributeProto { name: "activation_beta".into(), floats: vec![0.3], r#type: 6, ..Default::default() },
                 )
             }),
-            "HardSigmoid",
+            "HardSigmoid beta 0.3",
         ),
         (
             "pt_gru",

@@ -127,6 +127,9 @@ pub fn build(g: &GraphProto, opset: i64, name: &str, file_len: usize) -> Result<
 
     // The input, presented to the engine channels-last.
     let (shape, batch, tokens) = graph::input_shape(input)?;
+    // A float input read only through casts to integers holds token ids as floats (tf2onnx's
+    // export of a Keras Embedding model, whose Input is float32 by default).
+    let tokens = tokens || graph::read_as_ids(nodes, &readers, &input.name);
     let (ir_shape, layout) = graph::input_layout(nodes, &readers, &input.name, &shape);
     let kind = match ir_shape.len() {
         _ if tokens => InputKind::Tokens,

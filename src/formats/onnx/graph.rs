@@ -125,6 +125,14 @@ pub(super) fn sort(g: &GraphProto) -> Result<Sorted<'_>> {
 
 /// Per-sample input shape, fixed batch size (if any), and whether it holds
 /// integers (token ids).
+/// Is every reader of `input` a Cast to INT32/INT64 (ids stored as floats)?
+pub(super) fn read_as_ids(nodes: &[NodeProto], readers: &HashMap<&str, Vec<usize>>, input: &str) -> bool {
+    let to_int = |n: &NodeProto| {
+        n.op_type == "Cast" && n.attribute.iter().any(|a| a.name == "to" && matches!(a.i as i32, data_type::INT32 | data_type::INT64))
+    };
+    readers.get(input).is_some_and(|r| !r.is_empty() && r.iter().all(|&i| to_int(&nodes[i])))
+}
+
 pub(super) fn input_shape(input: &ValueInfoProto) -> Result<(Vec<usize>, Option<i64>, bool)> {
     let name = &input.name;
     let t = input

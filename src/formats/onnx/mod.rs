@@ -51,8 +51,9 @@
 //! H, W) is presented to the engine channels-last, `H×W×C`: feed it NHWC data
 //! (for one channel the bytes are the same, so the bundled `N×28×28` images
 //! feed both kinds). A sequence input `N×C×L` reaching a Conv is the image
-//! `C×L×1`, as stored (see `ops/conv1d.rs`). Integer inputs are token ids (`InputKind::Tokens`), and
-//! a Gather from a constant table is an Embedding.
+//! `C×L×1`, as stored (see `ops/conv1d.rs`). Integer inputs are token ids (`InputKind::Tokens`),
+//! as is a float input read only through Casts to integers (tf2onnx's Keras Embedding models),
+//! and a Gather from a constant table is an Embedding.
 //!
 //! # Folding and fusion
 //! Constant-only subgraphs (Shape/Gather/Concat/Slice/Cast/Reshape…) are

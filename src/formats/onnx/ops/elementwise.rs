@@ -352,6 +352,7 @@ pub(super) fn softmax(cx: &mut Cx, i: usize) -> Result<()> {
 mod tests {
     use super::super::testing::{Net, attr_int, floats, run};
     use super::*;
+    use crate::engine::model::InputKind;
 
     fn head(net: Net, from: &str, n: usize) -> Result<crate::engine::model::Model> {
         let eye: Vec<f32> = (0..n * n).map(|k| if k / n == k % n { 1.0 } else { 0.0 }).collect();
@@ -435,7 +436,17 @@ mod tests {
         assert!(e.to_string().contains("axis=0"), "{e}");
         let m = head(Net::new(&[2]).node("Cast", &["x"], &["c"], vec![attr_int("to", data_type::DOUBLE as i64)]), "c", 2).unwrap();
         assert_eq!(m.nodes.len(), 2, "a cast to a float type is nothing");
-        let e = head(Net::new(&[2]).node("Cast", &["x"], &["c"], vec![attr_int("to", data_type::INT64 as i64)]), "c", 2).unwrap_err();
+        // A float input read only through a cast to integers holds token ids (tf2onnx's Embedding models)…
+        let m = head(Net::new(&[2]).node("Cast", &["x"], &["c"], vec![attr_int("to", data_type::INT64 as i64)]), "c", 2).unwrap();
+        assert_eq!(m.input.kind, InputKind::Tokens);
+        // …but one also read as floats does not, and the cast is refused.
+        let net = Net::new(&[2]).node("Cast", &["x"], &["c"], vec![attr_int("to", data_type::INT64 as i64)]).node(
+            "Add",
+            &["x", "c"],
+            &["s"],
+            vec![],
+        );
+        let e = head(net, "s", 2).unwrap_err();
         assert!(matches!(e, Error::Unsupported { .. }) && e.to_string().contains("to=INT64"), "{e}");
     }
 }

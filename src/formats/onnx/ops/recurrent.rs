@@ -196,10 +196,10 @@ fn layer(cx: &mut Cx, i: usize, d: usize, dirs: usize, f: usize) -> Result<Recur
     let n = cx.n(i);
     let at = Attrs(n);
     let op = n.op_type.as_str();
-    for key in ["clip", "activation_alpha", "activation_beta"] {
-        if n.attribute.iter().any(|a| a.name == key) {
-            return Err(unsupported_option(n, key.into(), "no clip, activation_alpha or activation_beta"));
-        }
+    // activation_alpha/beta are read with the HardSigmoid gates below (the only activation here
+    // that takes them).
+    if n.attribute.iter().any(|a| a.name == "clip") {
+        return Err(unsupported_option(n, "clip".into(), "no clip"));
     }
     if at.int("input_forget", 0)? != 0 {
         return Err(unsupported_option(n, "input_forget=1".into(), "input_forget=0"));
@@ -220,13 +220,31 @@ fn layer(cx: &mut Cx, i: usize, d: usize, dirs: usize, f: usize) -> Result<Recur
         None => (0..dirs).flat_map(|_| defaults.iter().map(|s| s.to_string())).collect(),
     };
     let per = defaults.len();
-    let act = |k: usize| -> Result<Activation> {
-        let name = acts.get(d * per + k).ok_or_else(|| bad(format!("node {} lists {} activations", label(n), acts.len())))?;
-        activation_of(name).ok_or_else(|| Error::Unsupported {
+    // HardSigmoid takes the next activation_alpha and activation_beta in list order (ONNX's
+    // defaults 0.2 and 0.5; tf2onnx writes Keras 2's hard_sigmoid recurrent activation so).
+    let floats =
+        |name: &str| -> Result<Vec<f32>> { Ok(at.get(name, attr_type::FLOATS, "a list of floats")?.map_or(vec![], |a| a.floats.clone())) };
+    let (alphas, betas) = (floats("activation_alpha")?, floats("activation_beta")?);
+    let mut parsed = Vec::with_capacity(acts.len());
+    for name in &acts {
+        let a = if name == "HardSigmoid" {
+            let k = parsed.iter().filter(|a| matches!(a, Activation::HardSigmoid(_))).count();
+            let (alpha, beta) = (alphas.get(k).copied().unwrap_or(0.2), betas.get(k).copied().unwrap_or(0.5));
+            if beta != 0.5 {
+                return Err(unsupported_option(n, format!("HardSigmoid beta {beta}"), "HardSigmoid with beta 0.5"));
+            }
+            Some(Activation::HardSigmoid(alpha))
+        } else {
+            activation_of(name)
+        };
+        parsed.push(a.ok_or_else(|| Error::Unsupported {
             what: format!("activation in ONNX node {}", label(n)),
             name: name.clone(),
-            supported: "Relu, Tanh, Sigmoid".into(),
-        })
+            supported: "Relu, Tanh, Sigmoid, HardSigmoid".into(),
+        })?);
+    }
+    let act = |k: usize| -> Result<Activation> {
+        parsed.get(d * per + k).copied().ok_or_else(|| bad(format!("node {} lists {} activations", label(n), acts.len())))
     };
     let (activation, recurrent_activation) = match op {
         "LSTM" => {
