@@ -31,7 +31,7 @@ fn keras_accuracy(model: &str) -> f32 {
     v[model].as_f64().unwrap_or_else(|| panic!("no accuracy for {model}")) as f32
 }
 
-const STEMS: [&str; 15] = [
+const STEMS: [&str; 16] = [
     "float_cnn",
     "rescaling_cnn",
     "norm_mlp",
@@ -47,6 +47,7 @@ const STEMS: [&str; 15] = [
     "pad_pool_cnn",
     "bidir_lstm",
     "bidir_seq",
+    "bidir_mul",
 ];
 
 /// Largest |prob − Keras prob| of `file` on the inputs stored with `expected`.
@@ -90,6 +91,7 @@ fn every_layer_matches_keras_in_keras3_keras2_and_their_onnx_copies() {
         // node sliced per direction; Keras 2's hard_sigmoid as the LSTM's HardSigmoid (α 0.2).
         "bidir_lstm",
         "hsig_lstm",
+        "bidir_mul",
     ] {
         let d = max_diff(&format!("{stem}.k2.onnx"), &format!("{stem}.k2.expected.npz"));
         assert!(d < 1e-4, "{stem}.k2.onnx: max |Δprob| {d}");
@@ -389,9 +391,14 @@ fn bidirectional_layers_run_both_directions_decompose_compose_and_export() {
     use remodule::engine::decompose::Settings;
     use remodule::engine::model::Op;
     use remodule::workbench::Pick;
-    for (file, merge) in
-        [("bidir_lstm.keras", "Concatenate"), ("bidir_lstm.k2.h5", "Concatenate"), ("bidir_seq.keras", "Add"), ("bidir_seq.k2.h5", "Add")]
-    {
+    for (file, merge) in [
+        ("bidir_lstm.keras", "Concatenate"),
+        ("bidir_lstm.k2.h5", "Concatenate"),
+        ("bidir_seq.keras", "Add"),
+        ("bidir_seq.k2.h5", "Add"),
+        ("bidir_mul.keras", "Multiply"),
+        ("bidir_mul.k2.h5", "Multiply"),
+    ] {
         let m = load_model(&read(file), file).unwrap();
         let reverse: Vec<bool> = m
             .nodes
@@ -418,18 +425,16 @@ fn bidirectional_layers_run_both_directions_decompose_compose_and_export() {
         let classes = dec.modules.len();
         let picks: Vec<Pick> = (0..classes).map(|class| Pick { model: info.id, class }).collect();
         let composed = wb.compose(&picks, None).unwrap().composition.top1;
-        assert!(composed > info.accuracy - 0.1, "{file}: composed {composed}, model {}", info.accuracy);
+        // A product merge passes a removed unit's 0 on to the merged unit: the ICSE'23 removal costs
+        // the Keras 2 `mul` model 16 points (docs/ALGORITHMS.md).
+        let cost = if merge == "Multiply" { 0.2 } else { 0.1 };
+        assert!(composed > info.accuracy - cost, "{file}: composed {composed}, model {}", info.accuracy);
         assert!(wb.export_onnx(&picks, false).unwrap().len() > 1000, "{file}");
         let saved = wb.export_modules(info.id).unwrap();
         let back = wb.import_modules(&saved, "set.remodule", d).unwrap();
         assert_eq!(back.decomposition.mask_digest, dec.mask_digest, "{file}");
         let picks: Vec<Pick> = (0..classes).map(|class| Pick { model: back.model.id, class }).collect();
         assert_eq!(wb.compose(&picks, None).unwrap().composition.top1, composed, "{file}");
-    }
-    // Merges the IR has no node for are refused by name.
-    for file in ["bidir_mul.keras", "bidir_mul.k2.h5"] {
-        let e = load_model(&read(file), file).unwrap_err().to_string();
-        assert!(e.contains("'bidirectional_3' (Bidirectional)") && e.contains("merge_mode=mul") && e.contains("concat, sum or ave"), "{e}");
     }
 }
 

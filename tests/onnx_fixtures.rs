@@ -564,8 +564,11 @@ fn unknown_ops_are_unsupported() {
         assert!(unsupported(&e) && e.to_string().contains(op) && e.to_string().contains("relu1"), "{op}: {e}");
     }
     // Arithmetic between two computed tensors that the IR cannot express.
-    let e = edit("pt_residual", |m| node(m, "add").op_type = "Mul".into()).unwrap_err();
-    assert!(unsupported(&e) && e.to_string().contains("'add' (Mul)"), "{e}");
+    let e = edit("pt_residual", |m| node(m, "add").op_type = "Sub".into()).unwrap_err();
+    assert!(unsupported(&e) && e.to_string().contains("'add' (Sub)"), "{e}");
+    // A product of two computed tensors is an IR Multiply (a Bidirectional's `mul` merge).
+    let m = edit("pt_residual", |m| node(m, "add").op_type = "Mul".into()).unwrap();
+    assert!(m.nodes.iter().any(|n| n.op.kind() == "Multiply"));
 }
 
 #[test]

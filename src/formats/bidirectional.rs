@@ -2,7 +2,8 @@
 //! (Keras `Bidirectional`, ONNX `direction="bidirectional"`): two recurrent
 //! nodes — the forward one, and the backward one with [`Recurrent::reverse`]
 //! (steps last to first, each state output at its own step) — and their
-//! merge: `Concat` (an IR `Concat`), `Sum` (`Add`), `Ave` (`Add` then × ½).
+//! merge: `Concat` (an IR `Concat`), `Sum` (`Add`), `Ave` (`Add` then × ½),
+//! `Mul` (`Multiply`).
 //! Each direction's units are units of their own (docs/ALGORITHMS.md).
 
 use ndarray::Array1;
@@ -15,6 +16,7 @@ pub enum Merge {
     Concat,
     Sum,
     Ave,
+    Mul,
 }
 
 /// One direction: its IR name, its layer (a `Recurrent`; `reverse` is set
@@ -45,6 +47,7 @@ pub fn build(
         None => None,
         Some(Merge::Concat) => Some(b.add(name, Op::Concat, &[f, k])?),
         Some(Merge::Sum) => Some(b.add(name, Op::Add { activation: Activation::Linear }, &[f, k])?),
+        Some(Merge::Mul) => Some(b.add(name, Op::Multiply, &[f, k])?),
         Some(Merge::Ave) => {
             let sum = b.add(format!("{name}/sum"), Op::Add { activation: Activation::Linear }, &[f, k])?;
             let units = *b.shape(sum).last().unwrap_or(&0);

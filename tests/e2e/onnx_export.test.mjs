@@ -137,10 +137,11 @@ test('a Keras 2 LSTM with hard-sigmoid gates exports them as HardSigmoid (activa
   check('hsig_lstm', ['tests/fixtures/layers/hsig_lstm.k2.h5', '--data', 'data/lang_a.npz']));
 
 // Keras Bidirectional: the backward half exports as direction="reverse" (Y at each state's own
-// step, Y_h the state after step 0), merged by Concat, Add or Add × ½.
-test('Bidirectional LSTM (concat), GRU (sum) and SimpleRNN (ave) export exactly', async () => {
+// step, Y_h the state after step 0), merged by Concat, Add, Add × ½ or Mul.
+test('Bidirectional LSTM (concat), GRU (sum), SimpleRNN (ave) and LSTM (mul) export exactly', async () => {
   await check('bidir_lstm', ['tests/fixtures/layers/bidir_lstm.keras', '--data', 'data/lang_a.npz']);
   await check('bidir_seq', ['tests/fixtures/layers/bidir_seq.k2.h5', '--data', 'data/lang_a.npz']);
+  await check('bidir_mul', ['tests/fixtures/layers/bidir_mul.keras', '--data', 'data/lang_a.npz']);
   // PyTorch's bidirectional LSTM read by out[:, -1] (the backward layer's state after one step) and GRU by h_n.
   await check('torch_bilstm', ['tests/fixtures/torch/bilstm.onnx', '--data', 'data/lang_a.npz']);
   await check('torch_bigru', ['tests/fixtures/torch/bigru.onnx', '--data', 'data/lang_a.npz']);

@@ -218,9 +218,14 @@ fn live_inputs(model: &Model, k: NodeId, src: NodeId, needed: Option<&BitSet>, t
     let in_len = model.nodes[src].len();
     let mut live = BitSet::new(in_len);
     match &node.op {
-        Op::Flatten | Op::Reshape { .. } | Op::Dropout | Op::Activation(_) | Op::PRelu { .. } | Op::BatchNorm { .. } | Op::Add { .. } => {
-            live.union_with(needed)
-        }
+        Op::Flatten
+        | Op::Reshape { .. }
+        | Op::Dropout
+        | Op::Activation(_)
+        | Op::PRelu { .. }
+        | Op::BatchNorm { .. }
+        | Op::Add { .. }
+        | Op::Multiply => live.union_with(needed),
         Op::Dense { kernel, .. } if node.len() == kernel.ncols() => {
             for i in 0..kernel.nrows() {
                 if needed.iter().any(|j| kernel[[i, j]] != 0.0) {

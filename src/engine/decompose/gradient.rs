@@ -161,7 +161,9 @@ pub fn margin_gradients(model: &Model, rec: &Recording, class: usize) -> BTreeMa
                     into(&mut grads, src, &|g| g.iter_mut().zip(&pre).for_each(|(x, p)| *x += p));
                 }
             }
-            Op::Input | Op::Embedding { .. } | Op::RepeatVector { .. } | Op::Recurrent(_) => {}
+            // A product's derivative needs each factor's value, which the pass does not keep
+            // for untracked nodes: the gradient stops here (layers below rank by their gap).
+            Op::Input | Op::Embedding { .. } | Op::RepeatVector { .. } | Op::Recurrent(_) | Op::Multiply => {}
         }
     }
     rec.nodes.iter().filter_map(|&t| grads[t].take().map(|g| (t, g))).collect()

@@ -128,6 +128,7 @@ fn infer(name: &str, op: &Op, ins: &[&[usize]]) -> Result<Vec<usize>> {
     let want = match op {
         Op::Input => 0,
         Op::Add { .. } | Op::Concat => ins.len().max(2),
+        Op::Multiply => 2,
         _ => 1,
     };
     if ins.len() != want {
@@ -215,7 +216,7 @@ fn infer(name: &str, op: &Op, ins: &[&[usize]]) -> Result<Vec<usize>> {
             out.push(ins.iter().map(|s| s[s.len() - 1]).sum());
             out
         }
-        Op::Add { .. } => {
+        Op::Add { .. } | Op::Multiply => {
             if let Some(s) = ins.iter().find(|s| *s != &ins[0]) {
                 return Err(Error::shape(ctx(), format!("{:?} (all inputs alike)", ins[0]), format!("{s:?}")));
             }

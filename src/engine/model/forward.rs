@@ -601,6 +601,7 @@ impl Pass<'_> {
                 }
             }
             // One pass each (not a copy, then an update in place).
+            Op::Multiply => out.iter_mut().zip(input(0)).zip(input(1)).for_each(|((o, a), b)| *o = a * b),
             Op::Add { .. } => {
                 out.iter_mut().zip(input(0)).zip(input(1)).for_each(|((o, a), b)| *o = a + b);
                 for k in 2..node.inputs.len() {

@@ -224,6 +224,9 @@ pub enum Op {
     Add {
         activation: Activation,
     },
+    /// Element-wise product of its two inputs (a Bidirectional's `mul` merge,
+    /// Keras `Multiply`).
+    Multiply,
     /// `y = x * scale + shift` per channel (last axis): inference BatchNorm folded.
     BatchNorm {
         scale: Array1<f32>,
@@ -267,6 +270,7 @@ impl Op {
             Op::ZeroPad2D { .. } => "ZeroPadding2D",
             Op::Concat => "Concatenate",
             Op::Add { .. } => "Add",
+            Op::Multiply => "Multiply",
             Op::BatchNorm { .. } => "BatchNormalization",
             Op::Activation(_) => "Activation",
             Op::PRelu { .. } => "PReLU",

@@ -15,7 +15,7 @@ use crate::engine::model::{ModelBuilder, NodeId};
 use crate::error::{Error, Result};
 use crate::formats::bidirectional::{self as shared, Direction, Merge};
 
-const MERGES: &str = "merge_mode concat, sum or ave";
+const MERGES: &str = "merge_mode concat, sum, ave or mul";
 
 /// Builds the layer of `p` on `input`; returns the merged node.
 pub fn build(p: &Params, b: &mut ModelBuilder, input: NodeId, src: &dyn WeightSource) -> Result<NodeId> {
@@ -26,6 +26,7 @@ pub fn build(p: &Params, b: &mut ModelBuilder, input: NodeId, src: &dyn WeightSo
         (_, Some(m)) if m == "concat" => Merge::Concat,
         (_, Some(m)) if m == "sum" => Merge::Sum,
         (_, Some(m)) if m == "ave" => Merge::Ave,
+        (_, Some(m)) if m == "mul" => Merge::Mul,
         (_, Some(m)) => return Err(p.unsupported_option(format!("merge_mode={m}"), MERGES)),
         (Some(_), None) => return Err(p.unsupported_option("merge_mode=None (two outputs)".into(), MERGES)),
     };

@@ -43,11 +43,12 @@ const KEY: &str = "remodule";
 /// `ZeroPadding2D` (its pads as `padding`), `Concatenate` and the activations
 /// beyond linear/relu/tanh/sigmoid/softmax; version 6 adds `DepthwiseConv2D`
 /// (options as Conv2D's) and `Reshape` (its `shape` is the node's); version 7
-/// adds `reverse` on recurrent layers (the backward half of a Bidirectional). The input
+/// adds `reverse` on recurrent layers (the backward half of a Bidirectional); version 8
+/// adds `Multiply` (a Bidirectional's `mul` merge). The input
 /// rule: a model file leaves scale and offset to it (before version 5 a model
 /// file's scale was ignored on loading, so it still is); a module set carries
 /// the map it was decomposed with.
-pub const VERSION: u32 = 7;
+pub const VERSION: u32 = 8;
 /// Largest pool window, stride or conv kernel side (as the Keras loader).
 const MAX_WINDOW: usize = 1 << 16;
 /// Op kinds a manifest may name (`Op::kind`).
@@ -361,6 +362,7 @@ fn model_spec(model: &Model, t: &mut Tensors) -> ModelSpec {
             | Op::Flatten
             | Op::Reshape { .. }
             | Op::Add { .. }
+            | Op::Multiply
             | Op::Activation(_)
             | Op::Dropout => {}
         }
@@ -661,6 +663,7 @@ fn read_op(i: usize, node: &NodeSpec, r: &mut Reader) -> Result<Op> {
         "Concatenate" => Op::Concat,
         "PReLU" => Op::PRelu { alpha: r.vector(&t("alpha"))? },
         "Add" => Op::Add { activation: activation()? },
+        "Multiply" => Op::Multiply,
         "BatchNormalization" => Op::BatchNorm { scale: r.vector(&t("scale"))?, shift: r.vector(&t("shift"))? },
         "Activation" => Op::Activation(activation()?),
         "Dropout" => Op::Dropout,

@@ -574,6 +574,13 @@ impl ModuleBuilder<'_, '_> {
                 }
                 acc
             }
+            Op::Multiply => {
+                let first = self.values[input(0)].clone().expect("built in order");
+                let layout = if first.int { Layout::Ir } else { first.layout };
+                let (a, b) = (self.get(input(0), layout), self.get(input(1), layout));
+                let out = self.g.op("Mul", &[&a.name, &b.name], vec![], &self.name(id, "pre"));
+                Value { name: out, layout, int: false }
+            }
             Op::BatchNorm { scale, shift } => {
                 let first = self.values[input(0)].clone().expect("built in order");
                 let layout = if first.int { Layout::Ir } else { first.layout };

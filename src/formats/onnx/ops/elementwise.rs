@@ -188,7 +188,7 @@ pub(super) fn arith<'g>(cx: &mut Cx<'g>, i: usize) -> Result<()> {
     }
     let ins: Vec<Val> = (0..n.input.len()).map(|k| cx.input(i, k)).collect::<Result<Vec<_>>>()?.into_iter().flatten().cloned().collect();
     let acts: Vec<&Act> = ins.iter().filter_map(|v| if let Val::Act(a) = v { Some(a) } else { None }).collect();
-    if acts.len() == ins.len() && matches!(op, "Add" | "Sum") {
+    if acts.len() == ins.len() && (matches!(op, "Add" | "Sum") || (op == "Mul" && acts.len() == 2)) {
         let first = acts.first().ok_or_else(|| bad(format!("node {} has no inputs", label(n))))?;
         if acts.len() == 1 {
             let a = (*first).clone();
@@ -207,6 +207,11 @@ pub(super) fn arith<'g>(cx: &mut Cx<'g>, i: usize) -> Result<()> {
                     supported: "inputs of the same shape, computed the same way (residual connections)".into(),
                 });
             }
+        }
+        if op == "Mul" {
+            // Two computed tensors multiplied element-wise (a Bidirectional's `mul` merge).
+            let id = cx.emit(i, Op::Multiply, &[acts[0].node, acts[1].node])?;
+            return cx.bind(i, 0, Val::Act(Act { node: id, ..Act::clone(first) }));
         }
         let ids: Vec<NodeId> = acts.iter().map(|a| a.node).collect();
         let model = Act::clone(first);
@@ -237,7 +242,7 @@ pub(super) fn arith<'g>(cx: &mut Cx<'g>, i: usize) -> Result<()> {
                         .collect::<Vec<_>>()
                         .join(" and ")
                 ),
-                supported: "Add/Sum of computed tensors of one shape; Add/Sub/Mul/Div of a computed tensor and a per-channel constant"
+                supported: "Add/Sum/Mul of computed tensors of one shape; Add/Sub/Mul/Div of a computed tensor and a per-channel constant"
                     .into(),
             });
         }

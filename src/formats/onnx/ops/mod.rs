@@ -83,7 +83,7 @@ const FAMILIES: &[&[Rule]] = &[
         Rule::layer("Add", elementwise::arith).role(Elementwise).note("of computed tensors of one shape, or a per-channel constant"),
         Rule::layer("Sum", elementwise::arith).note("of computed tensors of one shape, or a per-channel constant"),
         Rule::layer("Sub", elementwise::arith).role(Elementwise).note("by a per-channel constant"),
-        Rule::layer("Mul", elementwise::arith).role(Elementwise).note("by a per-channel constant"),
+        Rule::layer("Mul", elementwise::arith).role(Elementwise).note("by a per-channel constant, or of two computed tensors of one shape"),
         Rule::layer("Div", elementwise::arith).role(Elementwise).note("by a per-channel constant"),
         Rule::layer("Relu", elementwise::activation).role(Elementwise),
         Rule::layer("Tanh", elementwise::activation).role(Elementwise),
