@@ -464,7 +464,14 @@ fn apply_keep(out: &mut [f32], len: usize, keep: &BitSet) {
             match w {
                 u64::MAX => {}
                 0 => chunk.fill(0.0),
-                _ => chunk.iter_mut().enumerate().filter(|&(i, _)| w >> i & 1 == 0).for_each(|(_, v)| *v = 0.0),
+                _ => {
+                    // Only the removed units (a pruned conv channel clears one bit in every C).
+                    let mut z = !w & (u64::MAX >> (64 - chunk.len()));
+                    while z != 0 {
+                        chunk[z.trailing_zeros() as usize] = 0.0;
+                        z &= z - 1;
+                    }
+                }
             }
         }
     }
