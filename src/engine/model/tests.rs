@@ -40,6 +40,27 @@ fn dense_forward_and_record_by_hand() {
     assert!(!bits.get(1, 0) && bits.get(1, 1)); // unit 1 only for x2
 }
 
+/// A 70-unit layer (a full mask word and a partial one) keeping every third unit: exactly the
+/// removed units read 0, in every sample's row.
+#[test]
+fn a_mask_zeroes_exactly_its_removed_units_across_words() {
+    let n = 70;
+    let mut b = ModelBuilder::new("m", spec(&[n])).unwrap();
+    b.push("h", Op::Dense { kernel: ndarray::Array2::eye(n), bias: ndarray::Array1::ones(n), activation: Activation::Relu }).unwrap();
+    b.push("out", Op::Dense { kernel: ndarray::Array2::ones((n, 2)), bias: ndarray::Array1::zeros(2), activation: Activation::Linear })
+        .unwrap();
+    let m = b.finish(names(2)).unwrap();
+    let mut masks = Masks::default();
+    masks
+        .nodes
+        .insert(1, UnitMask { keep: crate::engine::bits::BitSet::from_indices(n, (0..n).step_by(3)), clip_negative: None, gates: None });
+    // Unit u outputs x_u + 1; the head sums the kept ones.
+    let x: Vec<f32> = (0..2 * n).map(|i| (i % n) as f32).collect();
+    let out = forward(&m, &x, 2, Some(&masks), false, &mut no_progress()).unwrap();
+    let kept: f32 = (0..n).step_by(3).map(|u| u as f32 + 1.0).sum();
+    assert_eq!(out.logits, vec![kept; 4]);
+}
+
 #[test]
 fn masks_zero_units_and_clip_negative_weights() {
     let m = tiny_mlp();
