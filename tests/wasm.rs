@@ -269,7 +269,7 @@ fn per_gate_masks_match_native_in_wasm() {
 
 /// The layer fixtures (Rescaling, Normalization, LeakyReLU, ELU, GELU, swish,
 /// softplus, hard_sigmoid, GlobalMaxPooling2D; Conv1D and the 1-D pools, DepthwiseConv2D,
-/// SeparableConv2D, ONNX Pad) from Keras 3, tf_keras and tf2onnx, in wasm.
+/// SeparableConv2D, ONNX Pad, Bidirectional) from Keras 3, tf_keras and tf2onnx, in wasm.
 #[wasm_bindgen_test]
 fn layer_fixtures_match_keras_in_wasm() {
     macro_rules! case {
@@ -281,7 +281,13 @@ fn layer_fixtures_match_keras_in_wasm() {
             )
         };
     }
-    let cases: [(&str, &[u8], &[u8]); 33] = [
+    let cases: [(&str, &[u8], &[u8]); 38] = [
+        // tf2onnx's text models (float ids cast to INT32), Bidirectional mul as an IR Multiply.
+        case!("bidir_lstm.k2.onnx", "bidir_lstm.k2"),
+        case!("hsig_lstm.k2.onnx", "hsig_lstm.k2"),
+        case!("bidir_mul.keras", "bidir_mul"),
+        case!("bidir_mul.k2.h5", "bidir_mul.k2"),
+        case!("bidir_mul.k2.onnx", "bidir_mul.k2"),
         case!("conv1d_cnn.keras", "conv1d_cnn"),
         case!("conv1d_cnn.k2.h5", "conv1d_cnn.k2"),
         case!("conv1d_cnn.k2.onnx", "conv1d_cnn.k2"),
