@@ -2,9 +2,11 @@
 //! simd128, output channel counts that are a multiple of 4 up to 32 (every
 //! bundled model) convolve directly, without the patch matrix: copying
 //! patches was 35–45 % of the CNN's wasm time (a window row of 1 input
-//! channel is 3 floats, one `memory.copy` each). On x86-64 with AVX2,
-//! multiples of 8 up to 32 convolve directly too (`x86/conv.rs`). All paths
-//! sum the taps in the same order, so their results are bit-identical.
+//! channel is 3 floats, one `memory.copy` each). On x86-64 with AVX2, every
+//! multiple of 8 convolves directly too (`x86/conv.rs`). All paths sum the
+//! taps in the same order, so their results are bit-identical. A
+//! [`ConvEpilogue`] (the BatchNorm, Add and ReLU after a convolution) is
+//! fused into the x86 kernel's store and applied after the others.
 
 use super::matmul;
 
@@ -78,18 +80,75 @@ impl Conv2dGeom {
     }
 }
 
+/// What follows a convolution's bias add in the layers after it, fused into
+/// its output write where the kernel can (and applied in the same order
+/// otherwise): `x · scale + shift` (an inference BatchNorm), `residual + x`
+/// (an Add), then `x > 0 ? x : 0` (ReLU) — separate operations, each rounded
+/// as the layer would round it, so fused results equal unfused ones bit for bit.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ConvEpilogue<'a> {
+    /// (scale, shift), `cout` values each.
+    pub affine: Option<(&'a [f32], &'a [f32])>,
+    /// The other input of an Add, shaped like the output.
+    pub residual: Option<&'a [f32]>,
+    pub relu: bool,
+}
+
+impl ConvEpilogue<'_> {
+    fn is_empty(&self) -> bool {
+        self.affine.is_none() && self.residual.is_none() && !self.relu
+    }
+
+    /// Applies the epilogue to `out` (pixels of `cout` channels).
+    pub(crate) fn apply(&self, out: &mut [f32], cout: usize) {
+        if let Some((scale, shift)) = self.affine {
+            for px in out.chunks_exact_mut(cout) {
+                for j in 0..cout {
+                    px[j] = px[j] * scale[j] + shift[j];
+                }
+            }
+        }
+        if let Some(r) = self.residual {
+            out.iter_mut().zip(r).for_each(|(o, r)| *o += r);
+        }
+        if self.relu {
+            // A select, not `f32::max`: the ReLU of `Activation::apply_elementwise`.
+            out.iter_mut().for_each(|x| *x = if *x > 0.0 { *x } else { 0.0 });
+        }
+    }
+}
+
 /// One sample: `input` is H×W×Cin, `kernel` is (kh·kw·Cin)×Cout (Keras layout
 /// flattened), `out` is OH×OW×Cout; `scratch` is reused across calls.
 pub fn conv2d(g: &Conv2dGeom, input: &[f32], kernel: &[f32], bias: &[f32], out: &mut [f32], scratch: &mut Vec<f32>) {
-    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-    if simd::conv2d(g, input, kernel, bias, out) {
-        return;
-    }
+    conv2d_fused(g, input, kernel, bias, out, scratch, &ConvEpilogue::default())
+}
+
+/// [`conv2d`], then `epi` (fused into the store on x86-64 with AVX2).
+pub fn conv2d_fused(
+    g: &Conv2dGeom,
+    input: &[f32],
+    kernel: &[f32],
+    bias: &[f32],
+    out: &mut [f32],
+    scratch: &mut Vec<f32>,
+    epi: &ConvEpilogue,
+) {
     #[cfg(target_arch = "x86_64")]
-    if super::x86::conv2d(g, input, kernel, bias, out) {
+    if super::x86::conv2d(g, input, kernel, bias, out, epi, scratch) {
         return;
     }
-    conv2d_im2col(g, input, kernel, bias, out, scratch)
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    let done = simd::conv2d(g, input, kernel, bias, out);
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    let done = false;
+    if !done {
+        conv2d_im2col(g, input, kernel, bias, out, scratch);
+    }
+    if !epi.is_empty() {
+        let len = g.oh * g.ow * bias.len();
+        epi.apply(&mut out[..len], bias.len());
+    }
 }
 
 /// Depthwise convolution of one sample: `input` is H×W×C, `kernel` is

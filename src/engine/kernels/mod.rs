@@ -21,7 +21,7 @@ pub mod smooth;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
-pub use conv::{Conv2dGeom, conv2d, conv2d_im2col, depthwise2d};
+pub use conv::{Conv2dGeom, ConvEpilogue, conv2d, conv2d_fused, conv2d_im2col, depthwise2d};
 pub use dense::{DenseWeights, Epilogue, dense};
 pub use matmul::{matmul, matmul_portable};
 pub use pool::{PoolKind, global_avg_pool, global_pool, pool2d};

@@ -16,10 +16,11 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
+use super::fuse::{self, Chain, Fusion};
 use super::recurrent::Scratch as CellScratch;
 use super::*;
 use crate::engine::bits::{BitMatrix, BitSet};
-use crate::engine::kernels::{DenseWeights, Epilogue, conv2d, dense, depthwise2d, global_pool, matmul, pool2d};
+use crate::engine::kernels::{ConvEpilogue, DenseWeights, Epilogue, conv2d_fused, dense, depthwise2d, global_pool, matmul, pool2d};
 use crate::engine::parallel;
 use crate::error::{Error, Result};
 
@@ -187,6 +188,7 @@ pub fn forward_with(
         positive: &positive,
         weights: kernels.iter().map(|k| k.as_ref().map(|k| DenseWeights::new(k.as_slice().unwrap(), k.nrows(), k.ncols()))).collect(),
         source: (0..model.nodes.len()).map(|id| source(model, masks, id)).collect(),
+        fusion: fuse::plan(model, masks),
         gates: what == Record::Gates,
         groups: groups.filter(|_| record),
         n_groups,
@@ -255,6 +257,8 @@ struct Pass<'a> {
     weights: Vec<Option<DenseWeights<'a>>>,
     /// Per node, the node whose values it has (see [`source`]).
     source: Vec<NodeId>,
+    /// Layers run inside the convolution before them.
+    fusion: Fusion,
     /// Record recurrent gates.
     gates: bool,
     /// Per-sample groups of the per-group sums (recordings only), and how many.
@@ -344,7 +348,7 @@ impl Pass<'_> {
         bufs.resize(model.nodes.len(), Vec::new());
         let x = &x[first * in_len..(first + b) * in_len];
         for id in 1..model.nodes.len() {
-            if self.source[id] != id {
+            if self.source[id] != id || self.fusion.absorbed[id] {
                 continue;
             }
             let mut out = std::mem::take(&mut bufs[id]);
@@ -359,7 +363,7 @@ impl Pass<'_> {
             if id == model.head {
                 part.logits[at * c..(at + b) * c].copy_from_slice(&out);
             }
-            if let Some(a) = node.op.activation().filter(|_| !fused_relu(model, self.masks, id)) {
+            if let Some(a) = node.op.activation().filter(|_| !fused_relu(model, self.masks, id) && !self.fusion.relu_done(id)) {
                 a.apply(&mut out, *node.shape.last().unwrap());
             }
             if let (Some(m), None) = (self.masks.and_then(|m| m.nodes.get(&id)), seq) {
@@ -498,6 +502,10 @@ impl Pass<'_> {
         let node = &model.nodes[id];
         let input = |k: usize| values.of(node.inputs[k]);
         let in_shape = |k: usize| model.nodes[node.inputs[k]].shape.as_slice();
+        if let Some(chain) = &self.fusion.chains[id] {
+            self.conv(chain, values, b, out, scratch);
+            return Ok(None);
+        }
         match &node.op {
             Op::Input => unreachable!("input is node 0"),
             Op::Dense { kernel, bias, .. } => {
@@ -525,23 +533,7 @@ impl Pass<'_> {
                 }
                 add_bias(out, bias);
             }
-            Op::Conv2D { kernel, bias, strides, padding, .. } => {
-                let [h, w, cin] = in_shape(0) else { unreachable!() };
-                let [kh, kw, _, _] = *kernel.shape() else { unreachable!() };
-                let g = padding.geometry(*h, *w, *cin, kh, kw, strides[0], strides[1]).unwrap();
-                let k = kernel.as_standard_layout();
-                let (il, ol) = (h * w * cin, node.len());
-                for s in 0..b {
-                    conv2d(
-                        &g,
-                        &input(0)[s * il..][..il],
-                        k.as_slice().unwrap(),
-                        bias.as_slice().unwrap(),
-                        &mut out[s * ol..][..ol],
-                        &mut scratch.im2col,
-                    );
-                }
-            }
+            Op::Conv2D { .. } => self.conv(&Chain { conv: id, affine: None, residual: None, relu: false }, values, b, out, scratch),
             Op::DepthwiseConv2D { kernel, bias, strides, padding, .. } => {
                 let [h, w, c] = in_shape(0) else { unreachable!() };
                 let [kh, kw, _, mult] = *kernel.shape() else { unreachable!() };
@@ -666,6 +658,31 @@ impl Pass<'_> {
             }
         }
         Ok(None)
+    }
+}
+
+impl Pass<'_> {
+    /// A convolution and the layers its chain takes (see [`fuse`]) for a batch of `b` samples.
+    fn conv(&self, chain: &Chain, values: &Values, b: usize, out: &mut [f32], scratch: &mut Scratch) {
+        let model = self.model;
+        let node = &model.nodes[chain.conv];
+        let Op::Conv2D { kernel, bias, strides, padding, .. } = &node.op else { unreachable!("a chain starts at a Conv2D") };
+        let input = values.of(node.inputs[0]);
+        let &[h, w, cin] = model.nodes[node.inputs[0]].shape.as_slice() else { unreachable!("the builder checked an image") };
+        let [kh, kw, _, _] = *kernel.shape() else { unreachable!() };
+        let g = padding.geometry(h, w, cin, kh, kw, strides[0], strides[1]).unwrap();
+        let k = kernel.as_standard_layout();
+        let affine = chain.affine.map(|bn| match &model.nodes[bn].op {
+            Op::BatchNorm { scale, shift } => (scale.as_slice().unwrap(), shift.as_slice().unwrap()),
+            _ => unreachable!("a chain's affine is a BatchNorm"),
+        });
+        let residual = chain.residual.map(|r| values.of(r));
+        let (il, ol) = (h * w * cin, node.len());
+        for s in 0..b {
+            let epi = ConvEpilogue { affine, residual: residual.map(|r| &r[s * ol..][..ol]), relu: chain.relu };
+            let (k, bias) = (k.as_slice().unwrap(), bias.as_slice().unwrap());
+            conv2d_fused(&g, &input[s * il..][..il], k, bias, &mut out[s * ol..][..ol], &mut scratch.im2col, &epi);
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 
 mod build;
 mod forward;
+mod fuse;
 mod recurrent;
 
 pub use build::ModelBuilder;

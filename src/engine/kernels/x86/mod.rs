@@ -14,6 +14,7 @@ pub use dense::Panels;
 
 use super::Conv2dGeom;
 use super::activation;
+use super::conv::ConvEpilogue;
 
 const UNKNOWN: u8 = 0;
 const NONE: u8 = 1;
@@ -66,14 +67,28 @@ pub fn dense(a: &[f32], w: &Panels, c: &mut [f32], m: usize, bias: Option<&[f32]
     true
 }
 
-/// Direct convolution with AVX2; `false` when the CPU lacks it or `cout` is
-/// not 8, 16, 24 or 32 (then im2col + [`matmul`]).
-pub fn conv2d(g: &Conv2dGeom, input: &[f32], kernel: &[f32], bias: &[f32], out: &mut [f32]) -> bool {
+/// Direct convolution with AVX2, its epilogue fused; `false` when the CPU
+/// lacks it or `cout` is not a multiple of 8 (then im2col + [`matmul`]).
+pub fn conv2d(
+    g: &Conv2dGeom,
+    input: &[f32],
+    kernel: &[f32],
+    bias: &[f32],
+    out: &mut [f32],
+    epi: &ConvEpilogue,
+    scratch: &mut Vec<f32>,
+) -> bool {
     if !avx2() {
         return false;
     }
     // SAFETY: AVX2 and FMA are present (checked above).
-    unsafe { if fma() { conv::conv2d::<true>(g, input, kernel, bias, out) } else { conv::conv2d::<false>(g, input, kernel, bias, out) } }
+    unsafe {
+        if fma() {
+            conv::conv2d::<true>(g, input, kernel, bias, out, epi, scratch)
+        } else {
+            conv::conv2d::<false>(g, input, kernel, bias, out, epi, scratch)
+        }
+    }
 }
 
 /// The portable activation loops compiled for AVX2 (8 lanes instead of

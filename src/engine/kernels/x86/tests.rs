@@ -2,6 +2,7 @@
 //! (mul + add) kernels and the activations, within 1e-5 of Σ|a||b| for FMA.
 
 use super::super::activation;
+use super::super::conv::ConvEpilogue;
 use super::super::matmul::matmul_portable;
 use super::super::values;
 use super::*;
@@ -85,7 +86,7 @@ fn direct_conv_matches_im2col() {
     let mut checked = 0;
     for &(h, w) in &[(1, 1), (3, 5), (7, 7), (9, 4), (12, 13), (28, 28)] {
         for &cin in &[1, 2, 3, 8, 16] {
-            for &cout in &[8, 16, 24, 32, 4, 12] {
+            for &cout in &[8, 16, 24, 32, 4, 12, 40, 64] {
                 for &(k, s) in &[(1, 1), (2, 2), (3, 1), (3, 2), (5, 3)] {
                     let geoms = [
                         Conv2dGeom::new([h, w, cin], [k, k], [s, s], true),
@@ -102,13 +103,14 @@ fn direct_conv_matches_im2col() {
                         let mut exact = vec![f32::NAN; want.len()];
                         let mut fma = exact.clone();
                         // SAFETY: `cpu_ok` checked AVX2 + FMA.
-                        let ran = unsafe { conv::conv2d::<false>(&g, &input, &kernel, &bias, &mut exact) };
+                        let ran =
+                            unsafe { conv::conv2d::<false>(&g, &input, &kernel, &bias, &mut exact, &Default::default(), &mut Vec::new()) };
                         assert_eq!(ran, cout % 8 == 0, "cout {cout}");
                         if !ran {
                             continue;
                         }
                         // SAFETY: as above.
-                        unsafe { conv::conv2d::<true>(&g, &input, &kernel, &bias, &mut fma) };
+                        unsafe { conv::conv2d::<true>(&g, &input, &kernel, &bias, &mut fma, &Default::default(), &mut Vec::new()) };
                         let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
                         assert_eq!(bits(&exact), bits(&want), "{g:?} cout {cout}");
                         let scale = g.patch_len() as f32 * 0.25 + 0.5;
@@ -122,6 +124,53 @@ fn direct_conv_matches_im2col() {
         }
     }
     assert!(checked > 500, "{checked} geometries");
+}
+
+/// The fused epilogue (BatchNorm's affine, a residual, ReLU) against the
+/// portable convolution followed by the layers' own loops, bit for bit.
+#[test]
+fn direct_conv_epilogue_matches_layers() {
+    if !cpu_ok() {
+        return;
+    }
+    for &(h, w, cin, cout, k, s) in
+        &[(5, 7, 3, 8, 3, 1), (6, 6, 16, 16, 3, 2), (7, 7, 16, 32, 3, 1), (8, 8, 5, 64, 1, 1), (4, 9, 2, 24, 2, 1)]
+    {
+        let g = Conv2dGeom::new([h, w, cin], [k, k], [s, s], true).unwrap();
+        let seed = (h * 31 + cin * 5 + cout) as u64;
+        let (input, kernel, bias) = (values(seed, h * w * cin), values(seed + 1, g.patch_len() * cout), values(seed + 2, cout));
+        let (scale, shift) = (values(seed + 3, cout), values(seed + 4, cout));
+        let residual = values(seed + 5, g.oh * g.ow * cout);
+        for mask in 0..8 {
+            let epi = ConvEpilogue {
+                affine: (mask & 1 != 0).then_some((&scale[..], &shift[..])),
+                residual: (mask & 2 != 0).then_some(&residual[..]),
+                relu: mask & 4 != 0,
+            };
+            let mut want = conv_portable(&g, &input, &kernel, &bias);
+            for (i, v) in want.iter_mut().enumerate() {
+                if mask & 1 != 0 {
+                    *v = *v * scale[i % cout] + shift[i % cout];
+                }
+                if mask & 2 != 0 {
+                    *v += residual[i];
+                }
+                if mask & 4 != 0 {
+                    *v = if *v > 0.0 { *v } else { 0.0 };
+                }
+            }
+            let mut got = vec![f32::NAN; want.len()];
+            // SAFETY: `cpu_ok` checked AVX2 + FMA.
+            assert!(unsafe { conv::conv2d::<false>(&g, &input, &kernel, &bias, &mut got, &epi, &mut Vec::new()) });
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got), bits(&want), "{g:?} cout {cout} epilogue {mask}");
+            // The portable path applies the same epilogue after the product.
+            let mut portable = vec![f32::NAN; want.len()];
+            super::super::conv::conv2d_im2col(&g, &input, &kernel, &bias, &mut portable, &mut Vec::new());
+            epi.apply(&mut portable, cout);
+            assert_eq!(bits(&portable), bits(&want), "portable {g:?} cout {cout} epilogue {mask}");
+        }
+    }
 }
 
 #[test]
