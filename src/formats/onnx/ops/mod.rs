@@ -82,8 +82,8 @@ const FAMILIES: &[&[Rule]] = &[
     &[
         Rule::layer("Add", elementwise::arith).role(Elementwise).note("of computed tensors of one shape, or a per-channel constant"),
         Rule::layer("Sum", elementwise::arith).note("of computed tensors of one shape, or a per-channel constant"),
+        Rule::layer("Mul", elementwise::arith).role(Elementwise).note("of computed tensors of one shape, or a per-channel constant"),
         Rule::layer("Sub", elementwise::arith).role(Elementwise).note("by a per-channel constant"),
-        Rule::layer("Mul", elementwise::arith).role(Elementwise).note("by a per-channel constant, or of two computed tensors of one shape"),
         Rule::layer("Div", elementwise::arith).role(Elementwise).note("by a per-channel constant"),
         Rule::layer("Relu", elementwise::activation).role(Elementwise),
         Rule::layer("Tanh", elementwise::activation).role(Elementwise),
@@ -232,7 +232,12 @@ mod tests {
     #[test]
     fn the_list_reads_well() {
         assert!(SUPPORTED_OPS.starts_with("Gemm, MatMul (fused with a following bias Add and activation); Conv ("), "{SUPPORTED_OPS}");
-        assert!(SUPPORTED_OPS.contains("Sub, Mul, Div (by a per-channel constant), Relu"), "{SUPPORTED_OPS}");
+        assert!(
+            SUPPORTED_OPS.contains(
+                "Add, Sum, Mul (of computed tensors of one shape, or a per-channel constant), Sub, Div (by a per-channel constant), Relu"
+            ),
+            "{SUPPORTED_OPS}"
+        );
         assert!(SUPPORTED_OPS.contains("LSTM, GRU, RNN (zero initial state), Gather (embedding"), "{SUPPORTED_OPS}");
         assert!(SUPPORTED_OPS.ends_with("; on constants only: Constant, Expand (of a scalar), ConstantOfShape"), "{SUPPORTED_OPS}");
         assert!(SUPPORTED_OPS.contains("Concat (of computed tensors along the channel axis; of constants)"), "{SUPPORTED_OPS}");
