@@ -5,7 +5,7 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::rc::Rc;
 
-use super::convert::{Val, bad, label};
+use super::convert::{Attrs, Val, bad, label};
 use super::layout::{Layout, axes_in, plain};
 use super::ops::{self, Role};
 use super::proto::{GraphProto, NodeProto, ValueInfoProto, data_type};
@@ -127,9 +127,8 @@ pub(super) fn sort(g: &GraphProto) -> Result<Sorted<'_>> {
 /// integers (token ids).
 /// Is every reader of `input` a Cast to INT32/INT64 (ids stored as floats)?
 pub(super) fn read_as_ids(nodes: &[NodeProto], readers: &HashMap<&str, Vec<usize>>, input: &str) -> bool {
-    let to_int = |n: &NodeProto| {
-        n.op_type == "Cast" && n.attribute.iter().any(|a| a.name == "to" && matches!(a.i as i32, data_type::INT32 | data_type::INT64))
-    };
+    let to_int =
+        |n: &NodeProto| n.op_type == "Cast" && Attrs(n).int("to", 0).is_ok_and(|t| matches!(t as i32, data_type::INT32 | data_type::INT64));
     readers.get(input).is_some_and(|r| !r.is_empty() && r.iter().all(|&i| to_int(&nodes[i])))
 }
 
