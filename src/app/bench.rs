@@ -46,6 +46,12 @@ pub struct DecomposeBench {
     pub ratio: f64,
     pub decompose_s: f64,
     pub pass_s: f64,
+    /// With more than one thread: decompose all classes on one thread, timed
+    /// in turns with `decompose_s` in the same run, so that the speed-up
+    /// `one_thread_s ÷ decompose_s` does not depend on what else the machine
+    /// ran between two runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub one_thread_s: Option<f64>,
 }
 
 /// The techniques benchmarked on a model: paper and reference for dense and
@@ -115,21 +121,28 @@ pub fn bench_model(model: &Model, data: &Dataset, clock: &dyn Fn() -> f64, decom
 }
 
 /// Decompose all classes, and one recorded forward pass over exactly the
-/// decomposition samples, timed in turns for at least `2 × min_s`.
+/// decomposition samples, timed in turns for at least `2 × min_s` — with
+/// more than one thread, decomposing on one thread too ([`DecomposeBench::one_thread_s`]).
 pub fn bench_decompose(model: &Model, data: &Dataset, settings: &Settings, min_s: f64, clock: &dyn Fn() -> f64) -> Result<DecomposeBench> {
     let rows = decomposition_rows(data, settings.samples_per_class);
     let x = data.inputs(model, &data.train, &rows);
-    let t = time_each(
-        clock,
-        2.0 * min_s,
-        &mut [&mut || decompose(model, data, settings, &mut |_| true).map(drop), &mut || {
-            forward(model, &x, rows.len(), None, true, &mut |_, _| true).map(drop)
-        }],
-    )?;
+    let run = || decompose(model, data, settings, &mut |_| true).map(drop);
+    let mut fs: Vec<Box<dyn FnMut() -> Result<()> + '_>> =
+        vec![Box::new(run), Box::new(|| forward(model, &x, rows.len(), None, true, &mut |_, _| true).map(drop))];
+    if parallel::threads() > 1 {
+        fs.push(Box::new(|| parallel::with_threads(1, run)?));
+    }
+    let t = time_each(clock, 2.0 * min_s, &mut fs.iter_mut().map(|f| &mut **f as &mut dyn FnMut() -> Result<()>).collect::<Vec<_>>())?;
     let (decompose_s, pass_s) = (t[0], t[1]);
     // Named by what ran: the strength a model cannot take is 0 (decompose::applied_strength).
     let applied = Settings { strength: applied_strength(model, settings, data.train.steps), ..settings.clone() };
-    Ok(DecomposeBench { technique: applied.describe(model.is_recurrent()), ratio: decompose_s / pass_s, decompose_s, pass_s })
+    Ok(DecomposeBench {
+        technique: applied.describe(model.is_recurrent()),
+        ratio: decompose_s / pass_s,
+        decompose_s,
+        pass_s,
+        one_thread_s: t.get(2).copied(),
+    })
 }
 
 /// Deterministic uniform [0, 1) numbers (xorshift64).
@@ -347,6 +360,17 @@ mod tests {
     fn loglog_slope_recovers_a_power_law() {
         let pts: Vec<(f64, f64)> = [1.0, 2.0, 5.0, 10.0].iter().map(|&x: &f64| (x, 3.0 * x.powf(1.5))).collect();
         assert!((loglog_slope(&pts) - 1.5).abs() < 1e-9);
+    }
+
+    #[test]
+    fn one_thread_time_comes_with_more_threads_only() {
+        let (m, d) = synthetic_dense(4, 8, 64, 3).unwrap();
+        let s = Settings { samples_per_class: 16, ..Settings::default() };
+        let start = std::time::Instant::now();
+        let clock = move || start.elapsed().as_secs_f64();
+        let on = |n| parallel::with_threads(n, || bench_decompose(&m, &d, &s, 0.0, &clock)).unwrap().unwrap();
+        assert_eq!(on(1).one_thread_s, None);
+        assert!(on(2).one_thread_s.is_some_and(|t| t > 0.0));
     }
 
     #[test]
