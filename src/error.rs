@@ -54,6 +54,11 @@ pub enum Error {
     #[error("{0}")]
     Invalid(String),
 
+    /// Class relevance at this strength left a module without any unit of a
+    /// layer (backtracking after pruning can), so it would score every sample alike.
+    #[error("at strength {strength}, the module of class '{class}' keeps no unit of layer '{layer}'; lower the strength")]
+    EmptiedLayer { strength: f32, class: String, layer: String },
+
     /// A file could not be read or written (the CLI's file system; the reason is the OS's).
     #[error("{path}: {reason}")]
     Io { path: String, reason: String },

@@ -7,11 +7,11 @@ use std::fmt::Write;
 
 use super::catalog::Catalog;
 use crate::engine::decompose::{DEFAULT_STRENGTH, Mode, Settings};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::workbench::{Pick, Workbench, mean_off_diagonal};
 
 /// The strengths the front is measured at.
-pub const STRENGTHS: [f32; 6] = [0.1, 0.2, 0.35, 0.5, 0.65, 0.8];
+pub const STRENGTHS: [f32; 7] = [0.1, 0.2, 0.3, 0.35, 0.5, 0.65, 0.8];
 
 /// One measured point of a model's front.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -26,12 +26,17 @@ pub struct FrontPoint {
 
 /// The front of model `id` around `base`: `base` at strength 0 (the faithful
 /// point) and at each of [`STRENGTHS`], all from one recorded pass; the model is
-/// left decomposed with `base` as given.
+/// left decomposed with `base` as given. The front ends at the first strength
+/// that leaves some module without a layer ([`Error::EmptiedLayer`]).
 pub fn front(wb: &mut Workbench, id: usize, base: &Settings) -> Result<Vec<FrontPoint>> {
     let strengths = std::iter::once(0.0).chain(STRENGTHS);
     let mut points = vec![];
     for strength in strengths {
-        points.push(point(wb, id, &Settings { strength, ..base.clone() })?);
+        match point(wb, id, &Settings { strength, ..base.clone() }) {
+            Ok(p) => points.push(p),
+            Err(Error::EmptiedLayer { .. }) => break,
+            Err(e) => return Err(e),
+        }
     }
     wb.decompose(id, base, &mut |_| true)?;
     Ok(points)
@@ -54,7 +59,7 @@ pub fn front_markdown(w: &mut String, cat: &Catalog, wb: &mut Workbench, ids: &[
     writeln!(w, "\n## Class-specific modules: the accuracy–size front (class relevance)\n").unwrap();
     writeln!(
         w,
-        "Remodule's technique, not the papers' (ALGORITHMS.md §7): after CI/TI each conv layer of a module drops the `⌊strength · n⌋` channels that serve its class least, each dense layer a share of its units that shrinks with the layer's weights, and each pruned module's margin is calibrated to the model's. `paper` and `reference` are the faithful points (strength 0). Jaccard here is module↔module (kept units of two modules, the page's matrix), averaged over the pairs of different modules.\n"
+        "Remodule's technique, not the papers' (ALGORITHMS.md §7): after CI/TI each conv layer of a module drops a share `min(1, 1.25 · strength)` of its units (channel × position) that serve its class least, each dense layer a share of its units that shrinks with the layer's weights, and each pruned module's margin is calibrated to the model's. `paper` and `reference` are the faithful points (strength 0). Jaccard here is module↔module (kept units of two modules, the page's matrix), averaged over the pairs of different modules.\n"
     )
     .unwrap();
     writeln!(w, "![Composed accuracy change against mean kept weights, one line per model, one dot per strength; the default strength ringed](front.svg)\n").unwrap();
@@ -109,7 +114,7 @@ fn targets_markdown(w: &mut String, lines: &[(String, f32, Vec<FrontPoint>)]) {
             match points.iter().find(|p| (p.strength as f32 - s).abs() < 1e-6) {
                 Some(p) if default_ok(p, *acc) => ok += 1,
                 Some(p) => missed.push(format!("{title} ({:+.1}, {:.2})", 100.0 * (p.composed - acc), p.jaccard)),
-                None => {}
+                None => missed.push(format!("{title} (a module loses a layer)")),
             }
         }
         let mark = if (s - DEFAULT_STRENGTH).abs() < 1e-6 { " (default)" } else { "" };

@@ -48,14 +48,22 @@ async function check(name, args) {
   assert.deepEqual(r.argmax.dims, [n]);
   let worst = 0;
   for (let i = 0; i < n * k; i++) worst = Math.max(worst, Math.abs(r.scores.data[i] - scores.data[i]));
-  const wrong = [...r.argmax.data].filter((a, i) => Number(a) !== answers.data[i]).length;
+  // A sample whose two best engine scores are closer than the scores' tolerance is a tie either
+  // runtime may break its own way (float sums in another order); every other answer must agree.
+  const gap = (i) => {
+    const row = [...scores.data.subarray(i * k, (i + 1) * k)].sort((x, y) => y - x);
+    return k > 1 ? row[0] - row[1] : Infinity;
+  };
+  const differ = [...r.argmax.data].map((a, i) => (Number(a) !== answers.data[i] ? i : -1)).filter((i) => i >= 0);
+  const ties = differ.filter((i) => gap(i) < 1e-4).length;
+  const wrong = differ.length - ties;
   // The softmax rows are distributions whose argmax is the scores' (σ is monotonic) away from ties.
   for (let i = 0; i < n; i++) {
     let sum = 0;
     for (let j = 0; j < k; j++) sum += r.softmax.data[i * k + j];
     assert.ok(Math.abs(sum - 1) < 1e-4, `softmax row ${i} sums to ${sum}`);
   }
-  console.log(`# ${name}: ${n} samples × ${k} modules, max |Δscore| ${worst.toExponential(2)}, argmax mismatches ${wrong}; ${log.trim()}`);
+  console.log(`# ${name}: ${n} samples × ${k} modules, max |Δscore| ${worst.toExponential(2)}, argmax mismatches ${wrong} (+ ${ties} ties within 1e-4); ${log.trim()}`);
   assert.equal(wrong, 0, `${name}: onnxruntime's argmax differs from the engine's composed answer on ${wrong} of ${n} samples`);
   assert.ok(worst < 1e-4, `${name}: scores differ by up to ${worst}`);
   session.release?.();

@@ -17,31 +17,36 @@
 //!   other classes' means):
 //!   - a **Dense** unit: `½ (μ_c + μ_other) · |g|`, how much of the margin
 //!     the unit carries on the balanced "is it `c`?" task. The least goes first.
-//!   - a **convolution channel**: `Σ (μ_c − μ_other) · g` over its positions,
-//!     the first-order change in the gap between the mean margin on class `c`
-//!     and on the others when the channel is removed. Negative means the
-//!     channel blurs the class, and goes first. A channel that reaches the
-//!     head only through a global pooling is one feature of the head, as a
-//!     Dense unit is, and is ranked like one ([`pooled_into_head`]).
+//!   - a **convolution unit** (one channel at one position, of a Conv2D's
+//!     activation or of a residual sum): the same, `½ (μ_c + μ_other) · |g|`
+//!     per unit. A channel goes when all its positions do.
 //!
 //!   Measured on the bundled models trained on all of MNIST / Fashion-MNIST
 //!   (composed top-1 change, 1000 test images; docs/FIDELITY.md): for dense
-//!   layers the signed gap cost 1.5–2.4 points at strength 0.2 on the three
-//!   MLPs where the carried share costs −0.6 to +0.2 at the same module↔module
-//!   Jaccard (0.66–0.75) — the signed gap first drops units that pull the
-//!   class's margin down on average, which are the ones that reject the
-//!   confusable classes. For convolutions it is the other way round: the
-//!   carried share keeps the same strong channels in every module (Jaccard
-//!   0.81–0.95 at strength 0.2) where the signed gap picks per class (0.71–0.85)
-//!   at about the same cost.
-//! - **Granularity**: a Dense unit; a convolution's whole channel (the sum over
-//!   its positions), so that removing it removes its kernel. Layers the
-//!   gradient does not reach rank by the channel's `(μ_c − μ_other) / σ`.
-//! - **Strength** `s ∈ [0, 1]`: each tracked Conv2D layer removes the `⌊s · n⌋`
-//!   least relevant of its `n` channels, each Dense layer `⌊s_l · n⌋` of its
-//!   units ([`layer_strength`]), always keeping at least one (`s = 0` is the
-//!   faithful module). Units the faithful masks
-//!   removed stay removed. Backtracking then runs as usual.
+//!   layers the signed gap `(μ_c − μ_other) · g` cost 1.5–2.4 points at
+//!   strength 0.2 on the three MLPs where the carried share costs −0.6 to
+//!   +0.2 at the same module↔module Jaccard (0.66–0.75) — the signed gap first
+//!   drops units that pull the class's margin down on average, which are the
+//!   ones that reject the confusable classes. Convolutions used to drop whole
+//!   channels by the signed gap summed over positions; ranking each unit by
+//!   its carried share instead drops the positions where the class's evidence
+//!   is not, and a first-layer channel (a general edge detector every class
+//!   uses) stays. At strength 0.2 (composed top-1 change, Jaccard), channels
+//!   by signed gap → units by carried share: clothing CNN −3.6, 0.85 → −1.0,
+//!   0.85; digits CNN −0.1, 0.77 → +0.2, 0.89; digits CNN B −0.7, 0.71 → −0.1,
+//!   0.89; the residual CNN, whose convolutions sit behind BatchNorm or a sum
+//!   and were not pruned, 0.0, 0.98 → −0.1, 0.78. On seven convolutional
+//!   fixtures trained by other scripts (tests/fixtures/layers, 400 test
+//!   images) the worst cost went from −4.5 to −1.7 points, six of seven within
+//!   a point (four before), mean Jaccard 0.82 → 0.81. Units by |gap · g| cost
+//!   about as much; whole positions (all channels at once) 0.6–1.2 points more.
+//! - **Granularity**: a Dense unit; a convolution's unit. Layers the
+//!   gradient does not reach rank whole channels by `(μ_c − μ_other) / σ`.
+//! - **Strength** `s ∈ [0, 1]`: each Dense layer removes `⌊s_l · n⌋` of its
+//!   `n` units ([`layer_strength`]), each convolutional layer `⌊s_c · n⌋` of
+//!   the `n` units the faithful module keeps ([`conv_strength`]), always
+//!   keeping at least one (`s = 0` is the faithful module). Units the faithful
+//!   masks removed stay removed. Backtracking then runs as usual.
 //!
 //! Pruned modules are pruned differently, so their raw margins stop being
 //! comparable; each module's margin is mapped affinely onto the full model's
@@ -103,9 +108,11 @@ impl Calibration {
     }
 }
 
-/// Removes, in every tracked layer with recorded moments, the `⌊s_l · n⌋`
-/// least relevant units (channels) for `class` from `masks`, `s_l` the
-/// layer's share of `strength` ([`layer_strength`]; see the module docs).
+/// Removes, in every tracked layer with recorded moments, the units that
+/// serve `class` least: a Dense layer `⌊s_l · n⌋` of its units, `s_l` its share
+/// of `strength` ([`layer_strength`]); a convolutional layer `⌊s_c · n⌋` of
+/// its `n` kept units (channel × position), `s_c` = [`conv_strength`] (see the
+/// module docs).
 pub fn prune(model: &Model, rec: &Recording, class: usize, strength: f32, masks: &mut Masks) {
     if strength <= 0.0 {
         return;
@@ -120,41 +127,61 @@ pub fn prune(model: &Model, rec: &Recording, class: usize, strength: f32, masks:
         .max()
         .unwrap_or(0);
     for (&node, m) in &rec.moments {
-        // Only units that are a kernel's own channels: removing one removes its weights.
-        let Some(kernel) = kernel_of(model, node) else { continue };
-        let strength = match model.nodes[kernel].op {
-            Op::Dense { .. } => layer_strength(strength, model.nodes[kernel].op.params(), largest_dense),
-            _ => strength as f64,
-        };
+        let Some(family) = family(model, node) else { continue };
         let Some(mask) = masks.nodes.get_mut(&node) else { continue };
         let channels = channels(model, node);
-        let scores = match grads.get(&node) {
-            Some(g) => {
-                // Per unit, then Σ over a channel's positions. Dense units and channels pooled
-                // whole into the head: the share of the margin the unit carries; conv: gap × gradient.
-                let carries = matches!(model.nodes[kernel].op, Op::Dense { .. }) || pooled_into_head(model, node);
-                let per_unit: Vec<f32> = if carries {
-                    carried(m, class).iter().zip(g).map(|(a, g)| a * g.abs()).collect()
-                } else {
-                    gap(m, class).iter().zip(g).map(|(d, g)| d * g).collect()
-                };
-                let mut s = vec![0f32; channels];
-                per_unit.iter().enumerate().for_each(|(u, v)| s[u % channels] += v);
-                s
+        match (family, grads.get(&node)) {
+            // Each unit (a channel at a position) on its own, by the share of the margin it carries.
+            (Family::Conv, Some(g)) => {
+                let score: Vec<f32> = carried(m, class).iter().zip(g).map(|(a, g)| a * g.abs()).collect();
+                let kept: Vec<usize> = mask.keep.iter().collect();
+                let count = (conv_strength(strength) * kept.len() as f64).floor() as usize;
+                remove_least(kept, &score, count).for_each(|u| mask.keep.remove(u));
             }
-            None => relevance(m, class, channels),
-        };
-        // Only kept channels compete; a channel is kept when any of its positions is.
-        let kept = |ch: usize| (0..m.units / channels).any(|p| mask.keep.contains(p * channels + ch));
-        let mut order: Vec<usize> = (0..channels).filter(|&ch| kept(ch)).collect();
-        order.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]).then(a.cmp(&b)));
-        let remove = ((strength * channels as f64).floor() as usize).min(order.len().saturating_sub(1));
-        for &ch in &order[..remove] {
-            for p in 0..m.units / channels {
-                mask.keep.remove(p * channels + ch);
+            (family, g) => {
+                let scores = match g {
+                    // Dense units: the share of the margin the unit carries.
+                    Some(g) => carried(m, class).iter().zip(g).map(|(a, g)| a * g.abs()).collect(),
+                    None => relevance(m, class, channels),
+                };
+                let strength = match family {
+                    Family::Dense => {
+                        layer_strength(strength, model.nodes[kernel_of(model, node).unwrap_or(node)].op.params(), largest_dense)
+                    }
+                    Family::Conv => conv_strength(strength),
+                };
+                // Whole channels: only kept channels compete; a channel is kept when any of its positions is.
+                let mut per_channel = vec![0f32; channels];
+                scores.iter().enumerate().for_each(|(u, v)| per_channel[u % channels] += v);
+                let positions = m.units / channels;
+                let kept = (0..channels).filter(|&ch| (0..positions).any(|p| mask.keep.contains(p * channels + ch))).collect();
+                let count = (strength * channels as f64).floor() as usize;
+                for ch in remove_least(kept, &per_channel, count) {
+                    (0..positions).for_each(|p| mask.keep.remove(p * channels + ch));
+                }
             }
         }
     }
+}
+
+/// The `count` of `candidates` with the lowest `score` (ties: the lower
+/// index first), always leaving one.
+fn remove_least(mut candidates: Vec<usize>, score: &[f32], count: usize) -> impl Iterator<Item = usize> {
+    candidates.sort_by(|&a, &b| score[a].total_cmp(&score[b]).then(a.cmp(&b)));
+    let count = count.min(candidates.len().saturating_sub(1));
+    candidates.into_iter().take(count)
+}
+
+/// The share of its kept units a convolutional layer gives up at `strength`:
+/// `min(1, 1.25 · s)`. Convolutional units are cheaper to remove than dense
+/// ones (a position's evidence is also in its neighbours'). Measured at
+/// strength 0.2 (composed top-1 change, module↔module Jaccard) with 1 / 1.25 /
+/// 1.5: clothing CNN −0.8, 0.93 / −1.0, 0.85 / −1.4, 0.79; digits CNN +0.4,
+/// 0.93 / +0.2, 0.89 / +0.1, 0.85; digits CNN B 0.0, 0.93 / −0.1, 0.89 / 0.0,
+/// 0.85; residual CNN 0.0, 0.82 / −0.1, 0.78 / −0.2, 0.73 — 1.25 is the
+/// largest that keeps every bundled CNN within a point.
+fn conv_strength(strength: f32) -> f64 {
+    (1.25 * strength as f64).min(1.0)
 }
 
 /// A Dense layer's share of the strength: `s · r / (1 − s · (1 − r))` with
@@ -179,13 +206,10 @@ fn layer_strength(strength: f32, weights: usize, largest: usize) -> f64 {
 /// The Dense or Conv2D node whose output channels are tracked node `t`'s
 /// units: `t` itself (its own activation), or the kernel right before it when
 /// `t` is a separate activation layer and the kernel has no other consumer —
-/// Keras's `Dense` + `LeakyReLU()` or `Conv2D` + `PReLU()`. Otherwise `None`:
-/// a ReLU after a residual Add is shared by the paths that meet there, and one
-/// after a BatchNorm is left alone too. Measured on the residual CNN with
-/// Conv → BatchNorm → ReLU blocks pruned as one: −1.1 points at strength 0.1
-/// and −5.7 at 0.2 for 8 % fewer weights (−2.8 at 0.2 ranking its channels by
-/// the carried share) — too dear for the default; pruning every ReLU, those
-/// after Add included, cost 19 points at 0.1.
+/// Keras's `Dense` + `LeakyReLU()`, `Conv2D` + `PReLU()`, or `Conv2D` +
+/// `BatchNormalization` + `ReLU` (the BatchNorm read only by the activation).
+/// Otherwise `None` (a ReLU after a residual Add is shared by the paths that
+/// meet there; [`family`] still prunes its units).
 pub fn kernel_of(model: &Model, t: NodeId) -> Option<NodeId> {
     let node = &model.nodes[t];
     match node.op {
@@ -193,35 +217,45 @@ pub fn kernel_of(model: &Model, t: NodeId) -> Option<NodeId> {
         Op::Activation(_) | Op::PRelu { .. } => {}
         _ => return None,
     }
-    let src = *node.inputs.first()?;
-    let alone = model.nodes.iter().enumerate().all(|(k, n)| k == t || !n.inputs.contains(&src));
-    let channels_match = model.nodes[src].shape.last() == node.shape.last();
-    (matches!(model.nodes[src].op, Op::Dense { .. } | Op::Conv2D { .. }) && alone && channels_match).then_some(src)
-}
-
-/// Does every path from `node` reach a global pooling before any kernel or
-/// flattening? Then each of its channels is one feature of the head, as a
-/// Dense unit is, and is ranked like one. Measured on the fixtures whose last
-/// convolution is pooled whole into the head (composed top-1 change at
-/// strength 0.2, 400 test images): conv1d_cnn −19.0 → −5.8 points,
-/// gmp_cnn −7.2 → −2.0; ranking *every* convolution that way instead helped
-/// no bundled CNN and raised their module↔module Jaccard (docs above).
-fn pooled_into_head(model: &Model, node: NodeId) -> bool {
-    let consumers = |n: NodeId| (n + 1..model.nodes.len()).filter(move |&k| model.nodes[k].inputs.contains(&n));
-    let mut frontier = vec![node];
-    let mut reached = false;
-    while let Some(n) = frontier.pop() {
-        for k in consumers(n) {
-            match model.nodes[k].op {
-                Op::GlobalPool(_) => reached = true,
-                Op::Activation(_) | Op::PRelu { .. } | Op::Dropout | Op::Concat | Op::Pool2D { .. } | Op::ZeroPad2D { .. } => {
-                    frontier.push(k)
-                }
-                _ => return false,
-            }
+    let read_only_by = |src: NodeId, reader: NodeId| model.nodes.iter().enumerate().all(|(k, n)| k == reader || !n.inputs.contains(&src));
+    let mut src = *node.inputs.first()?;
+    let mut reader = t;
+    // Conv → BatchNorm → activation (the residual net's blocks): the BatchNorm keeps the conv's channels.
+    if matches!(model.nodes[src].op, Op::BatchNorm { .. }) && read_only_by(src, t) {
+        reader = src;
+        src = *model.nodes[src].inputs.first()?;
+        if !matches!(model.nodes[src].op, Op::Conv2D { .. }) {
+            return None;
         }
     }
-    reached
+    let channels_match = model.nodes[src].shape.last() == node.shape.last();
+    (matches!(model.nodes[src].op, Op::Dense { .. } | Op::Conv2D { .. }) && read_only_by(src, reader) && channels_match).then_some(src)
+}
+
+/// How relevance prunes a tracked node's units.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// A Dense layer's units.
+    Dense,
+    /// A convolution's units, each channel at each position: the activation
+    /// of a Conv2D ([`kernel_of`]), or of a residual sum (an `Add`, which
+    /// holds no weights of its own).
+    Conv,
+}
+
+/// Which family `t`'s units prune as, or `None` when relevance leaves them alone.
+pub fn family(model: &Model, t: NodeId) -> Option<Family> {
+    match kernel_of(model, t).map(|k| &model.nodes[k].op) {
+        Some(Op::Dense { .. }) => Some(Family::Dense),
+        Some(_) => Some(Family::Conv),
+        None => {
+            let node = &model.nodes[t];
+            let after_sum =
+                matches!(node.op, Op::Activation(_)) && node.inputs.first().is_some_and(|&i| matches!(model.nodes[i].op, Op::Add { .. }));
+            let spatial = node.shape.len() == 3;
+            (matches!(node.op, Op::Add { .. }) || after_sum).then_some(Family::Conv).filter(|_| spatial)
+        }
+    }
 }
 
 /// Per unit: `(μ_c + μ_other) / 2`, its mean output with class `c` and the
@@ -363,34 +397,48 @@ mod tests {
     }
 
     #[test]
-    fn channels_pooled_whole_into_the_head_rank_like_dense_units() {
+    fn conv_batchnorm_activation_chains_and_residual_sums_prune_as_convolutions() {
         use crate::engine::kernels::PoolKind;
         use crate::engine::model::{Activation, InputKind, InputSpec, ModelBuilder, Padding};
         use ndarray::{Array1, Array4};
-        let conv = || Op::Conv2D {
-            kernel: Array4::ones((2, 2, 1, 1)),
-            bias: Array1::zeros(1),
+        let conv = |activation| Op::Conv2D {
+            kernel: Array4::ones((1, 1, 2, 2)),
+            bias: Array1::zeros(2),
             strides: [1, 1],
             padding: Padding::Valid,
-            activation: Activation::Relu,
+            activation,
         };
-        let head = || Op::Dense { kernel: Array2::ones((1, 2)), bias: Array1::zeros(2), activation: Activation::Softmax };
-        let build = |pooled: bool| {
-            let mut b = ModelBuilder::new("m", InputSpec::new(vec![3, 3, 1], InputKind::Image)).unwrap();
-            b.push("c1", conv()).unwrap();
-            b.push("c2", conv()).unwrap();
-            b.push("act", Op::Activation(Activation::Relu)).unwrap();
-            b.push("pool", if pooled { Op::GlobalPool(PoolKind::Max) } else { Op::Flatten }).unwrap();
-            b.push("out", head()).unwrap();
-            b.finish(vec!["a".into(), "b".into()]).unwrap()
-        };
-        let (pooled, flat) = (build(true), build(false));
-        // c2 reaches the head through an activation and the global pool; c1 meets c2's kernel first.
-        assert!(pooled_into_head(&pooled, 2));
-        assert!(!pooled_into_head(&pooled, 1));
-        assert!(!pooled_into_head(&flat, 2));
-        // The head itself has no consumer: nothing is pooled.
-        assert!(!pooled_into_head(&pooled, 5));
+        let mut b = ModelBuilder::new("m", InputSpec::new(vec![3, 3, 2], InputKind::Image)).unwrap();
+        let c1 = b.push("c1", conv(Activation::Linear)).unwrap();
+        let bn = b.push("bn", Op::BatchNorm { scale: Array1::ones(2), shift: Array1::zeros(2) }).unwrap();
+        let r1 = b.push("r1", Op::Activation(Activation::Relu)).unwrap();
+        let c2 = b.push("c2", conv(Activation::Relu)).unwrap();
+        b.add("sum", Op::Add { activation: Activation::Linear }, &[r1, c2]).unwrap();
+        let r2 = b.push("r2", Op::Activation(Activation::Relu)).unwrap();
+        b.push("gap", Op::GlobalPool(PoolKind::Avg)).unwrap();
+        let head =
+            b.push("out", Op::Dense { kernel: Array2::ones((2, 2)), bias: Array1::zeros(2), activation: Activation::Softmax }).unwrap();
+        let m = b.finish(vec!["a".into(), "b".into()]).unwrap();
+        // The ReLU after Conv → BatchNorm owns the conv's channels; c2 is its own activation.
+        assert_eq!((kernel_of(&m, r1), kernel_of(&m, c2)), (Some(c1), Some(c2)));
+        // A BatchNorm that another layer also reads is not the activation's alone.
+        assert_eq!(kernel_of(&m, bn), None);
+        // The ReLU after the sum has no kernel of its own, but its units prune as a convolution's.
+        assert_eq!(kernel_of(&m, r2), None);
+        assert_eq!([family(&m, r1), family(&m, r2), family(&m, head)], [Some(Family::Conv), Some(Family::Conv), Some(Family::Dense)]);
+        assert_eq!(family(&m, 0), None);
+    }
+
+    #[test]
+    fn a_convolution_gives_up_its_least_carrying_units_not_whole_channels() {
+        // Units 0..4 (2 positions × 2 channels) carry 4, 1, 3, 2: at share ½ of 4 kept units,
+        // units 1 and 3 go — one position of each channel, so both channels stay.
+        let gone: Vec<usize> = remove_least(vec![0, 1, 2, 3], &[4.0, 1.0, 3.0, 2.0], 2).collect();
+        assert_eq!(gone, vec![1, 3]);
+        // Never the last one, and ties go to the lower index.
+        assert_eq!(remove_least(vec![2, 0], &[1.0, 0.0, 1.0], 5).collect::<Vec<_>>(), vec![0]);
+        assert_eq!(remove_least(vec![1, 0, 2], &[1.0, 1.0, 1.0], 2).collect::<Vec<_>>(), vec![0, 1]);
+        assert!((conv_strength(0.2) - 0.25).abs() < 1e-6 && conv_strength(1.0) == 1.0);
     }
 
     #[test]
