@@ -58,6 +58,8 @@
 //! margins are calibrated (digits MLP, strengths 0.1–0.5: ±0.2 points).
 
 use super::gradient::margin_gradients;
+use std::collections::BTreeMap;
+
 use crate::engine::model::{Masks, Model, Moments, NodeId, Op, Recording};
 
 /// A unit (or channel) kept by relevance; `σ` below this counts as constant.
@@ -110,23 +112,16 @@ pub fn prune(model: &Model, rec: &Recording, class: usize, strength: f32, masks:
     if strength <= 0.0 {
         return;
     }
+    let scores = statistic_scores(model, rec, class);
+    remove_lowest(model, rec, strength, masks, &|node| scores[&node].clone());
+}
+
+/// Every [`prunable`] node's relevance per channel for `class` (see the module docs).
+pub(super) fn statistic_scores(model: &Model, rec: &Recording, class: usize) -> BTreeMap<NodeId, Vec<f32>> {
     let grads = margin_gradients(model, rec, class);
-    let largest_dense = rec
-        .moments
-        .keys()
-        .filter_map(|&n| kernel_of(model, n))
-        .filter(|&k| matches!(model.nodes[k].op, Op::Dense { .. }))
-        .map(|k| model.nodes[k].op.params())
-        .max()
-        .unwrap_or(0);
-    for (&node, m) in &rec.moments {
-        // Only units that are a kernel's own channels: removing one removes its weights.
-        let Some(kernel) = kernel_of(model, node) else { continue };
-        let strength = match model.nodes[kernel].op {
-            Op::Dense { .. } => layer_strength(strength, model.nodes[kernel].op.params(), largest_dense),
-            _ => strength as f64,
-        };
-        let Some(mask) = masks.nodes.get_mut(&node) else { continue };
+    let mut out = BTreeMap::new();
+    for node in prunable(model, rec) {
+        let (m, kernel) = (&rec.moments[&node], kernel_of(model, node).expect("prunable"));
         let channels = channels(model, node);
         let scores = match grads.get(&node) {
             Some(g) => {
@@ -144,13 +139,59 @@ pub fn prune(model: &Model, rec: &Recording, class: usize, strength: f32, masks:
             }
             None => relevance(m, class, channels),
         };
+        out.insert(node, scores);
+    }
+    out
+}
+
+/// The nodes [`prune`] prunes: tracked nodes with recorded moments whose
+/// units are a kernel's own channels ([`kernel_of`]).
+pub fn prunable(model: &Model, rec: &Recording) -> Vec<NodeId> {
+    rec.moments.keys().copied().filter(|&n| kernel_of(model, n).is_some()).collect()
+}
+
+/// Per [`prunable`] node, the share of its channels `strength` removes: the
+/// strength itself for a convolution, [`layer_strength`] for a Dense layer.
+pub(super) fn layer_shares(model: &Model, rec: &Recording, strength: f32) -> BTreeMap<NodeId, f64> {
+    let nodes = prunable(model, rec);
+    let dense = |n: NodeId| kernel_of(model, n).filter(|&k| matches!(model.nodes[k].op, Op::Dense { .. }));
+    let largest_dense = nodes.iter().filter_map(|&n| dense(n)).map(|k| model.nodes[k].op.params()).max().unwrap_or(0);
+    nodes
+        .iter()
+        .map(|&n| {
+            let share = match dense(n) {
+                Some(k) => layer_strength(strength, model.nodes[k].op.params(), largest_dense),
+                None => strength as f64,
+            };
+            (n, share)
+        })
+        .collect()
+}
+
+/// The channels to remove: among the `kept` ones, the `⌊share · channels⌋`
+/// with the lowest scores (ties: the lower index first), always leaving one.
+pub(super) fn lowest(scores: &[f32], kept: impl Fn(usize) -> bool, share: f64) -> Vec<usize> {
+    let channels = scores.len();
+    let mut order: Vec<usize> = (0..channels).filter(|&ch| kept(ch)).collect();
+    order.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]).then(a.cmp(&b)));
+    let remove = ((share * channels as f64).floor() as usize).min(order.len().saturating_sub(1));
+    order.truncate(remove);
+    order
+}
+
+/// Removes, in every [`prunable`] node, the channels [`lowest`] picks by
+/// `score(node)` (one per channel) at the node's [`layer_shares`]. Shared by
+/// the statistic and the learned relevance, so both remove the same number
+/// of units at a strength.
+pub(super) fn remove_lowest(model: &Model, rec: &Recording, strength: f32, masks: &mut Masks, score: &dyn Fn(NodeId) -> Vec<f32>) {
+    for (node, share) in layer_shares(model, rec, strength) {
+        let Some(mask) = masks.nodes.get_mut(&node) else { continue };
+        let channels = channels(model, node);
+        let positions = mask.keep.len() / channels;
         // Only kept channels compete; a channel is kept when any of its positions is.
-        let kept = |ch: usize| (0..m.units / channels).any(|p| mask.keep.contains(p * channels + ch));
-        let mut order: Vec<usize> = (0..channels).filter(|&ch| kept(ch)).collect();
-        order.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]).then(a.cmp(&b)));
-        let remove = ((strength * channels as f64).floor() as usize).min(order.len().saturating_sub(1));
-        for &ch in &order[..remove] {
-            for p in 0..m.units / channels {
+        let kept = |ch: usize| (0..positions).any(|p| mask.keep.contains(p * channels + ch));
+        for ch in lowest(&score(node), kept, share) {
+            for p in 0..positions {
                 mask.keep.remove(p * channels + ch);
             }
         }
@@ -247,7 +288,7 @@ fn gap(m: &Moments, class: usize) -> Vec<f32> {
 
 /// Channels of a tracked node: the last dimension of its output (a Dense
 /// layer's units; a convolution's filters).
-fn channels(model: &Model, node: NodeId) -> usize {
+pub(super) fn channels(model: &Model, node: NodeId) -> usize {
     *model.nodes[node].shape.last().unwrap_or(&1)
 }
 
