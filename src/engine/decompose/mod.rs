@@ -20,7 +20,7 @@ pub mod schema;
 pub use backtrack::Technique;
 pub use columns::ColumnCache;
 pub use head::{Head, RIE_THRESHOLD, concerned_scores, margins};
-pub use learned::{HYPER, Hyper, Theta};
+pub use learned::Theta;
 pub use recurrent::{removal, robust_mean};
 pub use relevance::{Calibration, relevance};
 pub use sampling::{decomposition_rows, first_of_class, unconcerned_quota};
@@ -294,7 +294,7 @@ pub struct Recorded {
     logits: Vec<f32>,
     probs: Vec<f32>,
     rec: Recording,
-    /// Learned relevance: every class's gate logits, learned once per [`learned::cache_key`].
+    /// Learned relevance: every class's unit logits, learned once per strength (the key: its bits).
     learned: std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<u32, std::sync::Arc<Vec<Theta>>>>>,
 }
 
@@ -373,7 +373,7 @@ pub fn decompose_recorded(
         }
     };
     let learning = settings.strength > 0.0 && settings.relevance == Relevance::Learned;
-    let key = learned::cache_key(settings.strength);
+    let key = settings.strength.to_bits();
     let cached = recorded.learned.lock().unwrap_or_else(|e| e.into_inner()).get(&key).cloned();
     let (learned, share) = match cached {
         _ if !learning => (None, 0.0),
@@ -389,7 +389,7 @@ pub fn decompose_recorded(
                     let (concerned, unconcerned) = sets(c)?;
                     let faithful = identified_masks(model, rec, &concerned, &unconcerned, settings, &cache);
                     let statistic = relevance::statistic_scores(model, rec, c);
-                    trainer.learn(c, &faithful, &concerned, &unconcerned, labels, &full, settings.strength, &statistic)
+                    trainer.learn(c, &faithful, labels, &full, settings.strength, &statistic)
                 },
                 |c| if progress(0.8 * (c + 1) as f32 / classes as f32) { Ok(()) } else { Err(Error::Cancelled) },
             )?;
