@@ -200,6 +200,7 @@ impl DecomposeOpts {
             None => {
                 let dec = wb.decompose(id, &self.settings(), &mut |_| true)?;
                 remodule::app::loader::refuse_unapplied_strength("--strength", self.strength, &dec.settings, &wb.model_info(id).name)?;
+                remodule::app::loader::refuse_unapplied_relevance("--relevance", self.relevance, &dec.settings, &wb.model_info(id).name)?;
                 Ok(dec)
             }
         }
