@@ -28,8 +28,9 @@
 //!
 //! Cost: only what a gate can change runs each step (a dense model's first
 //! layer is computed once); with the defaults a module sees 6,400 samples
-//! forward and backward. Measured on the bundled models (2 threads): MLPs
-//! 0.1 s for all ten modules, the small CNNs 4–9 s, digits CNN B 10–16 s.
+//! forward and backward. Measured on the bundled models (decompose and score,
+//! native, 1 or 2 threads alike): MLPs 0.2 s for all ten modules, the digits
+//! and clothing CNNs 5–7 s, digits CNN B 10–11 s, per strength.
 //!
 //! Measured against the statistic on the front (composed top-1 change on the
 //! 1000 test images; docs/ALGORITHMS.md §7 has the table): it wins on the
