@@ -41,13 +41,21 @@ fn expected_names(err: serde_json::Error) -> BTreeSet<String> {
 
 /// `Settings::default()` as JSON, through text (so an f32 reads as written: 0.05, not 0.0500000007).
 /// Fields left out of JSON at their zero value (`gates`, `keep_encoder` when false, `strength`
-/// when 0) are filled in as the zero of their schema type.
+/// when 0) are filled in as the zero of their schema type; an enum left out at its default
+/// (`relevance`) as the one schema value that reads back as `Settings::default()`.
 fn rust_defaults() -> Map<String, Value> {
     let mut m: Map<String, Value> = serde_json::from_str(&serde_json::to_string(&Settings::default()).unwrap()).unwrap();
     for e in entries() {
         let zero = match e["type"].as_str() {
             Some("boolean") => json!(false),
             Some("number") => json!(0.0),
+            Some("enum") => {
+                let values = e["values"].as_array().unwrap();
+                match values.iter().find(|v| with(name(&e), (*v).clone()).is_ok_and(|s| s == Settings::default())) {
+                    Some(v) => v.clone(),
+                    None => continue,
+                }
+            }
             _ => continue,
         };
         m.entry(name(&e).to_string()).or_insert(zero);

@@ -3,7 +3,7 @@
 //! the same, bit for bit, on 1, 2 and 3 threads — on a CNN and on an LSTM.
 
 use remodule::engine::data::InputOverride;
-use remodule::engine::decompose::{Settings, decomposition_rows};
+use remodule::engine::decompose::{Relevance, Settings, decomposition_rows};
 use remodule::engine::model::{ForwardOutput, Record, forward_with};
 use remodule::engine::parallel::with_threads;
 use remodule::workbench::{Pick, Workbench};
@@ -80,6 +80,8 @@ fn masks_and_scores_are_the_same_on_one_and_two_threads() {
         (("digits_cnn.keras", "digits"), small.clone()),
         // Class relevance: the per-class sums and each module's calibration pass.
         (("digits_cnn.keras", "digits"), Settings { strength: 0.35, ..small.clone() }),
+        // Learned relevance: every class's training in parallel.
+        (("digits_mlp.keras", "digits"), Settings { strength: 0.35, relevance: Relevance::Learned, ..small.clone() }),
         (("lang_a_lstm.keras", "lang_a"), small.clone()),
         // The per-gate statistic: gate records and the shared column cache.
         (("lang_a_lstm.keras", "lang_a"), Settings { gates: true, unrolled: true, ..small.clone() }),

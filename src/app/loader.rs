@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use crate::engine::data::InputOverride;
-use crate::engine::decompose::Settings;
+use crate::engine::decompose::{Relevance, Settings};
 use crate::error::{Error, Result};
 use crate::formats::dataset::read_dataset_file;
 use crate::workbench::{DatasetId, LoadedFile, ModelId, Workbench};
@@ -65,6 +65,17 @@ impl<'r> Loader<'r> {
 /// A strength the user asked for (`what`: how they wrote it) that `model`'s
 /// decomposition could not apply (`applied`: its settings as run) is an
 /// error; the default strength quietly gives the faithful modules there.
+/// `relevance: learned` asked by flag where no strength applies (a model class relevance does
+/// not prune, or strength 0): there are no units for it to rank.
+pub fn refuse_unapplied_relevance(what: &str, asked: Option<Relevance>, applied: &Settings, model: &str) -> Result<()> {
+    match asked {
+        Some(Relevance::Learned) if applied.strength == 0.0 => Err(Error::invalid(format!(
+            "{what} learned ranks the units a class-relevance strength removes, but no strength applies to '{model}' here (strength 0, or a model class relevance does not prune): leave it out"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 pub fn refuse_unapplied_strength(what: &str, asked: Option<f32>, applied: &Settings, model: &str) -> Result<()> {
     match asked {
         Some(s) if s > 0.0 && applied.strength == 0.0 => Err(Error::invalid(format!(

@@ -9,7 +9,7 @@ use remodule::app::bench::BenchReport;
 use remodule::app::loader::Loader;
 use remodule::app::plan::{Built, Plan};
 use remodule::engine::data::{InputOverride, input_map};
-use remodule::engine::decompose::{Head, Mode, Settings, Technique};
+use remodule::engine::decompose::{Head, Mode, Relevance, Settings, Technique};
 use remodule::engine::model::forward;
 use remodule::formats::dataset::read_samples;
 use remodule::formats::{file_stem, load_model, native, npz};
@@ -148,6 +148,9 @@ struct DecomposeOpts {
     /// Class relevance: each dense/conv layer of a module drops up to this share of its units that serve the class least, in [0, 1] (0 = the papers' modules; models without such layers, per-step heads and --head reference get 0) [default: 0.2]
     #[arg(long)]
     strength: Option<f32>,
+    /// Class relevance: how a module's units are ranked for --strength: statistic (recorded statistics; default) or learned (gates trained per module, weights frozen; slower)
+    #[arg(long, value_enum)]
+    relevance: Option<Relevance>,
 }
 
 impl DecomposeOpts {
@@ -166,6 +169,7 @@ impl DecomposeOpts {
             samples_per_class: self.samples.unwrap_or(d.samples_per_class),
             tangling_ratio: self.tangling_ratio.unwrap_or(d.tangling_ratio),
             strength: self.strength.unwrap_or(d.strength),
+            relevance: self.relevance.unwrap_or(d.relevance),
             ..d
         }
     }
@@ -183,6 +187,7 @@ impl DecomposeOpts {
             || self.samples.is_some()
             || self.tangling_ratio.is_some()
             || self.strength.is_some()
+            || self.relevance.is_some()
     }
 
     /// The loaded module set's decomposition, or a new one with these options.
@@ -195,6 +200,7 @@ impl DecomposeOpts {
             None => {
                 let dec = wb.decompose(id, &self.settings(), &mut |_| true)?;
                 remodule::app::loader::refuse_unapplied_strength("--strength", self.strength, &dec.settings, &wb.model_info(id).name)?;
+                remodule::app::loader::refuse_unapplied_relevance("--relevance", self.relevance, &dec.settings, &wb.model_info(id).name)?;
                 Ok(dec)
             }
         }

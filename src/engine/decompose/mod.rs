@@ -11,6 +11,7 @@ mod backtrack;
 mod columns;
 mod gradient;
 mod head;
+mod learned;
 mod recurrent;
 mod relevance;
 mod sampling;
@@ -19,8 +20,9 @@ pub mod schema;
 pub use backtrack::Technique;
 pub use columns::ColumnCache;
 pub use head::{Head, RIE_THRESHOLD, concerned_scores, margins};
+pub use learned::Theta;
 pub use recurrent::{removal, robust_mean};
-pub use relevance::{Calibration, relevance};
+pub use relevance::{Calibration, Family, relevance};
 pub use sampling::{decomposition_rows, first_of_class, unconcerned_quota};
 use sampling::{recurrent_sample_sets, sample_sets, step_sample_sets};
 
@@ -42,6 +44,23 @@ pub enum Mode {
     /// The papers' prose: a unit is kept when active for ANY concerned or
     /// tangling sample (union); weights are never changed.
     Paper,
+}
+
+/// How class relevance ranks a module's units ([`Settings::strength`] says how many go).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize, clap::ValueEnum)] // the CLI's --relevance
+#[serde(rename_all = "snake_case")]
+pub enum Relevance {
+    /// Statistics of the one recorded pass ([`relevance`]).
+    #[default]
+    Statistic,
+    /// Gates trained per module with the weights frozen (the `learned` module, SeaM-style).
+    Learned,
+}
+
+impl Relevance {
+    fn is_default(&self) -> bool {
+        *self == Relevance::Statistic
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -93,6 +112,11 @@ pub struct Settings {
     /// without it was decomposed at 0).
     #[serde(skip_serializing_if = "is_zero")]
     pub strength: f32,
+    /// How class relevance ranks units: recorded statistics (default) or
+    /// gates learned per module (left out of JSON at the default, so files
+    /// written before it stay byte-identical).
+    #[serde(skip_serializing_if = "Relevance::is_default")]
+    pub relevance: Relevance,
 }
 
 /// The default class-relevance strength, chosen from the measured front
@@ -124,6 +148,7 @@ impl Default for Settings {
             tangling_ratio: 1.0,
             confidence: 0.9,
             strength: DEFAULT_STRENGTH,
+            relevance: Relevance::Statistic,
         }
     }
 }
@@ -150,7 +175,8 @@ impl Settings {
         } else {
             let delta = if self.technique == Technique::Mc { String::new() } else { format!(", δ {}", self.delta) };
             let head = if self.head == Head::Reference { ", N-output head + CM-RIE" } else { "" };
-            let strength = if self.strength > 0.0 { format!(", relevance strength {}", self.strength) } else { String::new() };
+            let learned = if self.relevance == Relevance::Learned { "learned " } else { "" };
+            let strength = if self.strength > 0.0 { format!(", {learned}relevance strength {}", self.strength) } else { String::new() };
             format!("{} ({}{delta}{head}{strength})", self.technique.name(), name(self.mode))
         }
     }
@@ -175,6 +201,20 @@ impl Settings {
             return Err(Error::invalid(format!(
                 "{given} tunes the recurrent technique 'reference' (the ICSE'23 removal, the default), but recurrent_mode is 'paper' (the sign rule), which removes by sign only: leave one of the two out"
             )));
+        }
+        if self.relevance == Relevance::Learned {
+            let why = if self.head == Head::Reference {
+                Some("head 'reference' (its modules are never pruned by relevance)")
+            } else if self.mode == Mode::Reference {
+                Some("mode 'reference' (its clipped negative weights are not part of the training)")
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                return Err(Error::invalid(format!(
+                    "relevance 'learned' (--relevance learned) does not apply with {why}: leave one of the two out"
+                )));
+            }
         }
         Ok(())
     }
@@ -255,6 +295,8 @@ pub struct Recorded {
     logits: Vec<f32>,
     probs: Vec<f32>,
     rec: Recording,
+    /// Learned relevance: every class's unit logits, learned once per strength (the key: its bits).
+    learned: std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<u32, std::sync::Arc<Vec<Theta>>>>>,
 }
 
 impl Recorded {
@@ -286,7 +328,15 @@ pub fn record(model: &Model, data: &Dataset, settings: &Settings, progress: &mut
     let out = forward_with(model, &x, rows.len(), None, what, groups, &mut |done, total| progress(done as f32 / total as f32))?;
     let rec = out.recording.expect("recording was requested");
     let labels: Vec<usize> = rows.iter().flat_map(|&r| data.train.y[r * steps..(r + 1) * steps].iter().map(|&y| y as usize)).collect();
-    Ok(Recorded { key: Settings { strength: 0.0, ..settings.clone() }, rows, labels, logits: out.logits, probs: out.probs, rec })
+    Ok(Recorded {
+        key: Settings { strength: 0.0, ..settings.clone() },
+        rows,
+        labels,
+        logits: out.logits,
+        probs: out.probs,
+        rec,
+        learned: Default::default(),
+    })
 }
 
 /// The modules of every class from a recording made for these settings (strength aside).
@@ -314,15 +364,55 @@ pub fn decompose_recorded(
 
     // Classes are independent (their masks read the one recording); they run in parallel.
     let cache = ColumnCache::default();
-    let module = |c: usize| -> Result<Module> {
-        let (concerned, unconcerned) = if steps > 1 {
-            step_sample_sets(c, labels)?
+    let sets = |c: usize| -> Result<(BitSet, BitSet)> {
+        if steps > 1 {
+            step_sample_sets(c, labels)
         } else if model.is_recurrent() && settings.recurrent_mode == Mode::Reference {
-            recurrent_sample_sets(c, labels, settings.samples_per_class)?
+            recurrent_sample_sets(c, labels, settings.samples_per_class)
         } else {
-            sample_sets(c, labels, probs, model.classes(), settings)?
+            sample_sets(c, labels, probs, model.classes(), settings)
+        }
+    };
+    let learning = settings.strength > 0.0 && settings.relevance == Relevance::Learned;
+    let key = settings.strength.to_bits();
+    let cached = recorded.learned.lock().unwrap_or_else(|e| e.into_inner()).get(&key).cloned();
+    let (learned, share) = match cached {
+        _ if !learning => (None, 0.0),
+        Some(t) => (Some(t), 0.0),
+        None => {
+            let x = data.inputs(model, &data.train, rows);
+            let trainer = learned::Trainer::new(model, rec, &x, rows.len())?;
+            let k = model.classes();
+            let full: Vec<f32> = (0..rows.len()).flat_map(|i| (0..k).map(move |c| model_margin(logits, k, i, c))).collect();
+            let thetas = parallel::map_then(
+                classes,
+                |c| {
+                    let (concerned, unconcerned) = sets(c)?;
+                    // Convolutions keep the statistic's units (learning them did not pay, ALGORITHMS.md §7).
+                    let mut start = identified_masks(model, rec, &concerned, &unconcerned, settings, &cache);
+                    relevance::prune(model, rec, c, settings.strength, &mut start, &[Family::Conv]);
+                    let statistic = relevance::statistic_scores(model, rec, c);
+                    trainer.learn(c, &start, labels, &full, settings.strength, &statistic)
+                },
+                |c| if progress(0.8 * (c + 1) as f32 / classes as f32) { Ok(()) } else { Err(Error::Cancelled) },
+            )?;
+            let thetas = std::sync::Arc::new(thetas);
+            recorded.learned.lock().unwrap_or_else(|e| e.into_inner()).insert(key, thetas.clone());
+            (Some(thetas), 0.8)
+        }
+    };
+    let module = |c: usize| -> Result<Module> {
+        let (concerned, unconcerned) = sets(c)?;
+        let masks = match &learned {
+            Some(t) => {
+                let mut masks = identified_masks(model, rec, &concerned, &unconcerned, settings, &cache);
+                relevance::prune(model, rec, c, settings.strength, &mut masks, &[Family::Conv]);
+                learned::prune_learned(model, rec, &t[c], settings.strength, &mut masks);
+                backtrack::backtrack(model, c, &mut masks, settings.technique, settings.delta);
+                masks
+            }
+            None => module_masks(model, rec, c, &concerned, &unconcerned, settings, &cache),
         };
-        let masks = module_masks(model, rec, c, &concerned, &unconcerned, settings, &cache);
         let (kept_units, total_units) = masks.unit_counts();
         let mut module = Module {
             class: c,
@@ -344,8 +434,9 @@ pub fn decompose_recorded(
         }
         Ok(module)
     };
-    let modules =
-        parallel::map_then(classes, module, |c| if progress((c + 1) as f32 / classes as f32) { Ok(()) } else { Err(Error::Cancelled) })?;
+    let modules = parallel::map_then(classes, module, |c| {
+        if progress(share + (1.0 - share) * (c + 1) as f32 / classes as f32) { Ok(()) } else { Err(Error::Cancelled) }
+    })?;
     Ok(Decomposition { settings: settings.clone(), modules, recorded_samples: rows.len() })
 }
 
@@ -355,6 +446,22 @@ pub fn module_masks(
     model: &Model,
     rec: &Recording,
     class: usize,
+    concerned: &BitSet,
+    unconcerned: &BitSet,
+    settings: &Settings,
+    cache: &ColumnCache,
+) -> Masks {
+    let mut masks = identified_masks(model, rec, concerned, unconcerned, settings, cache);
+    relevance::prune(model, rec, class, settings.strength, &mut masks, &[Family::Dense, Family::Conv]);
+    backtrack::backtrack(model, class, &mut masks, settings.technique, settings.delta);
+    masks
+}
+
+/// CI + TI (and the recurrent statistics) for one module: its masks before
+/// class relevance and backtracking.
+fn identified_masks(
+    model: &Model,
+    rec: &Recording,
     concerned: &BitSet,
     unconcerned: &BitSet,
     settings: &Settings,
@@ -402,8 +509,6 @@ pub fn module_masks(
         };
         masks.nodes.insert(node, mask);
     }
-    relevance::prune(model, rec, class, settings.strength, &mut masks);
-    backtrack::backtrack(model, class, &mut masks, settings.technique, settings.delta);
     masks
 }
 

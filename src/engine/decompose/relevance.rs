@@ -63,6 +63,8 @@
 //! margins are calibrated (digits MLP, strengths 0.1–0.5: ±0.2 points).
 
 use super::gradient::margin_gradients;
+use std::collections::{BTreeMap, BTreeSet};
+
 use crate::engine::model::{Masks, Model, Moments, NodeId, Op, Recording};
 
 /// A unit (or channel) kept by relevance; `σ` below this counts as constant.
@@ -108,55 +110,41 @@ impl Calibration {
     }
 }
 
-/// Removes, in every tracked layer with recorded moments, the units that
-/// serve `class` least: a Dense layer `⌊s_l · n⌋` of its units, `s_l` its share
-/// of `strength` ([`layer_strength`]); a convolutional layer `⌊s_c · n⌋` of
-/// its `n` kept units (channel × position), `s_c` = [`conv_strength`] (see the
-/// module docs).
-pub fn prune(model: &Model, rec: &Recording, class: usize, strength: f32, masks: &mut Masks) {
+/// Removes, in every tracked layer of one of `families` with recorded
+/// moments, the units that serve `class` least: a Dense layer `⌊s_l · n⌋` of
+/// its units, `s_l` its share of `strength` ([`layer_shares`]); a
+/// convolutional layer `⌊s_c · n⌋` of its `n` kept units (channel ×
+/// position), `s_c` = [`conv_strength`] (see the module docs).
+pub fn prune(model: &Model, rec: &Recording, class: usize, strength: f32, masks: &mut Masks, families: &[Family]) {
     if strength <= 0.0 {
         return;
     }
     let grads = margin_gradients(model, rec, class);
-    let largest_dense = rec
-        .moments
-        .keys()
-        .filter_map(|&n| kernel_of(model, n))
-        .filter(|&k| matches!(model.nodes[k].op, Op::Dense { .. }))
-        .map(|k| model.nodes[k].op.params())
-        .max()
-        .unwrap_or(0);
+    if families.contains(&Family::Dense) {
+        let scores = dense_scores(model, rec, class, &grads);
+        remove_lowest(model, rec, strength, masks, &|node| scores[&node].clone());
+    }
+    if !families.contains(&Family::Conv) {
+        return;
+    }
     for (&node, m) in &rec.moments {
-        let Some(family) = family(model, node) else { continue };
+        let Some(Family::Conv) = family(model, node) else { continue };
         let Some(mask) = masks.nodes.get_mut(&node) else { continue };
-        let channels = channels(model, node);
-        match (family, grads.get(&node)) {
+        let kept: Vec<usize> = mask.keep.iter().collect();
+        match grads.get(&node) {
             // Each unit (a channel at a position) on its own, by the share of the margin it carries.
-            (Family::Conv, Some(g)) => {
+            Some(g) => {
                 let score: Vec<f32> = carried(m, class).iter().zip(g).map(|(a, g)| a * g.abs()).collect();
-                let kept: Vec<usize> = mask.keep.iter().collect();
                 let count = (conv_strength(strength) * kept.len() as f64).floor() as usize;
-                remove_least(kept, &score, count).for_each(|u| mask.keep.remove(u));
+                lowest(kept, &score, count).into_iter().for_each(|u| mask.keep.remove(u));
             }
-            (family, g) => {
-                let scores = match g {
-                    // Dense units: the share of the margin the unit carries.
-                    Some(g) => carried(m, class).iter().zip(g).map(|(a, g)| a * g.abs()).collect(),
-                    None => relevance(m, class, channels),
-                };
-                let strength = match family {
-                    Family::Dense => {
-                        layer_strength(strength, model.nodes[kernel_of(model, node).unwrap_or(node)].op.params(), largest_dense)
-                    }
-                    Family::Conv => conv_strength(strength),
-                };
-                // Whole channels: only kept channels compete; a channel is kept when any of its positions is.
-                let mut per_channel = vec![0f32; channels];
-                scores.iter().enumerate().for_each(|(u, v)| per_channel[u % channels] += v);
+            // Out of the gradient's reach: whole channels by the standardised gap.
+            None => {
+                let channels = channels(model, node);
                 let positions = m.units / channels;
-                let kept = (0..channels).filter(|&ch| (0..positions).any(|p| mask.keep.contains(p * channels + ch))).collect();
-                let count = (strength * channels as f64).floor() as usize;
-                for ch in remove_least(kept, &per_channel, count) {
+                let alive: BTreeSet<usize> = kept.iter().map(|u| u % channels).collect();
+                let count = (conv_strength(strength) * channels as f64).floor() as usize;
+                for ch in lowest(alive.into_iter().collect(), &relevance(m, class, channels), count) {
                     (0..positions).for_each(|p| mask.keep.remove(p * channels + ch));
                 }
             }
@@ -164,12 +152,68 @@ pub fn prune(model: &Model, rec: &Recording, class: usize, strength: f32, masks:
     }
 }
 
+/// The Dense layers' units: what [`prune`] ranks by the statistic and
+/// learned relevance ([`super::learned`]) by training.
+pub fn dense_layers(model: &Model, rec: &Recording) -> Vec<NodeId> {
+    rec.moments.keys().copied().filter(|&n| family(model, n) == Some(Family::Dense)).collect()
+}
+
+/// Every Dense layer's relevance per unit for `class`: the share of the
+/// margin it carries, `½ (μ_c + μ_other) · |g|` (summed over the positions of
+/// a per-step Dense), or the standardised gap where the gradient does not reach.
+pub(super) fn statistic_scores(model: &Model, rec: &Recording, class: usize) -> BTreeMap<NodeId, Vec<f32>> {
+    dense_scores(model, rec, class, &margin_gradients(model, rec, class))
+}
+
+fn dense_scores(model: &Model, rec: &Recording, class: usize, grads: &BTreeMap<NodeId, Vec<f32>>) -> BTreeMap<NodeId, Vec<f32>> {
+    dense_layers(model, rec)
+        .into_iter()
+        .map(|node| {
+            let (m, channels) = (&rec.moments[&node], channels(model, node));
+            let scores = match grads.get(&node) {
+                Some(g) => {
+                    let mut s = vec![0f32; channels];
+                    carried(m, class).iter().zip(g).enumerate().for_each(|(u, (a, g))| s[u % channels] += a * g.abs());
+                    s
+                }
+                None => relevance(m, class, channels),
+            };
+            (node, scores)
+        })
+        .collect()
+}
+
+/// Per Dense layer ([`dense_layers`]), the share of its units `strength`
+/// removes ([`layer_strength`]).
+pub(super) fn layer_shares(model: &Model, rec: &Recording, strength: f32) -> BTreeMap<NodeId, f64> {
+    let nodes = dense_layers(model, rec);
+    let weights = |n: NodeId| kernel_of(model, n).map_or(0, |k| model.nodes[k].op.params());
+    let largest = nodes.iter().map(|&n| weights(n)).max().unwrap_or(0);
+    nodes.iter().map(|&n| (n, layer_strength(strength, weights(n), largest))).collect()
+}
+
+/// Removes, in every Dense layer, `⌊share · n⌋` of its `n` units ([`layer_shares`]),
+/// those with the lowest `score(node)` among the kept ones. Shared by the
+/// statistic and learned relevance, so both remove as many units at a strength.
+pub(super) fn remove_lowest(model: &Model, rec: &Recording, strength: f32, masks: &mut Masks, score: &dyn Fn(NodeId) -> Vec<f32>) {
+    for (node, share) in layer_shares(model, rec, strength) {
+        let Some(mask) = masks.nodes.get_mut(&node) else { continue };
+        let channels = channels(model, node);
+        let positions = mask.keep.len() / channels;
+        // Only kept units compete; a unit of a per-step Dense is kept when any of its steps is.
+        let kept = (0..channels).filter(|&ch| (0..positions).any(|p| mask.keep.contains(p * channels + ch))).collect();
+        for ch in lowest(kept, &score(node), (share * channels as f64).floor() as usize) {
+            (0..positions).for_each(|p| mask.keep.remove(p * channels + ch));
+        }
+    }
+}
+
 /// The `count` of `candidates` with the lowest `score` (ties: the lower
 /// index first), always leaving one.
-fn remove_least(mut candidates: Vec<usize>, score: &[f32], count: usize) -> impl Iterator<Item = usize> {
+pub(super) fn lowest(mut candidates: Vec<usize>, score: &[f32], count: usize) -> Vec<usize> {
     candidates.sort_by(|&a, &b| score[a].total_cmp(&score[b]).then(a.cmp(&b)));
-    let count = count.min(candidates.len().saturating_sub(1));
-    candidates.into_iter().take(count)
+    candidates.truncate(count.min(candidates.len().saturating_sub(1)));
+    candidates
 }
 
 /// The share of its kept units a convolutional layer gives up at `strength`:
@@ -281,7 +325,7 @@ fn gap(m: &Moments, class: usize) -> Vec<f32> {
 
 /// Channels of a tracked node: the last dimension of its output (a Dense
 /// layer's units; a convolution's filters).
-fn channels(model: &Model, node: NodeId) -> usize {
+pub(super) fn channels(model: &Model, node: NodeId) -> usize {
     *model.nodes[node].shape.last().unwrap_or(&1)
 }
 
@@ -433,11 +477,11 @@ mod tests {
     fn a_convolution_gives_up_its_least_carrying_units_not_whole_channels() {
         // Units 0..4 (2 positions × 2 channels) carry 4, 1, 3, 2: at share ½ of 4 kept units,
         // units 1 and 3 go — one position of each channel, so both channels stay.
-        let gone: Vec<usize> = remove_least(vec![0, 1, 2, 3], &[4.0, 1.0, 3.0, 2.0], 2).collect();
+        let gone = lowest(vec![0, 1, 2, 3], &[4.0, 1.0, 3.0, 2.0], 2);
         assert_eq!(gone, vec![1, 3]);
         // Never the last one, and ties go to the lower index.
-        assert_eq!(remove_least(vec![2, 0], &[1.0, 0.0, 1.0], 5).collect::<Vec<_>>(), vec![0]);
-        assert_eq!(remove_least(vec![1, 0, 2], &[1.0, 1.0, 1.0], 2).collect::<Vec<_>>(), vec![0, 1]);
+        assert_eq!(lowest(vec![2, 0], &[1.0, 0.0, 1.0], 5), vec![0]);
+        assert_eq!(lowest(vec![1, 0, 2], &[1.0, 1.0, 1.0], 2), vec![0, 1]);
         assert!((conv_strength(0.2) - 0.25).abs() < 1e-6 && conv_strength(1.0) == 1.0);
     }
 

@@ -3,11 +3,13 @@
 //! this; decomposition and composition work on it. Shapes are per sample
 //! (the batch axis is implicit): images `[H, W, C]` (NHWC), vectors `[F]`.
 
+mod backward;
 mod build;
 mod forward;
 mod fuse;
 mod recurrent;
 
+pub use backward::{Constants, GatedNet, Gating, Tape};
 pub use build::ModelBuilder;
 pub use forward::{DEFAULT_BATCH, ForwardOutput, Masks, Moments, Record, Recording, UnitMask, forward, forward_with};
 pub use recurrent::{Cell, Recurrent};
