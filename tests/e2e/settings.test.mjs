@@ -106,3 +106,20 @@ test('backtracking technique, δ and the authors\' head match the CLI', async ()
   await shot(page, 'settings-backtracking');
   assert.deepEqual(env.errors, []);
 });
+
+test('learned relevance decomposes in wasm into the CLI\'s masks (digits MLP, strength 0.35)', async () => {
+  const page = await env.newPage();
+  await open(page, env.url);
+  await page.locator('#settings summary').click();
+  await page.locator('#s-relevance').selectOption('learned');
+  await page.locator('#s-strength').fill('0.35');
+  await page.locator('#s-apply').click();
+  const learned = cli('report', 'models/digits_mlp.keras', '--data', 'data/digits.npz', '--strength', '0.35', '--relevance', 'learned', '--json');
+  const statistic = cli('report', 'models/digits_mlp.keras', '--data', 'data/digits.npz', '--strength', '0.35', '--json');
+  // The two rankings keep as many units but not the same ones, so the digests tell them apart.
+  assert.notEqual(learned.mask_digest, statistic.mask_digest);
+  await page.waitForFunction((d) => document.getElementById('app').dataset.maskDigest === d, learned.mask_digest, { timeout: 90000 });
+  assert.equal(await page.locator('#composed-acc').textContent(), pctText(learned.composed_accuracy));
+  await shot(page, 'settings-learned');
+  assert.deepEqual(env.errors, []);
+});
