@@ -47,11 +47,13 @@ pub struct DecomposeBench {
     pub decompose_s: f64,
     pub pass_s: f64,
     /// With more than one thread: decompose all classes on one thread, timed
-    /// in turns with `decompose_s` in the same run, so that the speed-up
-    /// `one_thread_s ÷ decompose_s` does not depend on what else the machine
-    /// ran between two runs.
+    /// in turns with `decompose_s` in the same run, so that the speed-up does
+    /// not depend on what else the machine ran between two runs.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub one_thread_s: Option<f64>,
+    /// One thread's best turn ÷ every thread's best turn (with `one_thread_s`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub speedup: Option<f64>,
 }
 
 /// The techniques benchmarked on a model: paper and reference for dense and
@@ -76,6 +78,13 @@ fn time(clock: &dyn Fn() -> f64, min_s: f64, f: &mut dyn FnMut() -> Result<()>) 
 /// millisecond clock (wasm uses `Date.now()`), where a minimum over short
 /// batches would not.
 fn time_each(clock: &dyn Fn() -> f64, min_s: f64, fs: &mut [&mut dyn FnMut() -> Result<()>]) -> Result<Vec<f64>> {
+    Ok(time_turns(clock, min_s, fs)?.0)
+}
+
+/// [`time_each`], and each function's best turn (seconds per run): what a
+/// ratio between thread counts reads, since a turn another process slowed
+/// slows two threads more than one.
+fn time_turns(clock: &dyn Fn() -> f64, min_s: f64, fs: &mut [&mut dyn FnMut() -> Result<()>]) -> Result<(Vec<f64>, Vec<f64>)> {
     let batch = |f: &mut dyn FnMut() -> Result<()>, k: u64| -> Result<f64> {
         let t = clock();
         for _ in 0..k {
@@ -92,16 +101,18 @@ fn time_each(clock: &dyn Fn() -> f64, min_s: f64, fs: &mut [&mut dyn FnMut() -> 
         }
         ks.push(k);
     }
-    let (mut total, mut runs) = (vec![0.0; fs.len()], vec![0u64; fs.len()]);
+    let (mut total, mut runs, mut best) = (vec![0.0; fs.len()], vec![0u64; fs.len()], vec![f64::INFINITY; fs.len()]);
     let (t0, mut turns) = (clock(), 0);
     while turns < 3 || clock() - t0 < min_s {
         for (i, f) in fs.iter_mut().enumerate() {
-            total[i] += batch(*f, ks[i])?;
+            let t = batch(*f, ks[i])?;
+            total[i] += t;
             runs[i] += ks[i];
+            best[i] = best[i].min(t / ks[i] as f64);
         }
         turns += 1;
     }
-    Ok(total.iter().zip(&runs).map(|(t, &n)| t / n as f64).collect())
+    Ok((total.iter().zip(&runs).map(|(t, &n)| t / n as f64).collect(), best))
 }
 
 /// `decompose = false` times inference only (the quick mode of scripts/bench).
@@ -132,7 +143,8 @@ pub fn bench_decompose(model: &Model, data: &Dataset, settings: &Settings, min_s
     if parallel::threads() > 1 {
         fs.push(Box::new(|| parallel::with_threads(1, run)?));
     }
-    let t = time_each(clock, 2.0 * min_s, &mut fs.iter_mut().map(|f| &mut **f as &mut dyn FnMut() -> Result<()>).collect::<Vec<_>>())?;
+    let (t, best) =
+        time_turns(clock, 2.0 * min_s, &mut fs.iter_mut().map(|f| &mut **f as &mut dyn FnMut() -> Result<()>).collect::<Vec<_>>())?;
     let (decompose_s, pass_s) = (t[0], t[1]);
     // Named by what ran: the strength a model cannot take is 0 (decompose::applied_strength).
     let applied = Settings { strength: applied_strength(model, settings, data.train.steps), ..settings.clone() };
@@ -142,6 +154,7 @@ pub fn bench_decompose(model: &Model, data: &Dataset, settings: &Settings, min_s
         decompose_s,
         pass_s,
         one_thread_s: t.get(2).copied(),
+        speedup: best.get(2).map(|one| one / best[0]),
     })
 }
 
@@ -370,7 +383,9 @@ mod tests {
         let clock = move || start.elapsed().as_secs_f64();
         let on = |n| parallel::with_threads(n, || bench_decompose(&m, &d, &s, 0.0, &clock)).unwrap().unwrap();
         assert_eq!(on(1).one_thread_s, None);
-        assert!(on(2).one_thread_s.is_some_and(|t| t > 0.0));
+        let two = on(2);
+        assert!(two.one_thread_s.is_some_and(|t| t > 0.0) && two.speedup.is_some_and(|x| x > 0.0));
+        assert_eq!(on(1).speedup, None);
     }
 
     #[test]
