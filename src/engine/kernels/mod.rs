@@ -24,7 +24,7 @@ mod x86;
 pub use conv::{Conv2dGeom, ConvEpilogue, conv2d, conv2d_fused, conv2d_im2col, depthwise2d};
 pub use dense::{DenseWeights, Epilogue, dense};
 pub use matmul::{matmul, matmul_portable};
-pub use pool::{PoolKind, global_avg_pool, global_pool, pool2d};
+pub use pool::{PoolKind, global_avg_pool, global_pool, global_pool_samples, pool2d, pool2d_samples};
 
 /// True when SIMD kernels run: `simd128` on wasm, AVX2 on an x86-64 CPU that has it.
 pub fn simd_active() -> bool {

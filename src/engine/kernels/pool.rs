@@ -39,6 +39,18 @@ pub fn pool2d(kind: PoolKind, g: &Conv2dGeom, input: &[f32], out: &mut [f32]) {
     }
 }
 
+/// [`pool2d`] over the samples laid end to end in `input` and `out`.
+pub fn pool2d_samples(kind: PoolKind, g: &Conv2dGeom, input: &[f32], out: &mut [f32]) {
+    let (il, ol) = (g.h * g.w * g.cin, g.oh * g.ow * g.cin);
+    input.chunks_exact(il).zip(out.chunks_exact_mut(ol)).for_each(|(i, o)| pool2d(kind, g, i, o));
+}
+
+/// [`global_pool`] over the samples laid end to end in `input` (`il` values
+/// each) and `out` (`c` each).
+pub fn global_pool_samples(kind: PoolKind, input: &[f32], il: usize, c: usize, out: &mut [f32]) {
+    input.chunks_exact(il).zip(out.chunks_exact_mut(c)).for_each(|(i, o)| global_pool(kind, i, c, o));
+}
+
 /// One sample, `input` (positions × C) → `out` C: the mean or the max per channel.
 pub fn global_pool(kind: PoolKind, input: &[f32], c: usize, out: &mut [f32]) {
     if kind == PoolKind::Avg {

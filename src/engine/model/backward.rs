@@ -20,7 +20,7 @@
 use std::collections::BTreeMap;
 
 use super::*;
-use crate::engine::kernels::{Conv2dGeom, conv2d, global_pool, matmul, pool2d};
+use crate::engine::kernels::{Conv2dGeom, conv2d, global_pool_samples, matmul, pool2d_samples};
 use crate::error::{Error, Result};
 
 /// What a live node takes from [`GatedNet::constants`].
@@ -469,17 +469,11 @@ impl<'m> GatedNet<'m> {
             Op::Pool2D { kind, size, strides, padding } => {
                 let &[h, w, c] = in_shape(0) else { unreachable!() };
                 let g = padding.geometry(h, w, c, size[0], size[1], strides[0], strides[1]).expect("checked");
-                let (il, ol) = (h * w * c, node.len());
-                for s in 0..b {
-                    pool2d(*kind, &g, &input(0)[s * il..][..il], &mut out[s * ol..][..ol]);
-                }
+                pool2d_samples(*kind, &g, &input(0)[..b * h * w * c], &mut out[..b * node.len()]);
             }
             Op::GlobalPool(kind) => {
                 let il = model.nodes[node.inputs[0]].len();
-                let c = node.len();
-                for s in 0..b {
-                    global_pool(*kind, &input(0)[s * il..][..il], c, &mut out[s * c..][..c]);
-                }
+                global_pool_samples(*kind, &input(0)[..b * il], il, node.len(), &mut out[..b * node.len()]);
             }
             Op::Flatten | Op::Reshape { .. } | Op::Dropout | Op::Activation(_) => out.copy_from_slice(input(0)),
             Op::PRelu { alpha } => {
