@@ -119,6 +119,8 @@ test('learned relevance decomposes in wasm into the CLI\'s masks (digits MLP, st
   // The two rankings keep as many units but not the same ones, so the digests tell them apart.
   assert.notEqual(learned.mask_digest, statistic.mask_digest);
   await page.waitForFunction((d) => document.getElementById('app').dataset.maskDigest === d, learned.mask_digest, { timeout: 90000 });
+  // The digest arrives with the masks; the composed accuracy once the modules are scored.
+  await page.waitForFunction(() => !document.getElementById('composed-acc').textContent.includes('…'), null, { timeout: 60000 });
   assert.equal(await page.locator('#composed-acc').textContent(), pctText(learned.composed_accuracy));
   await shot(page, 'settings-learned');
   assert.deepEqual(env.errors, []);
