@@ -252,6 +252,38 @@ mod tests {
     }
 
     #[test]
+    fn learned_relevance_is_refused_for_a_model_without_a_dense_layer_to_train() {
+        use crate::engine::kernels::PoolKind;
+        use crate::engine::model::{Activation, InputKind, InputSpec, ModelBuilder, Op, Padding};
+        use ndarray::Array4;
+        // 2×2×1 images → a 1×1 conv with 2 ReLU channels → global pooling → the head (not tracked).
+        let mut b = ModelBuilder::new("convs", InputSpec::new(vec![2, 2, 1], InputKind::Image)).unwrap();
+        let conv = Op::Conv2D {
+            kernel: Array4::from_shape_vec((1, 1, 1, 2), vec![1.0, -1.0]).unwrap(),
+            bias: Array1::from(vec![0.0, 1.0]),
+            strides: [1, 1],
+            padding: Padding::Valid,
+            activation: Activation::Relu,
+        };
+        b.push("c", conv).unwrap();
+        b.push("gap", Op::GlobalPool(PoolKind::Avg)).unwrap();
+        let head = Op::Dense {
+            kernel: Array2::from_shape_vec((2, 2), vec![1.0, -1.0, -1.0, 1.0]).unwrap(),
+            bias: Array1::zeros(2),
+            activation: Activation::Softmax,
+        };
+        b.push("out", head).unwrap();
+        let m = b.finish(vec!["0".into(), "1".into()]).unwrap();
+        let x: Vec<f32> = (0..8).flat_map(|i| [if i % 2 == 0 { 1.0 } else { 0.0 }; 4]).collect();
+        let mut d = dataset(x, (0..8).map(|i| (i % 2) as u32).collect(), 4, 2);
+        d.sample_shape = vec![2, 2, 1];
+        let statistic = Settings { samples_per_class: 4, strength: 0.5, ..Settings::default() };
+        decompose(&m, &d, &statistic, &mut |_| true).unwrap();
+        let e = decompose(&m, &d, &Settings { relevance: Relevance::Learned, ..statistic }, &mut |_| true).unwrap_err().to_string();
+        assert!(e.contains("relevance 'learned'") && e.contains("'convs'"), "{e}");
+    }
+
+    #[test]
     fn learned_relevance_is_refused_where_it_does_not_apply_and_left_out_of_json_by_default() {
         let learned = Settings { relevance: Relevance::Learned, ..Settings::default() };
         learned.validate().unwrap();

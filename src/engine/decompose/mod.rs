@@ -374,6 +374,13 @@ pub fn decompose_recorded(
         }
     };
     let learning = settings.strength > 0.0 && settings.relevance == Relevance::Learned;
+    // Learned relevance trains Dense units only; without one it would quietly be the statistic.
+    if learning && relevance::dense_layers(model, rec).is_empty() {
+        return Err(Error::invalid(format!(
+            "relevance 'learned' trains the units of Dense layers, and '{}' has none that class relevance prunes (its convolutions are ranked by the recorded statistic either way): use relevance 'statistic'",
+            model.name
+        )));
+    }
     let key = settings.strength.to_bits();
     let cached = recorded.learned.lock().unwrap_or_else(|e| e.into_inner()).get(&key).cloned();
     let (learned, share) = match cached {
