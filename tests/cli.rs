@@ -247,24 +247,33 @@ fn decompose_then_compose_from_a_composition_file() {
     let (okay, _, err) = run(&["compose", s(&plan), "--classes", "1"]);
     assert!(!okay && err.contains("do not apply"), "{err}");
 
-    // A strength the file asks for on a model it cannot prune is refused like `--strength`, not run at 0.
-    let lstm = |settings: &str| {
-        let (model, data) = (root().join("models/lang_a_lstm.keras"), root().join("data/lang_a.npz"));
+    let recurrent = |file: &str, data: &str, settings: &str| {
+        let (model, data) = (root().join("models").join(file), root().join("data").join(data));
         let text = format!(
             r#"{{"models": {{"a": {{"model": "{}", "data": "{}"{settings}}}}}, "modules": [{{"model": "a"}}]}}"#,
             s(&model),
             s(&data)
         );
-        let file = dir.join("lstm.json");
+        let file = dir.join("recurrent.json");
         std::fs::write(&file, text).unwrap();
         run(&["compose", s(&file), "--json"])
     };
-    let (okay, _, err) = lstm(r#", "settings": {"strength": 0.3}"#);
-    assert!(!okay && err.contains("model 'a'") && err.contains("\"strength\": 0.3 does not apply to 'lang_a_lstm'"), "{err}");
-    // max_remove tunes the ICSE'23 removal only: given with the sign rule it is refused, not ignored.
-    let (okay, _, err) = lstm(r#", "settings": {"max_remove": 0.1, "recurrent_mode": "paper"}"#);
+    let lstm = |settings: &str| recurrent("lang_a_lstm.keras", "lang_a.npz", settings);
+    // A strength the file asks for on a model it cannot prune (a per-step head) is refused like `--strength`, not run at 0.
+    let (okay, _, err) = recurrent("lang_tags_lstm.keras", "lang_tags.npz", r#", "settings": {"strength": 0.3}"#);
+    assert!(!okay && err.contains("model 'a'") && err.contains("\"strength\": 0.3 does not apply to 'lang_tags_lstm'"), "{err}");
+    // max_remove tunes the ICSE'23 removal only: given with the sign rule it is refused, not ignored;
+    let (okay, _, err) = lstm(r#", "settings": {"max_remove": 0.1, "recurrent_mode": "paper", "strength": 0}"#);
     assert!(!okay && err.contains("recurrent_mode is 'paper'"), "{err}");
-    for fine in ["", r#", "settings": {"strength": 0}"#, r#", "settings": {"max_remove": 0.1}"#] {
+    // and at a strength, where class relevance prunes the recurrent layers, it is refused too.
+    let (okay, _, err) = lstm(r#", "settings": {"max_remove": 0.1}"#);
+    assert!(!okay && err.contains("max_remove (--max-remove) tunes the papers' recurrent modules") && err.contains("strength 0"), "{err}");
+    for fine in [
+        "",
+        r#", "settings": {"strength": 0}"#,
+        r#", "settings": {"max_remove": 0.1, "strength": 0}"#,
+        r#", "settings": {"strength": 0.3}"#,
+    ] {
         let (okay, _, err) = lstm(fine);
         assert!(okay, "{fine}: {err}");
     }

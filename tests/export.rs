@@ -153,12 +153,12 @@ fn what_cannot_be_exported_exactly_is_a_typed_error() {
     assert!(matches!(wb.export_onnx(&[Pick { model: 3, class: 0 }], false), Err(Error::NoModel(3))));
 
     // Unrolled recurrent masks (different units per step) have no rolled ONNX op.
-    let wb = bench("lang_a", &["lang_a_lstm.keras"], &Settings { unrolled: true, ..Settings::default() });
+    let wb = bench("lang_a", &["lang_a_lstm.keras"], &Settings { unrolled: true, ..Settings::faithful() });
     let e = wb.export_onnx(&picks(0, 0..5), false).unwrap_err();
     assert!(matches!(&e, Error::Unsupported { name, .. } if name.contains("unrolled")), "{e}");
     // So have unrolled per-gate masks (different gate columns per step); rolled ones export.
     let wb =
-        bench("lang_a", &["lang_a_lstm.keras"], &Settings { unrolled: true, gates: true, samples_per_class: 100, ..Settings::default() });
+        bench("lang_a", &["lang_a_lstm.keras"], &Settings { unrolled: true, gates: true, samples_per_class: 100, ..Settings::faithful() });
     let e = wb.export_onnx(&picks(0, 0..5), false).unwrap_err();
     assert!(matches!(&e, Error::Unsupported { name, .. } if name.contains("unrolled gate mask")), "{e}");
 

@@ -377,8 +377,10 @@ fn model_on(file: &str, data: &Dataset) -> Model {
     m
 }
 
+/// (Unrolled recurrent masks are the papers' technique: strength 0.)
 fn settings(mode: Mode, unrolled: bool, samples: usize) -> Settings {
-    Settings { mode, unrolled, samples_per_class: samples, ..Settings::default() }
+    let base = if unrolled { Settings::faithful() } else { Settings::default() };
+    Settings { mode, unrolled, samples_per_class: samples, ..base }
 }
 
 #[test]
@@ -586,7 +588,7 @@ fn files_carry_the_lowest_version_that_expresses_them() {
 fn per_gate_module_sets_round_trip_as_version_3() {
     let d = dataset("lang_a");
     let model = model_on("lang_a_lstm.keras", &d);
-    let gated = Settings { gates: true, samples_per_class: 40, ..Settings::default() };
+    let gated = Settings { gates: true, samples_per_class: 40, ..Settings::faithful() };
     let dec = decompose(&model, &d, &gated, &mut |_| true).unwrap();
     assert!(
         dec.modules.iter().all(|m| m.masks.nodes.values().any(|u| u.gates.as_ref().is_some_and(|g| g.count() < g.len()))),

@@ -79,12 +79,12 @@ fn strengths_outside_0_1_and_the_n_output_head_are_refused() {
     }
     let (ok, _, err) = run(&["report", "models/digits_mlp.keras", "--data", "data/digits.npz", "--strength", "0.3", "--head", "reference"]);
     assert!(!ok && err.contains("2-unit head"), "{err}");
-    // Without the flag, the authors' head and the recurrent models get their faithful modules.
+    // Without the flag, the authors' head and per-step heads get their faithful modules.
     let (ok, out, err) = run(&["report", "models/digits_mlp.keras", "--data", "data/digits.npz", "--head", "reference", "--json"]);
     assert!(ok, "{err}");
     assert_eq!(f(&serde_json::from_str::<Value>(&out).unwrap()["strength"]), 0.0);
-    let (ok, _, err) = run(&["report", "models/lang_a_lstm.keras", "--data", "data/lang_a.npz", "--strength", "0.2"]);
-    assert!(!ok && err.contains("does not apply to 'lang_a_lstm'"), "{err}");
+    let (ok, _, err) = run(&["report", "models/lang_tags_lstm.keras", "--data", "data/lang_tags.npz", "--strength", "0.2"]);
+    assert!(!ok && err.contains("does not apply to 'lang_tags_lstm'"), "{err}");
 }
 
 /// The "class-specific modules" exercise: the CLI grades a state by decomposing at its strength —

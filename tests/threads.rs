@@ -82,9 +82,10 @@ fn masks_and_scores_are_the_same_on_one_and_two_threads() {
         (("digits_cnn.keras", "digits"), Settings { strength: 0.35, ..small.clone() }),
         // Learned relevance: every class's training in parallel.
         (("digits_mlp.keras", "digits"), Settings { strength: 0.35, relevance: Relevance::Learned, ..small.clone() }),
+        // Recurrent relevance: each unit's removal measured in parallel.
         (("lang_a_lstm.keras", "lang_a"), small.clone()),
-        // The per-gate statistic: gate records and the shared column cache.
-        (("lang_a_lstm.keras", "lang_a"), Settings { gates: true, unrolled: true, ..small.clone() }),
+        // The per-gate statistic (strength 0): gate records and the shared column cache.
+        (("lang_a_lstm.keras", "lang_a"), Settings { gates: true, unrolled: true, strength: 0.0, ..small.clone() }),
     ];
     for (file, s) in cases {
         let one = decompose_and_score(&[file], &s, 1);

@@ -183,7 +183,7 @@ fn per_gate_module_pictures_show_gate_columns() {
     let mut wb = Workbench::new();
     wb.add_dataset(&read("data/lang_a.npz"), "lang_a").unwrap();
     let id = wb.add_model(&read("models/lang_a_lstm.keras"), "lang_a_lstm.keras", 0, Default::default()).unwrap().id;
-    let info = wb.decompose(id, &Settings { gates: true, samples_per_class: 50, ..Settings::default() }, &mut |_| true).unwrap();
+    let info = wb.decompose(id, &Settings { gates: true, samples_per_class: 50, ..Settings::faithful() }, &mut |_| true).unwrap();
     for m in &info.modules {
         let views = wb.module_units(id, m.class).unwrap();
         let lstm = views.iter().find(|v| v.kind == "LSTM").unwrap();

@@ -179,7 +179,7 @@ impl Workbench {
         let rec = out.recording.expect("recording was requested");
         let c_set = BitSet::from_indices(n, 0..concerned.len());
         let u_set = BitSet::from_indices(n, concerned.len()..n);
-        let masks = module_masks(&e.model, &rec, p.class, &c_set, &u_set, s, &ColumnCache::default());
+        let masks = module_masks(&e.model, &rec, p.class, &c_set, &u_set, s, &ColumnCache::default(), None);
         let module = Module {
             class: p.class,
             head: s.head,

@@ -12,6 +12,7 @@ mod columns;
 mod gradient;
 mod head;
 mod learned;
+mod leave_out;
 mod recurrent;
 mod relevance;
 mod sampling;
@@ -21,6 +22,7 @@ pub use backtrack::Technique;
 pub use columns::ColumnCache;
 pub use head::{Head, RIE_THRESHOLD, concerned_scores, margins};
 pub use learned::Theta;
+pub use leave_out::UnitDamage;
 pub use recurrent::{removal, robust_mean};
 pub use relevance::{Calibration, Family, relevance};
 pub use sampling::{decomposition_rows, first_of_class, unconcerned_quota};
@@ -297,6 +299,8 @@ pub struct Recorded {
     rec: Recording,
     /// Learned relevance: every class's unit logits, learned once per strength (the key: its bits).
     learned: std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<u32, std::sync::Arc<Vec<Theta>>>>>,
+    /// Recurrent relevance: each unit's measured damage, once for every strength.
+    damage: std::sync::Arc<std::sync::OnceLock<UnitDamage>>,
 }
 
 impl Recorded {
@@ -336,6 +340,7 @@ pub fn record(model: &Model, data: &Dataset, settings: &Settings, progress: &mut
         probs: out.probs,
         rec,
         learned: Default::default(),
+        damage: Default::default(),
     })
 }
 
@@ -352,7 +357,9 @@ pub fn decompose_recorded(
     if !recorded.serves(settings) {
         return Err(Error::invalid("the recording was made for other decomposition settings"));
     }
-    if settings.strength > 0.0 && recorded.rec.moments.is_empty() && !recorded.rec.nodes.is_empty() {
+    check_recurrent_settings(model, settings)?;
+    let recurrent = |n: &NodeId| matches!(model.nodes[*n].op, Op::Recurrent(_));
+    if settings.strength > 0.0 && recorded.rec.moments.is_empty() && recorded.rec.nodes.iter().any(|n| !recurrent(n)) {
         return Err(Error::invalid("strength (class relevance) needs a recording with per-class sums (one answer per sample, head two)"));
     }
     let Recorded { rows, labels, logits, probs, rec, .. } = recorded;
@@ -361,6 +368,18 @@ pub fn decompose_recorded(
     // Pruned modules only (one label per sample): the recorded samples their margins are fitted on.
     let calibration_rows = if settings.strength > 0.0 { calibration_rows(labels, classes) } else { vec![] };
     let calibration_x = data.inputs(model, &data.train, &calibration_rows.iter().map(|&i| rows[i]).collect::<Vec<_>>());
+    // Recurrent units are ranked by measuring their removal on the calibration samples.
+    let damage = match recorded.damage.get() {
+        Some(d) => Some(d),
+        None if settings.strength > 0.0 && model.is_recurrent() => {
+            let k = model.classes();
+            let ys: Vec<usize> = calibration_rows.iter().map(|&i| labels[i]).collect();
+            let full: Vec<f32> = calibration_rows.iter().flat_map(|&i| logits[i * k..(i + 1) * k].iter().copied()).collect();
+            let measured = UnitDamage::measure(model, &calibration_x, calibration_rows.len(), &ys, &full)?;
+            Some(recorded.damage.get_or_init(|| measured))
+        }
+        None => None,
+    };
 
     // Classes are independent (their masks read the one recording); they run in parallel.
     let cache = ColumnCache::default();
@@ -397,7 +416,7 @@ pub fn decompose_recorded(
                     let (concerned, unconcerned) = sets(c)?;
                     // Convolutions keep the statistic's units (learning them did not pay, ALGORITHMS.md §7).
                     let mut start = identified_masks(model, rec, &concerned, &unconcerned, settings, &cache);
-                    relevance::prune(model, rec, c, settings.strength, &mut start, &[Family::Conv]);
+                    relevance::prune(model, rec, c, settings.strength, &mut start, &[Family::Conv, Family::Recurrent], damage);
                     let statistic = relevance::statistic_scores(model, rec, c);
                     trainer.learn(c, &start, labels, &full, settings.strength, &statistic)
                 },
@@ -413,12 +432,12 @@ pub fn decompose_recorded(
         let masks = match &learned {
             Some(t) => {
                 let mut masks = identified_masks(model, rec, &concerned, &unconcerned, settings, &cache);
-                relevance::prune(model, rec, c, settings.strength, &mut masks, &[Family::Conv]);
+                relevance::prune(model, rec, c, settings.strength, &mut masks, &[Family::Conv, Family::Recurrent], damage);
                 learned::prune_learned(model, rec, &t[c], settings.strength, &mut masks);
                 backtrack::backtrack(model, c, &mut masks, settings.technique, settings.delta);
                 masks
             }
-            None => module_masks(model, rec, c, &concerned, &unconcerned, settings, &cache),
+            None => module_masks(model, rec, c, &concerned, &unconcerned, settings, &cache, damage),
         };
         let (kept_units, total_units) = masks.unit_counts();
         let mut module = Module {
@@ -433,7 +452,7 @@ pub fn decompose_recorded(
         };
         if settings.strength > 0.0 {
             let faithful =
-                || module_masks(model, rec, c, &concerned, &unconcerned, &Settings { strength: 0.0, ..settings.clone() }, &cache);
+                || module_masks(model, rec, c, &concerned, &unconcerned, &Settings { strength: 0.0, ..settings.clone() }, &cache, None);
             check_paths(model, &module, settings.strength, &data.class_names[c], faithful)?;
             let m = margins(model, &module, &calibration_x, calibration_rows.len(), &mut |_, _| true)?;
             let target: Vec<f32> = calibration_rows.iter().map(|&i| model_margin(logits, model.classes(), i, c)).collect();
@@ -448,7 +467,9 @@ pub fn decompose_recorded(
 }
 
 /// CI + TI for the module of `class`, as bit-row operations (and, for
-/// recurrent layers, statistics of the recorded states), then backtracking.
+/// recurrent layers, statistics of the recorded states), class relevance
+/// (recurrent layers only with their measured `damage`), then backtracking.
+#[allow(clippy::too_many_arguments)]
 pub fn module_masks(
     model: &Model,
     rec: &Recording,
@@ -457,9 +478,10 @@ pub fn module_masks(
     unconcerned: &BitSet,
     settings: &Settings,
     cache: &ColumnCache,
+    damage: Option<&UnitDamage>,
 ) -> Masks {
     let mut masks = identified_masks(model, rec, concerned, unconcerned, settings, cache);
-    relevance::prune(model, rec, class, settings.strength, &mut masks, &[Family::Dense, Family::Conv]);
+    relevance::prune(model, rec, class, settings.strength, &mut masks, &[Family::Dense, Family::Conv, Family::Recurrent], damage);
     backtrack::backtrack(model, class, &mut masks, settings.technique, settings.delta);
     masks
 }
@@ -519,12 +541,35 @@ fn identified_masks(
     masks
 }
 
+/// At a strength, class relevance prunes a recurrent layer itself, so the
+/// settings of the papers' recurrent technique (which a recurrent layer
+/// follows at strength 0) would tune nothing: refused, never ignored.
+fn check_recurrent_settings(model: &Model, s: &Settings) -> Result<()> {
+    if s.strength <= 0.0 || !model.is_recurrent() {
+        return Ok(());
+    }
+    let d = Settings::default();
+    let given = [
+        (s.recurrent_mode != d.recurrent_mode, "recurrent_mode 'paper' (--recurrent-mode)"),
+        (s.max_remove != d.max_remove, "max_remove (--max-remove)"),
+        (s.gates, "gates (--gates)"),
+        (s.unrolled, "unrolled (--unrolled)"),
+    ];
+    match given.into_iter().find(|g| g.0) {
+        Some((_, what)) => Err(Error::invalid(format!(
+            "{what} tunes the papers' recurrent modules, which apply at strength 0; at strength {} class relevance prunes the recurrent layers of '{}' itself: set strength 0 (--strength 0) or leave {what} out",
+            s.strength, model.name
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// The strength class relevance applies to `model`: the setting, for a model
-/// with one answer per sample, the 2-unit head and a dense or convolutional
-/// layer with units of its own to prune ([`relevance::prune`]); otherwise 0,
-/// the faithful modules. (The setting belongs to the dense/conv family;
-/// recurrent layers have `max_remove`. The authors' N-output head votes, which
-/// calibrated margins would not follow.)
+/// with one answer per sample, the 2-unit head and a dense, convolutional or
+/// recurrent layer with units of its own to prune ([`relevance::prune`]);
+/// otherwise 0, the faithful modules. (Per-step heads keep the papers'
+/// recurrent technique and its `max_remove`. The authors' N-output head
+/// votes, which calibrated margins would not follow.)
 pub fn applied_strength(model: &Model, settings: &Settings, steps: usize) -> f32 {
     let prunable = model.tracked().iter().any(|&n| relevance::family(model, n).is_some());
     if steps == 1 && settings.head == Head::Two && prunable { settings.strength } else { 0.0 }
