@@ -123,9 +123,13 @@ async function recompose(beforeRender = () => {}) {
   const cur = state.models.get(state.current);
   const v = state.verify;
   const verify = v ? { watched: [cur.modules[v.class].class_id], verifier: state.models.get(v.by).info.id } : null;
+  // Module update re-runs the papers' tangling identification: modules pruned by class relevance
+  // (strength > 0) are calibrated against their own classes and have no update (the engine refuses it).
+  const pruned = state.slots.filter((s) => s.on).some((s) => (state.models.get(s.source).strength ?? 0) > 0);
+  $('update-note').hidden = !spans || !pruned;
   // The engine does one or the other (docs/COMPOSE.md): verification wins while it is on.
-  $('update-box').disabled = Boolean(verify);
-  const update = spans && $('update-box').checked && !verify;
+  $('update-box').disabled = Boolean(verify) || pruned;
+  const update = spans && $('update-box').checked && !verify && !pruned;
   document.body.dataset.update = String(update);
   document.body.dataset.verify = v ? `${v.class} ${v.by}` : '';
   const result = await engine.call('compose', { picks: chosen, base: cur.info.id, update, verify });
@@ -385,7 +389,7 @@ function renderModel() {
   // A strength the model cannot take is said, not silently dropped.
   const unapplied = (state.settings.strength ?? DEFAULTS.strength) > 0 && m.strength === 0;
   $('strength-note').textContent = unapplied
-    ? "The class-specific strength does not apply to this model (no dense or convolutional layer with units of its own, per-step answers, or the authors' N-output head): its modules are the papers'."
+    ? "The class-specific strength does not apply to this model (no dense, convolutional or recurrent layer with units of its own, per-step answers, or the authors' N-output head): its modules are the papers'."
     : '';
   $('strength-note').hidden = !unapplied;
   $('app').dataset.maskDigest = m.digest;

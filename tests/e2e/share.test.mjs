@@ -217,6 +217,8 @@ test('typed text and the module-update switch travel in the link and come back e
   await page.locator('#model-picker').selectOption('lang_a_lstm.keras');
   await page.locator('#type-panel:not([hidden])').waitFor({ timeout: 60000 });
   await addModule(page, 'lang_b_lstm.keras', 'Dutch');
+  // Module update works on the papers' modules (strength 0); the strength travels in the link too.
+  await composedChange(page, () => page.locator('#s-strength').fill('0'));
   await composedChange(page, () => page.locator('#update-box').check());
   const typed = 'Alle mensen worden  vrij en gelijk geboren\nin waardigheid';
   await page.locator('#type-box').fill(typed);

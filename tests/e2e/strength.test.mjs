@@ -84,14 +84,23 @@ test('a model the strength cannot apply to says so, and its modules are the CLI\
   const page = await env.newPage();
   await open(page, env.url);
   assert.equal(await page.locator('#strength-note').isVisible(), false);
-  await composedChange(page, () => page.locator('#model-picker').selectOption('lang_a_lstm.keras'));
+  // A per-step tagger: the papers' modules.
+  await composedChange(page, () => page.locator('#model-picker').selectOption('lang_tags_lstm.keras'));
   await page.waitForFunction(() => document.querySelector('#model-info strong')?.textContent.includes('LSTM'), null, { timeout: 60000 });
   assert.match(await page.locator('#strength-note').textContent(), /does not apply to this model/);
   assert.equal(await page.locator('#strength-note').isVisible(), true);
-  const faithful = cli('report', 'models/lang_a_lstm.keras', '--data', 'data/lang_a.npz', '--json');
+  const faithful = cli('report', 'models/lang_tags_lstm.keras', '--data', 'data/lang_tags.npz', '--json');
   assert.equal(faithful.strength, 0);
   assert.equal(await page.locator('#app').getAttribute('data-mask-digest'), faithful.mask_digest);
-  // Back on the MLP, the note goes.
+  // A many-to-one LSTM takes the strength: its units' removal measured in the page as natively.
+  await composedChange(page, () => page.locator('#model-picker').selectOption('lang_a_lstm.keras'));
+  const relevance = cli('report', 'models/lang_a_lstm.keras', '--data', 'data/lang_a.npz', '--json');
+  assert.ok(Math.abs(relevance.strength - 0.2) < 1e-6, relevance.strength);
+  await page.waitForFunction((d) => document.getElementById('app').dataset.maskDigest === d, relevance.mask_digest, { timeout: 60000 });
+  assert.equal(await page.locator('#strength-note').isVisible(), false);
+  await page.waitForFunction(() => !document.getElementById('composed-acc').textContent.includes('…'));
+  assert.equal(await page.locator('#composed-acc').textContent(), pctText(relevance.composed_accuracy));
+  // Back on the MLP, no note either.
   await composedChange(page, () => page.locator('#model-picker').selectOption('digits_mlp.keras'));
   assert.equal(await page.locator('#strength-note').isVisible(), false);
   assert.deepEqual(env.errors, []);

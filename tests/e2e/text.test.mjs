@@ -78,6 +78,9 @@ test('a language only set B knows joins set A modules, with and without module u
   assert.equal(await page.locator('#update-row').isHidden(), false);
   // The model's figure is over the classes it knows; Dutch is not one of them.
   assert.equal(await page.locator('#model-acc-label').textContent(), 'Model · its own 5 classes');
+  // Module update works on the papers' modules: strength 0.
+  assert.equal(await page.locator('#update-box').isDisabled(), true);
+  await composedChange(page, () => page.locator('#s-strength').fill('0'));
   const plain = await page.locator('#app').getAttribute('data-composed');
   await composedChange(page, () => page.locator('#update-box').check());
   assert.equal(await page.evaluate(() => document.body.dataset.update), 'true');
