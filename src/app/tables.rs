@@ -13,11 +13,13 @@ fn all_picks(wb: &Workbench, id: usize) -> Vec<Pick> {
     (0..wb.model_info(id).class_names.len()).map(|class| Pick { model: id, class }).collect()
 }
 
-/// The techniques compared for a model: both readings for dense/conv layers;
-/// for recurrent layers the authors' statistic rolled and unrolled, and the sign rule.
+/// The techniques compared for a model: the default and both readings for dense/conv layers;
+/// for recurrent layers the default, the authors' statistic rolled and unrolled, and the sign rule.
 fn techniques(recurrent: bool) -> Vec<(String, Settings)> {
     let variants = if recurrent {
         vec![
+            // The default: class relevance at the default strength (ALGORITHMS.md §7).
+            Settings::default(),
             Settings::faithful(),
             Settings { unrolled: true, ..Settings::faithful() },
             Settings { recurrent_mode: Mode::Paper, ..Settings::faithful() },

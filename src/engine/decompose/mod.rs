@@ -165,7 +165,10 @@ impl Settings {
     /// without recurrent layers.
     pub fn describe(&self, recurrent: bool) -> String {
         let name = |m: Mode| format!("{m:?}").to_lowercase();
-        if recurrent {
+        if recurrent && self.strength > 0.0 {
+            // Class relevance prunes the recurrent layers (and any dense ones) itself.
+            format!("relevance strength {} (recurrent units by measured margin change), rolled", self.strength)
+        } else if recurrent {
             let rule = if self.recurrent_mode == Mode::Paper {
                 "paper (sign rule)".into()
             } else {

@@ -40,12 +40,17 @@
 //!   images) the worst cost went from −4.5 to −1.7 points, six of seven within
 //!   a point (four before), mean Jaccard 0.82 → 0.81. Units by |gap · g| cost
 //!   about as much; whole positions (all channels at once) 0.6–1.2 points more.
+//! - a **recurrent unit** (removed at every step): the measured mean change of
+//!   the margin when it is removed ([`UnitDamage`], `leave_out.rs`, where
+//!   why it is measured and not estimated).
 //! - **Granularity**: a Dense unit; a convolution's unit. Layers the
 //!   gradient does not reach rank whole channels by `(μ_c − μ_other) / σ`.
 //! - **Strength** `s ∈ [0, 1]`: each Dense layer removes `⌊s_l · n⌋` of its
 //!   `n` units ([`layer_strength`]), each convolutional layer `⌊s_c · n⌋` of
 //!   the `n` units the faithful module keeps ([`conv_strength`]), always
-//!   keeping at least one (`s = 0` is the faithful module). Units the faithful
+//!   keeping at least one (`s = 0` is the faithful module); each recurrent
+//!   layer `⌊s_r · U⌋` of all its units ([`recurrent_strength`]), in place of
+//!   the ICSE'23 removal. Units the faithful
 //!   masks removed stay removed. Backtracking then runs as usual.
 //!
 //! Pruned modules are pruned differently, so their raw margins stop being
