@@ -913,9 +913,10 @@ async function applySettings(next) {
     for (const m of onData) await reloadOnData(m, ensureModel);
     for (const k of new Set([current, ...slots.map((s) => s.source), ...(state.verify ? [state.verify.by] : [])])) await ensureModel(k);
   } catch (e) {
-    // Cancelled (or failed): the models decomposed with the old settings stay.
+    // Cancelled (or failed): the models decomposed with the old settings stay. A refused setting
+    // stays in the form as typed, so that the fix the message names is one change away.
     Object.assign(state, before);
-    showSettings();
+    if (e instanceof CancelledError) showSettings();
     throw e;
   }
   await select(current, { slots });

@@ -98,13 +98,15 @@ test('modules pruned by class relevance: calibrated margins (MLP and CNN)', asyn
 
 test('residual CNN composition (Add, BatchNorm, global pooling)', () => check('resnet', ['models/digits_resnet.keras', ...digits]));
 
-test('LSTM language-ID composition (reference mode removes units)', () => check('lstm', ['models/lang_a_lstm.keras', '--data', 'data/lang_a.npz']));
+test('LSTM language-ID composition (class relevance removes units; calibrated margins)', () => check('lstm', ['models/lang_a_lstm.keras', '--data', 'data/lang_a.npz']));
+
+test('LSTM language-ID composition, the papers\' modules (the ICSE\'23 removal)', () => check('lstm_reference', ['models/lang_a_lstm.keras', '--data', 'data/lang_a.npz', '--strength', '0']));
 
 test('GRU language-ID composition', () => check('gru', ['models/lang_a_gru.keras', '--data', 'data/lang_a.npz']));
 
 test('LSTM and GRU per-gate compositions (removed gate columns zeroed in W, R and B)', async () => {
-  await check('lstm_gates', ['models/lang_a_lstm.keras', '--data', 'data/lang_a.npz', '--gates']);
-  await check('gru_gates', ['models/lang_a_gru.keras', '--data', 'data/lang_a.npz', '--gates']);
+  await check('lstm_gates', ['models/lang_a_lstm.keras', '--data', 'data/lang_a.npz', '--gates', '--strength', '0']);
+  await check('gru_gates', ['models/lang_a_gru.keras', '--data', 'data/lang_a.npz', '--gates', '--strength', '0']);
 });
 
 test('modules from two data sets (digits and clothing)', () =>

@@ -40,8 +40,15 @@ test('reference technique and unrolled RNN modules match the CLI, and survive a 
   await page.locator('#type-panel:not([hidden])').waitFor();
   await page.locator('#s-unrolled').selectOption('true');
   await page.locator('#s-max_remove').fill('0.25');
+  // At a strength, class relevance prunes the LSTM itself: the papers' recurrent settings are refused by name.
   await page.locator('#s-apply').click();
-  const un = cli('report', 'models/lang_a_lstm.keras', '--data', 'data/lang_a.npz', '--mode', 'reference', '--unrolled', '--max-remove', '0.25', '--json');
+  await page.locator('#error-banner:not([hidden])').waitFor({ timeout: 30000 });
+  assert.match(await page.locator('#error-text').textContent(), /max_remove.*strength 0/);
+  await page.locator('#error-close').click();
+  assert.equal(await page.locator('#s-unrolled').inputValue(), 'true');
+  // At strength 0 they apply: the form kept them.
+  await page.locator('#s-strength').fill('0');
+  const un = cli('report', 'models/lang_a_lstm.keras', '--data', 'data/lang_a.npz', '--mode', 'reference', '--unrolled', '--max-remove', '0.25', '--strength', '0', '--json');
   await page.waitForFunction((d) => document.getElementById('app').dataset.maskDigest === d, un.mask_digest, { timeout: 60000 });
   assert.equal(await page.locator('#composed-acc').textContent(), pctText(un.composed_accuracy));
   await shot(page, 'settings-unrolled');
@@ -61,9 +68,10 @@ test('the per-gate statistic decomposes in wasm into the CLI\'s masks, and survi
   await page.locator('#type-panel:not([hidden])').waitFor();
   await page.locator('#settings summary').click();
   await page.locator('#s-gates').selectOption('true');
-  await page.locator('#s-apply').click();
-  const gated = cli('report', 'models/lang_a_lstm.keras', '--data', 'data/lang_a.npz', '--gates', '--json');
-  const plain = cli('report', 'models/lang_a_lstm.keras', '--data', 'data/lang_a.npz', '--json');
+  // The per-gate statistic is the papers' (strength 0).
+  await page.locator('#s-strength').fill('0');
+  const gated = cli('report', 'models/lang_a_lstm.keras', '--data', 'data/lang_a.npz', '--gates', '--strength', '0', '--json');
+  const plain = cli('report', 'models/lang_a_lstm.keras', '--data', 'data/lang_a.npz', '--strength', '0', '--json');
   assert.notEqual(gated.mask_digest, plain.mask_digest);
   await page.waitForFunction((d) => document.getElementById('app').dataset.maskDigest === d, gated.mask_digest, { timeout: 60000 });
   assert.equal(await page.locator('#composed-acc').textContent(), pctText(gated.composed_accuracy));
