@@ -399,7 +399,7 @@ pub fn decompose_recorded(
     // Learned relevance trains Dense units only; without one it would quietly be the statistic.
     if learning && relevance::dense_layers(model, rec).is_empty() {
         return Err(Error::invalid(format!(
-            "relevance 'learned' trains the units of Dense layers, and '{}' has none that class relevance prunes (its convolutions are ranked by the recorded statistic either way): use relevance 'statistic'",
+            "relevance 'learned' trains the units of Dense layers, and '{}' has none that class relevance prunes (its other layers are ranked as with 'statistic' either way): use relevance 'statistic'",
             model.name
         )));
     }
