@@ -57,11 +57,12 @@ pub struct DecomposeBench {
 }
 
 /// The techniques benchmarked on a model: paper and reference for dense and
-/// convolutional models; recurrent models with the default (reference for the
-/// recurrent layers, paper for the dense head).
+/// convolutional models; recurrent models with the default (class relevance,
+/// which measures each recurrent unit's removal, on a many-to-one model) and
+/// the papers' modules (the ICSE'23 removal, strength 0).
 pub fn techniques(model: &Model) -> Vec<Settings> {
     if model.is_recurrent() {
-        return vec![Settings::default()];
+        return vec![Settings::default(), Settings::faithful()];
     }
     [Mode::Paper, Mode::Reference].into_iter().map(|mode| Settings { mode, ..Settings::default() }).collect()
 }
@@ -121,7 +122,10 @@ pub fn bench_model(model: &Model, data: &Dataset, clock: &dyn Fn() -> f64, decom
     let x = data.inputs(model, &data.test, &rows);
     let n = rows.len();
     let fwd = time(clock, 0.5, &mut || forward(model, &x, n, None, false, &mut |_, _| true).map(drop))?;
-    let techniques = if decompose { techniques(model) } else { vec![] };
+    let mut techniques = if decompose { techniques(model) } else { vec![] };
+    // A strength the model cannot take (a per-step head) leaves two of them the same.
+    let steps = data.train.steps;
+    techniques.dedup_by_key(|s| Settings { strength: applied_strength(model, s, steps), ..s.clone() });
     let decompose = techniques.iter().map(|s| bench_decompose(model, data, s, 0.5, clock)).collect::<Result<_>>()?;
     Ok(ModelBench {
         model: model.name.clone(),
