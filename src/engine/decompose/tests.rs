@@ -250,6 +250,31 @@ fn recurrent_reference_removes_the_unit_of_the_other_class() {
     }
 }
 
+/// Class relevance measures each recurrent unit's removal: unit 2 reads no
+/// input (its state stays 0), so removing it changes no margin and it is the
+/// one a module gives up; the papers' settings are refused at a strength.
+#[test]
+fn recurrent_relevance_removes_the_unit_whose_removal_changes_nothing() {
+    let (m, d) = tiny_rnn();
+    let x = d.inputs(&m, &d.train, &[0, 1, 2, 3]);
+    let logits = forward(&m, &x, 4, None, false, &mut |_, _| true).unwrap().logits;
+    let damage = UnitDamage::measure(&m, &x, 4, &[0, 1, 0, 1], &logits).unwrap();
+    for c in 0..2 {
+        let d = &damage.0[&1][c];
+        assert!(d[2] == 0.0 && d[0] > 0.1 && d[1] > 0.1, "class {c}: {d:?}");
+    }
+    // 4s / (19 − 15s) of 3 units is one unit from s = 19/27 on.
+    for (strength, removed) in [(0.7, vec![]), (0.75, vec![2, 5, 8])] {
+        let dec = decompose(&m, &d, &Settings { samples_per_class: 2, strength, ..Settings::default() }, &mut |_| true).unwrap();
+        for module in &dec.modules {
+            let keep = &module.masks.nodes[&1].keep;
+            assert_eq!((0..9).filter(|&i| !keep.contains(i)).collect::<Vec<_>>(), removed, "strength {strength}");
+        }
+    }
+    let e = decompose(&m, &d, &Settings { samples_per_class: 2, unrolled: true, ..Settings::default() }, &mut |_| true).unwrap_err();
+    assert!(e.to_string().contains("unrolled (--unrolled) tunes the papers' recurrent modules"), "{e}");
+}
+
 #[test]
 fn recurrent_paper_mode_keeps_units_active_for_any_sample() {
     let (m, d) = tiny_rnn();
