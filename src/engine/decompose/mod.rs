@@ -17,6 +17,7 @@ mod recurrent;
 mod relevance;
 mod sampling;
 pub mod schema;
+mod weights;
 
 pub use backtrack::Technique;
 pub use columns::ColumnCache;
@@ -27,6 +28,7 @@ pub use recurrent::{removal, robust_mean};
 pub use relevance::{Calibration, Family, relevance};
 pub use sampling::{decomposition_rows, first_of_class, unconcerned_quota};
 use sampling::{recurrent_sample_sets, sample_sets, step_sample_sets};
+pub use weights::kept_weights;
 
 use crate::engine::bits::BitSet;
 use crate::engine::data::Dataset;
@@ -302,7 +304,7 @@ pub struct Recorded {
     rec: Recording,
     /// Learned relevance: every class's unit logits, learned once per strength (the key: its bits).
     learned: std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<u32, std::sync::Arc<Vec<Theta>>>>>,
-    /// Recurrent relevance: each unit's measured damage, once for every strength.
+    /// Recurrent units' and whole conv channels' measured damage, once for every strength.
     damage: std::sync::Arc<std::sync::OnceLock<UnitDamage>>,
 }
 
@@ -371,14 +373,16 @@ pub fn decompose_recorded(
     // Pruned modules only (one label per sample): the recorded samples their margins are fitted on.
     let calibration_rows = if settings.strength > 0.0 { calibration_rows(labels, classes) } else { vec![] };
     let calibration_x = data.inputs(model, &data.train, &calibration_rows.iter().map(|&i| rows[i]).collect::<Vec<_>>());
-    // Recurrent units are ranked by measuring their removal on the calibration samples.
+    // Recurrent units and the channels relevance drops whole are ranked by measuring their
+    // removal on the calibration samples.
+    let whole = relevance::channel_layers(model, rec);
     let damage = match recorded.damage.get() {
         Some(d) => Some(d),
-        None if settings.strength > 0.0 && model.is_recurrent() => {
+        None if settings.strength > 0.0 && (model.is_recurrent() || !whole.is_empty()) => {
             let k = model.classes();
             let ys: Vec<usize> = calibration_rows.iter().map(|&i| labels[i]).collect();
             let full: Vec<f32> = calibration_rows.iter().flat_map(|&i| logits[i * k..(i + 1) * k].iter().copied()).collect();
-            let measured = UnitDamage::measure(model, &calibration_x, calibration_rows.len(), &ys, &full)?;
+            let measured = UnitDamage::measure(model, &whole, &calibration_x, calibration_rows.len(), &ys, &full)?;
             Some(recorded.damage.get_or_init(|| measured))
         }
         None => None,
@@ -638,78 +642,6 @@ fn per_row(items: &BitSet, rows: usize) -> BitSet {
 /// Is `node` a Dense layer whose own weights the reference mode may clip?
 fn clippable_dense(model: &Model, node: NodeId) -> bool {
     matches!(model.nodes[node].op, Op::Dense { .. })
-}
-
-/// Share of the model's kernel weights a module keeps effective (non-zero):
-/// a Dense weight survives when its input unit and output unit are kept and it
-/// is not a clipped negative; a Conv2D (or depthwise) weight when its output channel keeps a
-/// position; a recurrent weight (input or recurrent kernel, all gates) when
-/// its unit, its gate column and its input are kept, averaged over the time steps. The head
-/// counts its two channeled columns over kept inputs.
-pub fn kept_weights(model: &Model, module: &Module) -> f32 {
-    let (mut kept, mut total) = (0usize, 0usize);
-    // A kernel without a mask of its own whose channels a tracked activation after it owns
-    // (relevance::kernel_of) keeps the units that activation keeps.
-    let owner: std::collections::BTreeMap<NodeId, NodeId> = module
-        .masks
-        .nodes
-        .keys()
-        .filter_map(|&t| relevance::kernel_of(model, t).filter(|&k| k != t && !module.masks.nodes.contains_key(&k)).map(|k| (k, t)))
-        .collect();
-    for (id, node) in model.nodes.iter().enumerate() {
-        let mask_node = owner.get(&id).copied().unwrap_or(id);
-        let unit_kept = |u: usize| module.masks.nodes.get(&mask_node).is_none_or(|m| m.keep.contains(u));
-        match &node.op {
-            Op::Dense { kernel, .. } => {
-                let (fin, fout) = kernel.dim();
-                total += kernel.len();
-                let in_kept = |i: usize| input_kept(model, module, node.inputs[0], i, None);
-                let live_in = (0..fin).filter(|&i| in_kept(i)).count();
-                if id == model.head {
-                    kept += live_in * 2;
-                    continue;
-                }
-                let clip = module.masks.nodes.get(&id).and_then(|m| m.clip_negative.as_ref());
-                for j in (0..fout).filter(|&j| unit_kept(j)) {
-                    let clipped = clip.is_some_and(|c| c.contains(j));
-                    kept += (0..fin).filter(|&i| in_kept(i) && !(clipped && kernel[[i, j]] < 0.0) && kernel[[i, j]] != 0.0).count();
-                }
-            }
-            Op::Conv2D { kernel, .. } => {
-                total += kernel.len();
-                let cout = kernel.shape()[3];
-                let per_channel = kernel.len() / cout;
-                let live = (0..cout).filter(|&ch| (0..node.len() / cout).any(|p| unit_kept(p * cout + ch))).count();
-                kept += live * per_channel;
-            }
-            // A depthwise output channel has its own kh·kw weights.
-            Op::DepthwiseConv2D { kernel, .. } => {
-                total += kernel.len();
-                let cout = kernel.shape()[2] * kernel.shape()[3];
-                let live = (0..cout).filter(|&ch| (0..node.len() / cout).any(|p| unit_kept(p * cout + ch))).count();
-                kept += live * (kernel.len() / cout);
-            }
-            Op::Recurrent(r) => {
-                let (steps, u, g, f) = (model.steps(id), r.units, r.cell.gates(), r.kernel.nrows());
-                total += r.kernel.len() + r.recurrent.len();
-                let gates = module.masks.nodes.get(&id).and_then(|m| m.gates.as_ref());
-                let per_step: usize = (0..steps)
-                    .map(|t| {
-                        let units = (0..u).filter(|&n| unit_kept(t * u + n)).count();
-                        let columns = match gates {
-                            Some(k) => (0..g * u).filter(|&c| unit_kept(t * u + c % u) && k.contains(t * g * u + c)).count(),
-                            None => units * g,
-                        };
-                        let live_in = (0..f).filter(|&i| input_kept(model, module, node.inputs[0], i, Some(t))).count();
-                        columns * (live_in + units)
-                    })
-                    .sum();
-                kept += per_step / steps;
-            }
-            _ => {}
-        }
-    }
-    kept as f32 / total.max(1) as f32
 }
 
 /// `jaccard_ref`: the authors' Jaccard index over weight *values* (§5),
