@@ -258,7 +258,7 @@ fn recurrent_relevance_removes_the_unit_whose_removal_changes_nothing() {
     let (m, d) = tiny_rnn();
     let x = d.inputs(&m, &d.train, &[0, 1, 2, 3]);
     let logits = forward(&m, &x, 4, None, false, &mut |_, _| true).unwrap().logits;
-    let damage = UnitDamage::measure(&m, &x, 4, &[0, 1, 0, 1], &logits).unwrap();
+    let damage = UnitDamage::measure(&m, &[], &x, 4, &[0, 1, 0, 1], &logits).unwrap();
     for c in 0..2 {
         let d = &damage.0[&1][c];
         assert!(d[2] == 0.0 && d[0] > 0.1 && d[1] > 0.1, "class {c}: {d:?}");
