@@ -569,27 +569,8 @@ mod tests {
 
     #[test]
     fn conv_batchnorm_activation_chains_and_residual_sums_prune_as_convolutions() {
-        use crate::engine::kernels::PoolKind;
-        use crate::engine::model::{Activation, InputKind, InputSpec, ModelBuilder, Padding};
-        use ndarray::{Array1, Array4};
-        let conv = |activation| Op::Conv2D {
-            kernel: Array4::ones((1, 1, 2, 2)),
-            bias: Array1::zeros(2),
-            strides: [1, 1],
-            padding: Padding::Valid,
-            activation,
-        };
-        let mut b = ModelBuilder::new("m", InputSpec::new(vec![3, 3, 2], InputKind::Image)).unwrap();
-        let c1 = b.push("c1", conv(Activation::Linear)).unwrap();
-        let bn = b.push("bn", Op::BatchNorm { scale: Array1::ones(2), shift: Array1::zeros(2) }).unwrap();
-        let r1 = b.push("r1", Op::Activation(Activation::Relu)).unwrap();
-        let c2 = b.push("c2", conv(Activation::Relu)).unwrap();
-        b.add("sum", Op::Add { activation: Activation::Linear }, &[r1, c2]).unwrap();
-        let r2 = b.push("r2", Op::Activation(Activation::Relu)).unwrap();
-        b.push("gap", Op::GlobalPool(PoolKind::Avg)).unwrap();
-        let head =
-            b.push("out", Op::Dense { kernel: Array2::ones((2, 2)), bias: Array1::zeros(2), activation: Activation::Softmax }).unwrap();
-        let m = b.finish(vec!["a".into(), "b".into()]).unwrap();
+        let (m, [c1, r1, c2, r2]) = super::super::tests::tiny_residual([0.0, 0.0]);
+        let (bn, head) = (c1 + 1, m.head);
         // The ReLU after Conv → BatchNorm owns the conv's channels; c2 is its own activation.
         assert_eq!((kernel_of(&m, r1), kernel_of(&m, c2)), (Some(c1), Some(c2)));
         // A BatchNorm that another layer also reads is not the activation's alone.

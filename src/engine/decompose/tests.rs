@@ -657,3 +657,29 @@ fn calibrating_every_module_costs_about_one_recorded_pass() {
     let l = labels(10, 20);
     assert!((0..10).all(|c| per_class(&calibration_rows(&l, 10), &l, c) == 10));
 }
+
+/// A tiny residual block (shared by the relevance and kept-weights tests):
+/// c1 (1×1, 2 → 2, linear) → BatchNorm(shift) → r1 (ReLU) → c2 (1×1, ReLU); sum = r1 + c2 →
+/// r2 (ReLU) → global average → head (2 × 2). Kernels: 4 + 4 + 4 weights.
+pub(super) fn tiny_residual(shift: [f32; 2]) -> (Model, [NodeId; 4]) {
+    use crate::engine::kernels::PoolKind;
+    use crate::engine::model::Padding;
+    use ndarray::Array4;
+    let conv = |activation| Op::Conv2D {
+        kernel: Array4::ones((1, 1, 2, 2)),
+        bias: Array1::zeros(2),
+        strides: [1, 1],
+        padding: Padding::Valid,
+        activation,
+    };
+    let mut b = ModelBuilder::new("m", InputSpec::new(vec![3, 3, 2], InputKind::Image)).unwrap();
+    let c1 = b.push("c1", conv(Activation::Linear)).unwrap();
+    b.push("bn", Op::BatchNorm { scale: Array1::ones(2), shift: arr1(&shift) }).unwrap();
+    let r1 = b.push("r1", Op::Activation(Activation::Relu)).unwrap();
+    let c2 = b.push("c2", conv(Activation::Relu)).unwrap();
+    b.add("sum", Op::Add { activation: Activation::Linear }, &[r1, c2]).unwrap();
+    let r2 = b.push("r2", Op::Activation(Activation::Relu)).unwrap();
+    b.push("gap", Op::GlobalPool(PoolKind::Avg)).unwrap();
+    b.push("out", Op::Dense { kernel: Array2::ones((2, 2)), bias: Array1::zeros(2), activation: Activation::Softmax }).unwrap();
+    (b.finish(vec!["a".into(), "b".into()]).unwrap(), [c1, r1, c2, r2])
+}

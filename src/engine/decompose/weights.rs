@@ -227,34 +227,11 @@ fn reads(model: &Model, tracked: &[NodeId], node: NodeId, out: &mut std::collect
 
 #[cfg(test)]
 mod tests {
-    use ndarray::{Array1, Array2, Array4, arr1};
-
     use super::*;
     use crate::engine::bits::BitSet;
-    use crate::engine::kernels::PoolKind;
-    use crate::engine::model::{InputKind, InputSpec, Masks, ModelBuilder, Padding, UnitMask};
+    use crate::engine::model::{Masks, UnitMask};
 
-    /// c1 (1×1, 2 → 2, linear) → BatchNorm(shift) → r1 (ReLU) → c2 (1×1, ReLU); sum = r1 + c2 →
-    /// r2 (ReLU) → global average → head (2 × 2). Kernels: 4 + 4 + 4 weights.
-    fn residual(shift: [f32; 2]) -> (Model, [NodeId; 4]) {
-        let conv = |activation| Op::Conv2D {
-            kernel: Array4::ones((1, 1, 2, 2)),
-            bias: Array1::zeros(2),
-            strides: [1, 1],
-            padding: Padding::Valid,
-            activation,
-        };
-        let mut b = ModelBuilder::new("m", InputSpec::new(vec![3, 3, 2], InputKind::Image)).unwrap();
-        let c1 = b.push("c1", conv(Activation::Linear)).unwrap();
-        b.push("bn", Op::BatchNorm { scale: Array1::ones(2), shift: arr1(&shift) }).unwrap();
-        let r1 = b.push("r1", Op::Activation(Activation::Relu)).unwrap();
-        let c2 = b.push("c2", conv(Activation::Relu)).unwrap();
-        b.add("sum", Op::Add { activation: Activation::Linear }, &[r1, c2]).unwrap();
-        let r2 = b.push("r2", Op::Activation(Activation::Relu)).unwrap();
-        b.push("gap", Op::GlobalPool(PoolKind::Avg)).unwrap();
-        b.push("out", Op::Dense { kernel: Array2::ones((2, 2)), bias: Array1::zeros(2), activation: Activation::Softmax }).unwrap();
-        (b.finish(vec!["a".into(), "b".into()]).unwrap(), [c1, r1, c2, r2])
-    }
+    use super::super::tests::tiny_residual as residual;
 
     /// A module of class 0 that removes `channel` of `node` at all 9 positions.
     fn without(node: NodeId, channel: usize) -> Module {
